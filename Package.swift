@@ -1,0 +1,81 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "myba",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "MyBAOps", targets: ["MyBAOps"]),
+        .executable(name: "myba-server", targets: ["MyBAServer"]),
+        .executable(name: "myba-admin", targets: ["MyBAAdmin"]),
+        .executable(name: "myba-bench", targets: ["MyBABench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.0"),
+    ],
+    targets: [
+        // Every rule of MyBA: ledger, storage, logging, plans. No HTTP routing, no terminal.
+        .target(
+            name: "MyBAOps",
+            dependencies: [
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .executableTarget(
+            name: "MyBAServer",
+            dependencies: [
+                "MyBAOps",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "MyBAAdmin",
+            dependencies: [
+                "MyBAOps",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // Benchmarks and the multi-process ledger worker used by tests; never shipped.
+        .executableTarget(
+            name: "MyBABench",
+            dependencies: [
+                "MyBAOps",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "benchmarks/MyBABench"
+        ),
+        .testTarget(
+            name: "MyBAOpsTests",
+            dependencies: [
+                "MyBAOps",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "MyBAServerTests",
+            dependencies: [
+                "MyBAServer",
+                "MyBAOps",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
+        .testTarget(
+            name: "MyBAAdminTests",
+            dependencies: [
+                "MyBAOps",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
+    ]
+)

@@ -1,0 +1,276 @@
+import Foundation
+import GRDB
+
+/// A request to append one entry to the ledger.
+public struct LedgerPosting: Equatable, Sendable {
+    public var userId: String
+    public var kind: LedgerEntryKind
+    /// Signed change of `tokens`; its sign must match `kind.allowedSign`.
+    public var delta: Int
+    /// Unique forever. Re-posting it with the same parameters returns the original entry.
+    public var idempotencyKey: String
+    /// What caused the entry: a checkout session, an event id, a request id.
+    public var reference: String?
+    /// Who made the change: `api`, `webhook:stripe`, `operator:alice`, …
+    public var actor: String
+    public var reason: String?
+    public var requestId: String?
+    /// Legacy counters and dates, for `import` entries only.
+    public var opening: OpeningBalance?
+
+    public init(
+        userId: String, kind: LedgerEntryKind, delta: Int, idempotencyKey: String,
+        reference: String? = nil, actor: String, reason: String? = nil, requestId: String? = nil,
+        opening: OpeningBalance? = nil
+    ) {
+        self.userId = userId
+        self.kind = kind
+        self.delta = delta
+        self.idempotencyKey = idempotencyKey
+        self.reference = reference
+        self.actor = actor
+        self.reason = reason
+        self.requestId = requestId
+        self.opening = opening
+    }
+}
+
+/// What posting did.
+public struct PostingResult: Equatable, Sendable {
+    /// The entry: new, or the original one for a replayed idempotency key.
+    public var entry: LedgerEntry
+    /// The balance after the entry (for a replay: the current balance).
+    public var balance: Balance
+    /// True when the key existed and nothing was written.
+    public var replayed: Bool
+}
+
+/// The number of tokens the welcome grant gives.
+public let welcomeGrantTokens = 6
+
+/// Limits that keep arithmetic far from overflow and keys within Stripe's 255 characters.
+public enum LedgerLimits {
+    public static let maxAbsoluteDelta = 1_000_000_000
+    public static let maxIdempotencyKeyLength = 255
+    public static let maxUserIdLength = 255
+}
+
+extension AppDatabase {
+    /// Appends `posting` to the ledger and moves the balance in the same transaction.
+    public func post(_ posting: LedgerPosting) async throws -> PostingResult {
+        try Self.validate(posting)
+        return try await immediateWrite { db in try Self.post(posting, now: Date(), in: db) }
+    }
+
+    /// Synchronous `post`, for benchmarks and tools without an async context.
+    public func postSync(_ posting: LedgerPosting) throws -> PostingResult {
+        try Self.validate(posting)
+        return try immediateWriteSync { db in try Self.post(posting, now: Date(), in: db) }
+    }
+
+    /// Spends `amount` tokens, never taking the balance below zero: a consume that does not fit
+    /// throws `LedgerError.insufficientTokens` and writes nothing.
+    public func consume(
+        userId: String, amount: Int = 1, idempotencyKey: String, reference: String? = nil,
+        actor: String, requestId: String? = nil
+    ) async throws -> PostingResult {
+        try await post(Self.consumePosting(userId: userId, amount: amount, idempotencyKey: idempotencyKey, reference: reference, actor: actor, requestId: requestId))
+    }
+
+    /// Synchronous `consume`.
+    public func consumeSync(
+        userId: String, amount: Int = 1, idempotencyKey: String, reference: String? = nil,
+        actor: String, requestId: String? = nil
+    ) throws -> PostingResult {
+        try postSync(Self.consumePosting(userId: userId, amount: amount, idempotencyKey: idempotencyKey, reference: reference, actor: actor, requestId: requestId))
+    }
+
+    private static func consumePosting(userId: String, amount: Int, idempotencyKey: String, reference: String?, actor: String, requestId: String?) throws -> LedgerPosting {
+        guard amount > 0 else { throw LedgerError.invalidPosting("a consume takes a positive amount, got \(amount)") }
+        return LedgerPosting(userId: userId, kind: .consume, delta: -amount, idempotencyKey: idempotencyKey, reference: reference, actor: actor, requestId: requestId)
+    }
+
+    /// Creates the customer if unknown and grants the welcome tokens once (key `welcome:<userId>`),
+    /// in one transaction. Safe to call on every sign-in and from the Clerk webhook.
+    public func openAccount(userId: String, email: String?, actor: String, requestId: String? = nil) async throws -> PostingResult {
+        let posting = LedgerPosting(
+            userId: userId, kind: .welcome, delta: welcomeGrantTokens, idempotencyKey: "welcome:\(userId)",
+            actor: actor, reason: "welcome grant", requestId: requestId
+        )
+        try Self.validate(posting)
+        return try await immediateWrite { db in
+            let now = Date().truncatedToMilliseconds
+            try Self.insertCustomerIfMissing(userId: userId, email: email, now: now, in: db)
+            return try Self.post(posting, now: now, in: db)
+        }
+    }
+
+    /// Creates the customer and its zero balance when missing; returns the stored customer.
+    @discardableResult
+    public func createCustomer(userId: String, email: String? = nil) async throws -> Customer {
+        try Self.validateUserId(userId)
+        return try await immediateWrite { db in
+            try Self.insertCustomerIfMissing(userId: userId, email: email, now: Date().truncatedToMilliseconds, in: db)
+        }
+    }
+
+    /// The balance of `userId`, or `nil` for an unknown customer.
+    public func balance(userId: String) async throws -> Balance? {
+        try await writer.read { db in try Balance.fetchOne(db, key: userId) }
+    }
+
+    /// The customer `userId`, or `nil`.
+    public func customer(userId: String) async throws -> Customer? {
+        try await writer.read { db in try Customer.fetchOne(db, key: userId) }
+    }
+
+    /// The newest `limit` entries of `userId`, newest first.
+    public func entries(userId: String, limit: Int) async throws -> [LedgerEntry] {
+        try await writer.read { db in
+            try LedgerEntry
+                .filter(Column("user_id") == userId)
+                .order(Column("id").desc)
+                .limit(limit)
+                .fetchAll(db)
+        }
+    }
+
+    /// The number of customers, deleted ones included.
+    public func customerCount() async throws -> Int {
+        try await writer.read { db in try Customer.fetchCount(db) }
+    }
+}
+
+// MARK: - Rules
+
+extension AppDatabase {
+    static func validateUserId(_ userId: String) throws {
+        guard !userId.isEmpty, userId.count <= LedgerLimits.maxUserIdLength,
+              !userId.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
+        else { throw LedgerError.invalidPosting("user id must be 1–\(LedgerLimits.maxUserIdLength) printable characters") }
+    }
+
+    static func validate(_ posting: LedgerPosting) throws {
+        try validateUserId(posting.userId)
+        let key = posting.idempotencyKey
+        guard !key.isEmpty, key.utf8.count <= LedgerLimits.maxIdempotencyKeyLength else {
+            throw LedgerError.invalidPosting("idempotency key must be 1–\(LedgerLimits.maxIdempotencyKeyLength) bytes")
+        }
+        guard abs(posting.delta) <= LedgerLimits.maxAbsoluteDelta else {
+            throw LedgerError.invalidPosting("delta \(posting.delta) is beyond ±\(LedgerLimits.maxAbsoluteDelta)")
+        }
+        guard posting.kind.allowedSign.admits(posting.delta) else {
+            throw LedgerError.invalidPosting("a \(posting.kind.rawValue) entry takes a \(posting.kind.allowedSign.phrase) delta, got \(posting.delta)")
+        }
+        guard !posting.actor.isEmpty else { throw LedgerError.invalidPosting("actor is required") }
+        if let opening = posting.opening {
+            guard posting.kind == .import else {
+                throw LedgerError.invalidPosting("only import entries carry opening counters")
+            }
+            for (name, value) in [("tokens_used", opening.tokensUsed), ("tokens_purchased", opening.tokensPurchased), ("tokens_transferred", opening.tokensTransferred)] {
+                guard (0...LedgerLimits.maxAbsoluteDelta).contains(value) else {
+                    throw LedgerError.invalidPosting("opening \(name) must be between 0 and \(LedgerLimits.maxAbsoluteDelta), got \(value)")
+                }
+            }
+        }
+    }
+
+    @discardableResult
+    static func insertCustomerIfMissing(userId: String, email: String?, now: Date, in db: Database) throws -> Customer {
+        if let existing = try Customer.fetchOne(db, key: userId) {
+            if existing.email == nil, let email {
+                var updated = existing
+                updated.email = email
+                try updated.update(db)
+                return updated
+            }
+            return existing
+        }
+        let customer = Customer(userId: userId, email: email, createdAt: now)
+        try customer.insert(db)
+        try Balance.empty(userId: userId, at: now).insert(db)
+        return customer
+    }
+
+    /// The heart of the ledger. Runs inside an IMMEDIATE transaction: the existing-key check,
+    /// the balance check, the entry and the projection update all commit together or not at all.
+    static func post(_ posting: LedgerPosting, now: Date, in db: Database) throws -> PostingResult {
+        let now = now.truncatedToMilliseconds
+        if let existing = try LedgerEntry.filter(Column("idempotency_key") == posting.idempotencyKey).fetchOne(db) {
+            guard existing.matches(posting) else {
+                throw LedgerError.idempotencyKeyReused(key: posting.idempotencyKey, existingEntryId: existing.id ?? 0)
+            }
+            let balance = try Balance.fetchOne(db, key: posting.userId) ?? .empty(userId: posting.userId, at: now)
+            return PostingResult(entry: existing, balance: balance, replayed: true)
+        }
+        guard let current = try Balance.fetchOne(db, key: posting.userId) else {
+            throw LedgerError.unknownCustomer(userId: posting.userId)
+        }
+        let opening = posting.opening.map(OpeningBalance.truncatingDates)
+        let effect = posting.kind.effect(delta: posting.delta, at: now, opening: opening)
+        let next = current.applying(effect, at: now)
+        try refuseNegative(current: current, next: next, posting: posting)
+
+        var entry = LedgerEntry(
+            id: nil, userId: posting.userId, kind: posting.kind, delta: effect.tokens,
+            usedDelta: effect.used, purchasedDelta: effect.purchased, transferredDelta: effect.transferred,
+            setsLastPurchase: effect.setsLastPurchase, setsTransferDate: effect.setsTransferDate,
+            idempotencyKey: posting.idempotencyKey, reference: posting.reference, actor: posting.actor,
+            reason: posting.reason, requestId: posting.requestId, createdAt: now
+        )
+        try entry.insert(db)
+        try next.update(db)
+        return PostingResult(entry: entry, balance: next, replayed: false)
+    }
+
+    private static func refuseNegative(current: Balance, next: Balance, posting: LedgerPosting) throws {
+        if next.tokens < 0 {
+            if posting.kind == .consume {
+                throw LedgerError.insufficientTokens(userId: posting.userId, available: current.tokens, requested: -posting.delta)
+            }
+            throw LedgerError.wouldGoNegative(userId: posting.userId, field: "tokens", current: current.tokens, change: next.tokens - current.tokens)
+        }
+        for (field, before, after) in [
+            ("tokens_used", current.tokensUsed, next.tokensUsed),
+            ("tokens_purchased", current.tokensPurchased, next.tokensPurchased),
+            ("tokens_transferred", current.tokensTransferred, next.tokensTransferred),
+        ] where after < 0 {
+            throw LedgerError.wouldGoNegative(userId: posting.userId, field: field, current: before, change: after - before)
+        }
+    }
+}
+
+extension LedgerEntry {
+    /// Whether `posting` asks for the change this entry made. Actor, reason and request id are
+    /// descriptive and may differ between a request and its retry; everything that moves tokens
+    /// or identifies their cause must be equal.
+    func matches(_ posting: LedgerPosting) -> Bool {
+        guard userId == posting.userId, kind == posting.kind, delta == posting.delta, reference == posting.reference else {
+            return false
+        }
+        guard kind == .import else { return posting.opening == nil }
+        let opening = posting.opening ?? OpeningBalance()
+        return usedDelta == opening.tokensUsed
+            && purchasedDelta == opening.tokensPurchased
+            && transferredDelta == opening.tokensTransferred
+            && sameMillisecond(setsLastPurchase, opening.lastPurchase)
+            && sameMillisecond(setsTransferDate, opening.transferDate)
+    }
+}
+
+func sameMillisecond(_ a: Date?, _ b: Date?) -> Bool {
+    switch (a, b) {
+    case (nil, nil): return true
+    case let (a?, b?): return (a.timeIntervalSince1970 * 1000).rounded() == (b.timeIntervalSince1970 * 1000).rounded()
+    default: return false
+    }
+}
+
+extension OpeningBalance {
+    static func truncatingDates(_ opening: OpeningBalance) -> OpeningBalance {
+        var copy = opening
+        copy.lastPurchase = copy.lastPurchase?.truncatedToMilliseconds
+        copy.transferDate = copy.transferDate?.truncatedToMilliseconds
+        return copy
+    }
+}

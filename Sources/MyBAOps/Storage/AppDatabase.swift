@@ -1,0 +1,119 @@
+import Foundation
+import GRDB
+
+/// The MyBA database: every read and write of the ledger goes through this type.
+///
+/// It wraps an injected `DatabaseWriter` so production uses a `DatabasePool` on a file shared by
+/// the server and the console, while tests may use a temporary file or an in-memory queue.
+public struct AppDatabase: Sendable {
+    /// The underlying GRDB writer. Exposed for tests and benchmarks; application code uses the
+    /// operations defined on `AppDatabase`.
+    public let writer: any DatabaseWriter
+
+    /// Wraps `writer` and brings its schema up to date.
+    public init(_ writer: any DatabaseWriter) throws {
+        self.writer = writer
+        try Self.migrator.migrate(writer)
+    }
+
+    /// The database's path, or `nil` for an in-memory database.
+    public var path: String { writer.path }
+}
+
+// MARK: - Opening files
+
+extension AppDatabase {
+    /// Options for opening a database file.
+    public struct FileOptions: Sendable {
+        /// How long a writer waits for another connection's lock before failing with `SQLITE_BUSY`.
+        public var busyTimeout: TimeInterval
+        /// Create the file (and its directory) when missing. The console opens with `false` so a
+        /// mistyped `--db` fails instead of silently creating an empty ledger.
+        public var createIfMissing: Bool
+
+        public init(busyTimeout: TimeInterval = 5, createIfMissing: Bool = true) {
+            self.busyTimeout = busyTimeout
+            self.createIfMissing = createIfMissing
+        }
+    }
+
+    /// Opens (creating when allowed) the SQLite file at `path` as a WAL-mode `DatabasePool` and
+    /// migrates it. Safe to call from several processes at once.
+    public static func openFile(at path: String, options: FileOptions = .init()) throws -> AppDatabase {
+        let fileManager = FileManager.default
+        let url = URL(fileURLWithPath: path)
+        if !fileManager.fileExists(atPath: url.path) {
+            guard options.createIfMissing else { throw StorageError.databaseMissing(path: url.path) }
+            try fileManager.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        }
+        // Two processes migrating a brand-new file at the same moment can both try to create the
+        // tables; an exclusive lock beside the file serialises opening and migrating.
+        let lock = try FileLock(path: url.path + ".lock")
+        return try lock.withExclusiveLock {
+            let pool = try DatabasePool(path: url.path, configuration: makeConfiguration(busyTimeout: options.busyTimeout))
+            return try AppDatabase(pool)
+        }
+    }
+
+    /// An in-memory database, for tests that need neither a file nor several connections.
+    public static func inMemory() throws -> AppDatabase {
+        try AppDatabase(DatabaseQueue(configuration: makeConfiguration(busyTimeout: 1)))
+    }
+
+    /// The connection configuration shared by every MyBA process.
+    public static func makeConfiguration(busyTimeout: TimeInterval) -> Configuration {
+        var config = Configuration()
+        config.busyMode = .timeout(busyTimeout)
+        config.foreignKeysEnabled = true
+        config.prepareDatabase { db in
+            // A committed token movement must survive power loss, not only a process crash.
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        return config
+    }
+}
+
+/// Storage failures that an operator can act on.
+public enum StorageError: Error, CustomStringConvertible, Sendable {
+    case databaseMissing(path: String)
+    case lockFailed(path: String, errno: Int32)
+
+    public var description: String {
+        switch self {
+        case .databaseMissing(let path):
+            return "no database at \(path) (start the server once or pass --db with the right path)"
+        case .lockFailed(let path, let code):
+            return "cannot lock \(path): \(String(cString: strerror(code)))"
+        }
+    }
+}
+
+// MARK: - Transactions
+
+extension AppDatabase {
+    /// Runs `body` in an IMMEDIATE transaction: the write lock is taken at BEGIN, so a
+    /// read-check-write sequence cannot be interleaved with another process's writer, and waiting
+    /// for the lock honours the busy timeout instead of failing on a lock upgrade.
+    func immediateWrite<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await writer.writeWithoutTransaction { db in
+            var result: T?
+            try db.inTransaction(.immediate) {
+                result = try body(db)
+                return .commit
+            }
+            return result!
+        }
+    }
+
+    /// Synchronous twin of `immediateWrite` for callers without an async context (benchmarks).
+    func immediateWriteSync<T>(_ body: (Database) throws -> T) throws -> T {
+        try writer.writeWithoutTransaction { db in
+            var result: T?
+            try db.inTransaction(.immediate) {
+                result = try body(db)
+                return .commit
+            }
+            return result!
+        }
+    }
+}

@@ -1,0 +1,66 @@
+import GRDB
+
+extension AppDatabase {
+    /// Every schema change, in order. A shipped migration is never edited: add a new one.
+    /// Migrations use raw table and column names, never app types, so they stay valid as the
+    /// Swift code evolves.
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+
+        migrator.registerMigration("2026-11-25 customers, ledger entries, balances") { db in
+            try db.create(table: "customers") { t in
+                t.primaryKey("user_id", .text).check { length($0) > 0 }
+                t.column("email", .text)
+                t.column("stripe_customer_id", .text).unique()
+                t.column("created_at", .datetime).notNull()
+                t.column("deleted_at", .datetime)
+            }
+            try db.create(index: "customers_on_email", on: "customers", columns: ["email"])
+
+            try db.create(table: "ledger_entries") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("user_id", .text).notNull().references("customers", onDelete: .restrict)
+                t.column("kind", .text).notNull()
+                    .check(sql: "kind IN ('welcome','transfer','purchase','consume','release','adjust','refund_credit','payment_refund','import')")
+                // The signed change of `tokens`, then the entry's effect on the other projection
+                // fields. Stored explicitly so `verify` can recompute every field by summing.
+                t.column("delta", .integer).notNull()
+                t.column("used_delta", .integer).notNull().defaults(to: 0)
+                t.column("purchased_delta", .integer).notNull().defaults(to: 0)
+                t.column("transferred_delta", .integer).notNull().defaults(to: 0)
+                t.column("sets_last_purchase", .datetime)
+                t.column("sets_transfer_date", .datetime)
+                t.column("idempotency_key", .text).notNull().unique().check { length($0) > 0 }
+                t.column("reference", .text)
+                t.column("actor", .text).notNull()
+                t.column("reason", .text)
+                t.column("request_id", .text)
+                t.column("created_at", .datetime).notNull()
+            }
+            try db.create(index: "ledger_entries_on_user", on: "ledger_entries", columns: ["user_id", "id"])
+            try db.create(index: "ledger_entries_on_reference", on: "ledger_entries", columns: ["reference"])
+            try db.create(index: "ledger_entries_on_request", on: "ledger_entries", columns: ["request_id"])
+            // The ledger is append-only, for everyone holding the file, not only for this code.
+            try db.execute(sql: """
+                CREATE TRIGGER ledger_entries_are_append_only_update BEFORE UPDATE ON ledger_entries
+                BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;
+                CREATE TRIGGER ledger_entries_are_append_only_delete BEFORE DELETE ON ledger_entries
+                BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;
+                """)
+
+            try db.create(table: "balances") { t in
+                t.primaryKey("user_id", .text).references("customers", onDelete: .restrict)
+                t.column("tokens", .integer).notNull().defaults(to: 0).check { $0 >= 0 }
+                t.column("tokens_used", .integer).notNull().defaults(to: 0).check { $0 >= 0 }
+                t.column("tokens_purchased", .integer).notNull().defaults(to: 0).check { $0 >= 0 }
+                t.column("tokens_transferred", .integer).notNull().defaults(to: 0).check { $0 >= 0 }
+                t.column("last_purchase", .datetime)
+                t.column("transfer_date", .datetime)
+                t.column("updated_at", .datetime).notNull()
+            }
+            try db.create(index: "balances_on_tokens", on: "balances", columns: ["tokens"])
+        }
+
+        return migrator
+    }
+}
