@@ -1,0 +1,166 @@
+import Foundation
+import GRDB
+import HTTPTypes
+import Hummingbird
+import Logging
+import MyBAOps
+
+extension HTTPField.Name {
+    static let requestID = HTTPField.Name("X-Request-ID")!
+}
+
+/// Gives every request an id — the caller's `X-Request-ID` when it is short and made of safe
+/// characters, a fresh one otherwise — and puts it on every log line of the request and on the
+/// response.
+struct RequestIDMiddleware: RouterMiddleware {
+    typealias Context = MyBARequestContext
+    let maxBodyBytes: Int
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var context = context
+        let requestId = request.headers[.requestID].flatMap(Self.acceptable) ?? Self.generate()
+        context.requestId = requestId
+        context.bodyLimit = maxBodyBytes
+        context.logger[metadataKey: "hb.request.id"] = nil
+        context.logger[metadataKey: "request.id"] = .string(requestId)
+        var response = try await next(request, context)
+        response.headers[.requestID] = requestId
+        return response
+    }
+
+    /// An incoming id is kept when it is 1–128 characters of letters, digits and `-_.:`.
+    static func acceptable(_ candidate: String) -> String? {
+        guard (1...128).contains(candidate.utf8.count),
+              candidate.utf8.allSatisfy({ byte in
+                  (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+                      || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: ".") || byte == UInt8(ascii: ":")
+              })
+        else { return nil }
+        return candidate
+    }
+
+    static func generate() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let hex = (0..<2).map { _ in String(generator.next() as UInt64, radix: 16) }.map { String(repeating: "0", count: 16 - $0.count) + $0 }
+        return "req_" + hex.joined()
+    }
+}
+
+/// Refuses bodies declared larger than the cap before reading them; bodies without a length are
+/// capped while they are read (`maxUploadSize`).
+struct BodyLimitMiddleware: RouterMiddleware {
+    typealias Context = MyBARequestContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if let declared = request.headers[.contentLength].flatMap(Int.init), declared > context.bodyLimit {
+            throw APIError(.contentTooLarge, code: "payload_too_large", message: "request body is larger than \(context.bodyLimit) bytes")
+        }
+        return try await next(request, context)
+    }
+}
+
+/// One line per request with method, path, status and duration, at the end of the request.
+struct AccessLogMiddleware: RouterMiddleware {
+    typealias Context = MyBARequestContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let start = ContinuousClock.now
+        let response = try await next(request, context)
+        let elapsed = ContinuousClock.now - start
+        let milliseconds = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+        context.logger.info("request", metadata: [
+            "http.method": .string(request.method.rawValue),
+            "http.path": .string(request.uri.path),
+            "http.status": .stringConvertible(response.status.code),
+            "duration.ms": .stringConvertible((milliseconds * 1000).rounded() / 1000),
+        ])
+        return response
+    }
+}
+
+/// Turns every error into the JSON error shape, so clients never see an empty body or HTML.
+struct JSONErrorMiddleware: RouterMiddleware {
+    typealias Context = MyBARequestContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch {
+            let apiError = APIError(from: error)
+            if apiError.status.code >= 500 {
+                context.logger.error("request failed", metadata: ["error.code": .string(apiError.code), "error.message": "\(error)"])
+            }
+            return apiError.response(requestId: context.requestId)
+        }
+    }
+}
+
+/// An error as the API reports it: `{"error":{"code":…,"message":…,"requestId":…}}`.
+struct APIError: Error {
+    var status: HTTPResponse.Status
+    var code: String
+    var message: String
+
+    init(_ status: HTTPResponse.Status, code: String, message: String) {
+        self.status = status
+        self.code = code
+        self.message = message
+    }
+
+    init(from error: any Error) {
+        switch error {
+        case let error as APIError:
+            self = error
+        case let error as HTTPError:
+            self.init(error.status, code: Self.code(for: error.status), message: error.body ?? Self.message(for: error.status))
+        case let error as DatabaseError where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED:
+            self.init(.serviceUnavailable, code: "database_busy", message: "the database is busy; retry shortly")
+        case let error as LedgerError:
+            switch error {
+            case .insufficientTokens: self.init(.init(code: 402, reasonPhrase: "Payment Required"), code: error.code, message: error.description)
+            case .unknownCustomer: self.init(.notFound, code: error.code, message: error.description)
+            case .idempotencyKeyReused: self.init(.conflict, code: error.code, message: error.description)
+            case .wouldGoNegative, .invalidPosting: self.init(.badRequest, code: error.code, message: error.description)
+            }
+        default:
+            self.init(.internalServerError, code: "internal_error", message: "the server failed to handle this request")
+        }
+    }
+
+    func response(requestId: String) -> Response {
+        let body = ErrorBody(error: .init(code: code, message: message, requestId: requestId))
+        let data = (try? JSONEncoder().encode(body)) ?? Data("{\"error\":{\"code\":\"internal_error\"}}".utf8)
+        return Response(
+            status: status,
+            headers: [.contentType: "application/json; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static func code(for status: HTTPResponse.Status) -> String {
+        switch status.code {
+        case 400: return "bad_request"
+        case 401: return "unauthorized"
+        case 403: return "forbidden"
+        case 404: return "not_found"
+        case 405: return "method_not_allowed"
+        case 413: return "payload_too_large"
+        case 415: return "unsupported_media_type"
+        case 429: return "rate_limited"
+        case 503: return "unavailable"
+        default: return status.code >= 500 ? "internal_error" : "request_error"
+        }
+    }
+
+    static func message(for status: HTTPResponse.Status) -> String {
+        status.code == 404 ? "no such endpoint" : status.reasonPhrase.lowercased()
+    }
+
+    struct ErrorBody: Encodable {
+        struct Detail: Encodable {
+            var code: String
+            var message: String
+            var requestId: String
+        }
+        var error: Detail
+    }
+}
