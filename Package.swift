@@ -52,10 +52,18 @@ let package = Package(
             ],
             path: "benchmarks/MyBABench"
         ),
+        // Helpers shared by the test targets: temporary directories, locating and running the
+        // built executables.
+        .target(
+            name: "MyBATestSupport",
+            dependencies: ["MyBAOps"],
+            path: "Tests/MyBATestSupport"
+        ),
         .testTarget(
             name: "MyBAOpsTests",
             dependencies: [
                 "MyBAOps",
+                "MyBATestSupport",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -65,6 +73,7 @@ let package = Package(
             dependencies: [
                 "MyBAServer",
                 "MyBAOps",
+                "MyBATestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
@@ -74,6 +83,7 @@ let package = Package(
             name: "MyBAAdminTests",
             dependencies: [
                 "MyBAOps",
+                "MyBATestSupport",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),

@@ -196,14 +196,14 @@ extension AppDatabase {
     /// the balance check, the entry and the projection update all commit together or not at all.
     static func post(_ posting: LedgerPosting, now: Date, in db: Database) throws -> PostingResult {
         let now = now.truncatedToMilliseconds
-        if let existing = try LedgerEntry.filter(Column("idempotency_key") == posting.idempotencyKey).fetchOne(db) {
+        if let existing = try LedgerStatements.entry(idempotencyKey: posting.idempotencyKey, in: db) {
             guard existing.matches(posting) else {
                 throw LedgerError.idempotencyKeyReused(key: posting.idempotencyKey, existingEntryId: existing.id ?? 0)
             }
-            let balance = try Balance.fetchOne(db, key: posting.userId) ?? .empty(userId: posting.userId, at: now)
+            let balance = try LedgerStatements.balance(userId: posting.userId, in: db) ?? .empty(userId: posting.userId, at: now)
             return PostingResult(entry: existing, balance: balance, replayed: true)
         }
-        guard let current = try Balance.fetchOne(db, key: posting.userId) else {
+        guard let current = try LedgerStatements.balance(userId: posting.userId, in: db) else {
             throw LedgerError.unknownCustomer(userId: posting.userId)
         }
         let opening = posting.opening.map(OpeningBalance.truncatingDates)
@@ -218,8 +218,8 @@ extension AppDatabase {
             idempotencyKey: posting.idempotencyKey, reference: posting.reference, actor: posting.actor,
             reason: posting.reason, requestId: posting.requestId, createdAt: now
         )
-        try entry.insert(db)
-        try next.update(db)
+        try LedgerStatements.insert(&entry, in: db)
+        try LedgerStatements.update(next, in: db)
         return PostingResult(entry: entry, balance: next, replayed: false)
     }
 

@@ -1,0 +1,259 @@
+import Foundation
+import GRDB
+import MyBATestSupport
+import Testing
+@testable import MyBAOps
+
+/// A ledger on a real SQLite file in a temporary directory.
+struct LedgerFixture {
+    let directory: TemporaryDirectory
+    let database: AppDatabase
+
+    init() throws {
+        directory = try TemporaryDirectory("myba-ledger")
+        database = try AppDatabase.openFile(at: directory.file("myba.sqlite"))
+    }
+
+    func entryCount() async throws -> Int {
+        try await database.writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries")! }
+    }
+
+    /// A customer holding `tokens`, funded by an operator adjustment.
+    func customer(_ userId: String, tokens: Int) async throws {
+        try await database.createCustomer(userId: userId)
+        if tokens > 0 {
+            _ = try await database.post(LedgerPosting(userId: userId, kind: .adjust, delta: tokens, idempotencyKey: "fund:\(userId)", actor: "test", reason: "fixture"))
+        }
+    }
+}
+
+@Suite("Ledger")
+struct LedgerTests {
+    @Test("openAccount creates the customer and grants 6 welcome tokens exactly once")
+    func welcomeOnce() async throws {
+        let fixture = try LedgerFixture()
+        defer { fixture.directory.remove() }
+        let first = try await fixture.database.openAccount(userId: "user_1", email: "a@example.com", actor: "api")
+        #expect(first.replayed == false)
+        #expect(first.balance.tokens == 6)
+        let second = try await fixture.database.openAccount(userId: "user_1", email: nil, actor: "webhook:clerk")
+        #expect(second.replayed == true)
+        #expect(second.entry.id == first.entry.id)
+        #expect(try await fixture.database.balance(userId: "user_1")?.tokens == 6)
+        #expect(try await fixture.entryCount() == 1)
+        #expect(try await fixture.database.customer(userId: "user_1")?.email == "a@example.com")
+    }
+
+    @Test("replaying an idempotency key with the same parameters returns the original and changes nothing")
+    func idempotentReplay() async throws {
+        let fixture = try LedgerFixture()
+        defer { fixture.directory.remove() }
+        try await fixture.customer("user_1", tokens: 0)
+        let posting = LedgerPosting(userId: "user_1", kind: .purchase, delta: 50, idempotencyKey: "purchase:cs_1", reference: "cs_1", actor: "webhook:stripe", requestId: "req_a")
+        let original = try await fixture.database.post(posting)
+        var retry = posting
+        retry.requestId = "req_b"  // a retry arrives in another request
+        retry.actor = "console:replay"
+        let replay = try await fixture.database.post(retry)
+        #expect(replay.replayed)
+        #expect(replay.entry == original.entry)
+        #expect(replay.entry.requestId == "req_a")
+        let balance = try #require(try await fixture.database.balance(userId: "user_1"))
+        #expect(balance.tokens == 50)
+        #expect(balance.tokensPurchased == 50)
+        #expect(try await fixture.entryCount() == 1)
+    }
+
+    @Test("reusing an idempotency key with other parameters is refused and writes nothing")
+    func keyReuse() async throws {
+        let fixture = try LedgerFixture()
+        defer { fixture.directory.remove() }
+        try await fixture.customer("user_1", tokens: 0)
+        try await fixture.customer("user_2", tokens: 0)
+        let posting = LedgerPosting(userId: "user_1", kind: .purchase, delta: 10, idempotencyKey: "purchase:cs_1", reference: "cs_1", actor: "webhook:stripe")
+        let original = try await fixture.database.post(posting)
+        let entriesBefore = try await fixture.entryCount()
+
+        var otherAmount = posting; otherAmount.delta = 50
+        var otherUser = posting; otherUser.userId = "user_2"
+        var otherKind = posting; otherKind.kind = .transfer
+        var otherReference = posting; otherReference.reference = "cs_2"
+        for variant in [otherAmount, otherUser, otherKind, otherReference] {
+            await #expect(throws: LedgerError.idempotencyKeyReused(key: "purchase:cs_1", existingEntryId: original.entry.id!)) {
+                try await fixture.database.post(variant)
+            }
+        }
+        #expect(try await fixture.entryCount() == entriesBefore)
+        #expect(try await fixture.database.balance(userId: "user_1")?.tokens == 10)
+        #expect(try await fixture.database.balance(userId: "user_2")?.tokens == 0)
+    }
+
+    @Test("a consume that does not fit is refused with insufficient tokens and writes nothing")
+    func insufficient() async throws {
+        let fixture = try LedgerFixture()
+        defer { fixture.directory.remove() }
+        try await fixture.customer("user_1", tokens: 2)
+        let entriesBefore = try await fixture.entryCount()
+        await #expect(throws: LedgerError.insufficientTokens(userId: "user_1", available: 2, requested: 3)) {
+            try await fixture.database.consume(userId: "user_1", amount: 3, idempotencyKey: "gen:1", actor: "api")
+        }
+        #expect(try await fixture.entryCount() == entriesBefore)
+        let result = try await fixture.database.consume(userId: "user_1", amount: 2, idempotencyKey: "gen:2", actor: "api")
+        #expect(result.balance.tokens == 0)
+        #expect(result.balance.tokensUsed == 2)
+        // The retry of a consume that succeeded is answered from the ledger, not refused.
+        let retry = try await fixture.database.consume(userId: "user_1", amount: 2, idempotencyKey: "gen:2", actor: "api")
+        #expect(retry.replayed)
+        #expect(retry.balance.tokens == 0)
+    }
+
+    @Test("an operator adjustment cannot take a balance below zero")
+    func adjustBelowZero() async throws {
+        let fixture = try LedgerFixture()
+        defer { fixture.directory.remove() }
+        try await fixture.customer("user_1", tokens: 3)
+        await #expect(throws: LedgerError.wouldGoNegative(userId: "user_1", field: "tokens", current: 3, change: -4)) {
+            try await fixture.database.post(LedgerPosting(userId: "user_1", kind: .adjust, delta: -4, idempotencyKey: "adj:1", actor: "operator:ann", reason: "test"))
+        }
+        await #expect(throws: LedgerError.wouldGoNegative(userId: "user_1", field: "tokens_used", current: 0, change: -1)) {
+            try await fixture.database.post(LedgerPosting(userId: "user_1", kind: .release, delta: 1, idempotencyKey: "rel:1", actor: "api"))
+        }
+        #expect(try await fixture.database.balance(userId: "user_1")?.tokens == 3)
+    }
+
+    @Test("postings with the wrong sign, no customer or a bad key are refused")
+    func invalidPostings() async throws {
+        let fixture = try LedgerFixture()
+        defer { fixture.directory.remove() }
+        try await fixture.customer("user_1", tokens: 5)
+        let invalid: [LedgerPosting] = [
+            LedgerPosting(userId: "user_1", kind: .consume, delta: 1, idempotencyKey: "k1", actor: "api"),
+            LedgerPosting(userId: "user_1", kind: .purchase, delta: -1, idempotencyKey: "k2", actor: "api"),
+            LedgerPosting(userId: "user_1", kind: .adjust, delta: 0, idempotencyKey: "k3", actor: "api"),
+            LedgerPosting(userId: "user_1", kind: .adjust, delta: 1, idempotencyKey: "", actor: "api"),
+            LedgerPosting(userId: "user_1", kind: .adjust, delta: 1, idempotencyKey: String(repeating: "k", count: 256), actor: "api"),
+            LedgerPosting(userId: "user_1", kind: .adjust, delta: 2_000_000_000, idempotencyKey: "k4", actor: "api"),
+            LedgerPosting(userId: "user_1", kind: .adjust, delta: 1, idempotencyKey: "k5", actor: ""),
+            LedgerPosting(userId: "user_1", kind: .adjust, delta: 1, idempotencyKey: "k6", actor: "api", opening: OpeningBalance(tokensUsed: 1)),
+        ]
+        for posting in invalid {
+            await #expect(throws: LedgerError.self) { try await fixture.database.post(posting) }
+        }
+        await #expect(throws: LedgerError.unknownCustomer(userId: "user_nobody")) {
+            try await fixture.database.post(LedgerPosting(userId: "user_nobody", kind: .adjust, delta: 1, idempotencyKey: "k7", actor: "api"))
+        }
+        #expect(try await fixture.database.balance(userId: "user_1")?.tokens == 5)
+        #expect(try await fixture.entryCount() == 1)
+    }
+
+    @Test("each kind moves the projection fields as documented")
+    func projectionRules() async throws {
+        let fixture = try LedgerFixture()
+        defer { fixture.directory.remove() }
+        let db = fixture.database
+        try await db.createCustomer(userId: "user_1")
+        _ = try await db.openAccount(userId: "user_1", email: nil, actor: "api")
+        var balance = try #require(try await db.balance(userId: "user_1"))
+        #expect((balance.tokens, balance.tokensUsed, balance.tokensPurchased, balance.tokensTransferred) == (6, 0, 0, 0))
+
+        let transfer = try await db.post(LedgerPosting(userId: "user_1", kind: .transfer, delta: 2, idempotencyKey: "transfer:anon_1", actor: "api"))
+        let purchase = try await db.post(LedgerPosting(userId: "user_1", kind: .purchase, delta: 10, idempotencyKey: "purchase:cs_1", actor: "webhook:stripe"))
+        _ = try await db.consume(userId: "user_1", amount: 3, idempotencyKey: "gen:1", actor: "api")
+        _ = try await db.post(LedgerPosting(userId: "user_1", kind: .release, delta: 1, idempotencyKey: "release:gen:1", actor: "api"))
+        _ = try await db.post(LedgerPosting(userId: "user_1", kind: .refundCredit, delta: 2, idempotencyKey: "credit:1", actor: "operator:ann", reason: "failed job"))
+        _ = try await db.post(LedgerPosting(userId: "user_1", kind: .paymentRefund, delta: -4, idempotencyKey: "refund:ch_1", actor: "webhook:stripe"))
+        _ = try await db.post(LedgerPosting(userId: "user_1", kind: .adjust, delta: -1, idempotencyKey: "adj:1", actor: "operator:ann", reason: "typo"))
+        balance = try #require(try await db.balance(userId: "user_1"))
+        #expect(balance.tokens == 6 + 2 + 10 - 3 + 1 + 2 - 4 - 1)
+        #expect(balance.tokensUsed == 2)
+        #expect(balance.tokensPurchased == 6)
+        #expect(balance.tokensTransferred == 2)
+        #expect(balance.lastPurchase == purchase.entry.createdAt)
+        #expect(balance.transferDate == transfer.entry.createdAt)
+
+        try await db.createCustomer(userId: "user_legacy")
+        let lastPurchase = try #require(LedgerDates.parse("2025-03-01"))
+        let imported = try await db.post(LedgerPosting(
+            userId: "user_legacy", kind: .import, delta: 17, idempotencyKey: "import:user_legacy", actor: "import",
+            opening: OpeningBalance(tokensUsed: 40, tokensPurchased: 50, tokensTransferred: 1, lastPurchase: lastPurchase, transferDate: nil)))
+        #expect(imported.balance.tokens == 17)
+        #expect(imported.balance.tokensUsed == 40)
+        #expect(imported.balance.tokensPurchased == 50)
+        #expect(imported.balance.tokensTransferred == 1)
+        #expect(imported.balance.lastPurchase.map(LedgerDates.day) == "2025-03-01")
+        #expect(try await db.verify().isClean)
+    }
+
+    @Test("ledger entries cannot be updated or deleted, even with raw SQL")
+    func appendOnly() async throws {
+        let fixture = try LedgerFixture()
+        defer { fixture.directory.remove() }
+        try await fixture.customer("user_1", tokens: 5)
+        await #expect(throws: DatabaseError.self) {
+            try await fixture.database.writer.write { db in try db.execute(sql: "UPDATE ledger_entries SET delta = 500") }
+        }
+        await #expect(throws: DatabaseError.self) {
+            try await fixture.database.writer.write { db in try db.execute(sql: "DELETE FROM ledger_entries") }
+        }
+        #expect(try await fixture.entryCount() == 1)
+        #expect(try await fixture.database.verify().isClean)
+    }
+
+    @Test("with 1 token left and 50 concurrent consumers exactly one succeeds")
+    func concurrentConsumersOneToken() async throws {
+        let fixture = try LedgerFixture()
+        defer { fixture.directory.remove() }
+        try await fixture.customer("user_1", tokens: 1)
+        let database = fixture.database
+        let outcomes = await withTaskGroup(of: String.self) { group in
+            for index in 0..<50 {
+                group.addTask {
+                    do {
+                        _ = try await database.consume(userId: "user_1", idempotencyKey: "gen:\(index)", actor: "api")
+                        return "ok"
+                    } catch LedgerError.insufficientTokens {
+                        return "insufficient"
+                    } catch {
+                        return "error: \(error)"
+                    }
+                }
+            }
+            return await group.reduce(into: [String]()) { $0.append($1) }
+        }
+        #expect(outcomes.filter { $0 == "ok" }.count == 1)
+        #expect(outcomes.filter { $0 == "insufficient" }.count == 49)
+        #expect(try await database.balance(userId: "user_1")?.tokens == 0)
+        let consumes = try await database.writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries WHERE kind = 'consume'")! }
+        #expect(consumes == 1)
+        #expect(try await database.verify().isClean)
+    }
+
+    @Test("many tasks consuming, replaying and funding at once leave an exact, verifiable ledger")
+    func concurrentMixedLoad() async throws {
+        let fixture = try LedgerFixture()
+        defer { fixture.directory.remove() }
+        try await fixture.customer("user_1", tokens: 100)
+        let database = fixture.database
+        // 300 consumes over 150 distinct keys (each sent twice) race 20 purchases of 1 token.
+        let succeeded = await withTaskGroup(of: String?.self) { group in
+            for index in 0..<300 {
+                group.addTask {
+                    let key = "gen:\(index / 2)"
+                    return (try? await database.consume(userId: "user_1", idempotencyKey: key, actor: "api")).flatMap { $0.replayed ? nil : key }
+                }
+            }
+            for index in 0..<20 {
+                group.addTask {
+                    _ = try? await database.post(LedgerPosting(userId: "user_1", kind: .purchase, delta: 1, idempotencyKey: "purchase:\(index)", actor: "webhook:stripe"))
+                    return nil
+                }
+            }
+            return await group.reduce(into: Set<String>()) { if let key = $1 { $0.insert(key) } }
+        }
+        #expect(succeeded.count == 120)
+        let balance = try #require(try await database.balance(userId: "user_1"))
+        #expect(balance.tokens == 0)
+        #expect(balance.tokensUsed == 120)
+        #expect(try await database.verify().isClean)
+    }
+}

@@ -1,0 +1,99 @@
+import Foundation
+import MyBATestSupport
+import Testing
+@testable import MyBAOps
+
+/// The console and the server share one SQLite file; these tests share it between real
+/// processes running the ledger's own consume code (`myba-bench consume-worker`).
+@Suite("Ledger across processes", .serialized)
+struct MultiProcessLedgerTests {
+    @Test("two processes racing for 120 tokens with 200 consumes spend exactly 120")
+    func twoProcesses() async throws {
+        let directory = try TemporaryDirectory("myba-mp")
+        defer { directory.remove() }
+        let path = directory.file("shared.sqlite")
+        let database = try AppDatabase.openFile(at: path)
+        try await database.createCustomer(userId: "user_1")
+        _ = try await database.post(LedgerPosting(userId: "user_1", kind: .adjust, delta: 120, idempotencyKey: "fund", actor: "test", reason: "fixture"))
+
+        let workers = try (0..<2).map { index in
+            try WorkerProcess.start(["consume-worker", "--db", path, "--user", "user_1", "--attempts", "100", "--key-prefix", "p\(index)", "--concurrency", "4"])
+        }
+        // Open the gate only when both are running, so their consumes overlap.
+        FileManager.default.createFile(atPath: path + ".go", contents: nil)
+        var lines: [String] = []
+        for worker in workers {
+            let result = try worker.wait()
+            #expect(result.status == 0, "worker failed: \(result.stderr)")
+            lines += result.stdout.split(separator: "\n").map(String.init)
+        }
+        #expect(lines.count == 200)
+        #expect(lines.filter { $0.hasPrefix("error") }.isEmpty, "\(lines.filter { $0.hasPrefix("error") })")
+        #expect(lines.filter { $0.hasPrefix("ok ") }.count == 120)
+        #expect(lines.filter { $0.hasPrefix("insufficient ") }.count == 80)
+        let balance = try #require(try await database.balance(userId: "user_1"))
+        #expect(balance.tokens == 0)
+        #expect(balance.tokensUsed == 120)
+        #expect(try await database.verify().isClean)
+    }
+
+    @Test("a process killed with SIGKILL mid-consume leaves every acknowledged consume committed and the ledger clean")
+    func crashMidConsume() async throws {
+        let directory = try TemporaryDirectory("myba-crash")
+        defer { directory.remove() }
+        let path = directory.file("crash.sqlite")
+        let database = try AppDatabase.openFile(at: path)
+        try await database.createCustomer(userId: "user_1")
+        _ = try await database.post(LedgerPosting(userId: "user_1", kind: .adjust, delta: 100_000, idempotencyKey: "fund", actor: "test", reason: "fixture"))
+        FileManager.default.createFile(atPath: path + ".go", contents: nil)
+
+        var acknowledgedTotal = 0
+        for round in 0..<3 {
+            let worker = try WorkerProcess.start(["consume-worker", "--db", path, "--user", "user_1", "--attempts", "100000", "--key-prefix", "crash\(round)", "--concurrency", "3"])
+            try await Task.sleep(for: .milliseconds(Int.random(in: 150...450)))
+            kill(worker.process.processIdentifier, SIGKILL)
+            let result = try worker.wait()
+            #expect(result.status == SIGKILL || result.status == 9, "worker ended on its own: \(result.stderr)")
+            let acknowledged = Set(result.stdout.split(separator: "\n").filter { $0.hasPrefix("ok ") }.map { String($0.dropFirst(3)) })
+            #expect(!acknowledged.isEmpty, "the worker was killed before it consumed anything; raise the sleep")
+            let committed = Set(try await database.writer.read { db in
+                try String.fetchAll(db, sql: "SELECT idempotency_key FROM ledger_entries WHERE idempotency_key LIKE ?", arguments: ["crash\(round):%"])
+            })
+            // Every acknowledged consume is in the ledger; at most the in-flight ones (one per lane)
+            // committed without their acknowledgement reaching us.
+            #expect(acknowledged.isSubset(of: committed))
+            #expect(committed.count - acknowledged.count <= 3)
+            acknowledgedTotal += committed.count
+        }
+        let report = try await database.verify()
+        #expect(report.isClean, "\(report.violations)")
+        #expect(try await database.balance(userId: "user_1")?.tokens == 100_000 - acknowledgedTotal)
+        // The file is still writable after the crashes.
+        _ = try await database.consume(userId: "user_1", idempotencyKey: "after-crash", actor: "test")
+    }
+}
+
+/// A running `myba-bench` process whose output is collected until it ends.
+struct WorkerProcess {
+    let process: Process
+    private let output: Pipe
+    private let errors: Pipe
+
+    static func start(_ arguments: [String]) throws -> WorkerProcess {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: BuiltProduct.path("myba-bench"))
+        process.arguments = arguments
+        let output = Pipe(), errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        return WorkerProcess(process: process, output: output, errors: errors)
+    }
+
+    func wait() throws -> ProcessResult {
+        let out = output.fileHandleForReading.readDataToEndOfFile()
+        let err = errors.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return ProcessResult(status: process.terminationStatus, stdout: String(decoding: out, as: UTF8.self), stderr: String(decoding: err, as: UTF8.self))
+    }
+}

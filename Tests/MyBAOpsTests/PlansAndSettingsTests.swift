@@ -1,0 +1,69 @@
+import Foundation
+import MyBATestSupport
+import Testing
+@testable import MyBAOps
+
+@Suite("Plans and settings")
+struct PlansAndSettingsTests {
+    @Test("the built-in plans are Starter 10, Professional 50, Enterprise 200 with 20 % off a first purchase")
+    func standardPlans() {
+        let catalog = PlanCatalog.standard
+        #expect(catalog.plans.map(\.id) == ["starter", "professional", "enterprise"])
+        #expect(catalog.plans.map(\.tokens) == [10, 50, 200])
+        #expect(catalog.plans.map(\.amount) == [500, 2000, 6000])
+        #expect(catalog.firstPurchaseDiscountPercent == 20)
+        #expect(catalog.problems.isEmpty)
+    }
+
+    @Test("a plans file is loaded and each kind of mistake is named with the file")
+    func plansFile() throws {
+        let directory = try TemporaryDirectory("myba-plans")
+        defer { directory.remove() }
+        let good = directory.file("good.json")
+        try #"{"plans":[{"id":"team","name":"Team","tokens":500,"amount":12000,"currency":"eur"}],"firstPurchaseDiscountPercent":10}"#
+            .write(toFile: good, atomically: true, encoding: .utf8)
+        let catalog = try PlanCatalog.load(contentsOf: good)
+        #expect(catalog.plan(id: "team")?.tokens == 500)
+        #expect(catalog.firstPurchaseDiscountPercent == 10)
+
+        let cases: [(String, String)] = [
+            ("not json", "is not valid JSON"),
+            (#"{"plans":[{"id":"a","name":"A","tokens":1,"amount":500}],"firstPurchaseDiscountPercent":0}"#, "missing \"currency\" at plans[0]"),
+            (#"{"plans":[],"firstPurchaseDiscountPercent":0}"#, "lists no plans"),
+            (#"{"plans":[{"id":"a","name":"A","tokens":0,"amount":500,"currency":"usd"}],"firstPurchaseDiscountPercent":0}"#, "tokens must be"),
+            (#"{"plans":[{"id":"a","name":"A","tokens":1,"amount":10,"currency":"usd"}],"firstPurchaseDiscountPercent":0}"#, "amount must be"),
+            (#"{"plans":[{"id":"a","name":"A","tokens":1,"amount":500,"currency":"usd"},{"id":"a","name":"B","tokens":2,"amount":900,"currency":"usd"}],"firstPurchaseDiscountPercent":0}"#, "id is used twice"),
+            (#"{"plans":[{"id":"A b","name":"A","tokens":1,"amount":500,"currency":"usd"}],"firstPurchaseDiscountPercent":0}"#, "id must be"),
+            (#"{"plans":[{"id":"a","name":"A","tokens":1,"amount":500,"currency":"USD"}],"firstPurchaseDiscountPercent":0}"#, "currency must be"),
+            (#"{"plans":[{"id":"a","name":"A","tokens":1,"amount":500,"currency":"usd"}],"firstPurchaseDiscountPercent":95}"#, "firstPurchaseDiscountPercent"),
+        ]
+        for (index, (content, expected)) in cases.enumerated() {
+            let path = directory.file("bad\(index).json")
+            try content.write(toFile: path, atomically: true, encoding: .utf8)
+            let error = try #require(throws: PlanCatalogError.self) { try PlanCatalog.load(contentsOf: path) }
+            #expect(error.description.contains(path))
+            #expect(error.description.contains(expected), "\(error.description)")
+        }
+        let missing = try #require(throws: PlanCatalogError.self) { try PlanCatalog.load(contentsOf: directory.file("absent.json")) }
+        #expect(missing.description.contains("cannot be read"))
+    }
+
+    @Test("settings default to a working local setup and name the variable that is wrong")
+    func settings() throws {
+        let defaults = try MyBASettings.fromEnvironment([:])
+        #expect(defaults.host == "127.0.0.1")
+        #expect(defaults.port == 3001)
+        #expect(defaults.databasePath == "data/myba.sqlite")
+        #expect(defaults.logFile == "data/logs/myba.jsonl")
+        let custom = try MyBASettings.fromEnvironment(["PORT": "8080", "MYBA_DATABASE": "/srv/myba.sqlite", "MYBA_LOG_MAX_FILES": "2", "MYBA_ENV": "production"])
+        #expect(custom.port == 8080)
+        #expect(custom.databasePath == "/srv/myba.sqlite")
+        #expect(custom.logMaxFiles == 2)
+        #expect(custom.environmentName == "production")
+        for (name, value) in [("PORT", "eighty"), ("PORT", "70000"), ("MYBA_LOG_MAX_BYTES", "10"), ("MYBA_LOG_LEVEL", "loud"), ("MYBA_DB_BUSY_TIMEOUT_MS", "0")] {
+            let error = try #require(throws: SettingsError.self) { try MyBASettings.fromEnvironment([name: value]) }
+            #expect(error.variable == name)
+            #expect(error.description.contains(value))
+        }
+    }
+}

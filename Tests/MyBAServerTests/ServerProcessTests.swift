@@ -1,0 +1,74 @@
+import Foundation
+import MyBATestSupport
+import Testing
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// The real `myba-server` binary: environment configuration, JSON logs to stdout and the log
+/// file, and a clean stop on SIGTERM.
+@Suite("myba-server process", .serialized)
+struct ServerProcessTests {
+    @Test("starts on PORT=0 with a fresh directory, serves, logs JSON lines and stops cleanly on SIGTERM")
+    func lifecycle() async throws {
+        let directory = try TemporaryDirectory("myba-process")
+        defer { directory.remove() }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: BuiltProduct.path("myba-server"))
+        process.currentDirectoryURL = URL(fileURLWithPath: directory.path)
+        process.environment = ["PORT": "0", "PATH": "/usr/bin:/bin"]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = Pipe()
+        try process.run()
+        defer { if process.isRunning { process.terminate() } }
+
+        // The server logs the port it bound once it listens.
+        let reader = output.fileHandleForReading
+        var buffered = ""
+        var port: Int?
+        let deadline = Date().addingTimeInterval(30)
+        while port == nil, Date() < deadline {
+            let chunk = reader.availableData
+            if chunk.isEmpty { break }
+            buffered += String(decoding: chunk, as: UTF8.self)
+            for line in buffered.split(separator: "\n") {
+                if let object = try? jsonObject(String(line)), object["msg"] as? String == "server listening" {
+                    port = object["http.port"] as? Int
+                }
+            }
+        }
+        let boundPort = try #require(port, "no 'server listening' line in: \(buffered)")
+
+        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(boundPort)/api/health")!)
+        request.setValue("proc-test-1", forHTTPHeaderField: "X-Request-ID")
+        let (data, response) = try await URLSession.shared.data(for: request)
+        #expect((response as? HTTPURLResponse)?.statusCode == 200)
+        #expect(try jsonObject(String(decoding: data, as: UTF8.self))["status"] as? String == "ok")
+
+        process.terminate()  // SIGTERM
+        process.waitUntilExit()
+        #expect(process.terminationReason == .exit)
+        #expect(process.terminationStatus == 0)
+
+        // Defaults: data/myba.sqlite and data/logs/myba.jsonl under the working directory.
+        #expect(FileManager.default.fileExists(atPath: directory.file("data/myba.sqlite")))
+        let logText = try String(contentsOfFile: directory.file("data/logs/myba.jsonl"), encoding: .utf8)
+        let lines = try logText.split(separator: "\n").map { try jsonObject(String($0)) }
+        let access = try #require(lines.first { $0["request.id"] as? String == "proc-test-1" })
+        #expect(access["http.status"] as? Int == 200)
+        #expect(lines.contains { $0["msg"] as? String == "server stopped" })
+    }
+
+    @Test("a bad setting or plans file stops start-up with a message and exit code 1")
+    func badConfiguration() throws {
+        let directory = try TemporaryDirectory("myba-badconf")
+        defer { directory.remove() }
+        let badPort = try BuiltProduct.run("myba-server", [], environment: ["PORT": "http"], currentDirectory: directory.path)
+        #expect(badPort.status == 1)
+        #expect(badPort.stderr.contains("PORT"))
+        let badPlans = try BuiltProduct.run("myba-server", [], environment: ["PORT": "0", "MYBA_PLANS_FILE": directory.file("none.json")], currentDirectory: directory.path)
+        #expect(badPlans.status == 1)
+        #expect(badPlans.stderr.contains("none.json"))
+    }
+}

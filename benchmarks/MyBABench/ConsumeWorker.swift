@@ -1,0 +1,58 @@
+import ArgumentParser
+import Foundation
+import MyBAOps
+
+/// A second process for the ledger's multi-process and crash tests: consumes through the same
+/// code the server runs, on the same file, and prints one line per outcome as it happens.
+struct ConsumeWorker: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "consume-worker",
+        abstract: "Consume tokens on a shared database file, printing `ok KEY` / `insufficient KEY` / `error KEY MESSAGE` per attempt."
+    )
+
+    @Option(help: "SQLite file shared with the test.")
+    var db: String
+
+    @Option(help: "The customer to consume from.")
+    var user: String
+
+    @Option(help: "How many consumes to attempt.")
+    var attempts: Int
+
+    @Option(help: "Idempotency keys are PREFIX:N.")
+    var keyPrefix: String
+
+    @Option(help: "How many consumes run at once inside this process.")
+    var concurrency = 1
+
+    func run() async throws {
+        let database = try AppDatabase.openFile(at: db, options: .init(busyTimeout: 30, createIfMissing: false))
+        let output = FileHandle.standardOutput
+        // Start together with the other workers: the test releases everyone by creating the file.
+        let gate = db + ".go"
+        while !FileManager.default.fileExists(atPath: gate) { try await Task.sleep(for: .milliseconds(2)) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for lane in 0..<concurrency {
+                group.addTask {
+                    var index = lane
+                    while index < attempts {
+                        let key = "\(keyPrefix):\(index)"
+                        let line: String
+                        do {
+                            _ = try await database.consume(userId: user, idempotencyKey: key, actor: "worker")
+                            line = "ok \(key)\n"
+                        } catch LedgerError.insufficientTokens {
+                            line = "insufficient \(key)\n"
+                        } catch {
+                            line = "error \(key) \(error)\n"
+                        }
+                        // Written only after the commit returned: an `ok` line is an acknowledgement.
+                        output.write(Data(line.utf8))
+                        index += concurrency
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+}
