@@ -250,10 +250,14 @@ struct LedgerTests {
             }
             return await group.reduce(into: Set<String>()) { if let key = $1 { $0.insert(key) } }
         }
-        #expect(succeeded.count == 120)
+        // How many consumes fit depends on when the purchases land; the books must balance anyway.
         let balance = try #require(try await database.balance(userId: "user_1"))
-        #expect(balance.tokens == 0)
-        #expect(balance.tokensUsed == 120)
+        #expect(succeeded.count >= 100 && succeeded.count <= 120)
+        #expect(balance.tokensUsed == succeeded.count)
+        #expect(balance.tokensPurchased == 20)
+        #expect(balance.tokens == 100 + 20 - succeeded.count)
+        let consumes = try await database.writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries WHERE kind = 'consume'")! }
+        #expect(consumes == succeeded.count)
         #expect(try await database.verify().isClean)
     }
 }

@@ -20,7 +20,7 @@ struct MultiProcessLedgerTests {
             try WorkerProcess.start(["consume-worker", "--db", path, "--user", "user_1", "--attempts", "100", "--key-prefix", "p\(index)", "--concurrency", "4"])
         }
         // Open the gate only when both are running, so their consumes overlap.
-        FileManager.default.createFile(atPath: path + ".go", contents: nil)
+        _ = FileManager.default.createFile(atPath: path + ".go", contents: nil)
         var lines: [String] = []
         for worker in workers {
             let result = try worker.wait()
@@ -45,7 +45,7 @@ struct MultiProcessLedgerTests {
         let database = try AppDatabase.openFile(at: path)
         try await database.createCustomer(userId: "user_1")
         _ = try await database.post(LedgerPosting(userId: "user_1", kind: .adjust, delta: 100_000, idempotencyKey: "fund", actor: "test", reason: "fixture"))
-        FileManager.default.createFile(atPath: path + ".go", contents: nil)
+        _ = FileManager.default.createFile(atPath: path + ".go", contents: nil)
 
         var acknowledgedTotal = 0
         for round in 0..<3 {

@@ -170,7 +170,8 @@ struct ServerTests {
             let body = ByteBuffer(repeating: UInt8(ascii: "x"), count: 5000)
             try await client.execute(uri: "/api/plans", method: .post, headers: [.contentType: "application/json"], body: body) { response in
                 #expect(response.status == .contentTooLarge)
-                #expect(try response.json["error"].flatMap { $0 as? [String: Any] }?["code"] as? String == "payload_too_large")
+                let error = try #require(try response.json["error"] as? [String: Any])
+                #expect(error["code"] as? String == "payload_too_large")
             }
         }
     }

@@ -109,9 +109,9 @@ extension Balance: FetchableRecord, PersistableRecord {
 }
 
 extension Date {
-    /// The date at the precision SQLite stores it (milliseconds), so a value read back equals
-    /// the value written.
+    /// The date exactly as it reads back from the database (GRDB stores milliseconds), so an
+    /// entry returned by a write equals the same entry read later.
     public var truncatedToMilliseconds: Date {
-        Date(timeIntervalSince1970: (timeIntervalSince1970 * 1000).rounded(.down) / 1000)
+        Date.fromDatabaseValue(databaseValue) ?? Date(timeIntervalSince1970: (timeIntervalSince1970 * 1000).rounded(.down) / 1000)
     }
 }
