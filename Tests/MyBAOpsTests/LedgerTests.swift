@@ -261,3 +261,22 @@ struct LedgerTests {
         #expect(try await database.verify().isClean)
     }
 }
+
+@Suite("Storage settings")
+struct StorageSettingsTests {
+    @Test("the file is in WAL mode with synchronous=FULL, foreign keys on and a busy timeout, on every connection")
+    func pragmas() async throws {
+        let fixture = try LedgerFixture()
+        defer { fixture.directory.remove() }
+        let writer = try await fixture.database.writer.write { db in
+            [try Int.fetchOne(db, sql: "PRAGMA synchronous")!, try Int.fetchOne(db, sql: "PRAGMA foreign_keys")!, try Int.fetchOne(db, sql: "PRAGMA busy_timeout")!]
+        }
+        let reader = try await fixture.database.writer.read { db in
+            [try Int.fetchOne(db, sql: "PRAGMA synchronous")!, try Int.fetchOne(db, sql: "PRAGMA foreign_keys")!]
+        }
+        let journal = try await fixture.database.writer.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode")! }
+        #expect(journal == "wal")
+        #expect(writer == [2, 1, 5000])
+        #expect(reader == [2, 1])
+    }
+}

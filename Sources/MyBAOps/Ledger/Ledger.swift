@@ -192,25 +192,20 @@ extension AppDatabase {
         return customer
     }
 
-    /// The heart of the ledger. Runs inside an IMMEDIATE transaction: the existing-key check,
-    /// the balance check, the entry and the projection update all commit together or not at all.
+    /// The heart of the ledger. Runs inside an IMMEDIATE transaction: the balance check, the
+    /// entry and the projection update commit together or not at all. A key that already exists
+    /// makes the insert a no-op, and the original entry is compared and returned instead.
     static func post(_ posting: LedgerPosting, now: Date, in db: Database) throws -> PostingResult {
         let now = now.truncatedToMilliseconds
-        if let existing = try LedgerStatements.entry(idempotencyKey: posting.idempotencyKey, in: db) {
-            guard existing.matches(posting) else {
+        guard let current = try LedgerStatements.balance(userId: posting.userId, in: db) else {
+            if let existing = try LedgerStatements.entry(idempotencyKey: posting.idempotencyKey, in: db) {
                 throw LedgerError.idempotencyKeyReused(key: posting.idempotencyKey, existingEntryId: existing.id ?? 0)
             }
-            let balance = try LedgerStatements.balance(userId: posting.userId, in: db) ?? .empty(userId: posting.userId, at: now)
-            return PostingResult(entry: existing, balance: balance, replayed: true)
-        }
-        guard let current = try LedgerStatements.balance(userId: posting.userId, in: db) else {
             throw LedgerError.unknownCustomer(userId: posting.userId)
         }
         let opening = posting.opening.map(OpeningBalance.truncatingDates)
         let effect = posting.kind.effect(delta: posting.delta, at: now, opening: opening)
         let next = current.applying(effect, at: now)
-        try refuseNegative(current: current, next: next, posting: posting)
-
         var entry = LedgerEntry(
             id: nil, userId: posting.userId, kind: posting.kind, delta: effect.tokens,
             usedDelta: effect.used, purchasedDelta: effect.purchased, transferredDelta: effect.transferred,
@@ -218,25 +213,38 @@ extension AppDatabase {
             idempotencyKey: posting.idempotencyKey, reference: posting.reference, actor: posting.actor,
             reason: posting.reason, requestId: posting.requestId, createdAt: now
         )
-        try LedgerStatements.insert(&entry, in: db)
-        try LedgerStatements.update(next, in: db)
-        return PostingResult(entry: entry, balance: next, replayed: false)
+        // A replay must be answered even when the balance no longer covers it, so a refusal is
+        // decided only after the key is known to be new.
+        let refusal = Self.refusal(current: current, next: next, posting: posting)
+        if refusal == nil, try LedgerStatements.insertIfNewKey(&entry, in: db) {
+            try LedgerStatements.update(next, in: db)
+            return PostingResult(entry: entry, balance: next, replayed: false)
+        }
+        if let existing = try LedgerStatements.entry(idempotencyKey: posting.idempotencyKey, in: db) {
+            guard existing.matches(posting) else {
+                throw LedgerError.idempotencyKeyReused(key: posting.idempotencyKey, existingEntryId: existing.id ?? 0)
+            }
+            return PostingResult(entry: existing, balance: current, replayed: true)
+        }
+        throw refusal ?? LedgerError.invalidPosting("idempotency key \(posting.idempotencyKey) conflicted but no entry holds it")
     }
 
-    private static func refuseNegative(current: Balance, next: Balance, posting: LedgerPosting) throws {
+    /// Why the move from `current` to `next` must be refused: a field would go below zero.
+    private static func refusal(current: Balance, next: Balance, posting: LedgerPosting) -> LedgerError? {
         if next.tokens < 0 {
             if posting.kind == .consume {
-                throw LedgerError.insufficientTokens(userId: posting.userId, available: current.tokens, requested: -posting.delta)
+                return .insufficientTokens(userId: posting.userId, available: current.tokens, requested: -posting.delta)
             }
-            throw LedgerError.wouldGoNegative(userId: posting.userId, field: "tokens", current: current.tokens, change: next.tokens - current.tokens)
+            return .wouldGoNegative(userId: posting.userId, field: "tokens", current: current.tokens, change: next.tokens - current.tokens)
         }
         for (field, before, after) in [
             ("tokens_used", current.tokensUsed, next.tokensUsed),
             ("tokens_purchased", current.tokensPurchased, next.tokensPurchased),
             ("tokens_transferred", current.tokensTransferred, next.tokensTransferred),
         ] where after < 0 {
-            throw LedgerError.wouldGoNegative(userId: posting.userId, field: field, current: before, change: after - before)
+            return .wouldGoNegative(userId: posting.userId, field: field, current: before, change: after - before)
         }
+        return nil
     }
 }
 

@@ -51,6 +51,9 @@ extension AppDatabase {
         let lock = try FileLock(path: url.path + ".lock")
         return try lock.withExclusiveLock {
             let pool = try DatabasePool(path: url.path, configuration: makeConfiguration(busyTimeout: options.busyTimeout))
+            // GRDB switches its writer connection to synchronous=NORMAL when it enables WAL,
+            // after `prepareDatabase` ran: a committed entry could then vanish on power loss.
+            try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
             return try AppDatabase(pool)
         }
     }

@@ -18,21 +18,28 @@ enum LedgerStatements {
         guard let row = try Row.fetchOne(statement, arguments: [userId]) else { return nil }
         return Balance(
             userId: userId, tokens: row[0], tokensUsed: row[1], tokensPurchased: row[2], tokensTransferred: row[3],
-            lastPurchase: row[4], transferDate: row[5], updatedAt: row[6])
+            lastPurchase: row.timestamp(at: 4), transferDate: row.timestamp(at: 5),
+            updatedAt: row.timestamp(at: 6) ?? Date(timeIntervalSince1970: 0))
     }
 
-    static func insert(_ entry: inout LedgerEntry, in db: Database) throws {
+    /// Inserts `entry` unless its idempotency key exists; returns whether it was inserted. The
+    /// unique index answers the existence question during the insert itself, so the common case
+    /// (a new key) costs no separate lookup.
+    static func insertIfNewKey(_ entry: inout LedgerEntry, in db: Database) throws -> Bool {
         let statement = try db.cachedStatement(sql: """
             INSERT INTO ledger_entries (user_id, kind, delta, used_delta, purchased_delta, transferred_delta,
                 sets_last_purchase, sets_transfer_date, idempotency_key, reference, actor, reason, request_id, created_at)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (idempotency_key) DO NOTHING
             """)
         try statement.execute(arguments: [
             entry.userId, entry.kind.rawValue, entry.delta, entry.usedDelta, entry.purchasedDelta, entry.transferredDelta,
-            entry.setsLastPurchase, entry.setsTransferDate, entry.idempotencyKey, entry.reference, entry.actor,
-            entry.reason, entry.requestId, entry.createdAt,
+            entry.setsLastPurchase.map(SQLTimestamp.string), entry.setsTransferDate.map(SQLTimestamp.string),
+            entry.idempotencyKey, entry.reference, entry.actor, entry.reason, entry.requestId, SQLTimestamp.string(entry.createdAt),
         ])
+        guard db.changesCount == 1 else { return false }
         entry.id = db.lastInsertedRowID
+        return true
     }
 
     static func update(_ balance: Balance, in db: Database) throws {
@@ -43,7 +50,8 @@ enum LedgerStatements {
             """)
         try statement.execute(arguments: [
             balance.tokens, balance.tokensUsed, balance.tokensPurchased, balance.tokensTransferred,
-            balance.lastPurchase, balance.transferDate, balance.updatedAt, balance.userId,
+            balance.lastPurchase.map(SQLTimestamp.string), balance.transferDate.map(SQLTimestamp.string),
+            SQLTimestamp.string(balance.updatedAt), balance.userId,
         ])
     }
 }
