@@ -37,6 +37,27 @@ struct MultiProcessLedgerTests {
         #expect(try await database.verify().isClean)
     }
 
+    @Test("eight processes opening a brand-new file at the same moment all migrate it without error")
+    func concurrentFirstOpen() async throws {
+        let directory = try TemporaryDirectory("myba-open")
+        defer { directory.remove() }
+        let path = directory.file("nested/new.sqlite")
+        _ = try FileManager.default.createDirectory(atPath: directory.file("nested"), withIntermediateDirectories: true)
+        let workers = try (0..<8).map { index in
+            try WorkerProcess.start(["consume-worker", "--db", path, "--user", "user_1", "--attempts", "0", "--key-prefix", "o\(index)", "--create"])
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        _ = FileManager.default.createFile(atPath: path + ".go", contents: nil)
+        for worker in workers {
+            let result = try worker.wait()
+            #expect(result.status == 0, "\(result.stderr)")
+        }
+        let database = try AppDatabase.openFile(at: path, options: .init(createIfMissing: false))
+        #expect(try await database.verify().isClean)
+        let migrations = try await database.writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM grdb_migrations")! }
+        #expect(migrations == 1)
+    }
+
     @Test("a process killed with SIGKILL mid-consume leaves every acknowledged consume committed and the ledger clean")
     func crashMidConsume() async throws {
         let directory = try TemporaryDirectory("myba-crash")

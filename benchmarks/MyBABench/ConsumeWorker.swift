@@ -25,12 +25,16 @@ struct ConsumeWorker: AsyncParsableCommand {
     @Option(help: "How many consumes run at once inside this process.")
     var concurrency = 1
 
+    @Flag(help: "Create and migrate the database after the gate opens (races other workers doing the same).")
+    var create = false
+
     func run() async throws {
-        let database = try AppDatabase.openFile(at: db, options: .init(busyTimeout: 30, createIfMissing: false))
-        let output = FileHandle.standardOutput
         // Start together with the other workers: the test releases everyone by creating the file.
         let gate = db + ".go"
-        while !FileManager.default.fileExists(atPath: gate) { try await Task.sleep(for: .milliseconds(2)) }
+        if create { try await waitForGate(gate) }
+        let database = try AppDatabase.openFile(at: db, options: .init(busyTimeout: 30, createIfMissing: create))
+        if !create { try await waitForGate(gate) }
+        let output = FileHandle.standardOutput
         try await withThrowingTaskGroup(of: Void.self) { group in
             for lane in 0..<concurrency {
                 group.addTask {
@@ -54,5 +58,9 @@ struct ConsumeWorker: AsyncParsableCommand {
             }
             try await group.waitForAll()
         }
+    }
+
+    private func waitForGate(_ gate: String) async throws {
+        while !FileManager.default.fileExists(atPath: gate) { try await Task.sleep(for: .milliseconds(1)) }
     }
 }
