@@ -25,6 +25,8 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                // RSA signature checks of Clerk session tokens (RS256/384/512).
+                .product(name: "CryptoExtras", package: "swift-crypto"),
             ]
         ),
         .executableTarget(
@@ -62,6 +64,7 @@ let package = Package(
         .testTarget(
             name: "MyBAOpsTests",
             dependencies: [
+                .product(name: "CryptoExtras", package: "swift-crypto"),
                 "MyBAOps",
                 "MyBATestSupport",
                 .product(name: "GRDB", package: "GRDB.swift"),
@@ -71,6 +74,7 @@ let package = Package(
         .testTarget(
             name: "MyBAServerTests",
             dependencies: [
+                .product(name: "CryptoExtras", package: "swift-crypto"),
                 "MyBAServer",
                 "MyBAOps",
                 "MyBATestSupport",

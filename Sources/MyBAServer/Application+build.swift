@@ -9,6 +9,8 @@ struct ServerDependencies: Sendable {
     var database: AppDatabase
     var plans: PlanCatalog
     var startedAt: Date
+    var verifier: ClerkTokenVerifier
+    var generator: TicketGenerator
 }
 
 /// Builds the server from settings: opens and migrates the database, loads and validates the
@@ -18,8 +20,15 @@ func buildApplication(settings: MyBASettings, logger: Logger) async throws -> so
     let database = try AppDatabase.openFile(
         at: settings.databasePath,
         options: .init(busyTimeout: settings.busyTimeoutSeconds, createIfMissing: true))
-    let dependencies = ServerDependencies(settings: settings, database: database, plans: plans, startedAt: Date())
+    let http = URLSessionHTTPClient()
+    let verifier = try ClerkTokenVerifier(settings: settings.auth, http: http)
+    let generator = TicketGenerator(database: database, settings: settings.ai, http: http)
+    let dependencies = ServerDependencies(
+        settings: settings, database: database, plans: plans, startedAt: Date(), verifier: verifier, generator: generator)
     let router = buildRouter(dependencies)
+    if settings.auth.isDevelopmentMode {
+        logger.warning("DEVELOPMENT AUTH: no Clerk key is configured (CLERK_JWT_KEY, CLERK_SECRET_KEY or CLERK_JWKS_URL); any `Bearer dev:<userId>` is accepted as that user. Never run like this in production.", metadata: ["auth.mode": "development"])
+    }
     logger.info("server starting", metadata: [
         "db.path": .string(database.path),
         "http.host": .string(settings.host),
@@ -27,6 +36,8 @@ func buildApplication(settings: MyBASettings, logger: Logger) async throws -> so
         "myba.env": .string(settings.environmentName),
         "myba.version": .string(mybaVersion),
         "plans.source": .string(settings.plansFile ?? "built-in"),
+        "auth.mode": .string(settings.auth.isDevelopmentMode ? "development" : "clerk"),
+        "ai.provider": .string(generator.defaultProviderName),
     ])
     return Application(
         router: router,
@@ -49,8 +60,13 @@ func buildRouter(_ dependencies: ServerDependencies) -> Router<MyBARequestContex
         AccessLogMiddleware()
         JSONErrorMiddleware()
         BodyLimitMiddleware()
+        AuthenticationMiddleware(verifier: dependencies.verifier, database: dependencies.database, trustProxy: dependencies.settings.anonymous.trustProxy)
     }
-    router.addRoutes(HealthController(database: dependencies.database, startedAt: dependencies.startedAt).endpoints, atPath: "/api/health")
+    router.addRoutes(HealthController(dependencies: dependencies).endpoints, atPath: "/api/health")
     router.addRoutes(PlansController(catalog: dependencies.plans).endpoints, atPath: "/api/plans")
+    router.addRoutes(AnonymousSessionController(database: dependencies.database, settings: dependencies.settings.anonymous).endpoints, atPath: "/api/anonymous-session")
+    router.addRoutes(UserTokensController(database: dependencies.database).endpoints, atPath: "/api/user-tokens")
+    router.addRoutes(TransferController(database: dependencies.database).endpoints, atPath: "/api/transfer-anonymous-tokens")
+    router.addRoutes(GenerateController(generator: dependencies.generator).endpoints, atPath: "/api/generate")
     return router
 }

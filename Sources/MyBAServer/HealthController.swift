@@ -4,8 +4,7 @@ import MyBAOps
 
 /// `GET /api/health`: liveness and the state of storage.
 struct HealthController {
-    let database: AppDatabase
-    let startedAt: Date
+    let dependencies: ServerDependencies
 
     var endpoints: RouteCollection<MyBARequestContext> {
         RouteCollection(context: MyBARequestContext.self)
@@ -18,16 +17,24 @@ struct HealthController {
         var uptimeSeconds: Int
         var database: String
         var customers: Int?
+        var anonymousSessions: Int?
+        /// `development` when dev tokens are accepted, else `clerk`.
+        var auth: String
+        /// `mock` without an AI key, else `openrouter`.
+        var ai: String
     }
 
     @Sendable func health(_ request: Request, context: MyBARequestContext) async throws -> EditedResponse<HealthResponse> {
-        let storage = await database.health()
+        let storage = await dependencies.database.health()
         let body = HealthResponse(
             status: storage.databaseReadable ? "ok" : "degraded",
             version: mybaVersion,
-            uptimeSeconds: Int(Date().timeIntervalSince(startedAt)),
+            uptimeSeconds: Int(Date().timeIntervalSince(dependencies.startedAt)),
             database: storage.databaseReadable ? "ok" : "unavailable",
-            customers: storage.customers)
+            customers: storage.customers,
+            anonymousSessions: storage.anonymousSessions,
+            auth: dependencies.settings.auth.isDevelopmentMode ? "development" : "clerk",
+            ai: dependencies.generator.defaultProviderName)
         if let problem = storage.problem {
             context.logger.error("health check: database unreadable", metadata: ["error.message": .string(problem)])
         }

@@ -100,11 +100,13 @@ struct APIError: Error {
     var status: HTTPResponse.Status
     var code: String
     var message: String
+    var headers: HTTPFields = [:]
 
-    init(_ status: HTTPResponse.Status, code: String, message: String) {
+    init(_ status: HTTPResponse.Status, code: String, message: String, headers: HTTPFields = [:]) {
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers
     }
 
     init(from error: any Error) {
@@ -115,9 +117,29 @@ struct APIError: Error {
             self.init(error.status, code: Self.code(for: error.status), message: error.body ?? Self.message(for: error.status))
         case let error as DatabaseError where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED:
             self.init(.serviceUnavailable, code: "database_busy", message: "the database is busy; retry shortly")
+        case let error as AuthError:
+            self.init(.unauthorized, code: "unauthorized", message: error.description)
+        case let error as AnonymousSessionError:
+            switch error {
+            case .invalidFingerprint: self.init(.badRequest, code: "invalid_fingerprint", message: error.description)
+            case .sessionNotFound: self.init(.notFound, code: "session_not_found", message: error.description)
+            case .alreadyTransferred: self.init(.conflict, code: "session_transferred", message: error.description)
+            case .insufficientTokens: self.init(Self.paymentRequired, code: "insufficient_tokens", message: error.description)
+            case .idempotencyKeyReused: self.init(.conflict, code: "idempotency_key_reused", message: error.description)
+            case .rateLimited(let seconds):
+                self.init(.tooManyRequests, code: "rate_limited", message: error.description, headers: [.retryAfter: String(seconds)])
+            }
+        case let error as GenerationError:
+            switch error {
+            case .invalidInput: self.init(.badRequest, code: "invalid_input", message: error.description)
+            case .signInRequired: self.init(.unauthorized, code: "unauthorized", message: error.description)
+            case .providerFailed: self.init(.badGateway, code: "provider_error", message: error.description)
+            case .inProgress: self.init(.conflict, code: "generation_in_progress", message: error.description)
+            case .idempotencyKeyReused: self.init(.unprocessableContent, code: "idempotency_key_reused", message: error.description)
+            }
         case let error as LedgerError:
             switch error {
-            case .insufficientTokens: self.init(.init(code: 402, reasonPhrase: "Payment Required"), code: error.code, message: error.description)
+            case .insufficientTokens: self.init(Self.paymentRequired, code: error.code, message: error.description)
             case .unknownCustomer: self.init(.notFound, code: error.code, message: error.description)
             case .idempotencyKeyReused: self.init(.conflict, code: error.code, message: error.description)
             case .wouldGoNegative, .invalidPosting: self.init(.badRequest, code: error.code, message: error.description)
@@ -127,13 +149,14 @@ struct APIError: Error {
         }
     }
 
+    static let paymentRequired = HTTPResponse.Status(code: 402, reasonPhrase: "Payment Required")
+
     func response(requestId: String) -> Response {
         let body = ErrorBody(error: .init(code: code, message: message, requestId: requestId))
         let data = (try? JSONEncoder().encode(body)) ?? Data("{\"error\":{\"code\":\"internal_error\"}}".utf8)
-        return Response(
-            status: status,
-            headers: [.contentType: "application/json; charset=utf-8"],
-            body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        var fields = headers
+        fields[.contentType] = "application/json; charset=utf-8"
+        return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 
     static func code(for status: HTTPResponse.Status) -> String {
@@ -163,4 +186,45 @@ struct APIError: Error {
         }
         var error: Detail
     }
+}
+
+/// Checks the bearer token when one is sent (a bad one is 401 on every route), opens the account
+/// of a user seen for the first time (welcome grant, once), and takes the client address from
+/// `X-Forwarded-For` only when proxies are trusted.
+struct AuthenticationMiddleware: RouterMiddleware {
+    typealias Context = MyBARequestContext
+    let verifier: ClerkTokenVerifier
+    let database: AppDatabase
+    let trustProxy: Bool
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var context = context
+        if trustProxy, let forwarded = request.headers[.xForwardedFor]?.split(separator: ",").first {
+            let address = forwarded.trimmingCharacters(in: .whitespaces)
+            if !address.isEmpty { context.clientAddress = address }
+        }
+        if let header = request.headers[.authorization] {
+            let user: AuthenticatedUser
+            do {
+                user = try await verifier.authenticate(authorizationHeader: header)
+            } catch let error as AuthError {
+                context.logger.notice("authentication failed", metadata: ["auth.error": .string(error.description)])
+                throw error
+            }
+            context.user = user
+            context.logger[metadataKey: "user.id"] = .string(user.userId)
+            if try await database.customer(userId: user.userId) == nil {
+                let opened = try await database.openAccount(userId: user.userId, email: nil, actor: "api", requestId: context.requestId)
+                if !opened.replayed {
+                    context.logger.info("customer opened with welcome grant", metadata: ["tokens.granted": .stringConvertible(opened.entry.delta)])
+                }
+            }
+        }
+        return try await next(request, context)
+    }
+}
+
+extension HTTPField.Name {
+    static let xForwardedFor = HTTPField.Name("X-Forwarded-For")!
+    static let idempotencyKey = HTTPField.Name("Idempotency-Key")!
 }

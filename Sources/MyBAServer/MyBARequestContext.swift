@@ -1,5 +1,6 @@
 import Hummingbird
 import Logging
+import MyBAOps
 
 /// The per-request context: Hummingbird's core storage plus MyBA's request id and body cap.
 struct MyBARequestContext: RequestContext {
@@ -7,9 +8,20 @@ struct MyBARequestContext: RequestContext {
     /// Set by `RequestIDMiddleware` before anything else runs.
     var requestId: String = ""
     var bodyLimit: Int = 1024 * 1024
+    /// Set by `AuthenticationMiddleware` when a valid bearer token came with the request.
+    var user: AuthenticatedUser?
+    /// The peer's address; replaced by the first `X-Forwarded-For` entry when proxies are trusted.
+    var clientAddress: String
 
     init(source: Source) {
         self.coreContext = .init(source: source)
+        self.clientAddress = source.channel.remoteAddress?.ipAddress ?? "unknown"
+    }
+
+    /// The signed-in user, or 401.
+    func requireUser() throws -> AuthenticatedUser {
+        guard let user else { throw APIError(.unauthorized, code: "unauthorized", message: AuthError.missingToken.description) }
+        return user
     }
 
     var maxUploadSize: Int { bodyLimit }

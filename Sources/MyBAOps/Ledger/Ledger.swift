@@ -93,16 +93,20 @@ extension AppDatabase {
     /// Creates the customer if unknown and grants the welcome tokens once (key `welcome:<userId>`),
     /// in one transaction. Safe to call on every sign-in and from the Clerk webhook.
     public func openAccount(userId: String, email: String?, actor: String, requestId: String? = nil) async throws -> PostingResult {
+        try Self.validateUserId(userId)
+        return try await immediateWrite { db in
+            try Self.openAccount(userId: userId, email: email, actor: actor, requestId: requestId, now: Date().truncatedToMilliseconds, in: db)
+        }
+    }
+
+    @discardableResult
+    static func openAccount(userId: String, email: String?, actor: String, requestId: String?, now: Date, in db: Database) throws -> PostingResult {
         let posting = LedgerPosting(
             userId: userId, kind: .welcome, delta: welcomeGrantTokens, idempotencyKey: "welcome:\(userId)",
             actor: actor, reason: "welcome grant", requestId: requestId
         )
-        try Self.validate(posting)
-        return try await immediateWrite { db in
-            let now = Date().truncatedToMilliseconds
-            try Self.insertCustomerIfMissing(userId: userId, email: email, now: now, in: db)
-            return try Self.post(posting, now: now, in: db)
-        }
+        try insertCustomerIfMissing(userId: userId, email: email, now: now, in: db)
+        return try post(posting, now: now, in: db)
     }
 
     /// Creates the customer and its zero balance when missing; returns the stored customer.

@@ -12,6 +12,8 @@ public struct LedgerViolation: Codable, Equatable, Sendable {
         case missingProjection = "missing_projection"
         /// An entry's recorded effect is not what its kind's rule gives.
         case entryBreaksRule = "entry_breaks_rule"
+        /// An anonymous session's count differs from its charges, or its transfer from the ledger.
+        case sessionMismatch = "session_mismatch"
     }
 
     public var kind: Kind
@@ -103,7 +105,44 @@ extension AppDatabase {
                 kind: .missingProjection, userId: userId, field: nil, expected: nil, actual: nil, entryId: nil,
                 message: "balance row for \(userId) has no customer"))
         }
+        violations += try verifyAnonymousSessions(in: db)
         return LedgerVerification(checkedCustomers: customerIds.count, checkedEntries: entryCount, violations: violations)
+    }
+
+    /// Each session's `used` equals the sum of its charges, and a transfer of n > 0 tokens has
+    /// exactly one `transfer` entry of n in the ledger.
+    static func verifyAnonymousSessions(in db: Database) throws -> [LedgerViolation] {
+        var violations: [LedgerViolation] = []
+        let rows = try Row.fetchAll(db, sql: """
+            SELECT s.id, s.used, s.granted, s.transferred_to, s.transferred_tokens,
+                   (SELECT COALESCE(SUM(amount), 0) FROM anonymous_charges c WHERE c.session_id = s.id) AS charged,
+                   (SELECT delta FROM ledger_entries e WHERE e.idempotency_key = 'transfer:' || s.id) AS moved,
+                   (SELECT user_id FROM ledger_entries e WHERE e.idempotency_key = 'transfer:' || s.id) AS moved_to
+            FROM anonymous_sessions s
+            WHERE s.used != (SELECT COALESCE(SUM(amount), 0) FROM anonymous_charges c WHERE c.session_id = s.id)
+               OR (s.transferred_to IS NOT NULL AND COALESCE(s.transferred_tokens, 0) !=
+                   COALESCE((SELECT delta FROM ledger_entries e WHERE e.idempotency_key = 'transfer:' || s.id), 0))
+               OR (s.transferred_to IS NULL AND EXISTS (SELECT 1 FROM ledger_entries e WHERE e.idempotency_key = 'transfer:' || s.id))
+            """)
+        for row in rows {
+            let id: String = row["id"]
+            let used: Int = row["used"]
+            let charged: Int = row["charged"]
+            let owner: String = row["transferred_to"] ?? (row["moved_to"] ?? "-")
+            if used != charged {
+                violations.append(LedgerViolation(
+                    kind: .sessionMismatch, userId: owner, field: "used", expected: String(charged), actual: String(used), entryId: nil,
+                    message: "anonymous session \(id): used is \(used), its charges sum to \(charged)"))
+            } else {
+                let moved: Int? = row["moved"]
+                let recorded: Int? = row["transferred_tokens"]
+                violations.append(LedgerViolation(
+                    kind: .sessionMismatch, userId: owner, field: "transferred_tokens", expected: moved.map(String.init) ?? "0",
+                    actual: recorded.map(String.init) ?? "null", entryId: nil,
+                    message: "anonymous session \(id): transfer recorded as \(recorded.map(String.init) ?? "none"), the ledger moved \(moved.map(String.init) ?? "nothing")"))
+            }
+        }
+        return violations
     }
 }
 

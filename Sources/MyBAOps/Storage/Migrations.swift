@@ -61,6 +61,56 @@ extension AppDatabase {
             }
         }
 
+        migrator.registerMigration("2026-11-25 anonymous sessions, their charges, generations") { db in
+            try db.create(table: "anonymous_sessions") { t in
+                t.primaryKey("id", .text)
+                // Salted SHA-256 of the browser fingerprint: the raw value is never stored.
+                t.column("fingerprint_hash", .text).notNull().unique()
+                // Salted SHA-256 of the client address, for the per-address creation limit.
+                t.column("client_address_hash", .text)
+                t.column("granted", .integer).notNull().check { $0 >= 0 }
+                t.column("used", .integer).notNull().defaults(to: 0)
+                t.column("created_at", .datetime).notNull()
+                t.column("last_seen_at", .datetime).notNull()
+                t.column("transferred_to", .text).references("customers", onDelete: .restrict)
+                t.column("transferred_at", .datetime)
+                t.column("transferred_tokens", .integer)
+                t.check(sql: "used >= 0 AND used <= granted")
+            }
+            try db.create(index: "anonymous_sessions_on_address", on: "anonymous_sessions", columns: ["client_address_hash", "created_at"])
+            try db.create(index: "anonymous_sessions_on_last_seen", on: "anonymous_sessions", columns: ["last_seen_at"])
+
+            // The sessions' own small ledger: +n per charge, −n per release, keys unique forever.
+            try db.create(table: "anonymous_charges") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("session_id", .text).notNull().references("anonymous_sessions", onDelete: .cascade)
+                t.column("amount", .integer).notNull().check { $0 != 0 }
+                t.column("idempotency_key", .text).notNull().unique()
+                t.column("request_id", .text)
+                t.column("created_at", .datetime).notNull()
+            }
+            try db.create(index: "anonymous_charges_on_session", on: "anonymous_charges", columns: ["session_id"])
+
+            // One row per generation request key: what was charged and what was answered, so a
+            // retried request is never charged twice and gets the same ticket back.
+            try db.create(table: "generations") { t in
+                t.primaryKey("idempotency_key", .text)
+                t.column("payer_kind", .text).notNull().check(sql: "payer_kind IN ('account','session','own_key')")
+                t.column("payer_id", .text).notNull()
+                t.column("input_hash", .text).notNull()
+                t.column("status", .text).notNull().check(sql: "status IN ('reserved','completed','failed')")
+                t.column("attempts", .integer).notNull().defaults(to: 1)
+                t.column("request_id", .text)
+                t.column("provider", .text)
+                t.column("model", .text)
+                t.column("response", .text)
+                t.column("error", .text)
+                t.column("created_at", .datetime).notNull()
+                t.column("updated_at", .datetime).notNull()
+            }
+            try db.create(index: "generations_on_status", on: "generations", columns: ["status", "updated_at"])
+        }
+
         return migrator
     }
 }

@@ -21,13 +21,23 @@ public struct MyBASettings: Equatable, Sendable {
     public var environmentName: String
     public var busyTimeoutSeconds: Double
     public var maxBodyBytes: Int
+    /// Clerk session-token verification; `nil` key sources mean development auth.
+    public var auth: AuthSettings
+    /// Anonymous visitors.
+    public var anonymous: AnonymousSettings
+    /// AI providers for `/api/generate`.
+    public var ai: AISettings
 
     public init(
         host: String = "127.0.0.1", port: Int = 3001, databasePath: String = defaultDatabasePath,
         logFile: String = defaultLogFile, logMaxBytes: Int = 50 * 1024 * 1024, logMaxFiles: Int = 5,
         logLevel: String = "info", plansFile: String? = nil, environmentName: String = "development",
-        busyTimeoutSeconds: Double = 5, maxBodyBytes: Int = 1024 * 1024
+        busyTimeoutSeconds: Double = 5, maxBodyBytes: Int = 1024 * 1024,
+        auth: AuthSettings = AuthSettings(), anonymous: AnonymousSettings = AnonymousSettings(), ai: AISettings = AISettings()
     ) {
+        self.auth = auth
+        self.anonymous = anonymous
+        self.ai = ai
         self.host = host
         self.port = port
         self.databasePath = databasePath
@@ -64,7 +74,82 @@ public struct MyBASettings: Equatable, Sendable {
             settings.busyTimeoutSeconds = Double(timeout) / 1000
         }
         settings.maxBodyBytes = try env.integer("MYBA_MAX_BODY_BYTES", in: 1024...(64 * 1024 * 1024)) ?? settings.maxBodyBytes
+
+        settings.auth.jwtPublicKeyPEM = env.string("CLERK_JWT_KEY").map { $0.replacingOccurrences(of: "\\n", with: "\n") }
+        settings.auth.secretKey = env.string("CLERK_SECRET_KEY")
+        settings.auth.jwksURL = try env.url("CLERK_JWKS_URL")
+            ?? (settings.auth.secretKey != nil ? URL(string: "https://api.clerk.com/v1/jwks") : nil)
+        settings.auth.authorizedParties = env.list("MYBA_AUTHORIZED_PARTIES")
+
+        settings.anonymous.trustProxy = try env.flag("MYBA_TRUST_PROXY") ?? false
+        settings.anonymous.sessionsPerHour = try env.integer("MYBA_ANON_SESSIONS_PER_HOUR", in: 1...1_000_000) ?? settings.anonymous.sessionsPerHour
+        settings.anonymous.freeTokens = try env.integer("MYBA_ANON_TOKENS", in: 0...1000) ?? settings.anonymous.freeTokens
+        settings.anonymous.fingerprintSecret = env.string("MYBA_FINGERPRINT_SECRET") ?? settings.anonymous.fingerprintSecret
+
+        settings.ai.openRouterKey = env.string("OPENROUTER_API_KEY") ?? env.string("OPENAI_API_KEY")
+        settings.ai.models = env.list("MYBA_AI_MODELS").nilIfEmpty ?? settings.ai.models
+        settings.ai.openRouterBase = try env.url("OPENROUTER_API_BASE") ?? settings.ai.openRouterBase
+        settings.ai.openAIBase = try env.url("OPENAI_API_BASE") ?? settings.ai.openAIBase
+        settings.ai.anthropicBase = try env.url("ANTHROPIC_API_BASE") ?? settings.ai.anthropicBase
+        if let timeout = try env.integer("MYBA_AI_TIMEOUT_MS", in: 100...600_000) { settings.ai.timeoutSeconds = Double(timeout) / 1000 }
+        settings.ai.publicURL = env.string("MYBA_PUBLIC_URL") ?? settings.ai.publicURL
         return settings
+    }
+}
+
+/// How session tokens are checked.
+public struct AuthSettings: Equatable, Sendable {
+    /// `CLERK_JWT_KEY`: a PEM public key; verification needs no network.
+    public var jwtPublicKeyPEM: String?
+    /// `CLERK_SECRET_KEY`: authorises the JWKS request to Clerk's backend API. Never logged.
+    public var secretKey: String?
+    /// `CLERK_JWKS_URL`, else Clerk's backend JWKS when a secret key is set.
+    public var jwksURL: URL?
+    /// `MYBA_AUTHORIZED_PARTIES`: accepted `azp` values; empty accepts any.
+    public var authorizedParties: [String] = []
+
+    public init(jwtPublicKeyPEM: String? = nil, secretKey: String? = nil, jwksURL: URL? = nil, authorizedParties: [String] = []) {
+        self.jwtPublicKeyPEM = jwtPublicKeyPEM
+        self.secretKey = secretKey
+        self.jwksURL = jwksURL
+        self.authorizedParties = authorizedParties
+    }
+
+    /// True when no Clerk key of any kind is configured: `Bearer dev:<userId>` is accepted.
+    public var isDevelopmentMode: Bool { jwtPublicKeyPEM == nil && jwksURL == nil }
+}
+
+/// Anonymous visitors' free tokens and the limits on creating sessions.
+public struct AnonymousSettings: Equatable, Sendable {
+    public var freeTokens = 3
+    public var sessionsPerHour = 10
+    /// `MYBA_TRUST_PROXY=1`: take the client address from `X-Forwarded-For`.
+    public var trustProxy = false
+    /// Mixed into fingerprint hashes so stored hashes cannot be matched against known fingerprints.
+    public var fingerprintSecret = "myba-fingerprint-v1"
+
+    public init(freeTokens: Int = 3, sessionsPerHour: Int = 10, trustProxy: Bool = false) {
+        self.freeTokens = freeTokens
+        self.sessionsPerHour = sessionsPerHour
+        self.trustProxy = trustProxy
+    }
+}
+
+/// Where `/api/generate` gets its text.
+public struct AISettings: Equatable, Sendable {
+    /// `OPENAI_API_KEY` (the seed's name) or `OPENROUTER_API_KEY`; `nil` → mock templates.
+    public var openRouterKey: String?
+    /// `MYBA_AI_MODELS`: tried in order.
+    public var models = ["openai/gpt-4o-mini", "anthropic/claude-3.5-haiku", "meta-llama/llama-3.1-8b-instruct"]
+    public var openRouterBase = URL(string: "https://openrouter.ai/api/v1")!
+    public var openAIBase = URL(string: "https://api.openai.com/v1")!
+    public var anthropicBase = URL(string: "https://api.anthropic.com/v1")!
+    public var timeoutSeconds: Double = 30
+    /// Sent to OpenRouter as `HTTP-Referer`.
+    public var publicURL = "http://localhost:5173"
+
+    public init(openRouterKey: String? = nil) {
+        self.openRouterKey = openRouterKey
     }
 }
 
@@ -86,6 +171,27 @@ struct EnvironmentReader {
         return value
     }
 
+    func list(_ name: String) -> [String] {
+        (string(name) ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+
+    func url(_ name: String) throws -> URL? {
+        guard let text = string(name) else { return nil }
+        guard let url = URL(string: text), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil else {
+            throw SettingsError(variable: name, problem: "must be an http(s) URL, got \"\(text)\"")
+        }
+        return url
+    }
+
+    func flag(_ name: String) throws -> Bool? {
+        guard let text = string(name) else { return nil }
+        switch text.lowercased() {
+        case "1", "true", "yes", "on": return true
+        case "0", "false", "no", "off": return false
+        default: throw SettingsError(variable: name, problem: "must be 1 or 0, got \"\(text)\"")
+        }
+    }
+
     func integer(_ name: String, in range: ClosedRange<Int>) throws -> Int? {
         guard let text = string(name) else { return nil }
         guard let value = Int(text), range.contains(value) else {
@@ -93,4 +199,8 @@ struct EnvironmentReader {
         }
         return value
     }
+}
+
+extension Array {
+    var nilIfEmpty: Self? { isEmpty ? nil : self }
 }

@@ -5,6 +5,7 @@ import GRDB
 public struct StorageHealth: Sendable, Equatable {
     public var databaseReadable: Bool
     public var customers: Int?
+    public var anonymousSessions: Int?
     public var problem: String?
 }
 
@@ -13,10 +14,13 @@ extension AppDatabase {
     /// must answer when storage is broken.
     public func health() async -> StorageHealth {
         do {
-            let customers = try await customerCount()
-            return StorageHealth(databaseReadable: true, customers: customers, problem: nil)
+            let (customers, sessions) = try await writer.read { db in
+                (try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM customers") ?? 0,
+                 try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM anonymous_sessions") ?? 0)
+            }
+            return StorageHealth(databaseReadable: true, customers: customers, anonymousSessions: sessions, problem: nil)
         } catch {
-            return StorageHealth(databaseReadable: false, customers: nil, problem: "\(error)")
+            return StorageHealth(databaseReadable: false, customers: nil, anonymousSessions: nil, problem: "\(error)")
         }
     }
 }

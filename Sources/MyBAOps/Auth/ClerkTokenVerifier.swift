@@ -1,0 +1,208 @@
+import Crypto
+import CryptoExtras
+import Foundation
+import Logging
+import Synchronization
+
+/// Who made a request, once its bearer token checked out.
+public struct AuthenticatedUser: Equatable, Sendable {
+    public var userId: String
+    /// True for `Bearer dev:<userId>` in development mode.
+    public var isDevelopment: Bool
+}
+
+/// Why a bearer token was refused. Every case answers 401; the message says what to fix.
+public enum AuthError: Error, Equatable, CustomStringConvertible, Sendable {
+    case missingToken
+    case malformed(String)
+    case unsupportedAlgorithm(String)
+    case unknownKey(String)
+    case badSignature
+    case expired
+    case notYetValid
+    case issuedInFuture
+    case missingSubject
+    case unauthorizedParty(String)
+    case developmentTokenRejected
+    case keysUnavailable(String)
+
+    public var description: String {
+        switch self {
+        case .missingToken: return "sign in required: no bearer token"
+        case .malformed(let detail): return "malformed session token: \(detail)"
+        case .unsupportedAlgorithm(let alg): return "session token algorithm \(alg) is not accepted"
+        case .unknownKey(let kid): return "session token signed with unknown key \(kid)"
+        case .badSignature: return "session token signature is invalid"
+        case .expired: return "session token has expired"
+        case .notYetValid: return "session token is not valid yet"
+        case .issuedInFuture: return "session token was issued in the future"
+        case .missingSubject: return "session token has no subject"
+        case .unauthorizedParty(let azp): return "session token was issued for \(azp), which is not an authorized party"
+        case .developmentTokenRejected: return "development tokens are not accepted when Clerk keys are configured"
+        case .keysUnavailable(let detail): return "cannot load Clerk signing keys: \(detail)"
+        }
+    }
+}
+
+/// Verifies Clerk session tokens as Clerk's SDKs do: RS256/384/512 only, signature first, then
+/// `exp`/`nbf`/`iat` with 5 s of skew, `sub` as the user id, and `azp` against the authorized
+/// parties when configured. Keys come from a PEM (`CLERK_JWT_KEY`) or a JWKS endpoint, cached
+/// for five minutes and refetched when a token names a key id not seen yet.
+public final class ClerkTokenVerifier: Sendable {
+    public static let clockSkew: TimeInterval = 5
+    static let jwksCacheLifetime: TimeInterval = 300
+    /// A token with an unknown `kid` triggers at most one refetch in this interval.
+    static let unknownKeyRefetchInterval: TimeInterval = 10
+
+    private let settings: AuthSettings
+    private let http: any HTTPClient
+    private let staticKey: _RSA.Signing.PublicKey?
+    private let cache = Mutex<KeyCache>(KeyCache())
+    private let now: @Sendable () -> Date
+
+    private struct KeyCache {
+        var keys: [String: _RSA.Signing.PublicKey] = [:]
+        var fetchedAt: Date?
+    }
+
+    /// - Throws: when `CLERK_JWT_KEY` is set but is not an RSA public key.
+    public init(settings: AuthSettings, http: any HTTPClient, now: @escaping @Sendable () -> Date = Date.init) throws {
+        self.settings = settings
+        self.http = http
+        self.now = now
+        if let pem = settings.jwtPublicKeyPEM {
+            do {
+                staticKey = try _RSA.Signing.PublicKey(pemRepresentation: pem)
+            } catch {
+                throw SettingsError(variable: "CLERK_JWT_KEY", problem: "is not a PEM RSA public key of 2048 bits or more (\(error))")
+            }
+        } else {
+            staticKey = nil
+        }
+    }
+
+    public var isDevelopmentMode: Bool { settings.isDevelopmentMode }
+
+    /// Checks an `Authorization` header value (`Bearer …`).
+    public func authenticate(authorizationHeader: String?) async throws -> AuthenticatedUser {
+        guard let header = authorizationHeader?.trimmingCharacters(in: .whitespaces), !header.isEmpty else {
+            throw AuthError.missingToken
+        }
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { throw AuthError.malformed("expected `Bearer <token>`") }
+        return try await verify(token: String(parts[1]).trimmingCharacters(in: .whitespaces))
+    }
+
+    /// Verifies one token.
+    public func verify(token: String) async throws -> AuthenticatedUser {
+        if token.hasPrefix("dev:") {
+            guard isDevelopmentMode else { throw AuthError.developmentTokenRejected }
+            let userId = String(token.dropFirst(4))
+            guard !userId.isEmpty, userId.count <= 255, userId.allSatisfy({ !$0.isWhitespace && !$0.isNewline }) else {
+                throw AuthError.malformed("development token needs a user id: dev:<userId>")
+            }
+            return AuthenticatedUser(userId: userId, isDevelopment: true)
+        }
+        if isDevelopmentMode {
+            throw AuthError.keysUnavailable("no Clerk key is configured (CLERK_JWT_KEY, CLERK_SECRET_KEY or CLERK_JWKS_URL); in development use `Bearer dev:<userId>`")
+        }
+        let segments = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard segments.count == 3,
+              let headerData = Base64URL.decode(segments[0]),
+              let payloadData = Base64URL.decode(segments[1]),
+              let signature = Base64URL.decode(segments[2])
+        else { throw AuthError.malformed("expected three base64url segments") }
+        guard let header = try? JSONSerialization.jsonObject(with: headerData) as? [String: Any] else {
+            throw AuthError.malformed("header is not a JSON object")
+        }
+        guard let alg = header["alg"] as? String else { throw AuthError.malformed("header has no alg") }
+        if let typ = header["typ"] {
+            guard (typ as? String)?.uppercased() == "JWT" else { throw AuthError.malformed("typ must be JWT") }
+        }
+        let signingInput = Data(token.utf8.prefix(segments[0].utf8.count + 1 + segments[1].utf8.count))
+        let key = try await signingKey(kid: header["kid"] as? String)
+        let rsaSignature = _RSA.Signing.RSASignature(rawRepresentation: signature)
+        let valid: Bool
+        switch alg {
+        case "RS256": valid = key.isValidSignature(rsaSignature, for: SHA256.hash(data: signingInput), padding: .insecurePKCS1v1_5)
+        case "RS384": valid = key.isValidSignature(rsaSignature, for: SHA384.hash(data: signingInput), padding: .insecurePKCS1v1_5)
+        case "RS512": valid = key.isValidSignature(rsaSignature, for: SHA512.hash(data: signingInput), padding: .insecurePKCS1v1_5)
+        default: throw AuthError.unsupportedAlgorithm(alg)
+        }
+        guard valid else { throw AuthError.badSignature }
+
+        guard let claims = try? JSONSerialization.jsonObject(with: payloadData) as? [String: Any] else {
+            throw AuthError.malformed("payload is not a JSON object")
+        }
+        let current = now().timeIntervalSince1970
+        guard let exp = (claims["exp"] as? NSNumber)?.doubleValue else { throw AuthError.malformed("no exp claim") }
+        guard current < exp + Self.clockSkew else { throw AuthError.expired }
+        if let nbf = (claims["nbf"] as? NSNumber)?.doubleValue, nbf > current + Self.clockSkew { throw AuthError.notYetValid }
+        if let iat = (claims["iat"] as? NSNumber)?.doubleValue, iat > current + Self.clockSkew { throw AuthError.issuedInFuture }
+        guard let subject = claims["sub"] as? String, !subject.isEmpty else { throw AuthError.missingSubject }
+        if !settings.authorizedParties.isEmpty, let azp = claims["azp"] as? String, !settings.authorizedParties.contains(azp) {
+            throw AuthError.unauthorizedParty(azp)
+        }
+        return AuthenticatedUser(userId: subject, isDevelopment: false)
+    }
+
+    private func signingKey(kid: String?) async throws -> _RSA.Signing.PublicKey {
+        if let staticKey { return staticKey }
+        let kid = kid ?? ""
+        let current = now()
+        let (cached, fetchedAt) = cache.withLock { ($0.keys[kid], $0.fetchedAt) }
+        let fresh = fetchedAt.map { current.timeIntervalSince($0) < Self.jwksCacheLifetime } ?? false
+        if let cached, fresh { return cached }
+        // Unknown kid (Clerk rotated keys) or stale cache: refetch, but not in a loop.
+        let mayRefetch = fetchedAt.map { !fresh || current.timeIntervalSince($0) >= Self.unknownKeyRefetchInterval } ?? true
+        if mayRefetch {
+            let keys = try await fetchJWKS()
+            cache.withLock { $0 = KeyCache(keys: keys, fetchedAt: current) }
+            if let key = keys[kid] { return key }
+        } else if let cached {
+            return cached
+        }
+        throw AuthError.unknownKey(kid.isEmpty ? "(none)" : kid)
+    }
+
+    private func fetchJWKS() async throws -> [String: _RSA.Signing.PublicKey] {
+        guard let url = settings.jwksURL else { throw AuthError.keysUnavailable("no JWKS URL") }
+        var headers = [("Accept", "application/json")]
+        if let secret = settings.secretKey { headers.append(("Authorization", "Bearer \(secret)")) }
+        let response: HTTPClientResponse
+        do {
+            response = try await http.send(HTTPClientRequest(method: "GET", url: url, headers: headers, timeout: 10))
+        } catch {
+            throw AuthError.keysUnavailable("\(error)")
+        }
+        guard response.status == 200 else { throw AuthError.keysUnavailable("JWKS endpoint answered \(response.status)") }
+        guard let document = try? JSONSerialization.jsonObject(with: response.body) as? [String: Any],
+              let entries = document["keys"] as? [[String: Any]]
+        else { throw AuthError.keysUnavailable("JWKS document has no keys") }
+        var keys: [String: _RSA.Signing.PublicKey] = [:]
+        for entry in entries where entry["kty"] as? String == "RSA" {
+            guard let n = (entry["n"] as? String).flatMap(Base64URL.decode), let e = (entry["e"] as? String).flatMap(Base64URL.decode),
+                  let key = try? _RSA.Signing.PublicKey(n: n, e: e)
+            else { continue }
+            keys[(entry["kid"] as? String) ?? ""] = key
+        }
+        return keys
+    }
+}
+
+/// base64url without padding, as JWTs use it.
+public enum Base64URL {
+    public static func decode(_ text: some StringProtocol) -> Data? {
+        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        guard !base64.contains("=") else { return nil }
+        while base64.count % 4 != 0 { base64.append("=") }
+        return Data(base64Encoded: base64)
+    }
+
+    public static func encode(_ data: some DataProtocol) -> String {
+        Data(data).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-")
+            .replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+}

@@ -1,0 +1,310 @@
+import Crypto
+import Foundation
+import GRDB
+import Logging
+
+/// Which AI the caller asked for.
+public enum GenerationProvider: String, Codable, Sendable {
+    /// MyBA's own AI: OpenRouter with the server's key, or mock templates without one. Costs a token.
+    case myba
+    /// The caller's own OpenAI key. Costs no token.
+    case openai
+    /// The caller's own Anthropic key. Costs no token.
+    case anthropic
+}
+
+/// One `/api/generate` call.
+public struct GenerationRequest: Sendable {
+    public var input: String
+    public var provider: GenerationProvider
+    /// The caller's own provider key: never logged, stored or echoed.
+    public var apiKey: String?
+    public var model: String?
+    public var userId: String?
+    public var sessionId: String?
+    /// Same key → same charge and same answer (the `Idempotency-Key` header, else the request id).
+    public var idempotencyKey: String
+    public var requestId: String
+
+    public init(input: String, provider: GenerationProvider = .myba, apiKey: String? = nil, model: String? = nil, userId: String? = nil, sessionId: String? = nil, idempotencyKey: String, requestId: String) {
+        self.input = input
+        self.provider = provider
+        self.apiKey = apiKey
+        self.model = model
+        self.userId = userId
+        self.sessionId = sessionId
+        self.idempotencyKey = idempotencyKey
+        self.requestId = requestId
+    }
+}
+
+/// What `/api/generate` answers.
+public struct GenerationResult: Codable, Equatable, Sendable {
+    public var ticket: Ticket
+    public var markdown: String
+    public var provider: String
+    public var model: String
+    public var tokensRemaining: Int
+}
+
+/// Why a generation was refused or failed. A charged token has been given back for `.providerFailed`.
+public enum GenerationError: Error, Equatable, CustomStringConvertible, Sendable {
+    case invalidInput(String)
+    case signInRequired
+    case providerFailed(String)
+    case inProgress
+    case idempotencyKeyReused
+
+    public var description: String {
+        switch self {
+        case .invalidInput(let why): return why
+        case .signInRequired: return "sign in, or send the sessionId of an anonymous session"
+        case .providerFailed(let why): return "ticket generation failed, no token was spent: \(why)"
+        case .inProgress: return "a generation with this idempotency key is still running"
+        case .idempotencyKeyReused: return "this idempotency key was used for a different request"
+        }
+    }
+}
+
+/// Turns a request into a ticket: reserves a token (account or anonymous session) together with
+/// a `generations` row, calls the provider chain, then records the answer — or gives the token
+/// back with a `release` when every provider failed.
+public struct TicketGenerator: Sendable {
+    public static let maxInputCharacters = 10_000
+
+    let database: AppDatabase
+    let settings: AISettings
+    let http: any HTTPClient
+
+    public init(database: AppDatabase, settings: AISettings, http: any HTTPClient) {
+        self.database = database
+        self.settings = settings
+        self.http = http
+    }
+
+    /// `"mock"` when no OpenRouter key is configured, else `"openrouter"`.
+    public var defaultProviderName: String { settings.openRouterKey == nil ? "mock" : "openrouter" }
+
+    enum Payer: Equatable {
+        case account(String)
+        case session(String)
+        case ownKey(String)
+
+        var kind: String {
+            switch self {
+            case .account: return "account"
+            case .session: return "session"
+            case .ownKey: return "own_key"
+            }
+        }
+
+        var id: String {
+            switch self {
+            case .account(let id), .session(let id), .ownKey(let id): return id
+            }
+        }
+    }
+
+    enum Reservation {
+        case charged(attempt: Int)
+        case replay(GenerationResult)
+    }
+
+    public func generate(_ request: GenerationRequest, logger: Logger) async throws -> GenerationResult {
+        let input = request.input
+        guard !input.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { throw GenerationError.invalidInput("input is empty") }
+        guard input.count <= Self.maxInputCharacters else {
+            throw GenerationError.invalidInput("input is \(input.count) characters; the limit is \(Self.maxInputCharacters)")
+        }
+        let ownKey = request.apiKey?.trimmingCharacters(in: .whitespaces).nilIfEmpty
+        switch request.provider {
+        case .myba where ownKey != nil:
+            throw GenerationError.invalidInput("apiKey goes with provider \"openai\" or \"anthropic\"")
+        case .openai where ownKey == nil, .anthropic where ownKey == nil:
+            throw GenerationError.invalidInput("provider \"\(request.provider.rawValue)\" needs your apiKey")
+        default:
+            break
+        }
+        if let model = request.model, model.isEmpty || model.count > 200 {
+            throw GenerationError.invalidInput("model must be 1–200 characters")
+        }
+        let caller: Payer
+        if let userId = request.userId {
+            caller = .account(userId)
+        } else if let sessionId = request.sessionId {
+            caller = .session(sessionId)
+        } else {
+            throw GenerationError.signInRequired
+        }
+        let payer: Payer = ownKey != nil ? .ownKey(caller.id) : caller
+        if case .ownKey = payer, case .session(let sessionId) = caller,
+           try await database.anonymousSession(id: sessionId) == nil {
+            throw AnonymousSessionError.sessionNotFound(sessionId)
+        }
+        let inputHash = SHA256.hash(data: Data("\(request.provider.rawValue)\n\(request.model ?? "")\n\(input)".utf8))
+            .map { String(format: "%02x", $0) }.joined()
+
+        let attempt: Int
+        switch try await reserve(request, payer: payer, inputHash: inputHash) {
+        case .replay(let result):
+            logger.info("generation replayed", metadata: ["generation.key": .string(request.idempotencyKey)])
+            return result
+        case .charged(let number):
+            attempt = number
+        }
+
+        let outcome: Result<(text: String?, provider: String, model: String), GenerationError>
+        do {
+            outcome = .success(try await callProviders(request, ownKey: ownKey, logger: logger))
+        } catch let error as GenerationError {
+            outcome = .failure(error)
+        } catch {
+            outcome = .failure(.providerFailed("\(error)"))
+        }
+        switch outcome {
+        case .success(let reply):
+            let ticket = reply.text.map { Ticket.parse(providerText: $0, input: input) } ?? MockTickets.ticket(for: input)
+            return try await complete(request, payer: payer, ticket: ticket, provider: reply.provider, model: reply.model)
+        case .failure(let error):
+            try await fail(request, payer: payer, attempt: attempt, error: error)
+            logger.warning("generation failed; token released", metadata: ["generation.key": .string(request.idempotencyKey), "error.message": .string(error.description)])
+            throw error
+        }
+    }
+
+    /// The charge key of attempt `attempt` of a request key.
+    static func chargeKey(_ key: String, attempt: Int) -> String { "generate:\(key):\(attempt)" }
+
+    private func reserve(_ request: GenerationRequest, payer: Payer, inputHash: String) async throws -> Reservation {
+        let key = request.idempotencyKey
+        return try await database.immediateWrite { db in
+            let now = Date().truncatedToMilliseconds
+            var attempt = 1
+            if let row = try Row.fetchOne(db, sql: "SELECT * FROM generations WHERE idempotency_key = ?", arguments: [key]) {
+                guard row["payer_kind"] as String == payer.kind, row["payer_id"] as String == payer.id, row["input_hash"] as String == inputHash else {
+                    throw GenerationError.idempotencyKeyReused
+                }
+                switch row["status"] as String {
+                case "completed":
+                    let stored: String = row["response"]
+                    return .replay(try JSONDecoder().decode(GenerationResult.self, from: Data(stored.utf8)))
+                case "reserved":
+                    throw GenerationError.inProgress
+                default:
+                    attempt = (row["attempts"] as Int) + 1
+                    try db.execute(sql: "UPDATE generations SET status = 'reserved', attempts = ?, error = NULL, request_id = ?, updated_at = ? WHERE idempotency_key = ?",
+                                   arguments: [attempt, request.requestId, SQLTimestamp.string(now), key])
+                }
+            } else {
+                try db.execute(sql: """
+                    INSERT INTO generations (idempotency_key, payer_kind, payer_id, input_hash, status, attempts, request_id, created_at, updated_at)
+                    VALUES (?, ?, ?, ?, 'reserved', 1, ?, ?, ?)
+                    """, arguments: [key, payer.kind, payer.id, inputHash, request.requestId, SQLTimestamp.string(now), SQLTimestamp.string(now)])
+            }
+            let chargeKey = Self.chargeKey(key, attempt: attempt)
+            switch payer {
+            case .account(let userId):
+                _ = try AppDatabase.post(
+                    LedgerPosting(userId: userId, kind: .consume, delta: -1, idempotencyKey: chargeKey, reference: key, actor: "api", requestId: request.requestId),
+                    now: now, in: db)
+            case .session(let sessionId):
+                _ = try AppDatabase.chargeSession(sessionId: sessionId, amount: 1, idempotencyKey: chargeKey, requestId: request.requestId, now: now, in: db)
+            case .ownKey:
+                break
+            }
+            return .charged(attempt: attempt)
+        }
+    }
+
+    private func complete(_ request: GenerationRequest, payer: Payer, ticket: Ticket, provider: String, model: String) async throws -> GenerationResult {
+        try await database.immediateWrite { db in
+            let now = Date().truncatedToMilliseconds
+            let remaining: Int
+            switch payer {
+            case .account(let userId), .ownKey(let userId) where request.userId != nil:
+                remaining = try LedgerStatements.balance(userId: userId, in: db)?.tokens ?? 0
+            case .session(let sessionId), .ownKey(let sessionId):
+                remaining = try AppDatabase.fetchSession(db, sql: "SELECT * FROM anonymous_sessions WHERE id = ?", [sessionId])?.remaining ?? 0
+            }
+            let result = GenerationResult(ticket: ticket, markdown: ticket.markdown, provider: provider, model: model, tokensRemaining: remaining)
+            let stored = String(decoding: try JSONEncoder().encode(result), as: UTF8.self)
+            try db.execute(sql: "UPDATE generations SET status = 'completed', provider = ?, model = ?, response = ?, updated_at = ? WHERE idempotency_key = ?",
+                           arguments: [provider, model, stored, SQLTimestamp.string(now), request.idempotencyKey])
+            return result
+        }
+    }
+
+    private func fail(_ request: GenerationRequest, payer: Payer, attempt: Int, error: GenerationError) async throws {
+        try await database.immediateWrite { db in
+            let now = Date().truncatedToMilliseconds
+            let chargeKey = Self.chargeKey(request.idempotencyKey, attempt: attempt)
+            switch payer {
+            case .account(let userId):
+                _ = try AppDatabase.post(
+                    LedgerPosting(userId: userId, kind: .release, delta: 1, idempotencyKey: "release:\(chargeKey)", reference: request.idempotencyKey,
+                                  actor: "api", reason: "generation failed", requestId: request.requestId),
+                    now: now, in: db)
+            case .session(let sessionId):
+                _ = try AppDatabase.releaseSessionCharge(sessionId: sessionId, chargeKey: chargeKey, requestId: request.requestId, now: now, in: db)
+            case .ownKey:
+                break
+            }
+            try db.execute(sql: "UPDATE generations SET status = 'failed', error = ?, updated_at = ? WHERE idempotency_key = ?",
+                           arguments: [error.description, SQLTimestamp.string(now), request.idempotencyKey])
+        }
+    }
+
+    /// Returns the provider's text (nil for mock templates), the provider and the model used.
+    private func callProviders(_ request: GenerationRequest, ownKey: String?, logger: Logger) async throws -> (text: String?, provider: String, model: String) {
+        switch request.provider {
+        case .openai:
+            let model = request.model ?? "gpt-4o-mini"
+            let client = ChatCompletionsClient(providerName: "openai", baseURL: settings.openAIBase, apiKey: ownKey!, extraHeaders: [], timeout: settings.timeoutSeconds, http: http)
+            do {
+                return (try await client.complete(model: model, input: request.input), "openai", model)
+            } catch let error as ProviderError {
+                throw GenerationError.providerFailed(Self.redact(error.description, secret: ownKey!))
+            }
+        case .anthropic:
+            let model = request.model ?? "claude-3-5-haiku-latest"
+            let client = AnthropicClient(baseURL: settings.anthropicBase, apiKey: ownKey!, timeout: settings.timeoutSeconds, http: http)
+            do {
+                return (try await client.complete(model: model, input: request.input), "anthropic", model)
+            } catch let error as ProviderError {
+                throw GenerationError.providerFailed(Self.redact(error.description, secret: ownKey!))
+            }
+        case .myba:
+            guard let serverKey = settings.openRouterKey else { return (nil, "mock", MockTickets.model) }
+            let client = ChatCompletionsClient(
+                providerName: "openrouter", baseURL: settings.openRouterBase, apiKey: serverKey,
+                extraHeaders: [("HTTP-Referer", settings.publicURL), ("X-Title", "MyBA")], timeout: settings.timeoutSeconds, http: http)
+            var chain = settings.models
+            if let model = request.model { chain.removeAll { $0 == model }; chain.insert(model, at: 0) }
+            var failures: [String] = []
+            for model in chain {
+                do {
+                    let text = try await client.complete(model: model, input: request.input)
+                    return (text, "openrouter", model)
+                } catch let error as ProviderError {
+                    let message = Self.redact(error.description, secret: serverKey)
+                    logger.warning("AI model failed", metadata: ["ai.model": .string(model), "error.message": .string(message), "ai.retryable": .stringConvertible(error.retryable)])
+                    failures.append("\(model): \(message)")
+                    if !error.retryable { break }
+                }
+            }
+            throw GenerationError.providerFailed("every AI model failed (\(failures.joined(separator: "; ")))")
+        }
+    }
+
+    /// Removes a key (and anything shaped like a provider key) from a message that may be
+    /// logged or returned.
+    static func redact(_ message: String, secret: String) -> String {
+        var text = message.replacingOccurrences(of: secret, with: "[redacted]")
+        text = text.replacingOccurrences(of: #"(sk|sk-ant|sk-or)-[A-Za-z0-9_\-\*]{4,}"#, with: "[redacted]", options: .regularExpression)
+        return text
+    }
+}
+
+extension String {
+    var nilIfEmpty: String? { isEmpty ? nil : self }
+}

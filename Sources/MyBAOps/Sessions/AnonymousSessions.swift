@@ -1,0 +1,206 @@
+import Crypto
+import Foundation
+import GRDB
+
+/// An anonymous visitor's session and its free tokens.
+public struct AnonymousSession: Equatable, Sendable {
+    public var id: String
+    public var granted: Int
+    public var used: Int
+    public var createdAt: Date
+    public var lastSeenAt: Date
+    public var transferredTo: String?
+    public var transferredAt: Date?
+    public var transferredTokens: Int?
+
+    /// What the session can still spend (nothing once moved to an account).
+    public var remaining: Int { transferredTo == nil ? max(granted - used, 0) : 0 }
+}
+
+/// Why an anonymous-session operation was refused. Nothing was written.
+public enum AnonymousSessionError: Error, Equatable, CustomStringConvertible, Sendable {
+    case invalidFingerprint
+    case sessionNotFound(String)
+    /// The session's tokens were moved to an account: sign in to spend them.
+    case alreadyTransferred(sessionId: String)
+    case insufficientTokens(sessionId: String, remaining: Int)
+    /// Too many new sessions from one address; retry after the given seconds.
+    case rateLimited(retryAfterSeconds: Int)
+    case idempotencyKeyReused(String)
+
+    public var description: String {
+        switch self {
+        case .invalidFingerprint: return "fingerprint must be 1–512 characters"
+        case .sessionNotFound(let id): return "no anonymous session \(id)"
+        case .alreadyTransferred(let id): return "session \(id) was moved to an account; sign in to use its tokens"
+        case .insufficientTokens(_, let remaining): return "no free tokens left in this session (\(remaining) remaining); sign up to get more"
+        case .rateLimited(let seconds): return "too many new sessions from this address; retry in \(seconds) s"
+        case .idempotencyKeyReused(let key): return "idempotency key \(key) was used for a different charge"
+        }
+    }
+}
+
+/// The outcome of `POST /api/anonymous-session`.
+public struct AnonymousSessionStart: Equatable, Sendable {
+    public var session: AnonymousSession
+    public var created: Bool
+}
+
+/// The outcome of moving a session's tokens to an account.
+public struct TransferResult: Equatable, Sendable {
+    public var transferred: Int
+    public var balance: Balance
+}
+
+extension AppDatabase {
+    /// Returns the session of `fingerprint`, creating it with `settings.freeTokens` tokens when
+    /// new. The same fingerprint always gets the same session and never a fresh count. Creation
+    /// (only creation) is limited per client address to `sessionsPerHour`.
+    public func startAnonymousSession(fingerprint: String, clientAddress: String, settings: AnonymousSettings) async throws -> AnonymousSessionStart {
+        guard (1...512).contains(fingerprint.count) else { throw AnonymousSessionError.invalidFingerprint }
+        let fingerprintHash = Self.saltedHash("fingerprint", fingerprint, secret: settings.fingerprintSecret)
+        let addressHash = Self.saltedHash("address", clientAddress, secret: settings.fingerprintSecret)
+        return try await immediateWrite { db in
+            let now = Date().truncatedToMilliseconds
+            if var existing = try Self.fetchSession(db, sql: "SELECT * FROM anonymous_sessions WHERE fingerprint_hash = ?", [fingerprintHash]) {
+                try db.execute(sql: "UPDATE anonymous_sessions SET last_seen_at = ? WHERE id = ?", arguments: [SQLTimestamp.string(now), existing.id])
+                existing.lastSeenAt = now
+                return AnonymousSessionStart(session: existing, created: false)
+            }
+            let windowStart = now.addingTimeInterval(-3600)
+            let recent = try String.fetchAll(db, sql: """
+                SELECT created_at FROM anonymous_sessions WHERE client_address_hash = ? AND created_at > ? ORDER BY created_at
+                """, arguments: [addressHash, SQLTimestamp.string(windowStart)])
+            if recent.count >= settings.sessionsPerHour {
+                let oldest = recent.first.flatMap(SQLTimestamp.date) ?? now
+                let retryAfter = max(1, Int(oldest.addingTimeInterval(3600).timeIntervalSince(now).rounded(.up)))
+                throw AnonymousSessionError.rateLimited(retryAfterSeconds: retryAfter)
+            }
+            let session = AnonymousSession(id: Self.newSessionId(), granted: settings.freeTokens, used: 0, createdAt: now, lastSeenAt: now)
+            try db.execute(sql: """
+                INSERT INTO anonymous_sessions (id, fingerprint_hash, client_address_hash, granted, used, created_at, last_seen_at)
+                VALUES (?, ?, ?, ?, 0, ?, ?)
+                """, arguments: [session.id, fingerprintHash, addressHash, session.granted, SQLTimestamp.string(now), SQLTimestamp.string(now)])
+            return AnonymousSessionStart(session: session, created: true)
+        }
+    }
+
+    public func anonymousSession(id: String) async throws -> AnonymousSession? {
+        try await writer.read { db in try Self.fetchSession(db, sql: "SELECT * FROM anonymous_sessions WHERE id = ?", [id]) }
+    }
+
+    /// Moves what the session has left to `userId`'s account, once: the session is marked
+    /// transferred and a `transfer` entry (key `transfer:<sessionId>`) is posted in the same
+    /// transaction. Later calls move nothing. The customer is opened (welcome grant) if new.
+    public func transferAnonymousSession(sessionId: String, to userId: String, actor: String, requestId: String?) async throws -> TransferResult {
+        try Self.validateUserId(userId)
+        return try await immediateWrite { db in
+            let now = Date().truncatedToMilliseconds
+            guard let session = try Self.fetchSession(db, sql: "SELECT * FROM anonymous_sessions WHERE id = ?", [sessionId]) else {
+                throw AnonymousSessionError.sessionNotFound(sessionId)
+            }
+            try Self.openAccount(userId: userId, email: nil, actor: actor, requestId: requestId, now: now, in: db)
+            guard session.transferredTo == nil else {
+                let balance = try LedgerStatements.balance(userId: userId, in: db) ?? .empty(userId: userId, at: now)
+                return TransferResult(transferred: 0, balance: balance)
+            }
+            let remaining = session.remaining
+            try db.execute(sql: """
+                UPDATE anonymous_sessions SET transferred_to = ?, transferred_at = ?, transferred_tokens = ?, last_seen_at = ? WHERE id = ?
+                """, arguments: [userId, SQLTimestamp.string(now), remaining, SQLTimestamp.string(now), sessionId])
+            if remaining > 0 {
+                let posting = LedgerPosting(
+                    userId: userId, kind: .transfer, delta: remaining, idempotencyKey: "transfer:\(sessionId)",
+                    reference: sessionId, actor: actor, reason: "anonymous session tokens", requestId: requestId)
+                let result = try Self.post(posting, now: now, in: db)
+                return TransferResult(transferred: remaining, balance: result.balance)
+            }
+            let balance = try LedgerStatements.balance(userId: userId, in: db) ?? .empty(userId: userId, at: now)
+            return TransferResult(transferred: 0, balance: balance)
+        }
+    }
+
+    /// Spends `amount` of the session's free tokens under `idempotencyKey`; a replay of the key
+    /// returns the session as it is and spends nothing.
+    public func chargeAnonymousSession(sessionId: String, amount: Int = 1, idempotencyKey: String, requestId: String?) async throws -> AnonymousSession {
+        try await immediateWrite { db in
+            try Self.chargeSession(sessionId: sessionId, amount: amount, idempotencyKey: idempotencyKey, requestId: requestId, now: Date().truncatedToMilliseconds, in: db)
+        }
+    }
+
+    /// Gives back a charge whose work failed (key `release:<chargeKey>`), once.
+    public func releaseAnonymousCharge(sessionId: String, chargeKey: String, requestId: String?) async throws -> AnonymousSession {
+        try await immediateWrite { db in
+            try Self.releaseSessionCharge(sessionId: sessionId, chargeKey: chargeKey, requestId: requestId, now: Date().truncatedToMilliseconds, in: db)
+        }
+    }
+
+    static func chargeSession(sessionId: String, amount: Int, idempotencyKey: String, requestId: String?, now: Date, in db: Database) throws -> AnonymousSession {
+        guard var session = try fetchSession(db, sql: "SELECT * FROM anonymous_sessions WHERE id = ?", [sessionId]) else {
+            throw AnonymousSessionError.sessionNotFound(sessionId)
+        }
+        if let existing = try Row.fetchOne(db, sql: "SELECT session_id, amount FROM anonymous_charges WHERE idempotency_key = ?", arguments: [idempotencyKey]) {
+            guard existing["session_id"] as String == sessionId, existing["amount"] as Int == amount else {
+                throw AnonymousSessionError.idempotencyKeyReused(idempotencyKey)
+            }
+            return session
+        }
+        guard session.transferredTo == nil else { throw AnonymousSessionError.alreadyTransferred(sessionId: sessionId) }
+        guard session.remaining >= amount else {
+            throw AnonymousSessionError.insufficientTokens(sessionId: sessionId, remaining: session.remaining)
+        }
+        try db.execute(sql: "INSERT INTO anonymous_charges (session_id, amount, idempotency_key, request_id, created_at) VALUES (?, ?, ?, ?, ?)",
+                       arguments: [sessionId, amount, idempotencyKey, requestId, SQLTimestamp.string(now)])
+        try db.execute(sql: "UPDATE anonymous_sessions SET used = used + ?, last_seen_at = ? WHERE id = ?",
+                       arguments: [amount, SQLTimestamp.string(now), sessionId])
+        session.used += amount
+        session.lastSeenAt = now
+        return session
+    }
+
+    static func releaseSessionCharge(sessionId: String, chargeKey: String, requestId: String?, now: Date, in db: Database) throws -> AnonymousSession {
+        guard var session = try fetchSession(db, sql: "SELECT * FROM anonymous_sessions WHERE id = ?", [sessionId]) else {
+            throw AnonymousSessionError.sessionNotFound(sessionId)
+        }
+        guard let charged = try Int.fetchOne(db, sql: "SELECT amount FROM anonymous_charges WHERE idempotency_key = ? AND session_id = ?", arguments: [chargeKey, sessionId]) else {
+            return session
+        }
+        let releaseKey = "release:\(chargeKey)"
+        if try Bool.fetchOne(db, sql: "SELECT 1 FROM anonymous_charges WHERE idempotency_key = ?", arguments: [releaseKey]) == true {
+            return session
+        }
+        try db.execute(sql: "INSERT INTO anonymous_charges (session_id, amount, idempotency_key, request_id, created_at) VALUES (?, ?, ?, ?, ?)",
+                       arguments: [sessionId, -charged, releaseKey, requestId, SQLTimestamp.string(now)])
+        try db.execute(sql: "UPDATE anonymous_sessions SET used = used - ? WHERE id = ?", arguments: [charged, sessionId])
+        session.used -= charged
+        return session
+    }
+
+    /// The number of anonymous sessions.
+    public func anonymousSessionCount() async throws -> Int {
+        try await writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM anonymous_sessions") ?? 0 }
+    }
+
+    static func fetchSession(_ db: Database, sql: String, _ arguments: StatementArguments) throws -> AnonymousSession? {
+        guard let row = try Row.fetchOne(db, sql: sql, arguments: arguments) else { return nil }
+        return AnonymousSession(
+            id: row["id"], granted: row["granted"], used: row["used"],
+            createdAt: row.timestamp("created_at") ?? Date(timeIntervalSince1970: 0),
+            lastSeenAt: row.timestamp("last_seen_at") ?? Date(timeIntervalSince1970: 0),
+            transferredTo: row["transferred_to"], transferredAt: row.timestamp("transferred_at"),
+            transferredTokens: row["transferred_tokens"])
+    }
+
+    static func saltedHash(_ purpose: String, _ value: String, secret: String) -> String {
+        let key = SymmetricKey(data: Data("\(secret):\(purpose)".utf8))
+        return HMAC<SHA256>.authenticationCode(for: Data(value.utf8), using: key).map { String(format: "%02x", $0) }.joined()
+    }
+
+    static func newSessionId() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return "anon_" + (0..<3).map { _ in
+            let hex = String(generator.next() as UInt64, radix: 16)
+            return String(repeating: "0", count: 16 - hex.count) + hex
+        }.joined()
+    }
+}

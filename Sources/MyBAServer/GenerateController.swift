@@ -1,0 +1,39 @@
+import Hummingbird
+import MyBAOps
+
+/// `POST /api/generate`: one AI ticket for one token (none with the caller's own key).
+struct GenerateController {
+    let generator: TicketGenerator
+
+    var endpoints: RouteCollection<MyBARequestContext> {
+        RouteCollection(context: MyBARequestContext.self)
+            .post(use: generate)
+    }
+
+    struct GenerateRequest: Decodable {
+        var input: String
+        var sessionId: String?
+        var provider: String?
+        var apiKey: String?
+        var model: String?
+    }
+
+    @Sendable func generate(_ request: Request, context: MyBARequestContext) async throws -> GenerationResult {
+        let body = try await request.decode(as: GenerateRequest.self, context: context)
+        guard let provider = GenerationProvider(rawValue: body.provider ?? "myba") else {
+            throw APIError(.badRequest, code: "invalid_input", message: "provider must be \"myba\", \"openai\" or \"anthropic\"")
+        }
+        let idempotencyKey = request.headers[.idempotencyKey].flatMap(RequestIDMiddleware.acceptable) ?? context.requestId
+        let generation = GenerationRequest(
+            input: body.input, provider: provider, apiKey: body.apiKey, model: body.model,
+            userId: context.user?.userId, sessionId: context.user == nil ? body.sessionId : nil,
+            idempotencyKey: "\(context.user?.userId ?? body.sessionId ?? "-"):\(idempotencyKey)", requestId: context.requestId)
+        let result = try await generator.generate(generation, logger: context.logger)
+        context.logger.info("ticket generated", metadata: [
+            "ai.provider": .string(result.provider), "ai.model": .string(result.model), "tokens.remaining": .stringConvertible(result.tokensRemaining),
+        ])
+        return result
+    }
+}
+
+extension GenerationResult: ResponseEncodable {}

@@ -1,0 +1,40 @@
+import Hummingbird
+import MyBAOps
+
+/// `POST /api/transfer-anonymous-tokens`: moves what an anonymous session has left to the
+/// signed-in account, once. The server's count moves, never the client's claim.
+struct TransferController {
+    let database: AppDatabase
+
+    var endpoints: RouteCollection<MyBARequestContext> {
+        RouteCollection(context: MyBARequestContext.self)
+            .post(use: transfer)
+    }
+
+    struct TransferRequest: Decodable {
+        var sessionId: String
+        var userId: String?
+        var remainingTokens: Int?
+    }
+
+    struct TransferResponse: ResponseEncodable {
+        var transferred: Int
+        var tokens: Int
+    }
+
+    @Sendable func transfer(_ request: Request, context: MyBARequestContext) async throws -> TransferResponse {
+        let user = try context.requireUser()
+        let body = try await request.decode(as: TransferRequest.self, context: context)
+        if let claimed = body.userId, claimed != user.userId {
+            throw APIError(.forbidden, code: "forbidden", message: "userId does not match the signed-in user")
+        }
+        let result = try await database.transferAnonymousSession(sessionId: body.sessionId, to: user.userId, actor: "api", requestId: context.requestId)
+        if let claimed = body.remainingTokens, claimed != result.transferred {
+            context.logger.notice("client claimed a different remaining count; the server's count moved", metadata: [
+                "session.id": .string(body.sessionId), "tokens.claimed": .stringConvertible(claimed), "tokens.transferred": .stringConvertible(result.transferred),
+            ])
+        }
+        context.logger.info("anonymous tokens transferred", metadata: ["session.id": .string(body.sessionId), "tokens.transferred": .stringConvertible(result.transferred)])
+        return TransferResponse(transferred: result.transferred, tokens: result.balance.tokens)
+    }
+}
