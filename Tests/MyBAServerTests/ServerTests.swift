@@ -15,11 +15,13 @@ struct ServerFixture {
     let settings: MyBASettings
     let logs = CapturedLines()
 
-    init(plansFile: String? = nil) throws {
+    init(plansFile: String? = nil, configure: (inout MyBASettings) -> Void = { _ in }) throws {
         directory = try TemporaryDirectory("myba-server")
-        settings = MyBASettings(
+        var settings = MyBASettings(
             port: 0, databasePath: directory.file("data/myba.sqlite"), logFile: directory.file("logs/myba.jsonl"),
             plansFile: plansFile, maxBodyBytes: 4096)
+        configure(&settings)
+        self.settings = settings
     }
 
     func application() async throws -> some ApplicationProtocol {

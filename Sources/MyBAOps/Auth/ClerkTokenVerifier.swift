@@ -63,6 +63,8 @@ public final class ClerkTokenVerifier: Sendable {
     private struct KeyCache {
         var keys: [String: _RSA.Signing.PublicKey] = [:]
         var fetchedAt: Date?
+        /// When a token with an unknown kid last caused a refetch.
+        var unknownKidFetchAt: Date?
     }
 
     /// - Throws: when `CLERK_JWT_KEY` is set but is not an RSA public key.
@@ -150,19 +152,22 @@ public final class ClerkTokenVerifier: Sendable {
         if let staticKey { return staticKey }
         let kid = kid ?? ""
         let current = now()
-        let (cached, fetchedAt) = cache.withLock { ($0.keys[kid], $0.fetchedAt) }
-        let fresh = fetchedAt.map { current.timeIntervalSince($0) < Self.jwksCacheLifetime } ?? false
-        if let cached, fresh { return cached }
-        // Unknown kid (Clerk rotated keys) or stale cache: refetch, but not in a loop.
-        let mayRefetch = fetchedAt.map { !fresh || current.timeIntervalSince($0) >= Self.unknownKeyRefetchInterval } ?? true
-        if mayRefetch {
-            let keys = try await fetchJWKS()
-            cache.withLock { $0 = KeyCache(keys: keys, fetchedAt: current) }
-            if let key = keys[kid] { return key }
-        } else if let cached {
-            return cached
+        let cached = cache.withLock { $0 }
+        let fresh = cached.fetchedAt.map { current.timeIntervalSince($0) < Self.jwksCacheLifetime } ?? false
+        if fresh, let key = cached.keys[kid] { return key }
+        // Refetch when the cache is stale, or when Clerk may have rotated keys (an unknown kid),
+        // but let unknown kids cause at most one refetch per interval so bad tokens cannot
+        // turn into a flood of JWKS requests.
+        let unknownKidRefetchAllowed = cached.unknownKidFetchAt.map { current.timeIntervalSince($0) >= Self.unknownKeyRefetchInterval } ?? true
+        guard !fresh || unknownKidRefetchAllowed else { throw AuthError.unknownKey(kid.isEmpty ? "(none)" : kid) }
+        let keys = try await fetchJWKS()
+        cache.withLock { state in
+            state.keys = keys
+            state.fetchedAt = current
+            if fresh { state.unknownKidFetchAt = current }
         }
-        throw AuthError.unknownKey(kid.isEmpty ? "(none)" : kid)
+        guard let key = keys[kid] else { throw AuthError.unknownKey(kid.isEmpty ? "(none)" : kid) }
+        return key
     }
 
     private func fetchJWKS() async throws -> [String: _RSA.Signing.PublicKey] {

@@ -74,7 +74,9 @@ public struct URLSessionHTTPClient: HTTPClient {
         urlRequest.httpBody = request.body
         let host = request.url.host ?? request.url.absoluteString
         do {
-            let (data, response) = try await session.data(for: urlRequest)
+            let (data, response) = try await withDeadline(request.timeout, host: host) { [session, urlRequest] in
+                try await session.data(for: urlRequest)
+            }
             guard let http = response as? HTTPURLResponse else {
                 throw HTTPClientError.connectionFailed(host: host, detail: "not an HTTP response")
             }
@@ -83,10 +85,28 @@ public struct URLSessionHTTPClient: HTTPClient {
                 if let key = key as? String, let value = value as? String { headers[key] = value }
             }
             return HTTPClientResponse(status: http.statusCode, headers: headers, body: data)
+        } catch let error as HTTPClientError {
+            throw error
         } catch let error as URLError where error.code == .timedOut {
             throw HTTPClientError.timedOut(host: host)
         } catch let error as URLError {
             throw HTTPClientError.connectionFailed(host: host, detail: error.localizedDescription)
         }
+    }
+}
+
+/// Runs `operation`, cancelling it when `seconds` pass first. URLSession's own
+/// `timeoutInterval` is an idle timeout and on Linux does not bound a server that accepts the
+/// connection and then stays silent; a provider call must never hang a request.
+func withDeadline<T: Sendable>(_ seconds: TimeInterval, host: String, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T.self) { group in
+        group.addTask { try await operation() }
+        group.addTask {
+            try await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
+            throw HTTPClientError.timedOut(host: host)
+        }
+        defer { group.cancelAll() }
+        guard let first = try await group.next() else { throw HTTPClientError.timedOut(host: host) }
+        return first
     }
 }
