@@ -20,6 +20,14 @@ func buildApplication(settings: MyBASettings, logger: Logger) async throws -> so
     let database = try AppDatabase.openFile(
         at: settings.databasePath,
         options: .init(busyTimeout: settings.busyTimeoutSeconds, createIfMissing: true))
+    // A generation still reserved from before this start belongs to a process that died
+    // mid-call: give its token back. The margin covers a whole provider chain of another
+    // process that may still be finishing.
+    let abandonedCutoff = Date().addingTimeInterval(-(settings.ai.timeoutSeconds * Double(settings.ai.models.count + 1) + 60))
+    let released = try await database.releaseAbandonedGenerations(reservedBefore: abandonedCutoff)
+    if released > 0 {
+        logger.warning("released tokens of abandoned generations", metadata: ["generations.released": .stringConvertible(released)])
+    }
     let http = URLSessionHTTPClient()
     let verifier = try ClerkTokenVerifier(settings: settings.auth, http: http)
     let generator = TicketGenerator(database: database, settings: settings.ai, http: http)

@@ -141,8 +141,7 @@ public struct TicketGenerator: Sendable {
            try await database.anonymousSession(id: sessionId) == nil {
             throw AnonymousSessionError.sessionNotFound(sessionId)
         }
-        let inputHash = SHA256.hash(data: Data("\(request.provider.rawValue)\n\(request.model ?? "")\n\(input)".utf8))
-            .map { String(format: "%02x", $0) }.joined()
+        let inputHash = Self.inputHash(request)
 
         let attempt: Int
         switch try await reserve(request, payer: payer, inputHash: inputHash) {
@@ -170,6 +169,12 @@ public struct TicketGenerator: Sendable {
             logger.warning("generation failed; token released", metadata: ["generation.key": .string(request.idempotencyKey), "error.message": .string(error.description)])
             throw error
         }
+    }
+
+    /// What must be equal for a request to count as a retry of an earlier one with its key.
+    static func inputHash(_ request: GenerationRequest) -> String {
+        SHA256.hash(data: Data("\(request.provider.rawValue)\n\(request.model ?? "")\n\(request.input)".utf8))
+            .map { String(format: "%02x", $0) }.joined()
     }
 
     /// The charge key of attempt `attempt` of a request key.
