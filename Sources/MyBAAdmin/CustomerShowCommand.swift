@@ -60,55 +60,37 @@ struct CustomerShowCommand: ConsoleCommand {
     }
 }
 
-/// `customer show --json`: the API's field names at the top level, plus the entries.
+/// `customer show --json`: the API's balance fields at the top level, plus the customer and
+/// its entries.
 struct CustomerShowDocument: Encodable {
-    var userId: String
+    var balance: BalanceFields
     var email: String?
     var stripeCustomerId: String?
     var createdAt: String
     var deletedAt: String?
-    var tokens: Int
-    var tokensUsed: Int
-    var tokensPurchased: Int
-    var tokensTransferred: Int
-    var lastPurchase: String?
-    var transferDate: String?
     var entries: [EntryDocument]
 
     init(_ summary: CustomerSummary) {
-        userId = summary.customer.userId
+        balance = BalanceFields(summary.balance)
         email = summary.customer.email
         stripeCustomerId = summary.customer.stripeCustomerId
         createdAt = LedgerDates.timestamp(summary.customer.createdAt)
         deletedAt = summary.customer.deletedAt.map(LedgerDates.timestamp)
-        tokens = summary.balance.tokens
-        tokensUsed = summary.balance.tokensUsed
-        tokensPurchased = summary.balance.tokensPurchased
-        tokensTransferred = summary.balance.tokensTransferred
-        lastPurchase = summary.balance.lastPurchase.map(LedgerDates.day)
-        transferDate = summary.balance.transferDate.map(LedgerDates.day)
         entries = summary.recentEntries.map(EntryDocument.init)
     }
 
-    // Explicit nulls, so a script can rely on every key being present.
     func encode(to encoder: any Encoder) throws {
+        try balance.encode(to: encoder)
         var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(userId, forKey: .userId)
         try container.encode(email, forKey: .email)
         try container.encode(stripeCustomerId, forKey: .stripeCustomerId)
         try container.encode(createdAt, forKey: .createdAt)
         try container.encode(deletedAt, forKey: .deletedAt)
-        try container.encode(tokens, forKey: .tokens)
-        try container.encode(tokensUsed, forKey: .tokensUsed)
-        try container.encode(tokensPurchased, forKey: .tokensPurchased)
-        try container.encode(tokensTransferred, forKey: .tokensTransferred)
-        try container.encode(lastPurchase, forKey: .lastPurchase)
-        try container.encode(transferDate, forKey: .transferDate)
         try container.encode(entries, forKey: .entries)
     }
 
     enum CodingKeys: String, CodingKey {
-        case userId, email, stripeCustomerId, createdAt, deletedAt, tokens, tokensUsed, tokensPurchased, tokensTransferred, lastPurchase, transferDate, entries
+        case email, stripeCustomerId, createdAt, deletedAt, entries
     }
 }
 

@@ -10,7 +10,7 @@ struct UserTokensController {
             .get(":userId", use: show)
     }
 
-    @Sendable func show(_ request: Request, context: MyBARequestContext) async throws -> BalanceResponse {
+    @Sendable func show(_ request: Request, context: MyBARequestContext) async throws -> BalanceFields {
         let user = try context.requireUser()
         let userId = try context.parameters.require("userId")
         guard userId == user.userId else {
@@ -19,42 +19,8 @@ struct UserTokensController {
         guard let balance = try await database.balance(userId: userId) else {
             throw APIError(.notFound, code: "unknown_customer", message: "no customer with id \(userId)")
         }
-        return BalanceResponse(balance)
+        return BalanceFields(balance)
     }
 }
 
-/// A balance as the front end reads it; dates `YYYY-MM-DD` or null.
-struct BalanceResponse: ResponseEncodable {
-    var userId: String
-    var tokens: Int
-    var tokensUsed: Int
-    var tokensPurchased: Int
-    var tokensTransferred: Int
-    var lastPurchase: String?
-    var transferDate: String?
-
-    init(_ balance: Balance) {
-        userId = balance.userId
-        tokens = balance.tokens
-        tokensUsed = balance.tokensUsed
-        tokensPurchased = balance.tokensPurchased
-        tokensTransferred = balance.tokensTransferred
-        lastPurchase = balance.lastPurchase.map(LedgerDates.day)
-        transferDate = balance.transferDate.map(LedgerDates.day)
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(userId, forKey: .userId)
-        try container.encode(tokens, forKey: .tokens)
-        try container.encode(tokensUsed, forKey: .tokensUsed)
-        try container.encode(tokensPurchased, forKey: .tokensPurchased)
-        try container.encode(tokensTransferred, forKey: .tokensTransferred)
-        try container.encode(lastPurchase, forKey: .lastPurchase)
-        try container.encode(transferDate, forKey: .transferDate)
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case userId, tokens, tokensUsed, tokensPurchased, tokensTransferred, lastPurchase, transferDate
-    }
-}
+extension BalanceFields: ResponseEncodable {}

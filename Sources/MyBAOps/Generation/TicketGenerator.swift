@@ -163,7 +163,7 @@ public struct TicketGenerator: Sendable {
         switch outcome {
         case .success(let reply):
             let ticket = reply.text.map { Ticket.parse(providerText: $0, input: input) } ?? MockTickets.ticket(for: input)
-            return try await complete(request, payer: payer, ticket: ticket, provider: reply.provider, model: reply.model)
+            return try await complete(request, ticket: ticket, provider: reply.provider, model: reply.model)
         case .failure(let error):
             try await fail(request, payer: payer, attempt: attempt, error: error)
             logger.warning("generation failed; token released", metadata: ["generation.key": .string(request.idempotencyKey), "error.message": .string(error.description)])
@@ -221,15 +221,17 @@ public struct TicketGenerator: Sendable {
         }
     }
 
-    private func complete(_ request: GenerationRequest, payer: Payer, ticket: Ticket, provider: String, model: String) async throws -> GenerationResult {
+    private func complete(_ request: GenerationRequest, ticket: Ticket, provider: String, model: String) async throws -> GenerationResult {
         try await database.immediateWrite { db in
             let now = Date().truncatedToMilliseconds
+            // What the caller has left: the account when signed in, else the session.
             let remaining: Int
-            switch payer {
-            case .account(let userId), .ownKey(let userId) where request.userId != nil:
+            if let userId = request.userId {
                 remaining = try LedgerStatements.balance(userId: userId, in: db)?.tokens ?? 0
-            case .session(let sessionId), .ownKey(let sessionId):
+            } else if let sessionId = request.sessionId {
                 remaining = try AppDatabase.fetchSession(db, sql: "SELECT * FROM anonymous_sessions WHERE id = ?", [sessionId])?.remaining ?? 0
+            } else {
+                remaining = 0
             }
             let result = GenerationResult(ticket: ticket, markdown: ticket.markdown, provider: provider, model: model, tokensRemaining: remaining)
             let stored = String(decoding: try JSONEncoder().encode(result), as: UTF8.self)
