@@ -11,6 +11,7 @@ struct ServerDependencies: Sendable {
     var startedAt: Date
     var verifier: ClerkTokenVerifier
     var generator: TicketGenerator
+    var webhookProcessor: WebhookProcessor
 }
 
 /// Builds the server from settings: opens and migrates the database, loads and validates the
@@ -31,8 +32,10 @@ func buildApplication(settings: MyBASettings, logger: Logger) async throws -> so
     let http = URLSessionHTTPClient()
     let verifier = try ClerkTokenVerifier(settings: settings.auth, http: http)
     let generator = TicketGenerator(database: database, settings: settings.ai, http: http)
+    let webhookProcessor = WebhookProcessor(database: database, plans: plans)
     let dependencies = ServerDependencies(
-        settings: settings, database: database, plans: plans, startedAt: Date(), verifier: verifier, generator: generator)
+        settings: settings, database: database, plans: plans, startedAt: Date(), verifier: verifier, generator: generator,
+        webhookProcessor: webhookProcessor)
     let router = buildRouter(dependencies)
     if settings.auth.isDevelopmentMode {
         logger.warning("DEVELOPMENT AUTH: no Clerk key is configured (CLERK_JWT_KEY, CLERK_SECRET_KEY or CLERK_JWKS_URL); any `Bearer dev:<userId>` is accepted as that user. Never run like this in production.", metadata: ["auth.mode": "development"])
@@ -47,9 +50,13 @@ func buildApplication(settings: MyBASettings, logger: Logger) async throws -> so
         "auth.mode": .string(settings.auth.isDevelopmentMode ? "development" : "clerk"),
         "ai.provider": .string(generator.defaultProviderName),
     ])
+    if !settings.faultInjection.isEmpty {
+        logger.critical("FAULT INJECTION is on; this server will crash on purpose", metadata: ["fault.points": .string(settings.faultInjection.sorted().joined(separator: ","))])
+    }
     return Application(
         router: router,
         configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: nil),
+        services: [WebhookRetryService(processor: webhookProcessor, interval: .seconds(settings.webhookRetryIntervalSeconds), logger: logger)],
         onServerRunning: { channel in
             logger.info("server listening", metadata: [
                 "http.host": .string(settings.host),
@@ -76,5 +83,8 @@ func buildRouter(_ dependencies: ServerDependencies) -> Router<MyBARequestContex
     router.addRoutes(UserTokensController(database: dependencies.database).endpoints, atPath: "/api/user-tokens")
     router.addRoutes(TransferController(database: dependencies.database).endpoints, atPath: "/api/transfer-anonymous-tokens")
     router.addRoutes(GenerateController(generator: dependencies.generator).endpoints, atPath: "/api/generate")
+    router.addRoutes(
+        WebhookController(settings: dependencies.settings, database: dependencies.database, processor: dependencies.webhookProcessor).endpoints,
+        atPath: "/api/webhook")
     return router
 }

@@ -43,6 +43,11 @@ extension TestResponse {
     var json: [String: Any] {
         get throws { try jsonObject(String(buffer: body)) }
     }
+
+    /// The body as a JSON object, empty when it is not one (for use inside `#expect`).
+    var object: [String: Any] {
+        (try? jsonObject(String(buffer: body))) ?? [:]
+    }
 }
 
 @Suite("HTTP server")

@@ -17,12 +17,15 @@ public struct LedgerPosting: Equatable, Sendable {
     public var requestId: String?
     /// Legacy counters and dates, for `import` entries only.
     public var opening: OpeningBalance?
+    /// For `payment_refund`: tokens that should have been taken back but had been spent.
+    public var shortfall: Int = 0
 
     public init(
         userId: String, kind: LedgerEntryKind, delta: Int, idempotencyKey: String,
         reference: String? = nil, actor: String, reason: String? = nil, requestId: String? = nil,
-        opening: OpeningBalance? = nil
+        opening: OpeningBalance? = nil, shortfall: Int = 0
     ) {
+        self.shortfall = shortfall
         self.userId = userId
         self.kind = kind
         self.delta = delta
@@ -167,6 +170,12 @@ extension AppDatabase {
             throw LedgerError.invalidPosting("a \(posting.kind.rawValue) entry takes a \(posting.kind.allowedSign.phrase) delta, got \(posting.delta)")
         }
         guard !posting.actor.isEmpty else { throw LedgerError.invalidPosting("actor is required") }
+        guard posting.shortfall >= 0, posting.shortfall == 0 || posting.kind == .paymentRefund else {
+            throw LedgerError.invalidPosting("only payment_refund entries record a shortfall, and it cannot be negative")
+        }
+        if posting.kind == .paymentRefund && posting.delta == 0 && posting.shortfall == 0 {
+            throw LedgerError.invalidPosting("a payment_refund takes tokens back or records a shortfall")
+        }
         if let opening = posting.opening {
             guard posting.kind == .import else {
                 throw LedgerError.invalidPosting("only import entries carry opening counters")
@@ -215,13 +224,14 @@ extension AppDatabase {
             usedDelta: effect.used, purchasedDelta: effect.purchased, transferredDelta: effect.transferred,
             setsLastPurchase: effect.setsLastPurchase, setsTransferDate: effect.setsTransferDate,
             idempotencyKey: posting.idempotencyKey, reference: posting.reference, actor: posting.actor,
-            reason: posting.reason, requestId: posting.requestId, createdAt: now
+            reason: posting.reason, requestId: posting.requestId, createdAt: now, shortfall: posting.shortfall
         )
         // A replay must be answered even when the balance no longer covers it, so a refusal is
         // decided only after the key is known to be new.
         let refusal = Self.refusal(current: current, next: next, posting: posting)
         if refusal == nil, try LedgerStatements.insertIfNewKey(&entry, in: db) {
             try LedgerStatements.update(next, in: db)
+            try LedgerStatements.enqueueMirror(userId: posting.userId, now: now, in: db)
             return PostingResult(entry: entry, balance: next, replayed: false)
         }
         if let existing = try LedgerStatements.entry(idempotencyKey: posting.idempotencyKey, in: db) {

@@ -26,19 +26,22 @@ public enum LedgerEntryKind: String, Codable, Sendable, CaseIterable {
     public var allowedSign: AllowedSign {
         switch self {
         case .welcome, .transfer, .purchase, .release, .refundCredit: return .positive
-        case .consume, .paymentRefund: return .negative
+        case .consume: return .negative
+        // Zero only when everything owed back had been spent: the entry then records the shortfall.
+        case .paymentRefund: return .nonPositive
         case .adjust: return .nonZero
         case .import: return .nonNegative
         }
     }
 
     public enum AllowedSign: Sendable {
-        case positive, negative, nonZero, nonNegative
+        case positive, negative, nonPositive, nonZero, nonNegative
 
         func admits(_ value: Int) -> Bool {
             switch self {
             case .positive: return value > 0
             case .negative: return value < 0
+            case .nonPositive: return value <= 0
             case .nonZero: return value != 0
             case .nonNegative: return value >= 0
             }
@@ -48,6 +51,7 @@ public enum LedgerEntryKind: String, Codable, Sendable, CaseIterable {
             switch self {
             case .positive: return "positive"
             case .negative: return "negative"
+            case .nonPositive: return "zero or negative"
             case .nonZero: return "non-zero"
             case .nonNegative: return "zero or positive"
             }

@@ -36,6 +36,8 @@ public struct LedgerEntry: Codable, Equatable, Sendable {
     public var reason: String?
     public var requestId: String?
     public var createdAt: Date
+    /// For `payment_refund`: tokens owed back but already spent (recorded, not taken).
+    public var shortfall: Int = 0
 
     /// The effect this entry recorded on the projection.
     public var effect: LedgerEffect {
@@ -121,11 +123,12 @@ extension LedgerEntry: FetchableRecord, MutablePersistableRecord {
             setsLastPurchase: row.timestamp("sets_last_purchase"), setsTransferDate: row.timestamp("sets_transfer_date"),
             idempotencyKey: row["idempotency_key"], reference: row["reference"], actor: row["actor"],
             reason: row["reason"], requestId: row["request_id"],
-            createdAt: row.timestamp("created_at") ?? Date(timeIntervalSince1970: 0))
+            createdAt: row.timestamp("created_at") ?? Date(timeIntervalSince1970: 0), shortfall: row["shortfall"] ?? 0)
     }
 
     public func encode(to container: inout PersistenceContainer) throws {
         container["id"] = id
+        container["shortfall"] = shortfall
         container["user_id"] = userId
         container["kind"] = kind.rawValue
         container["delta"] = delta

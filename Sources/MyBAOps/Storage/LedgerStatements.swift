@@ -28,18 +28,29 @@ enum LedgerStatements {
     static func insertIfNewKey(_ entry: inout LedgerEntry, in db: Database) throws -> Bool {
         let statement = try db.cachedStatement(sql: """
             INSERT INTO ledger_entries (user_id, kind, delta, used_delta, purchased_delta, transferred_delta,
-                sets_last_purchase, sets_transfer_date, idempotency_key, reference, actor, reason, request_id, created_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                sets_last_purchase, sets_transfer_date, idempotency_key, reference, actor, reason, request_id, created_at, shortfall)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT (idempotency_key) DO NOTHING
             """)
         try statement.execute(arguments: [
             entry.userId, entry.kind.rawValue, entry.delta, entry.usedDelta, entry.purchasedDelta, entry.transferredDelta,
             entry.setsLastPurchase.map(SQLTimestamp.string), entry.setsTransferDate.map(SQLTimestamp.string),
             entry.idempotencyKey, entry.reference, entry.actor, entry.reason, entry.requestId, SQLTimestamp.string(entry.createdAt),
+            entry.shortfall,
         ])
         guard db.changesCount == 1 else { return false }
         entry.id = db.lastInsertedRowID
         return true
+    }
+
+    /// Marks `userId`'s Stripe metadata as behind the ledger (coalesced: one row per customer).
+    static func enqueueMirror(userId: String, now: Date, in db: Database) throws {
+        let statement = try db.cachedStatement(sql: """
+            INSERT INTO stripe_outbox (user_id, changes, pending_since, attempts, next_attempt_at) VALUES (?, 1, ?, 0, ?)
+            ON CONFLICT (user_id) DO UPDATE SET changes = changes + 1
+            """)
+        let timestamp = SQLTimestamp.string(now)
+        try statement.execute(arguments: [userId, timestamp, timestamp])
     }
 
     static func update(_ balance: Balance, in db: Database) throws {

@@ -111,6 +111,69 @@ extension AppDatabase {
             try db.create(index: "generations_on_status", on: "generations", columns: ["status", "updated_at"])
         }
 
+        migrator.registerMigration("2026-11-25 webhook inbox, payments, Stripe outbox, refund shortfall") { db in
+            // Tokens a payment_refund could not take back because the customer had spent them.
+            try db.alter(table: "ledger_entries") { t in
+                t.add(column: "shortfall", .integer).notNull().defaults(to: 0)
+            }
+
+            try db.create(table: "webhook_events") { t in
+                t.column("source", .text).notNull().check(sql: "source IN ('stripe','clerk')")
+                t.column("event_id", .text).notNull()
+                t.primaryKey(["source", "event_id"])
+                t.column("type", .text).notNull()
+                t.column("body", .text).notNull()
+                t.column("headers", .text).notNull()
+                t.column("received_at", .datetime).notNull()
+                t.column("request_id", .text)
+                t.column("status", .text).notNull().check(sql: "status IN ('received','processed','ignored','failed')")
+                t.column("attempts", .integer).notNull().defaults(to: 0)
+                t.column("last_error", .text)
+                t.column("next_attempt_at", .datetime)
+                t.column("processed_at", .datetime)
+                t.column("outcome", .text)
+            }
+            try db.create(index: "webhook_events_on_status", on: "webhook_events", columns: ["status", "next_attempt_at"])
+            try db.create(index: "webhook_events_on_received", on: "webhook_events", columns: ["received_at"])
+
+            try db.create(table: "webhook_event_entries") { t in
+                t.column("source", .text).notNull()
+                t.column("event_id", .text).notNull()
+                t.column("entry_id", .integer).notNull().references("ledger_entries")
+                t.primaryKey(["source", "event_id", "entry_id"])
+                t.foreignKey(["source", "event_id"], references: "webhook_events")
+            }
+
+            // One row per paid Checkout Session: what refunds are measured against.
+            try db.create(table: "payments") { t in
+                t.primaryKey("checkout_session_id", .text)
+                t.column("payment_intent_id", .text).unique()
+                t.column("user_id", .text).notNull().references("customers")
+                t.column("plan_id", .text)
+                t.column("tokens", .integer).notNull().check { $0 > 0 }
+                t.column("amount_total", .integer).notNull().check { $0 >= 0 }
+                t.column("currency", .text).notNull()
+                t.column("refunded_amount", .integer).notNull().defaults(to: 0)
+                t.column("refunded_tokens", .integer).notNull().defaults(to: 0)
+                t.column("created_at", .datetime).notNull()
+                t.check(sql: "refunded_tokens <= tokens AND refunded_amount <= amount_total")
+            }
+            try db.create(index: "payments_on_user", on: "payments", columns: ["user_id"])
+
+            // Customers whose Stripe metadata must be brought up to date: one row per customer,
+            // written in the transaction of every balance change. `changes` counts the changes so
+            // the worker deletes the row only if nothing changed while it was pushing.
+            try db.create(table: "stripe_outbox") { t in
+                t.primaryKey("user_id", .text).references("customers")
+                t.column("changes", .integer).notNull().defaults(to: 1)
+                t.column("pending_since", .datetime).notNull()
+                t.column("attempts", .integer).notNull().defaults(to: 0)
+                t.column("next_attempt_at", .datetime).notNull()
+                t.column("last_error", .text)
+            }
+            try db.create(index: "stripe_outbox_on_next_attempt", on: "stripe_outbox", columns: ["next_attempt_at"])
+        }
+
         return migrator
     }
 }

@@ -27,14 +27,26 @@ public struct MyBASettings: Equatable, Sendable {
     public var anonymous: AnonymousSettings
     /// AI providers for `/api/generate`.
     public var ai: AISettings
+    /// Stripe payments and webhooks.
+    public var stripe: StripeSettings
+    /// `MYBA_PUBLIC_URL`: the front end's address (Checkout return URLs, OpenRouter referer).
+    public var publicURL: String
+    /// `MYBA_FAULT_INJECTION`: test-only crash points (see README); never set in production.
+    public var faultInjection: Set<String>
+    /// `MYBA_WEBHOOK_RETRY_SECONDS`: how often the retry worker looks for due events.
+    public var webhookRetryIntervalSeconds: Int = 5
 
     public init(
         host: String = "127.0.0.1", port: Int = 3001, databasePath: String = defaultDatabasePath,
         logFile: String = defaultLogFile, logMaxBytes: Int = 50 * 1024 * 1024, logMaxFiles: Int = 5,
         logLevel: String = "info", plansFile: String? = nil, environmentName: String = "development",
         busyTimeoutSeconds: Double = 5, maxBodyBytes: Int = 1024 * 1024,
-        auth: AuthSettings = AuthSettings(), anonymous: AnonymousSettings = AnonymousSettings(), ai: AISettings = AISettings()
+        auth: AuthSettings = AuthSettings(), anonymous: AnonymousSettings = AnonymousSettings(), ai: AISettings = AISettings(),
+        stripe: StripeSettings = StripeSettings(), publicURL: String = "http://localhost:5173", faultInjection: Set<String> = []
     ) {
+        self.stripe = stripe
+        self.publicURL = publicURL
+        self.faultInjection = faultInjection
         self.auth = auth
         self.anonymous = anonymous
         self.ai = ai
@@ -92,7 +104,17 @@ public struct MyBASettings: Equatable, Sendable {
         settings.ai.openAIBase = try env.url("OPENAI_API_BASE") ?? settings.ai.openAIBase
         settings.ai.anthropicBase = try env.url("ANTHROPIC_API_BASE") ?? settings.ai.anthropicBase
         if let timeout = try env.integer("MYBA_AI_TIMEOUT_MS", in: 100...600_000) { settings.ai.timeoutSeconds = Double(timeout) / 1000 }
-        settings.ai.publicURL = env.string("MYBA_PUBLIC_URL") ?? settings.ai.publicURL
+        settings.publicURL = try env.url("MYBA_PUBLIC_URL").map { $0.absoluteString.hasSuffix("/") ? String($0.absoluteString.dropLast()) : $0.absoluteString } ?? settings.publicURL
+        settings.ai.publicURL = settings.publicURL
+        settings.auth.webhookSecret = env.string("CLERK_WEBHOOK_SECRET")
+        settings.stripe.secretKey = env.string("STRIPE_SECRET_KEY")
+        if let key = settings.stripe.secretKey, !key.hasPrefix("sk_") && !key.hasPrefix("rk_") {
+            throw SettingsError(variable: "STRIPE_SECRET_KEY", problem: "must be a secret key (sk_… or rk_…), not a publishable one")
+        }
+        settings.stripe.webhookSecret = env.string("STRIPE_WEBHOOK_SECRET")
+        settings.stripe.apiBase = try env.url("STRIPE_API_BASE") ?? settings.stripe.apiBase
+        settings.faultInjection = Set(env.list("MYBA_FAULT_INJECTION"))
+        settings.webhookRetryIntervalSeconds = try env.integer("MYBA_WEBHOOK_RETRY_SECONDS", in: 1...3600) ?? settings.webhookRetryIntervalSeconds
         return settings
     }
 }
@@ -107,6 +129,8 @@ public struct AuthSettings: Equatable, Sendable {
     public var jwksURL: URL?
     /// `MYBA_AUTHORIZED_PARTIES`: accepted `azp` values; empty accepts any.
     public var authorizedParties: [String] = []
+    /// `CLERK_WEBHOOK_SECRET`: the Svix signing secret (`whsec_…`) of Clerk's webhooks.
+    public var webhookSecret: String?
 
     public init(jwtPublicKeyPEM: String? = nil, secretKey: String? = nil, jwksURL: URL? = nil, authorizedParties: [String] = []) {
         self.jwtPublicKeyPEM = jwtPublicKeyPEM
@@ -150,6 +174,22 @@ public struct AISettings: Equatable, Sendable {
 
     public init(openRouterKey: String? = nil) {
         self.openRouterKey = openRouterKey
+    }
+}
+
+/// Stripe: the API and the webhook endpoint's secret.
+public struct StripeSettings: Equatable, Sendable {
+    /// `STRIPE_SECRET_KEY`; `nil` disables payments (checkout answers 503 `payments_disabled`).
+    public var secretKey: String?
+    /// `STRIPE_WEBHOOK_SECRET` (`whsec_…`).
+    public var webhookSecret: String?
+    /// `STRIPE_API_BASE`: Stripe's API, or the emulator.
+    public var apiBase = URL(string: "https://api.stripe.com")!
+
+    public init(secretKey: String? = nil, webhookSecret: String? = nil, apiBase: URL = URL(string: "https://api.stripe.com")!) {
+        self.secretKey = secretKey
+        self.webhookSecret = webhookSecret
+        self.apiBase = apiBase
     }
 }
 

@@ -1,0 +1,292 @@
+import Foundation
+import GRDB
+import Logging
+
+/// Who sent a webhook.
+public enum WebhookSource: String, Codable, Sendable, CaseIterable {
+    case stripe
+    case clerk
+}
+
+/// A verified delivery, as it is stored before anything else happens.
+public struct WebhookDelivery: Sendable {
+    public var source: WebhookSource
+    public var eventId: String
+    public var type: String
+    public var body: String
+    /// Delivery headers worth keeping (ids, timestamps, signatures; never secrets).
+    public var headers: [String: String]
+    public var requestId: String?
+
+    public init(source: WebhookSource, eventId: String, type: String, body: String, headers: [String: String], requestId: String?) {
+        self.source = source
+        self.eventId = eventId
+        self.type = type
+        self.body = body
+        self.headers = headers
+        self.requestId = requestId
+    }
+}
+
+/// A stored webhook event.
+public struct WebhookEvent: Equatable, Sendable {
+    public enum Status: String, Codable, Sendable, CaseIterable {
+        case received, processed, ignored, failed
+    }
+
+    public var source: WebhookSource
+    public var eventId: String
+    public var type: String
+    public var body: String
+    public var headers: [String: String]
+    public var receivedAt: Date
+    public var requestId: String?
+    public var status: Status
+    public var attempts: Int
+    public var lastError: String?
+    public var nextAttemptAt: Date?
+    public var processedAt: Date?
+    public var outcome: String?
+    public var entryIds: [Int64]
+}
+
+/// What processing an event did.
+public struct WebhookOutcome: Equatable, Sendable {
+    public var status: WebhookEvent.Status
+    public var message: String
+    public var entryIds: [Int64]
+    /// True when the event had been processed (or ignored) before and nothing was done now.
+    public var alreadyDone: Bool
+}
+
+extension AppDatabase {
+    /// Stores a verified delivery unless its event id is known. Returns false for a redelivery,
+    /// which changes nothing.
+    public func storeWebhook(_ delivery: WebhookDelivery) async throws -> Bool {
+        let headers = String(decoding: try JSONSerialization.data(withJSONObject: delivery.headers, options: [.sortedKeys]), as: UTF8.self)
+        return try await immediateWrite { db in
+            try db.execute(sql: """
+                INSERT INTO webhook_events (source, event_id, type, body, headers, received_at, request_id, status, attempts)
+                VALUES (?, ?, ?, ?, ?, ?, ?, 'received', 0) ON CONFLICT (source, event_id) DO NOTHING
+                """, arguments: [delivery.source.rawValue, delivery.eventId, delivery.type, delivery.body, headers,
+                                 SQLTimestamp.string(Date()), delivery.requestId])
+            return db.changesCount == 1
+        }
+    }
+
+    public func webhookEvent(source: WebhookSource, eventId: String) async throws -> WebhookEvent? {
+        try await writer.read { db in try Self.fetchWebhook(source: source, eventId: eventId, in: db) }
+    }
+
+    /// Events to (re)process now: stored but never processed (a crash between storing and
+    /// processing), and failed ones whose backoff has elapsed, oldest first.
+    public func webhooksDue(now: Date = Date(), maxAttempts: Int, limit: Int = 100) async throws -> [(WebhookSource, String)] {
+        try await writer.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT source, event_id FROM webhook_events
+                WHERE status = 'received' OR (status = 'failed' AND attempts < ? AND next_attempt_at <= ?)
+                ORDER BY received_at LIMIT ?
+                """, arguments: [maxAttempts, SQLTimestamp.string(now), limit])
+                .compactMap { row in WebhookSource(rawValue: row["source"]).map { ($0, row["event_id"] as String) } }
+        }
+    }
+
+    static func fetchWebhook(source: WebhookSource, eventId: String, in db: Database) throws -> WebhookEvent? {
+        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM webhook_events WHERE source = ? AND event_id = ?", arguments: [source.rawValue, eventId]) else {
+            return nil
+        }
+        let headerText: String = row["headers"]
+        let headers = (try? JSONSerialization.jsonObject(with: Data(headerText.utf8)) as? [String: String]) ?? [:]
+        let entryIds = try Int64.fetchAll(db, sql: "SELECT entry_id FROM webhook_event_entries WHERE source = ? AND event_id = ? ORDER BY entry_id",
+                                          arguments: [source.rawValue, eventId])
+        return WebhookEvent(
+            source: source, eventId: eventId, type: row["type"], body: row["body"], headers: headers,
+            receivedAt: row.timestamp("received_at") ?? Date(timeIntervalSince1970: 0), requestId: row["request_id"],
+            status: WebhookEvent.Status(rawValue: row["status"]) ?? .failed, attempts: row["attempts"], lastError: row["last_error"],
+            nextAttemptAt: row.timestamp("next_attempt_at"), processedAt: row.timestamp("processed_at"), outcome: row["outcome"],
+            entryIds: entryIds)
+    }
+}
+
+/// Processes stored webhook events: the one function live deliveries, the retry worker, and the
+/// console's replay all call. The ledger change and the event's new status commit in one
+/// transaction, so an event is applied exactly once however often it is processed.
+public struct WebhookProcessor: Sendable {
+    /// After this many failed attempts an event waits for an operator's replay.
+    public static let maxAttempts = 10
+
+    let database: AppDatabase
+    let plans: PlanCatalog
+
+    public init(database: AppDatabase, plans: PlanCatalog) {
+        self.database = database
+        self.plans = plans
+    }
+
+    /// Delay before retry number `attempts` (1-based): 5 s, 10 s, 20 s … capped at one hour.
+    public static func backoff(attempts: Int) -> TimeInterval {
+        min(5 * pow(2, Double(max(attempts - 1, 0))), 3600)
+    }
+
+    public func process(source: WebhookSource, eventId: String, requestId: String? = nil, logger: Logger) async throws -> WebhookOutcome {
+        let plans = self.plans
+        do {
+            let outcome = try await database.immediateWrite { db in
+                try Self.processInTransaction(source: source, eventId: eventId, plans: plans, requestId: requestId, in: db)
+            }
+            if !outcome.alreadyDone {
+                logger.info("webhook processed", metadata: [
+                    "webhook.source": .string(source.rawValue), "webhook.event.id": .string(eventId),
+                    "webhook.status": .string(outcome.status.rawValue), "webhook.outcome": .string(outcome.message),
+                ])
+            }
+            return outcome
+        } catch let error as WebhookMissing {
+            throw error
+        } catch {
+            let message = "\(error)"
+            let attempts = try await database.immediateWrite { db -> Int in
+                let now = Date()
+                let current = try Int.fetchOne(db, sql: "SELECT attempts FROM webhook_events WHERE source = ? AND event_id = ?", arguments: [source.rawValue, eventId]) ?? 0
+                let attempts = current + 1
+                try db.execute(sql: """
+                    UPDATE webhook_events SET status = 'failed', attempts = ?, last_error = ?, next_attempt_at = ?
+                    WHERE source = ? AND event_id = ? AND status IN ('received', 'failed')
+                    """, arguments: [attempts, message, SQLTimestamp.string(now.addingTimeInterval(Self.backoff(attempts: attempts))), source.rawValue, eventId])
+                return attempts
+            }
+            logger.error("webhook processing failed", metadata: [
+                "webhook.source": .string(source.rawValue), "webhook.event.id": .string(eventId),
+                "webhook.attempts": .stringConvertible(attempts), "error.message": .string(message),
+            ])
+            return WebhookOutcome(status: .failed, message: message, entryIds: [], alreadyDone: false)
+        }
+    }
+
+    /// Processes every due event once; returns how many were looked at.
+    @discardableResult
+    public func processDue(logger: Logger) async throws -> Int {
+        let due = try await database.webhooksDue(maxAttempts: Self.maxAttempts)
+        for (source, eventId) in due {
+            _ = try await process(source: source, eventId: eventId, logger: logger)
+        }
+        return due.count
+    }
+
+    struct WebhookMissing: Error, CustomStringConvertible {
+        var eventId: String
+        var description: String { "no stored webhook event \(eventId)" }
+    }
+
+    static func processInTransaction(source: WebhookSource, eventId: String, plans: PlanCatalog, requestId: String?, in db: Database) throws -> WebhookOutcome {
+        guard let event = try AppDatabase.fetchWebhook(source: source, eventId: eventId, in: db) else { throw WebhookMissing(eventId: eventId) }
+        if event.status == .processed || event.status == .ignored {
+            return WebhookOutcome(status: event.status, message: event.outcome ?? "", entryIds: event.entryIds, alreadyDone: true)
+        }
+        let now = Date().truncatedToMilliseconds
+        guard let object = try? JSONSerialization.jsonObject(with: Data(event.body.utf8)) as? [String: Any] else {
+            throw PaymentError.invalidEvent("body is not a JSON object")
+        }
+        let result: (status: WebhookEvent.Status, message: String, entries: [Int64])
+        switch (source, event.type) {
+        case (.stripe, "checkout.session.completed"), (.stripe, "checkout.session.async_payment_succeeded"):
+            result = try checkoutCompleted(object, plans: plans, requestId: requestId ?? event.requestId, now: now, in: db)
+        case (.stripe, "charge.refunded"):
+            result = try chargeRefunded(object, requestId: requestId ?? event.requestId, now: now, in: db)
+        case (.clerk, "user.created"):
+            result = try userCreated(object, requestId: requestId ?? event.requestId, now: now, in: db)
+        case (.clerk, "user.deleted"):
+            result = try userDeleted(object, now: now, in: db)
+        default:
+            result = (.ignored, "event type \(event.type) is not handled", [])
+        }
+        try db.execute(sql: """
+            UPDATE webhook_events SET status = ?, attempts = attempts + 1, last_error = NULL, next_attempt_at = NULL, processed_at = ?, outcome = ?
+            WHERE source = ? AND event_id = ?
+            """, arguments: [result.status.rawValue, SQLTimestamp.string(now), result.message, source.rawValue, eventId])
+        for entryId in result.entries {
+            try db.execute(sql: "INSERT OR IGNORE INTO webhook_event_entries (source, event_id, entry_id) VALUES (?, ?, ?)",
+                           arguments: [source.rawValue, eventId, entryId])
+        }
+        return WebhookOutcome(status: result.status, message: result.message, entryIds: result.entries, alreadyDone: false)
+    }
+
+    private static func dataObject(_ event: [String: Any]) throws -> [String: Any] {
+        guard let data = event["data"] as? [String: Any], let object = data["object"] as? [String: Any] else {
+            throw PaymentError.invalidEvent("event has no data.object")
+        }
+        return object
+    }
+
+    /// An id that Stripe may send as a string or as an expanded object.
+    private static func idField(_ value: Any?) -> String? {
+        (value as? String) ?? ((value as? [String: Any])?["id"] as? String)
+    }
+
+    private static func integer(_ value: Any?) -> Int? {
+        (value as? NSNumber)?.intValue ?? (value as? String).flatMap { Int($0) }
+    }
+
+    static func checkoutCompleted(_ event: [String: Any], plans: PlanCatalog, requestId: String?, now: Date, in db: Database) throws -> (WebhookEvent.Status, String, [Int64]) {
+        let session = try dataObject(event)
+        guard let sessionId = session["id"] as? String else { throw PaymentError.invalidEvent("checkout session has no id") }
+        guard session["payment_status"] as? String == "paid" else {
+            return (.ignored, "checkout session \(sessionId) is not paid yet (\(session["payment_status"] as? String ?? "?")); waiting for async_payment_succeeded", [])
+        }
+        let metadata = session["metadata"] as? [String: Any] ?? [:]
+        guard let userId = (metadata["user_id"] as? String) ?? (session["client_reference_id"] as? String), !userId.isEmpty else {
+            throw PaymentError.invalidEvent("checkout session \(sessionId) names no user (metadata.user_id or client_reference_id)")
+        }
+        let planId = metadata["plan_id"] as? String
+        guard let tokens = integer(metadata["tokens"]) ?? planId.flatMap({ plans.plan(id: $0)?.tokens }), tokens > 0 else {
+            throw PaymentError.invalidEvent("checkout session \(sessionId) carries no token count (metadata.tokens or a known plan_id)")
+        }
+        let result = try AppDatabase.recordPurchase(
+            checkoutSessionId: sessionId, paymentIntentId: idField(session["payment_intent"]), stripeCustomerId: idField(session["customer"]),
+            userId: userId, planId: planId, tokens: tokens, amountTotal: integer(session["amount_total"]) ?? 0,
+            currency: session["currency"] as? String ?? "usd", actor: "webhook:stripe", requestId: requestId, now: now, in: db)
+        let message = result.replayed ? "purchase \(sessionId) was already granted" : "granted \(tokens) tokens to \(userId) for \(sessionId)"
+        return (.processed, message, result.entry.id.map { [$0] } ?? [])
+    }
+
+    static func chargeRefunded(_ event: [String: Any], requestId: String?, now: Date, in db: Database) throws -> (WebhookEvent.Status, String, [Int64]) {
+        let charge = try dataObject(event)
+        guard let paymentIntent = idField(charge["payment_intent"]) else {
+            return (.ignored, "charge \(charge["id"] as? String ?? "?") has no payment intent; not a Checkout purchase", [])
+        }
+        guard let refunded = integer(charge["amount_refunded"]) else { throw PaymentError.invalidEvent("charge has no amount_refunded") }
+        let outcome = try AppDatabase.applyRefund(paymentId: paymentIntent, amountRefunded: refunded, actor: "webhook:stripe", requestId: requestId, now: now, in: db)
+        var message = "took back \(outcome.taken) tokens for \(paymentIntent)"
+        if outcome.shortfall > 0 { message += "; shortfall \(outcome.shortfall) (already spent)" }
+        if outcome.entry == nil { message = "refund of \(paymentIntent) already applied" }
+        return (.processed, message, outcome.entry?.id.map { [$0] } ?? [])
+    }
+
+    static func userCreated(_ event: [String: Any], requestId: String?, now: Date, in db: Database) throws -> (WebhookEvent.Status, String, [Int64]) {
+        guard let user = event["data"] as? [String: Any], let userId = user["id"] as? String, !userId.isEmpty else {
+            throw PaymentError.invalidEvent("user.created has no data.id")
+        }
+        let primaryId = user["primary_email_address_id"] as? String
+        let addresses = user["email_addresses"] as? [[String: Any]] ?? []
+        let email = (addresses.first { $0["id"] as? String == primaryId } ?? addresses.first)?["email_address"] as? String
+        let result = try AppDatabase.openAccount(userId: userId, email: email, actor: "webhook:clerk", requestId: requestId, now: now, in: db)
+        if let email {
+            try db.execute(sql: "UPDATE customers SET email = ? WHERE user_id = ?", arguments: [email, userId])
+        }
+        // The mirror worker creates the Stripe customer (metadata user_id and balance keys).
+        try LedgerStatements.enqueueMirror(userId: userId, now: now, in: db)
+        let message = result.replayed ? "customer \(userId) existed; welcome grant already given" : "opened \(userId) with \(result.entry.delta) welcome tokens"
+        return (.processed, message, result.replayed ? [] : (result.entry.id.map { [$0] } ?? []))
+    }
+
+    static func userDeleted(_ event: [String: Any], now: Date, in db: Database) throws -> (WebhookEvent.Status, String, [Int64]) {
+        guard let user = event["data"] as? [String: Any], let userId = user["id"] as? String else {
+            throw PaymentError.invalidEvent("user.deleted has no data.id")
+        }
+        try db.execute(sql: "UPDATE customers SET deleted_at = ? WHERE user_id = ? AND deleted_at IS NULL", arguments: [SQLTimestamp.string(now), userId])
+        if db.changesCount == 0 {
+            return (.ignored, "no active customer \(userId)", [])
+        }
+        return (.processed, "marked \(userId) deleted; the ledger is kept", [])
+    }
+}

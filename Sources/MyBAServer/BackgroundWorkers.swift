@@ -1,0 +1,26 @@
+import Foundation
+import Logging
+import MyBAOps
+import ServiceLifecycle
+
+/// Retries failed webhook events with backoff, and finishes events stored by a process that
+/// died before processing them (it runs once at start-up, then every `interval`).
+struct WebhookRetryService: Service {
+    let processor: WebhookProcessor
+    let interval: Duration
+    let logger: Logger
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    let handled = try await processor.processDue(logger: logger)
+                    if handled > 0 { logger.info("webhook retry pass", metadata: ["webhooks.handled": .stringConvertible(handled)]) }
+                } catch {
+                    logger.error("webhook retry pass failed", metadata: ["error.message": .string("\(error)")])
+                }
+                try? await Task.sleep(for: interval)
+            }
+        }
+    }
+}
