@@ -9,6 +9,7 @@ let package = Package(
         .executable(name: "myba-server", targets: ["MyBAServer"]),
         .executable(name: "myba-admin", targets: ["MyBAAdmin"]),
         .executable(name: "myba-bench", targets: ["MyBABench"]),
+        .executable(name: "stripe-emulator", targets: ["StripeEmulatorMain"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.0"),
@@ -47,6 +48,23 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // A Stripe-compatible server for tests, benchmarks and local runs. Independent of MyBAOps
+        // on purpose: it checks our client against Stripe's wire format, not against itself.
+        .target(
+            name: "StripeEmulator",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .executableTarget(
+            name: "StripeEmulatorMain",
+            dependencies: [
+                "StripeEmulator",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         // Benchmarks and the multi-process ledger worker used by tests; never shipped.
         .executableTarget(
             name: "MyBABench",
@@ -77,6 +95,7 @@ let package = Package(
         .testTarget(
             name: "MyBAServerTests",
             dependencies: [
+                "StripeEmulator",
                 .product(name: "CryptoExtras", package: "swift-crypto"),
                 "MyBAServer",
                 "MyBAOps",

@@ -1,0 +1,146 @@
+import Foundation
+
+/// An error Stripe answered (or the lack of an answer), classified for the person who must act.
+public struct StripeError: Error, CustomStringConvertible, Sendable {
+    public var status: Int?
+    /// Stripe's `error.type`: `invalid_request_error`, `api_error`, `card_error`, `idempotency_error`, …
+    public var type: String
+    public var code: String?
+    public var message: String
+    public var param: String?
+
+    public var description: String {
+        let what: String
+        switch (status, type) {
+        case (nil, _): what = "Stripe could not be reached"
+        case (401?, _): what = "Stripe refused the API key (check STRIPE_SECRET_KEY)"
+        case (429?, _): what = "Stripe is rate limiting us"
+        case (let s?, _) where s >= 500: what = "Stripe had an internal error"
+        case (_, "idempotency_error"): what = "Stripe saw an idempotency key reused with other parameters"
+        case (404?, _): what = "Stripe does not know this object"
+        default: what = "Stripe refused the request"
+        }
+        return "\(what): \(message)\(param.map { " (parameter \($0))" } ?? "")\(status.map { " [HTTP \($0)]" } ?? "")"
+    }
+}
+
+/// Form fields with Stripe's bracketed keys (`metadata[tokens]`, `line_items[0][quantity]`), in order.
+public typealias StripeForm = [(String, String)]
+
+/// A Stripe API client over `HTTPClient`: form-encoded bodies, an `Idempotency-Key` on every
+/// POST, retries as stripe-python does them (network errors, 409, 429 and 5xx, honouring
+/// `Stripe-Should-Retry`; delay `min(0.5·2^(n−1), 5)` s with jitter).
+public struct StripeClient: Sendable {
+    public let apiBase: URL
+    private let secretKey: String
+    private let http: any HTTPClient
+    public var maxRetries: Int
+    public var timeout: TimeInterval
+    /// Scales retry delays (tests use 0).
+    public var retryDelayScale: Double
+
+    public init(settings: StripeSettings, http: any HTTPClient, maxRetries: Int = 2, timeout: TimeInterval = 20, retryDelayScale: Double = 1) throws {
+        guard let key = settings.secretKey else { throw StripeError(status: nil, type: "configuration", code: nil, message: "STRIPE_SECRET_KEY is not set", param: nil) }
+        self.apiBase = settings.apiBase
+        self.secretKey = key
+        self.http = http
+        self.maxRetries = maxRetries
+        self.timeout = timeout
+        self.retryDelayScale = retryDelayScale
+    }
+
+    // MARK: Customers
+
+    public func createCustomer(email: String?, metadata: [String: String], idempotencyKey: String) async throws -> [String: Any] {
+        var form: StripeForm = metadata.sorted { $0.key < $1.key }.map { ("metadata[\($0.key)]", $0.value) }
+        if let email { form.append(("email", email)) }
+        return try await request("POST", "/v1/customers", form: form, idempotencyKey: idempotencyKey)
+    }
+
+    public func retrieveCustomer(_ id: String) async throws -> [String: Any] {
+        try await request("GET", "/v1/customers/\(id)")
+    }
+
+    /// Merges `metadata` into the customer's; a `nil` value unsets that key.
+    public func updateCustomerMetadata(_ id: String, metadata: [String: String?], idempotencyKey: String) async throws -> [String: Any] {
+        let form: StripeForm = metadata.sorted { $0.key < $1.key }.map { ("metadata[\($0.key)]", $0.value ?? "") }
+        return try await request("POST", "/v1/customers/\(id)", form: form, idempotencyKey: idempotencyKey)
+    }
+
+    /// One page of customers, newest first.
+    public func listCustomers(limit: Int = 100, startingAfter: String? = nil) async throws -> (data: [[String: Any]], hasMore: Bool) {
+        var query = [("limit", String(limit))]
+        if let startingAfter { query.append(("starting_after", startingAfter)) }
+        let page = try await request("GET", "/v1/customers", query: query)
+        return (page["data"] as? [[String: Any]] ?? [], page["has_more"] as? Bool ?? false)
+    }
+
+    // MARK: Checkout and refunds
+
+    public func createCheckoutSession(_ form: StripeForm, idempotencyKey: String) async throws -> [String: Any] {
+        try await request("POST", "/v1/checkout/sessions", form: form, idempotencyKey: idempotencyKey)
+    }
+
+    public func createRefund(paymentIntent: String, amount: Int?, reason: String?, idempotencyKey: String) async throws -> [String: Any] {
+        var form: StripeForm = [("payment_intent", paymentIntent)]
+        if let amount { form.append(("amount", String(amount))) }
+        if let reason { form.append(("reason", reason)) }
+        return try await request("POST", "/v1/refunds", form: form, idempotencyKey: idempotencyKey)
+    }
+
+    // MARK: Transport
+
+    /// Sends one API request, retrying what stripe-python retries, and returns the JSON object.
+    public func request(_ method: String, _ path: String, query: [(String, String)] = [], form: StripeForm = [], idempotencyKey: String? = nil) async throws -> [String: Any] {
+        var components = URLComponents(url: apiBase.appendingPathComponent(path), resolvingAgainstBaseURL: false)!
+        if !query.isEmpty { components.percentEncodedQuery = Self.encode(query) }
+        var headers = [("Authorization", "Bearer \(secretKey)"), ("Stripe-Version", "2024-06-20"), ("User-Agent", "MyBA/\(mybaVersion)")]
+        var body: Data?
+        if method == "POST" {
+            headers.append(("Content-Type", "application/x-www-form-urlencoded"))
+            // Every POST carries a key, so a retry (ours or after a crash) cannot act twice.
+            headers.append(("Idempotency-Key", idempotencyKey ?? "myba-\(UUID().uuidString)"))
+            body = Data(Self.encode(form).utf8)
+        }
+        let request = HTTPClientRequest(method: method, url: components.url!, headers: headers, body: body, timeout: timeout)
+        var attempt = 0
+        while true {
+            attempt += 1
+            let response: HTTPClientResponse
+            do {
+                response = try await http.send(request)
+            } catch {
+                if attempt <= maxRetries { try await sleep(attempt: attempt, retryAfter: nil); continue }
+                throw StripeError(status: nil, type: "api_connection_error", code: nil, message: "\(error)", param: nil)
+            }
+            let object = (try? JSONSerialization.jsonObject(with: response.body) as? [String: Any]) ?? [:]
+            if (200..<300).contains(response.status) { return object }
+            let shouldRetryHeader = response.header("Stripe-Should-Retry")
+            let retryable = shouldRetryHeader.map { $0 == "true" } ?? (response.status == 409 || response.status == 429 || response.status >= 500)
+            if retryable && attempt <= maxRetries {
+                try await sleep(attempt: attempt, retryAfter: response.header("Retry-After").flatMap(Double.init))
+                continue
+            }
+            let error = object["error"] as? [String: Any] ?? [:]
+            throw StripeError(status: response.status, type: error["type"] as? String ?? "api_error", code: error["code"] as? String,
+                              message: error["message"] as? String ?? "no error message", param: error["param"] as? String)
+        }
+    }
+
+    private func sleep(attempt: Int, retryAfter: Double?) async throws {
+        var delay = min(0.5 * pow(2, Double(attempt - 1)), 5) * Double.random(in: 0.75...1)
+        if let retryAfter, retryAfter <= 60 { delay = max(delay, retryAfter) }
+        try await Task.sleep(for: .milliseconds(Int(delay * 1000 * retryDelayScale)))
+    }
+
+    /// `application/x-www-form-urlencoded`, brackets in keys escaped as Stripe's SDKs do.
+    public static func encode(_ fields: [(String, String)]) -> String {
+        fields.map { "\(escape($0.0))=\(escape($0.1))" }.joined(separator: "&")
+    }
+
+    static func escape(_ text: String) -> String {
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-._~")
+        return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
+    }
+}

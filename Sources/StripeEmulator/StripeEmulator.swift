@@ -1,0 +1,114 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// A local server speaking Stripe's wire format for what MyBA uses: customers, Checkout
+/// Sessions (with a test route that pays one), refunds, events, idempotency keys, Stripe's error
+/// JSON and key check, signed webhook deliveries, and injectable faults. For tests, benchmarks
+/// and local runs; see `stripe-emulator --help`.
+public struct StripeEmulator: Sendable {
+    let state: EmulatorState
+
+    public init(webhookEndpoints: [EmulatorWebhookEndpoint] = [], faults: StripeFaults = StripeFaults()) {
+        state = EmulatorState(endpoints: webhookEndpoints, faults: faults)
+    }
+
+    public func setFaults(_ faults: StripeFaults) async { await state.setFaults(faults) }
+    public func addWebhookEndpoint(_ endpoint: EmulatorWebhookEndpoint) async { await state.addEndpoint(endpoint) }
+    /// How many API requests reached the emulator (faulted ones included).
+    public func requestCount() async -> Int { await state.requestCount }
+
+    public func buildRouter() -> Router<BasicRequestContext> {
+        let router = Router()
+        let handler: @Sendable (Request, BasicRequestContext) async throws -> Response = { request, context in
+            try await self.respond(request, context: context)
+        }
+        router.get("**", use: handler)
+        router.post("**", use: handler)
+        router.delete("**", use: handler)
+        return router
+    }
+
+    /// An application on `host:port` (0 picks a free port).
+    public func application(host: String = "127.0.0.1", port: Int = 0, logger: Logger = Logger(label: "stripe-emulator"),
+                            onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
+        Application(router: buildRouter(), configuration: .init(address: .hostname(host, port: port), serverName: "stripe-emulator"),
+                    onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) }, logger: logger)
+    }
+
+    func respond(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        let path = request.uri.path
+        let isTestRoute = path.hasPrefix("/test/")
+        let body = String(buffer: try await request.body.collect(upTo: 1 << 20))
+        if path == "/test/faults" && request.method == .post {
+            let faults = try JSONDecoder().decode(StripeFaults.self, from: Data(body.utf8))
+            await state.setFaults(faults)
+            return json(EmulatorState.ok(["faults": "set"]))
+        }
+        if path == "/test/webhook_endpoints" && request.method == .post {
+            let endpoint = try JSONDecoder().decode(EmulatorWebhookEndpoint.self, from: Data(body.utf8))
+            await state.addEndpoint(endpoint)
+            return json(EmulatorState.ok(["url": endpoint.url]))
+        }
+        if !isTestRoute {
+            guard let authorization = request.headers[.authorization], authorization.hasPrefix("Bearer "),
+                  String(authorization.dropFirst(7)).hasPrefix("sk_") || String(authorization.dropFirst(7)).hasPrefix("rk_")
+            else {
+                return json(EmulatorState.error(401, type: "invalid_request_error",
+                                                message: "Invalid API Key provided. A secret key (sk_…) is required; publishable keys cannot make this request."))
+            }
+            let faults = await state.currentFaults()
+            if faults.latencyMilliseconds > 0 { try await Task.sleep(for: .milliseconds(faults.latencyMilliseconds)) }
+            let roll = Double.random(in: 0..<1)
+            if roll < faults.rateLimitShare {
+                var reply = EmulatorState.error(429, type: "invalid_request_error", code: "rate_limit", message: "Too many requests hit the API too quickly.")
+                reply.headers.append(("Stripe-Should-Retry", "true"))
+                return json(reply)
+            }
+            if roll < faults.rateLimitShare + faults.serverErrorShare {
+                return json(EmulatorState.error(500, type: "api_error", message: "Something went wrong on Stripe's end (injected fault)."))
+            }
+        }
+        var query: [String: String] = [:]
+        for (key, value) in request.uri.queryParameters { query[String(key)] = String(value) }
+        let form = request.method == .post ? EmulatorState.parseForm(body) : [:]
+        let reply = await state.handle(method: request.method.rawValue, path: path, query: query, form: form,
+                                       idempotencyKey: request.headers[HTTPField.Name("Idempotency-Key")!])
+        if !reply.deliveries.isEmpty {
+            let endpoints = await state.webhookEndpoints()
+            // Test routes deliver before answering, so a test sees the webhook's effect at once;
+            // API calls deliver in the background, as Stripe does.
+            if isTestRoute {
+                await Self.deliver(reply.deliveries, to: endpoints)
+            } else {
+                Task { await Self.deliver(reply.deliveries, to: endpoints) }
+            }
+        }
+        return json(reply)
+    }
+
+    static func deliver(_ events: [Data], to endpoints: [EmulatorWebhookEndpoint]) async {
+        for event in events {
+            for endpoint in endpoints {
+                guard let url = URL(string: endpoint.url) else { continue }
+                var request = URLRequest(url: url, timeoutInterval: 10)
+                request.httpMethod = "POST"
+                request.setValue("application/json; charset=utf-8", forHTTPHeaderField: "Content-Type")
+                request.setValue(EmulatorState.signatureHeader(payload: event, secret: endpoint.secret, timestamp: Int(Date().timeIntervalSince1970)),
+                                 forHTTPHeaderField: "Stripe-Signature")
+                request.httpBody = event
+                _ = try? await URLSession.shared.data(for: request)
+            }
+        }
+    }
+
+    private func json(_ reply: EmulatorReply) -> Response {
+        var headers: HTTPFields = [.contentType: "application/json", HTTPField.Name("Request-Id")!: EmulatorState.newId("req")]
+        for (name, value) in reply.headers { headers[HTTPField.Name(name)!] = value }
+        return Response(status: .init(code: reply.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: reply.body)))
+    }
+}
