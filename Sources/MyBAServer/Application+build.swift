@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import MyBAOps
+import ServiceLifecycle
 
 /// Everything the HTTP layer needs, built once at start-up.
 struct ServerDependencies: Sendable {
@@ -12,6 +13,8 @@ struct ServerDependencies: Sendable {
     var verifier: ClerkTokenVerifier
     var generator: TicketGenerator
     var webhookProcessor: WebhookProcessor
+    /// `nil` when STRIPE_SECRET_KEY is not set: payments are disabled.
+    var stripe: StripeClient?
 }
 
 /// Builds the server from settings: opens and migrates the database, loads and validates the
@@ -33,9 +36,16 @@ func buildApplication(settings: MyBASettings, logger: Logger) async throws -> so
     let verifier = try ClerkTokenVerifier(settings: settings.auth, http: http)
     let generator = TicketGenerator(database: database, settings: settings.ai, http: http)
     let webhookProcessor = WebhookProcessor(database: database, plans: plans)
+    let stripe = settings.stripe.secretKey == nil ? nil : try StripeClient(settings: settings.stripe, http: http)
     let dependencies = ServerDependencies(
         settings: settings, database: database, plans: plans, startedAt: Date(), verifier: verifier, generator: generator,
-        webhookProcessor: webhookProcessor)
+        webhookProcessor: webhookProcessor, stripe: stripe)
+    var services: [any Service] = [WebhookRetryService(processor: webhookProcessor, interval: .seconds(settings.webhookRetryIntervalSeconds), logger: logger)]
+    if let stripe {
+        services.append(StripeMirrorService(mirror: StripeMirror(database: database, stripe: stripe), interval: .milliseconds(settings.mirrorIntervalMilliseconds), logger: logger))
+    } else {
+        logger.notice("payments disabled: STRIPE_SECRET_KEY is not set; balance changes wait in the Stripe outbox")
+    }
     let router = buildRouter(dependencies)
     if settings.auth.isDevelopmentMode {
         logger.warning("DEVELOPMENT AUTH: no Clerk key is configured (CLERK_JWT_KEY, CLERK_SECRET_KEY or CLERK_JWKS_URL); any `Bearer dev:<userId>` is accepted as that user. Never run like this in production.", metadata: ["auth.mode": "development"])
@@ -49,6 +59,7 @@ func buildApplication(settings: MyBASettings, logger: Logger) async throws -> so
         "plans.source": .string(settings.plansFile ?? "built-in"),
         "auth.mode": .string(settings.auth.isDevelopmentMode ? "development" : "clerk"),
         "ai.provider": .string(generator.defaultProviderName),
+        "stripe.api": .string(settings.stripe.secretKey == nil ? "disabled" : settings.stripe.apiBase.absoluteString),
     ])
     if !settings.faultInjection.isEmpty {
         logger.critical("FAULT INJECTION is on; this server will crash on purpose", metadata: ["fault.points": .string(settings.faultInjection.sorted().joined(separator: ","))])
@@ -56,7 +67,7 @@ func buildApplication(settings: MyBASettings, logger: Logger) async throws -> so
     return Application(
         router: router,
         configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: nil),
-        services: [WebhookRetryService(processor: webhookProcessor, interval: .seconds(settings.webhookRetryIntervalSeconds), logger: logger)],
+        services: services,
         onServerRunning: { channel in
             logger.info("server listening", metadata: [
                 "http.host": .string(settings.host),
@@ -83,6 +94,9 @@ func buildRouter(_ dependencies: ServerDependencies) -> Router<MyBARequestContex
     router.addRoutes(UserTokensController(database: dependencies.database).endpoints, atPath: "/api/user-tokens")
     router.addRoutes(TransferController(database: dependencies.database).endpoints, atPath: "/api/transfer-anonymous-tokens")
     router.addRoutes(GenerateController(generator: dependencies.generator).endpoints, atPath: "/api/generate")
+    router.addRoutes(
+        CheckoutController(settings: dependencies.settings, database: dependencies.database, plans: dependencies.plans, stripe: dependencies.stripe).endpoints,
+        atPath: "/api/create-checkout-session")
     router.addRoutes(
         WebhookController(settings: dependencies.settings, database: dependencies.database, processor: dependencies.webhookProcessor).endpoints,
         atPath: "/api/webhook")

@@ -24,3 +24,26 @@ struct WebhookRetryService: Service {
         }
     }
 }
+
+/// Drains the Stripe outbox into customer metadata.
+struct StripeMirrorService: Service {
+    let mirror: StripeMirror
+    let interval: Duration
+    let logger: Logger
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    let (pushed, failed) = try await mirror.pushDue(logger: logger)
+                    if pushed + failed > 0 {
+                        logger.info("Stripe mirror pass", metadata: ["mirror.pushed": .stringConvertible(pushed), "mirror.failed": .stringConvertible(failed)])
+                    }
+                } catch {
+                    logger.error("Stripe mirror pass failed", metadata: ["error.message": .string("\(error)")])
+                }
+                try? await Task.sleep(for: interval)
+            }
+        }
+    }
+}

@@ -22,10 +22,16 @@ struct HealthController {
         var auth: String
         /// `mock` without an AI key, else `openrouter`.
         var ai: String
+        /// `enabled` when STRIPE_SECRET_KEY is set.
+        var payments: String
+        /// Customers whose Stripe metadata is behind the ledger, and the oldest wait.
+        var outboxDepth: Int?
+        var outboxOldestPendingSeconds: Int?
     }
 
     @Sendable func health(_ request: Request, context: MyBARequestContext) async throws -> EditedResponse<HealthResponse> {
         let storage = await dependencies.database.health()
+        let outbox = try? await dependencies.database.outboxStatus()
         let body = HealthResponse(
             status: storage.databaseReadable ? "ok" : "degraded",
             version: mybaVersion,
@@ -34,7 +40,10 @@ struct HealthController {
             customers: storage.customers,
             anonymousSessions: storage.anonymousSessions,
             auth: dependencies.settings.auth.isDevelopmentMode ? "development" : "clerk",
-            ai: dependencies.generator.defaultProviderName)
+            ai: dependencies.generator.defaultProviderName,
+            payments: dependencies.stripe == nil ? "disabled" : "enabled",
+            outboxDepth: outbox?.depth,
+            outboxOldestPendingSeconds: outbox?.oldestPendingSeconds)
         if let problem = storage.problem {
             context.logger.error("health check: database unreadable", metadata: ["error.message": .string(problem)])
         }

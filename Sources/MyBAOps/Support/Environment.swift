@@ -35,6 +35,8 @@ public struct MyBASettings: Equatable, Sendable {
     public var faultInjection: Set<String>
     /// `MYBA_WEBHOOK_RETRY_SECONDS`: how often the retry worker looks for due events.
     public var webhookRetryIntervalSeconds: Int = 5
+    /// `MYBA_MIRROR_INTERVAL_MS`: how often the Stripe mirror drains the outbox.
+    public var mirrorIntervalMilliseconds: Int = 1000
 
     public init(
         host: String = "127.0.0.1", port: Int = 3001, databasePath: String = defaultDatabasePath,
@@ -114,6 +116,7 @@ public struct MyBASettings: Equatable, Sendable {
         settings.stripe.webhookSecret = env.string("STRIPE_WEBHOOK_SECRET")
         settings.stripe.apiBase = try env.url("STRIPE_API_BASE") ?? settings.stripe.apiBase
         settings.faultInjection = Set(env.list("MYBA_FAULT_INJECTION"))
+        settings.mirrorIntervalMilliseconds = try env.integer("MYBA_MIRROR_INTERVAL_MS", in: 10...600_000) ?? settings.mirrorIntervalMilliseconds
         settings.webhookRetryIntervalSeconds = try env.integer("MYBA_WEBHOOK_RETRY_SECONDS", in: 1...3600) ?? settings.webhookRetryIntervalSeconds
         return settings
     }

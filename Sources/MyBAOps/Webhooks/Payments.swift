@@ -106,3 +106,22 @@ extension AppDatabase {
         return RefundOutcome(taken: taken, shortfall: shortfall, entry: result.entry, balance: result.balance)
     }
 }
+
+extension AppDatabase {
+    /// True when the customer has bought nothing yet (the first-purchase discount applies).
+    public func isFirstPurchase(userId: String) async throws -> Bool {
+        try await writer.read { db in
+            let purchased = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries WHERE user_id = ? AND kind = 'purchase'", arguments: [userId]) ?? 0
+            return purchased == 0
+        }
+    }
+
+    /// Records the customer's Stripe customer id unless one is already set; returns the id in use.
+    public func linkStripeCustomer(userId: String, stripeCustomerId: String) async throws -> String {
+        try await immediateWrite { db in
+            try db.execute(sql: "UPDATE customers SET stripe_customer_id = ? WHERE user_id = ? AND stripe_customer_id IS NULL",
+                           arguments: [stripeCustomerId, userId])
+            return try String.fetchOne(db, sql: "SELECT stripe_customer_id FROM customers WHERE user_id = ?", arguments: [userId]) ?? stripeCustomerId
+        }
+    }
+}

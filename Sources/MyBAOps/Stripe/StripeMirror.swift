@@ -1,0 +1,120 @@
+import Foundation
+import GRDB
+import Logging
+
+/// The legacy Stripe-metadata view of a balance: the keys the old Node service read and wrote.
+public enum StripeMetadataKeys {
+    public static let all = ["tokens", "tokens_used", "tokens_purchased", "tokens_transferred", "last_purchase", "transfer_date"]
+
+    /// The metadata for `balance`; `nil` values unset their keys.
+    public static func metadata(for balance: Balance) -> [String: String?] {
+        [
+            "user_id": balance.userId,
+            "tokens": String(balance.tokens),
+            "tokens_used": String(balance.tokensUsed),
+            "tokens_purchased": String(balance.tokensPurchased),
+            "tokens_transferred": String(balance.tokensTransferred),
+            "last_purchase": balance.lastPurchase.map(LedgerDates.timestamp),
+            "transfer_date": balance.transferDate.map(LedgerDates.timestamp),
+        ]
+    }
+}
+
+/// The outbox's state, for `/api/health`.
+public struct OutboxStatus: Equatable, Sendable {
+    public var depth: Int
+    public var oldestPendingSeconds: Int?
+}
+
+extension AppDatabase {
+    public func outboxStatus(now: Date = Date()) async throws -> OutboxStatus {
+        try await writer.read { db in
+            let depth = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM stripe_outbox") ?? 0
+            let oldest = try String.fetchOne(db, sql: "SELECT MIN(pending_since) FROM stripe_outbox").flatMap(SQLTimestamp.date)
+            return OutboxStatus(depth: depth, oldestPendingSeconds: oldest.map { max(0, Int(now.timeIntervalSince($0))) })
+        }
+    }
+}
+
+/// Pushes balances to Stripe customer metadata from the outbox. No API request waits on it: a
+/// balance change only writes an outbox row, and this worker catches up — several changes of a
+/// customer become one update, and a Stripe outage only makes the outbox grow until it drains.
+public struct StripeMirror: Sendable {
+    let database: AppDatabase
+    let stripe: StripeClient
+
+    public init(database: AppDatabase, stripe: StripeClient) {
+        self.database = database
+        self.stripe = stripe
+    }
+
+    /// Delay after failed attempt number `attempts`: 2 s, 4 s … capped at 5 minutes.
+    static func backoff(attempts: Int) -> TimeInterval { min(2 * pow(2, Double(max(attempts - 1, 0))), 300) }
+
+    /// Pushes every due customer once; returns (pushed, failed).
+    @discardableResult
+    public func pushDue(limit: Int = 100, logger: Logger) async throws -> (pushed: Int, failed: Int) {
+        let due = try await database.writer.read { db in
+            try String.fetchAll(db, sql: "SELECT user_id FROM stripe_outbox WHERE next_attempt_at <= ? ORDER BY pending_since LIMIT ?",
+                                arguments: [SQLTimestamp.string(Date()), limit])
+        }
+        var pushed = 0, failed = 0
+        for userId in due {
+            do {
+                try await push(userId: userId)
+                pushed += 1
+            } catch {
+                failed += 1
+                let message = "\(error)"
+                try await database.immediateWrite { db in
+                    let attempts = (try Int.fetchOne(db, sql: "SELECT attempts FROM stripe_outbox WHERE user_id = ?", arguments: [userId]) ?? 0) + 1
+                    try db.execute(sql: "UPDATE stripe_outbox SET attempts = ?, last_error = ?, next_attempt_at = ? WHERE user_id = ?",
+                                   arguments: [attempts, message, SQLTimestamp.string(Date().addingTimeInterval(Self.backoff(attempts: attempts))), userId])
+                }
+                logger.warning("Stripe mirror push failed", metadata: ["user.id": .string(userId), "error.message": .string(message)])
+            }
+        }
+        return (pushed, failed)
+    }
+
+    /// Creates the customer's Stripe customer if needed, then writes its metadata. The outbox
+    /// row goes only if no change arrived while pushing.
+    func push(userId: String) async throws {
+        let snapshot = try await database.writer.read { db -> (Int, Customer, Balance)? in
+            guard let changes = try Int.fetchOne(db, sql: "SELECT changes FROM stripe_outbox WHERE user_id = ?", arguments: [userId]),
+                  let customer = try Customer.fetchOne(db, key: userId),
+                  let balance = try LedgerStatements.balance(userId: userId, in: db)
+            else { return nil }
+            return (changes, customer, balance)
+        }
+        guard let (changes, _, balance) = snapshot else { return }
+        let metadata = StripeMetadataKeys.metadata(for: balance)
+        let stripeId = try await database.ensureStripeCustomer(userId: userId, stripe: stripe)
+        let version = SQLTimestamp.milliseconds(balance.updatedAt)
+        _ = try await stripe.updateCustomerMetadata(stripeId, metadata: metadata, idempotencyKey: "myba-mirror:\(userId):\(version):\(changes)")
+        try await database.immediateWrite { db in
+            try db.execute(sql: "DELETE FROM stripe_outbox WHERE user_id = ? AND changes = ?", arguments: [userId, changes])
+            if db.changesCount == 0 {
+                // Changed meanwhile: push again soon, without counting it as a failure.
+                try db.execute(sql: "UPDATE stripe_outbox SET attempts = 0, last_error = NULL WHERE user_id = ?", arguments: [userId])
+            }
+        }
+    }
+}
+
+extension AppDatabase {
+    /// The Stripe customer id of `userId`, creating the Stripe customer (email, `user_id` and
+    /// the balance keys in metadata) on first need. The idempotency key is fixed per user, so two
+    /// processes racing here get one Stripe customer.
+    public func ensureStripeCustomer(userId: String, stripe: StripeClient) async throws -> String {
+        guard let customer = try await customer(userId: userId) else { throw LedgerError.unknownCustomer(userId: userId) }
+        if let id = customer.stripeCustomerId { return id }
+        let balance = try await balance(userId: userId) ?? .empty(userId: userId, at: Date())
+        let created = try await stripe.createCustomer(
+            email: customer.email, metadata: StripeMetadataKeys.metadata(for: balance).compactMapValues { $0 }, idempotencyKey: "myba-customer:\(userId)")
+        guard let id = created["id"] as? String else {
+            throw StripeError(status: nil, type: "api_error", code: nil, message: "Stripe returned a customer without id", param: nil)
+        }
+        return try await linkStripeCustomer(userId: userId, stripeCustomerId: id)
+    }
+}
