@@ -75,8 +75,9 @@ actor EmulatorState {
 
     // MARK: Dispatch
 
+    func noteRequest() { requestCount += 1 }
+
     func handle(method: String, path: String, query: [String: String], form: [String: Any], idempotencyKey: String?) -> EmulatorReply {
-        requestCount += 1
         let parts = path.split(separator: "/").map(String.init)
         if method == "POST", let key = idempotencyKey, !parts.starts(with: ["test"]) {
             let fingerprint = "\(method) \(path) \(Self.canonical(form))"

@@ -61,6 +61,7 @@ public struct StripeEmulator: Sendable {
                 return json(EmulatorState.error(401, type: "invalid_request_error",
                                                 message: "Invalid API Key provided. A secret key (sk_…) is required; publishable keys cannot make this request."))
             }
+            await state.noteRequest()
             let faults = await state.currentFaults()
             if faults.latencyMilliseconds > 0 { try await Task.sleep(for: .milliseconds(faults.latencyMilliseconds)) }
             let roll = Double.random(in: 0..<1)
