@@ -9,11 +9,22 @@ public struct StripeFaults: Codable, Equatable, Sendable {
     public var serverErrorShare: Double
     /// Delay added before every answer.
     public var latencyMilliseconds: Int
+    /// Share of requests whose connection is closed without an answer (0…1).
+    public var dropShare: Double
 
-    public init(rateLimitShare: Double = 0, serverErrorShare: Double = 0, latencyMilliseconds: Int = 0) {
+    public init(rateLimitShare: Double = 0, serverErrorShare: Double = 0, latencyMilliseconds: Int = 0, dropShare: Double = 0) {
         self.rateLimitShare = rateLimitShare
         self.serverErrorShare = serverErrorShare
         self.latencyMilliseconds = latencyMilliseconds
+        self.dropShare = dropShare
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        rateLimitShare = try container.decodeIfPresent(Double.self, forKey: .rateLimitShare) ?? 0
+        serverErrorShare = try container.decodeIfPresent(Double.self, forKey: .serverErrorShare) ?? 0
+        latencyMilliseconds = try container.decodeIfPresent(Int.self, forKey: .latencyMilliseconds) ?? 0
+        dropShare = try container.decodeIfPresent(Double.self, forKey: .dropShare) ?? 0
     }
 }
 

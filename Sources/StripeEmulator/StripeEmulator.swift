@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import NIOCore
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -22,9 +23,9 @@ public struct StripeEmulator: Sendable {
     /// How many API requests reached the emulator (faulted ones included).
     public func requestCount() async -> Int { await state.requestCount }
 
-    public func buildRouter() -> Router<BasicRequestContext> {
-        let router = Router()
-        let handler: @Sendable (Request, BasicRequestContext) async throws -> Response = { request, context in
+    public func buildRouter() -> Router<EmulatorRequestContext> {
+        let router = Router(context: EmulatorRequestContext.self)
+        let handler: @Sendable (Request, EmulatorRequestContext) async throws -> Response = { request, context in
             try await self.respond(request, context: context)
         }
         router.get("**", use: handler)
@@ -40,7 +41,7 @@ public struct StripeEmulator: Sendable {
                     onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) }, logger: logger)
     }
 
-    func respond(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    func respond(_ request: Request, context: EmulatorRequestContext) async throws -> Response {
         let path = request.uri.path
         let isTestRoute = path.hasPrefix("/test/")
         let body = String(buffer: try await request.body.collect(upTo: 1 << 20))
@@ -64,6 +65,11 @@ public struct StripeEmulator: Sendable {
             await state.noteRequest()
             let faults = await state.currentFaults()
             if faults.latencyMilliseconds > 0 { try await Task.sleep(for: .milliseconds(faults.latencyMilliseconds)) }
+            if Double.random(in: 0..<1) < faults.dropShare, let channel = context.channel {
+                // A dropped connection: the client sees the socket close with no answer.
+                try? await channel.close()
+                throw HTTPError(.internalServerError)
+            }
             let roll = Double.random(in: 0..<1)
             if roll < faults.rateLimitShare {
                 var reply = EmulatorState.error(429, type: "invalid_request_error", code: "rate_limit", message: "Too many requests hit the API too quickly.")
@@ -111,5 +117,16 @@ public struct StripeEmulator: Sendable {
         var headers: HTTPFields = [.contentType: "application/json", HTTPField.Name("Request-Id")!: EmulatorState.newId("req")]
         for (name, value) in reply.headers { headers[HTTPField.Name(name)!] = value }
         return Response(status: .init(code: reply.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: reply.body)))
+    }
+}
+
+/// The emulator's request context: Hummingbird's, plus the connection, so a fault can drop it.
+public struct EmulatorRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    let channel: (any Channel)?
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        channel = source.channel
     }
 }

@@ -32,8 +32,11 @@ struct StripeEmulatorCommand: AsyncParsableCommand {
     @Option(help: "Milliseconds added before every answer.")
     var latency = 0
 
+    @Option(help: "Share of API requests whose connection is dropped without an answer (0–1).")
+    var dropShare = 0.0
+
     func validate() throws {
-        guard (0...1).contains(rateLimitShare), (0...1).contains(serverErrorShare), rateLimitShare + serverErrorShare <= 1 else {
+        guard (0...1).contains(rateLimitShare), (0...1).contains(serverErrorShare), (0...1).contains(dropShare), rateLimitShare + serverErrorShare <= 1 else {
             throw ValidationError("fault shares must be between 0 and 1 and add up to at most 1")
         }
     }
@@ -41,7 +44,7 @@ struct StripeEmulatorCommand: AsyncParsableCommand {
     func run() async throws {
         let emulator = StripeEmulator(
             webhookEndpoints: webhook.map { EmulatorWebhookEndpoint(url: $0, secret: webhookSecret) },
-            faults: StripeFaults(rateLimitShare: rateLimitShare, serverErrorShare: serverErrorShare, latencyMilliseconds: latency))
+            faults: StripeFaults(rateLimitShare: rateLimitShare, serverErrorShare: serverErrorShare, latencyMilliseconds: latency, dropShare: dropShare))
         let host = self.host
         try await emulator.application(host: host, port: port, onServerRunning: { port in
             print("stripe-emulator listening on http://\(host):\(port)")

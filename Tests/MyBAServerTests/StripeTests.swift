@@ -95,6 +95,11 @@ struct StripeClientTests {
                 stripe.maxRetries = 8
                 _ = try await stripe.createCustomer(email: nil, metadata: ["n": "\(index)"], idempotencyKey: "retry-\(index)")
             }
+            await emulator.setFaults(StripeFaults(dropShare: 1))
+            stripe.maxRetries = 1
+            let dropped = try await #require(throws: StripeError.self) { _ = try await stripe.listCustomers() }
+            #expect(dropped.status == nil)
+            #expect(dropped.description.contains("could not be reached"))
             await emulator.setFaults(StripeFaults())
             #expect(try await stripe.listCustomers().data.count == 10)
         }
@@ -162,6 +167,37 @@ struct CheckoutTests {
                 }
                 #expect(overRefund.status == 400)
                 #expect(try await database.verify().isClean)
+            }
+        }
+    }
+
+    @Test("Clerk user.created with Stripe configured gets a Stripe customer with email, user_id and the balance keys")
+    func clerkUserGetsStripeCustomer() async throws {
+        try await withStripeEmulator { _, stripeBase in
+            let fixture = try webhookFixture { settings in
+                settings.stripe.secretKey = "sk_test_myba"
+                settings.stripe.apiBase = stripeBase
+                settings.mirrorIntervalMilliseconds = 50
+            }
+            defer { fixture.directory.remove() }
+            try await fixture.application().test(.live) { client in
+                let created = Deliveries.clerkUser(type: "user.created", userId: "user_new", email: "new@example.com")
+                _ = try await client.execute(uri: "/api/webhook/clerk", method: .post, headers: Deliveries.svixHeaders(created, id: "msg_new"), body: ByteBuffer(string: created))
+                let database = try fixture.database()
+                let deadline = Date().addingTimeInterval(10)
+                while Date() < deadline {
+                    let linked = try await database.customer(userId: "user_new")?.stripeCustomerId != nil
+                    let drained = try await database.outboxStatus().depth == 0
+                    if linked && drained { break }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                let customers = try await stripeClient(stripeBase).listCustomers().data
+                #expect(customers.count == 1)
+                #expect(customers.first?["email"] as? String == "new@example.com")
+                let metadata = customers.first?["metadata"] as? [String: String]
+                #expect(metadata?["user_id"] == "user_new")
+                #expect(metadata?["tokens"] == "6")
+                #expect(metadata?["tokens_used"] == "0")
             }
         }
     }
