@@ -79,14 +79,15 @@ extension AppDatabase {
     }
 
     /// Events to (re)process now: stored but never processed (a crash between storing and
-    /// processing), and failed ones whose backoff has elapsed, oldest first.
+    /// processing; younger ones are left a moment to the request that stored them), and failed
+    /// ones whose backoff has elapsed, oldest first.
     public func webhooksDue(now: Date = Date(), maxAttempts: Int, limit: Int = 100) async throws -> [(WebhookSource, String)] {
         try await writer.read { db in
             try Row.fetchAll(db, sql: """
                 SELECT source, event_id FROM webhook_events
-                WHERE status = 'received' OR (status = 'failed' AND attempts < ? AND next_attempt_at <= ?)
+                WHERE (status = 'received' AND received_at <= ?) OR (status = 'failed' AND attempts < ? AND next_attempt_at <= ?)
                 ORDER BY received_at LIMIT ?
-                """, arguments: [maxAttempts, SQLTimestamp.string(now), limit])
+                """, arguments: [SQLTimestamp.string(now.addingTimeInterval(-2)), maxAttempts, SQLTimestamp.string(now), limit])
                 .compactMap { row in WebhookSource(rawValue: row["source"]).map { ($0, row["event_id"] as String) } }
         }
     }
