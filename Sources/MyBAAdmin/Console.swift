@@ -10,37 +10,69 @@ final class Console: @unchecked Sendable {
     let databasePath: String
     let json: Bool
     let useColor: Bool
+    let settings: MyBASettings
+    /// True when a person can answer questions (standard input is a terminal, not a script).
+    let interactive: Bool
+    /// Who is operating: `MYBA_OPERATOR`, else the login name.
+    let operatorName: String
+    /// The command as typed, secrets masked, for the audit log.
+    var commandLine: String
+    /// How to ask a question (readline in the REPL, a plain line read otherwise).
+    var ask: (String) -> String? = { prompt in
+        FileHandle.standardOutput.write(Data(prompt.utf8))
+        return readLine()
+    }
     private var openedDatabase: AppDatabase?
 
-    init(options: GlobalOptions, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+    init(options: GlobalOptions, environment: [String: String] = ProcessInfo.processInfo.environment,
+         interactive: Bool = isatty(STDIN_FILENO) == 1, commandLine: String = CommandLine.arguments.dropFirst().joined(separator: " ")) throws {
         let settings = try MyBASettings.fromEnvironment(environment)
+        self.settings = settings
         self.databasePath = options.db ?? settings.databasePath
         self.json = options.json
         self.useColor = isatty(STDOUT_FILENO) == 1 && (environment["NO_COLOR"] ?? "").isEmpty && !options.json
-        self.busyTimeout = settings.busyTimeoutSeconds
+        self.interactive = interactive
+        self.operatorName = environment["MYBA_OPERATOR"] ?? environment["USER"] ?? environment["LOGNAME"]
+            ?? getpwuid(geteuid()).map { String(cString: $0.pointee.pw_name) } ?? "uid-\(geteuid())"
+        self.commandLine = Secrets.mask(commandLine)
     }
 
-    private let busyTimeout: Double
-
-    private init(copying other: Console, json: Bool, databasePath: String) {
+    private init(copying other: Console, json: Bool, databasePath: String, commandLine: String) {
         self.databasePath = databasePath
         self.json = json
         self.useColor = other.useColor && !json
-        self.busyTimeout = other.busyTimeout
+        self.settings = other.settings
+        self.interactive = other.interactive
+        self.operatorName = other.operatorName
+        self.commandLine = Secrets.mask(commandLine)
+        self.ask = other.ask
         self.openedDatabase = databasePath == other.databasePath ? other.openedDatabase : nil
     }
 
-    /// This console with one command's options applied, keeping the open database when the
-    /// command names the same file.
-    func with(options: GlobalOptions) throws -> Console {
-        Console(copying: self, json: options.json, databasePath: options.db ?? databasePath)
+    /// This console for one command line of the REPL or a script, keeping the open database
+    /// when the command names the same file.
+    func with(options: GlobalOptions, commandLine: String) -> Console {
+        Console(copying: self, json: options.json, databasePath: options.db ?? databasePath, commandLine: commandLine)
+    }
+
+    /// The context of an operator mutation, for the audit log.
+    func operatorContext(reason: String) -> OperatorContext {
+        OperatorContext(operatorName: operatorName, commandLine: "myba-admin " + commandLine, reason: reason)
+    }
+
+    /// Resolves `user_…`, an email or `cus_…` to a user id, or fails naming it.
+    func userId(for reference: String) async throws -> String {
+        guard let userId = try await database().resolveUserId(reference) else {
+            throw ConsoleFailure(code: "unknown_customer", description: "no customer matches \(reference) (user id, email or cus_… id)")
+        }
+        return userId
     }
 
     /// The database, opened and migrated on first use. A missing file is an error, not a new
     /// empty ledger.
     func database() throws -> AppDatabase {
         if let openedDatabase { return openedDatabase }
-        let database = try AppDatabase.openFile(at: databasePath, options: .init(busyTimeout: busyTimeout, createIfMissing: false))
+        let database = try AppDatabase.openFile(at: databasePath, options: .init(busyTimeout: settings.busyTimeoutSeconds, createIfMissing: false))
         openedDatabase = database
         return database
     }
@@ -53,6 +85,10 @@ final class Console: @unchecked Sendable {
     func writeJSON(_ value: some Encodable) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(LedgerDates.timestamp(date))
+        }
         write(String(decoding: try encoder.encode(value), as: UTF8.self))
     }
 
@@ -70,6 +106,7 @@ final class Console: @unchecked Sendable {
             switch error {
             case let failure as ConsoleFailure: code = failure.code
             case let failure as LedgerError: code = failure.code
+            case is StripeError: code = "stripe_error"
             default: code = "failed"
             }
             try? writeJSON(["error": ["code": code, "message": message]])

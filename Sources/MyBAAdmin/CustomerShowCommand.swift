@@ -2,16 +2,17 @@ import ArgumentParser
 import Foundation
 import MyBAOps
 
-/// `customer show USER_ID`: the balance fields and the newest ledger entries of one customer.
+/// `customer show <user-id|email|cus_…>`: balance fields, Stripe id, newest entries, sessions
+/// transferred in, and webhook events that touched the customer.
 struct CustomerShowCommand: ConsoleCommand {
     static let configuration = CommandConfiguration(
         commandName: "show",
-        abstract: "Show a customer's balance and newest ledger entries."
+        abstract: "Show a customer's balance, newest ledger entries, transferred sessions and webhook events."
     )
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: ArgumentHelp("The customer's user id (user_…).", valueName: "user-id"))
+    @Argument(help: ArgumentHelp("The customer: user id (user_…), email, or Stripe customer id (cus_…).", valueName: "user"))
     var userId: String
 
     @Option(name: .long, help: "How many of the newest ledger entries to list (1–1000).")
@@ -22,11 +23,18 @@ struct CustomerShowCommand: ConsoleCommand {
     }
 
     func execute(in console: Console) async throws {
-        guard let summary = try await console.database().customerSummary(userId: userId, entryLimit: limit) else {
+        let resolved = try await console.userId(for: userId)
+        let database = try console.database()
+        guard let summary = try await database.customerSummary(userId: resolved, entryLimit: limit) else {
             throw ConsoleFailure(code: "unknown_customer", description: "no customer with id \(userId)")
         }
+        let sessions = try await database.sessionsTransferred(to: resolved)
+        let events = try await database.webhookEvents(forUser: resolved, limit: 10)
         if console.json {
-            try console.writeJSON(CustomerShowDocument(summary))
+            var document = CustomerShowDocument(summary)
+            document.sessions = sessions.map { SessionDocument($0) }
+            document.webhookEvents = events.map { WebhookDocument($0) }
+            try console.writeJSON(document)
             return
         }
         let balance = summary.balance
@@ -57,6 +65,64 @@ struct CustomerShowCommand: ConsoleCommand {
             ])
         }
         console.write(entries.render(bold: console.bold))
+        if !sessions.isEmpty {
+            console.write("")
+            var table = TextTable(["session", "transferred", "tokens moved", "used"])
+            for session in sessions {
+                table.add([session.id, session.transferredAt.map(LedgerDates.timestamp) ?? "-", String(session.transferredTokens ?? 0), String(session.used)])
+            }
+            console.write(table.render(bold: console.bold))
+        }
+        if !events.isEmpty {
+            console.write("")
+            var table = TextTable(["event", "source", "type", "status", "received"])
+            for event in events {
+                table.add([event.eventId, event.source.rawValue, event.type, event.status.rawValue, LedgerDates.timestamp(event.receivedAt)])
+            }
+            console.write(table.render(bold: console.bold))
+        }
+    }
+}
+
+/// An anonymous session in console JSON.
+struct SessionDocument: Encodable {
+    var sessionId: String
+    var granted: Int
+    var used: Int
+    var lastSeenAt: String
+    var transferredTo: String?
+    var transferredAt: String?
+    var transferredTokens: Int?
+
+    init(_ session: AnonymousSession) {
+        sessionId = session.id
+        granted = session.granted
+        used = session.used
+        lastSeenAt = LedgerDates.timestamp(session.lastSeenAt)
+        transferredTo = session.transferredTo
+        transferredAt = session.transferredAt.map(LedgerDates.timestamp)
+        transferredTokens = session.transferredTokens
+    }
+}
+
+/// A webhook event in console JSON.
+struct WebhookDocument: Encodable {
+    var eventId: String
+    var source: String
+    var type: String
+    var status: String
+    var receivedAt: String
+    var attempts: Int
+    var outcome: String?
+
+    init(_ event: WebhookEvent) {
+        eventId = event.eventId
+        source = event.source.rawValue
+        type = event.type
+        status = event.status.rawValue
+        receivedAt = LedgerDates.timestamp(event.receivedAt)
+        attempts = event.attempts
+        outcome = event.outcome
     }
 }
 
@@ -69,6 +135,8 @@ struct CustomerShowDocument: Encodable {
     var createdAt: String
     var deletedAt: String?
     var entries: [EntryDocument]
+    var sessions: [SessionDocument] = []
+    var webhookEvents: [WebhookDocument] = []
 
     init(_ summary: CustomerSummary) {
         balance = BalanceFields(summary.balance)
@@ -87,10 +155,12 @@ struct CustomerShowDocument: Encodable {
         try container.encode(createdAt, forKey: .createdAt)
         try container.encode(deletedAt, forKey: .deletedAt)
         try container.encode(entries, forKey: .entries)
+        try container.encode(sessions, forKey: .sessions)
+        try container.encode(webhookEvents, forKey: .webhookEvents)
     }
 
     enum CodingKeys: String, CodingKey {
-        case email, stripeCustomerId, createdAt, deletedAt, entries
+        case email, stripeCustomerId, createdAt, deletedAt, entries, sessions, webhookEvents
     }
 }
 
@@ -105,8 +175,10 @@ struct EntryDocument: Encodable {
     var reason: String?
     var requestId: String?
     var createdAt: String
+    var shortfall: Int
 
     init(_ entry: LedgerEntry) {
+        shortfall = entry.shortfall
         id = entry.id ?? 0
         kind = entry.kind.rawValue
         delta = entry.delta

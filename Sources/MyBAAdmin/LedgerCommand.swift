@@ -1,10 +1,10 @@
 import ArgumentParser
 
-/// `ledger …`: check the token ledger.
+/// `ledger …`: read and check the token ledger.
 struct LedgerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ledger",
-        abstract: "Check the token ledger.",
-        subcommands: [LedgerVerifyCommand.self]
+        abstract: "Read and check the token ledger.",
+        subcommands: [LedgerShowCommand.self, LedgerVerifyCommand.self]
     )
 }

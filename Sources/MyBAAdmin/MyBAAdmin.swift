@@ -1,20 +1,29 @@
 import ArgumentParser
 import MyBAOps
 
-/// The root of the one command table: dispatch, help and (in the REPL) completion all walk it.
+/// The root of the one command table: dispatch, `help`, and the REPL's completion all walk it.
 struct MyBAAdmin: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "myba-admin",
-        abstract: "Operate MyBA: inspect customers and check the token ledger.",
+        abstract: "Operate MyBA: customers, tokens, payments, anonymous sessions, audit.",
         discussion: """
+            With no command on a terminal: an interactive shell (readline, history, Tab completion).
+            With no command and piped input: runs one command per line ('#' starts a comment) and stops
+            at the first failure unless --continue-on-error.
             Exit codes: 0 ok, 1 the operation failed, 2 usage error, 3 a check found problems.
             The database is --db, else MYBA_DATABASE, else \(MyBASettings.defaultDatabasePath).
             """,
         version: mybaVersion,
-        subcommands: [CustomerCommand.self, LedgerCommand.self]
+        subcommands: [
+            CustomerCommand.self, LedgerCommand.self, TokensCommand.self, PaymentCommand.self,
+            SessionsCommand.self, AuditCommand.self, StatsCommand.self,
+        ]
     )
 
     @OptionGroup var global: GlobalOptions
+
+    @Flag(name: .long, help: "With commands read from standard input: go on after a failing line (the exit code still reports it).")
+    var continueOnError = false
 }
 
 /// Options every command accepts, before or after the command name.
@@ -26,8 +35,8 @@ struct GlobalOptions: ParsableArguments {
     var json = false
 }
 
-/// A command that does work. `run()` opens a console for one-shot use; the REPL calls
-/// `execute(in:)` with its long-lived console instead.
+/// A command that does work. `run()` opens a console for one-shot use; the REPL and script
+/// mode call `execute(in:)` with their long-lived console instead.
 protocol ConsoleCommand: AsyncParsableCommand {
     var global: GlobalOptions { get }
     func execute(in console: Console) async throws

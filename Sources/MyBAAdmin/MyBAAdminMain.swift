@@ -7,7 +7,7 @@ import MyBAOps
 @main
 enum MyBAAdminMain {
     static func main() async {
-        let status = await ConsoleRunner.run(arguments: Array(CommandLine.arguments.dropFirst()))
+        let status = await ConsoleRunner.main(arguments: Array(CommandLine.arguments.dropFirst()))
         exit(status.rawValue)
     }
 }
@@ -20,10 +20,28 @@ enum ConsoleExit: Int32 {
     case checkFailed = 3
 }
 
-/// Parses one command line with the single command table and runs it. The REPL and the
-/// line-by-line script mode call this too, so every mode dispatches the same way.
+/// Parses command lines with the single command table and runs them, in all three modes.
 enum ConsoleRunner {
-    static func run(arguments: [String], console: Console? = nil) async -> ConsoleExit {
+    /// The process's arguments: one command, or (with none) the REPL or script mode.
+    static func main(arguments: [String]) async -> ConsoleExit {
+        if let root = try? MyBAAdmin.parseAsRoot(arguments) as? MyBAAdmin {
+            let console: Console
+            do {
+                console = try Console(options: root.global, commandLine: "")
+            } catch {
+                Console.writeError("myba-admin: \(error)")
+                return .failed
+            }
+            if isatty(STDIN_FILENO) == 1 {
+                return await ReadlineShell(console: console).run()
+            }
+            return await ScriptMode(console: console, continueOnError: root.continueOnError).run()
+        }
+        return await run(arguments: arguments, console: nil, commandLine: arguments.joined(separator: " "))
+    }
+
+    /// Runs one command line. `console` is the long-lived console of the REPL or a script.
+    static func run(arguments: [String], console: Console?, commandLine: String) async -> ConsoleExit {
         let parsed: any ParsableCommand
         do {
             parsed = try MyBAAdmin.parseAsRoot(arguments)
@@ -38,7 +56,7 @@ enum ConsoleRunner {
         }
         guard let command = parsed as? any ConsoleCommand else {
             if !type(of: parsed).configuration.subcommands.isEmpty {
-                // A group named without a subcommand (or nothing at all): say what it takes.
+                // A group named without a subcommand: say what it takes.
                 Console.writeError(MyBAAdmin.helpMessage(for: type(of: parsed)))
                 return .usage
             }
@@ -49,7 +67,7 @@ enum ConsoleRunner {
         }
         let session: Console
         do {
-            session = try console?.with(options: command.global) ?? Console(options: command.global)
+            session = try console?.with(options: command.global, commandLine: commandLine) ?? Console(options: command.global, commandLine: commandLine)
         } catch {
             Console.writeError("myba-admin: \(error)")
             return .failed
@@ -60,6 +78,9 @@ enum ConsoleRunner {
         } catch let failure as CheckFailed {
             if !failure.message.isEmpty { Console.writeError(failure.message) }
             return .checkFailed
+        } catch let error as ValidationError {
+            Console.writeError("myba-admin: error: \(error.message)")
+            return .usage
         } catch {
             session.reportFailure(error)
             return .failed
@@ -70,4 +91,81 @@ enum ConsoleRunner {
 /// Thrown by a check command that ran and found problems (exit 3). Its report is already printed.
 struct CheckFailed: Error {
     var message: String
+}
+
+/// Commands read from standard input, one per line.
+struct ScriptMode {
+    let console: Console
+    let continueOnError: Bool
+
+    func run() async -> ConsoleExit {
+        var firstFailure: ConsoleExit?
+        var number = 0
+        while let line = readLine() {
+            number += 1
+            let text = line.trimmingCharacters(in: .whitespaces)
+            if text.isEmpty || text.hasPrefix("#") { continue }
+            let status: ConsoleExit
+            do {
+                status = await ConsoleRunner.run(arguments: try LineTokenizer.split(text), console: console, commandLine: text)
+            } catch {
+                Console.writeError("myba-admin: line \(number): \(error)")
+                status = .usage
+            }
+            if status != .ok {
+                firstFailure = firstFailure ?? status
+                if !continueOnError {
+                    Console.writeError("myba-admin: stopped at line \(number) (use --continue-on-error to go on)")
+                    return status
+                }
+            }
+        }
+        return firstFailure ?? .ok
+    }
+}
+
+/// Splits a typed line into words as a shell would: spaces separate, quotes group, backslash escapes.
+enum LineTokenizer {
+    struct UnterminatedQuote: Error, CustomStringConvertible {
+        var description: String { "unterminated quote" }
+    }
+
+    static func split(_ line: String) throws -> [String] {
+        var words: [String] = []
+        var current = ""
+        var inWord = false
+        var quote: Character?
+        var escaped = false
+        for character in line {
+            if escaped {
+                current.append(character)
+                escaped = false
+                inWord = true
+                continue
+            }
+            if character == "\\" && quote != "'" {
+                escaped = true
+                continue
+            }
+            if let open = quote {
+                if character == open { quote = nil } else { current.append(character) }
+                continue
+            }
+            if character == "\"" || character == "'" {
+                quote = character
+                inWord = true
+                continue
+            }
+            if character.isWhitespace {
+                if inWord { words.append(current); current = ""; inWord = false }
+                continue
+            }
+            current.append(character)
+            inWord = true
+        }
+        if quote != nil { throw UnterminatedQuote() }
+        if inWord { words.append(current) }
+        if words.first == "myba-admin" { words.removeFirst() }
+        return words
+    }
 }

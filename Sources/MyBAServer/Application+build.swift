@@ -41,6 +41,9 @@ func buildApplication(settings: MyBASettings, logger: Logger) async throws -> so
         settings: settings, database: database, plans: plans, startedAt: Date(), verifier: verifier, generator: generator,
         webhookProcessor: webhookProcessor, stripe: stripe)
     var services: [any Service] = [WebhookRetryService(processor: webhookProcessor, interval: .seconds(settings.webhookRetryIntervalSeconds), logger: logger)]
+    if let ttl = settings.sessionTTLSeconds {
+        services.append(SessionReaperService(database: database, ttl: ttl, logger: logger))
+    }
     if let stripe {
         services.append(StripeMirrorService(mirror: StripeMirror(database: database, stripe: stripe), interval: .milliseconds(settings.mirrorIntervalMilliseconds), logger: logger))
     } else {

@@ -47,3 +47,25 @@ struct StripeMirrorService: Service {
         }
     }
 }
+
+/// Reaps stale anonymous sessions every hour when `MYBA_SESSION_TTL` is set: the operation
+/// `myba-admin sessions reap` runs, in the same short batches.
+struct SessionReaperService: Service {
+    let database: AppDatabase
+    let ttl: TimeInterval
+    let logger: Logger
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    let result = try await database.reapAnonymousSessions(lastSeenBefore: Date().addingTimeInterval(-ttl), batch: 500, dryRun: false)
+                    if result.removed > 0 { logger.info("stale anonymous sessions reaped", metadata: ["sessions.removed": .stringConvertible(result.removed)]) }
+                } catch {
+                    logger.error("session reap failed", metadata: ["error.message": .string("\(error)")])
+                }
+                try? await Task.sleep(for: .seconds(3600))
+            }
+        }
+    }
+}

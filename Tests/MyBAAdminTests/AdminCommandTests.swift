@@ -19,8 +19,8 @@ struct AdminFixture {
         _ = try await database.consume(userId: "user_alice", amount: 2, idempotencyKey: "gen:1", actor: "api", requestId: "req_2")
     }
 
-    func admin(_ arguments: [String], environment: [String: String] = [:]) throws -> ProcessResult {
-        try BuiltProduct.run("myba-admin", arguments, environment: environment)
+    func admin(_ arguments: [String], environment: [String: String] = [:], stdin: String? = nil) throws -> ProcessResult {
+        try BuiltProduct.run("myba-admin", arguments, environment: environment, stdin: stdin)
     }
 }
 
@@ -91,7 +91,7 @@ struct AdminCommandTests {
     func usage() async throws {
         let fixture = try await AdminFixture()
         defer { fixture.directory.remove() }
-        for arguments in [["customer", "shw", "x"], ["customer", "show"], ["customer", "show", "u", "--limit", "0"], ["nonsense"], ["customer"], ["--bogus"]] {
+        for arguments in [["customer", "shw", "x"], ["customer", "show"], ["customer", "show", "u", "--limit", "0"], ["nonsense"], ["customer"], ["--bogus", "stats"]] {
             let result = try fixture.admin(arguments + ["--db", fixture.path])
             #expect(result.status == 2, "\(arguments): \(result.stderr)")
             #expect(!result.stderr.isEmpty)

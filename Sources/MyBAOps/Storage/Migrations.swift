@@ -174,6 +174,23 @@ extension AppDatabase {
             try db.create(index: "stripe_outbox_on_next_attempt", on: "stripe_outbox", columns: ["next_attempt_at"])
         }
 
+        migrator.registerMigration("2026-11-25 operator audit log") { db in
+            // Every console mutation, written in the transaction of its ledger entries.
+            try db.create(table: "audit_log") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("at", .datetime).notNull()
+                t.column("operator", .text).notNull()
+                t.column("command", .text).notNull()
+                t.column("reason", .text)
+                t.column("user_id", .text)
+                t.column("entry_ids", .text)
+                t.column("idempotency_key", .text)
+                t.column("outcome", .text).notNull()
+            }
+            try db.create(index: "audit_log_on_user", on: "audit_log", columns: ["user_id", "id"])
+            try db.create(index: "audit_log_on_operator", on: "audit_log", columns: ["operator", "id"])
+        }
+
         return migrator
     }
 }

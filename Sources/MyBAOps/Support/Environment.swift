@@ -35,6 +35,9 @@ public struct MyBASettings: Equatable, Sendable {
     public var faultInjection: Set<String>
     /// `MYBA_WEBHOOK_RETRY_SECONDS`: how often the retry worker looks for due events.
     public var webhookRetryIntervalSeconds: Int = 5
+    /// `MYBA_SESSION_TTL` (`30d`, `24h` …): the server reaps untransferred anonymous sessions not
+    /// seen for this long; `nil` leaves it to `myba-admin sessions reap`.
+    public var sessionTTLSeconds: Double?
     /// `MYBA_MIRROR_INTERVAL_MS`: how often the Stripe mirror drains the outbox.
     public var mirrorIntervalMilliseconds: Int = 1000
 
@@ -116,6 +119,12 @@ public struct MyBASettings: Equatable, Sendable {
         settings.stripe.webhookSecret = env.string("STRIPE_WEBHOOK_SECRET")
         settings.stripe.apiBase = try env.url("STRIPE_API_BASE") ?? settings.stripe.apiBase
         settings.faultInjection = Set(env.list("MYBA_FAULT_INJECTION"))
+        if let ttl = env.string("MYBA_SESSION_TTL") {
+            guard let seconds = OperatorDuration.parse(ttl), seconds >= 60 else {
+                throw SettingsError(variable: "MYBA_SESSION_TTL", problem: "must be a duration of at least a minute like 30d, 24h or 90m, got \"\(ttl)\"")
+            }
+            settings.sessionTTLSeconds = seconds
+        }
         settings.mirrorIntervalMilliseconds = try env.integer("MYBA_MIRROR_INTERVAL_MS", in: 10...600_000) ?? settings.mirrorIntervalMilliseconds
         settings.webhookRetryIntervalSeconds = try env.integer("MYBA_WEBHOOK_RETRY_SECONDS", in: 1...3600) ?? settings.webhookRetryIntervalSeconds
         return settings

@@ -14,6 +14,30 @@ public struct Payment: Equatable, Sendable {
     public var refundedTokens: Int
 }
 
+extension Payment {
+    /// The tokens to have taken back once `amount` (cumulative) is refunded: the refunded share,
+    /// rounded down in the customer's favour, all of them for a full refund.
+    public func tokensRefunded(atCumulativeAmount amount: Int) -> Int {
+        amount >= amountTotal ? tokens : tokens * max(amount, 0) / max(amountTotal, 1)
+    }
+}
+
+extension AppDatabase {
+    /// The plan of refunding `amount` more of a payment: balances before and after, no writes.
+    public func planRefund(payment: Payment, amount: Int) async throws -> MutationPlan {
+        let cumulative = min(payment.refundedAmount + amount, payment.amountTotal)
+        let owed = payment.tokensRefunded(atCumulativeAmount: cumulative) - payment.refundedTokens
+        guard let before = try await balance(userId: payment.userId) else { throw LedgerError.unknownCustomer(userId: payment.userId) }
+        let taken = min(max(owed, 0), before.tokens)
+        let after = before.applying(LedgerEffect(tokens: -taken, purchased: -taken), at: Date())
+        let key = "refund:\(payment.paymentIntentId ?? payment.checkoutSessionId):\(cumulative)"
+        return MutationPlan(
+            userId: payment.userId, before: before, after: after,
+            entries: owed > 0 ? ["payment_refund -\(taken) key \(key)" + (owed > taken ? " (shortfall \(owed - taken))" : "")] : [],
+            stripeCalls: ["POST /v1/refunds payment_intent=\(payment.paymentIntentId ?? "?") amount=\(amount)"])
+    }
+}
+
 /// What a refund did to tokens.
 public struct RefundOutcome: Equatable, Sendable {
     /// Tokens taken back now.
@@ -86,7 +110,7 @@ extension AppDatabase {
         guard let payment = try fetchPayment(id: paymentId, in: db) else { throw PaymentError.unknownPayment(paymentId) }
         guard amountRefunded >= 0 else { throw PaymentError.invalidEvent("amount_refunded is negative") }
         let refunded = min(amountRefunded, payment.amountTotal)
-        let target = refunded >= payment.amountTotal ? payment.tokens : payment.tokens * refunded / max(payment.amountTotal, 1)
+        let target = payment.tokensRefunded(atCumulativeAmount: refunded)
         let owed = target - payment.refundedTokens
         let current = try LedgerStatements.balance(userId: payment.userId, in: db) ?? .empty(userId: payment.userId, at: now)
         guard owed > 0 else {

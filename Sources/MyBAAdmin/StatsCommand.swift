@@ -1,0 +1,37 @@
+import ArgumentParser
+import MyBAOps
+
+/// `stats`: the whole system at a glance.
+struct StatsCommand: ConsoleCommand {
+    static let configuration = CommandConfiguration(commandName: "stats", abstract: "Customers, sessions, tokens outstanding, webhooks by status, outbox depth.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: ArgumentHelp("A session not seen for this long counts as stale.", valueName: "duration"))
+    var staleAfter = "7d"
+
+    func validate() throws {
+        _ = try parseDuration(staleAfter, option: "--stale-after")
+    }
+
+    func execute(in console: Console) async throws {
+        let stats = try await console.database().stats(staleAfter: try parseDuration(staleAfter, option: "--stale-after"))
+        if console.json {
+            try console.writeJSON(stats)
+            return
+        }
+        var table = TextTable(["measure", "value"])
+        table.add(["customers", String(stats.customers)])
+        table.add(["customers deleted", String(stats.deletedCustomers)])
+        table.add(["anonymous sessions", String(stats.anonymousSessions)])
+        table.add(["anonymous sessions stale (\(staleAfter))", String(stats.staleAnonymousSessions)])
+        table.add(["tokens outstanding (accounts)", String(stats.tokensOutstanding)])
+        table.add(["tokens outstanding (anonymous)", String(stats.anonymousTokensOutstanding)])
+        table.add(["ledger entries", String(stats.ledgerEntries)])
+        for status in WebhookEvent.Status.allCases {
+            table.add(["webhook events \(status.rawValue)", String(stats.webhookEvents[status.rawValue] ?? 0)])
+        }
+        table.add(["Stripe outbox depth", String(stats.outboxDepth)])
+        console.write(table.render(bold: console.bold))
+    }
+}

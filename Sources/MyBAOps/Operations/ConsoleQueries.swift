@@ -1,0 +1,177 @@
+import Foundation
+import GRDB
+
+/// A line of `customer list` / `customer find`.
+public struct CustomerListing: Codable, Equatable, Sendable {
+    public var userId: String
+    public var email: String?
+    public var stripeCustomerId: String?
+    public var tokens: Int
+    public var createdAt: Date
+    public var deleted: Bool
+}
+
+/// `stats`: the state of the whole system at a glance.
+public struct SystemStats: Codable, Equatable, Sendable {
+    public var customers: Int
+    public var deletedCustomers: Int
+    public var anonymousSessions: Int
+    public var staleAnonymousSessions: Int
+    public var tokensOutstanding: Int
+    public var anonymousTokensOutstanding: Int
+    public var webhookEvents: [String: Int]
+    public var outboxDepth: Int
+    public var ledgerEntries: Int
+}
+
+/// What `sessions reap` removed (or would remove).
+public struct ReapResult: Codable, Equatable, Sendable {
+    public var removed: Int
+    public var batches: Int
+    public var cutoff: Date
+    public var dryRun: Bool
+}
+
+extension AppDatabase {
+    /// Resolves `user_…`, an email address or a `cus_…` id to a user id.
+    public func resolveUserId(_ reference: String) async throws -> String? {
+        try await writer.read { db in
+            try String.fetchOne(db, sql: """
+                SELECT user_id FROM customers WHERE user_id = ? OR stripe_customer_id = ? OR lower(email) = lower(?)
+                ORDER BY user_id = ? DESC LIMIT 1
+                """, arguments: [reference, reference, reference, reference])
+        }
+    }
+
+    /// User ids starting with `prefix`, synchronously: readline's completion callback cannot await.
+    public func userIdsSync(prefix: String, limit: Int = 50) throws -> [String] {
+        try writer.read { db in
+            try String.fetchAll(db, sql: "SELECT user_id FROM customers WHERE user_id >= ? AND user_id < ? ORDER BY user_id LIMIT ?",
+                                arguments: [prefix, prefix + "\u{10FFFF}", limit])
+        }
+    }
+
+    public func listCustomers(limit: Int, sortByTokens: Bool, matching text: String? = nil) async throws -> [CustomerListing] {
+        try await writer.read { db in
+            var sql = """
+                SELECT c.user_id, c.email, c.stripe_customer_id, c.created_at, c.deleted_at, COALESCE(b.tokens, 0) AS tokens
+                FROM customers c LEFT JOIN balances b ON b.user_id = c.user_id
+                """
+            var arguments: StatementArguments = []
+            if let text {
+                sql += " WHERE instr(lower(c.user_id), lower(?)) > 0 OR instr(lower(COALESCE(c.email, '')), lower(?)) > 0 OR c.stripe_customer_id = ?"
+                arguments += [text, text, text]
+            }
+            sql += sortByTokens ? " ORDER BY tokens DESC, c.user_id" : " ORDER BY c.created_at DESC, c.user_id"
+            sql += " LIMIT ?"
+            arguments += [limit]
+            return try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
+                CustomerListing(userId: row["user_id"], email: row["email"], stripeCustomerId: row["stripe_customer_id"], tokens: row["tokens"],
+                                createdAt: row.timestamp("created_at") ?? Date(timeIntervalSince1970: 0), deleted: row["deleted_at"] != nil)
+            }
+        }
+    }
+
+    /// Sessions transferred into `userId`'s account.
+    public func sessionsTransferred(to userId: String) async throws -> [AnonymousSession] {
+        try await writer.read { db in
+            try Row.fetchAll(db, sql: "SELECT id FROM anonymous_sessions WHERE transferred_to = ? ORDER BY transferred_at DESC", arguments: [userId])
+                .compactMap { row in try Self.fetchSession(db, sql: "SELECT * FROM anonymous_sessions WHERE id = ?", [row["id"] as String]) }
+        }
+    }
+
+    /// Webhook events that produced ledger entries for `userId`, newest first.
+    public func webhookEvents(forUser userId: String, limit: Int) async throws -> [WebhookEvent] {
+        try await writer.read { db in
+            let keys = try Row.fetchAll(db, sql: """
+                SELECT DISTINCT w.source, w.event_id, w.received_at FROM webhook_events w
+                JOIN webhook_event_entries we ON we.source = w.source AND we.event_id = w.event_id
+                JOIN ledger_entries e ON e.id = we.entry_id
+                WHERE e.user_id = ? ORDER BY w.received_at DESC LIMIT ?
+                """, arguments: [userId, limit])
+            return try keys.compactMap { row in
+                try WebhookSource(rawValue: row["source"]).flatMap { try Self.fetchWebhook(source: $0, eventId: row["event_id"], in: db) }
+            }
+        }
+    }
+
+    /// Anonymous sessions, newest activity first; `staleAfter` keeps only untransferred sessions
+    /// last seen longer ago than that.
+    public func listAnonymousSessions(staleAfter: TimeInterval?, limit: Int) async throws -> [AnonymousSession] {
+        try await writer.read { db in
+            var sql = "SELECT * FROM anonymous_sessions"
+            var arguments: StatementArguments = []
+            if let staleAfter {
+                sql += " WHERE transferred_to IS NULL AND last_seen_at < ?"
+                arguments += [SQLTimestamp.string(Date().addingTimeInterval(-staleAfter))]
+            }
+            sql += " ORDER BY last_seen_at DESC LIMIT ?"
+            arguments += [limit]
+            return try Row.fetchAll(db, sql: sql, arguments: arguments).compactMap { row in
+                try Self.fetchSession(db, sql: "SELECT * FROM anonymous_sessions WHERE id = ?", [row["id"] as String])
+            }
+        }
+    }
+
+    /// Removes untransferred anonymous sessions last seen before `cutoff`, `batch` at a time,
+    /// each batch its own short transaction so a running server waits at most one batch. Two
+    /// overlapping reaps never fail or count a session twice: each batch counts what it deleted.
+    public func reapAnonymousSessions(lastSeenBefore cutoff: Date, batch: Int, dryRun: Bool) async throws -> ReapResult {
+        let cutoffText = SQLTimestamp.string(cutoff)
+        if dryRun {
+            let count = try await writer.read { db in
+                try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM anonymous_sessions WHERE transferred_to IS NULL AND last_seen_at < ?", arguments: [cutoffText]) ?? 0
+            }
+            return ReapResult(removed: count, batches: 0, cutoff: cutoff, dryRun: true)
+        }
+        var removed = 0, batches = 0
+        while true {
+            let deleted = try await immediateWrite { db -> Int in
+                try db.execute(sql: """
+                    DELETE FROM anonymous_sessions WHERE id IN (
+                        SELECT id FROM anonymous_sessions WHERE transferred_to IS NULL AND last_seen_at < ? LIMIT ?)
+                    """, arguments: [cutoffText, batch])
+                return db.changesCount
+            }
+            if deleted == 0 { break }
+            removed += deleted
+            batches += 1
+            await Task.yield()
+        }
+        return ReapResult(removed: removed, batches: batches, cutoff: cutoff, dryRun: false)
+    }
+
+    public func stats(staleAfter: TimeInterval) async throws -> SystemStats {
+        try await writer.read { db in
+            let staleCutoff = SQLTimestamp.string(Date().addingTimeInterval(-staleAfter))
+            var webhooks: [String: Int] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT status, COUNT(*) AS n FROM webhook_events GROUP BY status") {
+                webhooks[row["status"]] = row["n"]
+            }
+            return SystemStats(
+                customers: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM customers WHERE deleted_at IS NULL") ?? 0,
+                deletedCustomers: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM customers WHERE deleted_at IS NOT NULL") ?? 0,
+                anonymousSessions: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM anonymous_sessions") ?? 0,
+                staleAnonymousSessions: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM anonymous_sessions WHERE transferred_to IS NULL AND last_seen_at < ?", arguments: [staleCutoff]) ?? 0,
+                tokensOutstanding: try Int.fetchOne(db, sql: "SELECT COALESCE(SUM(tokens), 0) FROM balances") ?? 0,
+                anonymousTokensOutstanding: try Int.fetchOne(db, sql: "SELECT COALESCE(SUM(granted - used), 0) FROM anonymous_sessions WHERE transferred_to IS NULL") ?? 0,
+                webhookEvents: webhooks,
+                outboxDepth: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM stripe_outbox") ?? 0,
+                ledgerEntries: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries") ?? 0)
+        }
+    }
+}
+
+/// Durations as operators type them: `90s`, `30m`, `24h`, `7d`.
+public enum OperatorDuration {
+    public static func parse(_ text: String) -> TimeInterval? {
+        guard let unit = text.last, let value = Double(text.dropLast()), value >= 0 else { return nil }
+        switch unit {
+        case "s": return value
+        case "m": return value * 60
+        case "h": return value * 3600
+        case "d": return value * 86400
+        default: return nil
+        }
+    }
+}

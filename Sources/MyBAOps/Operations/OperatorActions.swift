@@ -1,0 +1,115 @@
+import Foundation
+import GRDB
+
+/// Who runs a console mutation and how it was typed (secrets already masked).
+public struct OperatorContext: Sendable {
+    public var operatorName: String
+    public var commandLine: String
+    public var reason: String
+
+    public init(operatorName: String, commandLine: String, reason: String) {
+        self.operatorName = operatorName
+        self.commandLine = commandLine
+        self.reason = reason
+    }
+}
+
+/// What a mutation will do, computed before doing it: shown to the operator for confirmation.
+public struct MutationPlan: Equatable, Sendable {
+    public var userId: String
+    public var before: Balance
+    public var after: Balance
+    /// The entries it will write, as `kind delta key`.
+    public var entries: [String]
+    /// Stripe calls it will make.
+    public var stripeCalls: [String]
+}
+
+/// One row of the operator audit log.
+public struct AuditRecord: Codable, Equatable, Sendable {
+    public var id: Int64
+    public var at: Date
+    public var operatorName: String
+    public var command: String
+    public var reason: String?
+    public var userId: String?
+    public var entryIds: [Int64]
+    public var idempotencyKey: String?
+    public var outcome: String
+}
+
+extension AppDatabase {
+    /// The plan of posting `posting`: the balance before and after, without writing anything.
+    public func plan(_ posting: LedgerPosting, stripeCalls: [String] = []) async throws -> MutationPlan {
+        try Self.validate(posting)
+        return try await writer.read { db in
+            guard let current = try LedgerStatements.balance(userId: posting.userId, in: db) else {
+                throw LedgerError.unknownCustomer(userId: posting.userId)
+            }
+            let effect = posting.kind.effect(delta: posting.delta, at: Date(), opening: posting.opening)
+            let after = current.applying(effect, at: Date())
+            if after.tokens < 0 {
+                throw LedgerError.wouldGoNegative(userId: posting.userId, field: "tokens", current: current.tokens, change: posting.delta)
+            }
+            let sign = posting.delta > 0 ? "+" : ""
+            return MutationPlan(userId: posting.userId, before: current, after: after,
+                                entries: ["\(posting.kind.rawValue) \(sign)\(posting.delta) key \(posting.idempotencyKey)"], stripeCalls: stripeCalls)
+        }
+    }
+
+    /// Posts an operator's entry and its audit row in one transaction.
+    public func postAsOperator(_ posting: LedgerPosting, by context: OperatorContext) async throws -> PostingResult {
+        try Self.validate(posting)
+        return try await immediateWrite { db in
+            let result = try Self.post(posting, now: Date(), in: db)
+            try Self.insertAudit(context: context, userId: posting.userId, entryIds: result.entry.id.map { [$0] } ?? [],
+                                 idempotencyKey: posting.idempotencyKey,
+                                 outcome: result.replayed ? "replayed: entry existed, nothing changed" : "posted \(posting.kind.rawValue) \(posting.delta)", in: db)
+            return result
+        }
+    }
+
+    /// Applies a refund made through Stripe from the console, with the processing the
+    /// `charge.refunded` webhook uses (same key), and its audit row, in one transaction.
+    public func applyOperatorRefund(paymentId: String, amountRefunded: Int, by context: OperatorContext) async throws -> RefundOutcome {
+        try await immediateWrite { db in
+            let outcome = try Self.applyRefund(paymentId: paymentId, amountRefunded: amountRefunded, actor: "operator:\(context.operatorName)", requestId: nil, now: Date(), in: db)
+            let payment = try Self.fetchPayment(id: paymentId, in: db)
+            try Self.insertAudit(context: context, userId: payment?.userId, entryIds: outcome.entry?.id.map { [$0] } ?? [],
+                                 idempotencyKey: outcome.entry?.idempotencyKey,
+                                 outcome: "refunded to \(amountRefunded) cumulative; took \(outcome.taken) tokens, shortfall \(outcome.shortfall)", in: db)
+            return outcome
+        }
+    }
+
+    /// Records a console action that changed no ledger entry (or failed).
+    public func recordAudit(_ context: OperatorContext, userId: String?, outcome: String) async throws {
+        try await immediateWrite { db in
+            try Self.insertAudit(context: context, userId: userId, entryIds: [], idempotencyKey: nil, outcome: outcome, in: db)
+        }
+    }
+
+    static func insertAudit(context: OperatorContext, userId: String?, entryIds: [Int64], idempotencyKey: String?, outcome: String, in db: Database) throws {
+        try db.execute(sql: """
+            INSERT INTO audit_log (at, operator, command, reason, user_id, entry_ids, idempotency_key, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [SQLTimestamp.string(Date()), context.operatorName, context.commandLine, context.reason, userId,
+                             entryIds.map(String.init).joined(separator: ","), idempotencyKey, outcome])
+    }
+
+    public func auditRecords(limit: Int, userId: String? = nil, operatorName: String? = nil) async throws -> [AuditRecord] {
+        try await writer.read { db in
+            var sql = "SELECT * FROM audit_log WHERE 1 = 1"
+            var arguments: StatementArguments = []
+            if let userId { sql += " AND user_id = ?"; arguments += [userId] }
+            if let operatorName { sql += " AND operator = ?"; arguments += [operatorName] }
+            sql += " ORDER BY id DESC LIMIT ?"
+            arguments += [limit]
+            return try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
+                AuditRecord(id: row["id"], at: row.timestamp("at") ?? Date(timeIntervalSince1970: 0), operatorName: row["operator"], command: row["command"],
+                            reason: row["reason"], userId: row["user_id"],
+                            entryIds: ((row["entry_ids"] as String?) ?? "").split(separator: ",").compactMap { Int64($0) },
+                            idempotencyKey: row["idempotency_key"], outcome: row["outcome"])
+            }
+        }
+    }
+}

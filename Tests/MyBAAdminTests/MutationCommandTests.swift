@@ -1,0 +1,165 @@
+import Foundation
+import GRDB
+import MyBATestSupport
+import Testing
+@testable import MyBAOps
+
+@Suite("myba-admin mutations, script mode and queries")
+struct MutationCommandTests {
+    func entryCount(_ fixture: AdminFixture) async throws -> Int {
+        try await fixture.database.writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries")! }
+    }
+
+    func auditCount(_ fixture: AdminFixture) async throws -> Int {
+        try await fixture.database.writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM audit_log")! }
+    }
+
+    @Test("tokens adjust: without a terminal it needs --yes; a dry run and a refusal write nothing; applied, it writes the entry and the audit row together")
+    func adjust() async throws {
+        let fixture = try await AdminFixture()
+        defer { fixture.directory.remove() }
+        let before = try await entryCount(fixture)
+
+        let refused = try fixture.admin(["tokens", "adjust", "user_alice", "+5", "--reason", "goodwill", "--db", fixture.path])
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("--yes"))
+        #expect(refused.stdout.contains("tokens") && refused.stdout.contains("59"), "the plan is printed first: \(refused.stdout)")
+
+        let dryRun = try fixture.admin(["tokens", "adjust", "user_alice", "+5", "--reason", "goodwill", "--dry-run", "--db", fixture.path])
+        #expect(dryRun.status == 0)
+        #expect(dryRun.stdout.contains("dry run"))
+
+        let noReason = try fixture.admin(["tokens", "adjust", "user_alice", "+5", "--yes", "--db", fixture.path])
+        #expect(noReason.status == 2)
+        #expect(noReason.stderr.contains("--reason"))
+
+        let negative = try fixture.admin(["tokens", "adjust", "user_alice", "-100", "--reason", "typo", "--yes", "--db", fixture.path])
+        #expect(negative.status == 1)
+        #expect(negative.stderr.contains("below zero"))
+        #expect(try await entryCount(fixture) == before)
+        #expect(try await auditCount(fixture) == 0)
+
+        let applied = try fixture.admin(["tokens", "adjust", "alice@example.com", "-4", "--reason", "double grant", "--yes", "--json", "--db", fixture.path],
+                                        environment: ["MYBA_OPERATOR": "ann"])
+        #expect(applied.status == 0, "\(applied.stderr)")
+        let document = try jsonObject(applied.stdout)
+        #expect((document["after"] as? [String: Any])?["tokens"] as? Int == 50)
+        #expect((document["before"] as? [String: Any])?["tokens"] as? Int == 54)
+        #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == 50)
+        let audit = try await fixture.database.auditRecords(limit: 5)
+        #expect(audit.count == 1)
+        #expect(audit.first?.operatorName == "ann")
+        #expect(audit.first?.reason == "double grant")
+        #expect(audit.first?.userId == "user_alice")
+        #expect(audit.first?.entryIds.count == 1)
+        #expect(audit.first?.command.contains("tokens adjust alice@example.com -4") == true)
+        #expect(try await fixture.database.verify().isClean)
+
+        let listed = try fixture.admin(["audit", "--json", "--operator", "ann", "--db", fixture.path])
+        #expect(listed.status == 0)
+        #expect(listed.stdout.contains("double grant"))
+    }
+
+    @Test("tokens refund keyed to a request credits once; the audit row masks secrets in the command line")
+    func refundCredit() async throws {
+        let fixture = try await AdminFixture()
+        defer { fixture.directory.remove() }
+        for _ in 0..<2 {
+            let result = try fixture.admin(["tokens", "refund", "user_alice", "2", "--request", "req_2", "--reason", "failed job sk_live_leakedkey123", "--yes", "--db", fixture.path])
+            #expect(result.status == 0, "\(result.stderr)")
+        }
+        let entries = try await fixture.database.entries(userId: "user_alice", limit: 10)
+        #expect(entries.filter { $0.kind == .refundCredit }.count == 1)
+        #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == 56)
+        let audit = try await fixture.database.auditRecords(limit: 5)
+        #expect(audit.count == 2)
+        #expect(audit.allSatisfy { !$0.command.contains("sk_live_leakedkey123") && $0.command.contains("***") })
+        #expect(audit.contains { $0.outcome.hasPrefix("replayed") })
+    }
+
+    @Test("script mode runs one command per line, skips comments, stops at the first failure unless --continue-on-error")
+    func scriptMode() async throws {
+        let fixture = try await AdminFixture()
+        defer { fixture.directory.remove() }
+        let script = """
+            # nightly checks
+            ledger verify
+            customer show user_nobody
+            tokens adjust user_alice +1 --reason scripted --yes
+            """
+        let stopped = try fixture.admin(["--db", fixture.path], stdin: script)
+        #expect(stopped.status == 1)
+        #expect(stopped.stdout.contains("ledger clean"))
+        #expect(stopped.stderr.contains("line 3"))
+        #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == 54)
+
+        let continued = try fixture.admin(["--db", fixture.path, "--continue-on-error"], stdin: script)
+        #expect(continued.status == 1)
+        #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == 55)
+
+        let usage = try fixture.admin(["--db", fixture.path], stdin: "customer shw x\nstats\n")
+        #expect(usage.status == 2)
+        #expect(!usage.stdout.contains("customers"))
+
+        let quoted = try fixture.admin(["--db", fixture.path], stdin: "tokens adjust user_alice +1 --reason \"two words\" --yes\n")
+        #expect(quoted.status == 0, "\(quoted.stderr)")
+        #expect(try await fixture.database.auditRecords(limit: 1).first?.reason == "two words")
+    }
+
+    @Test("customer list, find and show by email or cus_ id; stats counts")
+    func queries() async throws {
+        let fixture = try await AdminFixture()
+        defer { fixture.directory.remove() }
+        _ = try await fixture.database.openAccount(userId: "user_bob", email: "bob@example.com", actor: "api")
+        _ = try await fixture.database.linkStripeCustomer(userId: "user_bob", stripeCustomerId: "cus_bob")
+        let list = try fixture.admin(["customer", "list", "--sort", "tokens", "--json", "--db", fixture.path])
+        #expect(list.status == 0)
+        let customers = try #require(try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]])
+        #expect(customers.map { $0["userId"] as? String } == ["user_alice", "user_bob"])
+        let found = try fixture.admin(["customer", "find", "BOB", "--db", fixture.path])
+        #expect(found.stdout.contains("user_bob") && !found.stdout.contains("user_alice"))
+        let byStripe = try fixture.admin(["customer", "show", "cus_bob", "--json", "--db", fixture.path])
+        #expect(try jsonObject(byStripe.stdout)["userId"] as? String == "user_bob")
+        let stats = try fixture.admin(["stats", "--json", "--db", fixture.path])
+        let object = try jsonObject(stats.stdout)
+        #expect(object["customers"] as? Int == 2)
+        #expect(object["tokensOutstanding"] as? Int == 60)
+        let ledger = try fixture.admin(["ledger", "show", "user_alice", "--limit", "2", "--db", fixture.path])
+        #expect(ledger.stdout.contains("consume") && ledger.stdout.contains("purchase") && !ledger.stdout.contains("welcome"))
+    }
+
+    @Test("sessions reap removes only untransferred stale sessions, dry run counts, overlapping runs never double count")
+    func reap() async throws {
+        let fixture = try await AdminFixture()
+        defer { fixture.directory.remove() }
+        let settings = AnonymousSettings(sessionsPerHour: 100_000)
+        var ids: [String] = []
+        for index in 0..<300 {
+            ids.append(try await fixture.database.startAnonymousSession(fingerprint: "fp\(index)", clientAddress: "10.0.0.1", settings: settings).session.id)
+        }
+        _ = try await fixture.database.chargeAnonymousSession(sessionId: ids[0], idempotencyKey: "c0", requestId: nil)
+        _ = try await fixture.database.transferAnonymousSession(sessionId: ids[1], to: "user_alice", actor: "api", requestId: nil)
+        let recent = ids[299]
+        try await fixture.database.writer.write { db in
+            try db.execute(sql: "UPDATE anonymous_sessions SET last_seen_at = '2026-01-01 00:00:00.000' WHERE id != ?", arguments: [recent])
+        }
+        let dry = try fixture.admin(["sessions", "reap", "--older-than", "30d", "--dry-run", "--json", "--db", fixture.path])
+        #expect(try jsonObject(dry.stdout)["removed"] as? Int == 298)
+        #expect(try await fixture.database.anonymousSessionCount() == 300)
+        let bad = try fixture.admin(["sessions", "reap", "--older-than", "30 days", "--db", fixture.path])
+        #expect(bad.status == 2)
+
+        // Two reaps at once, as overlapping cron runs would be.
+        let results = try await withThrowingTaskGroup(of: ProcessResult.self) { group in
+            for _ in 0..<2 {
+                group.addTask { try fixture.admin(["sessions", "reap", "--older-than", "30d", "--batch", "7", "--json", "--db", fixture.path]) }
+            }
+            return try await group.reduce(into: [ProcessResult]()) { $0.append($1) }
+        }
+        #expect(results.allSatisfy { $0.status == 0 })
+        let removed = try results.map { try jsonObject($0.stdout)["removed"] as? Int ?? -1 }
+        #expect(removed.reduce(0, +) == 298)
+        #expect(try await fixture.database.anonymousSessionCount() == 2)
+        #expect(try await fixture.database.verify().isClean)
+    }
+}
