@@ -111,6 +111,9 @@ let package = Package(
         .testTarget(
             name: "MyBAAdminTests",
             dependencies: [
+                "StripeEmulator",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
                 "MyBAOps",
                 "MyBATestSupport",
                 .product(name: "GRDB", package: "GRDB.swift"),

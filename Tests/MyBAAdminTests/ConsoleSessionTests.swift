@@ -1,0 +1,146 @@
+import Foundation
+import GRDB
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import MyBATestSupport
+import StripeEmulator
+import Testing
+@testable import MyBAOps
+
+/// The REPL in a real terminal: tmux runs it, `send-keys` types, `capture-pane` reads the screen.
+struct TerminalSession {
+    let name = "myba-test-\(UUID().uuidString.prefix(8))"
+
+    static func tmux(_ arguments: [String], captureOutput: Bool = false) throws -> ProcessResult {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["tmux"] + arguments
+        // The tmux server outlives `new-session` and would hold a pipe open forever: only the
+        // commands whose output is read get one.
+        let out = Pipe()
+        process.standardOutput = captureOutput ? out : FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let data = captureOutput ? out.fileHandleForReading.readDataToEndOfFile() : Data()
+        process.waitUntilExit()
+        return ProcessResult(status: process.terminationStatus, stdout: String(decoding: data, as: UTF8.self), stderr: "")
+    }
+
+    func start(_ command: String) throws {
+        let result = try Self.tmux(["new-session", "-d", "-s", name, "-x", "200", "-y", "50", command])
+        guard result.status == 0 else { throw TestSupportError("tmux could not start (is tmux installed?)") }
+    }
+
+    func type(_ keys: String...) throws { _ = try Self.tmux(["send-keys", "-t", name] + keys) }
+
+    func screen() throws -> String { try Self.tmux(["capture-pane", "-t", name, "-p"], captureOutput: true).stdout }
+
+    /// Waits until the screen contains `text`.
+    func waitFor(_ text: String, timeout: TimeInterval = 10) async throws -> String {
+        let deadline = Date().addingTimeInterval(timeout)
+        var last = ""
+        while Date() < deadline {
+            last = try screen()
+            if last.contains(text) { return last }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TestSupportError("timed out waiting for \(text); screen:\n\(last)")
+    }
+
+    func stop() { _ = try? Self.tmux(["kill-session", "-t", name]) }
+}
+
+@Suite("myba-admin interactive", .serialized)
+struct ConsoleSessionTests {
+    @Test("the REPL under a terminal: prompt with the environment, completion of a command prefix and a user id, history across runs, no secret in history")
+    func repl() async throws {
+        let fixture = try await AdminFixture()
+        defer { fixture.directory.remove() }
+        let history = fixture.directory.file("history")
+        let command = "env MYBA_ADMIN_HISTORY=\(history) MYBA_ENV=production NO_COLOR=1 \(BuiltProduct.path("myba-admin")) --db \(fixture.path)"
+        let terminal = TerminalSession()
+        try terminal.start(command)
+        defer { terminal.stop() }
+        _ = try await terminal.waitFor("myba-admin [production] myba.sqlite>")
+        // "cust" + Tab completes the command, "sh" + Tab the subcommand, "user_al" + Tab the user
+        // id; readline adds the space after each completed word (capture-pane trims it).
+        try terminal.type("cust", "Tab")
+        _ = try await terminal.waitFor("> customer")
+        try terminal.type("sh", "Tab")
+        _ = try await terminal.waitFor("> customer show")
+        try terminal.type("user_al", "Tab")
+        _ = try await terminal.waitFor("customer show user_alice")
+        try terminal.type("Enter")
+        _ = try await terminal.waitFor("alice@example.com")
+        try terminal.type("tokens adjust user_alice +1 --reason 'key sk_live_0123456789abcdef' --dry-run", "Enter")
+        _ = try await terminal.waitFor("dry run: nothing changed")
+        try terminal.type("tokens adjust user_alice +1 --reason goodwill", "Enter")
+        _ = try await terminal.waitFor("apply? type yes to confirm:")
+        try terminal.type("yes", "Enter")
+        _ = try await terminal.waitFor("applied")
+        try terminal.type("exit", "Enter")
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == 55)
+
+        let saved = try String(contentsOfFile: history, encoding: .utf8)
+        #expect(saved.contains("customer show user_alice"))
+        #expect(saved.contains("--reason goodwill"))
+        #expect(!saved.contains("sk_live"), "a secret reached the history file: \(saved)")
+
+        // A second run recalls the first run's lines with the up arrow.
+        let second = TerminalSession()
+        try second.start(command)
+        defer { second.stop() }
+        _ = try await second.waitFor("myba.sqlite>")
+        try second.type("Up", "Up")
+        _ = try await second.waitFor("customer show user_alice")
+    }
+
+    @Test("payment refund goes through Stripe and takes the tokens back; the charge.refunded webhook that follows changes nothing")
+    func paymentRefund() async throws {
+        let fixture = try await AdminFixture()
+        defer { fixture.directory.remove() }
+        let emulator = StripeEmulator()
+        try await emulator.application().test(.live) { client in
+            let base = URL(string: "http://127.0.0.1:\(client.port!)")!
+            let stripe = try StripeClient(settings: StripeSettings(secretKey: "sk_test_admin", apiBase: base), http: URLSessionHTTPClient())
+            let session = try await stripe.createCheckoutSession([
+                ("mode", "payment"), ("line_items[0][price_data][currency]", "usd"), ("line_items[0][price_data][unit_amount]", "2000"),
+                ("line_items[0][price_data][product_data][name]", "Professional"), ("line_items[0][quantity]", "1"),
+                ("success_url", "https://app.example/ok"), ("metadata[user_id]", "user_alice"), ("metadata[tokens]", "50"),
+            ], idempotencyKey: "cs-admin")
+            let sessionId = session["id"] as! String
+            let paid = try await stripe.request("POST", "/test/checkout/sessions/\(sessionId)/complete")
+            let paymentIntent = paid["payment_intent"] as! String
+            _ = try await fixture.database.immediateWrite { db in
+                try AppDatabase.recordPurchase(checkoutSessionId: sessionId, paymentIntentId: paymentIntent, stripeCustomerId: nil, userId: "user_alice",
+                                               planId: "professional", tokens: 50, amountTotal: 2000, currency: "usd", actor: "test", requestId: nil, now: Date(), in: db)
+            }
+            #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == 104)
+            let environment = ["STRIPE_SECRET_KEY": "sk_test_admin", "STRIPE_API_BASE": base.absoluteString, "MYBA_OPERATOR": "ann"]
+            let tooMuch = try fixture.admin(["payment", "refund", sessionId, "--amount", "5000", "--reason", "x", "--yes", "--db", fixture.path], environment: environment)
+            #expect(tooMuch.status == 1)
+            let result = try fixture.admin(["payment", "refund", sessionId, "--amount", "1000", "--stripe-reason", "requested_by_customer",
+                                            "--reason", "customer asked", "--yes", "--db", fixture.path], environment: environment)
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == 79)
+
+            // Stripe's charge.refunded for that refund arrives afterwards: same processing, same key.
+            let events = try await stripe.request("GET", "/v1/events", query: [("type", "charge.refunded")])
+            let event = try #require((events["data"] as? [[String: Any]])?.first)
+            let body = String(decoding: try JSONSerialization.data(withJSONObject: event), as: UTF8.self)
+            _ = try await fixture.database.storeWebhook(WebhookDelivery(source: .stripe, eventId: event["id"] as! String, type: "charge.refunded", body: body, headers: [:], requestId: nil))
+            let outcome = try await WebhookProcessor(database: fixture.database, plans: .standard)
+                .process(source: .stripe, eventId: event["id"] as! String, logger: Logger(label: "test"))
+            #expect(outcome.status == .processed)
+            #expect(outcome.entryIds.isEmpty)
+            #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == 79)
+            let audit = try await fixture.database.auditRecords(limit: 1)
+            #expect(audit.first?.operatorName == "ann")
+            #expect(audit.first?.entryIds.count == 1)
+            #expect(try await fixture.database.verify().isClean)
+        }
+    }
+}
