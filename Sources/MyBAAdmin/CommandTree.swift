@@ -19,8 +19,35 @@ struct CommandTree: Decodable {
 
     struct Command: Decodable {
         var commandName: String
+        var abstract: String?
         var subcommands: [Command]?
         var arguments: [Argument]?
+
+        /// A one-line hint: what the command takes and does.
+        var hint: String {
+            var parts = [commandName]
+            for argument in arguments ?? [] where argument.shouldDisplay != false {
+                let value = argument.valueName.map { "<\($0)>" } ?? ""
+                switch argument.kind {
+                case "positional": parts.append(value)
+                case "option":
+                    if let name = argument.names?.first(where: { $0.kind == "long" })?.name, !["db"].contains(name) { parts.append("[--\(name) \(value)]") }
+                default:
+                    if let name = argument.names?.first(where: { $0.kind == "long" })?.name, !["help", "json", "version"].contains(name) { parts.append("[--\(name)]") }
+                }
+            }
+            return parts.joined(separator: " ") + (abstract.map { "  — \($0)" } ?? "")
+        }
+    }
+
+    /// The command `words` name, if they name one.
+    func node(for words: [String]) -> Command {
+        var node = command
+        for word in words {
+            guard let next = node.subcommands?.first(where: { $0.commandName == word }) else { break }
+            node = next
+        }
+        return node
     }
 
     var command: Command

@@ -88,6 +88,15 @@ private let completeLine: @convention(c) (UnsafePointer<CChar>?, Int32, Int32) -
         (try? ShellState.console?.database().userIdsSync(prefix: prefix)) ?? []
     } ?? []
     ShellState.index = 0
+    if ShellState.candidates.isEmpty, let tree = CommandTree.shared {
+        // Nothing to complete: show what the command takes instead (a hint, as redis-cli gives).
+        let node = tree.node(for: words)
+        if node.commandName != tree.command.commandName {
+            FileHandle.standardOutput.write(Data(("\n  " + node.hint + "\n").utf8))
+            rl_on_new_line()
+        }
+        return nil
+    }
     return rl_completion_matches(text, nextCandidate)
 }
 

@@ -74,6 +74,10 @@ struct ConsoleSessionTests {
         _ = try await terminal.waitFor("customer show user_alice")
         try terminal.type("Enter")
         _ = try await terminal.waitFor("alice@example.com")
+        // Tab where nothing completes shows what the command takes.
+        try terminal.type("tokens adjust user_alice ", "Tab")
+        _ = try await terminal.waitFor("adjust <user> <+N|-N>")
+        try terminal.type("C-u")
         try terminal.type("tokens adjust user_alice +1 --reason 'key sk_live_0123456789abcdef' --dry-run", "Enter")
         _ = try await terminal.waitFor("dry run: nothing changed")
         try terminal.type("tokens adjust user_alice +1 --reason goodwill", "Enter")
