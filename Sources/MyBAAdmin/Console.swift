@@ -60,6 +60,11 @@ final class Console: @unchecked Sendable {
         OperatorContext(operatorName: operatorName, commandLine: "myba-admin " + commandLine, reason: reason)
     }
 
+    /// The plans the server sells (`MYBA_PLANS_FILE`, else the built-in ones).
+    func plans() throws -> PlanCatalog {
+        try settings.plansFile.map(PlanCatalog.load(contentsOf:)) ?? .standard
+    }
+
     /// Resolves `user_…`, an email or `cus_…` to a user id, or fails naming it.
     func userId(for reference: String) async throws -> String {
         guard let userId = try await database().resolveUserId(reference) else {

@@ -114,6 +114,10 @@ struct WebhookDocument: Encodable {
     var receivedAt: String
     var attempts: Int
     var outcome: String?
+    var lastError: String?
+    var entryIds: [Int64]?
+    var headers: [String: String]?
+    var body: String?
 
     init(_ event: WebhookEvent) {
         eventId = event.eventId

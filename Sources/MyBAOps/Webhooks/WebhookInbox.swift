@@ -291,3 +291,29 @@ public struct WebhookProcessor: Sendable {
         return (.processed, "marked \(userId) deleted; the ledger is kept", [])
     }
 }
+
+extension AppDatabase {
+    /// Stored events, newest first, filtered by status, type and receipt time.
+    public func listWebhooks(status: WebhookEvent.Status?, type: String?, since: Date?, limit: Int) async throws -> [WebhookEvent] {
+        try await writer.read { db in
+            var sql = "SELECT source, event_id FROM webhook_events WHERE 1 = 1"
+            var arguments: StatementArguments = []
+            if let status { sql += " AND status = ?"; arguments += [status.rawValue] }
+            if let type { sql += " AND type = ?"; arguments += [type] }
+            if let since { sql += " AND received_at >= ?"; arguments += [SQLTimestamp.string(since)] }
+            sql += " ORDER BY received_at DESC LIMIT ?"
+            arguments += [limit]
+            return try Row.fetchAll(db, sql: sql, arguments: arguments).compactMap { row in
+                try WebhookSource(rawValue: row["source"]).flatMap { try Self.fetchWebhook(source: $0, eventId: row["event_id"], in: db) }
+            }
+        }
+    }
+
+    /// An event by id from either source.
+    public func webhookEvent(id: String) async throws -> WebhookEvent? {
+        for source in WebhookSource.allCases {
+            if let event = try await webhookEvent(source: source, eventId: id) { return event }
+        }
+        return nil
+    }
+}

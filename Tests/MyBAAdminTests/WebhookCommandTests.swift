@@ -1,0 +1,52 @@
+import Foundation
+import Logging
+import MyBATestSupport
+import Testing
+@testable import MyBAOps
+
+@Suite("myba-admin webhooks")
+struct WebhookCommandTests {
+    @Test("list, show and replay: a failed refund event replays once its purchase is in; a second replay changes nothing")
+    func replay() async throws {
+        let fixture = try await AdminFixture()
+        defer { fixture.directory.remove() }
+        let database = fixture.database
+        let body = #"{"id":"evt_refund_1","object":"event","type":"charge.refunded","data":{"object":{"id":"ch_1","object":"charge","amount":500,"amount_refunded":500,"payment_intent":"pi_late"}}}"#
+        _ = try await database.storeWebhook(WebhookDelivery(source: .stripe, eventId: "evt_refund_1", type: "charge.refunded", body: body,
+                                                            headers: ["stripe-signature": "t=1,v1=abc"], requestId: "req_w1"))
+        let processor = WebhookProcessor(database: database, plans: .standard)
+        #expect(try await processor.process(source: .stripe, eventId: "evt_refund_1", logger: Logger(label: "test")).status == .failed)
+
+        let failed = try fixture.admin(["webhooks", "list", "--status", "failed", "--db", fixture.path])
+        #expect(failed.status == 0)
+        #expect(failed.stdout.contains("evt_refund_1") && failed.stdout.contains("pi_late"))
+        let stillFailing = try fixture.admin(["webhooks", "replay", "evt_refund_1", "--db", fixture.path])
+        #expect(stillFailing.status == 1)
+
+        _ = try await database.immediateWrite { db in
+            try AppDatabase.recordPurchase(checkoutSessionId: "cs_late", paymentIntentId: "pi_late", stripeCustomerId: nil, userId: "user_alice",
+                                           planId: "starter", tokens: 10, amountTotal: 500, currency: "usd", actor: "test", requestId: nil, now: Date(), in: db)
+        }
+        let replayed = try fixture.admin(["webhooks", "replay", "--failed", "--json", "--db", fixture.path])
+        #expect(replayed.status == 0, "\(replayed.stderr)")
+        let results = try #require(try JSONSerialization.jsonObject(with: Data(replayed.stdout.utf8)) as? [[String: Any]])
+        #expect(results.count == 1)
+        #expect(results.first?["status"] as? String == "processed")
+        #expect(results.first?["changed"] as? Bool == true)
+        #expect(try await database.balance(userId: "user_alice")?.tokens == 54)
+
+        let again = try fixture.admin(["webhooks", "replay", "evt_refund_1", "--db", fixture.path])
+        #expect(again.status == 0)
+        #expect(again.stdout.contains("nothing changed"))
+        #expect(try await database.balance(userId: "user_alice")?.tokens == 54)
+
+        let shown = try fixture.admin(["webhooks", "show", "evt_refund_1", "--json", "--db", fixture.path])
+        let document = try jsonObject(shown.stdout)
+        #expect(document["status"] as? String == "processed")
+        #expect((document["entryIds"] as? [Int])?.count == 1)
+        #expect((document["headers"] as? [String: String])?["stripe-signature"] != nil)
+        #expect(try fixture.admin(["webhooks", "show", "evt_nope", "--db", fixture.path]).status == 1)
+        #expect(try fixture.admin(["webhooks", "replay", "--db", fixture.path]).status == 2)
+        #expect(try await database.verify().isClean)
+    }
+}
