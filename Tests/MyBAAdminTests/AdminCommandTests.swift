@@ -19,8 +19,8 @@ struct AdminFixture {
         _ = try await database.consume(userId: "user_alice", amount: 2, idempotencyKey: "gen:1", actor: "api", requestId: "req_2")
     }
 
-    func admin(_ arguments: [String], environment: [String: String] = [:], stdin: String? = nil) throws -> ProcessResult {
-        try BuiltProduct.run("myba-admin", arguments, environment: environment, stdin: stdin)
+    func admin(_ arguments: [String], environment: [String: String] = [:], stdin: String? = nil) async throws -> ProcessResult {
+        try await BuiltProduct.run("myba-admin", arguments, environment: environment, stdin: stdin)
     }
 }
 
@@ -30,7 +30,7 @@ struct AdminCommandTests {
     func customerShow() async throws {
         let fixture = try await AdminFixture()
         defer { fixture.directory.remove() }
-        let result = try fixture.admin(["customer", "show", "user_alice", "--db", fixture.path])
+        let result = try await fixture.admin(["customer", "show", "user_alice", "--db", fixture.path])
         #expect(result.status == 0, "\(result.stderr)")
         let lines = result.stdout.split(separator: "\n").map(String.init)
         #expect(lines.contains { $0.hasPrefix("tokens ") && $0.hasSuffix(" 54") })
@@ -45,7 +45,7 @@ struct AdminCommandTests {
         let fixture = try await AdminFixture()
         defer { fixture.directory.remove() }
         // Global options work before the command as well as after it.
-        let result = try fixture.admin(["--json", "--db", fixture.path, "customer", "show", "user_alice", "--limit", "2"])
+        let result = try await fixture.admin(["--json", "--db", fixture.path, "customer", "show", "user_alice", "--limit", "2"])
         #expect(result.status == 0, "\(result.stderr)")
         let object = try jsonObject(result.stdout)
         #expect(object["userId"] as? String == "user_alice")
@@ -64,7 +64,7 @@ struct AdminCommandTests {
     func databaseFromEnvironment() async throws {
         let fixture = try await AdminFixture()
         defer { fixture.directory.remove() }
-        let result = try fixture.admin(["customer", "show", "user_alice", "--json"], environment: ["MYBA_DATABASE": fixture.path])
+        let result = try await fixture.admin(["customer", "show", "user_alice", "--json"], environment: ["MYBA_DATABASE": fixture.path])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(try jsonObject(result.stdout)["tokens"] as? Int == 54)
     }
@@ -73,15 +73,15 @@ struct AdminCommandTests {
     func failures() async throws {
         let fixture = try await AdminFixture()
         defer { fixture.directory.remove() }
-        let unknown = try fixture.admin(["customer", "show", "user_nobody", "--db", fixture.path])
+        let unknown = try await fixture.admin(["customer", "show", "user_nobody", "--db", fixture.path])
         #expect(unknown.status == 1)
         #expect(unknown.stderr.contains("user_nobody"))
-        let unknownJSON = try fixture.admin(["customer", "show", "user_nobody", "--db", fixture.path, "--json"])
+        let unknownJSON = try await fixture.admin(["customer", "show", "user_nobody", "--db", fixture.path, "--json"])
         #expect(unknownJSON.status == 1)
         let error = try #require(try jsonObject(unknownJSON.stdout)["error"] as? [String: Any])
         #expect(error["code"] as? String == "unknown_customer")
         let missing = fixture.directory.file("typo.sqlite")
-        let noDatabase = try fixture.admin(["ledger", "verify", "--db", missing])
+        let noDatabase = try await fixture.admin(["ledger", "verify", "--db", missing])
         #expect(noDatabase.status == 1)
         #expect(noDatabase.stderr.contains(missing))
         #expect(!FileManager.default.fileExists(atPath: missing), "a mistyped --db must not create an empty ledger")
@@ -92,14 +92,14 @@ struct AdminCommandTests {
         let fixture = try await AdminFixture()
         defer { fixture.directory.remove() }
         for arguments in [["customer", "shw", "x"], ["customer", "show"], ["customer", "show", "u", "--limit", "0"], ["nonsense"], ["customer"], ["--bogus", "stats"]] {
-            let result = try fixture.admin(arguments + ["--db", fixture.path])
+            let result = try await fixture.admin(arguments + ["--db", fixture.path])
             #expect(result.status == 2, "\(arguments): \(result.stderr)")
             #expect(!result.stderr.isEmpty)
         }
-        let help = try fixture.admin(["--help"])
+        let help = try await fixture.admin(["--help"])
         #expect(help.status == 0)
         #expect(help.stdout.contains("customer") && help.stdout.contains("ledger"))
-        let subHelp = try fixture.admin(["help", "customer", "show"])
+        let subHelp = try await fixture.admin(["help", "customer", "show"])
         #expect(subHelp.status == 0)
         #expect(subHelp.stdout.contains("--limit"))
     }
@@ -108,7 +108,7 @@ struct AdminCommandTests {
     func verify() async throws {
         let fixture = try await AdminFixture()
         defer { fixture.directory.remove() }
-        let clean = try fixture.admin(["ledger", "verify", "--db", fixture.path])
+        let clean = try await fixture.admin(["ledger", "verify", "--db", fixture.path])
         #expect(clean.status == 0, "\(clean.stderr)")
         #expect(clean.stdout.contains("clean"))
 
@@ -117,12 +117,12 @@ struct AdminCommandTests {
             try db.execute(sql: "UPDATE balances SET tokens = 999 WHERE user_id = 'user_alice'")
             try db.execute(sql: "UPDATE balances SET tokens_used = 7 WHERE user_id = 'user_bob'")
         }
-        let dirty = try fixture.admin(["ledger", "verify", "--db", fixture.path])
+        let dirty = try await fixture.admin(["ledger", "verify", "--db", fixture.path])
         #expect(dirty.status == 3)
         #expect(dirty.stdout.contains("user_alice") && dirty.stdout.contains("999"))
         #expect(dirty.stdout.contains("user_bob") && dirty.stdout.contains("tokens_used"))
 
-        let json = try fixture.admin(["ledger", "verify", "--db", fixture.path, "--json"])
+        let json = try await fixture.admin(["ledger", "verify", "--db", fixture.path, "--json"])
         #expect(json.status == 3)
         let report = try jsonObject(json.stdout)
         let violations = try #require(report["violations"] as? [[String: Any]])
@@ -139,7 +139,7 @@ struct AdminCommandTests {
         let result = try await other.writeWithoutTransaction { db in
             try db.execute(sql: "BEGIN IMMEDIATE")
             try db.execute(sql: "UPDATE customers SET email = 'pending@example.com' WHERE user_id = 'user_alice'")
-            let result = try fixture.admin(["customer", "show", "user_alice", "--db", fixture.path, "--json"])
+            let result = try BuiltProduct.runBlocking("myba-admin", ["customer", "show", "user_alice", "--db", fixture.path, "--json"])
             try db.execute(sql: "ROLLBACK")
             return result
         }

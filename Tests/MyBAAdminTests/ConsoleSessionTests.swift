@@ -28,21 +28,28 @@ struct TerminalSession {
         return ProcessResult(status: process.terminationStatus, stdout: String(decoding: data, as: UTF8.self), stderr: "")
     }
 
-    func start(_ command: String) throws {
-        let result = try Self.tmux(["new-session", "-d", "-s", name, "-x", "200", "-y", "50", command])
+    func start(_ command: String) async throws {
+        let name = self.name
+        let result = try await offloaded { try Self.tmux(["new-session", "-d", "-s", name, "-x", "200", "-y", "50", command]) }
         guard result.status == 0 else { throw TestSupportError("tmux could not start (is tmux installed?)") }
     }
 
-    func type(_ keys: String...) throws { _ = try Self.tmux(["send-keys", "-t", name] + keys) }
+    func type(_ keys: String...) async throws {
+        let arguments = ["send-keys", "-t", name] + keys
+        _ = try await offloaded { try Self.tmux(arguments) }
+    }
 
-    func screen() throws -> String { try Self.tmux(["capture-pane", "-t", name, "-p"], captureOutput: true).stdout }
+    func screen() async throws -> String {
+        let name = self.name
+        return try await offloaded { try Self.tmux(["capture-pane", "-t", name, "-p"], captureOutput: true).stdout }
+    }
 
     /// Waits until the screen contains `text`.
     func waitFor(_ text: String, timeout: TimeInterval = 10) async throws -> String {
         let deadline = Date().addingTimeInterval(timeout)
         var last = ""
         while Date() < deadline {
-            last = try screen()
+            last = try await screen()
             if last.contains(text) { return last }
             try await Task.sleep(for: .milliseconds(50))
         }
@@ -61,30 +68,30 @@ struct ConsoleSessionTests {
         let history = fixture.directory.file("history")
         let command = "env MYBA_ADMIN_HISTORY=\(history) MYBA_ENV=production NO_COLOR=1 \(BuiltProduct.path("myba-admin")) --db \(fixture.path)"
         let terminal = TerminalSession()
-        try terminal.start(command)
+        try await terminal.start(command)
         defer { terminal.stop() }
         _ = try await terminal.waitFor("myba-admin [production] myba.sqlite>")
         // "cust" + Tab completes the command, "sh" + Tab the subcommand, "user_al" + Tab the user
         // id; readline adds the space after each completed word (capture-pane trims it).
-        try terminal.type("cust", "Tab")
+        try await terminal.type("cust", "Tab")
         _ = try await terminal.waitFor("> customer")
-        try terminal.type("sh", "Tab")
+        try await terminal.type("sh", "Tab")
         _ = try await terminal.waitFor("> customer show")
-        try terminal.type("user_al", "Tab")
+        try await terminal.type("user_al", "Tab")
         _ = try await terminal.waitFor("customer show user_alice")
-        try terminal.type("Enter")
+        try await terminal.type("Enter")
         _ = try await terminal.waitFor("alice@example.com")
         // Tab where nothing completes shows what the command takes.
-        try terminal.type("tokens adjust user_alice ", "Tab")
+        try await terminal.type("tokens adjust user_alice ", "Tab")
         _ = try await terminal.waitFor("adjust <user> <+N|-N>")
-        try terminal.type("C-u")
-        try terminal.type("tokens adjust user_alice +1 --reason 'key sk_live_0123456789abcdef' --dry-run", "Enter")
+        try await terminal.type("C-u")
+        try await terminal.type("tokens adjust user_alice +1 --reason 'key sk_live_0123456789abcdef' --dry-run", "Enter")
         _ = try await terminal.waitFor("dry run: nothing changed")
-        try terminal.type("tokens adjust user_alice +1 --reason goodwill", "Enter")
+        try await terminal.type("tokens adjust user_alice +1 --reason goodwill", "Enter")
         _ = try await terminal.waitFor("apply? type yes to confirm:")
-        try terminal.type("yes", "Enter")
+        try await terminal.type("yes", "Enter")
         _ = try await terminal.waitFor("applied")
-        try terminal.type("exit", "Enter")
+        try await terminal.type("exit", "Enter")
         try await Task.sleep(for: .milliseconds(300))
         #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == 55)
 
@@ -95,10 +102,10 @@ struct ConsoleSessionTests {
 
         // A second run recalls the first run's lines with the up arrow.
         let second = TerminalSession()
-        try second.start(command)
+        try await second.start(command)
         defer { second.stop() }
         _ = try await second.waitFor("myba.sqlite>")
-        try second.type("Up", "Up")
+        try await second.type("Up", "Up")
         _ = try await second.waitFor("customer show user_alice")
     }
 
@@ -124,9 +131,9 @@ struct ConsoleSessionTests {
             }
             #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == 104)
             let environment = ["STRIPE_SECRET_KEY": "sk_test_admin", "STRIPE_API_BASE": base.absoluteString, "MYBA_OPERATOR": "ann"]
-            let tooMuch = try fixture.admin(["payment", "refund", sessionId, "--amount", "5000", "--reason", "x", "--yes", "--db", fixture.path], environment: environment)
+            let tooMuch = try await fixture.admin(["payment", "refund", sessionId, "--amount", "5000", "--reason", "x", "--yes", "--db", fixture.path], environment: environment)
             #expect(tooMuch.status == 1)
-            let result = try fixture.admin(["payment", "refund", sessionId, "--amount", "1000", "--stripe-reason", "requested_by_customer",
+            let result = try await fixture.admin(["payment", "refund", sessionId, "--amount", "1000", "--stripe-reason", "requested_by_customer",
                                             "--reason", "customer asked", "--yes", "--db", fixture.path], environment: environment)
             #expect(result.status == 0, "\(result.stderr)")
             #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == 79)

@@ -20,26 +20,26 @@ struct MutationCommandTests {
         defer { fixture.directory.remove() }
         let before = try await entryCount(fixture)
 
-        let refused = try fixture.admin(["tokens", "adjust", "user_alice", "+5", "--reason", "goodwill", "--db", fixture.path])
+        let refused = try await fixture.admin(["tokens", "adjust", "user_alice", "+5", "--reason", "goodwill", "--db", fixture.path])
         #expect(refused.status == 1)
         #expect(refused.stderr.contains("--yes"))
         #expect(refused.stdout.contains("tokens") && refused.stdout.contains("59"), "the plan is printed first: \(refused.stdout)")
 
-        let dryRun = try fixture.admin(["tokens", "adjust", "user_alice", "+5", "--reason", "goodwill", "--dry-run", "--db", fixture.path])
+        let dryRun = try await fixture.admin(["tokens", "adjust", "user_alice", "+5", "--reason", "goodwill", "--dry-run", "--db", fixture.path])
         #expect(dryRun.status == 0)
         #expect(dryRun.stdout.contains("dry run"))
 
-        let noReason = try fixture.admin(["tokens", "adjust", "user_alice", "+5", "--yes", "--db", fixture.path])
+        let noReason = try await fixture.admin(["tokens", "adjust", "user_alice", "+5", "--yes", "--db", fixture.path])
         #expect(noReason.status == 2)
         #expect(noReason.stderr.contains("--reason"))
 
-        let negative = try fixture.admin(["tokens", "adjust", "user_alice", "-100", "--reason", "typo", "--yes", "--db", fixture.path])
+        let negative = try await fixture.admin(["tokens", "adjust", "user_alice", "-100", "--reason", "typo", "--yes", "--db", fixture.path])
         #expect(negative.status == 1)
         #expect(negative.stderr.contains("below zero"))
         #expect(try await entryCount(fixture) == before)
         #expect(try await auditCount(fixture) == 0)
 
-        let applied = try fixture.admin(["tokens", "adjust", "alice@example.com", "-4", "--reason", "double grant", "--yes", "--json", "--db", fixture.path],
+        let applied = try await fixture.admin(["tokens", "adjust", "alice@example.com", "-4", "--reason", "double grant", "--yes", "--json", "--db", fixture.path],
                                         environment: ["MYBA_OPERATOR": "ann"])
         #expect(applied.status == 0, "\(applied.stderr)")
         let document = try jsonObject(applied.stdout)
@@ -55,7 +55,7 @@ struct MutationCommandTests {
         #expect(audit.first?.command.contains("tokens adjust alice@example.com -4") == true)
         #expect(try await fixture.database.verify().isClean)
 
-        let listed = try fixture.admin(["audit", "--json", "--operator", "ann", "--db", fixture.path])
+        let listed = try await fixture.admin(["audit", "--json", "--operator", "ann", "--db", fixture.path])
         #expect(listed.status == 0)
         #expect(listed.stdout.contains("double grant"))
     }
@@ -65,7 +65,7 @@ struct MutationCommandTests {
         let fixture = try await AdminFixture()
         defer { fixture.directory.remove() }
         for _ in 0..<2 {
-            let result = try fixture.admin(["tokens", "refund", "user_alice", "2", "--request", "req_2", "--reason", "failed job sk_live_leakedkey123", "--yes", "--db", fixture.path])
+            let result = try await fixture.admin(["tokens", "refund", "user_alice", "2", "--request", "req_2", "--reason", "failed job sk_live_leakedkey123", "--yes", "--db", fixture.path])
             #expect(result.status == 0, "\(result.stderr)")
         }
         let entries = try await fixture.database.entries(userId: "user_alice", limit: 10)
@@ -87,21 +87,21 @@ struct MutationCommandTests {
             customer show user_nobody
             tokens adjust user_alice +1 --reason scripted --yes
             """
-        let stopped = try fixture.admin(["--db", fixture.path], stdin: script)
+        let stopped = try await fixture.admin(["--db", fixture.path], stdin: script)
         #expect(stopped.status == 1)
         #expect(stopped.stdout.contains("ledger clean"))
         #expect(stopped.stderr.contains("line 3"))
         #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == 54)
 
-        let continued = try fixture.admin(["--db", fixture.path, "--continue-on-error"], stdin: script)
+        let continued = try await fixture.admin(["--db", fixture.path, "--continue-on-error"], stdin: script)
         #expect(continued.status == 1)
         #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == 55)
 
-        let usage = try fixture.admin(["--db", fixture.path], stdin: "customer shw x\nstats\n")
+        let usage = try await fixture.admin(["--db", fixture.path], stdin: "customer shw x\nstats\n")
         #expect(usage.status == 2)
         #expect(!usage.stdout.contains("customers"))
 
-        let quoted = try fixture.admin(["--db", fixture.path], stdin: "tokens adjust user_alice +1 --reason \"two words\" --yes\n")
+        let quoted = try await fixture.admin(["--db", fixture.path], stdin: "tokens adjust user_alice +1 --reason \"two words\" --yes\n")
         #expect(quoted.status == 0, "\(quoted.stderr)")
         #expect(try await fixture.database.auditRecords(limit: 1).first?.reason == "two words")
     }
@@ -112,19 +112,19 @@ struct MutationCommandTests {
         defer { fixture.directory.remove() }
         _ = try await fixture.database.openAccount(userId: "user_bob", email: "bob@example.com", actor: "api")
         _ = try await fixture.database.linkStripeCustomer(userId: "user_bob", stripeCustomerId: "cus_bob")
-        let list = try fixture.admin(["customer", "list", "--sort", "tokens", "--json", "--db", fixture.path])
+        let list = try await fixture.admin(["customer", "list", "--sort", "tokens", "--json", "--db", fixture.path])
         #expect(list.status == 0)
         let customers = try #require(try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]])
         #expect(customers.map { $0["userId"] as? String } == ["user_alice", "user_bob"])
-        let found = try fixture.admin(["customer", "find", "BOB", "--db", fixture.path])
+        let found = try await fixture.admin(["customer", "find", "BOB", "--db", fixture.path])
         #expect(found.stdout.contains("user_bob") && !found.stdout.contains("user_alice"))
-        let byStripe = try fixture.admin(["customer", "show", "cus_bob", "--json", "--db", fixture.path])
+        let byStripe = try await fixture.admin(["customer", "show", "cus_bob", "--json", "--db", fixture.path])
         #expect(try jsonObject(byStripe.stdout)["userId"] as? String == "user_bob")
-        let stats = try fixture.admin(["stats", "--json", "--db", fixture.path])
+        let stats = try await fixture.admin(["stats", "--json", "--db", fixture.path])
         let object = try jsonObject(stats.stdout)
         #expect(object["customers"] as? Int == 2)
         #expect(object["tokensOutstanding"] as? Int == 60)
-        let ledger = try fixture.admin(["ledger", "show", "user_alice", "--limit", "2", "--db", fixture.path])
+        let ledger = try await fixture.admin(["ledger", "show", "user_alice", "--limit", "2", "--db", fixture.path])
         #expect(ledger.stdout.contains("consume") && ledger.stdout.contains("purchase") && !ledger.stdout.contains("welcome"))
     }
 
@@ -143,16 +143,16 @@ struct MutationCommandTests {
         try await fixture.database.writer.write { db in
             try db.execute(sql: "UPDATE anonymous_sessions SET last_seen_at = '2026-01-01 00:00:00.000' WHERE id != ?", arguments: [recent])
         }
-        let dry = try fixture.admin(["sessions", "reap", "--older-than", "30d", "--dry-run", "--json", "--db", fixture.path])
+        let dry = try await fixture.admin(["sessions", "reap", "--older-than", "30d", "--dry-run", "--json", "--db", fixture.path])
         #expect(try jsonObject(dry.stdout)["removed"] as? Int == 298)
         #expect(try await fixture.database.anonymousSessionCount() == 300)
-        let bad = try fixture.admin(["sessions", "reap", "--older-than", "30 days", "--db", fixture.path])
+        let bad = try await fixture.admin(["sessions", "reap", "--older-than", "30 days", "--db", fixture.path])
         #expect(bad.status == 2)
 
         // Two reaps at once, as overlapping cron runs would be.
         let results = try await withThrowingTaskGroup(of: ProcessResult.self) { group in
             for _ in 0..<2 {
-                group.addTask { try fixture.admin(["sessions", "reap", "--older-than", "30d", "--batch", "7", "--json", "--db", fixture.path]) }
+                group.addTask { try await fixture.admin(["sessions", "reap", "--older-than", "30d", "--batch", "7", "--json", "--db", fixture.path]) }
             }
             return try await group.reduce(into: [ProcessResult]()) { $0.append($1) }
         }

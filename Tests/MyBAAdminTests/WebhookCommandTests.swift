@@ -17,17 +17,17 @@ struct WebhookCommandTests {
         let processor = WebhookProcessor(database: database, plans: .standard)
         #expect(try await processor.process(source: .stripe, eventId: "evt_refund_1", logger: Logger(label: "test")).status == .failed)
 
-        let failed = try fixture.admin(["webhooks", "list", "--status", "failed", "--db", fixture.path])
+        let failed = try await fixture.admin(["webhooks", "list", "--status", "failed", "--db", fixture.path])
         #expect(failed.status == 0)
         #expect(failed.stdout.contains("evt_refund_1") && failed.stdout.contains("pi_late"))
-        let stillFailing = try fixture.admin(["webhooks", "replay", "evt_refund_1", "--db", fixture.path])
+        let stillFailing = try await fixture.admin(["webhooks", "replay", "evt_refund_1", "--db", fixture.path])
         #expect(stillFailing.status == 1)
 
         _ = try await database.immediateWrite { db in
             try AppDatabase.recordPurchase(checkoutSessionId: "cs_late", paymentIntentId: "pi_late", stripeCustomerId: nil, userId: "user_alice",
                                            planId: "starter", tokens: 10, amountTotal: 500, currency: "usd", actor: "test", requestId: nil, now: Date(), in: db)
         }
-        let replayed = try fixture.admin(["webhooks", "replay", "--failed", "--json", "--db", fixture.path])
+        let replayed = try await fixture.admin(["webhooks", "replay", "--failed", "--json", "--db", fixture.path])
         #expect(replayed.status == 0, "\(replayed.stderr)")
         let results = try #require(try JSONSerialization.jsonObject(with: Data(replayed.stdout.utf8)) as? [[String: Any]])
         #expect(results.count == 1)
@@ -35,18 +35,18 @@ struct WebhookCommandTests {
         #expect(results.first?["changed"] as? Bool == true)
         #expect(try await database.balance(userId: "user_alice")?.tokens == 54)
 
-        let again = try fixture.admin(["webhooks", "replay", "evt_refund_1", "--db", fixture.path])
+        let again = try await fixture.admin(["webhooks", "replay", "evt_refund_1", "--db", fixture.path])
         #expect(again.status == 0)
         #expect(again.stdout.contains("nothing changed"))
         #expect(try await database.balance(userId: "user_alice")?.tokens == 54)
 
-        let shown = try fixture.admin(["webhooks", "show", "evt_refund_1", "--json", "--db", fixture.path])
+        let shown = try await fixture.admin(["webhooks", "show", "evt_refund_1", "--json", "--db", fixture.path])
         let document = try jsonObject(shown.stdout)
         #expect(document["status"] as? String == "processed")
         #expect((document["entryIds"] as? [Int])?.count == 1)
         #expect((document["headers"] as? [String: String])?["stripe-signature"] != nil)
-        #expect(try fixture.admin(["webhooks", "show", "evt_nope", "--db", fixture.path]).status == 1)
-        #expect(try fixture.admin(["webhooks", "replay", "--db", fixture.path]).status == 2)
+        #expect(try await fixture.admin(["webhooks", "show", "evt_nope", "--db", fixture.path]).status == 1)
+        #expect(try await fixture.admin(["webhooks", "replay", "--db", fixture.path]).status == 2)
         #expect(try await database.verify().isClean)
     }
 }

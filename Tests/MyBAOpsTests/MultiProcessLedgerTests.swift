@@ -23,7 +23,7 @@ struct MultiProcessLedgerTests {
         _ = FileManager.default.createFile(atPath: path + ".go", contents: nil)
         var lines: [String] = []
         for worker in workers {
-            let result = try worker.wait()
+            let result = try await worker.wait()
             #expect(result.status == 0, "worker failed: \(result.stderr)")
             lines += result.stdout.split(separator: "\n").map(String.init)
         }
@@ -49,7 +49,7 @@ struct MultiProcessLedgerTests {
         try await Task.sleep(for: .milliseconds(300))
         _ = FileManager.default.createFile(atPath: path + ".go", contents: nil)
         for worker in workers {
-            let result = try worker.wait()
+            let result = try await worker.wait()
             #expect(result.status == 0, "\(result.stderr)")
         }
         let database = try AppDatabase.openFile(at: path, options: .init(createIfMissing: false))
@@ -73,7 +73,7 @@ struct MultiProcessLedgerTests {
             let worker = try WorkerProcess.start(["consume-worker", "--db", path, "--user", "user_1", "--attempts", "100000", "--key-prefix", "crash\(round)", "--concurrency", "3"])
             try await Task.sleep(for: .milliseconds(Int.random(in: 150...450)))
             kill(worker.process.processIdentifier, SIGKILL)
-            let result = try worker.wait()
+            let result = try await worker.wait()
             #expect(result.status == SIGKILL || result.status == 9, "worker ended on its own: \(result.stderr)")
             let acknowledged = Set(result.stdout.split(separator: "\n").filter { $0.hasPrefix("ok ") }.map { String($0.dropFirst(3)) })
             #expect(!acknowledged.isEmpty, "the worker was killed before it consumed anything; raise the sleep")
@@ -111,10 +111,13 @@ struct WorkerProcess {
         return WorkerProcess(process: process, output: output, errors: errors)
     }
 
-    func wait() throws -> ProcessResult {
-        let out = output.fileHandleForReading.readDataToEndOfFile()
-        let err = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return ProcessResult(status: process.terminationStatus, stdout: String(decoding: out, as: UTF8.self), stderr: String(decoding: err, as: UTF8.self))
+    func wait() async throws -> ProcessResult {
+        let output = self.output, errors = self.errors, process = self.process
+        return try await offloaded {
+            let out = output.fileHandleForReading.readDataToEndOfFile()
+            let err = errors.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return ProcessResult(status: process.terminationStatus, stdout: String(decoding: out, as: UTF8.self), stderr: String(decoding: err, as: UTF8.self))
+        }
     }
 }

@@ -13,32 +13,10 @@ struct ServerProcessTests {
     func lifecycle() async throws {
         let directory = try TemporaryDirectory("myba-process")
         defer { directory.remove() }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: BuiltProduct.path("myba-server"))
-        process.currentDirectoryURL = URL(fileURLWithPath: directory.path)
-        process.environment = ["PORT": "0", "PATH": "/usr/bin:/bin"]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = Pipe()
-        try process.run()
+        let server = try await RunningServer.start(environment: ["PORT": "0"], currentDirectory: directory.path)
+        let process = server.process
         defer { if process.isRunning { process.terminate() } }
-
-        // The server logs the port it bound once it listens.
-        let reader = output.fileHandleForReading
-        var buffered = ""
-        var port: Int?
-        let deadline = Date().addingTimeInterval(30)
-        while port == nil, Date() < deadline {
-            let chunk = reader.availableData
-            if chunk.isEmpty { break }
-            buffered += String(decoding: chunk, as: UTF8.self)
-            for line in buffered.split(separator: "\n") {
-                if let object = try? jsonObject(String(line)), object["msg"] as? String == "server listening" {
-                    port = object["http.port"] as? Int
-                }
-            }
-        }
-        let boundPort = try #require(port, "no 'server listening' line in: \(buffered)")
+        let boundPort = server.port
 
         var request = URLRequest(url: URL(string: "http://127.0.0.1:\(boundPort)/api/health")!)
         request.setValue("proc-test-1", forHTTPHeaderField: "X-Request-ID")
@@ -47,7 +25,7 @@ struct ServerProcessTests {
         #expect(try jsonObject(String(decoding: data, as: UTF8.self))["status"] as? String == "ok")
 
         process.terminate()  // SIGTERM
-        process.waitUntilExit()
+        _ = try await offloaded { process.waitUntilExit() }
         #expect(process.terminationReason == .exit)
         #expect(process.terminationStatus == 0)
 
@@ -61,13 +39,13 @@ struct ServerProcessTests {
     }
 
     @Test("a bad setting or plans file stops start-up with a message and exit code 1")
-    func badConfiguration() throws {
+    func badConfiguration() async throws {
         let directory = try TemporaryDirectory("myba-badconf")
         defer { directory.remove() }
-        let badPort = try BuiltProduct.run("myba-server", [], environment: ["PORT": "http"], currentDirectory: directory.path)
+        let badPort = try await BuiltProduct.run("myba-server", [], environment: ["PORT": "http"], currentDirectory: directory.path)
         #expect(badPort.status == 1)
         #expect(badPort.stderr.contains("PORT"))
-        let badPlans = try BuiltProduct.run("myba-server", [], environment: ["PORT": "0", "MYBA_PLANS_FILE": directory.file("none.json")], currentDirectory: directory.path)
+        let badPlans = try await BuiltProduct.run("myba-server", [], environment: ["PORT": "0", "MYBA_PLANS_FILE": directory.file("none.json")], currentDirectory: directory.path)
         #expect(badPlans.status == 1)
         #expect(badPlans.stderr.contains("none.json"))
     }

@@ -257,9 +257,10 @@ struct WebhookCrashTests {
         ]
         let body = Deliveries.checkoutCompleted(eventId: "evt_crash", sessionId: "cs_crash", userId: "user_crash", tokens: 10, amount: 400, paymentIntent: "pi_crash")
 
-        let doomed = try RunningServer.start(environment: environment.merging(["MYBA_FAULT_INJECTION": "kill-after-webhook-store"]) { $1 })
+        let doomed = try await RunningServer.start(environment: environment.merging(["MYBA_FAULT_INJECTION": "kill-after-webhook-store"]) { $1 })
         _ = try? await doomed.post("/api/webhook/stripe", body: body, headers: Deliveries.stripeHeaders(body))
-        doomed.process.waitUntilExit()
+        let doomedProcess = doomed.process
+        _ = try await offloaded { doomedProcess.waitUntilExit() }
         #expect(doomed.process.terminationReason == .uncaughtSignal)
         #expect(doomed.process.terminationStatus == SIGKILL)
 
@@ -267,7 +268,7 @@ struct WebhookCrashTests {
         #expect(try await database.webhookEvent(source: .stripe, eventId: "evt_crash")?.status == .received)
         #expect(try await database.balance(userId: "user_crash") == nil)
 
-        let restarted = try RunningServer.start(environment: environment)
+        let restarted = try await RunningServer.start(environment: environment)
         defer { restarted.stop() }
         // Stripe retries the delivery too: the redelivery must not grant a second time.
         let (status, _) = try await restarted.post("/api/webhook/stripe", body: body, headers: Deliveries.stripeHeaders(body))
@@ -287,9 +288,15 @@ struct RunningServer {
     let process: Process
     let port: Int
 
-    static func start(environment: [String: String]) throws -> RunningServer {
+    /// Starts the server off the cooperative pool (it waits for the log line).
+    static func start(environment: [String: String], currentDirectory: String? = nil) async throws -> RunningServer {
+        try await offloaded { try startBlocking(environment: environment, currentDirectory: currentDirectory) }
+    }
+
+    static func startBlocking(environment: [String: String], currentDirectory: String?) throws -> RunningServer {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: BuiltProduct.path("myba-server"))
+        if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
         process.environment = environment.merging(["PATH": "/usr/bin:/bin"]) { a, _ in a }
         let output = Pipe()
         process.standardOutput = output
@@ -324,9 +331,7 @@ struct RunningServer {
     }
 
     func stop() {
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
-        }
+        // Called from `defer`: SIGTERM only, the process ends on its own.
+        if process.isRunning { process.terminate() }
     }
 }

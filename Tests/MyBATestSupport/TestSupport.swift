@@ -44,9 +44,18 @@ public enum BuiltProduct {
         return fallback
     }
 
-    /// Runs `name` with `arguments` to its end, with `environment` added to a minimal
-    /// environment (so the caller's MYBA_* variables never leak into a test).
+    /// Runs `name` to its end without holding a thread of Swift's cooperative pool (2 threads on
+    /// these machines): in-process servers of other tests need them to answer.
     public static func run(
+        _ name: String, _ arguments: [String], environment: [String: String] = [:], stdin: String? = nil,
+        currentDirectory: String? = nil
+    ) async throws -> ProcessResult {
+        try await offloaded { try runBlocking(name, arguments, environment: environment, stdin: stdin, currentDirectory: currentDirectory) }
+    }
+
+    /// Runs `name` with `arguments` to its end, with `environment` added to a minimal
+    /// environment (so the caller's MYBA_* variables never leak into a test). Blocks the thread.
+    public static func runBlocking(
         _ name: String, _ arguments: [String], environment: [String: String] = [:], stdin: String? = nil,
         currentDirectory: String? = nil
     ) throws -> ProcessResult {
@@ -98,5 +107,13 @@ public final class CapturedLines: Sendable {
     public var all: [String] { lines.withLock { $0 } }
     public var destination: LogDestination {
         LogDestination { line in self.lines.withLock { $0.append(String(decoding: line, as: UTF8.self)) } }
+    }
+}
+
+/// Runs blocking work (waiting for a process, reading a pipe) on a GCD thread, so it never
+/// starves Swift's cooperative thread pool.
+public func offloaded<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async { continuation.resume(with: Result { try work() }) }
     }
 }
