@@ -59,3 +59,30 @@ struct ReapUnderLoadTests {
         #expect(try await database.verify().isClean)
     }
 }
+
+@Suite("Server session reaper")
+struct ServerReaperTests {
+    @Test("with MYBA_SESSION_TTL the server reaps stale untransferred sessions itself")
+    func reaperService() async throws {
+        let fixture = try ServerFixture { $0.sessionTTLSeconds = 3600 }
+        defer { fixture.directory.remove() }
+        let app = try await fixture.application()
+        let database = try fixture.database()
+        let fresh = try await database.startAnonymousSession(fingerprint: "fresh", clientAddress: "a", settings: AnonymousSettings())
+        try await database.writer.write { db in
+            for index in 0..<50 {
+                try db.execute(sql: """
+                    INSERT INTO anonymous_sessions (id, fingerprint_hash, granted, used, created_at, last_seen_at)
+                    VALUES (?, ?, 3, 0, '2026-01-01 00:00:00.000', '2026-01-01 00:00:00.000')
+                    """, arguments: ["anon_old_\(index)", "old-\(index)"])
+            }
+        }
+        try await app.test(.live) { _ in
+            let deadline = Date().addingTimeInterval(10)
+            while try await database.anonymousSessionCount() > 1, Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(try await database.anonymousSessionCount() == 1)
+        #expect(try await database.anonymousSession(id: fresh.session.id) != nil)
+        #expect(try fixture.logLines().contains { $0["msg"] as? String == "stale anonymous sessions reaped" && $0["sessions.removed"] as? Int == 50 })
+    }
+}
