@@ -40,12 +40,12 @@ func buildApplication(settings: MyBASettings, logger: Logger) async throws -> so
     let dependencies = ServerDependencies(
         settings: settings, database: database, plans: plans, startedAt: Date(), verifier: verifier, generator: generator,
         webhookProcessor: webhookProcessor, stripe: stripe)
-    var services: [any Service] = [WebhookRetryService(processor: webhookProcessor, interval: .seconds(settings.webhookRetryIntervalSeconds), logger: logger)]
+    var services: [any Service] = [PeriodicService.webhookRetries(webhookProcessor, every: .seconds(settings.webhookRetryIntervalSeconds), logger: logger)]
     if let ttl = settings.sessionTTLSeconds {
-        services.append(SessionReaperService(database: database, ttl: ttl, logger: logger))
+        services.append(PeriodicService.sessionReaper(database, ttl: ttl, logger: logger))
     }
     if let stripe {
-        services.append(StripeMirrorService(mirror: StripeMirror(database: database, stripe: stripe), interval: .milliseconds(settings.mirrorIntervalMilliseconds), logger: logger))
+        services.append(PeriodicService.stripeMirror(StripeMirror(database: database, stripe: stripe), every: .milliseconds(settings.mirrorIntervalMilliseconds), logger: logger))
     } else {
         logger.notice("payments disabled: STRIPE_SECRET_KEY is not set; balance changes wait in the Stripe outbox")
     }
