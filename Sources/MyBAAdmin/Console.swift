@@ -97,8 +97,8 @@ final class Console: @unchecked Sendable {
         write(String(decoding: try encoder.encode(value), as: UTF8.self))
     }
 
-    static func writeError(_ text: String) {
-        FileHandle.standardError.write(Data((text.hasSuffix("\n") ? text : text + "\n").utf8))
+    static func writeError(_ text: String, newline: Bool = true) {
+        FileHandle.standardError.write(Data((newline && !text.hasSuffix("\n") ? text + "\n" : text).utf8))
     }
 
     /// Reports a failed operation: a message on stderr, and with `--json` an error document on

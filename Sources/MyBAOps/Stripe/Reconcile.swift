@@ -1,0 +1,178 @@
+import Foundation
+import GRDB
+import Logging
+
+/// One difference between the ledger's projection and a customer's Stripe metadata.
+public struct MetadataDrift: Codable, Equatable, Sendable {
+    public var userId: String
+    public var stripeCustomerId: String?
+    public var key: String
+    public var local: String?
+    public var stripe: String?
+    /// True when an outbox row is pending for the customer: the drift will heal by itself.
+    public var pendingInOutbox: Bool
+}
+
+/// The outcome of comparing every Stripe customer with the ledger.
+public struct ReconcileReport: Codable, Equatable, Sendable {
+    public var stripeCustomers: Int
+    public var localCustomers: Int
+    public var drifts: [MetadataDrift]
+    /// Local customers with a balance but no Stripe customer carrying their user id.
+    public var missingInStripe: [String]
+    /// Stripe customers carrying a user id unknown locally.
+    public var missingLocally: [String]
+    public var pendingOutbox: Int
+    public var isClean: Bool { drifts.isEmpty && missingInStripe.isEmpty && missingLocally.isEmpty }
+}
+
+/// A Stripe customer as reconcile and import read it.
+public struct StripeCustomerRecord: Sendable {
+    public var id: String
+    public var email: String?
+    public var metadata: [String: String]
+
+    /// The MyBA user id: `user_id`, or the legacy `clerk_user_id`.
+    public var userId: String? { metadata["user_id"] ?? metadata["clerk_user_id"] }
+}
+
+extension StripeClient {
+    /// Every customer through the paginated list API (never search: it lags writes).
+    public func allCustomers(progress: (Int) -> Void = { _ in }) async throws -> [StripeCustomerRecord] {
+        var records: [StripeCustomerRecord] = []
+        var cursor: String?
+        repeat {
+            let page = try await listCustomers(limit: 100, startingAfter: cursor)
+            for object in page.data {
+                guard let id = object["id"] as? String else { continue }
+                let metadata = (object["metadata"] as? [String: Any] ?? [:]).compactMapValues { $0 as? String }
+                records.append(StripeCustomerRecord(id: id, email: object["email"] as? String, metadata: metadata))
+            }
+            progress(records.count)
+            cursor = page.hasMore ? (page.data.last?["id"] as? String) : nil
+        } while cursor != nil
+        return records
+    }
+}
+
+extension AppDatabase {
+    /// Compares `customers` (from Stripe) with the local projection, key by key.
+    public func reconcile(against customers: [StripeCustomerRecord], onlyUser: String? = nil) async throws -> ReconcileReport {
+        try await writer.read { db in
+            var balances: [String: Balance] = [:]
+            for balance in try Balance.fetchAll(db) where onlyUser == nil || balance.userId == onlyUser { balances[balance.userId] = balance }
+            let pending = Set(try String.fetchAll(db, sql: "SELECT user_id FROM stripe_outbox"))
+            var drifts: [MetadataDrift] = []
+            var seen = Set<String>()
+            var missingLocally: [String] = []
+            for customer in customers {
+                guard let userId = customer.userId, onlyUser == nil || userId == onlyUser else { continue }
+                guard let balance = balances[userId] else {
+                    missingLocally.append(userId)
+                    continue
+                }
+                seen.insert(userId)
+                let expected = StripeMetadataKeys.metadata(for: balance)
+                for key in StripeMetadataKeys.all {
+                    let local = expected[key] ?? nil
+                    let remote = customer.metadata[key]
+                    if !Self.sameValue(key: key, local, remote) {
+                        drifts.append(MetadataDrift(userId: userId, stripeCustomerId: customer.id, key: key, local: local, stripe: remote,
+                                                    pendingInOutbox: pending.contains(userId)))
+                    }
+                }
+            }
+            let missingInStripe = balances.keys.filter { !seen.contains($0) }.sorted()
+            return ReconcileReport(stripeCustomers: customers.count, localCustomers: balances.count, drifts: drifts,
+                                   missingInStripe: missingInStripe, missingLocally: missingLocally.sorted(), pendingOutbox: pending.count)
+        }
+    }
+
+    /// Dates compare by instant (the legacy store wrote several formats); numbers as numbers; a
+    /// counter Stripe lacks counts as zero.
+    static func sameValue(key: String, _ local: String?, _ remote: String?) -> Bool {
+        switch (local, remote) {
+        case (nil, nil): return true
+        case let (l?, r?):
+            if key == "last_purchase" || key == "transfer_date" {
+                guard let a = LedgerDates.parse(l), let b = LedgerDates.parse(r) else { return l == r }
+                // A bare day (as some legacy writes were) matches any time of that day.
+                if l.count == 10 || r.count == 10 { return LedgerDates.day(a) == LedgerDates.day(b) }
+                return abs(a.timeIntervalSince(b)) < 1
+            }
+            return Int(l) != nil && Int(l) == Int(r) || l == r
+        case (nil, let r?): return r.isEmpty
+        // The legacy store left zero counters out.
+        case (let l?, nil): return l == "0" && key != "tokens"
+        default: return false
+        }
+    }
+
+    /// Marks customers for a fresh push of their metadata (`reconcile --fix push`).
+    public func enqueueMirror(userIds: [String]) async throws {
+        try await immediateWrite { db in
+            for userId in userIds { try LedgerStatements.enqueueMirror(userId: userId, now: Date(), in: db) }
+        }
+    }
+}
+
+/// What `import from-stripe` did for one Stripe customer.
+public struct ImportOutcome: Codable, Equatable, Sendable {
+    public var userId: String
+    public var stripeCustomerId: String
+    /// `imported`, `already imported`, `skipped: …`.
+    public var result: String
+    public var tokens: Int?
+}
+
+extension AppDatabase {
+    /// Takes over a legacy balance kept in Stripe metadata: creates the customer (with its Stripe
+    /// id and email) and an `import` entry (key `import:<userId>`) so the projection equals the
+    /// metadata. A customer that already has ledger entries is skipped (its history is ours);
+    /// running the import twice changes nothing.
+    public func importLegacyCustomer(_ customer: StripeCustomerRecord, dryRun: Bool, context: OperatorContext) async throws -> ImportOutcome {
+        guard let userId = customer.userId else {
+            return ImportOutcome(userId: "-", stripeCustomerId: customer.id, result: "skipped: no user_id in metadata", tokens: nil)
+        }
+        func number(_ key: String) -> Int { Int(customer.metadata[key] ?? "") ?? 0 }
+        let tokens = number("tokens")
+        guard tokens >= 0 else {
+            return ImportOutcome(userId: userId, stripeCustomerId: customer.id, result: "skipped: negative tokens in metadata", tokens: tokens)
+        }
+        let opening = OpeningBalance(
+            tokensUsed: max(number("tokens_used"), 0), tokensPurchased: max(number("tokens_purchased"), 0),
+            tokensTransferred: max(number("tokens_transferred"), 0),
+            lastPurchase: customer.metadata["last_purchase"].flatMap(LedgerDates.parse),
+            transferDate: customer.metadata["transfer_date"].flatMap(LedgerDates.parse))
+        let posting = LedgerPosting(userId: userId, kind: .import, delta: tokens, idempotencyKey: "import:\(userId)",
+                                    reference: customer.id, actor: "operator:\(context.operatorName)", reason: context.reason, opening: opening)
+        return try await immediateWrite { db in
+            let existingEntries = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries WHERE user_id = ?", arguments: [userId]) ?? 0
+            if try LedgerStatements.entry(idempotencyKey: posting.idempotencyKey, in: db) != nil {
+                return ImportOutcome(userId: userId, stripeCustomerId: customer.id, result: "already imported", tokens: tokens)
+            }
+            if existingEntries > 0 {
+                return ImportOutcome(userId: userId, stripeCustomerId: customer.id, result: "skipped: already has \(existingEntries) ledger entries", tokens: tokens)
+            }
+            if dryRun { return ImportOutcome(userId: userId, stripeCustomerId: customer.id, result: "would import", tokens: tokens) }
+            try Self.insertCustomerIfMissing(userId: userId, email: customer.email, now: Date(), in: db)
+            try db.execute(sql: "UPDATE customers SET stripe_customer_id = ? WHERE user_id = ? AND stripe_customer_id IS NULL AND NOT EXISTS (SELECT 1 FROM customers WHERE stripe_customer_id = ?)",
+                           arguments: [customer.id, userId, customer.id])
+            try Self.validate(posting)
+            let result = try Self.post(posting, now: Date(), in: db)
+            // The metadata already says this: no push needed.
+            try db.execute(sql: "DELETE FROM stripe_outbox WHERE user_id = ?", arguments: [userId])
+            try Self.insertAudit(context: context, userId: userId, entryIds: result.entry.id.map { [$0] } ?? [], idempotencyKey: posting.idempotencyKey,
+                                 outcome: "imported \(tokens) tokens from \(customer.id)", in: db)
+            return ImportOutcome(userId: userId, stripeCustomerId: customer.id, result: "imported", tokens: tokens)
+        }
+    }
+}
+
+extension StripeMirror {
+    /// Pushes one customer's metadata now (`reconcile --fix push`), whether or not it is pending.
+    public func pushNow(userId: String) async throws {
+        try await database.enqueueMirror(userIds: [userId])
+        try await push(userId: userId)
+    }
+}

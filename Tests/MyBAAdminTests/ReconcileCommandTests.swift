@@ -1,0 +1,70 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import MyBATestSupport
+import StripeEmulator
+import Testing
+@testable import MyBAOps
+
+@Suite("myba-admin import and reconcile against the Stripe emulator")
+struct ReconcileCommandTests {
+    @Test("import takes legacy metadata balances over once; reconcile finds drift (exit 3), --fix push and --fix pull clear it")
+    func importAndReconcile() async throws {
+        let fixture = try await AdminFixture()
+        defer { fixture.directory.remove() }
+        try await StripeEmulator().application().test(.live) { client in
+            let base = URL(string: "http://127.0.0.1:\(client.port!)")!
+            let stripe = try StripeClient(settings: StripeSettings(secretKey: "sk_test_rec", apiBase: base), http: URLSessionHTTPClient())
+            let legacy = try await stripe.createCustomer(email: "old@example.com", metadata: [
+                "user_id": "user_legacy", "tokens": "17", "tokens_used": "40", "tokens_purchased": "50", "tokens_transferred": "1",
+                "last_purchase": "2025-03-01T10:00:00.000Z", "transfer_date": "2025-01-02",
+            ], idempotencyKey: "legacy-1")
+            _ = try await stripe.createCustomer(email: nil, metadata: ["clerk_user_id": "user_clerkonly", "tokens": "3"], idempotencyKey: "legacy-2")
+            _ = try await stripe.createCustomer(email: "stranger@example.com", metadata: [:], idempotencyKey: "legacy-3")
+            let environment = ["STRIPE_SECRET_KEY": "sk_test_rec", "STRIPE_API_BASE": base.absoluteString]
+
+            let dry = try await fixture.admin(["import", "from-stripe", "--dry-run", "--json", "--db", fixture.path], environment: environment)
+            #expect(dry.status == 0, "\(dry.stderr)")
+            #expect(try await fixture.database.customer(userId: "user_legacy") == nil)
+            let imported = try await fixture.admin(["import", "from-stripe", "--yes", "--json", "--db", fixture.path], environment: environment)
+            #expect(imported.status == 0, "\(imported.stderr)")
+            let balance = try #require(try await fixture.database.balance(userId: "user_legacy"))
+            #expect((balance.tokens, balance.tokensUsed, balance.tokensPurchased, balance.tokensTransferred) == (17, 40, 50, 1))
+            #expect(balance.lastPurchase.map(LedgerDates.timestamp) == "2025-03-01T10:00:00.000Z")
+            #expect(try await fixture.database.customer(userId: "user_legacy")?.stripeCustomerId == legacy["id"] as? String)
+            #expect(try await fixture.database.balance(userId: "user_clerkonly")?.tokens == 3)
+            let again = try await fixture.admin(["import", "from-stripe", "--yes", "--db", fixture.path], environment: environment)
+            #expect(again.stdout.contains("0 imported"))
+            #expect(try await fixture.database.entries(userId: "user_legacy", limit: 10).count == 1)
+            #expect(try await fixture.database.verify().isClean)
+
+            // user_alice exists locally only; the legacy customers match now.
+            let first = try await fixture.admin(["reconcile", "--json", "--db", fixture.path], environment: environment)
+            #expect(first.status == 3)
+            let report = try #require(try jsonObject(first.stdout)["report"] as? [String: Any])
+            #expect(report["missingInStripe"] as? [String] == ["user_alice"])
+            #expect((report["drifts"] as? [Any])?.count == 0, "\(report["drifts"] ?? "")")
+
+            // Push creates the missing Stripe customer; then drift one key in Stripe and pull it.
+            _ = try await fixture.database.ensureStripeCustomer(userId: "user_alice", stripe: stripe)
+            let clean = try await fixture.admin(["reconcile", "--db", fixture.path], environment: environment)
+            #expect(clean.status == 0, "\(clean.stdout)\(clean.stderr)")
+            _ = try await stripe.updateCustomerMetadata(legacy["id"] as! String, metadata: ["tokens": "99", "tokens_used": "1"], idempotencyKey: "drift-1")
+            let drifted = try await fixture.admin(["reconcile", "--db", fixture.path], environment: environment)
+            #expect(drifted.status == 3)
+            #expect(drifted.stdout.contains("user_legacy") && drifted.stdout.contains("99"))
+            let refused = try await fixture.admin(["reconcile", "--fix", "push", "--db", fixture.path], environment: environment)
+            #expect(refused.status == 1)
+            let pushed = try await fixture.admin(["reconcile", "--fix", "push", "--yes", "--db", fixture.path], environment: environment)
+            #expect(pushed.status == 0, "\(pushed.stdout)\(pushed.stderr)")
+            #expect((try await stripe.retrieveCustomer(legacy["id"] as! String)["metadata"] as? [String: String])?["tokens"] == "17")
+
+            _ = try await stripe.updateCustomerMetadata(legacy["id"] as! String, metadata: ["tokens": "20"], idempotencyKey: "drift-2")
+            let pulled = try await fixture.admin(["reconcile", "--fix", "pull", "--yes", "--db", fixture.path], environment: environment)
+            #expect(pulled.status == 0, "\(pulled.stdout)\(pulled.stderr)")
+            #expect(try await fixture.database.balance(userId: "user_legacy")?.tokens == 20)
+            #expect(try await fixture.database.auditRecords(limit: 1).first?.reason == "reconcile --fix pull")
+            #expect(try await fixture.database.verify().isClean)
+        }
+    }
+}
