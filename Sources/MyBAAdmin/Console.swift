@@ -60,6 +60,29 @@ final class Console: @unchecked Sendable {
         OperatorContext(operatorName: operatorName, commandLine: "myba-admin " + commandLine, reason: reason)
     }
 
+    /// A Stripe client from STRIPE_SECRET_KEY and STRIPE_API_BASE, or a failure naming the variable.
+    func stripeClient() throws -> StripeClient {
+        do {
+            return try StripeClient(settings: settings.stripe, http: URLSessionHTTPClient())
+        } catch {
+            throw ConsoleFailure(code: "payments_disabled", description: "STRIPE_SECRET_KEY is not set; cannot reach Stripe")
+        }
+    }
+
+    /// Whether to go ahead with a change: `yes` goes on, a terminal asks `question`, anything
+    /// else refuses with a message saying how to proceed.
+    func approve(_ question: String, yes: Bool) throws -> Bool {
+        if yes { return true }
+        guard interactive else {
+            throw ConsoleFailure(code: "confirmation_required", description: "refused: not on a terminal, so pass --yes to apply (or --dry-run to see the plan)")
+        }
+        guard let answer = ask(question + " type yes to confirm: "), answer.trimmingCharacters(in: .whitespaces).lowercased() == "yes" else {
+            write("not applied")
+            return false
+        }
+        return true
+    }
+
     /// The plans the server sells (`MYBA_PLANS_FILE`, else the built-in ones).
     func plans() throws -> PlanCatalog {
         try settings.plansFile.map(PlanCatalog.load(contentsOf:)) ?? .standard

@@ -44,16 +44,7 @@ extension Console {
             if !json { write("dry run: nothing changed") }
             return false
         }
-        if options.yes { return true }
-        guard interactive else {
-            throw ConsoleFailure(code: "confirmation_required", description: "refused: not on a terminal, so pass --yes to apply (or --dry-run to see the plan)")
-        }
-        guard let answer = ask("apply? type yes to confirm: ") else { return false }
-        guard answer.trimmingCharacters(in: .whitespaces).lowercased() == "yes" else {
-            write("not applied")
-            return false
-        }
-        return true
+        return try approve("apply?", yes: options.yes)
     }
 
     static func value(_ balance: Balance, _ field: String) -> String {

@@ -49,12 +49,7 @@ struct PaymentRefundCommand: ConsoleCommand {
         }
         let plan = try await database.planRefund(payment: record, amount: refund)
         guard try console.confirm(plan, options: mutation, title: "refund \(refund) \(record.currency) cents of \(record.checkoutSessionId)") else { return }
-        let stripe: StripeClient
-        do {
-            stripe = try StripeClient(settings: console.settings.stripe, http: URLSessionHTTPClient())
-        } catch {
-            throw ConsoleFailure(code: "payments_disabled", description: "STRIPE_SECRET_KEY is not set; cannot refund through Stripe")
-        }
+        let stripe = try console.stripeClient()
         let cumulative = record.refundedAmount + refund
         let response = try await stripe.createRefund(
             paymentIntent: paymentIntent, amount: refund, reason: stripeReason?.rawValue,

@@ -37,12 +37,7 @@ struct ReconcileCommand: ConsoleCommand {
 
     func execute(in console: Console) async throws {
         let database = try console.database()
-        let stripe: StripeClient
-        do {
-            stripe = try StripeClient(settings: console.settings.stripe, http: URLSessionHTTPClient())
-        } catch {
-            throw ConsoleFailure(code: "payments_disabled", description: "STRIPE_SECRET_KEY is not set; cannot read Stripe")
-        }
+        let stripe = try console.stripeClient()
         let userId = try await user.asyncMap { try await console.userId(for: $0) }
         let showProgress = console.interactive && !console.json
         let customers = try await stripe.allCustomers { count in
@@ -53,13 +48,8 @@ struct ReconcileCommand: ConsoleCommand {
         var fixed: [String] = []
         if let fix, !report.drifts.isEmpty {
             let users = Array(Set(report.drifts.map(\.userId))).sorted()
-            if !dryRun && !yes {
-                guard console.interactive else {
-                    throw ConsoleFailure(code: "confirmation_required", description: "refused: --fix changes data; pass --yes when not on a terminal (or --dry-run)")
-                }
-                guard console.ask("fix \(users.count) customer(s) by \(fix.rawValue)? type yes to confirm: ")?.lowercased() == "yes" else {
-                    throw ConsoleFailure(code: "not_confirmed", description: "not applied")
-                }
+            if !dryRun, try !console.approve("fix \(users.count) customer(s) by \(fix.rawValue)?", yes: yes) {
+                throw ConsoleFailure(code: "not_confirmed", description: "not applied")
             }
             switch fix {
             case .push:
@@ -132,20 +122,10 @@ struct ImportFromStripeCommand: ConsoleCommand {
 
     func execute(in console: Console) async throws {
         let database = try console.database()
-        let stripe: StripeClient
-        do {
-            stripe = try StripeClient(settings: console.settings.stripe, http: URLSessionHTTPClient())
-        } catch {
-            throw ConsoleFailure(code: "payments_disabled", description: "STRIPE_SECRET_KEY is not set; cannot read Stripe")
-        }
+        let stripe = try console.stripeClient()
         let customers = try await stripe.allCustomers().filter { $0.userId != nil }
-        if !dryRun && !yes {
-            guard console.interactive else {
-                throw ConsoleFailure(code: "confirmation_required", description: "refused: import changes data; pass --yes when not on a terminal (or --dry-run)")
-            }
-            guard console.ask("import \(customers.count) Stripe customer(s) carrying a user id? type yes to confirm: ")?.lowercased() == "yes" else {
-                throw ConsoleFailure(code: "not_confirmed", description: "not applied")
-            }
+        if !dryRun, try !console.approve("import \(customers.count) Stripe customer(s) carrying a user id?", yes: yes) {
+            throw ConsoleFailure(code: "not_confirmed", description: "not applied")
         }
         var outcomes: [ImportOutcome] = []
         for customer in customers {
