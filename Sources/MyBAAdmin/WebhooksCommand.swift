@@ -7,7 +7,7 @@ struct WebhooksCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "webhooks",
         abstract: "List, show and replay stored webhook events.",
-        subcommands: [WebhooksListCommand.self, WebhooksShowCommand.self, WebhooksReplayCommand.self]
+        subcommands: [WebhooksListCommand.self, WebhooksShowCommand.self, WebhooksReplayCommand.self, WebhooksRecoverCommand.self]
     )
 }
 
@@ -165,5 +165,44 @@ struct WebhooksReplayCommand: ConsoleCommand {
         if results.contains(where: { $0.status == "failed" }) {
             throw ConsoleFailure(code: "replay_failed", description: "\(results.filter { $0.status == "failed" }.count) event(s) still fail; see webhooks show")
         }
+    }
+}
+
+/// `webhooks recover --since D`: fetch missed Stripe events from `/v1/events` and process them.
+struct WebhooksRecoverCommand: ConsoleCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "recover",
+        abstract: "Fetch Stripe events missing from the inbox (GET /v1/events, all pages) and process them.",
+        discussion: "Stripe keeps events 30 days: an older --since is refused. Events already stored are left alone.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: ArgumentHelp("How far back to look (90s, 30m, 24h, 7d; at most 30d).", valueName: "duration"))
+    var since: String
+
+    func validate() throws {
+        let seconds = try parseDuration(since, option: "--since")
+        guard seconds <= WebhookProcessor.stripeEventRetention else {
+            throw ValidationError("--since \(since) reaches past Stripe's 30-day event retention; events older than 30 days cannot be recovered from Stripe")
+        }
+    }
+
+    func execute(in console: Console) async throws {
+        let database = try console.database()
+        let sinceDate = Date().addingTimeInterval(-(try parseDuration(since, option: "--since")))
+        let processor = WebhookProcessor(database: database, plans: try console.plans())
+        let report = try await processor.recover(from: try console.stripeClient(), since: sinceDate, logger: .init(label: "myba.admin"))
+        if !report.recovered.isEmpty || !report.failed.isEmpty {
+            try await database.recordAudit(console.operatorContext(reason: "webhooks recover --since \(since)"), userId: nil,
+                                           outcome: "recovered \(report.recovered.count), failed \(report.failed.count)")
+        }
+        if console.json {
+            try console.writeJSON(report)
+        } else {
+            console.write("\(report.listed) Stripe event(s) listed, \(report.alreadyStored) already in the inbox, \(report.recovered.count) recovered, \(report.failed.count) failed")
+            for id in report.recovered { console.write("  recovered \(id)") }
+            for id in report.failed { console.write("  failed    \(id) (see webhooks show)") }
+        }
+        if !report.failed.isEmpty { throw ConsoleFailure(code: "recover_failed", description: "\(report.failed.count) recovered event(s) failed to process") }
     }
 }

@@ -67,4 +67,33 @@ struct ReconcileCommandTests {
             #expect(try await fixture.database.verify().isClean)
         }
     }
+
+    @Test("webhooks recover fetches a missed checkout.session.completed from /v1/events and grants it once; past 30 days is refused")
+    func recover() async throws {
+        let fixture = try await AdminFixture()
+        defer { fixture.directory.remove() }
+        try await StripeEmulator().application().test(.live) { client in
+            let base = URL(string: "http://127.0.0.1:\(client.port!)")!
+            let stripe = try StripeClient(settings: StripeSettings(secretKey: "sk_test_rec", apiBase: base), http: URLSessionHTTPClient())
+            // Paid while our webhook endpoint was down: the event exists only at Stripe.
+            let session = try await stripe.createCheckoutSession([
+                ("mode", "payment"), ("line_items[0][price_data][currency]", "usd"), ("line_items[0][price_data][unit_amount]", "500"),
+                ("line_items[0][price_data][product_data][name]", "Starter"), ("line_items[0][quantity]", "1"),
+                ("success_url", "https://app.example/ok"), ("metadata[user_id]", "user_alice"), ("metadata[tokens]", "10"), ("metadata[plan_id]", "starter"),
+            ], idempotencyKey: "cs-missed")
+            _ = try await stripe.request("POST", "/test/checkout/sessions/\(session["id"] as! String)/complete")
+            let environment = ["STRIPE_SECRET_KEY": "sk_test_rec", "STRIPE_API_BASE": base.absoluteString]
+            let tooFar = try await fixture.admin(["webhooks", "recover", "--since", "31d", "--db", fixture.path], environment: environment)
+            #expect(tooFar.status == 2)
+            #expect(tooFar.stderr.contains("30-day"))
+            let recovered = try await fixture.admin(["webhooks", "recover", "--since", "1h", "--json", "--db", fixture.path], environment: environment)
+            #expect(recovered.status == 0, "\(recovered.stderr)")
+            #expect((try jsonObject(recovered.stdout)["recovered"] as? [String])?.count == 1)
+            #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == 64)
+            let again = try await fixture.admin(["webhooks", "recover", "--since", "1h", "--json", "--db", fixture.path], environment: environment)
+            #expect(try jsonObject(again.stdout)["alreadyStored"] as? Int == 1)
+            #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == 64)
+            #expect(try await fixture.database.verify().isClean)
+        }
+    }
 }

@@ -144,3 +144,20 @@ public struct StripeClient: Sendable {
         return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
     }
 }
+
+extension StripeClient {
+    /// Every event of `type` created at or after `since`, through all pages, oldest first.
+    public func events(type: String, since: Date) async throws -> [[String: Any]] {
+        var all: [[String: Any]] = []
+        var cursor: String?
+        repeat {
+            var query = [("type", type), ("created[gte]", String(Int(since.timeIntervalSince1970))), ("limit", "100")]
+            if let cursor { query.append(("starting_after", cursor)) }
+            let page = try await request("GET", "/v1/events", query: query)
+            let data = page["data"] as? [[String: Any]] ?? []
+            all += data
+            cursor = (page["has_more"] as? Bool ?? false) ? data.last?["id"] as? String : nil
+        } while cursor != nil
+        return all.reversed()
+    }
+}

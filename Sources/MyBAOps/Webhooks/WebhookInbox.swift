@@ -317,3 +317,38 @@ extension AppDatabase {
         return nil
     }
 }
+
+/// What `webhooks recover` did.
+public struct RecoveryReport: Codable, Equatable, Sendable {
+    public var listed: Int
+    public var alreadyStored: Int
+    public var recovered: [String]
+    public var failed: [String]
+}
+
+extension WebhookProcessor {
+    /// The Stripe event types MyBA processes (what recovery asks Stripe for).
+    public static let handledStripeTypes = ["checkout.session.completed", "checkout.session.async_payment_succeeded", "charge.refunded"]
+
+    /// Stripe keeps events for 30 days.
+    public static let stripeEventRetention: TimeInterval = 30 * 86400
+
+    /// Reads Stripe's events API for the handled types since `since`, stores the events missing
+    /// from the inbox (as a live delivery would) and processes them.
+    public func recover(from stripe: StripeClient, since: Date, logger: Logger) async throws -> RecoveryReport {
+        var report = RecoveryReport(listed: 0, alreadyStored: 0, recovered: [], failed: [])
+        for type in Self.handledStripeTypes {
+            for event in try await stripe.events(type: type, since: since) {
+                report.listed += 1
+                guard let id = event["id"] as? String else { continue }
+                let body = String(decoding: try JSONSerialization.data(withJSONObject: event, options: [.sortedKeys]), as: UTF8.self)
+                let stored = try await database.storeWebhook(WebhookDelivery(
+                    source: .stripe, eventId: id, type: type, body: body, headers: ["recovered-from": "GET /v1/events"], requestId: nil))
+                guard stored else { report.alreadyStored += 1; continue }
+                let outcome = try await process(source: .stripe, eventId: id, logger: logger)
+                if outcome.status == .failed { report.failed.append(id) } else { report.recovered.append(id) }
+            }
+        }
+        return report
+    }
+}
