@@ -16,7 +16,7 @@ struct MyBAAdmin: AsyncParsableCommand {
         version: mybaVersion,
         subcommands: [
             CustomerCommand.self, LedgerCommand.self, TokensCommand.self, PaymentCommand.self,
-            SessionsCommand.self, WebhooksCommand.self, LogsCommand.self, ReconcileCommand.self, ImportCommand.self, AuditCommand.self, StatsCommand.self,
+            SessionsCommand.self, WebhooksCommand.self, LogsCommand.self, TimelineCommand.self, ReconcileCommand.self, ImportCommand.self, AuditCommand.self, StatsCommand.self,
         ]
     )
 

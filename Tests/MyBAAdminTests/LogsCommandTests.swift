@@ -70,3 +70,35 @@ struct LogsCommandTests {
         #expect(seen == [0, 20, 40, 60, 80, 100])
     }
 }
+
+@Suite("myba-admin timeline")
+struct TimelineCommandTests {
+    @Test("a request's timeline merges its log lines and ledger entries in time order; a customer's adds webhooks and audit rows")
+    func timeline() async throws {
+        let fixture = try await AdminFixture()
+        defer { fixture.directory.remove() }
+        let logPath = fixture.directory.file("myba.jsonl")
+        let writer = try RotatingFileWriter(path: logPath, maxBytes: 1 << 20, maxFiles: 2)
+        var logger = Logger(label: "myba.server") { JSONLogHandler(label: $0, destination: .file(writer)) }
+        logger[metadataKey: "request.id"] = "req_2"
+        logger[metadataKey: "user.id"] = "user_alice"
+        logger.info("request", metadata: ["http.path": "/api/generate", "http.status": .stringConvertible(200)])
+        let adjust = try await fixture.admin(["tokens", "adjust", "user_alice", "+1", "--reason", "goodwill", "--yes", "--db", fixture.path])
+        #expect(adjust.status == 0)
+
+        let request = try await fixture.admin(["timeline", "req_2", "--file", logPath, "--json", "--db", fixture.path])
+        #expect(request.status == 0, "\(request.stderr)")
+        let items = try #require(try JSONSerialization.jsonObject(with: Data(request.stdout.utf8)) as? [[String: Any]])
+        #expect(items.map { $0["source"] as? String } == ["ledger", "log"])
+        #expect((items.first?["summary"] as? String)?.contains("consume -2") == true)
+
+        let customer = try await fixture.admin(["timeline", "alice@example.com", "--file", logPath, "--json", "--db", fixture.path])
+        let all = try #require(try JSONSerialization.jsonObject(with: Data(customer.stdout.utf8)) as? [[String: Any]])
+        let sources = all.compactMap { $0["source"] as? String }
+        #expect(sources.filter { $0 == "ledger" }.count == 4)
+        #expect(sources.contains("audit") && sources.contains("log"))
+        let times = all.compactMap { ($0["at"] as? String).flatMap(LedgerDates.parse) }
+        #expect(times == times.sorted())
+        #expect(try await fixture.admin(["timeline", "req_nothing", "--file", logPath, "--db", fixture.path]).status == 1)
+    }
+}

@@ -1,0 +1,63 @@
+import Foundation
+import GRDB
+
+/// One moment in a request's or a customer's history, from any of the sources.
+public struct TimelineItem: Codable, Equatable, Sendable {
+    public var at: Date
+    /// `log`, `webhook`, `ledger` or `audit`.
+    public var source: String
+    public var summary: String
+    public var requestId: String?
+
+    public init(at: Date, source: String, summary: String, requestId: String?) {
+        self.at = at
+        self.source = source
+        self.summary = summary
+        self.requestId = requestId
+    }
+}
+
+extension AppDatabase {
+    /// Ledger entries, webhook deliveries and audit rows of a request or a customer, in time order.
+    public func timelineRecords(requestId: String?, userId: String?, since: Date?) async throws -> [TimelineItem] {
+        try await writer.read { db in
+            var items: [TimelineItem] = []
+            var entries: [LedgerEntry] = []
+            if let requestId { entries += try LedgerEntry.fetchAll(db, sql: "SELECT * FROM ledger_entries WHERE request_id = ?", arguments: [requestId]) }
+            if let userId { entries += try LedgerEntry.fetchAll(db, sql: "SELECT * FROM ledger_entries WHERE user_id = ?", arguments: [userId]) }
+            for entry in entries {
+                let delta = entry.delta > 0 ? "+\(entry.delta)" : String(entry.delta)
+                items.append(TimelineItem(at: entry.createdAt, source: "ledger",
+                                          summary: "#\(entry.id ?? 0) \(entry.kind.rawValue) \(delta) for \(entry.userId) by \(entry.actor) (key \(entry.idempotencyKey))",
+                                          requestId: entry.requestId))
+            }
+            var webhookKeys: [(String, String)] = []
+            if let requestId {
+                webhookKeys += try Row.fetchAll(db, sql: "SELECT source, event_id FROM webhook_events WHERE request_id = ?", arguments: [requestId]).map { ($0["source"], $0["event_id"]) }
+            }
+            if let userId {
+                webhookKeys += try Row.fetchAll(db, sql: """
+                    SELECT DISTINCT we.source, we.event_id FROM webhook_event_entries we JOIN ledger_entries e ON e.id = we.entry_id WHERE e.user_id = ?
+                    """, arguments: [userId]).map { ($0["source"], $0["event_id"]) }
+            }
+            for (source, eventId) in webhookKeys {
+                guard let webhookSource = WebhookSource(rawValue: source), let event = try Self.fetchWebhook(source: webhookSource, eventId: eventId, in: db) else { continue }
+                items.append(TimelineItem(at: event.receivedAt, source: "webhook", summary: "received \(source) \(event.type) \(eventId)", requestId: event.requestId))
+                if let processed = event.processedAt {
+                    items.append(TimelineItem(at: processed, source: "webhook",
+                                              summary: "\(event.status.rawValue) \(eventId) after \(event.attempts) attempt(s): \(event.outcome ?? event.lastError ?? "")", requestId: event.requestId))
+                } else if let error = event.lastError {
+                    items.append(TimelineItem(at: event.nextAttemptAt ?? event.receivedAt, source: "webhook",
+                                              summary: "\(event.status.rawValue) \(eventId) after \(event.attempts) attempt(s): \(error)", requestId: event.requestId))
+                }
+            }
+            if let userId {
+                for row in try Row.fetchAll(db, sql: "SELECT * FROM audit_log WHERE user_id = ?", arguments: [userId]) {
+                    items.append(TimelineItem(at: row.timestamp("at") ?? Date(timeIntervalSince1970: 0), source: "audit",
+                                              summary: "\(row["operator"] as String): \(row["outcome"] as String) (reason: \((row["reason"] as String?) ?? "-"))", requestId: nil))
+                }
+            }
+            return items.filter { since == nil || $0.at >= since! }
+        }
+    }
+}
