@@ -24,6 +24,9 @@ struct MyBAAdmin: AsyncParsableCommand {
 
     @Flag(name: .long, help: "With commands read from standard input: go on after a failing line (the exit code still reports it).")
     var continueOnError = false
+
+    @Flag(name: .long, help: "With commands read from standard input: only check that every line parses (exit 2 naming the first bad line); run nothing.")
+    var check = false
 }
 
 /// Options every command accepts, before or after the command name.

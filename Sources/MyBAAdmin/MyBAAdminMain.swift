@@ -35,9 +35,25 @@ enum ConsoleRunner {
             if isatty(STDIN_FILENO) == 1 {
                 return await ReadlineShell(console: console).run()
             }
-            return await ScriptMode(console: console, continueOnError: root.continueOnError).run()
+            return await ScriptMode(console: console, continueOnError: root.continueOnError, checkOnly: root.check).run()
         }
         return await run(arguments: arguments, console: nil, commandLine: arguments.joined(separator: " "))
+    }
+
+    /// Parses one command line (including its `validate()` checks) without running it.
+    static func check(arguments: [String], line: Int) -> ConsoleExit {
+        do {
+            let parsed = try MyBAAdmin.parseAsRoot(arguments)
+            if !(parsed is any ConsoleCommand) && !type(of: parsed).configuration.subcommands.isEmpty {
+                Console.writeError("line \(line): \(arguments.joined(separator: " ")) names a command group, not a command")
+                return .usage
+            }
+            return .ok
+        } catch {
+            if MyBAAdmin.exitCode(for: error) == .success { return .ok }
+            Console.writeError("line \(line): \(MyBAAdmin.message(for: error))")
+            return .usage
+        }
     }
 
     /// Runs one command line. `console` is the long-lived console of the REPL or a script.
@@ -97,6 +113,8 @@ struct CheckFailed: Error {
 struct ScriptMode {
     let console: Console
     let continueOnError: Bool
+    /// Parse every line, run none (`--check`): a cron script or a runbook is checked before use.
+    var checkOnly = false
 
     func run() async -> ConsoleExit {
         var firstFailure: ConsoleExit?
@@ -107,7 +125,12 @@ struct ScriptMode {
             if text.isEmpty || text.hasPrefix("#") { continue }
             let status: ConsoleExit
             do {
-                status = await ConsoleRunner.run(arguments: try LineTokenizer.split(text), console: console, commandLine: text)
+                let words = try LineTokenizer.split(text)
+                if checkOnly {
+                    status = ConsoleRunner.check(arguments: words, line: number)
+                } else {
+                    status = await ConsoleRunner.run(arguments: words, console: console, commandLine: text)
+                }
             } catch {
                 Console.writeError("myba-admin: line \(number): \(error)")
                 status = .usage
