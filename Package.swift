@@ -73,6 +73,9 @@ let package = Package(
             name: "MyBABench",
             dependencies: [
                 "MyBAOps",
+                "StripeEmulator",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

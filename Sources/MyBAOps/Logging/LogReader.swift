@@ -48,20 +48,15 @@ public struct LogFilter: Sendable {
     }
 }
 
-/// The offset of the first occurrence of `needle` in `count` bytes at `base` (memchr for the
-/// first byte, then memcmp: what `memmem` does, which Glibc's Swift module does not export).
+/// glibc's `memmem` (two-way search, vectorised), which Glibc's Swift module does not export.
+@_silgen_name("memmem")
+private func systemMemmem(_ haystack: UnsafeRawPointer?, _ haystackLength: Int, _ needle: UnsafeRawPointer?, _ needleLength: Int) -> UnsafeMutableRawPointer?
+
+/// The offset of the first occurrence of `needle` in `count` bytes at `base`.
 func findBytes(_ needle: [UInt8], in base: UnsafeRawPointer, count: Int) -> Int? {
-    guard let first = needle.first, count >= needle.count else { return nil }
-    return needle.withUnsafeBytes { needleBytes -> Int? in
-        var offset = 0
-        let last = count - needle.count
-        while offset <= last {
-            guard let hit = memchr(base + offset, Int32(first), last - offset + 1) else { return nil }
-            let position = base.distance(to: UnsafeRawPointer(hit))
-            if memcmp(base + position, needleBytes.baseAddress!, needle.count) == 0 { return position }
-            offset = position + 1
-        }
-        return nil
+    guard !needle.isEmpty, count >= needle.count else { return nil }
+    return needle.withUnsafeBytes { bytes in
+        systemMemmem(base, count, bytes.baseAddress, needle.count).map { base.distance(to: UnsafeRawPointer($0)) }
     }
 }
 
@@ -97,7 +92,7 @@ public struct LogReader: Sendable {
     }
 
     /// Calls `body` with each matching line. With a request or user id the search jumps from one
-    /// occurrence of the id's bytes to the next (memchr and memcmp), so most of the file is never looked at
+    /// occurrence of the id's bytes to the next (memmem), so most of the file is never looked at
     /// line by line.
     static func forEachLine(_ buffer: UnsafeRawBufferPointer, filter: LogFilter, _ body: (UnsafeRawBufferPointer) -> Void) {
         guard let base = buffer.baseAddress, buffer.count > 0 else { return }
