@@ -90,9 +90,10 @@ struct StripeClientTests {
             #expect(error.status == 500)
             #expect(error.description.contains("Stripe had an internal error"))
             #expect(await emulator.requestCount() == 3)
-            await emulator.setFaults(StripeFaults(rateLimitShare: 0.5))
+            // 30 % of requests refused: with 12 retries a request fails only with 0.3^13 ≈ 2e-7.
+            await emulator.setFaults(StripeFaults(rateLimitShare: 0.3))
             for index in 0..<10 {
-                stripe.maxRetries = 8
+                stripe.maxRetries = 12
                 _ = try await stripe.createCustomer(email: nil, metadata: ["n": "\(index)"], idempotencyKey: "retry-\(index)")
             }
             await emulator.setFaults(StripeFaults(dropShare: 1))
