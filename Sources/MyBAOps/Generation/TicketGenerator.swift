@@ -229,7 +229,7 @@ public struct TicketGenerator: Sendable {
             if let userId = request.userId {
                 remaining = try LedgerStatements.balance(userId: userId, in: db)?.tokens ?? 0
             } else if let sessionId = request.sessionId {
-                remaining = try AppDatabase.fetchSession(db, sql: "SELECT * FROM anonymous_sessions WHERE id = ?", [sessionId])?.remaining ?? 0
+                remaining = try AppDatabase.fetchSession(id: sessionId, in: db)?.remaining ?? 0
             } else {
                 remaining = 0
             }

@@ -75,8 +75,7 @@ extension AppDatabase {
     /// Sessions transferred into `userId`'s account.
     public func sessionsTransferred(to userId: String) async throws -> [AnonymousSession] {
         try await writer.read { db in
-            try Row.fetchAll(db, sql: "SELECT id FROM anonymous_sessions WHERE transferred_to = ? ORDER BY transferred_at DESC", arguments: [userId])
-                .compactMap { row in try Self.fetchSession(db, sql: "SELECT * FROM anonymous_sessions WHERE id = ?", [row["id"] as String]) }
+            try Self.fetchSessions(db, sql: "SELECT * FROM anonymous_sessions WHERE transferred_to = ? ORDER BY transferred_at DESC", [userId])
         }
     }
 
@@ -107,9 +106,7 @@ extension AppDatabase {
             }
             sql += " ORDER BY last_seen_at DESC LIMIT ?"
             arguments += [limit]
-            return try Row.fetchAll(db, sql: sql, arguments: arguments).compactMap { row in
-                try Self.fetchSession(db, sql: "SELECT * FROM anonymous_sessions WHERE id = ?", [row["id"] as String])
-            }
+            return try Self.fetchSessions(db, sql: sql, arguments)
         }
     }
 

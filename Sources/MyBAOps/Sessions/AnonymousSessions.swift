@@ -62,7 +62,7 @@ extension AppDatabase {
         let addressHash = Self.saltedHash("address", clientAddress, secret: settings.fingerprintSecret)
         return try await immediateWrite { db in
             let now = Date().truncatedToMilliseconds
-            if var existing = try Self.fetchSession(db, sql: "SELECT * FROM anonymous_sessions WHERE fingerprint_hash = ?", [fingerprintHash]) {
+            if var existing = try Self.fetchSessions(db, sql: "SELECT * FROM anonymous_sessions WHERE fingerprint_hash = ?", [fingerprintHash]).first {
                 try db.execute(sql: "UPDATE anonymous_sessions SET last_seen_at = ? WHERE id = ?", arguments: [SQLTimestamp.string(now), existing.id])
                 existing.lastSeenAt = now
                 return AnonymousSessionStart(session: existing, created: false)
@@ -86,7 +86,7 @@ extension AppDatabase {
     }
 
     public func anonymousSession(id: String) async throws -> AnonymousSession? {
-        try await writer.read { db in try Self.fetchSession(db, sql: "SELECT * FROM anonymous_sessions WHERE id = ?", [id]) }
+        try await writer.read { db in try Self.fetchSession(id: id, in: db) }
     }
 
     /// Moves what the session has left to `userId`'s account, once: the session is marked
@@ -96,7 +96,7 @@ extension AppDatabase {
         try Self.validateUserId(userId)
         return try await immediateWrite { db in
             let now = Date().truncatedToMilliseconds
-            guard let session = try Self.fetchSession(db, sql: "SELECT * FROM anonymous_sessions WHERE id = ?", [sessionId]) else {
+            guard let session = try Self.fetchSession(id: sessionId, in: db) else {
                 throw AnonymousSessionError.sessionNotFound(sessionId)
             }
             try Self.openAccount(userId: userId, email: nil, actor: actor, requestId: requestId, now: now, in: db)
@@ -136,7 +136,7 @@ extension AppDatabase {
     }
 
     static func chargeSession(sessionId: String, amount: Int, idempotencyKey: String, requestId: String?, now: Date, in db: Database) throws -> AnonymousSession {
-        guard var session = try fetchSession(db, sql: "SELECT * FROM anonymous_sessions WHERE id = ?", [sessionId]) else {
+        guard var session = try fetchSession(id: sessionId, in: db) else {
             throw AnonymousSessionError.sessionNotFound(sessionId)
         }
         if let existing = try Row.fetchOne(db, sql: "SELECT session_id, amount FROM anonymous_charges WHERE idempotency_key = ?", arguments: [idempotencyKey]) {
@@ -159,7 +159,7 @@ extension AppDatabase {
     }
 
     static func releaseSessionCharge(sessionId: String, chargeKey: String, requestId: String?, now: Date, in db: Database) throws -> AnonymousSession {
-        guard var session = try fetchSession(db, sql: "SELECT * FROM anonymous_sessions WHERE id = ?", [sessionId]) else {
+        guard var session = try fetchSession(id: sessionId, in: db) else {
             throw AnonymousSessionError.sessionNotFound(sessionId)
         }
         guard let charged = try Int.fetchOne(db, sql: "SELECT amount FROM anonymous_charges WHERE idempotency_key = ? AND session_id = ?", arguments: [chargeKey, sessionId]) else {
@@ -181,14 +181,20 @@ extension AppDatabase {
         try await writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM anonymous_sessions") ?? 0 }
     }
 
-    static func fetchSession(_ db: Database, sql: String, _ arguments: StatementArguments) throws -> AnonymousSession? {
-        guard let row = try Row.fetchOne(db, sql: sql, arguments: arguments) else { return nil }
-        return AnonymousSession(
-            id: row["id"], granted: row["granted"], used: row["used"],
-            createdAt: row.timestamp("created_at") ?? Date(timeIntervalSince1970: 0),
-            lastSeenAt: row.timestamp("last_seen_at") ?? Date(timeIntervalSince1970: 0),
-            transferredTo: row["transferred_to"], transferredAt: row.timestamp("transferred_at"),
-            transferredTokens: row["transferred_tokens"])
+    /// The sessions a `SELECT * FROM anonymous_sessions …` query returns.
+    static func fetchSessions(_ db: Database, sql: String, _ arguments: StatementArguments) throws -> [AnonymousSession] {
+        try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
+            AnonymousSession(
+                id: row["id"], granted: row["granted"], used: row["used"],
+                createdAt: row.timestamp("created_at") ?? Date(timeIntervalSince1970: 0),
+                lastSeenAt: row.timestamp("last_seen_at") ?? Date(timeIntervalSince1970: 0),
+                transferredTo: row["transferred_to"], transferredAt: row.timestamp("transferred_at"),
+                transferredTokens: row["transferred_tokens"])
+        }
+    }
+
+    static func fetchSession(id: String, in db: Database) throws -> AnonymousSession? {
+        try fetchSessions(db, sql: "SELECT * FROM anonymous_sessions WHERE id = ?", [id]).first
     }
 
     static func saltedHash(_ purpose: String, _ value: String, secret: String) -> String {
