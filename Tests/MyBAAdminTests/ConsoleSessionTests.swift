@@ -12,36 +12,24 @@ import Testing
 struct TerminalSession {
     let name = "myba-test-\(UUID().uuidString.prefix(8))"
 
-    static func tmux(_ arguments: [String], captureOutput: Bool = false) throws -> ProcessResult {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["tmux"] + arguments
-        // The tmux server outlives `new-session` and would hold a pipe open forever: only the
-        // commands whose output is read get one.
-        let out = Pipe()
-        process.standardOutput = captureOutput ? out : FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let data = captureOutput ? out.fileHandleForReading.readDataToEndOfFile() : Data()
-        process.waitUntilExit()
-        return ProcessResult(status: process.terminationStatus, stdout: String(decoding: data, as: UTF8.self), stderr: "")
+    static func tmux(_ arguments: [String]) async throws -> ProcessResult {
+        try await ChildProcess.start("/usr/bin/env", ["tmux"] + arguments).wait(timeout: .seconds(30))
     }
 
     func start(_ command: String) async throws {
         let name = self.name
-        let result = try await offloaded { try Self.tmux(["new-session", "-d", "-s", name, "-x", "200", "-y", "50", command]) }
+        let result = try await Self.tmux(["new-session", "-d", "-s", name, "-x", "200", "-y", "50", command])
         guard result.status == 0 else { throw TestSupportError("tmux could not start (is tmux installed?)") }
     }
 
     func type(_ keys: String...) async throws {
         let arguments = ["send-keys", "-t", name] + keys
-        _ = try await offloaded { try Self.tmux(arguments) }
+        _ = try await Self.tmux(arguments)
     }
 
     func screen() async throws -> String {
         let name = self.name
-        return try await offloaded { try Self.tmux(["capture-pane", "-t", name, "-p"], captureOutput: true).stdout }
+        return try await Self.tmux(["capture-pane", "-t", name, "-p"]).stdout
     }
 
     /// Waits until the screen contains `text`.
@@ -56,7 +44,8 @@ struct TerminalSession {
         throw TestSupportError("timed out waiting for \(text); screen:\n\(last)")
     }
 
-    func stop() { _ = try? Self.tmux(["kill-session", "-t", name]) }
+    /// Called from `defer`, so it blocks briefly; tmux answers at once.
+    func stop() { _ = try? ChildProcess.start("/usr/bin/env", ["tmux", "kill-session", "-t", name]).waitBlocking(timeout: .seconds(10)) }
 }
 
 @Suite("myba-admin interactive", .serialized)

@@ -45,15 +45,8 @@ struct LogsCommandTests {
         let writer = try RotatingFileWriter(path: path, maxBytes: 4096, maxFiles: 3)
         let logger = Logger(label: "myba.server") { JSONLogHandler(label: $0, destination: .file(writer)) }
         logger.info("before")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: BuiltProduct.path("myba-admin"))
-        process.arguments = ["logs", "tail", "--follow", "--lines", "0", "--grep", "marker", "--file", path, "--json"]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        defer { if process.isRunning { process.terminate() } }
+        let process = try BuiltProduct.start("myba-admin", ["logs", "tail", "--follow", "--lines", "0", "--grep", "marker", "--file", path, "--json"])
+        defer { process.send(SIGKILL) }
         try await Task.sleep(for: .milliseconds(500))
         // Enough lines to rotate the file more than once while it is followed.
         for index in 0..<120 {
@@ -61,12 +54,9 @@ struct LogsCommandTests {
             if index % 10 == 0 { try await Task.sleep(for: .milliseconds(60)) }
         }
         try await Task.sleep(for: .milliseconds(800))
-        process.terminate()
-        let handle = output.fileHandleForReading
-        let seen = try await offloaded { () -> [Int] in
-            let text = String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
-            return text.split(separator: "\n").compactMap { (try? jsonObject(String($0)))?["n"] as? Int }
-        }
+        process.send(SIGTERM)
+        let text = try await process.wait(timeout: .seconds(30)).stdout
+        let seen = text.split(separator: "\n").compactMap { (try? jsonObject(String($0)))?["n"] as? Int }
         #expect(seen == [0, 20, 40, 60, 80, 100])
     }
 }

@@ -72,9 +72,9 @@ struct MultiProcessLedgerTests {
         for round in 0..<3 {
             let worker = try WorkerProcess.start(["consume-worker", "--db", path, "--user", "user_1", "--attempts", "100000", "--key-prefix", "crash\(round)", "--concurrency", "3"])
             try await Task.sleep(for: .milliseconds(Int.random(in: 150...450)))
-            kill(worker.process.processIdentifier, SIGKILL)
+            worker.send(SIGKILL)
             let result = try await worker.wait()
-            #expect(result.status == SIGKILL || result.status == 9, "worker ended on its own: \(result.stderr)")
+            #expect(result.bySignal && result.status == SIGKILL, "worker ended on its own: \(result.stderr)")
             let acknowledged = Set(result.stdout.split(separator: "\n").filter { $0.hasPrefix("ok ") }.map { String($0.dropFirst(3)) })
             #expect(!acknowledged.isEmpty, "the worker was killed before it consumed anything; raise the sleep")
             let committed = Set(try await database.writer.read { db in
@@ -94,30 +94,9 @@ struct MultiProcessLedgerTests {
     }
 }
 
-/// A running `myba-bench` process whose output is collected until it ends.
-struct WorkerProcess {
-    let process: Process
-    private let output: Pipe
-    private let errors: Pipe
-
-    static func start(_ arguments: [String]) throws -> WorkerProcess {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: BuiltProduct.path("myba-bench"))
-        process.arguments = arguments
-        let output = Pipe(), errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        return WorkerProcess(process: process, output: output, errors: errors)
-    }
-
-    func wait() async throws -> ProcessResult {
-        let output = self.output, errors = self.errors, process = self.process
-        return try await offloaded {
-            let out = output.fileHandleForReading.readDataToEndOfFile()
-            let err = errors.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return ProcessResult(status: process.terminationStatus, stdout: String(decoding: out, as: UTF8.self), stderr: String(decoding: err, as: UTF8.self))
-        }
+/// `myba-bench` workers: the ledger's own code in processes of their own.
+enum WorkerProcess {
+    static func start(_ arguments: [String]) throws -> ChildProcess {
+        try BuiltProduct.start("myba-bench", arguments)
     }
 }

@@ -15,7 +15,7 @@ struct ServerProcessTests {
         defer { directory.remove() }
         let server = try await RunningServer.start(environment: ["PORT": "0"], currentDirectory: directory.path)
         let process = server.process
-        defer { if process.isRunning { process.terminate() } }
+        defer { process.send(SIGKILL) }
         let boundPort = server.port
 
         var request = URLRequest(url: URL(string: "http://127.0.0.1:\(boundPort)/api/health")!)
@@ -24,10 +24,9 @@ struct ServerProcessTests {
         #expect((response as? HTTPURLResponse)?.statusCode == 200)
         #expect(try jsonObject(String(decoding: data, as: UTF8.self))["status"] as? String == "ok")
 
-        process.terminate()  // SIGTERM
-        _ = try await offloaded { process.waitUntilExit() }
-        #expect(process.terminationReason == .exit)
-        #expect(process.terminationStatus == 0)
+        process.send(SIGTERM)
+        let ending = try await process.wait(timeout: .seconds(30))
+        #expect(!ending.bySignal && ending.status == 0, "\(ending.stderr)")
 
         // Defaults: data/myba.sqlite and data/logs/myba.jsonl under the working directory.
         #expect(FileManager.default.fileExists(atPath: directory.file("data/myba.sqlite")))

@@ -14,18 +14,8 @@ struct StripeSDKTests {
         try #require(FileManager.default.isExecutableFile(atPath: python), "no .venv: run the tests with scripts/test.sh, which installs stripe-python")
         let script = root.appendingPathComponent("Tests/sdk/stripe_sdk_check.py").path
         let output = try await withStripeEmulator { _, base in
-            try await Task.detached {
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: python)
-                process.arguments = [script, base.absoluteString]
-                let pipe = Pipe()
-                process.standardOutput = pipe
-                process.standardError = pipe
-                try process.run()
-                let data = pipe.fileHandleForReading.readDataToEndOfFile()
-                process.waitUntilExit()
-                return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-            }.value
+            let result = try await ChildProcess.start(python, [script, base.absoluteString]).wait(timeout: .seconds(180))
+            return (result.status, result.stdout + result.stderr)
         }
         #expect(output.0 == 0, "\(output.1)")
         #expect(output.1.contains("6 passed, 0 failed"), "\(output.1)")

@@ -259,10 +259,8 @@ struct WebhookCrashTests {
 
         let doomed = try await RunningServer.start(environment: environment.merging(["MYBA_FAULT_INJECTION": "kill-after-webhook-store"]) { $1 })
         _ = try? await doomed.post("/api/webhook/stripe", body: body, headers: Deliveries.stripeHeaders(body))
-        let doomedProcess = doomed.process
-        _ = try await offloaded { doomedProcess.waitUntilExit() }
-        #expect(doomed.process.terminationReason == .uncaughtSignal)
-        #expect(doomed.process.terminationStatus == SIGKILL)
+        let ending = try await doomed.process.wait(timeout: .seconds(30))
+        #expect(ending.bySignal && ending.status == SIGKILL)
 
         let database = try AppDatabase.openFile(at: directory.file("myba.sqlite"), options: .init(createIfMissing: false))
         #expect(try await database.webhookEvent(source: .stripe, eventId: "evt_crash")?.status == .received)
@@ -285,40 +283,25 @@ struct WebhookCrashTests {
 
 /// `myba-server` started as a process; its port is read from the `server listening` log line.
 struct RunningServer {
-    let process: Process
+    let process: ChildProcess
     let port: Int
 
-    /// Starts the server off the cooperative pool (it waits for the log line).
     static func start(environment: [String: String], currentDirectory: String? = nil) async throws -> RunningServer {
-        try await offloaded { try startBlocking(environment: environment, currentDirectory: currentDirectory) }
-    }
-
-    static func startBlocking(environment: [String: String], currentDirectory: String?) throws -> RunningServer {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: BuiltProduct.path("myba-server"))
-        if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
-        process.environment = environment.merging(["PATH": "/usr/bin:/bin"]) { a, _ in a }
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = Pipe()
-        try process.run()
-        var buffered = ""
-        let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline {
-            let chunk = output.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            buffered += String(decoding: chunk, as: UTF8.self)
-            for line in buffered.split(separator: "\n") {
+        let process = try ChildProcess.start(
+            BuiltProduct.path("myba-server"), [], environment: environment.merging(["PATH": "/usr/bin:/bin"]) { a, _ in a },
+            currentDirectory: currentDirectory)
+        do {
+            let output = try await process.waitForOutput("\"server listening\"")
+            for line in output.split(separator: "\n") {
                 if let object = try? jsonObject(String(line)), object["msg"] as? String == "server listening", let port = object["http.port"] as? Int {
-                    // Keep draining stdout so the server never blocks on a full pipe.
-                    let handle = output.fileHandleForReading
-                    DispatchQueue.global().async { while !handle.availableData.isEmpty {} }
                     return RunningServer(process: process, port: port)
                 }
             }
+            throw TestSupportError("myba-server printed no port: \(output)")
+        } catch {
+            process.send(SIGKILL)
+            throw error
         }
-        process.terminate()
-        throw TestSupportError("myba-server did not start: \(buffered)")
     }
 
     func post(_ path: String, body: String, headers: HTTPFields) async throws -> (Int, Data) {
@@ -332,6 +315,6 @@ struct RunningServer {
 
     func stop() {
         // Called from `defer`: SIGTERM only, the process ends on its own.
-        if process.isRunning { process.terminate() }
+        process.send(SIGTERM)
     }
 }

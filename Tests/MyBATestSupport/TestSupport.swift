@@ -21,11 +21,14 @@ public struct ProcessResult: Sendable {
     public var status: Int32
     public var stdout: String
     public var stderr: String
+    /// `status` is the signal that ended the program rather than its exit code.
+    public var bySignal: Bool
 
-    public init(status: Int32, stdout: String, stderr: String) {
+    public init(status: Int32, stdout: String, stderr: String, bySignal: Bool = false) {
         self.status = status
         self.stdout = stdout
         self.stderr = stderr
+        self.bySignal = bySignal
     }
 }
 
@@ -48,42 +51,29 @@ public enum BuiltProduct {
     /// these machines): in-process servers of other tests need them to answer.
     public static func run(
         _ name: String, _ arguments: [String], environment: [String: String] = [:], stdin: String? = nil,
-        currentDirectory: String? = nil
+        currentDirectory: String? = nil, timeout: Duration = .seconds(120)
     ) async throws -> ProcessResult {
-        try await offloaded { try runBlocking(name, arguments, environment: environment, stdin: stdin, currentDirectory: currentDirectory) }
+        try await start(name, arguments, environment: environment, stdin: stdin, currentDirectory: currentDirectory).wait(timeout: timeout)
     }
 
-    /// Runs `name` with `arguments` to its end, with `environment` added to a minimal
-    /// environment (so the caller's MYBA_* variables never leak into a test). Blocks the thread.
-    public static func runBlocking(
+    /// Starts `name` with `environment` added to a minimal environment (so the caller's MYBA_*
+    /// variables never leak into a test).
+    public static func start(
         _ name: String, _ arguments: [String], environment: [String: String] = [:], stdin: String? = nil,
         currentDirectory: String? = nil
-    ) throws -> ProcessResult {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path(name))
-        process.arguments = arguments
+    ) throws -> ChildProcess {
         var env = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
         if let home = ProcessInfo.processInfo.environment["HOME"] { env["HOME"] = home }
         env.merge(environment) { _, new in new }
-        process.environment = env
-        if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
-        let out = Pipe(), err = Pipe(), input = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = input
-        try process.run()
-        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
-        try input.fileHandleForWriting.close()
-        // Read both pipes to the end before waiting, so a chatty child never blocks on a full pipe.
-        let group = DispatchGroup()
-        nonisolated(unsafe) var outData = Data(), errData = Data()
-        group.enter()
-        DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-        group.enter()
-        DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-        group.wait()
-        process.waitUntilExit()
-        return ProcessResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
+        return try ChildProcess.start(path(name), arguments, environment: env, stdin: stdin, currentDirectory: currentDirectory)
+    }
+
+    /// `run` for callers already on a thread of their own. Blocks the thread.
+    public static func runBlocking(
+        _ name: String, _ arguments: [String], environment: [String: String] = [:], stdin: String? = nil,
+        currentDirectory: String? = nil, timeout: Duration = .seconds(120)
+    ) throws -> ProcessResult {
+        try start(name, arguments, environment: environment, stdin: stdin, currentDirectory: currentDirectory).waitBlocking(timeout: timeout)
     }
 }
 
