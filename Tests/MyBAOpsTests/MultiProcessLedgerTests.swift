@@ -71,7 +71,10 @@ struct MultiProcessLedgerTests {
         var acknowledgedTotal = 0
         for round in 0..<3 {
             let worker = try WorkerProcess.start(["consume-worker", "--db", path, "--user", "user_1", "--attempts", "100000", "--key-prefix", "crash\(round)", "--concurrency", "3"])
-            try await Task.sleep(for: .milliseconds(Int.random(in: 150...450)))
+            // Kill it at a random moment once it is consuming (a slow start under load must
+            // not turn the drill into a kill before the first consume).
+            _ = try await worker.waitForOutput("ok ")
+            try await Task.sleep(for: .milliseconds(Int.random(in: 0...200)))
             worker.send(SIGKILL)
             let result = try await worker.wait()
             #expect(result.bySignal && result.status == SIGKILL, "worker ended on its own: \(result.stderr)")
