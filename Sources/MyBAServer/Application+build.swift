@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import MyBAOps
+import Prometheus
 import ServiceLifecycle
 
 /// Everything the HTTP layer needs, built once at start-up.
@@ -15,11 +16,16 @@ struct ServerDependencies: Sendable {
     var webhookProcessor: WebhookProcessor
     /// `nil` when STRIPE_SECRET_KEY is not set: payments are disabled.
     var stripe: StripeClient?
+    /// What `/metrics` exports; the executable bootstraps swift-metrics into it.
+    var metricsRegistry: PrometheusCollectorRegistry
 }
 
 /// Builds the server from settings: opens and migrates the database, loads and validates the
-/// plans, and wires the router. Used by `main` and by the tests.
-func buildApplication(settings: MyBASettings, logger: Logger) async throws -> some ApplicationProtocol {
+/// plans, and wires the router. Used by `main` and by the tests. `metricsRegistry` is what
+/// `/metrics` exports: `main` bootstraps swift-metrics into it; tests may pass a fresh one.
+func buildApplication(
+    settings: MyBASettings, logger: Logger, metricsRegistry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()
+) async throws -> some ApplicationProtocol {
     let plans = try settings.plansFile.map(PlanCatalog.load(contentsOf:)) ?? .standard
     let database = try AppDatabase.openFile(
         at: settings.databasePath,
@@ -39,7 +45,7 @@ func buildApplication(settings: MyBASettings, logger: Logger) async throws -> so
     let stripe = settings.stripe.secretKey == nil ? nil : try StripeClient(settings: settings.stripe, http: http)
     let dependencies = ServerDependencies(
         settings: settings, database: database, plans: plans, startedAt: Date(), verifier: verifier, generator: generator,
-        webhookProcessor: webhookProcessor, stripe: stripe)
+        webhookProcessor: webhookProcessor, stripe: stripe, metricsRegistry: metricsRegistry)
     var services: [any Service] = [PeriodicService.webhookRetries(webhookProcessor, every: .seconds(settings.webhookRetryIntervalSeconds), logger: logger)]
     if let ttl = settings.sessionTTLSeconds {
         services.append(PeriodicService.sessionReaper(database, ttl: ttl, logger: logger))
@@ -92,6 +98,9 @@ func buildRouter(_ dependencies: ServerDependencies) -> Router<MyBARequestContex
         AuthenticationMiddleware(verifier: dependencies.verifier, database: dependencies.database, trustProxy: dependencies.settings.anonymous.trustProxy)
     }
     router.addRoutes(HealthController(dependencies: dependencies).endpoints, atPath: "/api/health")
+    router.addRoutes(
+        MetricsController(registry: dependencies.metricsRegistry, database: dependencies.database, servesEveryAddress: dependencies.settings.metricsPublic).endpoints,
+        atPath: "/metrics")
     router.addRoutes(PlansController(catalog: dependencies.plans).endpoints, atPath: "/api/plans")
     router.addRoutes(AnonymousSessionController(database: dependencies.database, settings: dependencies.settings.anonymous).endpoints, atPath: "/api/anonymous-session")
     router.addRoutes(UserTokensController(database: dependencies.database).endpoints, atPath: "/api/user-tokens")

@@ -74,6 +74,9 @@ struct AccessLogMiddleware: RouterMiddleware {
             "http.status": .stringConvertible(response.status.code),
             "duration.ms": .stringConvertible((milliseconds * 1000).rounded() / 1000),
         ])
+        // The route template, known once the router matched; Hummingbird names every unmatched
+        // path "NotFound", so ids in unknown paths never become series.
+        MyBAMetrics.recordRequest(route: context.endpointPath ?? "unmatched", method: request.method.rawValue, status: response.status.code, duration: elapsed)
         return response
     }
 }

@@ -1,7 +1,9 @@
 import Foundation
 import Hummingbird
 import Logging
+import Metrics
 import MyBAOps
+import Prometheus
 
 @main
 struct MyBAServer {
@@ -18,8 +20,17 @@ struct MyBAServer {
         let destination = LogDestination.all([.standardOutput, .file(logWriter)])
         LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: level, destination: destination) }
         let logger = Logger(label: "myba.server")
+        let metricsRegistry = PrometheusCollectorRegistry()
+        var metricsFactory = PrometheusMetricsFactory(registry: metricsRegistry)
+        // Requests and webhooks take milliseconds, not the seconds of the default buckets.
+        metricsFactory.defaultDurationHistogramBuckets = [
+            .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+            .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500),
+            .seconds(5), .seconds(10), .seconds(30),
+        ]
+        MetricsSystem.bootstrap(metricsFactory)
         do {
-            let app = try await buildApplication(settings: settings, logger: logger)
+            let app = try await buildApplication(settings: settings, logger: logger, metricsRegistry: metricsRegistry)
             try await app.runService()
             logger.info("server stopped")
         } catch {

@@ -64,6 +64,7 @@ struct WebhookController {
         do {
             try check()
         } catch let error as WebhookSignatureError {
+            MyBAMetrics.recordWebhook(source: source, outcome: "rejected")
             context.logger.warning("webhook rejected", metadata: ["webhook.source": .string(source.rawValue), "error.message": .string(error.description)])
             throw APIError(.badRequest, code: "invalid_signature", message: error.description)
         }
@@ -75,6 +76,7 @@ struct WebhookController {
         let stored = try await database.storeWebhook(delivery)
         guard stored else {
             let status = try await database.webhookEvent(source: delivery.source, eventId: delivery.eventId)?.status.rawValue ?? "received"
+            MyBAMetrics.recordWebhook(source: delivery.source, outcome: "duplicate")
             logger.info("webhook redelivered; nothing to do", metadata: ["webhook.type": .string(delivery.type)])
             return Receipt(received: true, duplicate: true, status: status)
         }

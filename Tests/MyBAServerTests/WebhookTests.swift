@@ -305,10 +305,18 @@ struct RunningServer {
     }
 
     func post(_ path: String, body: String, headers: HTTPFields) async throws -> (Int, Data) {
+        try await send("POST", path, body: body, headers: headers)
+    }
+
+    func get(_ path: String, headers: HTTPFields = [:]) async throws -> (Int, Data) {
+        try await send("GET", path, body: nil, headers: headers)
+    }
+
+    func send(_ method: String, _ path: String, body: String?, headers: HTTPFields) async throws -> (Int, Data) {
         var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
-        request.httpMethod = "POST"
+        request.httpMethod = method
         for field in headers { request.setValue(field.value, forHTTPHeaderField: field.name.rawName) }
-        request.httpBody = Data(body.utf8)
+        request.httpBody = body.map { Data($0.utf8) }
         let (data, response) = try await URLSession.shared.data(for: request)
         return ((response as! HTTPURLResponse).statusCode, data)
     }

@@ -33,6 +33,9 @@ public struct MyBASettings: Equatable, Sendable {
     public var publicURL: String
     /// `MYBA_FAULT_INJECTION`: test-only crash points (see README); never set in production.
     public var faultInjection: Set<String>
+    /// Serve `/metrics` to any address, not only loopback (for a scraper on another host; put
+    /// the proxy's rules in front of it).
+    public var metricsPublic = false
     /// `MYBA_WEBHOOK_RETRY_SECONDS`: how often the retry worker looks for due events.
     public var webhookRetryIntervalSeconds: Int = 5
     /// `MYBA_SESSION_TTL` (`30d`, `24h` …): the server reaps untransferred anonymous sessions not
@@ -119,6 +122,7 @@ public struct MyBASettings: Equatable, Sendable {
         settings.stripe.webhookSecret = env.string("STRIPE_WEBHOOK_SECRET")
         settings.stripe.apiBase = try env.url("STRIPE_API_BASE") ?? settings.stripe.apiBase
         settings.faultInjection = Set(env.list("MYBA_FAULT_INJECTION"))
+        settings.metricsPublic = try env.flag("MYBA_METRICS_PUBLIC") ?? false
         if let ttl = env.string("MYBA_SESSION_TTL") {
             guard let seconds = OperatorDuration.parse(ttl), seconds >= 60 else {
                 throw SettingsError(variable: "MYBA_SESSION_TTL", problem: "must be a duration of at least a minute like 30d, 24h or 90m, got \"\(ttl)\"")

@@ -131,11 +131,13 @@ public struct WebhookProcessor: Sendable {
 
     public func process(source: WebhookSource, eventId: String, requestId: String? = nil, logger: Logger) async throws -> WebhookOutcome {
         let plans = self.plans
+        let started = ContinuousClock.now
         do {
             let outcome = try await database.immediateWrite { db in
                 try Self.processInTransaction(source: source, eventId: eventId, plans: plans, requestId: requestId, in: db)
             }
             if !outcome.alreadyDone {
+                MyBAMetrics.recordWebhook(source: source, outcome: outcome.status.rawValue, duration: ContinuousClock.now - started)
                 logger.info("webhook processed", metadata: [
                     "webhook.source": .string(source.rawValue), "webhook.event.id": .string(eventId),
                     "webhook.status": .string(outcome.status.rawValue), "webhook.outcome": .string(outcome.message),
@@ -156,6 +158,7 @@ public struct WebhookProcessor: Sendable {
                     """, arguments: [attempts, message, SQLTimestamp.string(now.addingTimeInterval(Self.backoff(attempts: attempts))), source.rawValue, eventId])
                 return attempts
             }
+            MyBAMetrics.recordWebhook(source: source, outcome: WebhookEvent.Status.failed.rawValue, duration: ContinuousClock.now - started)
             logger.error("webhook processing failed", metadata: [
                 "webhook.source": .string(source.rawValue), "webhook.event.id": .string(eventId),
                 "webhook.attempts": .stringConvertible(attempts), "error.message": .string(message),
