@@ -22,7 +22,7 @@ struct AnonymousSessionController {
     }
 
     @Sendable func start(_ request: Request, context: MyBARequestContext) async throws -> StartResponse {
-        let body = try await request.decode(as: StartRequest.self, context: context)
+        let body = try await request.decodeJSON(as: StartRequest.self, context: context)
         let started = try await database.startAnonymousSession(fingerprint: body.fingerprint, clientAddress: context.clientAddress, settings: settings)
         if started.created {
             context.logger.info("anonymous session created", metadata: ["session.id": .string(started.session.id)])

@@ -20,12 +20,11 @@ struct ServerDependencies: Sendable {
     var metricsRegistry: PrometheusCollectorRegistry
 }
 
-/// Builds the server from settings: opens and migrates the database, loads and validates the
-/// plans, and wires the router. Used by `main` and by the tests. `metricsRegistry` is what
-/// `/metrics` exports: `main` bootstraps swift-metrics into it; tests may pass a fresh one.
-func buildApplication(
+/// Opens and migrates the database, loads and validates the plans, and makes the clients: what
+/// the router and the background services share.
+func buildDependencies(
     settings: MyBASettings, logger: Logger, metricsRegistry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()
-) async throws -> some ApplicationProtocol {
+) async throws -> ServerDependencies {
     let plans = try settings.plansFile.map(PlanCatalog.load(contentsOf:)) ?? .standard
     let database = try AppDatabase.openFile(
         at: settings.databasePath,
@@ -39,18 +38,28 @@ func buildApplication(
         logger.warning("released tokens of abandoned generations", metadata: ["generations.released": .stringConvertible(released)])
     }
     let http = URLSessionHTTPClient()
-    let verifier = try ClerkTokenVerifier(settings: settings.auth, http: http)
-    let generator = TicketGenerator(database: database, settings: settings.ai, http: http)
-    let webhookProcessor = WebhookProcessor(database: database, plans: plans)
-    let stripe = settings.stripe.secretKey == nil ? nil : try StripeClient(settings: settings.stripe, http: http)
-    let dependencies = ServerDependencies(
-        settings: settings, database: database, plans: plans, startedAt: Date(), verifier: verifier, generator: generator,
-        webhookProcessor: webhookProcessor, stripe: stripe, metricsRegistry: metricsRegistry)
+    return ServerDependencies(
+        settings: settings, database: database, plans: plans, startedAt: Date(),
+        verifier: try ClerkTokenVerifier(settings: settings.auth, http: http),
+        generator: TicketGenerator(database: database, settings: settings.ai, http: http),
+        webhookProcessor: WebhookProcessor(database: database, plans: plans),
+        stripe: settings.stripe.secretKey == nil ? nil : try StripeClient(settings: settings.stripe, http: http),
+        metricsRegistry: metricsRegistry)
+}
+
+/// Builds the server from settings: the dependencies, the router and the background services.
+/// Used by `main` and by the tests. `metricsRegistry` is what `/metrics` exports: `main`
+/// bootstraps swift-metrics into it; tests may pass a fresh one.
+func buildApplication(
+    settings: MyBASettings, logger: Logger, metricsRegistry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()
+) async throws -> some ApplicationProtocol {
+    let dependencies = try await buildDependencies(settings: settings, logger: logger, metricsRegistry: metricsRegistry)
+    let database = dependencies.database, webhookProcessor = dependencies.webhookProcessor, generator = dependencies.generator
     var services: [any Service] = [PeriodicService.webhookRetries(webhookProcessor, every: .seconds(settings.webhookRetryIntervalSeconds), logger: logger)]
     if let ttl = settings.sessionTTLSeconds {
         services.append(PeriodicService.sessionReaper(database, ttl: ttl, logger: logger))
     }
-    if let stripe {
+    if let stripe = dependencies.stripe {
         services.append(PeriodicService.stripeMirror(StripeMirror(database: database, stripe: stripe), every: .milliseconds(settings.mirrorIntervalMilliseconds), logger: logger))
     } else {
         logger.notice("payments disabled: STRIPE_SECRET_KEY is not set; balance changes wait in the Stripe outbox")
@@ -101,6 +110,7 @@ func buildRouter(_ dependencies: ServerDependencies) -> Router<MyBARequestContex
     router.addRoutes(
         MetricsController(registry: dependencies.metricsRegistry, database: dependencies.database, servesEveryAddress: dependencies.settings.metricsPublic).endpoints,
         atPath: "/metrics")
+    router.addRoutes(OpenAPIController().endpoints, atPath: "/openapi.json")
     router.addRoutes(PlansController(catalog: dependencies.plans).endpoints, atPath: "/api/plans")
     router.addRoutes(AnonymousSessionController(database: dependencies.database, settings: dependencies.settings.anonymous).endpoints, atPath: "/api/anonymous-session")
     router.addRoutes(UserTokensController(database: dependencies.database).endpoints, atPath: "/api/user-tokens")

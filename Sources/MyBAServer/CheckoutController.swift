@@ -30,7 +30,7 @@ struct CheckoutController {
         guard let stripe else {
             throw APIError(.serviceUnavailable, code: "payments_disabled", message: "payments are not configured on this server (STRIPE_SECRET_KEY)")
         }
-        let body = try await request.decode(as: CheckoutRequest.self, context: context)
+        let body = try await request.decodeJSON(as: CheckoutRequest.self, context: context)
         if let claimed = body.userId, claimed != user.userId {
             throw APIError(.forbidden, code: "forbidden", message: "userId does not match the signed-in user")
         }

@@ -19,11 +19,21 @@ struct GenerateController {
     }
 
     @Sendable func generate(_ request: Request, context: MyBARequestContext) async throws -> GenerationResult {
-        let body = try await request.decode(as: GenerateRequest.self, context: context)
+        let body = try await request.decodeJSON(as: GenerateRequest.self, context: context)
         guard let provider = GenerationProvider(rawValue: body.provider ?? "myba") else {
             throw APIError(.badRequest, code: "invalid_input", message: "provider must be \"myba\", \"openai\" or \"anthropic\"")
         }
-        let idempotencyKey = request.headers[.idempotencyKey].flatMap(RequestIDMiddleware.acceptable) ?? context.requestId
+        // A key we cannot use is refused, not dropped: silently ignoring it would charge the
+        // client's retry a second time.
+        let idempotencyKey: String
+        if let sent = request.headers[.idempotencyKey] {
+            guard let usable = RequestIDMiddleware.acceptable(sent) else {
+                throw APIError(.badRequest, code: "invalid_idempotency_key", message: "Idempotency-Key must be 1–128 characters of A–Z, a–z, 0–9, '-', '_', '.', ':'")
+            }
+            idempotencyKey = usable
+        } else {
+            idempotencyKey = context.requestId
+        }
         let generation = GenerationRequest(
             input: body.input, provider: provider, apiKey: body.apiKey, model: body.model,
             userId: context.user?.userId, sessionId: context.user == nil ? body.sessionId : nil,

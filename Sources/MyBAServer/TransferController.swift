@@ -24,7 +24,7 @@ struct TransferController {
 
     @Sendable func transfer(_ request: Request, context: MyBARequestContext) async throws -> TransferResponse {
         let user = try context.requireUser()
-        let body = try await request.decode(as: TransferRequest.self, context: context)
+        let body = try await request.decodeJSON(as: TransferRequest.self, context: context)
         if let claimed = body.userId, claimed != user.userId {
             throw APIError(.forbidden, code: "forbidden", message: "userId does not match the signed-in user")
         }

@@ -100,8 +100,12 @@ public final class ClerkTokenVerifier: Sendable {
         if token.hasPrefix("dev:") {
             guard isDevelopmentMode else { throw AuthError.developmentTokenRejected }
             let userId = String(token.dropFirst(4))
-            guard !userId.isEmpty, userId.count <= 255, userId.allSatisfy({ !$0.isWhitespace && !$0.isNewline }) else {
-                throw AuthError.malformed("development token needs a user id: dev:<userId>")
+            // Shaped like Clerk's ids (`user_…`): anything else would open an account under a
+            // name no real sign-in can produce.
+            guard (1...128).contains(userId.utf8.count), userId.utf8.allSatisfy({ byte in
+                (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
+            }) else {
+                throw AuthError.malformed("development token needs a user id of 1–128 letters, digits, '_' or '-': dev:<userId>")
             }
             return AuthenticatedUser(userId: userId, isDevelopment: true)
         }

@@ -112,7 +112,11 @@ public struct TicketGenerator: Sendable {
 
     public func generate(_ request: GenerationRequest, logger: Logger) async throws -> GenerationResult {
         let input = request.input
-        guard !input.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { throw GenerationError.invalidInput("input is empty") }
+        // Zero-width and direction marks are invisible: an input of only those is empty, and a
+        // token spent on it would buy nothing.
+        guard input.unicodeScalars.contains(where: { scalar in
+            !scalar.properties.isWhitespace && ![.format, .control].contains(scalar.properties.generalCategory)
+        }) else { throw GenerationError.invalidInput("input is empty") }
         guard input.count <= Self.maxInputCharacters else {
             throw GenerationError.invalidInput("input is \(input.count) characters; the limit is \(Self.maxInputCharacters)")
         }
