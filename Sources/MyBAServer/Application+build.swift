@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 import MyBAOps
@@ -122,5 +123,40 @@ func buildRouter(_ dependencies: ServerDependencies) -> Router<MyBARequestContex
     router.addRoutes(
         WebhookController(settings: dependencies.settings, database: dependencies.database, processor: dependencies.webhookProcessor).endpoints,
         atPath: "/api/webhook")
+    router.add(middleware: MethodNotAllowedMiddleware(routes: router.routes))
     return router
+}
+
+/// A known path asked with a method it does not serve is 405 with `Allow`, not 404: the client
+/// got the method wrong, not the address. Any method counts, including ones Hummingbird has no
+/// name for (QUERY), which is why this looks at unmatched requests instead of adding routes.
+struct MethodNotAllowedMiddleware: RouterMiddleware {
+    typealias Context = MyBARequestContext
+    /// Path templates split into segments (`{…}` matches any one segment) and what they serve.
+    let templates: [(segments: [Substring], allow: String)]
+
+    init(routes: [Router<MyBARequestContext>.RouteDescription]) {
+        var methodsByPath: [String: Set<String>] = [:]
+        for route in routes { methodsByPath[route.path.description, default: []].insert(route.method.rawValue) }
+        templates = methodsByPath.map { path, methods in
+            var allowed = methods
+            if allowed.contains("GET") { allowed.insert("HEAD") }
+            return (path.split(separator: "/"), allowed.sorted().joined(separator: ", "))
+        }
+    }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as HTTPError where error.status == .notFound && (context.endpointPath == nil || context.endpointPath == "NotFound") {
+            let segments = request.uri.path.split(separator: "/")
+            guard let match = templates.first(where: { template in
+                template.segments.count == segments.count
+                    && zip(template.segments, segments).allSatisfy { pattern, segment in pattern.hasPrefix("{") || pattern == segment }
+            }) else { throw error }
+            throw APIError(
+                .methodNotAllowed, code: "method_not_allowed", message: "\(request.method.rawValue.prefix(20)) is not served here; use \(match.allow)",
+                headers: [.allow: match.allow])
+        }
+    }
 }

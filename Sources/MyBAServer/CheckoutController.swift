@@ -39,7 +39,15 @@ struct CheckoutController {
         }
         let firstPurchase = try await database.isFirstPurchase(userId: user.userId)
         let amount = firstPurchase ? plan.amount * (100 - plans.firstPurchaseDiscountPercent) / 100 : plan.amount
-        let requestKey = request.headers[.idempotencyKey].flatMap(RequestIDMiddleware.acceptable) ?? context.requestId
+        let requestKey: String
+        if let sent = request.headers[.idempotencyKey] {
+            guard let usable = RequestIDMiddleware.acceptable(sent) else {
+                throw APIError(.badRequest, code: "invalid_idempotency_key", message: "Idempotency-Key must be 1–128 characters of A–Z, a–z, 0–9, '-', '_', '.', ':'")
+            }
+            requestKey = usable
+        } else {
+            requestKey = context.requestId
+        }
         do {
             let stripeCustomer = try await database.ensureStripeCustomer(userId: user.userId, stripe: stripe)
             var form: StripeForm = [
@@ -57,7 +65,7 @@ struct CheckoutController {
                 ("metadata[first_purchase_discount]", firstPurchase ? String(plans.firstPurchaseDiscountPercent) : "0"),
             ]
             form.append(("customer", stripeCustomer))
-            let session = try await stripe.createCheckoutSession(form, idempotencyKey: "myba-checkout:\(user.userId):\(requestKey)")
+            let session = try await stripe.createCheckoutSession(form, idempotencyKey: Self.stripeKey(userId: user.userId, planId: plan.id, amount: amount, requestKey: requestKey))
             guard let id = session["id"] as? String, let url = session["url"] as? String else {
                 throw APIError(.badGateway, code: "stripe_error", message: "Stripe returned a session without id or url")
             }
@@ -69,5 +77,12 @@ struct CheckoutController {
             context.logger.error("Stripe refused checkout", metadata: ["error.message": .string(error.description)])
             throw APIError(.badGateway, code: "stripe_error", message: error.description)
         }
+    }
+
+    /// The Stripe idempotency key of a checkout: a retry of the same request gets the same
+    /// session, while a request id or key that a client reuses for another plan or price (both
+    /// are client-supplied) gets a new session instead of Stripe's idempotency_error.
+    static func stripeKey(userId: String, planId: String, amount: Int, requestKey: String) -> String {
+        "myba-checkout:\(userId):\(planId):\(amount):\(requestKey)"
     }
 }

@@ -330,6 +330,18 @@ enum OpenAPIDocument {
         "parameters": [
           {
             "$ref": "#/components/parameters/RequestID"
+          },
+          {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": false,
+            "description": "A retry with the same key returns the same Checkout session. A key that breaks the pattern is refused with 400 invalid_idempotency_key.",
+            "schema": {
+              "type": "string",
+              "minLength": 1,
+              "maxLength": 128,
+              "pattern": "^[A-Za-z0-9_.:-]+$"
+            }
           }
         ],
         "requestBody": {
@@ -816,11 +828,13 @@ enum OpenAPIDocument {
             "minLength": 1
           },
           "userId": {
-            "type": "string"
+            "type": "string",
+            "nullable": true
           },
           "remainingTokens": {
             "type": "integer",
-            "description": "ignored: the server's own count moves"
+            "description": "ignored: the server's own count moves",
+            "nullable": true
           }
         }
       },
@@ -854,26 +868,32 @@ enum OpenAPIDocument {
             "pattern": "\\S"
           },
           "sessionId": {
-            "type": "string"
+            "type": "string",
+            "nullable": true
           },
           "provider": {
             "type": "string",
             "enum": [
               "myba",
               "openai",
-              "anthropic"
-            ]
+              "anthropic",
+              null
+            ],
+            "nullable": true
           },
           "apiKey": {
             "type": "string",
-            "description": "with provider openai or anthropic: the caller's own key; never stored or logged"
+            "description": "with provider openai or anthropic: the caller's own key; never stored or logged",
+            "nullable": true
           },
           "model": {
             "type": "string",
             "minLength": 1,
-            "maxLength": 200
+            "maxLength": 200,
+            "nullable": true
           }
-        }
+        },
+        "description": "Optional fields may be absent or null (the same thing)."
       },
       "Ticket": {
         "type": "object",
@@ -950,7 +970,8 @@ enum OpenAPIDocument {
             "type": "string"
           },
           "userId": {
-            "type": "string"
+            "type": "string",
+            "nullable": true
           }
         }
       },
