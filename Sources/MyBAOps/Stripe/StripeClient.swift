@@ -39,13 +39,14 @@ public struct StripeClient: Sendable {
     /// Scales retry delays (tests use 0).
     public var retryDelayScale: Double
 
-    public init(settings: StripeSettings, http: any HTTPClient, maxRetries: Int = 2, timeout: TimeInterval = 20, retryDelayScale: Double = 1) throws {
+    /// `timeout` (per attempt) defaults to the settings' `MYBA_STRIPE_TIMEOUT_MS`.
+    public init(settings: StripeSettings, http: any HTTPClient, maxRetries: Int = 2, timeout: TimeInterval? = nil, retryDelayScale: Double = 1) throws {
         guard let key = settings.secretKey else { throw StripeError(status: nil, type: "configuration", code: nil, message: "STRIPE_SECRET_KEY is not set", param: nil) }
         self.apiBase = settings.apiBase
         self.secretKey = key
         self.http = http
         self.maxRetries = maxRetries
-        self.timeout = timeout
+        self.timeout = timeout ?? settings.timeoutSeconds
         self.retryDelayScale = retryDelayScale
     }
 

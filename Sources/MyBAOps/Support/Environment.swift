@@ -121,6 +121,7 @@ public struct MyBASettings: Equatable, Sendable {
         }
         settings.stripe.webhookSecret = env.string("STRIPE_WEBHOOK_SECRET")
         settings.stripe.apiBase = try env.url("STRIPE_API_BASE") ?? settings.stripe.apiBase
+        if let timeout = try env.integer("MYBA_STRIPE_TIMEOUT_MS", in: 100...120_000) { settings.stripe.timeoutSeconds = Double(timeout) / 1000 }
         settings.faultInjection = Set(env.list("MYBA_FAULT_INJECTION"))
         settings.metricsPublic = try env.flag("MYBA_METRICS_PUBLIC") ?? false
         if let ttl = env.string("MYBA_SESSION_TTL") {
@@ -201,6 +202,9 @@ public struct StripeSettings: Equatable, Sendable {
     public var webhookSecret: String?
     /// `STRIPE_API_BASE`: Stripe's API, or the emulator.
     public var apiBase = URL(string: "https://api.stripe.com")!
+    /// `MYBA_STRIPE_TIMEOUT_MS`: how long one Stripe request may take before it counts as failed
+    /// (and is retried); the outbox makes a slow Stripe delay only the mirror, never an answer.
+    public var timeoutSeconds: TimeInterval = 20
 
     public init(secretKey: String? = nil, webhookSecret: String? = nil, apiBase: URL = URL(string: "https://api.stripe.com")!) {
         self.secretKey = secretKey
