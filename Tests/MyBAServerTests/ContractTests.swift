@@ -126,6 +126,8 @@ struct HostileCase: Sendable, CustomTestStringConvertible {
         HostileCase(name: "lone surrogate escape", path: "/api/generate", headers: userA, body: json(#"{"input":"\ud800"}"#), status: 400),
         HostileCase(name: "only zero-width and bidi characters", path: "/api/generate", headers: userA, body: json(#"{"input":"\u200b\u202e\u2066 \n\t"}"#), status: 400),
         HostileCase(name: "fingerprint of 513 characters", path: "/api/anonymous-session", body: json(#"{"fingerprint":""# + String(repeating: "é", count: 513) + #""}"#), status: 400),
+        // 400 code points that make far fewer characters: lengths count code points, as the contract's maxLength does.
+        HostileCase(name: "fingerprint of 513 code points in few graphemes", path: "/api/anonymous-session", body: json(#"{"fingerprint":"x"# + String(repeating: "\u{1F3FB}", count: 512) + #""}"#), status: 400),
         HostileCase(name: "number where a string belongs", path: "/api/anonymous-session", body: json(#"{"fingerprint":12345}"#), status: 400),
         HostileCase(name: "huge remainingTokens", path: "/api/transfer-anonymous-tokens", headers: userA, body: json(#"{"sessionId":"anon_x","remainingTokens":1e30}"#), status: 400),
         HostileCase(name: "negative remainingTokens for an unknown session", path: "/api/transfer-anonymous-tokens", headers: userA, body: json(#"{"sessionId":"anon_x","remainingTokens":-5}"#), status: 404),

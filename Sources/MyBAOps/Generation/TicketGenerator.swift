@@ -117,8 +117,9 @@ public struct TicketGenerator: Sendable {
         guard input.unicodeScalars.contains(where: { scalar in
             !scalar.properties.isWhitespace && ![.format, .control].contains(scalar.properties.generalCategory)
         }) else { throw GenerationError.invalidInput("input is empty") }
-        guard input.count <= Self.maxInputCharacters else {
-            throw GenerationError.invalidInput("input is \(input.count) characters; the limit is \(Self.maxInputCharacters)")
+        // Lengths count Unicode code points, as JSON Schema's maxLength does in our contract.
+        guard input.unicodeScalars.count <= Self.maxInputCharacters else {
+            throw GenerationError.invalidInput("input is \(input.unicodeScalars.count) characters; the limit is \(Self.maxInputCharacters)")
         }
         let ownKey = request.apiKey?.trimmingCharacters(in: .whitespaces).nilIfEmpty
         switch request.provider {
@@ -129,7 +130,7 @@ public struct TicketGenerator: Sendable {
         default:
             break
         }
-        if let model = request.model, model.isEmpty || model.count > 200 {
+        if let model = request.model, model.isEmpty || model.unicodeScalars.count > 200 {
             throw GenerationError.invalidInput("model must be 1–200 characters")
         }
         let caller: Payer

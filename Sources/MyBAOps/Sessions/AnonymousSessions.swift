@@ -57,7 +57,8 @@ extension AppDatabase {
     /// new. The same fingerprint always gets the same session and never a fresh count. Creation
     /// (only creation) is limited per client address to `sessionsPerHour`.
     public func startAnonymousSession(fingerprint: String, clientAddress: String, settings: AnonymousSettings) async throws -> AnonymousSessionStart {
-        guard (1...512).contains(fingerprint.count) else { throw AnonymousSessionError.invalidFingerprint }
+        // Code points, as JSON Schema's maxLength counts them in the contract.
+        guard (1...512).contains(fingerprint.unicodeScalars.count) else { throw AnonymousSessionError.invalidFingerprint }
         let fingerprintHash = Self.saltedHash("fingerprint", fingerprint, secret: settings.fingerprintSecret)
         let addressHash = Self.saltedHash("address", clientAddress, secret: settings.fingerprintSecret)
         return try await immediateWrite { db in
