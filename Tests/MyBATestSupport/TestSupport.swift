@@ -99,11 +99,3 @@ public final class CapturedLines: Sendable {
         LogDestination { line in self.lines.withLock { $0.append(String(decoding: line, as: UTF8.self)) } }
     }
 }
-
-/// Runs blocking work (waiting for a process, reading a pipe) on a GCD thread, so it never
-/// starves Swift's cooperative thread pool.
-public func offloaded<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        DispatchQueue.global().async { continuation.resume(with: Result { try work() }) }
-    }
-}
