@@ -129,6 +129,12 @@ final class Console: @unchecked Sendable {
     func reportFailure(_ error: any Error) {
         let message = "\(error)"
         Console.writeError("myba-admin: error: \(message)")
+        if json, let interrupted = error as? ReapInterrupted {
+            // Scripts must learn what was removed before the stop, not only that it stopped.
+            struct Document: Encodable { var error: Detail; struct Detail: Encodable { var code: String; var message: String; var removed: Int; var batches: Int } }
+            try? writeJSON(Document(error: .init(code: "database_locked", message: message, removed: interrupted.result.removed, batches: interrupted.result.batches)))
+            return
+        }
         if json {
             let code: String
             switch error {

@@ -19,17 +19,32 @@ struct SessionsReapCommand: ConsoleCommand {
     var dryRun = false
 
     @Option(help: "Sessions per transaction (1–10000); smaller blocks the server for less time.")
-    var batch = 500
+    var batch = 100
+
+    @Option(help: ArgumentHelp("Pause between batches in milliseconds (0–60000); the reap always pauses at least as long as a batch took, so a running server keeps half the write time.", valueName: "ms"))
+    var pauseMs = 0
 
     func validate() throws {
         _ = try parseDuration(olderThan, option: "--older-than")
         guard (1...10_000).contains(batch) else { throw ValidationError("--batch must be between 1 and 10000, got \(batch)") }
+        guard (0...60_000).contains(pauseMs) else { throw ValidationError("--pause-ms must be between 0 and 60000, got \(pauseMs)") }
     }
 
     func execute(in console: Console) async throws {
         let cutoff = Date().addingTimeInterval(-(try parseDuration(olderThan, option: "--older-than")))
         let database = try console.database()
-        let result = try await database.reapAnonymousSessions(lastSeenBefore: cutoff, batch: batch, dryRun: dryRun)
+        let result: ReapResult
+        do {
+            result = try await database.reapAnonymousSessions(lastSeenBefore: cutoff, batch: batch, dryRun: dryRun, pause: .milliseconds(pauseMs))
+        } catch let interrupted as ReapInterrupted {
+            // What was removed stays removed: audit it before reporting the failure.
+            if interrupted.result.removed > 0 {
+                try await database.recordAudit(
+                    console.operatorContext(reason: "reap sessions older than \(olderThan)"), userId: nil,
+                    outcome: "removed \(interrupted.result.removed) sessions, then stopped: database locked")
+            }
+            throw interrupted
+        }
         if !dryRun && result.removed > 0 {
             try await database.recordAudit(console.operatorContext(reason: "reap sessions older than \(olderThan)"), userId: nil, outcome: "removed \(result.removed) sessions")
         }

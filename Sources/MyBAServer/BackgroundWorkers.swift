@@ -49,7 +49,7 @@ extension PeriodicService {
     /// `myba-admin sessions reap` runs, in the same short batches.
     static func sessionReaper(_ database: AppDatabase, ttl: TimeInterval, logger: Logger) -> PeriodicService {
         PeriodicService(name: "session reap", interval: .seconds(3600), logger: logger) {
-            let result = try await database.reapAnonymousSessions(lastSeenBefore: Date().addingTimeInterval(-ttl), batch: 500, dryRun: false)
+            let result = try await database.reapAnonymousSessions(lastSeenBefore: Date().addingTimeInterval(-ttl), batch: 100, dryRun: false)
             if result.removed > 0 { logger.info("stale anonymous sessions reaped", metadata: ["sessions.removed": .stringConvertible(result.removed)]) }
         }
     }

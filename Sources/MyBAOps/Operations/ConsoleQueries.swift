@@ -32,6 +32,15 @@ public struct ReapResult: Codable, Equatable, Sendable {
     public var dryRun: Bool
 }
 
+/// A reap stopped because the database stayed locked; `result` is what it removed before.
+public struct ReapInterrupted: Error, CustomStringConvertible, Sendable {
+    public var result: ReapResult
+    public var reason: String
+    public var description: String {
+        "stopped after removing \(result.removed) session(s) in \(result.batches) batch(es): the database stayed locked (\(reason)); run the reap again to continue"
+    }
+}
+
 extension AppDatabase {
     /// Resolves `user_…`, an email address or a `cus_…` id to a user id.
     public func resolveUserId(_ reference: String) async throws -> String? {
@@ -111,9 +120,16 @@ extension AppDatabase {
     }
 
     /// Removes untransferred anonymous sessions last seen before `cutoff`, `batch` at a time,
-    /// each batch its own short transaction so a running server waits at most one batch. Two
-    /// overlapping reaps never fail or count a session twice: each batch counts what it deleted.
-    public func reapAnonymousSessions(lastSeenBefore cutoff: Date, batch: Int, dryRun: Bool) async throws -> ReapResult {
+    /// each batch its own short transaction. After each batch the reap pauses at least as long
+    /// as the batch held the write lock (and at least `pause`), so a running server gets the
+    /// lock at least half the time: SQLite's busy handler sleeps instead of queueing, and a reap
+    /// that takes the lock back at once starves the server's writes (and the other way round).
+    /// A batch refused with "database is locked" is retried with back-off; when it keeps being
+    /// refused, ``ReapInterrupted`` reports what was already removed. Two overlapping reaps never
+    /// fail or count a session twice: each batch counts what it deleted.
+    public func reapAnonymousSessions(
+        lastSeenBefore cutoff: Date, batch: Int, dryRun: Bool, pause: Duration = .zero, busyRetries: Int = 8
+    ) async throws -> ReapResult {
         let cutoffText = SQLTimestamp.string(cutoff)
         if dryRun {
             let count = try await writer.read { db in
@@ -121,19 +137,32 @@ extension AppDatabase {
             }
             return ReapResult(removed: count, batches: 0, cutoff: cutoff, dryRun: true)
         }
-        var removed = 0, batches = 0
+        var removed = 0, batches = 0, refusals = 0
         while true {
-            let deleted = try await immediateWrite { db -> Int in
-                try db.execute(sql: """
-                    DELETE FROM anonymous_sessions WHERE id IN (
-                        SELECT id FROM anonymous_sessions WHERE transferred_to IS NULL AND last_seen_at < ? LIMIT ?)
-                    """, arguments: [cutoffText, batch])
-                return db.changesCount
+            let started = ContinuousClock.now
+            let deleted: Int
+            do {
+                deleted = try await immediateWrite { db -> Int in
+                    // Oldest first, along the last_seen_at index: fewer pages touched per batch.
+                    try db.execute(sql: """
+                        DELETE FROM anonymous_sessions WHERE id IN (
+                            SELECT id FROM anonymous_sessions WHERE transferred_to IS NULL AND last_seen_at < ? ORDER BY last_seen_at LIMIT ?)
+                        """, arguments: [cutoffText, batch])
+                    return db.changesCount
+                }
+                refusals = 0
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED {
+                refusals += 1
+                guard refusals <= busyRetries else {
+                    throw ReapInterrupted(result: ReapResult(removed: removed, batches: batches, cutoff: cutoff, dryRun: false), reason: "\(error)")
+                }
+                try await Task.sleep(for: .milliseconds(50 * (1 << min(refusals, 6))))
+                continue
             }
             if deleted == 0 { break }
             removed += deleted
             batches += 1
-            await Task.yield()
+            try await Task.sleep(for: max(pause, ContinuousClock.now - started))
         }
         return ReapResult(removed: removed, batches: batches, cutoff: cutoff, dryRun: false)
     }
