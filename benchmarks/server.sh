@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The server under load (issue 7), in one run against release builds on loopback, fresh temp dir:
 #   1. wrk: GET /api/health against POST /api/generate (mock AI, development auth, 50 funded
-#      users rotated per request), same threads/connections/duration; requests/s, p50, p99.
+#      users rotated per request), same threads/connections/duration, alternating rounds (each
+#      endpoint's best round is reported); requests/s, p50, p99.
 #   2. 2000 signed checkout.session.completed deliveries, one at a time: p50/p99 of the server's
 #      own duration.ms (the webhook is stored and processed before the answer) and of the client;
 #      then every event processed and `myba-admin ledger verify` clean.
@@ -14,9 +15,10 @@
 # Progress goes to stderr; one markdown table to stdout. Compare ratios within a run: the machine
 # is noisy.
 #
-# Usage: benchmarks/server.sh [--scratch-path DIR] [--duration S] [--reap-duration S]
+# Usage: benchmarks/server.sh [--scratch-path DIR] [--duration S] [--rounds N] [--reap-duration S]
 #                             [--reap-limit S] [--sessions N] [--webhooks N] [--no-build]
 # Environment: MYBA_BENCH_SCRATCH (build folder, default .build), MYBA_BENCH_DURATION (10),
+#              MYBA_BENCH_ROUNDS (2: health and generate alternate; each one's best round counts),
 #              MYBA_BENCH_REAP_DURATION (30, the no-reap baseline), MYBA_BENCH_REAP_LIMIT (240),
 #              MYBA_BENCH_SESSIONS (1000000), MYBA_BENCH_WEBHOOKS (2000),
 #              MYBA_BENCH_KEEP=1 keeps the temp dir with every raw output.
@@ -33,6 +35,8 @@ sessions=${MYBA_BENCH_SESSIONS:-1000000}
 webhooks=${MYBA_BENCH_WEBHOOKS:-2000}
 build=1
 threads=2
+rounds=${MYBA_BENCH_ROUNDS:-2}
+load_at_start=$(cut -d' ' -f1 /proc/loadavg)
 connections=32
 users=50
 funding=10000000
@@ -42,6 +46,7 @@ while (($#)); do
   case "$1" in
     --scratch-path) scratch=$2; shift 2 ;;
     --duration) duration=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
     --reap-duration) reap_duration=$2; shift 2 ;;
     --reap-limit) reap_limit=$2; shift 2 ;;
     --sessions) sessions=$2; shift 2 ;;
@@ -84,7 +89,12 @@ for binary in "$server_bin" "$admin_bin"; do
 done
 
 # --- temp dir, servers, cleanup ------------------------------------------------------------------
-work=$(mktemp -d "${TMPDIR:-/tmp}/myba-server-bench.XXXXXX")
+work=$(mktemp -d "${TMPDIR:-/tmp}/mybabench.XXXXXX")
+# The server runs as a copy named mbench-srv (and no path with "myba-server" in it), so that a
+# developer's `pkill myba-server` / `pkill -f myba-server` on this machine does not stop it
+# mid-run (it did: a graceful "server stopped" in the middle of a wrk run).
+cp "$server_bin" "$work/mbench-srv"
+server_bin="$work/mbench-srv"
 db="$work/myba.sqlite"
 secret="whsec_bench_$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 server_pid=""
@@ -139,6 +149,16 @@ run_wrk() {
   local name=$1 seconds=$2; shift 2
   wrk -t"$threads" -c"$connections" -d"${seconds}s" --timeout 10s --latency "$@" >"$work/wrk-$name.txt" 2>&1
   helper wrk "$work/wrk-$name.txt" >"$work/wrk-$name.json"
+  check_server "wrk $name"
+}
+
+# check_server WHAT: fails the run when the server is gone (a result without it means nothing).
+check_server() {
+  if ! kill -0 "$server_pid" 2>/dev/null; then
+    echo "myba-server (pid $server_pid) is gone after $1; last lines of its output:" >&2
+    grep -v '"msg":"request"\|"msg":"ticket generated"' "$work"/server-*.out | tail -5 >&2
+    exit 1
+  fi
 }
 export BENCH_USERS=$users BENCH_USER_PREFIX=user_bench
 
@@ -156,15 +176,33 @@ curl -sf -o /dev/null -X POST -H "Authorization: Bearer dev:user_bench1" -H 'Con
 say "warm-up (2 s each)"
 run_wrk warm-health 2 "$url/api/health"
 run_wrk warm-generate 2 "${generate_wrk[@]}"
-say "wrk GET /api/health: -t$threads -c$connections -d${duration}s"
-run_wrk health "$duration" "$url/api/health"
-say "wrk POST /api/generate: -t$threads -c$connections -d${duration}s"
-run_wrk generate "$duration" "${generate_wrk[@]}"
+# Rounds alternate health and generate; the table shows each endpoint's best round (highest
+# requests/s, with that round's percentiles): on a shared machine the best round is the least
+# disturbed one.
+for round in $(seq "$rounds"); do
+  say "round $round/$rounds: wrk GET /api/health -t$threads -c$connections -d${duration}s (load average $(cut -d' ' -f1 /proc/loadavg))"
+  run_wrk "health-$round" "$duration" "$url/api/health"
+  say "round $round/$rounds: wrk POST /api/generate -t$threads -c$connections -d${duration}s"
+  run_wrk "generate-$round" "$duration" "${generate_wrk[@]}"
+done
+python3 - "$work" "$rounds" <<'PY'
+import json, os, shutil, sys
+work, rounds = sys.argv[1], int(sys.argv[2])
+for name in ("health", "generate"):
+    runs = [(json.load(open(os.path.join(work, f"wrk-{name}-{r}.json"))), r) for r in range(1, rounds + 1)]
+    best, r = max(runs, key=lambda run: run[0]["requests_per_s"])
+    best["round"], best["rounds_requests_per_s"] = r, [run[0]["requests_per_s"] for run in runs]
+    best["non_2xx"] = sum(run[0]["non_2xx"] for run in runs)
+    best["socket_errors"] = sum(run[0]["socket_errors"] for run in runs)
+    best["timeouts"] = sum(run[0]["timeouts"] for run in runs)
+    json.dump(best, open(os.path.join(work, f"wrk-{name}.json"), "w"))
+PY
 rss_after_load_kb=$(awk '/^VmHWM:/ {print $2}' "/proc/$server_pid/status")
 
 # --- 2. webhooks ------------------------------------------------------------------------------------
 say "$webhooks signed checkout.session.completed deliveries, one at a time"
 helper webhooks --port "$port" --secret "$secret" --count "$webhooks" --users "$users" --run-id bench >"$work/webhooks.json"
+check_server "the webhooks"
 rss_kb=$(awk '/^VmHWM:/ {print $2}' "/proc/$server_pid/status")
 sleep 0.5
 helper log-durations --log "$log" --path /api/webhook/stripe >"$work/webhook-durations.json"
@@ -218,6 +256,7 @@ if kill -0 "$wrk_pid" 2>/dev/null; then reap_outlasted=0; kill -INT "$wrk_pid"; 
 wait "$wrk_pid" || true
 load_end=$(date +%s.%N)
 helper wrk "$work/wrk-reap-load.txt" >"$work/wrk-reap-load.json"
+check_server "the reap under load"
 say "reap exit $reap_exit in $(python3 -c "print(round($reap_end - $reap_start, 2))") s"
 helper log-durations --log "$log" --path /api/generate --since "$base_start" --until "$base_end" >"$work/reap-base-server.json"
 helper log-durations --log "$log" --path /api/generate --since "$reap_start" --until "$reap_end" >"$work/reap-load-server.json"
@@ -258,9 +297,10 @@ rows = []
 def row(measure, value, goal="", result=""): rows.append((measure, value, goal, result))
 
 ratio = generate["requests_per_s"] / health["requests_per_s"]
-conf = "wrk -t$threads -c$connections -d${duration}s"
-row(f"GET /api/health requests/s ({conf})", f"{health['requests_per_s']:.0f}")
-row(f"POST /api/generate requests/s (mock AI, $users users)", f"{generate['requests_per_s']:.0f}")
+conf = "wrk -t$threads -c$connections -d${duration}s, best of $rounds"
+def rounds_text(r): return ", ".join(f"{x:.0f}" for x in r["rounds_requests_per_s"])
+row(f"GET /api/health requests/s ({conf})", f"{health['requests_per_s']:.0f} (rounds: {rounds_text(health)})")
+row(f"POST /api/generate requests/s (mock AI, $users users rotated)", f"{generate['requests_per_s']:.0f} (rounds: {rounds_text(generate)})")
 row("generate ÷ health requests/s", f"{ratio:.2f}", "≥ 0.60", ok(ratio >= 0.6))
 row("GET /api/health p50 / p99 ms", f"{ms(health['p50_ms'])} / {ms(health['p99_ms'])}")
 row("POST /api/generate p50 / p99 ms", f"{ms(generate['p50_ms'])} / {ms(generate['p99_ms'])}")
@@ -277,8 +317,8 @@ row("webhook, client-observed p50 / p99 ms (Python client, keep-alive)", f"{ms(h
 processed = hook_check["processed"]
 row("webhook events processed / ledger verify exit", f"{processed} of {webhooks} / {verify_exit}",
     "all / 0", ok(processed == webhooks and hooks["statuses"].get("processed") == webhooks and verify_exit == 0))
-row(f"myba-admin stats, one-shot, mean of {len(stats['times'])} ms (hyperfine)", f"{stats['mean'] * 1000:.1f}", "≤ 50", ok(stats["mean"] * 1000 <= 50))
-row(f"myba-admin REPL, spawn → prompt on a pty, median of {repl['runs']} ms", f"{repl['median_ms']:.1f}", "≤ 50", ok(repl["median_ms"] <= 50))
+row(f"myba-admin stats, one-shot, mean of {len(stats['times'])} ms (hyperfine; median, min)", f"{stats['mean'] * 1000:.1f} ({stats['median'] * 1000:.1f}, {stats['min'] * 1000:.1f})", "mean ≤ 50", ok(stats["mean"] * 1000 <= 50))
+row(f"myba-admin REPL, spawn → prompt on a pty, median of {repl['runs']} ms (min, max)", f"{repl['median_ms']:.1f} ({repl['min_ms']:.1f}, {repl['max_ms']:.1f})", "median ≤ 50", ok(repl["median_ms"] <= 50))
 row(f"{sessions} stale sessions inserted (Python sqlite3, one transaction), s", f"{insert['seconds']:.1f}")
 row(f"generate p99 ms, wrk ${reap_duration}s, no reap", f"{ms(base['p99_ms'])} ({base['requests_per_s']:.0f} req/s)")
 row(f"generate p99 ms, wrk for the reap's {load_seconds:.0f}s, reap running", f"{ms(load['p99_ms'])} ({load['requests_per_s']:.0f} req/s)")
@@ -292,6 +332,7 @@ row("sessions reap --older-than 1h: seconds / removed / left",
     f"{reap_seconds:.1f}{' (outlasted the ${reap_limit}s load)' if outlasted else ''} / {removed} in {reap.get('batches')} batches / {left}",
     f"all {sessions} removed", ok(reap_exit == 0 and removed == sessions and left == 0))
 
+row("1-minute load average when the run started (2 cores; well above 0 means something else was running)", "$load_at_start")
 print("| measure | value | goal | result |")
 print("| --- | ---: | --- | --- |")
 for measure, value, goal, result in rows:
