@@ -16,10 +16,12 @@
 # is noisy.
 #
 # Usage: benchmarks/server.sh [--scratch-path DIR] [--duration S] [--rounds N] [--reap-duration S]
-#                             [--reap-limit S] [--sessions N] [--webhooks N] [--no-build]
+#                             [--reap-limit S] [--reap-batch N] [--sessions N] [--webhooks N]
+#                             [--no-build]
 # Environment: MYBA_BENCH_SCRATCH (build folder, default .build), MYBA_BENCH_DURATION (10),
 #              MYBA_BENCH_ROUNDS (2: health and generate alternate; each one's best round counts),
 #              MYBA_BENCH_REAP_DURATION (30, the no-reap baseline), MYBA_BENCH_REAP_LIMIT (240),
+#              MYBA_BENCH_REAP_BATCH (the reap's --batch; default: the command's own, 500),
 #              MYBA_BENCH_SESSIONS (1000000), MYBA_BENCH_WEBHOOKS (2000),
 #              MYBA_BENCH_KEEP=1 keeps the temp dir with every raw output.
 # Needs python3 (standard library), wrk, hyperfine and curl (installed with apt-get if missing).
@@ -31,6 +33,7 @@ scratch=${MYBA_BENCH_SCRATCH:-.build}
 duration=${MYBA_BENCH_DURATION:-10}
 reap_duration=${MYBA_BENCH_REAP_DURATION:-30}
 reap_limit=${MYBA_BENCH_REAP_LIMIT:-240}
+reap_batch=${MYBA_BENCH_REAP_BATCH:-}
 sessions=${MYBA_BENCH_SESSIONS:-1000000}
 webhooks=${MYBA_BENCH_WEBHOOKS:-2000}
 build=1
@@ -49,6 +52,7 @@ while (($#)); do
     --rounds) rounds=$2; shift 2 ;;
     --reap-duration) reap_duration=$2; shift 2 ;;
     --reap-limit) reap_limit=$2; shift 2 ;;
+    --reap-batch) reap_batch=$2; shift 2 ;;
     --sessions) sessions=$2; shift 2 ;;
     --webhooks) webhooks=$2; shift 2 ;;
     --no-build) build=0; shift ;;
@@ -197,6 +201,7 @@ for name in ("health", "generate"):
     best["timeouts"] = sum(run[0]["timeouts"] for run in runs)
     json.dump(best, open(os.path.join(work, f"wrk-{name}.json"), "w"))
 PY
+helper latency --port "$port" --path /api/health >"$work/health-latency-empty.json"
 rss_after_load_kb=$(awk '/^VmHWM:/ {print $2}' "/proc/$server_pid/status")
 
 # --- 2. webhooks ------------------------------------------------------------------------------------
@@ -232,6 +237,7 @@ helper insert-sessions --db "$db" --count "$sessions" >"$work/insert.json"
 say "inserted in $(field "$work/insert.json" seconds) s"
 start_server reap
 generate_wrk=(-s "$root/benchmarks/generate.lua" "$url/api/generate")
+helper latency --port "$port" --path /api/health >"$work/health-latency-sessions.json"
 run_wrk warm-reap 2 "${generate_wrk[@]}"
 say "wrk POST /api/generate without reap: ${reap_duration}s"
 base_start=$(date +%s.%N)
@@ -247,7 +253,7 @@ background_pids+=("$wrk_pid")
 sleep 0.5
 reap_start=$(date +%s.%N)
 set +e
-"$admin_bin" sessions reap --older-than 1h --json --db "$db" >"$work/reap.json" 2>"$work/reap.err"
+"$admin_bin" sessions reap --older-than 1h ${reap_batch:+--batch "$reap_batch"} --json --db "$db" >"$work/reap.json" 2>"$work/reap.err"
 reap_exit=$?
 set -e
 reap_end=$(date +%s.%N)
@@ -311,6 +317,8 @@ row("wrk non-2xx / socket errors / timeouts (all runs)",
     "none" if not bad else "; ".join(f"{n}: {a} / {b} / {c}" for n, (a, b, c) in bad.items()), "none", ok(not bad))
 row("server peak RSS (VmHWM) after health + generate load, MB", f"{rss_load:.1f}", "≤ 64", ok(rss_load <= 64))
 row("  … after the webhooks too / at the end of the reap run (restarted), MB", f"{rss_all:.1f} / {rss_reap:.1f}")
+lone_empty, lone_full = j("health-latency-empty.json"), j("health-latency-sessions.json")
+row(f"GET /api/health alone (50 in a row), median ms: no sessions / {sessions} sessions", f"{ms(lone_empty['median_ms'])} / {ms(lone_full['median_ms'])}")
 row(f"webhook receipt → ledger commit, server duration.ms p50 / p99 ({hook_server['count']} deliveries)",
     f"{ms(hook_server['p50_ms'])} / {ms(hook_server['p99_ms'])}", "p99 ≤ 5", ok(hook_server["p99_ms"] <= 5))
 row("webhook, client-observed p50 / p99 ms (Python client, keep-alive)", f"{ms(hooks['client_p50_ms'])} / {ms(hooks['client_p99_ms'])}")
@@ -328,7 +336,7 @@ server_ratio = load_server["p99_ms"] / base_server["p99_ms"]
 row("generate server duration.ms p99 no reap / during the reap only", f"{ms(base_server['p99_ms'])} / {ms(load_server['p99_ms'])}")
 row("  p99 during reap ÷ without (server side)", f"{server_ratio:.2f}", "≤ 2.0", ok(server_ratio <= 2))
 removed = reap.get("removed")
-row("sessions reap --older-than 1h: seconds / removed / left",
+row(f"sessions reap --older-than 1h{' --batch $reap_batch' if '$reap_batch' else ''}: seconds / removed / left",
     f"{reap_seconds:.1f}{' (outlasted the ${reap_limit}s load)' if outlasted else ''} / {removed} in {reap.get('batches')} batches / {left}",
     f"all {sessions} removed", ok(reap_exit == 0 and removed == sessions and left == 0))
 

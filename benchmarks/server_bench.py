@@ -84,6 +84,24 @@ def cmd_webhooks(args):
     print()
 
 
+def cmd_latency(args):
+    """Sequential GETs over one keep-alive connection: the latency of a lone request."""
+    connection = http.client.HTTPConnection("127.0.0.1", args.port, timeout=30)
+    times = []
+    for _ in range(args.count):
+        start = time.perf_counter()
+        connection.request("GET", args.path)
+        response = connection.getresponse()
+        response.read()
+        times.append((time.perf_counter() - start) * 1000)
+        if response.status != 200:
+            sys.stderr.write(f"GET {args.path}: HTTP {response.status}\n")
+            sys.exit(1)
+    connection.close()
+    json.dump({"count": args.count, "median_ms": statistics.median(times), "p90_ms": percentile(times, 0.9)}, sys.stdout)
+    print()
+
+
 def parse_ts(text):
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
 
@@ -253,6 +271,12 @@ def main():
     p.add_argument("--user-prefix", default="user_bench")
     p.add_argument("--run-id", default=str(os.getpid()))
     p.set_defaults(run=cmd_webhooks)
+
+    p = commands.add_parser("latency")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--path", default="/api/health")
+    p.add_argument("--count", type=int, default=50)
+    p.set_defaults(run=cmd_latency)
 
     p = commands.add_parser("log-durations")
     p.add_argument("--log", required=True)
