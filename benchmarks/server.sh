@@ -295,10 +295,6 @@ stats, repl, insert = j("stats.json")["results"][0], j("repl.json"), j("insert.j
 base, load = j("wrk-reap-base.json"), j("wrk-reap-load.json")
 base_server, load_server = j("reap-base-server.json"), j("reap-load-server.json")
 left = j("reap-check.json")["left"]
-try:
-    reap = j("reap.json")
-except Exception:
-    reap = {"removed": None, "batches": None}
 verify_exit, reap_exit = $verify_exit, $reap_exit
 rss_load, rss_all, rss_reap = $rss_after_load_kb / 1024, $rss_kb / 1024, $rss_reap_kb / 1024
 reap_seconds = $reap_end - $reap_start
