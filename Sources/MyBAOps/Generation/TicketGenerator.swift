@@ -148,6 +148,21 @@ public struct TicketGenerator: Sendable {
         }
         let inputHash = Self.inputHash(request)
 
+        if request.provider == .myba, ownKey == nil, settings.openRouterKey == nil {
+            // Mock templates answer at once: charge and answer in one transaction, so a mock
+            // generation costs one durable commit instead of two. A crash before the commit
+            // leaves neither the charge nor the answer.
+            let ticket = MockTickets.ticket(for: input)
+            let (result, replayed) = try await database.immediateWrite { db -> (GenerationResult, Bool) in
+                switch try Self.reserve(request, payer: payer, inputHash: inputHash, in: db) {
+                case .replay(let result): return (result, true)
+                case .charged: return (try Self.complete(request, ticket: ticket, provider: "mock", model: MockTickets.model, in: db), false)
+                }
+            }
+            if replayed { logger.info("generation replayed", metadata: ["generation.key": .string(request.idempotencyKey)]) }
+            return result
+        }
+
         let attempt: Int
         switch try await reserve(request, payer: payer, inputHash: inputHash) {
         case .replay(let result):
@@ -178,72 +193,82 @@ public struct TicketGenerator: Sendable {
 
     /// What must be equal for a request to count as a retry of an earlier one with its key.
     static func inputHash(_ request: GenerationRequest) -> String {
-        SHA256.hash(data: Data("\(request.provider.rawValue)\n\(request.model ?? "")\n\(request.input)".utf8))
-            .map { String(format: "%02x", $0) }.joined()
+        let digest = SHA256.hash(data: Data("\(request.provider.rawValue)\n\(request.model ?? "")\n\(request.input)".utf8))
+        let hexDigits = Array("0123456789abcdef".utf8)
+        var hex = [UInt8]()
+        hex.reserveCapacity(64)
+        for byte in digest { hex.append(hexDigits[Int(byte >> 4)]); hex.append(hexDigits[Int(byte & 0x0F)]) }
+        return String(decoding: hex, as: UTF8.self)
     }
 
     /// The charge key of attempt `attempt` of a request key.
     static func chargeKey(_ key: String, attempt: Int) -> String { "generate:\(key):\(attempt)" }
 
     private func reserve(_ request: GenerationRequest, payer: Payer, inputHash: String) async throws -> Reservation {
+        try await database.immediateWrite { db in try Self.reserve(request, payer: payer, inputHash: inputHash, in: db) }
+    }
+
+    /// Replays a completed request with this key, or charges a new attempt and marks it reserved.
+    private static func reserve(_ request: GenerationRequest, payer: Payer, inputHash: String, in db: Database) throws -> Reservation {
         let key = request.idempotencyKey
-        return try await database.immediateWrite { db in
-            let now = Date().truncatedToMilliseconds
-            var attempt = 1
-            if let row = try Row.fetchOne(db, sql: "SELECT * FROM generations WHERE idempotency_key = ?", arguments: [key]) {
-                guard row["payer_kind"] as String == payer.kind, row["payer_id"] as String == payer.id, row["input_hash"] as String == inputHash else {
-                    throw GenerationError.idempotencyKeyReused
-                }
-                switch row["status"] as String {
-                case "completed":
-                    let stored: String = row["response"]
-                    return .replay(try JSONDecoder().decode(GenerationResult.self, from: Data(stored.utf8)))
-                case "reserved":
-                    throw GenerationError.inProgress
-                default:
-                    attempt = (row["attempts"] as Int) + 1
-                    try db.execute(sql: "UPDATE generations SET status = 'reserved', attempts = ?, error = NULL, request_id = ?, updated_at = ? WHERE idempotency_key = ?",
-                                   arguments: [attempt, request.requestId, SQLTimestamp.string(now), key])
-                }
-            } else {
-                try db.execute(sql: """
-                    INSERT INTO generations (idempotency_key, payer_kind, payer_id, input_hash, status, attempts, request_id, created_at, updated_at)
-                    VALUES (?, ?, ?, ?, 'reserved', 1, ?, ?, ?)
-                    """, arguments: [key, payer.kind, payer.id, inputHash, request.requestId, SQLTimestamp.string(now), SQLTimestamp.string(now)])
+        let now = Date().truncatedToMilliseconds
+        var attempt = 1
+        if let row = try Row.fetchOne(db, sql: "SELECT * FROM generations WHERE idempotency_key = ?", arguments: [key]) {
+            guard row["payer_kind"] as String == payer.kind, row["payer_id"] as String == payer.id, row["input_hash"] as String == inputHash else {
+                throw GenerationError.idempotencyKeyReused
             }
-            let chargeKey = Self.chargeKey(key, attempt: attempt)
-            switch payer {
-            case .account(let userId):
-                _ = try AppDatabase.post(
-                    LedgerPosting(userId: userId, kind: .consume, delta: -1, idempotencyKey: chargeKey, reference: key, actor: "api", requestId: request.requestId),
-                    now: now, in: db)
-            case .session(let sessionId):
-                _ = try AppDatabase.chargeSession(sessionId: sessionId, amount: 1, idempotencyKey: chargeKey, requestId: request.requestId, now: now, in: db)
-            case .ownKey:
-                break
+            switch row["status"] as String {
+            case "completed":
+                let stored: String = row["response"]
+                return .replay(try JSONDecoder().decode(GenerationResult.self, from: Data(stored.utf8)))
+            case "reserved":
+                throw GenerationError.inProgress
+            default:
+                attempt = (row["attempts"] as Int) + 1
+                try db.execute(sql: "UPDATE generations SET status = 'reserved', attempts = ?, error = NULL, request_id = ?, updated_at = ? WHERE idempotency_key = ?",
+                               arguments: [attempt, request.requestId, SQLTimestamp.string(now), key])
             }
-            return .charged(attempt: attempt)
+        } else {
+            try db.execute(sql: """
+                INSERT INTO generations (idempotency_key, payer_kind, payer_id, input_hash, status, attempts, request_id, created_at, updated_at)
+                VALUES (?, ?, ?, ?, 'reserved', 1, ?, ?, ?)
+                """, arguments: [key, payer.kind, payer.id, inputHash, request.requestId, SQLTimestamp.string(now), SQLTimestamp.string(now)])
         }
+        let chargeKey = Self.chargeKey(key, attempt: attempt)
+        switch payer {
+        case .account(let userId):
+            _ = try AppDatabase.post(
+                LedgerPosting(userId: userId, kind: .consume, delta: -1, idempotencyKey: chargeKey, reference: key, actor: "api", requestId: request.requestId),
+                now: now, in: db)
+        case .session(let sessionId):
+            _ = try AppDatabase.chargeSession(sessionId: sessionId, amount: 1, idempotencyKey: chargeKey, requestId: request.requestId, now: now, in: db)
+        case .ownKey:
+            break
+        }
+        return .charged(attempt: attempt)
     }
 
     private func complete(_ request: GenerationRequest, ticket: Ticket, provider: String, model: String) async throws -> GenerationResult {
-        try await database.immediateWrite { db in
-            let now = Date().truncatedToMilliseconds
-            // What the caller has left: the account when signed in, else the session.
-            let remaining: Int
-            if let userId = request.userId {
-                remaining = try LedgerStatements.balance(userId: userId, in: db)?.tokens ?? 0
-            } else if let sessionId = request.sessionId {
-                remaining = try AppDatabase.fetchSession(id: sessionId, in: db)?.remaining ?? 0
-            } else {
-                remaining = 0
-            }
-            let result = GenerationResult(ticket: ticket, markdown: ticket.markdown, provider: provider, model: model, tokensRemaining: remaining)
-            let stored = String(decoding: try JSONEncoder().encode(result), as: UTF8.self)
-            try db.execute(sql: "UPDATE generations SET status = 'completed', provider = ?, model = ?, response = ?, updated_at = ? WHERE idempotency_key = ?",
-                           arguments: [provider, model, stored, SQLTimestamp.string(now), request.idempotencyKey])
-            return result
+        try await database.immediateWrite { db in try Self.complete(request, ticket: ticket, provider: provider, model: model, in: db) }
+    }
+
+    /// Stores the answer of a reserved request and returns it with what the caller has left.
+    private static func complete(_ request: GenerationRequest, ticket: Ticket, provider: String, model: String, in db: Database) throws -> GenerationResult {
+        let now = Date().truncatedToMilliseconds
+        // What the caller has left: the account when signed in, else the session.
+        let remaining: Int
+        if let userId = request.userId {
+            remaining = try LedgerStatements.balance(userId: userId, in: db)?.tokens ?? 0
+        } else if let sessionId = request.sessionId {
+            remaining = try AppDatabase.fetchSession(id: sessionId, in: db)?.remaining ?? 0
+        } else {
+            remaining = 0
         }
+        let result = GenerationResult(ticket: ticket, markdown: ticket.markdown, provider: provider, model: model, tokensRemaining: remaining)
+        let stored = String(decoding: try JSONEncoder().encode(result), as: UTF8.self)
+        try db.execute(sql: "UPDATE generations SET status = 'completed', provider = ?, model = ?, response = ?, updated_at = ? WHERE idempotency_key = ?",
+                       arguments: [provider, model, stored, SQLTimestamp.string(now), request.idempotencyKey])
+        return result
     }
 
     private func fail(_ request: GenerationRequest, payer: Payer, attempt: Int, error: GenerationError) async throws {
