@@ -5,6 +5,12 @@ import MyBAOps
 /// `GET /api/health`: liveness and the state of storage.
 struct HealthController {
     let dependencies: ServerDependencies
+    let probe: StorageHealthProbe
+
+    init(dependencies: ServerDependencies) {
+        self.dependencies = dependencies
+        probe = StorageHealthProbe(database: dependencies.database)
+    }
 
     var endpoints: RouteCollection<MyBARequestContext> {
         RouteCollection(context: MyBARequestContext.self)
@@ -30,8 +36,8 @@ struct HealthController {
     }
 
     @Sendable func health(_ request: Request, context: MyBARequestContext) async throws -> EditedResponse<HealthResponse> {
-        let storage = await dependencies.database.health()
-        let outbox = try? await dependencies.database.outboxStatus()
+        let report = await probe.check()
+        let storage = report.storage, outbox = report.outbox
         let body = HealthResponse(
             status: storage.databaseReadable ? "ok" : "degraded",
             version: mybaVersion,

@@ -79,3 +79,25 @@ struct SessionReapTests {
         #expect(try await database.writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM anonymous_sessions") } == 60)
     }
 }
+
+@Suite("Storage health probe")
+struct StorageHealthProbeTests {
+    @Test("counts are reused for their maximum age while readability is checked on every call")
+    func cachedCountsLiveReadability() async throws {
+        let directory = try TemporaryDirectory("myba-probe")
+        defer { directory.remove() }
+        let database = try AppDatabase.openFile(at: directory.file("myba.sqlite"))
+        let probe = StorageHealthProbe(database: database, countsMaxAge: .seconds(600))
+        #expect(await probe.check().storage.customers == 0)
+        try await database.createCustomer(userId: "user_1")
+        #expect(await probe.check().storage.customers == 0, "within its age the count is reused")
+        #expect(await StorageHealthProbe(database: database, countsMaxAge: .zero).check().storage.customers == 1)
+        try await database.writer.write { db in
+            try db.execute(sql: "PRAGMA foreign_keys = OFF")
+            try db.execute(sql: "DROP TABLE balances")
+        }
+        let broken = await probe.check()
+        #expect(!broken.storage.databaseReadable, "a broken database is reported at once, whatever the cache holds")
+        #expect(broken.storage.problem?.contains("balances") == true)
+    }
+}

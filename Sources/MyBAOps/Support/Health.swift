@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Synchronization
 
 /// What `/api/health` reports about storage.
 public struct StorageHealth: Sendable, Equatable {
@@ -22,5 +23,41 @@ extension AppDatabase {
         } catch {
             return StorageHealth(databaseReadable: false, customers: nil, anonymousSessions: nil, problem: "\(error)")
         }
+    }
+}
+
+/// Storage health for an endpoint that load balancers poll every few seconds. Readability is
+/// checked on every call with a one-row read; the counts are full scans (20 ms with a million
+/// anonymous sessions), so they are refreshed at most every `countsMaxAge` and reused between.
+public final class StorageHealthProbe: Sendable {
+    public struct Report: Sendable, Equatable {
+        public var storage: StorageHealth
+        public var outbox: OutboxStatus?
+    }
+
+    private let database: AppDatabase
+    private let countsMaxAge: Duration
+    private let cached = Mutex<(at: ContinuousClock.Instant, report: Report)?>(nil)
+
+    public init(database: AppDatabase, countsMaxAge: Duration = .seconds(5)) {
+        self.database = database
+        self.countsMaxAge = countsMaxAge
+    }
+
+    public func check() async -> Report {
+        do {
+            // The tables the API cannot work without, read on every call.
+            _ = try await database.writer.read { db in
+                (try Int.fetchOne(db, sql: "SELECT 1 FROM customers LIMIT 1"), try Int.fetchOne(db, sql: "SELECT 1 FROM balances LIMIT 1"))
+            }
+        } catch {
+            cached.withLock { $0 = nil }
+            return Report(storage: StorageHealth(databaseReadable: false, customers: nil, anonymousSessions: nil, problem: "\(error)"), outbox: nil)
+        }
+        let now = ContinuousClock.now
+        if let recent = cached.withLock({ $0 }), now - recent.at < countsMaxAge { return recent.report }
+        let report = Report(storage: await database.health(), outbox: try? await database.outboxStatus())
+        if report.storage.databaseReadable { cached.withLock { $0 = (now, report) } }
+        return report
     }
 }
