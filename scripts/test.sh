@@ -17,11 +17,45 @@ swift build --build-tests
 
 # A test that hangs must fail the run, not stall it: the whole test run is bounded
 # (MYBA_TEST_TIMEOUT seconds), and when it ends badly the tests that started but never
-# finished are named, since a CI log keeps only the tail of the output.
+# finished are named, since a CI log keeps only the tail of the output. SwiftPM starts the test
+# runner in a process group of its own and the tests start servers in theirs, so `timeout`
+# alone would leave them running: the run gets a session of its own and the whole session is
+# killed when time is up. stdbuf keeps the output flowing line by line through the pipe.
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
+limit=${MYBA_TEST_TIMEOUT:-1800}
+set +m
+setsid --wait stdbuf -oL -eL swift test --skip-build "$@" > >(tee "$log") 2>&1 &
+runner=$!
+# The run's session: the runner itself once setsid has made it a session leader (it does not
+# fork for a background job of a script). Never fall back to our own session.
+session=""
+for _ in $(seq 100); do
+  sid=$(ps -o sid= -p "$runner" 2>/dev/null | tr -d ' ')
+  if [ "$sid" = "$runner" ]; then session=$runner; break; fi
+  sleep 0.05
+done
+stop_session() {
+  if [ -n "$session" ]; then pkill "-$1" -s "$session" 2>/dev/null || true; fi
+}
+(
+  sleep "$limit" > /dev/null 2>&1 < /dev/null &
+  sleeper=$!
+  trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
+  wait "$sleeper"
+  echo "scripts/test.sh: the tests ran longer than ${limit}s; stopping them" >&2
+  stop_session TERM
+  sleep 20
+  stop_session KILL
+) &
+watchdog=$!
 status=0
-timeout --kill-after=30 "${MYBA_TEST_TIMEOUT:-1800}" swift test --skip-build "$@" 2>&1 | tee "$log" || status=$?
+wait "$runner" || status=$?
+kill "$watchdog" 2>/dev/null || true
+wait "$watchdog" 2>/dev/null || true
+# Whatever the tests started and left behind (servers, fuzzers) goes with them.
+stop_session KILL
+sleep 0.2
 if [ "$status" -ne 0 ]; then
   echo "swift test ended with status $status" >&2
   python3 - "$log" >&2 <<'PY'

@@ -109,7 +109,7 @@ func buildRouter(_ dependencies: ServerDependencies) -> Router<MyBARequestContex
     }
     router.addRoutes(HealthController(dependencies: dependencies).endpoints, atPath: "/api/health")
     router.addRoutes(
-        MetricsController(registry: dependencies.metricsRegistry, database: dependencies.database, servesEveryAddress: dependencies.settings.metricsPublic).endpoints,
+        MetricsController(registry: dependencies.metricsRegistry, database: dependencies.database, access: MetricsAccess(settings: dependencies.settings)).endpoints,
         atPath: "/metrics")
     router.addRoutes(OpenAPIController().endpoints, atPath: "/openapi.json")
     router.addRoutes(PlansController(catalog: dependencies.plans).endpoints, atPath: "/api/plans")

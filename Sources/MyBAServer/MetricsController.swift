@@ -1,15 +1,18 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import MyBAOps
 import Prometheus
 
 /// `GET /metrics`: every swift-metrics value the process recorded, in Prometheus' text format.
-/// Counts of customers and money-adjacent totals are business data, so only loopback peers get
-/// them unless MYBA_METRICS_PUBLIC=1 (a scraper elsewhere, behind the proxy's own rules).
+/// Customer counts and token totals are business data. With MYBA_METRICS_TOKEN set, a scraper
+/// must send it as `X-Metrics-Token` (compared in constant time; `Authorization` stays Clerk's);
+/// without it, only a connection from loopback is served, judged by the socket's own peer, never
+/// by `X-Forwarded-For`, which a client writes itself. MYBA_METRICS_PUBLIC=1 serves everyone.
 struct MetricsController {
     let registry: PrometheusCollectorRegistry
     let database: AppDatabase
-    let servesEveryAddress: Bool
+    let access: MetricsAccess
 
     var endpoints: RouteCollection<MyBARequestContext> {
         RouteCollection(context: MyBARequestContext.self)
@@ -17,8 +20,18 @@ struct MetricsController {
     }
 
     @Sendable func metrics(_ request: Request, context: MyBARequestContext) async throws -> Response {
-        guard servesEveryAddress || Self.isLoopback(context.clientAddress) else {
-            throw APIError(.forbidden, code: "metrics_forbidden", message: "/metrics answers loopback clients only; set MYBA_METRICS_PUBLIC=1 to serve it to others")
+        switch access {
+        case .token(let expected):
+            let sent = request.headers[HTTPField.Name("X-Metrics-Token")!] ?? ""
+            guard Self.constantTimeEqual(Array(sent.utf8), Array(expected.utf8)) else {
+                throw APIError(.forbidden, code: "metrics_forbidden", message: "/metrics needs the X-Metrics-Token header with MYBA_METRICS_TOKEN")
+            }
+        case .loopback:
+            guard Self.isLoopback(context.peerAddress) else {
+                throw APIError(.forbidden, code: "metrics_forbidden", message: "/metrics answers loopback connections only; set MYBA_METRICS_TOKEN (or MYBA_METRICS_PUBLIC=1) to serve a scraper elsewhere")
+            }
+        case .everyone:
+            break
         }
         do {
             try await MyBAMetrics.refreshGauges(from: database)
@@ -35,7 +48,25 @@ struct MetricsController {
             body: .init(byteBuffer: ByteBuffer(bytes: buffer)))
     }
 
+    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count, !b.isEmpty else { return false }
+        var difference: UInt8 = 0
+        for index in a.indices { difference |= a[index] ^ b[index] }
+        return difference == 0
+    }
+
     static func isLoopback(_ address: String) -> Bool {
         address == "::1" || address.hasPrefix("127.") || address.hasPrefix("::ffff:127.")
+    }
+}
+
+/// Who may read `/metrics`.
+enum MetricsAccess: Sendable, Equatable {
+    case token(String)
+    case loopback
+    case everyone
+
+    init(settings: MyBASettings) {
+        if let token = settings.metricsToken { self = .token(token) } else { self = settings.metricsPublic ? .everyone : .loopback }
     }
 }

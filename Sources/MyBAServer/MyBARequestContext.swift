@@ -12,10 +12,13 @@ struct MyBARequestContext: RequestContext {
     var user: AuthenticatedUser?
     /// The peer's address; replaced by the first `X-Forwarded-For` entry when proxies are trusted.
     var clientAddress: String
+    /// The address of the connection itself, never taken from a header a client can write.
+    let peerAddress: String
 
     init(source: Source) {
         self.coreContext = .init(source: source)
-        self.clientAddress = source.channel.remoteAddress?.ipAddress ?? "unknown"
+        self.peerAddress = source.channel.remoteAddress?.ipAddress ?? "unknown"
+        self.clientAddress = peerAddress
     }
 
     /// The signed-in user, or 401.

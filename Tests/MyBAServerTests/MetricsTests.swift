@@ -93,16 +93,31 @@ struct MetricsTests {
         #expect(samples.value("myba_webhook_events_pending") == 0)
     }
 
-    @Test("/metrics refuses a client that is not on loopback with 403 in the JSON error shape")
-    func loopbackOnly() async throws {
-        let fixture = try ServerFixture()
+    @Test("/metrics: a peer off loopback gets 403 even with a forged X-Forwarded-For; a token opens it from anywhere; MYBA_METRICS_PUBLIC serves all")
+    func access() async throws {
+        let fixture = try ServerFixture { $0.anonymous.trustProxy = true }
         defer { fixture.directory.remove() }
-        let app = try await fixture.application()
-        try await app.test(.router) { client in
+        try await fixture.application().test(.router) { client in
             // The router test client has no peer address, like a remote one.
-            try await client.execute(uri: "/metrics", method: .get) { response in
-                #expect(response.status == .forbidden)
-                #expect((response.object["error"] as? [String: Any])?["code"] as? String == "metrics_forbidden")
+            for headers: HTTPFields in [[:], [.xForwardedFor: "127.0.0.1"], [.xForwardedFor: "::1, 10.0.0.1"]] {
+                try await client.execute(uri: "/metrics", method: .get, headers: headers) { response in
+                    #expect(response.status == .forbidden, "\(headers)")
+                    #expect((response.object["error"] as? [String: Any])?["code"] as? String == "metrics_forbidden")
+                }
+            }
+        }
+        let token = "metrics-token-0123456789abcdef"
+        let guarded = try ServerFixture { $0.metricsToken = token }
+        defer { guarded.directory.remove() }
+        try await guarded.application().test(.router) { client in
+            for wrong in ["", "metrics-token-0123456789abcdeX", token + "x"] {
+                try await client.execute(uri: "/metrics", method: .get, headers: [HTTPField.Name("X-Metrics-Token")!: wrong]) { response in
+                    #expect(response.status == .forbidden)
+                }
+            }
+            try await client.execute(uri: "/metrics", method: .get, headers: [HTTPField.Name("X-Metrics-Token")!: token]) { response in
+                #expect(response.status == .ok)
+                #expect(response.headers[.contentType]?.hasPrefix("text/plain; version=0.0.4") == true)
             }
         }
         let open = try ServerFixture { $0.metricsPublic = true }
@@ -110,7 +125,6 @@ struct MetricsTests {
         try await open.application().test(.router) { client in
             try await client.execute(uri: "/metrics", method: .get) { response in
                 #expect(response.status == .ok)
-                #expect(response.headers[.contentType]?.hasPrefix("text/plain; version=0.0.4") == true)
             }
         }
     }

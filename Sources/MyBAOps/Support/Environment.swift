@@ -36,6 +36,8 @@ public struct MyBASettings: Equatable, Sendable {
     /// Serve `/metrics` to any address, not only loopback (for a scraper on another host; put
     /// the proxy's rules in front of it).
     public var metricsPublic = false
+    /// `MYBA_METRICS_TOKEN`: when set, `/metrics` requires it in `X-Metrics-Token` from any address.
+    public var metricsToken: String?
     /// `MYBA_WEBHOOK_RETRY_SECONDS`: how often the retry worker looks for due events.
     public var webhookRetryIntervalSeconds: Int = 5
     /// `MYBA_SESSION_TTL` (`30d`, `24h` …): the server reaps untransferred anonymous sessions not
@@ -124,6 +126,10 @@ public struct MyBASettings: Equatable, Sendable {
         if let timeout = try env.integer("MYBA_STRIPE_TIMEOUT_MS", in: 100...120_000) { settings.stripe.timeoutSeconds = Double(timeout) / 1000 }
         settings.faultInjection = Set(env.list("MYBA_FAULT_INJECTION"))
         settings.metricsPublic = try env.flag("MYBA_METRICS_PUBLIC") ?? false
+        settings.metricsToken = env.string("MYBA_METRICS_TOKEN")
+        if let token = settings.metricsToken, token.utf8.count < 16 {
+            throw SettingsError(variable: "MYBA_METRICS_TOKEN", problem: "must be at least 16 characters")
+        }
         if let ttl = env.string("MYBA_SESSION_TTL") {
             guard let seconds = OperatorDuration.parse(ttl), seconds >= 60 else {
                 throw SettingsError(variable: "MYBA_SESSION_TTL", problem: "must be a duration of at least a minute like 30d, 24h or 90m, got \"\(ttl)\"")
