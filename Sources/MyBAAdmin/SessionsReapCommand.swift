@@ -36,12 +36,23 @@ struct SessionsReapCommand: ConsoleCommand {
         let result: ReapResult
         do {
             result = try await database.reapAnonymousSessions(lastSeenBefore: cutoff, batch: batch, dryRun: dryRun, pause: .milliseconds(pauseMs))
-        } catch let interrupted as ReapInterrupted {
-            // What was removed stays removed: audit it before reporting the failure.
+        } catch var interrupted as ReapInterrupted {
+            // What was removed stays removed: audit it before reporting the failure. The lock that
+            // stopped the reap may refuse the audit row too, so it gets retries of its own, and a
+            // lost audit row never hides the count.
             if interrupted.result.removed > 0 {
-                try await database.recordAudit(
-                    console.operatorContext(reason: "reap sessions older than \(olderThan)"), userId: nil,
-                    outcome: "removed \(interrupted.result.removed) sessions, then stopped: database locked")
+                var audited = false
+                for attempt in 0..<6 where !audited {
+                    do {
+                        try await database.recordAudit(
+                            console.operatorContext(reason: "reap sessions older than \(olderThan)"), userId: nil,
+                            outcome: "removed \(interrupted.result.removed) sessions, then stopped: database locked")
+                        audited = true
+                    } catch {
+                        try await Task.sleep(for: .milliseconds(200 << attempt))
+                    }
+                }
+                if !audited { interrupted.reason += "; the audit row could not be written either" }
             }
             throw interrupted
         }

@@ -138,11 +138,7 @@ struct MethodNotAllowedMiddleware: RouterMiddleware {
     init(routes: [Router<MyBARequestContext>.RouteDescription]) {
         var methodsByPath: [String: Set<String>] = [:]
         for route in routes { methodsByPath[route.path.description, default: []].insert(route.method.rawValue) }
-        templates = methodsByPath.map { path, methods in
-            var allowed = methods
-            if allowed.contains("GET") { allowed.insert("HEAD") }
-            return (path.split(separator: "/"), allowed.sorted().joined(separator: ", "))
-        }
+        templates = methodsByPath.map { path, methods in (path.split(separator: "/"), methods.sorted().joined(separator: ", ")) }
     }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {

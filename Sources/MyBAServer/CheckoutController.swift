@@ -65,7 +65,7 @@ struct CheckoutController {
                 ("metadata[first_purchase_discount]", firstPurchase ? String(plans.firstPurchaseDiscountPercent) : "0"),
             ]
             form.append(("customer", stripeCustomer))
-            let session = try await stripe.createCheckoutSession(form, idempotencyKey: Self.stripeKey(userId: user.userId, planId: plan.id, amount: amount, requestKey: requestKey))
+            let session = try await stripe.createCheckoutSession(form, idempotencyKey: StripeClient.checkoutIdempotencyKey(userId: user.userId, planId: plan.id, amount: amount, requestKey: requestKey))
             guard let id = session["id"] as? String, let url = session["url"] as? String else {
                 throw APIError(.badGateway, code: "stripe_error", message: "Stripe returned a session without id or url")
             }
@@ -77,12 +77,5 @@ struct CheckoutController {
             context.logger.error("Stripe refused checkout", metadata: ["error.message": .string(error.description)])
             throw APIError(.badGateway, code: "stripe_error", message: error.description)
         }
-    }
-
-    /// The Stripe idempotency key of a checkout: a retry of the same request gets the same
-    /// session, while a request id or key that a client reuses for another plan or price (both
-    /// are client-supplied) gets a new session instead of Stripe's idempotency_error.
-    static func stripeKey(userId: String, planId: String, amount: Int, requestKey: String) -> String {
-        "myba-checkout:\(userId):\(planId):\(amount):\(requestKey)"
     }
 }

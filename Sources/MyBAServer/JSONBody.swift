@@ -27,6 +27,8 @@ extension Request {
         switch error {
         case .keyNotFound(let key, let context):
             return "missing field \(path(context.codingPath + [key]))"
+        case .typeMismatch(_, let context) where context.codingPath.isEmpty:
+            return "the body must be a JSON object"
         case .typeMismatch(let type, let context):
             return "field \(path(context.codingPath)) must be \(Self.jsonName(of: type))"
         case .valueNotFound(let type, let context):

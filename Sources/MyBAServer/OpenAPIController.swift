@@ -508,10 +508,18 @@ enum OpenAPIDocument {
     "/metrics": {
       "get": {
         "operationId": "metrics",
-        "summary": "Prometheus metrics (loopback clients unless MYBA_METRICS_PUBLIC=1)",
+        "summary": "Prometheus metrics: loopback connections, or X-Metrics-Token when MYBA_METRICS_TOKEN is set (MYBA_METRICS_PUBLIC=1 serves all)",
         "parameters": [
           {
             "$ref": "#/components/parameters/RequestID"
+          },
+          {
+            "name": "X-Metrics-Token",
+            "in": "header",
+            "required": false,
+            "schema": {
+              "type": "string"
+            }
           }
         ],
         "responses": {

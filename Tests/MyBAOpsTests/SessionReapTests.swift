@@ -60,13 +60,15 @@ struct SessionReapTests {
         let database = try await makeStaleSessions(100, at: path)
         // The first batch goes through; during the pause after it, another writer takes the lock
         // and keeps it longer than the reap is willing to wait.
+        // A long pause after the first batch, and a lock held much longer still, so a loaded
+        // machine cannot slip a second batch in before the lock is taken.
         let reap = Task {
-            try await database.reapAnonymousSessions(lastSeenBefore: Date().addingTimeInterval(-86_400), batch: 40, dryRun: false, pause: .milliseconds(400), busyRetries: 1)
+            try await database.reapAnonymousSessions(lastSeenBefore: Date().addingTimeInterval(-86_400), batch: 40, dryRun: false, pause: .seconds(2), busyRetries: 1)
         }
         while try await database.writer.read({ db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM anonymous_sessions") }) == 100 {
             try await Task.sleep(for: .milliseconds(5))
         }
-        let holder = try await holdWriteLock(at: path, for: .seconds(3))
+        let holder = try await holdWriteLock(at: path, for: .seconds(6))
         do {
             _ = try await reap.value
             Issue.record("the reap should have stopped")

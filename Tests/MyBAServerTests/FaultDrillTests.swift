@@ -25,6 +25,9 @@ struct DrillClient: Sendable {
         self.port = port
     }
 
+    /// Lets the session's connections go once the drill is done with it.
+    func close() { session.finishTasksAndInvalidate() }
+
     func send(_ method: String, _ path: String, body: String? = nil, headers: HTTPFields = [:]) async -> (status: Int, body: [String: Any])? {
         var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
         request.httpMethod = method
@@ -80,6 +83,7 @@ struct FaultDrillTests {
             }
             return await group.reduce(into: [Int: Int]()) { $0[$1, default: 0] += 1 }
         }
+        client.close()
         #expect(statuses == [200: 10, 402: 990], "\(statuses) over \(connections) connections")
         let balance = try #require(try await database.balance(userId: "user_drill"))
         #expect(balance.tokens == 0)
@@ -97,11 +101,11 @@ struct FaultDrillTests {
         let directory = try TemporaryDirectory("myba-drill-webhooks")
         defer { directory.remove() }
         let databasePath = directory.file("myba.sqlite")
+        _ = raiseOpenFileLimit(to: 4096)
         let server = try await RunningServer.start(environment: [
             "PORT": "0", "MYBA_DATABASE": databasePath, "MYBA_LOG_FILE": directory.file("myba.jsonl"), "STRIPE_WEBHOOK_SECRET": stripeWebhookSecret,
         ])
         defer { server.stop() }
-        _ = raiseOpenFileLimit(to: 4096)
         let client = DrillClient(port: server.port, connections: 200)
         let deliveries = (0..<100).flatMap { index in
             let body = Deliveries.checkoutCompleted(
@@ -115,6 +119,7 @@ struct FaultDrillTests {
             }
             return await group.reduce(into: [Int: Int]()) { $0[$1, default: 0] += 1 }
         }
+        client.close()
         #expect(statuses == [200: 1000], "\(statuses)")
 
         let database = try AppDatabase.openFile(at: databasePath, options: .init(createIfMissing: false))
@@ -154,10 +159,12 @@ struct FaultDrillTests {
             let client = DrillClient(port: server.port, connections: 16)
             let stop = Shared(false)
             try await withThrowingTaskGroup(of: Void.self) { group in
+                // Whatever ends this round, the workers stop: they see the flag, not cancellation.
+                defer { stop.withLock { $0 = true } }
                 for worker in 0..<8 {
                     group.addTask {
                         var step = 0
-                        while !stop.withLock({ $0 }) {
+                        while !stop.withLock({ $0 }), !Task.isCancelled {
                             step += 1
                             let user = users.randomElement()!
                             switch Int.random(in: 0..<10) {
@@ -203,6 +210,7 @@ struct FaultDrillTests {
                 stop.withLock { $0 = true }
                 try await group.waitForAll()
             }
+            client.close()
         }
 
         // A last start: what was stored but not processed is retried by the server itself.
@@ -301,6 +309,7 @@ struct FaultDrillTests {
                 try await Task.sleep(for: .milliseconds(200))
             }
             #expect(depth == 0, "the mirror did not catch up")
+            client.close()
 
             let reconcile = try await BuiltProduct.run("myba-admin", ["reconcile", "--db", databasePath, "--json"], environment: stripeEnvironment)
             #expect(reconcile.status == 0, "reconcile found drift:\n\(reconcile.stdout)\n\(reconcile.stderr)")

@@ -36,16 +36,18 @@ struct FuzzTests {
                 _ = try await database.openAccount(userId: "user_fuzz", email: nil, actor: "test")
                 _ = try await database.post(LedgerPosting(userId: "user_fuzz", kind: .adjust, delta: 100_000, idempotencyKey: "fuzz-funds", actor: "test", reason: "fixture"))
 
+                let seed = UInt32.random(in: 1...UInt32.max)
                 let run = try await ChildProcess.start(schemathesis, [
                     "--config-file", root.appendingPathComponent("Tests/fuzz/schemathesis.toml").path,
                     "run", "http://127.0.0.1:\(server.port)/openapi.json",
                     "--checks", "all", "--exclude-checks", "positive_data_acceptance",
                     "--header", "Authorization: Bearer dev:user_fuzz",
                     "--max-examples", "60", "--request-timeout", "10", "--workers", "1",
-                    "--seed", String(UInt32.random(in: 1...UInt32.max)),
+                    "--seed", String(seed),
                     "--generation-database", "none", "--no-color",
-                ], environment: ["PATH": "/usr/bin:/bin", "HOME": directory.path, "SCHEMATHESIS_TELEMETRY": "false"]).wait(timeout: .seconds(600))
-                #expect(run.status == 0, "schemathesis found problems:\n\(run.stdout.suffix(12_000))\n\(run.stderr.suffix(4000))")
+                ], environment: ["PATH": "/usr/bin:/bin", "HOME": directory.path, "SCHEMATHESIS_TELEMETRY": "false"],
+                currentDirectory: directory.path).wait(timeout: .seconds(600))
+                #expect(run.status == 0, "schemathesis found problems (replay with --seed \(seed)):\n\(run.stdout.suffix(12_000))\n\(run.stderr.suffix(4000))")
                 #expect(run.stdout.contains("generated"), "schemathesis did not run:\n\(run.stdout)\n\(run.stderr)")
 
                 // Still alive and answering after everything it was sent.

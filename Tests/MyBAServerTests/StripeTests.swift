@@ -262,3 +262,18 @@ struct CheckoutTests {
         }
     }
 }
+
+@Suite("Checkout idempotency keys")
+struct CheckoutIdempotencyKeyTests {
+    @Test("the same request maps to the same key, another plan or price to another, and no key exceeds Stripe's 255 characters")
+    func keys() {
+        let key = StripeClient.checkoutIdempotencyKey(userId: "user_1", planId: "starter", amount: 400, requestKey: "req_1")
+        #expect(key == StripeClient.checkoutIdempotencyKey(userId: "user_1", planId: "starter", amount: 400, requestKey: "req_1"))
+        #expect(key != StripeClient.checkoutIdempotencyKey(userId: "user_1", planId: "professional", amount: 400, requestKey: "req_1"))
+        #expect(key != StripeClient.checkoutIdempotencyKey(userId: "user_1", planId: "starter", amount: 500, requestKey: "req_1"))
+        let longUser = String(repeating: "u", count: 128), longKey = String(repeating: "k", count: 128)
+        let long = StripeClient.checkoutIdempotencyKey(userId: longUser, planId: "enterprise", amount: 6000, requestKey: longKey)
+        #expect(long.utf8.count <= 255)
+        #expect(long != StripeClient.checkoutIdempotencyKey(userId: longUser, planId: "enterprise", amount: 6000, requestKey: String(longKey.dropLast()) + "j"))
+    }
+}

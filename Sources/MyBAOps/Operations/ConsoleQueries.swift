@@ -121,8 +121,8 @@ extension AppDatabase {
 
     /// Removes untransferred anonymous sessions last seen before `cutoff`, `batch` at a time,
     /// each batch its own short transaction. After each batch the reap pauses at least as long
-    /// as the batch held the write lock (and at least `pause`), so a running server gets the
-    /// lock at least half the time: SQLite's busy handler sleeps instead of queueing, and a reap
+    /// as the batch took, waiting for the lock included (and at least `pause`), so a running
+    /// server gets the lock at least half the time: SQLite's busy handler sleeps instead of queueing, and a reap
     /// that takes the lock back at once starves the server's writes (and the other way round).
     /// A batch refused with "database is locked" is retried with back-off; when it keeps being
     /// refused, ``ReapInterrupted`` reports what was already removed. Two overlapping reaps never

@@ -1,4 +1,5 @@
 import Foundation
+import Crypto
 
 /// An error Stripe answered (or the lack of an answer), classified for the person who must act.
 public struct StripeError: Error, CustomStringConvertible, Sendable {
@@ -160,5 +161,18 @@ extension StripeClient {
             cursor = (page["has_more"] as? Bool ?? false) ? data.last?["id"] as? String : nil
         } while cursor != nil
         return all.reversed()
+    }
+}
+
+extension StripeClient {
+    /// The Stripe idempotency key of a checkout: a retry of the same request gets the same
+    /// session, while a request id or key that a client reuses for another plan or price (both
+    /// are client-supplied) gets a new session instead of Stripe's idempotency_error. Stripe
+    /// refuses keys over 255 characters, so long ones are folded into a digest.
+    public static func checkoutIdempotencyKey(userId: String, planId: String, amount: Int, requestKey: String) -> String {
+        let key = "myba-checkout:\(userId):\(planId):\(amount):\(requestKey)"
+        guard key.utf8.count > 255 else { return key }
+        let digest = SHA256.hash(data: Data(key.utf8)).map { String(format: "%02x", $0) }.joined()
+        return "myba-checkout:\(digest)"
     }
 }

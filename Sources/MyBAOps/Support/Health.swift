@@ -57,7 +57,8 @@ public final class StorageHealthProbe: Sendable {
         let now = ContinuousClock.now
         if let recent = cached.withLock({ $0 }), now - recent.at < countsMaxAge { return recent.report }
         let report = Report(storage: await database.health(), outbox: try? await database.outboxStatus())
-        if report.storage.databaseReadable { cached.withLock { $0 = (now, report) } }
+        // Only a complete report is reused: a failed read is tried again on the next call.
+        if report.storage.databaseReadable, report.outbox != nil { cached.withLock { $0 = (now, report) } }
         return report
     }
 }
