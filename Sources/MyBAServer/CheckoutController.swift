@@ -39,15 +39,7 @@ struct CheckoutController {
         }
         let firstPurchase = try await database.isFirstPurchase(userId: user.userId)
         let amount = firstPurchase ? plan.amount * (100 - plans.firstPurchaseDiscountPercent) / 100 : plan.amount
-        let requestKey: String
-        if let sent = request.headers[.idempotencyKey] {
-            guard let usable = RequestIDMiddleware.acceptable(sent) else {
-                throw APIError(.badRequest, code: "invalid_idempotency_key", message: "Idempotency-Key must be 1–128 characters of A–Z, a–z, 0–9, '-', '_', '.', ':'")
-            }
-            requestKey = usable
-        } else {
-            requestKey = context.requestId
-        }
+        let requestKey = try request.idempotencyKey(context: context)
         do {
             let stripeCustomer = try await database.ensureStripeCustomer(userId: user.userId, stripe: stripe)
             var form: StripeForm = [

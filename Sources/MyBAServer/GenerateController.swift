@@ -23,17 +23,7 @@ struct GenerateController {
         guard let provider = GenerationProvider(rawValue: body.provider ?? "myba") else {
             throw APIError(.badRequest, code: "invalid_input", message: "provider must be \"myba\", \"openai\" or \"anthropic\"")
         }
-        // A key we cannot use is refused, not dropped: silently ignoring it would charge the
-        // client's retry a second time.
-        let idempotencyKey: String
-        if let sent = request.headers[.idempotencyKey] {
-            guard let usable = RequestIDMiddleware.acceptable(sent) else {
-                throw APIError(.badRequest, code: "invalid_idempotency_key", message: "Idempotency-Key must be 1–128 characters of A–Z, a–z, 0–9, '-', '_', '.', ':'")
-            }
-            idempotencyKey = usable
-        } else {
-            idempotencyKey = context.requestId
-        }
+        let idempotencyKey = try request.idempotencyKey(context: context)
         let generation = GenerationRequest(
             input: body.input, provider: provider, apiKey: body.apiKey, model: body.model,
             userId: context.user?.userId, sessionId: context.user == nil ? body.sessionId : nil,

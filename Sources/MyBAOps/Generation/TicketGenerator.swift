@@ -193,12 +193,7 @@ public struct TicketGenerator: Sendable {
 
     /// What must be equal for a request to count as a retry of an earlier one with its key.
     static func inputHash(_ request: GenerationRequest) -> String {
-        let digest = SHA256.hash(data: Data("\(request.provider.rawValue)\n\(request.model ?? "")\n\(request.input)".utf8))
-        let hexDigits = Array("0123456789abcdef".utf8)
-        var hex = [UInt8]()
-        hex.reserveCapacity(64)
-        for byte in digest { hex.append(hexDigits[Int(byte >> 4)]); hex.append(hexDigits[Int(byte & 0x0F)]) }
-        return String(decoding: hex, as: UTF8.self)
+        SHA256.hash(data: Data("\(request.provider.rawValue)\n\(request.model ?? "")\n\(request.input)".utf8)).lowercaseHex
     }
 
     /// The charge key of attempt `attempt` of a request key.

@@ -204,7 +204,7 @@ extension AppDatabase {
 
     static func saltedHash(_ purpose: String, _ value: String, secret: String) -> String {
         let key = SymmetricKey(data: Data("\(secret):\(purpose)".utf8))
-        return HMAC<SHA256>.authenticationCode(for: Data(value.utf8), using: key).map { String(format: "%02x", $0) }.joined()
+        return HMAC<SHA256>.authenticationCode(for: Data(value.utf8), using: key).lowercaseHex
     }
 
     static func newSessionId() -> String {

@@ -172,7 +172,7 @@ extension StripeClient {
     public static func checkoutIdempotencyKey(userId: String, planId: String, amount: Int, requestKey: String) -> String {
         let key = "myba-checkout:\(userId):\(planId):\(amount):\(requestKey)"
         guard key.utf8.count > 255 else { return key }
-        let digest = SHA256.hash(data: Data(key.utf8)).map { String(format: "%02x", $0) }.joined()
+        let digest = SHA256.hash(data: Data(key.utf8)).lowercaseHex
         return "myba-checkout:\(digest)"
     }
 }

@@ -56,7 +56,7 @@ public enum StripeSignature {
         var signed = Data("\(timestamp).".utf8)
         signed.append(contentsOf: payload)
         let mac = HMAC<SHA256>.authenticationCode(for: signed, using: SymmetricKey(data: Data(secret.utf8)))
-        return mac.map { String(format: "%02x", $0) }.joined()
+        return mac.lowercaseHex
     }
 
     /// A complete `Stripe-Signature` header value.

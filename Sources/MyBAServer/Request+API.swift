@@ -1,7 +1,18 @@
 import Foundation
 import Hummingbird
 
+/// What the API reads from every request the same way: JSON bodies and idempotency keys.
 extension Request {
+    /// The `Idempotency-Key` header, else the request id. A key we cannot use is refused, not
+    /// dropped: silently ignoring it would charge the client's retry a second time.
+    func idempotencyKey(context: MyBARequestContext) throws -> String {
+        guard let sent = headers[.idempotencyKey] else { return context.requestId }
+        guard let usable = RequestIDMiddleware.acceptable(sent) else {
+            throw APIError(.badRequest, code: "invalid_idempotency_key", message: "Idempotency-Key must be 1–128 characters of A–Z, a–z, 0–9, '-', '_', '.', ':'")
+        }
+        return usable
+    }
+
     /// Decodes the JSON body of an API call. A declared non-JSON content type is 415; a body that
     /// is not the expected JSON is 400 `invalid_json` with a message naming the field, so a client
     /// can fix its request without reading our source.
