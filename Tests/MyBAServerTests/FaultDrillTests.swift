@@ -41,6 +41,14 @@ struct DrillClient: Sendable {
     }
 }
 
+/// Opens each user's account (6 welcome tokens) and adds `tokens` more.
+func fund(_ users: [String], with tokens: Int, in database: AppDatabase) async throws {
+    for user in users {
+        _ = try await database.openAccount(userId: user, email: nil, actor: "test")
+        _ = try await database.post(LedgerPosting(userId: user, kind: .adjust, delta: tokens, idempotencyKey: "fund:\(user)", actor: "test", reason: "fixture"))
+    }
+}
+
 /// Lets this process (and the server it starts, which inherits it) hold `wanted` descriptors.
 func raiseOpenFileLimit(to wanted: rlim_t) -> rlim_t {
     var limit = rlimit()
@@ -144,10 +152,7 @@ struct FaultDrillTests {
         let databasePath = directory.file("myba.sqlite")
         let database = try AppDatabase.openFile(at: databasePath)
         let users = (0..<4).map { "user_crash_\($0)" }
-        for user in users {
-            _ = try await database.openAccount(userId: user, email: nil, actor: "test")
-            _ = try await database.post(LedgerPosting(userId: user, kind: .adjust, delta: 1_000_000, idempotencyKey: "fund:\(user)", actor: "test", reason: "fixture"))
-        }
+        try await fund(users, with: 1_000_000, in: database)
         let environment = [
             "PORT": "0", "MYBA_DATABASE": databasePath, "MYBA_LOG_FILE": directory.file("myba.jsonl"),
             "STRIPE_WEBHOOK_SECRET": stripeWebhookSecret, "MYBA_WEBHOOK_RETRY_SECONDS": "1", "MYBA_ANON_SESSIONS_PER_HOUR": "1000000",
@@ -268,11 +273,7 @@ struct FaultDrillTests {
         defer { directory.remove() }
         let databasePath = directory.file("myba.sqlite")
         let users = (0..<5).map { "user_fault_\($0)" }
-        let setup = try AppDatabase.openFile(at: databasePath)
-        for user in users {
-            _ = try await setup.openAccount(userId: user, email: nil, actor: "test")
-            _ = try await setup.post(LedgerPosting(userId: user, kind: .adjust, delta: 100, idempotencyKey: "fund:\(user)", actor: "test", reason: "fixture"))
-        }
+        try await fund(users, with: 100, in: AppDatabase.openFile(at: databasePath))
         let emulator = StripeEmulator()
         try await withStripeEmulator(emulator) { emulator, base in
             let stripeEnvironment = ["STRIPE_SECRET_KEY": "sk_test_drill", "STRIPE_API_BASE": base.absoluteString, "MYBA_STRIPE_TIMEOUT_MS": "400"]

@@ -99,39 +99,37 @@ public final class ChildProcess: @unchecked Sendable {
     /// wait fails with its output.
     @discardableResult
     public func wait(timeout: Duration = .seconds(120)) async throws -> ProcessResult {
-        let deadline = ContinuousClock.now + timeout
-        var timedOut = false
-        while termination == nil {
-            if ContinuousClock.now > deadline, !timedOut {
-                timedOut = true
-                kill(pid, SIGKILL)
-            }
-            if timedOut, ContinuousClock.now > deadline + .seconds(10) { break }
-            try await Task.sleep(for: .milliseconds(5))
-        }
-        let drainDeadline = ContinuousClock.now + .seconds(3)
-        while !readerFinished.withLock({ $0 }), ContinuousClock.now < drainDeadline {
-            try await Task.sleep(for: .milliseconds(5))
-        }
-        return try result(timedOut: timedOut, timeout: timeout)
+        var waiting = Waiting(deadline: .now + timeout)
+        while keepWaiting(&waiting) { try await Task.sleep(for: .milliseconds(5)) }
+        let drained = ContinuousClock.now + .seconds(3)
+        while !readerFinished.withLock({ $0 }), ContinuousClock.now < drained { try await Task.sleep(for: .milliseconds(5)) }
+        return try result(timedOut: waiting.timedOut, timeout: timeout)
     }
 
     /// `wait(timeout:)` for callers that are already on their own thread.
     @discardableResult
     public func waitBlocking(timeout: Duration = .seconds(120)) throws -> ProcessResult {
-        let deadline = ContinuousClock.now + timeout
+        var waiting = Waiting(deadline: .now + timeout)
+        while keepWaiting(&waiting) { usleep(5_000) }
+        let drained = ContinuousClock.now + .seconds(3)
+        while !readerFinished.withLock({ $0 }), ContinuousClock.now < drained { usleep(5_000) }
+        return try result(timedOut: waiting.timedOut, timeout: timeout)
+    }
+
+    private struct Waiting {
+        var deadline: ContinuousClock.Instant
         var timedOut = false
-        while termination == nil {
-            if ContinuousClock.now > deadline, !timedOut {
-                timedOut = true
-                kill(pid, SIGKILL)
-            }
-            if timedOut, ContinuousClock.now > deadline + .seconds(10) { break }
-            usleep(5_000)
+    }
+
+    /// One step of a wait: false once the child ended, or once it was killed at the deadline
+    /// and still has not ended 10 s later.
+    private func keepWaiting(_ waiting: inout Waiting) -> Bool {
+        guard termination == nil else { return false }
+        if ContinuousClock.now > waiting.deadline, !waiting.timedOut {
+            waiting.timedOut = true
+            kill(pid, SIGKILL)
         }
-        let drainDeadline = ContinuousClock.now + .seconds(3)
-        while !readerFinished.withLock({ $0 }), ContinuousClock.now < drainDeadline { usleep(5_000) }
-        return try result(timedOut: timedOut, timeout: timeout)
+        return !(waiting.timedOut && ContinuousClock.now > waiting.deadline + .seconds(10))
     }
 
     /// Waits until standard output contains `text`; fails if the child ends first or time runs out.
