@@ -891,8 +891,9 @@ enum OpenAPIDocument {
           },
           "apiKey": {
             "type": "string",
-            "description": "with provider openai or anthropic: the caller's own key; never stored or logged",
-            "nullable": true
+            "description": "with provider openai or anthropic: the caller's own key (printable ASCII, no spaces); never stored or logged. \"\" or null means none.",
+            "nullable": true,
+            "pattern": "^([!-~]{1,512})?$"
           },
           "model": {
             "type": "string",

@@ -139,6 +139,7 @@ struct HostileCase: Sendable, CustomTestStringConvertible {
         HostileCase(name: "SQL in a plan id", path: "/api/create-checkout-session", headers: userA, body: json(#"{"planId":"starter' OR 1=1 --"}"#), status: 400),
         HostileCase(name: "someone else's user id in the body", path: "/api/transfer-anonymous-tokens", headers: userA, body: json(#"{"sessionId":"anon_x","userId":"user_b"}"#), status: 403),
         HostileCase(name: "unusable Idempotency-Key", path: "/api/generate", headers: userA.merging([.idempotencyKey: String(repeating: "k", count: 300)]), body: json(#"{"input":"Fix login"}"#), status: 400),
+        HostileCase(name: "newline in the caller's own API key", path: "/api/generate", headers: userA, body: json(#"{"input":"Fix login","provider":"anthropic","apiKey":"sk-ant-x\r\nx-injected: 1"}"#), status: 400),
         HostileCase(name: "unknown provider", path: "/api/generate", headers: userA, body: json(#"{"input":"Fix login","provider":"../../etc/passwd"}"#), status: 400),
         HostileCase(name: "NUL in a webhook signature", path: "/api/webhook/stripe", headers: [HTTPField.Name("Stripe-Signature")!: "t=1,v1=00"], body: json(#"{"id":"evt_1\u0000","type":"checkout.session.completed"}"#), status: 400),
         HostileCase(name: "unknown method on a known path", method: .delete, path: "/api/health", status: 405),

@@ -121,7 +121,12 @@ public struct TicketGenerator: Sendable {
         guard input.unicodeScalars.count <= Self.maxInputCharacters else {
             throw GenerationError.invalidInput("input is \(input.unicodeScalars.count) characters; the limit is \(Self.maxInputCharacters)")
         }
-        let ownKey = request.apiKey?.trimmingCharacters(in: .whitespaces).nilIfEmpty
+        // An empty key is no key (forms send ""). Any other travels in an HTTP header to the
+        // provider: printable ASCII only, so nothing a caller sends can break or inject into it.
+        let ownKey = request.apiKey?.nilIfEmpty
+        if let ownKey, !(1...512).contains(ownKey.utf8.count) || !ownKey.utf8.allSatisfy({ (0x21...0x7E).contains($0) }) {
+            throw GenerationError.invalidInput("apiKey must be 1–512 printable ASCII characters without spaces")
+        }
         switch request.provider {
         case .myba where ownKey != nil:
             throw GenerationError.invalidInput("apiKey goes with provider \"openai\" or \"anthropic\"")
