@@ -17,13 +17,15 @@
 #
 # Usage: benchmarks/server.sh [--scratch-path DIR] [--duration S] [--rounds N] [--reap-duration S]
 #                             [--reap-limit S] [--reap-batch N] [--sessions N] [--webhooks N]
-#                             [--no-build]
+#                             [--no-build] [--throughput-only]
 # Environment: MYBA_BENCH_SCRATCH (build folder, default .build), MYBA_BENCH_DURATION (10),
 #              MYBA_BENCH_ROUNDS (2: health and generate alternate; each one's best round counts),
 #              MYBA_BENCH_REAP_DURATION (30, the no-reap baseline), MYBA_BENCH_REAP_LIMIT (240),
 #              MYBA_BENCH_REAP_BATCH (the reap's --batch; default: the command's own, 500),
 #              MYBA_BENCH_SESSIONS (1000000), MYBA_BENCH_WEBHOOKS (2000),
 #              MYBA_BENCH_KEEP=1 keeps the temp dir with every raw output.
+# --throughput-only stops after 1 (and its RSS) and prints those rows: a minute, for iterating on
+# the generate path.
 # Needs python3 (standard library), wrk, hyperfine and curl (installed with apt-get if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +39,7 @@ reap_batch=${MYBA_BENCH_REAP_BATCH:-}
 sessions=${MYBA_BENCH_SESSIONS:-1000000}
 webhooks=${MYBA_BENCH_WEBHOOKS:-2000}
 build=1
+throughput_only=0
 threads=2
 rounds=${MYBA_BENCH_ROUNDS:-2}
 load_at_start=$(cut -d' ' -f1 /proc/loadavg)
@@ -56,6 +59,7 @@ while (($#)); do
     --sessions) sessions=$2; shift 2 ;;
     --webhooks) webhooks=$2; shift 2 ;;
     --no-build) build=0; shift ;;
+    --throughput-only) throughput_only=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -203,6 +207,27 @@ for name in ("health", "generate"):
 PY
 helper latency --port "$port" --path /api/health >"$work/health-latency-empty.json"
 rss_after_load_kb=$(awk '/^VmHWM:/ {print $2}' "/proc/$server_pid/status")
+if ((throughput_only)); then
+  python3 - "$work" "$rss_after_load_kb" <<EOF
+import json, os, sys
+w, rss = sys.argv[1], int(sys.argv[2]) / 1024
+health, generate = (json.load(open(os.path.join(w, f"wrk-{n}.json"))) for n in ("health", "generate"))
+ratio = generate["requests_per_s"] / health["requests_per_s"]
+rounds = lambda r: ", ".join(f"{x:.0f}" for x in r["rounds_requests_per_s"])
+print("| measure | value | goal | result |")
+print("| --- | ---: | --- | --- |")
+print(f"| GET /api/health requests/s (wrk -t$threads -c$connections -d${duration}s, best of $rounds) | {health['requests_per_s']:.0f} (rounds: {rounds(health)}) | | |")
+print(f"| POST /api/generate requests/s (mock AI, $users users rotated) | {generate['requests_per_s']:.0f} (rounds: {rounds(generate)}) | | |")
+print(f"| generate ÷ health requests/s | {ratio:.2f} | ≥ 0.60 | {'PASS' if ratio >= 0.6 else '**FAIL**'} |")
+print(f"| GET /api/health p50 / p99 ms | {health['p50_ms']:.2f} / {health['p99_ms']:.2f} | | |")
+print(f"| POST /api/generate p50 / p99 ms | {generate['p50_ms']:.2f} / {generate['p99_ms']:.2f} | | |")
+bad = sum(r[k] for r in (health, generate) for k in ("non_2xx", "socket_errors", "timeouts"))
+print(f"| wrk non-2xx + socket errors + timeouts | {bad} | 0 | {'PASS' if bad == 0 else '**FAIL**'} |")
+print(f"| server peak RSS (VmHWM) after the load, MB | {rss:.1f} | ≤ 64 | {'PASS' if rss <= 64 else '**FAIL**'} |")
+print(f"| 1-minute load average when the run started | $load_at_start | | |")
+EOF
+  exit 0
+fi
 
 # --- 2. webhooks ------------------------------------------------------------------------------------
 say "$webhooks signed checkout.session.completed deliveries, one at a time"

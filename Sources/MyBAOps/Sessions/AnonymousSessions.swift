@@ -83,7 +83,7 @@ extension AppDatabase {
                 VALUES (?, ?, ?, ?, 0, ?, ?)
                 """, arguments: [session.id, fingerprintHash, addressHash, session.granted, SQLTimestamp.string(now), SQLTimestamp.string(now)])
             let granted = session.granted
-            db.afterNextTransaction { _ in MyBAMetrics.recordCommittedSession(granted: granted) }
+            db.afterCommit { MyBAMetrics.recordCommittedSession(granted: granted) }
             return AnonymousSessionStart(session: session, created: true)
         }
     }
@@ -154,7 +154,7 @@ extension AppDatabase {
         }
         try db.execute(sql: "INSERT INTO anonymous_charges (session_id, amount, idempotency_key, request_id, created_at) VALUES (?, ?, ?, ?, ?)",
                        arguments: [sessionId, amount, idempotencyKey, requestId, SQLTimestamp.string(now)])
-        db.afterNextTransaction { _ in MyBAMetrics.recordCommittedSessionCharge(amount: amount) }
+        db.afterCommit { MyBAMetrics.recordCommittedSessionCharge(amount: amount) }
         try db.execute(sql: "UPDATE anonymous_sessions SET used = used + ?, last_seen_at = ? WHERE id = ?",
                        arguments: [amount, SQLTimestamp.string(now), sessionId])
         session.used += amount
@@ -175,7 +175,7 @@ extension AppDatabase {
         }
         try db.execute(sql: "INSERT INTO anonymous_charges (session_id, amount, idempotency_key, request_id, created_at) VALUES (?, ?, ?, ?, ?)",
                        arguments: [sessionId, -charged, releaseKey, requestId, SQLTimestamp.string(now)])
-        db.afterNextTransaction { _ in MyBAMetrics.recordCommittedSessionCharge(amount: -charged) }
+        db.afterCommit { MyBAMetrics.recordCommittedSessionCharge(amount: -charged) }
         try db.execute(sql: "UPDATE anonymous_sessions SET used = used - ? WHERE id = ?", arguments: [charged, sessionId])
         session.used -= charged
         return session

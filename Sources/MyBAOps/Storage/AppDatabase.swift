@@ -9,10 +9,13 @@ public struct AppDatabase: Sendable {
     /// The underlying GRDB writer. Exposed for tests and benchmarks; application code uses the
     /// operations defined on `AppDatabase`.
     public let writer: any DatabaseWriter
+    /// Where this process's writes wait to share a durable commit (see `GroupCommitQueue`).
+    let groupCommit: GroupCommitQueue
 
     /// Wraps `writer` and brings its schema up to date.
     public init(_ writer: any DatabaseWriter) throws {
         self.writer = writer
+        self.groupCommit = GroupCommitQueue(writer: writer)
         try Self.migrator.migrate(writer)
     }
 
@@ -96,16 +99,11 @@ public enum StorageError: Error, CustomStringConvertible, Sendable {
 extension AppDatabase {
     /// Runs `body` in an IMMEDIATE transaction: the write lock is taken at BEGIN, so a
     /// read-check-write sequence cannot be interleaved with another process's writer, and waiting
-    /// for the lock honours the busy timeout instead of failing on a lock upgrade.
+    /// for the lock honours the busy timeout instead of failing on a lock upgrade. Writes that
+    /// arrive together share one durable commit, each in its own savepoint (`GroupCommitQueue`);
+    /// it returns once its changes are durable.
     func immediateWrite<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
-        try await writer.writeWithoutTransaction { db in
-            var result: T?
-            try db.inTransaction(.immediate) {
-                result = try body(db)
-                return .commit
-            }
-            return result!
-        }
+        try await groupCommit.write(body)
     }
 
     /// Synchronous twin of `immediateWrite` for callers without an async context (benchmarks).

@@ -41,7 +41,7 @@ enum LedgerStatements {
         guard db.changesCount == 1 else { return false }
         entry.id = db.lastInsertedRowID
         let kind = entry.kind, delta = entry.delta
-        db.afterNextTransaction { _ in MyBAMetrics.recordCommittedEntry(kind: kind, delta: delta) }
+        db.afterCommit { MyBAMetrics.recordCommittedEntry(kind: kind, delta: delta) }
         return true
     }
 
