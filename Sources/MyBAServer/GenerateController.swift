@@ -18,7 +18,7 @@ struct GenerateController {
         var model: String?
     }
 
-    @Sendable func generate(_ request: Request, context: MyBARequestContext) async throws -> GenerationResult {
+    @Sendable func generate(_ request: Request, context: MyBARequestContext) async throws -> Response {
         let body = try await request.decodeJSON(as: GenerateRequest.self, context: context)
         guard let provider = GenerationProvider(rawValue: body.provider ?? "myba") else {
             throw APIError(.badRequest, code: "invalid_input", message: "provider must be \"myba\", \"openai\" or \"anthropic\"")
@@ -28,12 +28,15 @@ struct GenerateController {
             input: body.input, provider: provider, apiKey: body.apiKey, model: body.model,
             userId: context.user?.userId, sessionId: context.user == nil ? body.sessionId : nil,
             idempotencyKey: "\(context.user?.userId ?? body.sessionId ?? "-"):\(idempotencyKey)", requestId: context.requestId)
-        let result = try await generator.generate(generation, logger: context.logger)
+        let answer = try await generator.answer(generation, logger: context.logger)
+        let result = answer.result
         context.logger.info("ticket generated", metadata: [
             "ai.provider": .string(result.provider), "ai.model": .string(result.model), "tokens.remaining": .stringConvertible(result.tokensRemaining),
         ])
-        return result
+        // The JSON stored for replays is the body: encoded once, and a replay is byte for byte
+        // the first answer.
+        return Response(
+            status: .ok, headers: [.contentType: "application/json; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(string: answer.json)))
     }
 }
-
-extension GenerationResult: ResponseEncodable {}

@@ -216,11 +216,8 @@ struct AuthenticationMiddleware: RouterMiddleware {
             }
             context.user = user
             context.logger[metadataKey: "user.id"] = .string(user.userId)
-            if try await database.customer(userId: user.userId) == nil {
-                let opened = try await database.openAccount(userId: user.userId, email: nil, actor: "api", requestId: context.requestId)
-                if !opened.replayed {
-                    context.logger.info("customer opened with welcome grant", metadata: ["tokens.granted": .stringConvertible(opened.entry.delta)])
-                }
+            if let opened = try await database.openAccountOnFirstRequest(userId: user.userId, actor: "api", requestId: context.requestId) {
+                context.logger.info("customer opened with welcome grant", metadata: ["tokens.granted": .stringConvertible(opened.entry.delta)])
             }
         }
         return try await next(request, context)

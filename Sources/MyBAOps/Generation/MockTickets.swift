@@ -10,11 +10,15 @@ public enum MockTickets {
         let lower = text.lowercased()
         let firstLine = text.split(whereSeparator: \.isNewline).first.map(String.init) ?? text
         let summary = firstLine.count > 72 ? String(firstLine.prefix(69)) + "…" : firstLine
-        let isBug = ["bug", "error", "crash", "broken", "fix", "fails"].contains { lower.contains($0) }
-        let isUrgent = ["urgent", "asap", "outage", "production", "security"].contains { lower.contains($0) }
+        // Keywords are ASCII, so a byte search of the lowercased UTF-8 finds what a string search
+        // finds, without Foundation's locale-aware search (which cost more than the rest).
+        let bytes = Array(lower.utf8)
+        let mentions = { (keyword: String) in bytes.containsSubsequence(Array(keyword.utf8)) }
+        let isBug = ["bug", "error", "crash", "broken", "fix", "fails"].contains(where: mentions)
+        let isUrgent = ["urgent", "asap", "outage", "production", "security"].contains(where: mentions)
         var labels = [isBug ? "bug" : "feature"]
         for (keyword, label) in [("api", "backend"), ("server", "backend"), ("ui", "frontend"), ("page", "frontend"), ("button", "frontend"), ("test", "testing"), ("security", "security"), ("performance", "performance"), ("slow", "performance")]
-        where lower.contains(keyword) && !labels.contains(label) {
+        where mentions(keyword) && !labels.contains(label) {
             labels.append(label)
         }
         let words = text.split(whereSeparator: { $0.isWhitespace }).count
@@ -29,5 +33,17 @@ public enum MockTickets {
             priority: isUrgent ? "High" : "Medium",
             storyPoints: points,
             labels: labels)
+    }
+}
+
+extension Array where Element == UInt8 {
+    /// Whether `needle` occurs in these bytes.
+    func containsSubsequence(_ needle: [UInt8]) -> Bool {
+        guard let first = needle.first else { return true }
+        guard count >= needle.count else { return false }
+        for start in 0...(count - needle.count) where self[start] == first {
+            if needle.indices.allSatisfy({ self[start + $0] == needle[$0] }) { return true }
+        }
+        return false
     }
 }

@@ -47,6 +47,16 @@ public struct GenerationResult: Codable, Equatable, Sendable {
     public var tokensRemaining: Int
 }
 
+/// A generation's answer with its JSON, encoded once: the same text is stored for replays and
+/// sent as the response body.
+public struct GenerationAnswer: Sendable {
+    public var result: GenerationResult
+    /// `result` as JSON (`JSONEncoder` defaults, as the API has always sent it).
+    public var json: String
+    /// True when the key had already been answered: nothing was charged or written.
+    public var replayed: Bool
+}
+
 /// Why a generation was refused or failed. A charged token has been given back for `.providerFailed`.
 public enum GenerationError: Error, Equatable, CustomStringConvertible, Sendable {
     case invalidInput(String)
@@ -106,11 +116,16 @@ public struct TicketGenerator: Sendable {
     }
 
     enum Reservation {
-        case charged(attempt: Int)
-        case replay(GenerationResult)
+        case charged(attempt: Int, remaining: Int?)
+        case replay(GenerationAnswer)
     }
 
     public func generate(_ request: GenerationRequest, logger: Logger) async throws -> GenerationResult {
+        try await answer(request, logger: logger).result
+    }
+
+    /// Generates (or replays) the ticket of `request`, with the JSON to send.
+    public func answer(_ request: GenerationRequest, logger: Logger) async throws -> GenerationAnswer {
         let input = request.input
         // Zero-width and direction marks are invisible: an input of only those is empty, and a
         // token spent on it would buy nothing.
@@ -158,22 +173,24 @@ public struct TicketGenerator: Sendable {
             // generation costs one durable commit instead of two. A crash before the commit
             // leaves neither the charge nor the answer.
             let ticket = MockTickets.ticket(for: input)
-            let (result, replayed) = try await database.immediateWrite { db -> (GenerationResult, Bool) in
+            let answer = try await database.immediateWrite { db -> GenerationAnswer in
                 switch try Self.reserve(request, payer: payer, inputHash: inputHash, in: db) {
-                case .replay(let result): return (result, true)
-                case .charged: return (try Self.complete(request, ticket: ticket, provider: "mock", model: MockTickets.model, in: db), false)
+                case .replay(let answer):
+                    return answer
+                case .charged(_, let remaining):
+                    return try Self.complete(request, ticket: ticket, provider: "mock", model: MockTickets.model, remaining: remaining, in: db)
                 }
             }
-            if replayed { logger.info("generation replayed", metadata: ["generation.key": .string(request.idempotencyKey)]) }
-            return result
+            if answer.replayed { logger.info("generation replayed", metadata: ["generation.key": .string(request.idempotencyKey)]) }
+            return answer
         }
 
         let attempt: Int
         switch try await reserve(request, payer: payer, inputHash: inputHash) {
-        case .replay(let result):
+        case .replay(let answer):
             logger.info("generation replayed", metadata: ["generation.key": .string(request.idempotencyKey)])
-            return result
-        case .charged(let number):
+            return answer
+        case .charged(let number, _):
             attempt = number
         }
 
@@ -208,56 +225,64 @@ public struct TicketGenerator: Sendable {
         try await database.immediateWrite { db in try Self.reserve(request, payer: payer, inputHash: inputHash, in: db) }
     }
 
-    /// Replays a completed request with this key, or charges a new attempt and marks it reserved.
+    /// Replays a completed request with this key, or charges a new attempt and marks it
+    /// reserved. A charged attempt reports what the payer has left after it.
     private static func reserve(_ request: GenerationRequest, payer: Payer, inputHash: String, in db: Database) throws -> Reservation {
         let key = request.idempotencyKey
         let now = Date().truncatedToMilliseconds
         var attempt = 1
-        if let row = try Row.fetchOne(db, sql: "SELECT * FROM generations WHERE idempotency_key = ?", arguments: [key]) {
-            guard row["payer_kind"] as String == payer.kind, row["payer_id"] as String == payer.id, row["input_hash"] as String == inputHash else {
+        let lookup = try db.cachedStatement(sql: "SELECT payer_kind, payer_id, input_hash, status, attempts, response FROM generations WHERE idempotency_key = ?")
+        if let row = try Row.fetchOne(lookup, arguments: [key]) {
+            guard row[0] as String == payer.kind, row[1] as String == payer.id, row[2] as String == inputHash else {
                 throw GenerationError.idempotencyKeyReused
             }
-            switch row["status"] as String {
+            switch row[3] as String {
             case "completed":
-                let stored: String = row["response"]
-                return .replay(try JSONDecoder().decode(GenerationResult.self, from: Data(stored.utf8)))
+                let stored: String = row[5]
+                let result = try JSONDecoder().decode(GenerationResult.self, from: Data(stored.utf8))
+                return .replay(GenerationAnswer(result: result, json: stored, replayed: true))
             case "reserved":
                 throw GenerationError.inProgress
             default:
-                attempt = (row["attempts"] as Int) + 1
+                attempt = (row[4] as Int) + 1
                 try db.execute(sql: "UPDATE generations SET status = 'reserved', attempts = ?, error = NULL, request_id = ?, updated_at = ? WHERE idempotency_key = ?",
                                arguments: [attempt, request.requestId, SQLTimestamp.string(now), key])
             }
         } else {
-            try db.execute(sql: """
+            let insert = try db.cachedStatement(sql: """
                 INSERT INTO generations (idempotency_key, payer_kind, payer_id, input_hash, status, attempts, request_id, created_at, updated_at)
                 VALUES (?, ?, ?, ?, 'reserved', 1, ?, ?, ?)
-                """, arguments: [key, payer.kind, payer.id, inputHash, request.requestId, SQLTimestamp.string(now), SQLTimestamp.string(now)])
+                """)
+            try insert.execute(arguments: [key, payer.kind, payer.id, inputHash, request.requestId, SQLTimestamp.string(now), SQLTimestamp.string(now)])
         }
         let chargeKey = Self.chargeKey(key, attempt: attempt)
         switch payer {
         case .account(let userId):
-            _ = try AppDatabase.post(
+            let posted = try AppDatabase.post(
                 LedgerPosting(userId: userId, kind: .consume, delta: -1, idempotencyKey: chargeKey, reference: key, actor: "api", requestId: request.requestId),
                 now: now, in: db)
+            return .charged(attempt: attempt, remaining: posted.balance.tokens)
         case .session(let sessionId):
-            _ = try AppDatabase.chargeSession(sessionId: sessionId, amount: 1, idempotencyKey: chargeKey, requestId: request.requestId, now: now, in: db)
+            let session = try AppDatabase.chargeSession(sessionId: sessionId, amount: 1, idempotencyKey: chargeKey, requestId: request.requestId, now: now, in: db)
+            return .charged(attempt: attempt, remaining: session.remaining)
         case .ownKey:
-            break
+            return .charged(attempt: attempt, remaining: nil)
         }
-        return .charged(attempt: attempt)
     }
 
-    private func complete(_ request: GenerationRequest, ticket: Ticket, provider: String, model: String) async throws -> GenerationResult {
-        try await database.immediateWrite { db in try Self.complete(request, ticket: ticket, provider: provider, model: model, in: db) }
+    private func complete(_ request: GenerationRequest, ticket: Ticket, provider: String, model: String) async throws -> GenerationAnswer {
+        try await database.immediateWrite { db in try Self.complete(request, ticket: ticket, provider: provider, model: model, remaining: nil, in: db) }
     }
 
-    /// Stores the answer of a reserved request and returns it with what the caller has left.
-    private static func complete(_ request: GenerationRequest, ticket: Ticket, provider: String, model: String, in db: Database) throws -> GenerationResult {
+    /// Stores the answer of a reserved request and returns it with what the caller has left:
+    /// `remaining` when the charge of the same transaction knows it, else read now (the
+    /// provider call in between may have taken a while, and other requests spent meanwhile).
+    private static func complete(_ request: GenerationRequest, ticket: Ticket, provider: String, model: String, remaining known: Int?, in db: Database) throws -> GenerationAnswer {
         let now = Date().truncatedToMilliseconds
-        // What the caller has left: the account when signed in, else the session.
         let remaining: Int
-        if let userId = request.userId {
+        if let known {
+            remaining = known
+        } else if let userId = request.userId {
             remaining = try LedgerStatements.balance(userId: userId, in: db)?.tokens ?? 0
         } else if let sessionId = request.sessionId {
             remaining = try AppDatabase.fetchSession(id: sessionId, in: db)?.remaining ?? 0
@@ -265,10 +290,10 @@ public struct TicketGenerator: Sendable {
             remaining = 0
         }
         let result = GenerationResult(ticket: ticket, markdown: ticket.markdown, provider: provider, model: model, tokensRemaining: remaining)
-        let stored = String(decoding: try JSONEncoder().encode(result), as: UTF8.self)
-        try db.execute(sql: "UPDATE generations SET status = 'completed', provider = ?, model = ?, response = ?, updated_at = ? WHERE idempotency_key = ?",
-                       arguments: [provider, model, stored, SQLTimestamp.string(now), request.idempotencyKey])
-        return result
+        let json = String(decoding: try JSONEncoder().encode(result), as: UTF8.self)
+        let update = try db.cachedStatement(sql: "UPDATE generations SET status = 'completed', provider = ?, model = ?, response = ?, updated_at = ? WHERE idempotency_key = ?")
+        try update.execute(arguments: [provider, model, json, SQLTimestamp.string(now), request.idempotencyKey])
+        return GenerationAnswer(result: result, json: json, replayed: false)
     }
 
     private func fail(_ request: GenerationRequest, payer: Payer, attempt: Int, error: GenerationError) async throws {

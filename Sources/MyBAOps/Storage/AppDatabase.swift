@@ -11,6 +11,8 @@ public struct AppDatabase: Sendable {
     public let writer: any DatabaseWriter
     /// Where this process's writes wait to share a durable commit (see `GroupCommitQueue`).
     let groupCommit: GroupCommitQueue
+    /// Users known to have an account (see `openAccountOnFirstRequest`).
+    let knownAccounts = KnownAccounts()
 
     /// Wraps `writer` and brings its schema up to date.
     public init(_ writer: any DatabaseWriter) throws {
