@@ -58,7 +58,13 @@ extension AppDatabase {
             let pool = try DatabasePool(path: url.path, configuration: makeConfiguration(busyTimeout: options.busyTimeout))
             // GRDB switches its writer connection to synchronous=NORMAL when it enables WAL,
             // after `prepareDatabase` ran: a committed entry could then vanish on power loss.
-            try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+            // Group commit puts each write in a savepoint, and SQLite keeps the pages a savepoint
+            // may have to restore in a sub-journal that spills to a temporary file past 64 KiB:
+            // a file created, written and deleted per batch. The writer keeps it in memory.
+            try pool.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA synchronous = FULL")
+                try db.execute(sql: "PRAGMA temp_store = MEMORY")
+            }
             return try AppDatabase(pool)
         }
     }
