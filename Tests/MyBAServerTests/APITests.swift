@@ -145,8 +145,14 @@ struct APITests {
         try await fixture.application().test(.router) { client in
             var headers = bearer("dev:user_retry")
             headers[.idempotencyKey] = "gen-abc-1"
-            let first = try await client.execute(uri: "/api/generate", method: .post, headers: headers, body: jsonBody(["input": "Add dark mode"])) { try $0.json }
-            let second = try await client.execute(uri: "/api/generate", method: .post, headers: headers, body: jsonBody(["input": "Add dark mode"])) { try $0.json }
+            let firstBody = try await client.execute(uri: "/api/generate", method: .post, headers: headers, body: jsonBody(["input": "Add dark mode"])) { response in
+                #expect(response.headers[.contentType] == "application/json; charset=utf-8")
+                return String(buffer: response.body)
+            }
+            let secondBody = try await client.execute(uri: "/api/generate", method: .post, headers: headers, body: jsonBody(["input": "Add dark mode"])) { String(buffer: $0.body) }
+            // The stored answer is sent as it is: a retry gets the same bytes.
+            #expect(secondBody == firstBody)
+            let first = try jsonObject(firstBody), second = try jsonObject(secondBody)
             #expect(first["tokensRemaining"] as? Int == 5)
             #expect(second["tokensRemaining"] as? Int == 5)
             #expect(NSDictionary(dictionary: first["ticket"] as! [String: Any]) == NSDictionary(dictionary: second["ticket"] as! [String: Any]))

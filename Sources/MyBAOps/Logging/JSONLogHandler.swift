@@ -155,6 +155,15 @@ struct JSONLineBuilder {
     }
 
     private mutating func appendString(_ text: String) {
+        JSONText.appendString(text, to: &bytes)
+    }
+}
+
+/// JSON written by hand, for the hot paths where Foundation's encoder costs more than the work
+/// it reports on (log lines, generation answers).
+enum JSONText {
+    /// Appends `text` as a JSON string literal, quotes included.
+    static func appendString(_ text: String, to bytes: inout [UInt8]) {
         bytes.append(UInt8(ascii: "\""))
         for byte in text.utf8 {
             switch byte {
@@ -164,11 +173,28 @@ struct JSONLineBuilder {
             case UInt8(ascii: "\r"): bytes.append(contentsOf: [92, 114])
             case UInt8(ascii: "\t"): bytes.append(contentsOf: [92, 116])
             case 0..<0x20, 0x7F:
-                bytes.append(contentsOf: Array(String(format: "\\u%04x", byte).utf8))
+                let hex = Array("0123456789abcdef".utf8)
+                bytes.append(contentsOf: [92, UInt8(ascii: "u"), 48, 48, hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]])
             default:
                 bytes.append(byte)
             }
         }
         bytes.append(UInt8(ascii: "\""))
+    }
+
+    /// Appends `"key":`.
+    static func appendKey(_ key: String, to bytes: inout [UInt8]) {
+        appendString(key, to: &bytes)
+        bytes.append(UInt8(ascii: ":"))
+    }
+
+    /// Appends a JSON array of strings.
+    static func appendStrings(_ values: [String], to bytes: inout [UInt8]) {
+        bytes.append(UInt8(ascii: "["))
+        for (index, value) in values.enumerated() {
+            if index > 0 { bytes.append(UInt8(ascii: ",")) }
+            appendString(value, to: &bytes)
+        }
+        bytes.append(UInt8(ascii: "]"))
     }
 }

@@ -64,6 +64,7 @@ extension AppDatabase {
             try pool.writeWithoutTransaction { db in
                 try db.execute(sql: "PRAGMA synchronous = FULL")
                 try db.execute(sql: "PRAGMA temp_store = MEMORY")
+                try db.execute(sql: "PRAGMA wal_autocheckpoint = 10000")
             }
             return try AppDatabase(pool)
         }

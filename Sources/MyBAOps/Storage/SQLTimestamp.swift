@@ -19,6 +19,11 @@ enum SQLTimestamp {
     }
 
     static func string(_ date: Date) -> String {
+        String(decoding: utcBytes(date, separator: UInt8(ascii: " ")), as: UTF8.self)
+    }
+
+    /// `yyyy-MM-dd?HH:mm:ss.SSS` in UTC with `separator` between date and time.
+    static func utcBytes(_ date: Date, separator: UInt8) -> [UInt8] {
         let ms = milliseconds(date)
         var seconds = ms / 1000
         var millis = ms % 1000
@@ -39,7 +44,7 @@ enum SQLTimestamp {
         put(Int(parts.tm_mon) + 1, at: 5, digits: 2)
         bytes[7] = UInt8(ascii: "-")
         put(Int(parts.tm_mday), at: 8, digits: 2)
-        bytes[10] = UInt8(ascii: " ")
+        bytes[10] = separator
         put(Int(parts.tm_hour), at: 11, digits: 2)
         bytes[13] = UInt8(ascii: ":")
         put(Int(parts.tm_min), at: 14, digits: 2)
@@ -47,7 +52,7 @@ enum SQLTimestamp {
         put(Int(parts.tm_sec), at: 17, digits: 2)
         bytes[19] = UInt8(ascii: ".")
         put(Int(millis), at: 20, digits: 3)
-        return String(decoding: bytes, as: UTF8.self)
+        return bytes
     }
 
     /// Parses `yyyy-MM-dd HH:mm:ss[.SSS]` (also with `T`), as UTC. Falls back to GRDB for any

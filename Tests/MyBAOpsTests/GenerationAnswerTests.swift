@@ -1,0 +1,70 @@
+import Foundation
+import MyBATestSupport
+import Synchronization
+import Testing
+@testable import MyBAOps
+
+@Suite("Generation answers and accounts on the hot path")
+struct GenerationAnswerTests {
+    static let awkward = [
+        "plain", "", "quotes \" and \\ backslashes", "new\nline\ttab\rreturn", "control \u{01}\u{1F}\u{7F} bytes",
+        "unicode é ü 日本語 🚀 \u{200B}zero-width", "slash / and </script>", "\u{2028}line separator\u{2029}",
+    ]
+
+    @Test("the hand-written answer decodes to the same result as Foundation's encoding, for awkward strings and any balance")
+    func preparedAnswerMatchesEncoder() throws {
+        for (index, text) in Self.awkward.enumerated() {
+            let ticket = Ticket(
+                title: "Fix: \(text)", description: text, acceptanceCriteria: index % 2 == 0 ? [] : [text, "second"],
+                priority: "High", storyPoints: index, labels: index % 3 == 0 ? [] : ["bug", text])
+            let prepared = PreparedAnswer(ticket: ticket, provider: "mock", model: text.isEmpty ? "m" : text)
+            for remaining in [0, 1, 5, 9_999_999, Int(Int32.max)] {
+                let answer = prepared.answer(tokensRemaining: remaining)
+                let expected = GenerationResult(ticket: ticket, markdown: ticket.markdown, provider: "mock", model: text.isEmpty ? "m" : text, tokensRemaining: remaining)
+                #expect(answer.result == expected)
+                #expect(try JSONDecoder().decode(GenerationResult.self, from: Data(answer.json.utf8)) == expected, "\(answer.json)")
+                let ours = try JSONSerialization.jsonObject(with: Data(answer.json.utf8)) as? NSDictionary
+                let foundations = try JSONSerialization.jsonObject(with: JSONEncoder().encode(expected)) as? NSDictionary
+                #expect(ours == foundations)
+                #expect(answer.json.hasPrefix("{\"ticket\":{\"title\":"), "keys in the order the type declares them")
+            }
+        }
+    }
+
+    @Test("mock keywords: bug words, urgency and labels are found anywhere in the text, in any case, beside non-ASCII text")
+    func mockKeywords() {
+        let bug = MockTickets.ticket(for: "Le bouton « Payer » CRASHES on the checkout PAGE — urgent, production 🚨")
+        #expect(bug.title.hasPrefix("Fix: "))
+        #expect(bug.priority == "High")
+        #expect(bug.labels == ["bug", "frontend"])
+        let feature = MockTickets.ticket(for: "Add an API endpoint so the server exports tests; slow is fine")
+        #expect(feature.title.hasPrefix("Implement: "))
+        #expect(feature.priority == "Medium")
+        #expect(feature.labels == ["feature", "backend", "testing", "performance"])
+        let plain = MockTickets.ticket(for: "Écrire la documentation")
+        #expect(plain.labels == ["feature"])
+        #expect([UInt8]("abc".utf8).containsSubsequence([UInt8]("bc".utf8)))
+        #expect(![UInt8]("ab".utf8).containsSubsequence([UInt8]("abc".utf8)))
+    }
+
+    @Test("a user's first requests, arriving together, open the account and grant the welcome tokens exactly once; later ones change nothing")
+    func accountOpenedOnce() async throws {
+        let fixture = try LedgerFixture()
+        defer { fixture.directory.remove() }
+        let database = fixture.database
+        let grants = await withTaskGroup(of: Int.self) { group in
+            for index in 0..<20 {
+                group.addTask { (try? await database.openAccountOnFirstRequest(userId: "user_new", actor: "api", requestId: "req_\(index)")) == nil ? 0 : 1 }
+            }
+            return await group.reduce(0, +)
+        }
+        #expect(grants == 1)
+        #expect(try await database.balance(userId: "user_new")?.tokens == 6)
+        #expect(try await database.openAccountOnFirstRequest(userId: "user_new", actor: "api", requestId: "req_late") == nil)
+        // An account opened by another process (the Clerk webhook, the console) is seen too.
+        let elsewhere = try AppDatabase.openFile(at: database.path)
+        _ = try await elsewhere.openAccount(userId: "user_other", email: nil, actor: "webhook:clerk")
+        #expect(try await database.openAccountOnFirstRequest(userId: "user_other", actor: "api", requestId: nil) == nil)
+        #expect(try await fixture.entryCount() == 2)
+    }
+}
