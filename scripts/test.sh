@@ -62,7 +62,8 @@ if [ "$status" -ne 0 ]; then
 import re, sys
 started, finished = [], set()
 for line in open(sys.argv[1], errors="replace"):
-    m = re.search(r'Test "(.*)" (started|passed|failed|skipped)', line)
+    # A parameterised test ends with `Test "…" with N test cases passed`.
+    m = re.search(r'Test "(.*?)"(?: with \d+ test cases?)? (started|passed|failed|skipped)', line)
     if not m:
         continue
     if m.group(2) == "started":

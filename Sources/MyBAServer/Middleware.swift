@@ -39,10 +39,22 @@ struct RequestIDMiddleware: RouterMiddleware {
         return candidate
     }
 
-    static func generate() -> String {
+    /// `req_` and 32 hex digits: 48 bits of milliseconds since 1970, then 80 random bits.
+    /// Time first, so ids sort by when they were made and the indexes keyed by them (ledger
+    /// entries by request, generations by their default key) grow at one end: random keys
+    /// scattered each insert over the whole index, so with a growing ledger every write read
+    /// and rewrote pages the cache no longer held.
+    static func generate(now: Date = Date()) -> String {
         var generator = SystemRandomNumberGenerator()
-        let hex = (0..<2).map { _ in String(generator.next() as UInt64, radix: 16) }.map { String(repeating: "0", count: 16 - $0.count) + $0 }
-        return "req_" + hex.joined()
+        let milliseconds = UInt64(max(0, (now.timeIntervalSince1970 * 1000).rounded())) & 0xFFFF_FFFF_FFFF
+        let random = generator.next() as UInt64
+        let high = (milliseconds << 16) | (random >> 48), low = generator.next() as UInt64
+        var bytes = Array("req_".utf8)
+        let digits = Array("0123456789abcdef".utf8)
+        for word in [high, low] {
+            for shift in stride(from: 60, through: 0, by: -4) { bytes.append(digits[Int((word >> UInt64(shift)) & 0xF)]) }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 }
 

@@ -47,6 +47,28 @@ struct GenerationAnswerTests {
         #expect(![UInt8]("ab".utf8).containsSubsequence([UInt8]("abc".utf8)))
     }
 
+    @Test("mock tickets trim, take the first line and count words as Foundation and Character would")
+    func mockTextHandling() {
+        let inputs = [
+            "  \t Add search\r\nto the dashboard page\n\n",
+            "\u{3000}全角スペース で 始まる テキスト\u{2028}second line",
+            "one\u{85}two three\u{A0}four",
+            " \n\t ",
+            "",
+            String(repeating: "word ", count: 120) + "\u{1F6A8}",
+            "Fix the 🇫🇷 flag e\u{301}mojis — \u{2029}then more",
+        ]
+        for input in inputs {
+            let text = input.trimmingCharacters(in: .whitespacesAndNewlines)
+            let firstLine = text.split(whereSeparator: \.isNewline).first.map(String.init) ?? text
+            let words = text.split(whereSeparator: { $0.isWhitespace }).count
+            let ticket = MockTickets.ticket(for: input)
+            #expect(ticket.description == text, "\(input.debugDescription)")
+            #expect(ticket.title.hasSuffix(firstLine.count > 72 ? String(firstLine.prefix(69)) + "…" : firstLine), "\(input.debugDescription)")
+            #expect(ticket.storyPoints == (words < 15 ? 2 : words < 40 ? 3 : words < 100 ? 5 : 8), "\(input.debugDescription)")
+        }
+    }
+
     @Test("a user's first requests, arriving together, open the account and grant the welcome tokens exactly once; later ones change nothing")
     func accountOpenedOnce() async throws {
         let fixture = try LedgerFixture()

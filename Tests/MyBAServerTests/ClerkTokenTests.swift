@@ -23,6 +23,9 @@ struct ClerkTokenTests {
         }
         let viaHeader = try await verifier.authenticate(authorizationHeader: "Bearer \(try factory.token())")
         #expect(viaHeader.userId == "user_2abc")
+        // Spaces and tabs around the header and the token are tolerated, as proxies add them.
+        let padded = try await verifier.authenticate(authorizationHeader: " \tbearer  \(try factory.token())\t\u{A0}")
+        #expect(padded.userId == "user_2abc")
     }
 
     @Test("expired, not-yet-valid and future-issued tokens are refused, within 5 s of skew")
@@ -56,6 +59,8 @@ struct ClerkTokenTests {
             await #expect(throws: AuthError.self) { try await verifier.verify(token: garbage) }
         }
         await #expect(throws: AuthError.missingToken) { try await verifier.authenticate(authorizationHeader: nil) }
+        await #expect(throws: AuthError.missingToken) { try await verifier.authenticate(authorizationHeader: " \t ") }
+        await #expect(throws: AuthError.self) { try await verifier.authenticate(authorizationHeader: "Bearer") }
         await #expect(throws: AuthError.self) { try await verifier.authenticate(authorizationHeader: "Basic dXNlcjpwYXNz") }
     }
 

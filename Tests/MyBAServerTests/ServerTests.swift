@@ -169,6 +169,23 @@ struct ServerTests {
         }
     }
 
+    @Test("generated request ids are req_ and 32 hex digits, sort by the time they were made, and do not repeat")
+    func generatedRequestIdsSortByTime() {
+        let start = Date(timeIntervalSince1970: 1_796_000_000)
+        let ids = (0..<2000).map { RequestIDMiddleware.generate(now: Date(timeIntervalSince1970: Double(1_796_000_000_000 + $0) / 1000)) }
+        for id in ids {
+            #expect(id.utf8.count == 36 && id.hasPrefix("req_"))
+            #expect(id.dropFirst(4).allSatisfy { "0123456789abcdef".contains($0) })
+            #expect(RequestIDMiddleware.acceptable(id) == id)
+        }
+        let outOfOrder = zip(ids, ids.dropFirst()).filter { $0 >= $1 }
+        #expect(outOfOrder.isEmpty, "ids made a millisecond apart come out in order: \(outOfOrder.prefix(3))")
+        #expect(Set(ids).count == ids.count)
+        let sameInstant = (0..<2000).map { _ in RequestIDMiddleware.generate(now: start) }
+        #expect(Set(sameInstant).count == sameInstant.count, "80 random bits keep ids of one millisecond apart")
+        #expect(sameInstant.allSatisfy { $0.prefix(16) == sameInstant[0].prefix(16) }, "the first 48 bits are the time")
+    }
+
     @Test("a body larger than the cap is refused with 413 before it is read")
     func bodyCap() async throws {
         let fixture = try ServerFixture()

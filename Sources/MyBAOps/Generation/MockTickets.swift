@@ -6,9 +6,14 @@ public enum MockTickets {
     public static let model = "mock-template-v1"
 
     public static func ticket(for input: String) -> Ticket {
-        let text = input.trimmingCharacters(in: .whitespacesAndNewlines)
+        // By scalar rather than by Character: grapheme breaking cost more than the template.
+        let scalars = input.unicodeScalars
+        let isSpace = { (scalar: Unicode.Scalar) in scalar.properties.isWhitespace }
+        let start = scalars.firstIndex { !isSpace($0) } ?? scalars.endIndex
+        let end = scalars.lastIndex { !isSpace($0) }.map(scalars.index(after:)) ?? start
+        let text = String(scalars[start..<max(start, end)])
         let lower = text.lowercased()
-        let firstLine = text.split(whereSeparator: \.isNewline).first.map(String.init) ?? text
+        let firstLine = text.unicodeScalars.firstIndex(where: Self.isLineBreak).map { String(text.unicodeScalars[..<$0]) } ?? text
         let summary = firstLine.count > 72 ? String(firstLine.prefix(69)) + "…" : firstLine
         // Keywords are ASCII, so a byte search of the lowercased UTF-8 finds what a string search
         // finds, without Foundation's locale-aware search (which cost more than the rest).
@@ -21,7 +26,12 @@ public enum MockTickets {
         where mentions(keyword) && !labels.contains(label) {
             labels.append(label)
         }
-        let words = text.split(whereSeparator: { $0.isWhitespace }).count
+        var words = 0, inWord = false
+        for scalar in text.unicodeScalars {
+            let space = isSpace(scalar)
+            if !space && !inWord { words += 1 }
+            inWord = !space
+        }
         let points = words < 15 ? 2 : words < 40 ? 3 : words < 100 ? 5 : 8
         let criteria = isBug
             ? ["The problem described can no longer be reproduced", "A regression test covers the failing case", "No new errors appear in the logs after the fix"]
@@ -33,6 +43,14 @@ public enum MockTickets {
             priority: isUrgent ? "High" : "Medium",
             storyPoints: points,
             labels: labels)
+    }
+
+    /// What `Character.isNewline` calls a line break.
+    private static func isLineBreak(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.value {
+        case 0x0A...0x0D, 0x85, 0x2028, 0x2029: return true
+        default: return false
+        }
     }
 }
 
