@@ -9,6 +9,7 @@ struct GenerationAnswerTests {
     static let awkward = [
         "plain", "", "quotes \" and \\ backslashes", "new\nline\ttab\rreturn", "control \u{01}\u{1F}\u{7F} bytes",
         "unicode é ü 日本語 🚀 \u{200B}zero-width", "slash / and </script>", "\u{2028}line separator\u{2029}",
+        "\"\\\n\u{00}", "ends with an escape\u{7F}", "\"starts and ends quoted\"", String(repeating: "long run ", count: 200) + "\\",
     ]
 
     @Test("the hand-written answer decodes to the same result as Foundation's encoding, for awkward strings and any balance")
