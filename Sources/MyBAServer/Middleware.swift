@@ -49,12 +49,8 @@ struct RequestIDMiddleware: RouterMiddleware {
         let milliseconds = UInt64(max(0, (now.timeIntervalSince1970 * 1000).rounded())) & 0xFFFF_FFFF_FFFF
         let random = generator.next() as UInt64
         let high = (milliseconds << 16) | (random >> 48), low = generator.next() as UInt64
-        var bytes = Array("req_".utf8)
-        let digits = Array("0123456789abcdef".utf8)
-        for word in [high, low] {
-            for shift in stride(from: 60, through: 0, by: -4) { bytes.append(digits[Int((word >> UInt64(shift)) & 0xF)]) }
-        }
-        return String(decoding: bytes, as: UTF8.self)
+        let bytes = withUnsafeBytes(of: high.bigEndian, Array.init) + withUnsafeBytes(of: low.bigEndian, Array.init)
+        return "req_" + bytes.lowercaseHex
     }
 }
 

@@ -188,8 +188,8 @@ enum JSONText {
         case UInt8(ascii: "\r"): bytes.append(contentsOf: [92, 114])
         case UInt8(ascii: "\t"): bytes.append(contentsOf: [92, 116])
         default:
-            let hex = Array("0123456789abcdef".utf8)
-            bytes.append(contentsOf: [92, UInt8(ascii: "u"), 48, 48, hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]])
+            bytes.append(contentsOf: [92, UInt8(ascii: "u"), 48, 48])
+            bytes.append(contentsOf: [byte].lowercaseHex.utf8)
         }
     }
 

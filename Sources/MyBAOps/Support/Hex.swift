@@ -1,7 +1,7 @@
 extension Sequence where Element == UInt8 {
     /// Lowercase hexadecimal, two digits per byte: how digests and signatures are written here.
     /// A table lookup, not `String(format:)`, which costs a formatter per byte on a hot path.
-    var lowercaseHex: String {
+    public var lowercaseHex: String {
         let digits = Array("0123456789abcdef".utf8)
         var hex = [UInt8]()
         hex.reserveCapacity(underestimatedCount * 2)
