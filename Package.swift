@@ -35,8 +35,12 @@ let package = Package(
                 // RSA signature checks of Clerk session tokens (RS256/384/512).
                 .product(name: "CryptoExtras", package: "swift-crypto"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                "CCurl",
             ]
         ),
+        // libcurl (libcurl4-openssl-dev) for outbound HTTP: its multi interface on a thread of
+        // our own, so no cooperative-pool thread ever blocks on a transfer (issue 25).
+        .systemLibrary(name: "CCurl", path: "Sources/CCurl"),
         .executableTarget(
             name: "MyBAServer",
             dependencies: [

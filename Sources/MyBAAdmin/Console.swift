@@ -63,7 +63,7 @@ final class Console: @unchecked Sendable {
     /// A Stripe client from STRIPE_SECRET_KEY and STRIPE_API_BASE, or a failure naming the variable.
     func stripeClient() throws -> StripeClient {
         do {
-            return try StripeClient(settings: settings.stripe, http: URLSessionHTTPClient())
+            return try StripeClient(settings: settings.stripe, http: CurlHTTPClient())
         } catch {
             throw ConsoleFailure(code: "payments_disabled", description: "STRIPE_SECRET_KEY is not set; cannot reach Stripe")
         }

@@ -19,6 +19,10 @@ struct ServerDependencies: Sendable {
     var stripe: StripeClient?
     /// What `/metrics` exports; the executable bootstraps swift-metrics into it.
     var metricsRegistry: PrometheusCollectorRegistry
+    /// Every outbound call (AI providers, Clerk JWKS, Stripe); abandoned at the shutdown bound.
+    var http: CurlHTTPClient
+    /// Notices a stuck executor or database writer; read by `/api/health`.
+    var watchdog: ProgressWatchdog
 }
 
 /// Opens and migrates the database, loads and validates the plans, and makes the clients: what
@@ -38,25 +42,37 @@ func buildDependencies(
     if released > 0 {
         logger.warning("released tokens of abandoned generations", metadata: ["generations.released": .stringConvertible(released)])
     }
-    let http = URLSessionHTTPClient()
+    let http = CurlHTTPClient(settings: settings.outboundHTTP)
     return ServerDependencies(
         settings: settings, database: database, plans: plans, startedAt: Date(),
         verifier: try ClerkTokenVerifier(settings: settings.auth, http: http),
         generator: TicketGenerator(database: database, settings: settings.ai, http: http),
         webhookProcessor: WebhookProcessor(database: database, plans: plans),
         stripe: settings.stripe.secretKey == nil ? nil : try StripeClient(settings: settings.stripe, http: http),
-        metricsRegistry: metricsRegistry)
+        metricsRegistry: metricsRegistry, http: http,
+        watchdog: ProgressWatchdog(threshold: .milliseconds(Int(settings.watchdogStallSeconds * 1000)), logger: logger) { database.writerStalledFor() })
 }
 
 /// Builds the server from settings: the dependencies, the router and the background services.
-/// Used by `main` and by the tests. `metricsRegistry` is what `/metrics` exports: `main`
-/// bootstraps swift-metrics into it; tests may pass a fresh one.
+/// Used by the tests. `metricsRegistry` is what `/metrics` exports: `main` bootstraps
+/// swift-metrics into it; tests may pass a fresh one.
 func buildApplication(
     settings: MyBASettings, logger: Logger, metricsRegistry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()
 ) async throws -> some ApplicationProtocol {
+    try await buildServer(settings: settings, logger: logger, metricsRegistry: metricsRegistry).application
+}
+
+/// The application and what bounds its shutdown, which `main` runs beside it in the group that
+/// handles SIGTERM/SIGINT (see `ShutdownDeadline`).
+func buildServer(
+    settings: MyBASettings, logger: Logger, metricsRegistry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()
+) async throws -> (application: some ApplicationProtocol, shutdownDeadline: ShutdownDeadline) {
     let dependencies = try await buildDependencies(settings: settings, logger: logger, metricsRegistry: metricsRegistry)
     let database = dependencies.database, webhookProcessor = dependencies.webhookProcessor, generator = dependencies.generator
-    var services: [any Service] = [PeriodicService.webhookRetries(webhookProcessor, every: .seconds(settings.webhookRetryIntervalSeconds), logger: logger)]
+    var services: [any Service] = [
+        WatchdogService(watchdog: dependencies.watchdog),
+        PeriodicService.webhookRetries(webhookProcessor, every: .seconds(settings.webhookRetryIntervalSeconds), logger: logger),
+    ]
     if let ttl = settings.sessionTTLSeconds {
         services.append(PeriodicService.sessionReaper(database, ttl: ttl, logger: logger))
     }
@@ -83,7 +99,7 @@ func buildApplication(
     if !settings.faultInjection.isEmpty {
         logger.critical("FAULT INJECTION is on; this server will crash on purpose", metadata: ["fault.points": .string(settings.faultInjection.sorted().joined(separator: ","))])
     }
-    return Application(
+    let application = Application(
         router: router,
         configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: nil),
         services: services,
@@ -95,6 +111,8 @@ func buildApplication(
         },
         logger: logger
     )
+    let deadline = ShutdownDeadline(bound: .milliseconds(Int(settings.shutdownTimeoutSeconds * 1000)), http: dependencies.http, logger: logger)
+    return (application, deadline)
 }
 
 /// The routes and middleware of the public API.

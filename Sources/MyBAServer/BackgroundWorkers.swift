@@ -54,3 +54,54 @@ extension PeriodicService {
         }
     }
 }
+
+/// Runs the progress watchdog while the server runs.
+struct WatchdogService: Service {
+    let watchdog: ProgressWatchdog
+
+    func run() async throws {
+        watchdog.start()
+        try? await gracefulShutdown()
+        watchdog.stop()
+    }
+}
+
+/// Bounds a graceful shutdown (SIGTERM/SIGINT) to `MYBA_SHUTDOWN_TIMEOUT_MS`.
+///
+/// It must hear the signal first, so it runs beside the application in the outer service group,
+/// listed after it (groups stop their services in reverse order). On the signal the server stops
+/// accepting and lets requests in flight finish. Near the end of the bound the outbound HTTP
+/// client abandons every upstream call still open, so those generations fail fast and give their
+/// tokens back; at the bound, whatever still holds on, the process exits (logged as critical; a
+/// reservation left behind is released by the next start). Timing runs on a thread of its own,
+/// so a stuck executor cannot hold it.
+struct ShutdownDeadline: Service {
+    let bound: Duration
+    let http: CurlHTTPClient
+    let logger: Logger
+
+    func run() async throws {
+        do {
+            try await gracefulShutdown()
+        } catch {
+            return
+        }
+        let bound = Double(self.bound.components.seconds) + Double(self.bound.components.attoseconds) / 1e18
+        let abandonAfter = bound - min(2, bound * 0.3)
+        let http = self.http, logger = self.logger
+        logger.notice("shutting down", metadata: ["shutdown.bound.ms": .stringConvertible(Int(bound * 1000)), "http.outbound.in_flight": .stringConvertible(http.inFlight)])
+        let thread = Thread {
+            Thread.sleep(forTimeInterval: abandonAfter)
+            let open = http.inFlight
+            if open > 0 {
+                logger.warning("shutdown: abandoning upstream calls still open", metadata: ["http.outbound.in_flight": .stringConvertible(open)])
+            }
+            http.cancelAll()
+            Thread.sleep(forTimeInterval: bound - abandonAfter)
+            logger.critical("shutdown: still running at the shutdown bound; exiting now", metadata: ["shutdown.bound.ms": .stringConvertible(Int(bound * 1000))])
+            exit(0)
+        }
+        thread.name = "myba-shutdown"
+        thread.start()
+    }
+}

@@ -33,13 +33,17 @@ struct HealthController {
         /// Customers whose Stripe metadata is behind the ledger, and the oldest wait.
         var outboxDepth: Int?
         var outboxOldestPendingSeconds: Int?
+        /// What has made no progress for `MYBA_WATCHDOG_STALL_MS`: `executor`, `database_writer`.
+        var stalled: [String]?
     }
 
     @Sendable func health(_ request: Request, context: MyBARequestContext) async throws -> EditedResponse<HealthResponse> {
         let report = await probe.check()
         let storage = report.storage, outbox = report.outbox
+        let progress = dependencies.watchdog.report()
+        let healthy = storage.databaseReadable && progress.isHealthy
         let body = HealthResponse(
-            status: storage.databaseReadable ? "ok" : "degraded",
+            status: healthy ? "ok" : "degraded",
             version: mybaVersion,
             uptimeSeconds: Int(Date().timeIntervalSince(dependencies.startedAt)),
             database: storage.databaseReadable ? "ok" : "unavailable",
@@ -49,10 +53,11 @@ struct HealthController {
             ai: dependencies.generator.defaultProviderName,
             payments: dependencies.stripe == nil ? "disabled" : "enabled",
             outboxDepth: outbox?.depth,
-            outboxOldestPendingSeconds: outbox?.oldestPendingSeconds)
+            outboxOldestPendingSeconds: outbox?.oldestPendingSeconds,
+            stalled: progress.isHealthy ? nil : progress.stalled)
         if let problem = storage.problem {
             context.logger.error("health check: database unreadable", metadata: ["error.message": .string(problem)])
         }
-        return EditedResponse(status: storage.databaseReadable ? .ok : .serviceUnavailable, response: body)
+        return EditedResponse(status: healthy ? .ok : .serviceUnavailable, response: body)
     }
 }

@@ -4,6 +4,7 @@ import Logging
 import Metrics
 import MyBAOps
 import Prometheus
+import ServiceLifecycle
 
 @main
 struct MyBAServer {
@@ -30,8 +31,11 @@ struct MyBAServer {
         ]
         MetricsSystem.bootstrap(metricsFactory)
         do {
-            let app = try await buildApplication(settings: settings, logger: logger, metricsRegistry: metricsRegistry)
-            try await app.runService()
+            let server = try await buildServer(settings: settings, logger: logger, metricsRegistry: metricsRegistry)
+            // The deadline is listed last so that it hears SIGTERM first (services stop in reverse).
+            let group = ServiceGroup(configuration: .init(
+                services: [server.application, server.shutdownDeadline], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            try await group.run()
             logger.info("server stopped")
         } catch {
             logger.critical("server failed", metadata: ["error.message": "\(error)"])

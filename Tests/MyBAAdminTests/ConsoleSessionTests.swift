@@ -105,7 +105,7 @@ struct ConsoleSessionTests {
         let emulator = StripeEmulator()
         try await emulator.application().test(.live) { client in
             let base = URL(string: "http://127.0.0.1:\(client.port!)")!
-            let stripe = try StripeClient(settings: StripeSettings(secretKey: "sk_test_admin", apiBase: base), http: URLSessionHTTPClient())
+            let stripe = try StripeClient(settings: StripeSettings(secretKey: "sk_test_admin", apiBase: base), http: CurlHTTPClient())
             let session = try await stripe.createCheckoutSession([
                 ("mode", "payment"), ("line_items[0][price_data][currency]", "usd"), ("line_items[0][price_data][unit_amount]", "2000"),
                 ("line_items[0][price_data][product_data][name]", "Professional"), ("line_items[0][quantity]", "1"),

@@ -14,7 +14,7 @@ struct ReconcileCommandTests {
         defer { fixture.directory.remove() }
         try await StripeEmulator().application().test(.live) { client in
             let base = URL(string: "http://127.0.0.1:\(client.port!)")!
-            let stripe = try StripeClient(settings: StripeSettings(secretKey: "sk_test_rec", apiBase: base), http: URLSessionHTTPClient())
+            let stripe = try StripeClient(settings: StripeSettings(secretKey: "sk_test_rec", apiBase: base), http: CurlHTTPClient())
             let legacy = try await stripe.createCustomer(email: "old@example.com", metadata: [
                 "user_id": "user_legacy", "tokens": "17", "tokens_used": "40", "tokens_purchased": "50", "tokens_transferred": "1",
                 "last_purchase": "2025-03-01T10:00:00.000Z", "transfer_date": "2025-01-02",
@@ -74,7 +74,7 @@ struct ReconcileCommandTests {
         defer { fixture.directory.remove() }
         try await StripeEmulator().application().test(.live) { client in
             let base = URL(string: "http://127.0.0.1:\(client.port!)")!
-            let stripe = try StripeClient(settings: StripeSettings(secretKey: "sk_test_rec", apiBase: base), http: URLSessionHTTPClient())
+            let stripe = try StripeClient(settings: StripeSettings(secretKey: "sk_test_rec", apiBase: base), http: CurlHTTPClient())
             // Paid while our webhook endpoint was down: the event exists only at Stripe.
             let session = try await stripe.createCheckoutSession([
                 ("mode", "payment"), ("line_items[0][price_data][currency]", "usd"), ("line_items[0][price_data][unit_amount]", "500"),

@@ -34,7 +34,7 @@ struct GenerationLedgerTests {
         #expect(try await database.verify().isClean)
 
         // The retry of the abandoned request is a second attempt, charged once.
-        let generator = TicketGenerator(database: database, settings: AISettings(), http: URLSessionHTTPClient())
+        let generator = TicketGenerator(database: database, settings: AISettings(), http: CurlHTTPClient())
         let result = try await generator.generate(retry, logger: Logger(label: "test"))
         #expect(result.tokensRemaining == 5)
         #expect(try await database.verify().isClean)

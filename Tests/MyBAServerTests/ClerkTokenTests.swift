@@ -12,7 +12,7 @@ struct ClerkTokenTests {
         factory = try TokenFactory()
         verifier = try ClerkTokenVerifier(
             settings: AuthSettings(jwtPublicKeyPEM: factory.publicKeyPEM, authorizedParties: ["http://localhost:5173"]),
-            http: URLSessionHTTPClient())
+            http: CurlHTTPClient())
     }
 
     @Test("a valid RS256, RS384 or RS512 token yields its sub as the user id")
@@ -67,7 +67,7 @@ struct ClerkTokenTests {
     @Test("dev tokens work only when no Clerk key is configured")
     func developmentTokens() async throws {
         await #expect(throws: AuthError.developmentTokenRejected) { try await verifier.verify(token: "dev:user_1") }
-        let development = try ClerkTokenVerifier(settings: AuthSettings(), http: URLSessionHTTPClient())
+        let development = try ClerkTokenVerifier(settings: AuthSettings(), http: CurlHTTPClient())
         #expect(development.isDevelopmentMode)
         #expect(try await development.verify(token: "dev:user_1") == AuthenticatedUser(userId: "user_1", isDevelopment: true))
         await #expect(throws: AuthError.self) { try await development.verify(token: "dev:") }
@@ -77,7 +77,7 @@ struct ClerkTokenTests {
     @Test("a PEM that is not an RSA public key stops start-up naming CLERK_JWT_KEY")
     func badPEM() throws {
         let error = try #require(throws: SettingsError.self) {
-            _ = try ClerkTokenVerifier(settings: AuthSettings(jwtPublicKeyPEM: "-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----"), http: URLSessionHTTPClient())
+            _ = try ClerkTokenVerifier(settings: AuthSettings(jwtPublicKeyPEM: "-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----"), http: CurlHTTPClient())
         }
         #expect(error.variable == "CLERK_JWT_KEY")
     }
@@ -91,7 +91,7 @@ struct ClerkTokenTests {
         try await upstream.run { base in
             let verifier = try ClerkTokenVerifier(
                 settings: AuthSettings(secretKey: "sk_test_clerk", jwksURL: base.appendingPathComponent("v1/jwks")),
-                http: URLSessionHTTPClient())
+                http: CurlHTTPClient())
             _ = try await verifier.verify(token: try first.token())
             _ = try await verifier.verify(token: try first.token(sub: "user_other"))
             #expect(upstream.requests.filter { $0.path == "/v1/jwks" }.count == 1)

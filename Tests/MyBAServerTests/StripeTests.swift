@@ -22,7 +22,7 @@ func withStripeEmulator<T: Sendable>(_ emulator: StripeEmulator = StripeEmulator
 }
 
 func stripeClient(_ base: URL, key: String = "sk_test_myba") throws -> StripeClient {
-    try StripeClient(settings: StripeSettings(secretKey: key, apiBase: base), http: URLSessionHTTPClient(), retryDelayScale: 0.01)
+    try StripeClient(settings: StripeSettings(secretKey: key, apiBase: base), http: CurlHTTPClient(), retryDelayScale: 0.01)
 }
 
 @Suite("Stripe client against the emulator")
@@ -71,7 +71,7 @@ struct StripeClientTests {
     @Test("a publishable key is refused with 401 and a message saying so")
     func keyCheck() async throws {
         try await withStripeEmulator { _, base in
-            let stripe = try StripeClient(settings: StripeSettings(secretKey: "sk_placeholder", apiBase: base), http: URLSessionHTTPClient())
+            let stripe = try StripeClient(settings: StripeSettings(secretKey: "sk_placeholder", apiBase: base), http: CurlHTTPClient())
             _ = try await stripe.listCustomers()
             var request = URLRequest(url: base.appendingPathComponent("v1/customers"))
             request.setValue("Bearer pk_test_123", forHTTPHeaderField: "Authorization")

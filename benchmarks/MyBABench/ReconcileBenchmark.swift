@@ -23,7 +23,7 @@ struct ReconcileBenchmark: AsyncParsableCommand {
         let emulator = StripeEmulator()
         let count = customers, rounds = self.rounds
         let (bare, reconcile) = try await emulator.application().test(.live) { client -> (Double, Double) in
-            let stripe = try StripeClient(settings: StripeSettings(secretKey: "sk_bench", apiBase: URL(string: "http://127.0.0.1:\(client.port!)")!), http: URLSessionHTTPClient())
+            let stripe = try StripeClient(settings: StripeSettings(secretKey: "sk_bench", apiBase: URL(string: "http://127.0.0.1:\(client.port!)")!), http: CurlHTTPClient())
             // Fill both sides: N customers with matching metadata.
             try await withThrowingTaskGroup(of: Void.self) { fill in
                 for lane in 0..<8 {

@@ -115,6 +115,10 @@ extension AppDatabase {
         try await groupCommit.write(body)
     }
 
+    /// How long this process's writes have waited on a writer that committed nothing meanwhile
+    /// (zero when none waits): a stuck disk or a lock held elsewhere shows here.
+    public func writerStalledFor() -> Duration { groupCommit.stalledFor() }
+
     /// Synchronous twin of `immediateWrite` for callers without an async context (benchmarks).
     func immediateWriteSync<T>(_ body: (Database) throws -> T) throws -> T {
         try writer.writeWithoutTransaction { db in

@@ -34,6 +34,8 @@ final class GroupCommitQueue: Sendable {
         var pending: [any GroupedWrite] = []
         /// Whether a batch is queued on or running in the writer's queue.
         var draining = false
+        /// When the writer last showed progress: draining started or a batch finished.
+        var lastProgress = ContinuousClock.now
     }
 
     init(writer: any DatabaseWriter) {
@@ -51,11 +53,18 @@ final class GroupCommitQueue: Sendable {
     /// Writes waiting for their batch to start (tests use it to know a batch is complete).
     var waitingCount: Int { state.withLock { $0.pending.count } }
 
+    /// How long writes have been waiting on a writer that finished no batch meanwhile; zero
+    /// when nothing waits. What the server's watchdog reads.
+    func stalledFor(now: ContinuousClock.Instant = .now) -> Duration {
+        state.withLock { $0.draining ? now - $0.lastProgress : .zero }
+    }
+
     private func enqueue(_ write: any GroupedWrite) {
         let startDrain = state.withLock { state -> Bool in
             state.pending.append(write)
             if state.draining { return false }
             state.draining = true
+            state.lastProgress = .now
             return true
         }
         if startDrain { scheduleBatch() }
@@ -72,6 +81,7 @@ final class GroupCommitQueue: Sendable {
             }
             Self.commit(batch, in: db)
             let more = state.withLock { state -> Bool in
+                state.lastProgress = .now
                 if state.pending.isEmpty { state.draining = false }
                 return state.draining
             }

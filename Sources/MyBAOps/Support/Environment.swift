@@ -45,6 +45,15 @@ public struct MyBASettings: Equatable, Sendable {
     public var sessionTTLSeconds: Double?
     /// `MYBA_MIRROR_INTERVAL_MS`: how often the Stripe mirror drains the outbox.
     public var mirrorIntervalMilliseconds: Int = 1000
+    /// Outbound HTTP limits (`MYBA_HTTP_MAX_CONNECTIONS_PER_HOST`, `MYBA_HTTP_IDLE_CLOSE_MS`).
+    public var outboundHTTP = OutboundHTTPSettings()
+    /// `MYBA_SHUTDOWN_TIMEOUT_MS`: SIGTERM/SIGINT to exit at most. Requests in flight get most of
+    /// it to finish; then upstream calls are abandoned (their tokens released) and, if anything
+    /// still holds on, the process exits anyway.
+    public var shutdownTimeoutSeconds: Double = 10
+    /// `MYBA_WATCHDOG_STALL_MS`: the executor or the database writer making no progress for this
+    /// long makes `/api/health` report `degraded` and logs an error.
+    public var watchdogStallSeconds: Double = 3
 
     public init(
         host: String = "127.0.0.1", port: Int = 3001, databasePath: String = defaultDatabasePath,
@@ -138,6 +147,10 @@ public struct MyBASettings: Equatable, Sendable {
         }
         settings.mirrorIntervalMilliseconds = try env.integer("MYBA_MIRROR_INTERVAL_MS", in: 10...600_000) ?? settings.mirrorIntervalMilliseconds
         settings.webhookRetryIntervalSeconds = try env.integer("MYBA_WEBHOOK_RETRY_SECONDS", in: 1...3600) ?? settings.webhookRetryIntervalSeconds
+        settings.outboundHTTP.maxConnectionsPerHost = try env.integer("MYBA_HTTP_MAX_CONNECTIONS_PER_HOST", in: 1...10_000) ?? settings.outboundHTTP.maxConnectionsPerHost
+        if let idle = try env.integer("MYBA_HTTP_IDLE_CLOSE_MS", in: 100...3_600_000) { settings.outboundHTTP.idleCloseSeconds = Double(idle) / 1000 }
+        if let timeout = try env.integer("MYBA_SHUTDOWN_TIMEOUT_MS", in: 500...600_000) { settings.shutdownTimeoutSeconds = Double(timeout) / 1000 }
+        if let stall = try env.integer("MYBA_WATCHDOG_STALL_MS", in: 200...600_000) { settings.watchdogStallSeconds = Double(stall) / 1000 }
         return settings
     }
 }
