@@ -17,6 +17,7 @@ struct MyBAServer {
         } catch {
             fail("myba-server: \(error)")
         }
+        raiseOpenFileLimit()
         let level = Logger.Level(name: settings.logLevel) ?? .info
         let destination = LogDestination.all([.standardOutput, .file(logWriter)])
         LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: level, destination: destination) }
@@ -41,6 +42,15 @@ struct MyBAServer {
             logger.critical("server failed", metadata: ["error.message": "\(error)"])
             fail("myba-server: \(error)")
         }
+    }
+
+    /// Each client and each upstream call holds a descriptor, and the usual soft limit (1024) is
+    /// below what a few hundred concurrent generations need: take the hard limit, as servers do.
+    static func raiseOpenFileLimit() {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        limit.rlim_cur = limit.rlim_max
+        _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
     }
 
     static func fail(_ message: String) -> Never {

@@ -210,6 +210,8 @@ async def run(args) -> dict:
         "MYBA_AI_MODELS": "soak/model-a,soak/model-b", "MYBA_AI_TIMEOUT_MS": str(args.deadline_ms),
         "MYBA_SHUTDOWN_TIMEOUT_MS": str(args.shutdown_ms), "MYBA_HTTP_IDLE_CLOSE_MS": str(args.idle_close_ms),
     }
+    if args.max_connections_per_host:
+        env["MYBA_HTTP_MAX_CONNECTIONS_PER_HOST"] = str(args.max_connections_per_host)
     server = Server(args.server, workdir, env)
     logs = []
     result: dict = {"clients": args.clients, "requests_per_client": args.requests, "deadline_ms": args.deadline_ms, "workdir": workdir}
@@ -224,7 +226,15 @@ async def run(args) -> dict:
         await asyncio.gather(*(http(server.port, "GET", "/api/user-tokens/warmup", headers={"Authorization": "Bearer dev:warmup"}) for _ in range(100)))
         await asyncio.sleep(args.idle_close_ms / 1000 + 1)
         result["fds_baseline"], result["sockets_baseline"], _ = descriptors(server.process.pid)
-        # The welcome grant (6) covers each client's requests; the first request opens the account.
+        # The welcome grant (6) covers up to 6 requests a client; beyond that each account is
+        # opened and funded through the console, as an operator would.
+        if args.requests > 6:
+            await asyncio.gather(*(http(server.port, "GET", f"/api/user-tokens/soak_{index}", headers={"Authorization": f"Bearer dev:soak_{index}"})
+                                   for index in range(args.clients)))
+            script = "".join(f"tokens adjust soak_{index} +{args.requests - 6} --reason soak --key soak-fund-{index} --yes\n" for index in range(args.clients))
+            funded = subprocess.run([args.admin, "--db", database], input=script, capture_output=True, text=True, timeout=600)
+            if funded.returncode != 0:
+                raise SystemExit(f"funding failed: {funded.stderr[-2000:]}")
         statuses, latencies, elapsed, answered = await load(
             server.port, args.clients, args.requests, request_timeout, upstream, gone_for=1.0, seed=args.seed)
         result.update({
@@ -333,17 +343,18 @@ def main() -> None:
     parser.add_argument("--server", required=True, help="the myba-server binary")
     parser.add_argument("--admin", required=True, help="the myba-admin binary")
     parser.add_argument("--clients", type=int, default=300)
-    parser.add_argument("--requests", type=int, default=5, help="generations per client, one after another (at most 6: the welcome grant)")
+    parser.add_argument("--requests", type=int, default=5, help="generations per client, one after another (beyond the welcome grant's 6, accounts are funded through myba-admin)")
     parser.add_argument("--deadline-ms", type=int, default=1000, help="MYBA_AI_TIMEOUT_MS")
     parser.add_argument("--shutdown-ms", type=int, default=10000, help="MYBA_SHUTDOWN_TIMEOUT_MS")
     parser.add_argument("--idle-close-ms", type=int, default=2000, help="MYBA_HTTP_IDLE_CLOSE_MS")
     parser.add_argument("--term-requests", type=int, default=40)
     parser.add_argument("--settle-seconds", type=float, default=20)
     parser.add_argument("--seed", type=int, default=25)
+    parser.add_argument("--max-connections-per-host", type=int, default=0, help="MYBA_HTTP_MAX_CONNECTIONS_PER_HOST (0: the server's default)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = parser.parse_args()
-    if not 1 <= args.requests <= 6:
-        parser.error("--requests must be 1 to 6")
+    if args.requests < 1:
+        parser.error("--requests must be at least 1")
     args.server, args.admin = os.path.abspath(args.server), os.path.abspath(args.admin)
     result = asyncio.run(run(args))
     print(json.dumps(result) if args.json else table(result))
