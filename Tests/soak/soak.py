@@ -258,6 +258,7 @@ async def run(args) -> dict:
         health = await health_latencies(server.port, 20)
         result["health_statuses"] = sorted({f"{status}:{state}" for status, state, _ in health})
         result["health_max_ms"] = round(max(seconds for _, _, seconds in health) * 1000, 1)
+        result["health_within_100ms"] = sum(1 for _, _, seconds in health if seconds < 0.1)
         spent, completed, reserved, negative = spent_and_answered(database)
         result.update({"tokens_spent": spent, "generations_completed": completed, "generations_reserved": reserved, "negative_balances": negative})
         verify = subprocess.run([args.admin, "--db", database, "ledger", "verify", "--json"], capture_output=True, text=True, timeout=120)
