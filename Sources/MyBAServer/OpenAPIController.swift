@@ -695,6 +695,14 @@ enum OpenAPIDocument {
           "outboxOldestPendingSeconds": {
             "type": "integer",
             "minimum": 0
+          },
+          "stalled": {
+            "type": "array",
+            "description": "What has made no progress for MYBA_WATCHDOG_STALL_MS; present only while a stall lasts (status degraded, HTTP 503).",
+            "items": {
+              "type": "string",
+              "enum": ["executor", "database_writer"]
+            }
           }
         }
       },

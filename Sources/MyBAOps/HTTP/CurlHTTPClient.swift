@@ -235,7 +235,7 @@ final class CurlEngine: @unchecked Sendable {
             if stopping && active.isEmpty { break }
 
             let now = ContinuousClock.now
-            if !active.isEmpty {
+            if !active.isEmpty || !finished.isEmpty {
                 idleSince = now
             } else if connectionsMayBeOpen, now - idleSince >= .milliseconds(Int(settings.idleCloseSeconds * 1000)) {
                 // Closing the pool is the only way libcurl offers to drop idle connections whose
