@@ -147,6 +147,7 @@ struct APIError: Error {
             case .providerFailed: self.init(.badGateway, code: "provider_error", message: error.description)
             case .inProgress: self.init(.conflict, code: "generation_in_progress", message: error.description)
             case .idempotencyKeyReused: self.init(.unprocessableContent, code: "idempotency_key_reused", message: error.description)
+            case .unknownModel: self.init(.badRequest, code: "unknown_model", message: error.description)
             }
         case let error as LedgerError:
             switch error {

@@ -122,6 +122,9 @@ public enum GenerationError: Error, Equatable, CustomStringConvertible, Sendable
     case providerFailed(String)
     case inProgress
     case idempotencyKeyReused
+    /// `provider: myba` with a model MyBA does not offer (`MYBA_AI_MODELS`): MyBA pays for its
+    /// own AI, so the caller chooses among its models only.
+    case unknownModel(String, allowed: [String])
 
     public var description: String {
         switch self {
@@ -130,6 +133,8 @@ public enum GenerationError: Error, Equatable, CustomStringConvertible, Sendable
         case .providerFailed(let why): return "ticket generation failed, no token was spent: \(why)"
         case .inProgress: return "a generation with this idempotency key is still running"
         case .idempotencyKeyReused: return "this idempotency key was used for a different request"
+        case .unknownModel(let model, let allowed):
+            return "model \"\(model)\" is not one of MyBA's; use one of \(allowed.joined(separator: ", ")), or leave model out (with your own key, any model)"
         }
     }
 }
@@ -213,6 +218,11 @@ public struct TicketGenerator: Sendable {
         }
         if let model = request.model, model.isEmpty || model.unicodeScalars.count > 200 {
             throw GenerationError.invalidInput("model must be 1–200 characters")
+        }
+        // MyBA's own AI costs MyBA money per call: only the models it offers, whatever the caller
+        // names. Checked before anything is reserved, so a refusal spends nothing.
+        if request.provider == .myba, let model = request.model, !settings.models.contains(model) {
+            throw GenerationError.unknownModel(model, allowed: settings.models)
         }
         let caller: Payer
         if let userId = request.userId {
@@ -407,6 +417,7 @@ public struct TicketGenerator: Sendable {
             let client = ChatCompletionsClient(
                 providerName: "openrouter", baseURL: settings.openRouterBase, apiKey: serverKey,
                 extraHeaders: [("HTTP-Referer", settings.publicURL), ("X-Title", "MyBA")], timeout: settings.timeoutSeconds, http: http)
+            // A model the caller chose (one of ours, checked above) goes first.
             var chain = settings.models
             if let model = request.model { chain.removeAll { $0 == model }; chain.insert(model, at: 0) }
             var failures: [String] = []

@@ -1,0 +1,56 @@
+import Foundation
+import HTTPTypes
+import MyBATestSupport
+import Testing
+@testable import MyBAOps
+
+/// Issue 14, at the level a caller meets it: the real `myba-server` binary over loopback, with
+/// OpenRouter played by `FakeUpstream`.
+@Suite("Money path: who pays for what", .serialized)
+struct MoneyPathTests {
+    static let json: HTTPFields = [.contentType: "application/json"]
+
+    func object(_ data: Data) throws -> [String: Any] { try jsonObject(String(decoding: data, as: UTF8.self)) }
+
+    @Test("provider myba calls only MYBA_AI_MODELS: another model is 400 unknown_model naming the allowed ones, nothing spent and nothing sent upstream; an allowed model goes first; the caller's own key may name any model")
+    func mybaModelsOnly() async throws {
+        let directory = try TemporaryDirectory("myba-models")
+        defer { directory.remove() }
+        let upstream = FakeUpstream()
+        try await upstream.run { base in
+            let server = try await RunningServer.start(environment: [
+                "PORT": "0", "MYBA_DATABASE": directory.file("myba.sqlite"), "MYBA_LOG_FILE": directory.file("myba.jsonl"),
+                "OPENROUTER_API_KEY": "sk-or-server-key", "OPENROUTER_API_BASE": base.appendingPathComponent("api/v1").absoluteString,
+                "OPENAI_API_BASE": base.appendingPathComponent("v1").absoluteString, "MYBA_AI_MODELS": "ok-json,ok-markdown",
+            ])
+            defer { server.stop() }
+            let session = try object(try await server.post("/api/anonymous-session", body: #"{"fingerprint":"fp-models"}"#, headers: Self.json).1)
+            let sessionId = try #require(session["sessionId"] as? String)
+
+            // A free anonymous session asks for an expensive model.
+            let (status, body) = try await server.post(
+                "/api/generate", body: #"{"input":"Export reports as CSV","sessionId":"\#(sessionId)","model":"openai/o1-pro"}"#, headers: Self.json)
+            #expect(status == 400)
+            let error = try #require(try object(body)["error"] as? [String: Any])
+            #expect(error["code"] as? String == "unknown_model")
+            #expect((error["message"] as? String)?.contains("ok-json, ok-markdown") == true)
+            #expect(upstream.requests.filter { $0.path == "openrouter" }.isEmpty)
+            let again = try object(try await server.post("/api/anonymous-session", body: #"{"fingerprint":"fp-models"}"#, headers: Self.json).1)
+            #expect(again["tokensRemaining"] as? Int == 3)
+
+            // One of MyBA's models, named: tried first.
+            var user = Self.json
+            user[.authorization] = "Bearer dev:user_models"
+            let (okStatus, okBody) = try await server.post("/api/generate", body: #"{"input":"Export reports as CSV","model":"ok-markdown"}"#, headers: user)
+            #expect(okStatus == 200)
+            #expect(try object(okBody)["model"] as? String == "ok-markdown")
+            #expect(upstream.requests.filter { $0.path == "openrouter" }.map { $0.body["model"] as? String } == ["ok-markdown"])
+
+            // The caller's own key pays for itself: any model.
+            let (ownStatus, ownBody) = try await server.post(
+                "/api/generate", body: #"{"input":"Export reports as CSV","provider":"openai","apiKey":"sk-caller-own","model":"gpt-anything"}"#, headers: user)
+            #expect(ownStatus == 200)
+            #expect(try object(ownBody)["model"] as? String == "gpt-anything")
+        }
+    }
+}
