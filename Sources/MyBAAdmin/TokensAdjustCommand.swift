@@ -22,7 +22,7 @@ struct TokensAdjustCommand: ConsoleCommand {
 
     @OptionGroup var mutation: MutationOptions
 
-    @Option(help: "Idempotency key (default: derived from the audit time); reuse it to make a retried script safe.")
+    @Option(help: "Idempotency key, stored as operator:<key> (default: a fresh one); reuse it to make a retried script safe.")
     var key: String?
 
     var delta: Int? {
@@ -33,12 +33,21 @@ struct TokensAdjustCommand: ConsoleCommand {
     func validate() throws {
         guard changes.count == 1 else { throw ValidationError("give exactly one signed change, like +5 or -3; got \(changes.isEmpty ? "none" : changes.joined(separator: " "))") }
         guard delta != nil else { throw ValidationError("the change must be signed and non-zero, like +5 or -3; got \(change)") }
+        if let key, (try? OperatorKey.ledgerKey(key)) == nil {
+            throw ValidationError("--key must be 1–200 characters without control characters")
+        }
     }
 
     func execute(in console: Console) async throws {
         let userId = try await console.userId(for: user)
+        let ledgerKey: String
+        do {
+            ledgerKey = try key.map(OperatorKey.ledgerKey) ?? "adjust:\(userId):\(UUID().uuidString)"
+        } catch let error as LedgerError {
+            throw ConsoleFailure(code: error.code, description: error.description)
+        }
         let posting = LedgerPosting(
-            userId: userId, kind: .adjust, delta: delta!, idempotencyKey: key ?? "adjust:\(userId):\(UUID().uuidString)",
+            userId: userId, kind: .adjust, delta: delta!, idempotencyKey: ledgerKey,
             actor: "operator:\(console.operatorName)", reason: mutation.reasonText)
         try await applyOperatorPosting(posting, title: "adjust \(userId) by \(change)", options: mutation, in: console)
     }

@@ -163,3 +163,32 @@ struct MutationCommandTests {
         #expect(try await fixture.database.verify().isClean)
     }
 }
+
+@Suite("myba-admin: operator keys")
+struct OperatorKeyTests {
+    @Test("tokens adjust --key K stores operator:K, so a key typed as purchase:cs_… cannot take the purchase's own key; a retry with K changes nothing; a key with control characters is a usage error")
+    func operatorKeysHaveTheirOwnNamespace() async throws {
+        let fixture = try await AdminFixture()
+        defer { fixture.directory.remove() }
+        let applied = try await fixture.admin(["tokens", "adjust", "user_alice", "+2", "--key", "purchase:cs_test_ns", "--reason", "typo", "--yes", "--db", fixture.path])
+        #expect(applied.status == 0, "\(applied.stderr)")
+        let keys = try await fixture.database.writer.read { db in
+            try String.fetchAll(db, sql: "SELECT idempotency_key FROM ledger_entries WHERE idempotency_key LIKE '%cs_test_ns'")
+        }
+        #expect(keys == ["operator:purchase:cs_test_ns"])
+
+        // The purchase this key names still posts with its own key (as its webhook does).
+        let purchase = try await fixture.database.post(LedgerPosting(
+            userId: "user_alice", kind: .purchase, delta: 10, idempotencyKey: "purchase:cs_test_ns", actor: "webhook", reason: "checkout.session.completed"))
+        #expect(!purchase.replayed)
+
+        let retried = try await fixture.admin(["tokens", "adjust", "user_alice", "+2", "--key", "purchase:cs_test_ns", "--reason", "typo", "--yes", "--db", fixture.path])
+        #expect(retried.status == 0, "\(retried.stderr)")
+        #expect(retried.stdout.contains("nothing changed"))
+
+        let control = try await fixture.admin(["tokens", "adjust", "user_alice", "+2", "--key", "bad\u{1B}[31mkey", "--reason", "typo", "--yes", "--db", fixture.path])
+        #expect(control.status == 2)
+        #expect(control.stderr.contains("--key"))
+        #expect(try await fixture.database.verify().isClean)
+    }
+}

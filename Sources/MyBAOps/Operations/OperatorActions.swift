@@ -14,6 +14,22 @@ public struct OperatorContext: Sendable {
     }
 }
 
+/// Ledger keys an operator chooses (`tokens adjust --key K`) live in a namespace of their own,
+/// `operator:K`: a key typed by hand can never take one that a purchase, a refund, a welcome
+/// grant or a generation needs (`purchase:cs_…` typed as `--key` would otherwise make that
+/// purchase's webhook fail forever).
+public enum OperatorKey {
+    public static let prefix = "operator:"
+
+    /// The ledger key of an operator's key `key` (1–200 characters, no control characters).
+    public static func ledgerKey(_ key: String) throws -> String {
+        guard (1...200).contains(key.unicodeScalars.count), !key.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            throw LedgerError.invalidPosting("an operator key is 1–200 characters without control characters")
+        }
+        return prefix + key
+    }
+}
+
 /// What a mutation will do, computed before doing it: shown to the operator for confirmation.
 public struct MutationPlan: Equatable, Sendable {
     public var userId: String
