@@ -123,7 +123,7 @@ func buildRouter(_ dependencies: ServerDependencies) -> Router<MyBARequestContex
         AccessLogMiddleware()
         JSONErrorMiddleware()
         BodyLimitMiddleware()
-        AuthenticationMiddleware(verifier: dependencies.verifier, database: dependencies.database, trustProxy: dependencies.settings.anonymous.trustProxy)
+        AuthenticationMiddleware(verifier: dependencies.verifier, database: dependencies.database, trustedProxies: dependencies.settings.anonymous.trustedProxies)
     }
     router.addRoutes(HealthController(dependencies: dependencies).endpoints, atPath: "/api/health")
     router.addRoutes(

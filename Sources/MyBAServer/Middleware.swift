@@ -202,18 +202,18 @@ struct APIError: Error {
 
 /// Checks the bearer token when one is sent (a bad one is 401 on every route), opens the account
 /// of a user seen for the first time (welcome grant, once), and takes the client address from
-/// `X-Forwarded-For` only when proxies are trusted.
+/// `X-Forwarded-For` only as far as the trusted proxies in front wrote it (`ClientAddress`).
 struct AuthenticationMiddleware: RouterMiddleware {
     typealias Context = MyBARequestContext
     let verifier: ClerkTokenVerifier
     let database: AppDatabase
-    let trustProxy: Bool
+    let trustedProxies: Int
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
-        if trustProxy, let forwarded = request.headers[.xForwardedFor]?.split(separator: ",").first {
-            let address = forwarded.trimmingCharacters(in: .whitespaces)
-            if !address.isEmpty { context.clientAddress = address }
+        if trustedProxies > 0 {
+            context.clientAddress = ClientAddress.resolve(
+                peer: context.peerAddress, forwardedFor: request.headers[values: .xForwardedFor], trustedProxies: trustedProxies)
         }
         if let header = request.headers[.authorization] {
             let user: AuthenticatedUser

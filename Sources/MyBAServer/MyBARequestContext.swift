@@ -10,7 +10,7 @@ struct MyBARequestContext: RequestContext {
     var bodyLimit: Int = 1024 * 1024
     /// Set by `AuthenticationMiddleware` when a valid bearer token came with the request.
     var user: AuthenticatedUser?
-    /// The peer's address; replaced by the first `X-Forwarded-For` entry when proxies are trusted.
+    /// The peer's address; behind trusted proxies, the hop of `X-Forwarded-For` they vouch for.
     var clientAddress: String
     /// The address of the connection itself, never taken from a header a client can write.
     let peerAddress: String

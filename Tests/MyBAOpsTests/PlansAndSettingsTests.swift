@@ -60,10 +60,40 @@ struct PlansAndSettingsTests {
         #expect(custom.databasePath == "/srv/myba.sqlite")
         #expect(custom.logMaxFiles == 2)
         #expect(custom.environmentName == "production")
-        for (name, value) in [("PORT", "eighty"), ("PORT", "70000"), ("MYBA_LOG_MAX_BYTES", "10"), ("MYBA_LOG_LEVEL", "loud"), ("MYBA_DB_BUSY_TIMEOUT_MS", "0")] {
+        #expect(defaults.anonymous.trustedProxies == 0)
+        #expect(defaults.outboundHTTP.maxConnectionsPerHost == 512)
+        #expect(defaults.shutdownTimeoutSeconds == 10)
+        let tuned = try MyBASettings.fromEnvironment([
+            "MYBA_TRUST_PROXY": "2", "MYBA_HTTP_MAX_CONNECTIONS_PER_HOST": "64", "MYBA_HTTP_IDLE_CLOSE_MS": "1500",
+            "MYBA_SHUTDOWN_TIMEOUT_MS": "4000", "MYBA_WATCHDOG_STALL_MS": "800",
+        ])
+        #expect(tuned.anonymous.trustedProxies == 2)
+        #expect(tuned.outboundHTTP == OutboundHTTPSettings(maxConnectionsPerHost: 64, idleCloseSeconds: 1.5))
+        #expect(tuned.shutdownTimeoutSeconds == 4)
+        #expect(tuned.watchdogStallSeconds == 0.8)
+        for (name, value) in [("PORT", "eighty"), ("PORT", "70000"), ("MYBA_LOG_MAX_BYTES", "10"), ("MYBA_LOG_LEVEL", "loud"), ("MYBA_DB_BUSY_TIMEOUT_MS", "0"),
+                              ("MYBA_TRUST_PROXY", "true"), ("MYBA_TRUST_PROXY", "11"), ("MYBA_HTTP_MAX_CONNECTIONS_PER_HOST", "0"), ("MYBA_SHUTDOWN_TIMEOUT_MS", "10")] {
             let error = try #require(throws: SettingsError.self) { try MyBASettings.fromEnvironment([name: value]) }
             #expect(error.variable == name)
             #expect(error.description.contains(value))
         }
+    }
+
+    @Test("the client address behind N trusted proxies is the Nth X-Forwarded-For hop from the right; malformed hops stop the walk; IPv6 counts by /64")
+    func clientAddress() {
+        let forwarded = ["10.9.9.9, 203.0.113.5", "198.51.100.7"]
+        #expect(ClientAddress.resolve(peer: "192.0.2.1", forwardedFor: forwarded, trustedProxies: 0) == "192.0.2.1")
+        #expect(ClientAddress.resolve(peer: "192.0.2.1", forwardedFor: forwarded, trustedProxies: 1) == "198.51.100.7")
+        #expect(ClientAddress.resolve(peer: "192.0.2.1", forwardedFor: forwarded, trustedProxies: 2) == "203.0.113.5")
+        #expect(ClientAddress.resolve(peer: "192.0.2.1", forwardedFor: forwarded, trustedProxies: 5) == "10.9.9.9")
+        #expect(ClientAddress.resolve(peer: "192.0.2.1", forwardedFor: ["evil, not-an-ip"], trustedProxies: 1) == "192.0.2.1")
+        #expect(ClientAddress.resolve(peer: "192.0.2.1", forwardedFor: ["not-an-ip, 203.0.113.5"], trustedProxies: 3) == "203.0.113.5")
+        #expect(ClientAddress.resolve(peer: "192.0.2.1", forwardedFor: ["203.0.113.5:4711"], trustedProxies: 1) == "203.0.113.5")
+        #expect(ClientAddress.resolve(peer: "192.0.2.1", forwardedFor: ["[2001:db8::1]:443"], trustedProxies: 1) == "2001:db8::1")
+        #expect(ClientAddress.resolve(peer: "192.0.2.1", forwardedFor: [], trustedProxies: 1) == "192.0.2.1")
+        #expect(ClientAddress.limitKey("203.0.113.5") == "203.0.113.5")
+        #expect(ClientAddress.limitKey("2001:db8:aa:bb::1") == ClientAddress.limitKey("2001:db8:aa:bb:ffff:1:2:3"))
+        #expect(ClientAddress.limitKey("2001:db8:aa:bb::1") != ClientAddress.limitKey("2001:db8:aa:bc::1"))
+        #expect(ClientAddress.limitKey("::ffff:203.0.113.5") == "203.0.113.5")
     }
 }

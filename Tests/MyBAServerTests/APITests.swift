@@ -236,8 +236,8 @@ struct APITests {
 
     @Test("new anonymous sessions are limited per address with 429 and Retry-After; X-Forwarded-For counts only behind a trusted proxy")
     func sessionRateLimit() async throws {
-        for trustProxy in [false, true] {
-            let fixture = try ServerFixture { $0.anonymous.sessionsPerHour = 2; $0.anonymous.trustProxy = trustProxy }
+        for trustedProxies in [0, 1] {
+            let fixture = try ServerFixture { $0.anonymous.sessionsPerHour = 2; $0.anonymous.trustedProxies = trustedProxies }
             defer { fixture.directory.remove() }
             try await fixture.application().test(.router) { client in
                 var statuses: [HTTPResponse.Status] = []
@@ -253,7 +253,7 @@ struct APITests {
                         }
                     }
                 }
-                if trustProxy {
+                if trustedProxies == 1 {
                     #expect(statuses == [.ok, .ok, .ok, .ok])
                 } else {
                     #expect(statuses == [.ok, .ok, .tooManyRequests, .tooManyRequests])
@@ -267,6 +267,34 @@ struct APITests {
             // Fingerprints are stored hashed.
             let raw = try await fixture.database().writer.read { db in try String.fetchAll(db, sql: "SELECT fingerprint_hash FROM anonymous_sessions") }
             #expect(!raw.isEmpty && raw.allSatisfy { $0.count == 64 && !$0.contains("fp-") })
+        }
+    }
+
+    @Test("behind one trusted proxy, addresses the client writes to the left of the proxy's own entry are ignored; malformed entries count as the proxy; IPv6 clients count by their /64")
+    func forgedForwardedFor() async throws {
+        let fixture = try ServerFixture { $0.anonymous.sessionsPerHour = 3; $0.anonymous.trustedProxies = 1 }
+        defer { fixture.directory.remove() }
+        try await fixture.application().test(.router) { client in
+            func statuses(_ forwarded: (Int) -> String, prefix: String) async throws -> [Int: Int] {
+                var counts: [Int: Int] = [:]
+                for index in 0..<20 {
+                    var headers = jsonHeaders
+                    headers[.xForwardedFor] = forwarded(index)
+                    try await client.execute(uri: "/api/anonymous-session", method: .post, headers: headers, body: jsonBody(["fingerprint": "\(prefix)-\(index)"])) { response in
+                        counts[Int(response.status.code), default: 0] += 1
+                    }
+                }
+                return counts
+            }
+            // nginx appends the real peer (198.51.100.7) after whatever the client sent.
+            let forged = try await statuses({ "10.0.\($0).1, 192.0.2.\($0), 198.51.100.7" }, prefix: "forged")
+            #expect(forged == [200: 3, 429: 17])
+            // One IPv6 subscriber cycling through addresses of its /64.
+            let subnet = try await statuses({ "2001:db8:aa:bb::\(String($0 + 1, radix: 16))" }, prefix: "v6")
+            #expect(subnet == [200: 3, 429: 17])
+            // Entries that are not addresses never make a new client.
+            let junk = try await statuses({ "garbage-\($0)" }, prefix: "junk")
+            #expect(junk == [200: 3, 429: 17])
         }
     }
 }

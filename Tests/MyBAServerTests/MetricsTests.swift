@@ -95,7 +95,7 @@ struct MetricsTests {
 
     @Test("/metrics: a peer off loopback gets 403 even with a forged X-Forwarded-For; a token opens it from anywhere; MYBA_METRICS_PUBLIC serves all")
     func access() async throws {
-        let fixture = try ServerFixture { $0.anonymous.trustProxy = true }
+        let fixture = try ServerFixture { $0.anonymous.trustedProxies = 1 }
         defer { fixture.directory.remove() }
         try await fixture.application().test(.router) { client in
             // The router test client has no peer address, like a remote one.

@@ -60,7 +60,8 @@ extension AppDatabase {
         // Code points, as JSON Schema's maxLength counts them in the contract.
         guard (1...512).contains(fingerprint.unicodeScalars.count) else { throw AnonymousSessionError.invalidFingerprint }
         let fingerprintHash = Self.saltedHash("fingerprint", fingerprint, secret: settings.fingerprintSecret)
-        let addressHash = Self.saltedHash("address", clientAddress, secret: settings.fingerprintSecret)
+        // IPv6 clients count by their /64: one subscriber holds a whole /64.
+        let addressHash = Self.saltedHash("address", ClientAddress.limitKey(clientAddress), secret: settings.fingerprintSecret)
         return try await immediateWrite { db in
             let now = Date().truncatedToMilliseconds
             if var existing = try Self.fetchSessions(db, sql: "SELECT * FROM anonymous_sessions WHERE fingerprint_hash = ?", [fingerprintHash]).first {

@@ -112,7 +112,12 @@ public struct MyBASettings: Equatable, Sendable {
             ?? (settings.auth.secretKey != nil ? URL(string: "https://api.clerk.com/v1/jwks") : nil)
         settings.auth.authorizedParties = env.list("MYBA_AUTHORIZED_PARTIES")
 
-        settings.anonymous.trustProxy = try env.flag("MYBA_TRUST_PROXY") ?? false
+        if let proxies = env.string("MYBA_TRUST_PROXY") {
+            guard let count = Int(proxies), (0...10).contains(count) else {
+                throw SettingsError(variable: "MYBA_TRUST_PROXY", problem: "is the number of proxies in front of the server (0–10; 1 for one nginx or load balancer), got \"\(proxies)\"")
+            }
+            settings.anonymous.trustedProxies = count
+        }
         settings.anonymous.sessionsPerHour = try env.integer("MYBA_ANON_SESSIONS_PER_HOUR", in: 1...1_000_000) ?? settings.anonymous.sessionsPerHour
         settings.anonymous.freeTokens = try env.integer("MYBA_ANON_TOKENS", in: 0...1000) ?? settings.anonymous.freeTokens
         settings.anonymous.fingerprintSecret = env.string("MYBA_FINGERPRINT_SECRET") ?? settings.anonymous.fingerprintSecret
@@ -183,15 +188,16 @@ public struct AuthSettings: Equatable, Sendable {
 public struct AnonymousSettings: Equatable, Sendable {
     public var freeTokens = 3
     public var sessionsPerHour = 10
-    /// `MYBA_TRUST_PROXY=1`: take the client address from `X-Forwarded-For`.
-    public var trustProxy = false
+    /// `MYBA_TRUST_PROXY=N`: the proxies in front of the server; the client is the Nth
+    /// `X-Forwarded-For` hop from the right (see `ClientAddress`). 0: the connection's peer.
+    public var trustedProxies = 0
     /// Mixed into fingerprint hashes so stored hashes cannot be matched against known fingerprints.
     public var fingerprintSecret = "myba-fingerprint-v1"
 
-    public init(freeTokens: Int = 3, sessionsPerHour: Int = 10, trustProxy: Bool = false) {
+    public init(freeTokens: Int = 3, sessionsPerHour: Int = 10, trustedProxies: Int = 0) {
         self.freeTokens = freeTokens
         self.sessionsPerHour = sessionsPerHour
-        self.trustProxy = trustProxy
+        self.trustedProxies = trustedProxies
     }
 }
 
