@@ -25,7 +25,7 @@ struct AnonymousSessionController {
         let body = try await request.decodeJSON(as: StartRequest.self, context: context)
         let started = try await database.startAnonymousSession(fingerprint: body.fingerprint, clientAddress: context.clientAddress, settings: settings)
         if started.created {
-            context.logger.info("anonymous session created", metadata: ["session.id": .string(started.session.id)])
+            context.logger.info("anonymous session created", metadata: ["session.digest": .string(SessionDigest.of(started.session.id))])
         }
         return StartResponse(sessionId: started.session.id, tokens: started.session.granted, tokensRemaining: started.session.remaining)
     }

@@ -31,10 +31,10 @@ struct TransferController {
         let result = try await database.transferAnonymousSession(sessionId: body.sessionId, to: user.userId, actor: "api", requestId: context.requestId)
         if let claimed = body.remainingTokens, claimed != result.transferred {
             context.logger.notice("client claimed a different remaining count; the server's count moved", metadata: [
-                "session.id": .string(body.sessionId), "tokens.claimed": .stringConvertible(claimed), "tokens.transferred": .stringConvertible(result.transferred),
+                "session.digest": .string(SessionDigest.of(body.sessionId)), "tokens.claimed": .stringConvertible(claimed), "tokens.transferred": .stringConvertible(result.transferred),
             ])
         }
-        context.logger.info("anonymous tokens transferred", metadata: ["session.id": .string(body.sessionId), "tokens.transferred": .stringConvertible(result.transferred)])
+        context.logger.info("anonymous tokens transferred", metadata: ["session.digest": .string(SessionDigest.of(body.sessionId)), "tokens.transferred": .stringConvertible(result.transferred)])
         return TransferResponse(transferred: result.transferred, tokens: result.balance.tokens)
     }
 }

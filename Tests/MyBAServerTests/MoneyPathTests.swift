@@ -3,6 +3,7 @@ import HTTPTypes
 import MyBATestSupport
 import Testing
 @testable import MyBAOps
+@testable import MyBAServer
 
 /// Issue 14, at the level a caller meets it: the real `myba-server` binary over loopback, with
 /// OpenRouter played by `FakeUpstream`.
@@ -51,6 +52,41 @@ struct MoneyPathTests {
                 "/api/generate", body: #"{"input":"Export reports as CSV","provider":"openai","apiKey":"sk-caller-own","model":"gpt-anything"}"#, headers: user)
             #expect(ownStatus == 200)
             #expect(try object(ownBody)["model"] as? String == "gpt-anything")
+        }
+    }
+
+    @Test("an anonymous session id never reaches the log: creation, a failed generation, a replay and the transfer log its digest instead")
+    func sessionIdsStayOutOfLogs() async throws {
+        let directory = try TemporaryDirectory("myba-session-logs")
+        defer { directory.remove() }
+        let upstream = FakeUpstream()
+        try await upstream.run { base in
+            let logPath = directory.file("myba.jsonl")
+            let server = try await RunningServer.start(environment: [
+                "PORT": "0", "MYBA_DATABASE": directory.file("myba.sqlite"), "MYBA_LOG_FILE": logPath,
+                "OPENROUTER_API_KEY": "sk-or-server-key", "OPENROUTER_API_BASE": base.appendingPathComponent("api/v1").absoluteString,
+                "MYBA_AI_MODELS": "fail-401,ok-json",
+            ])
+            defer { server.stop() }
+            let session = try object(try await server.post("/api/anonymous-session", body: #"{"fingerprint":"fp-logs"}"#, headers: Self.json).1)
+            let sessionId = try #require(session["sessionId"] as? String)
+            var keyed = Self.json
+            keyed[.idempotencyKey] = "ticket-1"
+            // fail-401 stops the chain: the generation fails and its token is released.
+            #expect(try await server.post("/api/generate", body: #"{"input":"Export reports as CSV","sessionId":"\#(sessionId)"}"#, headers: Self.json).0 == 502)
+            #expect(try await server.post("/api/generate", body: #"{"input":"Export reports as CSV","sessionId":"\#(sessionId)","model":"ok-json"}"#, headers: keyed).0 == 200)
+            #expect(try await server.post("/api/generate", body: #"{"input":"Export reports as CSV","sessionId":"\#(sessionId)","model":"ok-json"}"#, headers: keyed).0 == 200)
+            var user = Self.json
+            user[.authorization] = "Bearer dev:user_logs"
+            #expect(try await server.post("/api/transfer-anonymous-tokens", body: #"{"sessionId":"\#(sessionId)"}"#, headers: user).0 == 200)
+
+            let log = try String(contentsOfFile: logPath, encoding: .utf8)
+            let digest = SessionDigest.of(sessionId)
+            #expect(!log.contains(sessionId), "the session id is in the log")
+            for message in ["anonymous session created", "generation failed; token released", "generation replayed", "anonymous tokens transferred"] {
+                let line = log.split(separator: "\n").first { $0.contains("\"msg\":\"\(message)\"") }
+                #expect(line?.contains(digest) == true, "\(message): \(line ?? "no line")")
+            }
         }
     }
 }

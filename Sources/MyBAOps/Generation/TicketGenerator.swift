@@ -26,6 +26,13 @@ public struct GenerationRequest: Sendable {
     public var idempotencyKey: String
     public var requestId: String
 
+    /// `idempotencyKey` as logs may carry it: an anonymous session's id (a bearer credential)
+    /// replaced by its digest.
+    public var loggableKey: String {
+        guard userId == nil, let sessionId, idempotencyKey.hasPrefix(sessionId) else { return idempotencyKey }
+        return SessionDigest.of(sessionId) + idempotencyKey.dropFirst(sessionId.count)
+    }
+
     public init(input: String, provider: GenerationProvider = .myba, apiKey: String? = nil, model: String? = nil, userId: String? = nil, sessionId: String? = nil, idempotencyKey: String, requestId: String) {
         self.input = input
         self.provider = provider
@@ -252,14 +259,14 @@ public struct TicketGenerator: Sendable {
                 case .charged: throw GenerationError.providerFailed("a mock generation was reserved without its answer")
                 }
             }
-            if answer.replayed { logger.info("generation replayed", metadata: ["generation.key": .string(request.idempotencyKey)]) }
+            if answer.replayed { logger.info("generation replayed", metadata: ["generation.key": .string(request.loggableKey)]) }
             return answer
         }
 
         let attempt: Int
         switch try await reserve(request, payer: payer, inputHash: inputHash) {
         case .replay(let answer), .answered(let answer):
-            if answer.replayed { logger.info("generation replayed", metadata: ["generation.key": .string(request.idempotencyKey)]) }
+            if answer.replayed { logger.info("generation replayed", metadata: ["generation.key": .string(request.loggableKey)]) }
             return answer
         case .charged(let number):
             attempt = number
@@ -279,7 +286,7 @@ public struct TicketGenerator: Sendable {
             return try await complete(request, ticket: ticket, provider: reply.provider, model: reply.model)
         case .failure(let error):
             try await fail(request, payer: payer, attempt: attempt, error: error)
-            logger.warning("generation failed; token released", metadata: ["generation.key": .string(request.idempotencyKey), "error.message": .string(error.description)])
+            logger.warning("generation failed; token released", metadata: ["generation.key": .string(request.loggableKey), "error.message": .string(error.description)])
             throw error
         }
     }

@@ -17,6 +17,15 @@ public struct AnonymousSession: Equatable, Sendable {
     public var remaining: Int { transferredTo == nil ? max(granted - used, 0) : 0 }
 }
 
+/// An anonymous session id is a bearer credential: whoever holds it spends the session's tokens.
+/// Logs carry this short digest instead (`session.digest`), enough to follow one session through
+/// the log and useless to spend with.
+public enum SessionDigest {
+    public static func of(_ sessionId: String) -> String {
+        "sd_" + String(SHA256.hash(data: Data(sessionId.utf8)).lowercaseHex.prefix(12))
+    }
+}
+
 /// Why an anonymous-session operation was refused. Nothing was written.
 public enum AnonymousSessionError: Error, Equatable, CustomStringConvertible, Sendable {
     case invalidFingerprint
