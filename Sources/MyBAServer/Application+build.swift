@@ -133,7 +133,7 @@ func buildRouter(_ dependencies: ServerDependencies) -> Router<MyBARequestContex
     router.addRoutes(PlansController(catalog: dependencies.plans).endpoints, atPath: "/api/plans")
     router.addRoutes(AnonymousSessionController(database: dependencies.database, settings: dependencies.settings.anonymous).endpoints, atPath: "/api/anonymous-session")
     router.addRoutes(UserTokensController(database: dependencies.database).endpoints, atPath: "/api/user-tokens")
-    router.addRoutes(TransferController(database: dependencies.database).endpoints, atPath: "/api/transfer-anonymous-tokens")
+    router.addRoutes(TransferController(database: dependencies.database, settings: dependencies.settings.anonymous).endpoints, atPath: "/api/transfer-anonymous-tokens")
     router.addRoutes(GenerateController(generator: dependencies.generator).endpoints, atPath: "/api/generate")
     router.addRoutes(
         CheckoutController(settings: dependencies.settings, database: dependencies.database, plans: dependencies.plans, stripe: dependencies.stripe).endpoints,

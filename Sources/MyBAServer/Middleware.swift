@@ -135,6 +135,7 @@ struct APIError: Error {
             case .invalidFingerprint: self.init(.badRequest, code: "invalid_fingerprint", message: error.description)
             case .sessionNotFound: self.init(.notFound, code: "session_not_found", message: error.description)
             case .alreadyTransferred: self.init(.conflict, code: "session_transferred", message: error.description)
+            case .transferLimitReached: self.init(.conflict, code: "transfer_limit_reached", message: error.description)
             case .insufficientTokens: self.init(Self.paymentRequired, code: "insufficient_tokens", message: error.description)
             case .idempotencyKeyReused: self.init(.conflict, code: "idempotency_key_reused", message: error.description)
             case .rateLimited(let seconds):

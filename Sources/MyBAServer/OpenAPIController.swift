@@ -858,7 +858,8 @@ enum OpenAPIDocument {
         "type": "object",
         "required": [
           "transferred",
-          "tokens"
+          "tokens",
+          "transfersLeft"
         ],
         "properties": {
           "transferred": {
@@ -868,6 +869,11 @@ enum OpenAPIDocument {
           "tokens": {
             "type": "integer",
             "minimum": 0
+          },
+          "transfersLeft": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "how many more anonymous sessions this account may receive (MYBA_MAX_SESSION_TRANSFERS)"
           }
         }
       },

@@ -5,6 +5,7 @@ import MyBAOps
 /// signed-in account, once. The server's count moves, never the client's claim.
 struct TransferController {
     let database: AppDatabase
+    let settings: AnonymousSettings
 
     var endpoints: RouteCollection<MyBARequestContext> {
         RouteCollection(context: MyBARequestContext.self)
@@ -20,6 +21,8 @@ struct TransferController {
     struct TransferResponse: ResponseEncodable {
         var transferred: Int
         var tokens: Int
+        /// How many more anonymous sessions this account may receive (`MYBA_MAX_SESSION_TRANSFERS`).
+        var transfersLeft: Int
     }
 
     @Sendable func transfer(_ request: Request, context: MyBARequestContext) async throws -> TransferResponse {
@@ -28,13 +31,14 @@ struct TransferController {
         if let claimed = body.userId, claimed != user.userId {
             throw APIError(.forbidden, code: "forbidden", message: "userId does not match the signed-in user")
         }
-        let result = try await database.transferAnonymousSession(sessionId: body.sessionId, to: user.userId, actor: "api", requestId: context.requestId)
+        let result = try await database.transferAnonymousSession(
+            sessionId: body.sessionId, to: user.userId, limit: settings.maxTransfersPerAccount, actor: "api", requestId: context.requestId)
         if let claimed = body.remainingTokens, claimed != result.transferred {
             context.logger.notice("client claimed a different remaining count; the server's count moved", metadata: [
                 "session.digest": .string(SessionDigest.of(body.sessionId)), "tokens.claimed": .stringConvertible(claimed), "tokens.transferred": .stringConvertible(result.transferred),
             ])
         }
         context.logger.info("anonymous tokens transferred", metadata: ["session.digest": .string(SessionDigest.of(body.sessionId)), "tokens.transferred": .stringConvertible(result.transferred)])
-        return TransferResponse(transferred: result.transferred, tokens: result.balance.tokens)
+        return TransferResponse(transferred: result.transferred, tokens: result.balance.tokens, transfersLeft: result.transfersLeft)
     }
 }

@@ -89,4 +89,47 @@ struct MoneyPathTests {
             }
         }
     }
+
+    @Test("one account receives at most MYBA_MAX_SESSION_TRANSFERS anonymous sessions: the answer says how many are left, the next is 409 transfer_limit_reached and that session keeps its tokens")
+    func transferCap() async throws {
+        let directory = try TemporaryDirectory("myba-transfer-cap")
+        defer { directory.remove() }
+        let server = try await RunningServer.start(environment: [
+            "PORT": "0", "MYBA_DATABASE": directory.file("myba.sqlite"), "MYBA_LOG_FILE": directory.file("myba.jsonl"), "MYBA_MAX_SESSION_TRANSFERS": "2",
+        ])
+        defer { server.stop() }
+        var sessions: [String] = []
+        for index in 0..<3 {
+            let session = try object(try await server.post("/api/anonymous-session", body: #"{"fingerprint":"fp-cap-\#(index)"}"#, headers: Self.json).1)
+            sessions.append(try #require(session["sessionId"] as? String))
+        }
+        var farmer = Self.json
+        farmer[.authorization] = "Bearer dev:user_farmer"
+        var answers: [[String: Any]] = []
+        var statuses: [Int] = []
+        for sessionId in sessions {
+            let (status, body) = try await server.post("/api/transfer-anonymous-tokens", body: #"{"sessionId":"\#(sessionId)"}"#, headers: farmer)
+            statuses.append(status)
+            answers.append(try object(body))
+        }
+        #expect(statuses == [200, 200, 409])
+        #expect(answers[0]["transfersLeft"] as? Int == 1)
+        #expect(answers[1]["transfersLeft"] as? Int == 0)
+        #expect(answers[1]["tokens"] as? Int == 12)
+        #expect((answers[2]["error"] as? [String: Any])?["code"] as? String == "transfer_limit_reached")
+        // The refused session keeps its tokens; another account may still receive it.
+        let kept = try object(try await server.post("/api/anonymous-session", body: #"{"fingerprint":"fp-cap-2"}"#, headers: Self.json).1)
+        #expect(kept["tokensRemaining"] as? Int == 3)
+        var other = Self.json
+        other[.authorization] = "Bearer dev:user_other"
+        let (otherStatus, otherBody) = try await server.post("/api/transfer-anonymous-tokens", body: #"{"sessionId":"\#(sessions[2])"}"#, headers: other)
+        #expect(otherStatus == 200)
+        #expect(try object(otherBody)["transferred"] as? Int == 3)
+        // Repeating a transfer already made still answers, moving nothing.
+        let (again, againBody) = try await server.post("/api/transfer-anonymous-tokens", body: #"{"sessionId":"\#(sessions[0])"}"#, headers: farmer)
+        #expect(again == 200)
+        #expect(try object(againBody)["transferred"] as? Int == 0)
+        let (_, balance) = try await server.get("/api/user-tokens/user_farmer", headers: farmer)
+        #expect(try object(balance)["tokens"] as? Int == 12)
+    }
 }

@@ -32,6 +32,8 @@ public enum AnonymousSessionError: Error, Equatable, CustomStringConvertible, Se
     case sessionNotFound(String)
     /// The session's tokens were moved to an account: sign in to spend them.
     case alreadyTransferred(sessionId: String)
+    /// The account has received as many anonymous sessions as one account may (`limit`).
+    case transferLimitReached(limit: Int)
     case insufficientTokens(sessionId: String, remaining: Int)
     /// Too many new sessions from one address; retry after the given seconds.
     case rateLimited(retryAfterSeconds: Int)
@@ -42,6 +44,8 @@ public enum AnonymousSessionError: Error, Equatable, CustomStringConvertible, Se
         case .invalidFingerprint: return "fingerprint must be 1–512 characters"
         case .sessionNotFound(let id): return "no anonymous session \(id)"
         case .alreadyTransferred(let id): return "session \(id) was moved to an account; sign in to use its tokens"
+        case .transferLimitReached(let limit):
+            return "this account has already received \(limit) anonymous session\(limit == 1 ? "" : "s"), the most one account can; nothing was moved"
         case .insufficientTokens(_, let remaining): return "no free tokens left in this session (\(remaining) remaining); sign up to get more"
         case .rateLimited(let seconds): return "too many new sessions from this address; retry in \(seconds) s"
         case .idempotencyKeyReused(let key): return "idempotency key \(key) was used for a different charge"
@@ -59,6 +63,8 @@ public struct AnonymousSessionStart: Equatable, Sendable {
 public struct TransferResult: Equatable, Sendable {
     public var transferred: Int
     public var balance: Balance
+    /// How many more anonymous sessions the account may receive.
+    public var transfersLeft: Int
 }
 
 extension AppDatabase {
@@ -105,7 +111,11 @@ extension AppDatabase {
     /// Moves what the session has left to `userId`'s account, once: the session is marked
     /// transferred and a `transfer` entry (key `transfer:<sessionId>`) is posted in the same
     /// transaction. Later calls move nothing. The customer is opened (welcome grant) if new.
-    public func transferAnonymousSession(sessionId: String, to userId: String, actor: String, requestId: String?) async throws -> TransferResult {
+    ///
+    /// One account receives at most `limit` sessions, ever (`MYBA_MAX_SESSION_TRANSFERS`): free
+    /// sessions farmed in many browsers cannot be pooled into one account. Past the limit the
+    /// transfer is refused and the session keeps its tokens.
+    public func transferAnonymousSession(sessionId: String, to userId: String, limit: Int = AnonymousSettings().maxTransfersPerAccount, actor: String, requestId: String?) async throws -> TransferResult {
         try Self.validateUserId(userId)
         return try await immediateWrite { db in
             let now = Date().truncatedToMilliseconds
@@ -113,10 +123,13 @@ extension AppDatabase {
                 throw AnonymousSessionError.sessionNotFound(sessionId)
             }
             try Self.openAccount(userId: userId, email: nil, actor: actor, requestId: requestId, now: now, in: db)
+            let received = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM anonymous_sessions WHERE transferred_to = ?", arguments: [userId]) ?? 0
             guard session.transferredTo == nil else {
                 let balance = try LedgerStatements.balance(userId: userId, in: db) ?? .empty(userId: userId, at: now)
-                return TransferResult(transferred: 0, balance: balance)
+                return TransferResult(transferred: 0, balance: balance, transfersLeft: max(limit - received, 0))
             }
+            guard received < limit else { throw AnonymousSessionError.transferLimitReached(limit: limit) }
+            let transfersLeft = limit - received - 1
             let remaining = session.remaining
             try db.execute(sql: """
                 UPDATE anonymous_sessions SET transferred_to = ?, transferred_at = ?, transferred_tokens = ?, last_seen_at = ? WHERE id = ?
@@ -126,10 +139,10 @@ extension AppDatabase {
                     userId: userId, kind: .transfer, delta: remaining, idempotencyKey: "transfer:\(sessionId)",
                     reference: sessionId, actor: actor, reason: "anonymous session tokens", requestId: requestId)
                 let result = try Self.post(posting, now: now, in: db)
-                return TransferResult(transferred: remaining, balance: result.balance)
+                return TransferResult(transferred: remaining, balance: result.balance, transfersLeft: transfersLeft)
             }
             let balance = try LedgerStatements.balance(userId: userId, in: db) ?? .empty(userId: userId, at: now)
-            return TransferResult(transferred: 0, balance: balance)
+            return TransferResult(transferred: 0, balance: balance, transfersLeft: transfersLeft)
         }
     }
 

@@ -191,6 +191,13 @@ extension AppDatabase {
             try db.create(index: "audit_log_on_operator", on: "audit_log", columns: ["operator", "id"])
         }
 
+        migrator.registerMigration("2026-12-04 anonymous sessions by receiving account") { db in
+            // The cap on sessions one account may receive counts them at every transfer.
+            try db.create(
+                index: "anonymous_sessions_on_transferred_to", on: "anonymous_sessions", columns: ["transferred_to"],
+                condition: Column("transferred_to") != nil)
+        }
+
         return migrator
     }
 }

@@ -120,6 +120,7 @@ public struct MyBASettings: Equatable, Sendable {
         }
         settings.anonymous.sessionsPerHour = try env.integer("MYBA_ANON_SESSIONS_PER_HOUR", in: 1...1_000_000) ?? settings.anonymous.sessionsPerHour
         settings.anonymous.freeTokens = try env.integer("MYBA_ANON_TOKENS", in: 0...1000) ?? settings.anonymous.freeTokens
+        settings.anonymous.maxTransfersPerAccount = try env.integer("MYBA_MAX_SESSION_TRANSFERS", in: 0...1000) ?? settings.anonymous.maxTransfersPerAccount
         settings.anonymous.fingerprintSecret = env.string("MYBA_FINGERPRINT_SECRET") ?? settings.anonymous.fingerprintSecret
 
         settings.ai.openRouterKey = env.string("OPENROUTER_API_KEY") ?? env.string("OPENAI_API_KEY")
@@ -191,6 +192,8 @@ public struct AnonymousSettings: Equatable, Sendable {
     /// `MYBA_TRUST_PROXY=N`: the proxies in front of the server; the client is the Nth
     /// `X-Forwarded-For` hop from the right (see `ClientAddress`). 0: the connection's peer.
     public var trustedProxies = 0
+    /// `MYBA_MAX_SESSION_TRANSFERS`: anonymous sessions one account may ever receive.
+    public var maxTransfersPerAccount = 3
     /// Mixed into fingerprint hashes so stored hashes cannot be matched against known fingerprints.
     public var fingerprintSecret = "myba-fingerprint-v1"
 
