@@ -28,6 +28,15 @@ struct TokensRefundCommand: ConsoleCommand {
 
     func execute(in console: Console) async throws {
         let userId = try await console.userId(for: user)
+        if let requestId {
+            let settings = console.settings
+            do {
+                try await console.database().checkManualCredit(
+                    forRequest: requestId, deadlineSeconds: ReservationDeadline.seconds(ai: settings.ai, busyTimeoutSeconds: settings.busyTimeoutSeconds))
+            } catch let refusal as ManualCreditRefusal {
+                throw ConsoleFailure(code: refusal.code, description: refusal.description)
+            }
+        }
         let key = requestId.map { "refund_credit:\(userId):\($0)" } ?? "refund_credit:\(userId):\(UUID().uuidString)"
         let posting = LedgerPosting(
             userId: userId, kind: .refundCredit, delta: amount, idempotencyKey: key, reference: requestId,

@@ -34,14 +34,6 @@ func buildDependencies(
     let database = try AppDatabase.openFile(
         at: settings.databasePath,
         options: .init(busyTimeout: settings.busyTimeoutSeconds, createIfMissing: true))
-    // A generation still reserved from before this start belongs to a process that died
-    // mid-call: give its token back. The margin covers a whole provider chain of another
-    // process that may still be finishing.
-    let abandonedCutoff = Date().addingTimeInterval(-(settings.ai.timeoutSeconds * Double(settings.ai.models.count + 1) + 60))
-    let released = try await database.releaseAbandonedGenerations(reservedBefore: abandonedCutoff)
-    if released > 0 {
-        logger.warning("released tokens of abandoned generations", metadata: ["generations.released": .stringConvertible(released)])
-    }
     let http = CurlHTTPClient(settings: settings.outboundHTTP)
     return ServerDependencies(
         settings: settings, database: database, plans: plans, startedAt: Date(),
@@ -72,6 +64,8 @@ func buildServer(
     var services: [any Service] = [
         WatchdogService(watchdog: dependencies.watchdog),
         PeriodicService.webhookRetries(webhookProcessor, every: .seconds(settings.webhookRetryIntervalSeconds), logger: logger),
+        PeriodicService.reservationSweep(
+            database, deadlineSeconds: ReservationDeadline.seconds(ai: settings.ai, busyTimeoutSeconds: settings.busyTimeoutSeconds), logger: logger),
     ]
     if let ttl = settings.sessionTTLSeconds {
         services.append(PeriodicService.sessionReaper(database, ttl: ttl, logger: logger))

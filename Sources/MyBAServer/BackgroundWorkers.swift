@@ -45,6 +45,22 @@ extension PeriodicService {
         }
     }
 
+    /// Gives back the tokens of generations whose reservation outlived its deadline (their
+    /// process died mid-call): at start-up, then a few times per deadline, while serving. A
+    /// release that cannot be applied is logged and recorded on its generation, never fatal.
+    static func reservationSweep(_ database: AppDatabase, deadlineSeconds: Double, logger: Logger) -> PeriodicService {
+        let interval = Duration.milliseconds(Int(min(15, max(1, deadlineSeconds / 4)) * 1000))
+        return PeriodicService(name: "reservation sweep", interval: interval, logger: logger) {
+            let report = try await database.releaseAbandonedGenerations(reservedBefore: Date().addingTimeInterval(-deadlineSeconds))
+            if report.released > 0 {
+                logger.warning("released tokens of abandoned generations", metadata: ["generations.released": .stringConvertible(report.released)])
+            }
+            for problem in report.unapplied {
+                logger.error("abandoned generation closed without giving its token back", metadata: ["error.message": .string(problem)])
+            }
+        }
+    }
+
     /// Reaps stale anonymous sessions hourly when `MYBA_SESSION_TTL` is set: the operation
     /// `myba-admin sessions reap` runs, in the same short batches.
     static func sessionReaper(_ database: AppDatabase, ttl: TimeInterval, logger: Logger) -> PeriodicService {

@@ -192,3 +192,30 @@ struct OperatorKeyTests {
         #expect(try await fixture.database.verify().isClean)
     }
 }
+
+@Suite("myba-admin: crediting a generation by hand")
+struct ManualCreditTests {
+    @Test("tokens refund --request refuses a generation still reserved (the sweep gives it back) and one already released, so no token is paid back twice; a completed one may be credited")
+    func refundChecksTheGeneration() async throws {
+        let fixture = try await AdminFixture()
+        defer { fixture.directory.remove() }
+        try await fixture.database.writer.write { db in
+            let now = SQLTimestamp.string(Date())
+            for (key, status, request) in [("user_alice:a", "reserved", "req_reserved"), ("user_alice:b", "failed", "req_failed"), ("user_alice:c", "completed", "req_done")] {
+                try db.execute(sql: "INSERT INTO generations (idempotency_key, payer_kind, payer_id, input_hash, status, attempts, request_id, created_at, updated_at) VALUES (?, 'account', 'user_alice', 'h', ?, 1, ?, ?, ?)",
+                               arguments: [key, status, request, now, now])
+            }
+        }
+        let before = try await fixture.database.balance(userId: "user_alice")?.tokens
+        let reserved = try await fixture.admin(["tokens", "refund", "user_alice", "1", "--request", "req_reserved", "--reason", "crash", "--yes", "--db", fixture.path])
+        #expect(reserved.status == 1)
+        #expect(reserved.stderr.contains("still holds its token"), "\(reserved.stderr)")
+        let released = try await fixture.admin(["tokens", "refund", "user_alice", "1", "--request", "req_failed", "--reason", "crash", "--yes", "--db", fixture.path])
+        #expect(released.status == 1)
+        #expect(released.stderr.contains("already given back"), "\(released.stderr)")
+        #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == before)
+        let done = try await fixture.admin(["tokens", "refund", "user_alice", "1", "--request", "req_done", "--reason", "bad ticket", "--yes", "--db", fixture.path])
+        #expect(done.status == 0, "\(done.stderr)")
+        #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == before.map { $0 + 1 })
+    }
+}

@@ -27,8 +27,8 @@ struct GenerationLedgerTests {
             _ = try AppDatabase.chargeSession(sessionId: session.session.id, amount: 1, idempotencyKey: TicketGenerator.chargeKey("\(session.session.id):req_b", attempt: 1), requestId: nil, now: Date(), in: db)
         }
         #expect(try await database.balance(userId: "user_1")?.tokens == 5)
-        #expect(try await database.releaseAbandonedGenerations(reservedBefore: Date().addingTimeInterval(-60)) == 2)
-        #expect(try await database.releaseAbandonedGenerations(reservedBefore: Date()) == 0)
+        #expect(try await database.releaseAbandonedGenerations(reservedBefore: Date().addingTimeInterval(-60)).released == 2)
+        #expect(try await database.releaseAbandonedGenerations(reservedBefore: Date()) == AbandonedGenerationsReport(released: 0, unapplied: []))
         #expect(try await database.balance(userId: "user_1")?.tokens == 6)
         #expect(try await database.anonymousSession(id: session.session.id)?.remaining == 3)
         #expect(try await database.verify().isClean)
@@ -38,6 +38,48 @@ struct GenerationLedgerTests {
         let result = try await generator.generate(retry, logger: Logger(label: "test"))
         #expect(result.tokensRemaining == 5)
         #expect(try await database.verify().isClean)
+    }
+
+    @Test("a reservation whose session is gone is closed with the reason recorded, without stopping the releases beside it; the reap spares sessions with a reserved generation")
+    func unapplicableRelease() async throws {
+        let fixture = try LedgerFixture()
+        defer { fixture.directory.remove() }
+        let database = fixture.database
+        _ = try await database.openAccount(userId: "user_1", email: nil, actor: "test")
+        let gone = try await database.startAnonymousSession(fingerprint: "fp-gone", clientAddress: "127.0.0.1", settings: AnonymousSettings()).session.id
+        let kept = try await database.startAnonymousSession(fingerprint: "fp-kept", clientAddress: "127.0.0.1", settings: AnonymousSettings()).session.id
+        try await database.writer.write { db in
+            let then = SQLTimestamp.string(Date().addingTimeInterval(-3600))
+            for (key, kind, payer) in [("\(gone):k", "session", gone), ("\(kept):k", "session", kept), ("user_1:k", "account", "user_1")] {
+                try db.execute(sql: "INSERT INTO generations (idempotency_key, payer_kind, payer_id, input_hash, status, attempts, created_at, updated_at) VALUES (?, ?, ?, 'h', 'reserved', 1, ?, ?)",
+                               arguments: [key, kind, payer, then, then])
+            }
+            for session in [gone, kept] {
+                _ = try AppDatabase.chargeSession(sessionId: session, amount: 1, idempotencyKey: TicketGenerator.chargeKey("\(session):k", attempt: 1), requestId: nil, now: Date(), in: db)
+            }
+            _ = try AppDatabase.post(LedgerPosting(userId: "user_1", kind: .consume, delta: -1, idempotencyKey: TicketGenerator.chargeKey("user_1:k", attempt: 1), actor: "api"), now: Date(), in: db)
+            try db.execute(sql: "UPDATE anonymous_sessions SET last_seen_at = ?", arguments: [then])
+        }
+        // The reap leaves both sessions alone while their generations are reserved.
+        #expect(try await database.reapAnonymousSessions(lastSeenBefore: Date(), batch: 100, dryRun: false).removed == 0)
+        // A session removed anyway (by hand, or by an older reap).
+        try await database.writer.write { db in try db.execute(sql: "DELETE FROM anonymous_sessions WHERE id = ?", arguments: [gone]) }
+
+        let report = try await database.releaseAbandonedGenerations(reservedBefore: Date().addingTimeInterval(-60))
+        #expect(report.released == 2)
+        #expect(report.unapplied.count == 1)
+        #expect(report.unapplied.first?.contains(SessionDigest.of(gone)) == true)
+        #expect(report.unapplied.first?.contains(gone) == false)
+        let rows = try await database.writer.read { db in
+            try Row.fetchAll(db, sql: "SELECT idempotency_key, status, error FROM generations ORDER BY idempotency_key").map { ($0["idempotency_key"] as String, $0["status"] as String, $0["error"] as String?) }
+        }
+        #expect(rows.allSatisfy { $0.1 == "failed" })
+        #expect(rows.first { $0.0 == "\(gone):k" }?.2?.contains("could not be given back") == true)
+        #expect(try await database.anonymousSession(id: kept)?.remaining == 3)
+        #expect(try await database.balance(userId: "user_1")?.tokens == 6)
+        #expect(try await database.verify().isClean)
+        // Settled, the sessions may be reaped.
+        #expect(try await database.reapAnonymousSessions(lastSeenBefore: Date(), batch: 100, dryRun: false).removed == 1)
     }
 
     @Test("verify reports an anonymous session whose count disagrees with its charges or its transfer")

@@ -156,6 +156,8 @@ struct FaultDrillTests {
         let environment = [
             "PORT": "0", "MYBA_DATABASE": databasePath, "MYBA_LOG_FILE": directory.file("myba.jsonl"),
             "STRIPE_WEBHOOK_SECRET": stripeWebhookSecret, "MYBA_WEBHOOK_RETRY_SECONDS": "1", "MYBA_ANON_SESSIONS_PER_HOUR": "1000000",
+            // The drill moves many sessions into few accounts; the per-account cap is another test's.
+            "MYBA_MAX_SESSION_TRANSFERS": "1000",
         ]
         let record = Shared(DrillRecord())
 

@@ -1,40 +1,129 @@
 import Foundation
 import GRDB
 
+/// How long a generation may hold its reserved token. A live generation never holds it longer:
+/// every model of the chain runs to its own deadline at most (waiting for a connection
+/// included), then the write that completes it waits at most the busy timeout. Past this the
+/// process that reserved it has died (a crash, a kill, a lost write), and the reservation sweep
+/// gives the token back.
+public enum ReservationDeadline {
+    public static func seconds(ai: AISettings, busyTimeoutSeconds: Double) -> Double {
+        ai.timeoutSeconds * Double(max(ai.models.count, 1)) + busyTimeoutSeconds + 5
+    }
+}
+
+/// What one pass of the reservation sweep did.
+public struct AbandonedGenerationsReport: Equatable, Sendable {
+    /// Reservations whose token went back to their payer.
+    public var released: Int
+    /// Reservations that were closed without a release, with why (the payer is gone: a session
+    /// reaped by an older version, or removed by hand). Recorded in the generation's `error`.
+    public var unapplied: [String]
+}
+
 extension AppDatabase {
-    /// Gives back the token of every generation still `reserved` since before `cutoff`: its
-    /// process died between charging and answering (a crash or a kill during the provider call).
-    /// The row becomes `failed`, so a retry with the same key charges a new attempt. Returns how
-    /// many were released.
+    /// Gives back the token of every generation still `reserved` since before `cutoff` (at most
+    /// `limit` a pass): its process died between charging and answering. The row becomes
+    /// `failed`, so a retry with the same key charges a new attempt. Each release is its own
+    /// savepoint: one that cannot be applied is recorded on its row, never stops the others.
+    /// Safe beside other servers and the console: a row is taken only while still `reserved`,
+    /// in the writer's transaction, and release keys are unique.
     @discardableResult
-    public func releaseAbandonedGenerations(reservedBefore cutoff: Date) async throws -> Int {
+    public func releaseAbandonedGenerations(reservedBefore cutoff: Date, limit: Int = 200) async throws -> AbandonedGenerationsReport {
         try await immediateWrite { db in
             let now = Date().truncatedToMilliseconds
             let rows = try Row.fetchAll(db, sql: """
                 SELECT idempotency_key, payer_kind, payer_id, attempts, request_id FROM generations
-                WHERE status = 'reserved' AND updated_at < ?
-                """, arguments: [SQLTimestamp.string(cutoff)])
+                WHERE status = 'reserved' AND updated_at < ? ORDER BY updated_at LIMIT ?
+                """, arguments: [SQLTimestamp.string(cutoff), limit])
+            var report = AbandonedGenerationsReport(released: 0, unapplied: [])
             for row in rows {
                 let key: String = row["idempotency_key"]
-                let chargeKey = TicketGenerator.chargeKey(key, attempt: row["attempts"])
-                let payerId: String = row["payer_id"]
-                switch row["payer_kind"] as String {
-                case "account":
-                    if try LedgerStatements.entry(idempotencyKey: chargeKey, in: db) != nil {
-                        _ = try Self.post(
-                            LedgerPosting(userId: payerId, kind: .release, delta: 1, idempotencyKey: "release:\(chargeKey)", reference: key,
-                                          actor: "system", reason: "generation abandoned", requestId: row["request_id"]),
-                            now: now, in: db)
+                let attempt: Int = row["attempts"]
+                var problem: String?
+                do {
+                    try db.inSavepoint {
+                        try Self.releaseCharge(
+                            key: key, attempt: attempt, payerKind: row["payer_kind"], payerId: row["payer_id"], requestId: row["request_id"],
+                            actor: "system", reason: "generation abandoned", now: now, in: db)
+                        return .commit
                     }
-                case "session":
-                    _ = try Self.releaseSessionCharge(sessionId: payerId, chargeKey: chargeKey, requestId: row["request_id"], now: now, in: db)
-                default:
-                    break
+                } catch {
+                    // Session ids are bearer credentials: the report (which is logged) names the digest.
+                    let payerId: String = row["payer_id"]
+                    problem = row["payer_kind"] as String == "session"
+                        ? "\(error)".replacingOccurrences(of: payerId, with: SessionDigest.of(payerId)) : "\(error)"
                 }
-                try db.execute(sql: "UPDATE generations SET status = 'failed', error = 'abandoned: the server stopped before answering', updated_at = ? WHERE idempotency_key = ?",
-                               arguments: [SQLTimestamp.string(now), key])
+                let note = problem.map { "abandoned; its token could not be given back: \($0)" } ?? "abandoned: the server stopped before answering"
+                try db.execute(sql: "UPDATE generations SET status = 'failed', error = ?, updated_at = ? WHERE idempotency_key = ? AND status = 'reserved'",
+                               arguments: [note, SQLTimestamp.string(now), key])
+                if let problem {
+                    report.unapplied.append("\(GenerationRequest.loggable(key: key, payerKind: row["payer_kind"], payerId: row["payer_id"])): \(problem)")
+                } else {
+                    report.released += 1
+                }
             }
-            return rows.count
+            return report
+        }
+    }
+
+    /// Gives back the token charged for attempt `attempt` of generation `key`, once (the release
+    /// key is unique), to the payer that was charged.
+    static func releaseCharge(key: String, attempt: Int, payerKind: String, payerId: String, requestId: String?, actor: String, reason: String, now: Date, in db: Database) throws {
+        let chargeKey = TicketGenerator.chargeKey(key, attempt: attempt)
+        switch payerKind {
+        case "account":
+            if try LedgerStatements.entry(idempotencyKey: chargeKey, in: db) != nil {
+                _ = try Self.post(
+                    LedgerPosting(userId: payerId, kind: .release, delta: 1, idempotencyKey: "release:\(chargeKey)", reference: key,
+                                  actor: actor, reason: reason, requestId: requestId),
+                    now: now, in: db)
+            }
+        case "session":
+            _ = try Self.releaseSessionCharge(sessionId: payerId, chargeKey: chargeKey, requestId: requestId, now: now, in: db)
+        default:
+            break
+        }
+    }
+
+    /// Refuses an operator's credit for a request whose generation gives its token back by
+    /// itself: one still reserved is released by the sweep (by the time given), one failed
+    /// already was. A completed one, or a request with no generation, may be credited.
+    public func checkManualCredit(forRequest requestId: String, deadlineSeconds: Double) async throws {
+        let found = try await writer.read { db in
+            try Row.fetchOne(db, sql: "SELECT status, updated_at, error FROM generations WHERE request_id = ? ORDER BY updated_at DESC LIMIT 1", arguments: [requestId])
+                .map { ($0["status"] as String, $0.timestamp("updated_at") ?? Date(), $0["error"] as String?) }
+        }
+        guard let (status, updatedAt, error) = found else { return }
+        switch status {
+        case "reserved":
+            throw ManualCreditRefusal.stillReserved(releaseBy: updatedAt.addingTimeInterval(deadlineSeconds))
+        case "failed" where !(error ?? "").contains("could not be given back"):
+            throw ManualCreditRefusal.alreadyReleased
+        default:
+            return
+        }
+    }
+}
+
+/// Why an operator may not credit a token for a request by hand.
+public enum ManualCreditRefusal: Error, CustomStringConvertible, Sendable {
+    case stillReserved(releaseBy: Date)
+    case alreadyReleased
+
+    public var code: String {
+        switch self {
+        case .stillReserved: return "generation_reserved"
+        case .alreadyReleased: return "already_released"
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .stillReserved(let date):
+            return "refused: this request's generation still holds its token; the reservation sweep gives it back by \(LedgerDates.timestamp(date)) at the latest, so a credit now would pay it twice"
+        case .alreadyReleased:
+            return "refused: this request's generation failed and its token was already given back (a release entry); nothing to credit"
         }
     }
 }

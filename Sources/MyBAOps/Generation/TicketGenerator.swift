@@ -29,8 +29,13 @@ public struct GenerationRequest: Sendable {
     /// `idempotencyKey` as logs may carry it: an anonymous session's id (a bearer credential)
     /// replaced by its digest.
     public var loggableKey: String {
-        guard userId == nil, let sessionId, idempotencyKey.hasPrefix(sessionId) else { return idempotencyKey }
-        return SessionDigest.of(sessionId) + idempotencyKey.dropFirst(sessionId.count)
+        userId == nil ? Self.loggable(key: idempotencyKey, payerKind: "session", payerId: sessionId ?? "") : idempotencyKey
+    }
+
+    /// A stored generation key as logs may carry it (see `loggableKey`).
+    static func loggable(key: String, payerKind: String, payerId: String) -> String {
+        guard payerKind == "session", !payerId.isEmpty, key.hasPrefix(payerId) else { return key }
+        return SessionDigest.of(payerId) + key.dropFirst(payerId.count)
     }
 
     public init(input: String, provider: GenerationProvider = .myba, apiKey: String? = nil, model: String? = nil, userId: String? = nil, sessionId: String? = nil, idempotencyKey: String, requestId: String) {
@@ -283,7 +288,14 @@ public struct TicketGenerator: Sendable {
         switch outcome {
         case .success(let reply):
             let ticket = reply.text.map { Ticket.parse(providerText: $0, input: input) } ?? MockTickets.ticket(for: input)
-            return try await complete(request, ticket: ticket, provider: reply.provider, model: reply.model)
+            guard let answer = try await complete(request, attempt: attempt, ticket: ticket, provider: reply.provider, model: reply.model) else {
+                // The reservation outlived its deadline and the sweep gave the token back: the
+                // ticket is not handed out for free. A retry with the same key runs anew.
+                logger.warning("generation answered after its reservation was released; not charged, not answered", metadata: [
+                    "generation.key": .string(request.loggableKey)])
+                throw GenerationError.providerFailed("the answer came after the reservation's deadline")
+            }
+            return answer
         case .failure(let error):
             try await fail(request, payer: payer, attempt: attempt, error: error)
             logger.warning("generation failed; token released", metadata: ["generation.key": .string(request.loggableKey), "error.message": .string(error.description)])
@@ -357,14 +369,21 @@ public struct TicketGenerator: Sendable {
         return answer.map(Reservation.answered) ?? .charged(attempt: attempt)
     }
 
-    private func complete(_ request: GenerationRequest, ticket: Ticket, provider: String, model: String) async throws -> GenerationAnswer {
+    private func complete(_ request: GenerationRequest, attempt: Int, ticket: Ticket, provider: String, model: String) async throws -> GenerationAnswer? {
         let prepared = PreparedAnswer(ticket: ticket, provider: provider, model: model)
-        return try await database.immediateWrite { db in try Self.complete(request, prepared, in: db) }
+        return try await database.immediateWrite { db in try Self.complete(request, attempt: attempt, prepared, in: db) }
+    }
+
+    /// Whether attempt `attempt` of `key` still holds its reservation (the sweep has not released it).
+    private static func stillReserved(_ key: String, attempt: Int, in db: Database) throws -> Bool {
+        try Bool.fetchOne(db, sql: "SELECT 1 FROM generations WHERE idempotency_key = ? AND status = 'reserved' AND attempts = ?", arguments: [key, attempt]) ?? false
     }
 
     /// Stores the answer of a reserved request and returns it with what the caller has left now
-    /// (the provider call may have taken a while, and other requests spent meanwhile).
-    private static func complete(_ request: GenerationRequest, _ prepared: PreparedAnswer, in db: Database) throws -> GenerationAnswer {
+    /// (the provider call may have taken a while, and other requests spent meanwhile); nil when
+    /// the reservation is no longer held.
+    private static func complete(_ request: GenerationRequest, attempt: Int, _ prepared: PreparedAnswer, in db: Database) throws -> GenerationAnswer? {
+        guard try stillReserved(request.idempotencyKey, attempt: attempt, in: db) else { return nil }
         let now = Date().truncatedToMilliseconds
         let remaining: Int
         if let userId = request.userId {
@@ -382,19 +401,13 @@ public struct TicketGenerator: Sendable {
 
     private func fail(_ request: GenerationRequest, payer: Payer, attempt: Int, error: GenerationError) async throws {
         try await database.immediateWrite { db in
+            // Released already by the sweep (the call outlived the reservation's deadline):
+            // nothing more to give back.
+            guard try Self.stillReserved(request.idempotencyKey, attempt: attempt, in: db) else { return }
             let now = Date().truncatedToMilliseconds
-            let chargeKey = Self.chargeKey(request.idempotencyKey, attempt: attempt)
-            switch payer {
-            case .account(let userId):
-                _ = try AppDatabase.post(
-                    LedgerPosting(userId: userId, kind: .release, delta: 1, idempotencyKey: "release:\(chargeKey)", reference: request.idempotencyKey,
-                                  actor: "api", reason: "generation failed", requestId: request.requestId),
-                    now: now, in: db)
-            case .session(let sessionId):
-                _ = try AppDatabase.releaseSessionCharge(sessionId: sessionId, chargeKey: chargeKey, requestId: request.requestId, now: now, in: db)
-            case .ownKey:
-                break
-            }
+            try AppDatabase.releaseCharge(
+                key: request.idempotencyKey, attempt: attempt, payerKind: payer.kind, payerId: payer.id, requestId: request.requestId,
+                actor: "api", reason: "generation failed", now: now, in: db)
             try db.execute(sql: "UPDATE generations SET status = 'failed', error = ?, updated_at = ? WHERE idempotency_key = ?",
                            arguments: [error.description, SQLTimestamp.string(now), request.idempotencyKey])
         }

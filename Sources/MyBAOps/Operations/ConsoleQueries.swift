@@ -127,13 +127,20 @@ extension AppDatabase {
     /// A batch refused with "database is locked" is retried with back-off; when it keeps being
     /// refused, ``ReapInterrupted`` reports what was already removed. Two overlapping reaps never
     /// fail or count a session twice: each batch counts what it deleted.
+    /// The sessions a reap removes (`s`, last seen before `?`): never transferred, and with no
+    /// generation still reserved, whose token must be given back to the session first.
+    static let reapable = """
+        s.transferred_to IS NULL AND s.last_seen_at < ?
+          AND NOT EXISTS (SELECT 1 FROM generations g WHERE g.status = 'reserved' AND g.payer_id = s.id AND g.payer_kind = 'session')
+        """
+
     public func reapAnonymousSessions(
         lastSeenBefore cutoff: Date, batch: Int, dryRun: Bool, pause: Duration = .zero, busyRetries: Int = 8
     ) async throws -> ReapResult {
         let cutoffText = SQLTimestamp.string(cutoff)
         if dryRun {
             let count = try await writer.read { db in
-                try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM anonymous_sessions WHERE transferred_to IS NULL AND last_seen_at < ?", arguments: [cutoffText]) ?? 0
+                try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM anonymous_sessions s WHERE \(Self.reapable)", arguments: [cutoffText]) ?? 0
             }
             return ReapResult(removed: count, batches: 0, cutoff: cutoff, dryRun: true)
         }
@@ -146,7 +153,7 @@ extension AppDatabase {
                     // Oldest first, along the last_seen_at index: fewer pages touched per batch.
                     try db.execute(sql: """
                         DELETE FROM anonymous_sessions WHERE id IN (
-                            SELECT id FROM anonymous_sessions WHERE transferred_to IS NULL AND last_seen_at < ? ORDER BY last_seen_at LIMIT ?)
+                            SELECT id FROM anonymous_sessions s WHERE \(Self.reapable) ORDER BY last_seen_at LIMIT ?)
                         """, arguments: [cutoffText, batch])
                     return db.changesCount
                 }

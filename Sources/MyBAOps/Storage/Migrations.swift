@@ -198,6 +198,14 @@ extension AppDatabase {
                 condition: Column("transferred_to") != nil)
         }
 
+        migrator.registerMigration("2026-12-04 reserved generations by payer") { db in
+            // The session reap spares sessions with a generation still reserved; this keeps that
+            // check to the few reserved rows.
+            try db.create(
+                index: "generations_reserved_on_payer", on: "generations", columns: ["payer_id"],
+                condition: Column("status") == "reserved")
+        }
+
         return migrator
     }
 }

@@ -1,0 +1,90 @@
+import Foundation
+import GRDB
+import HTTPTypes
+import MyBATestSupport
+import Testing
+@testable import MyBAOps
+@testable import MyBAServer
+
+/// Reserved tokens of a server that died mid-call (issues 14 and 24), on the real binary: the
+/// running server's sweep gives them back once their deadline passes, without another restart;
+/// a retry with the same key runs anew; a reservation whose session is gone never stops a start.
+@Suite("Reservation sweep", .serialized)
+struct ReservationSweepTests {
+    @Test("killed mid-call and restarted at once: the retry is 409 while the reservation may still be live, the sweep gives the token back within its deadline while serving, then the retry runs anew; a reservation whose session was removed is closed and logged, and the server starts")
+    func killedMidCall() async throws {
+        let directory = try TemporaryDirectory("myba-sweep")
+        defer { directory.remove() }
+        let databasePath = directory.file("myba.sqlite"), logPath = directory.file("myba.jsonl")
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let upstream = try ChildProcess.start("/usr/bin/env", ["python3", root.appendingPathComponent("Tests/soak/upstream.py").path, "--mode", "hang"],
+                                              environment: ["PATH": "/usr/bin:/bin:/usr/local/bin"])
+        defer { upstream.send(SIGKILL) }
+        let portLine = try await upstream.waitForOutput("port")
+        let upstreamPort = try #require(try jsonObject(String(portLine.split(separator: "\n").first ?? ""))["port"] as? Int)
+        // Deadline of a reservation: 1 s × 1 model + 1 s busy timeout + 5 s.
+        let environment = [
+            "PORT": "0", "MYBA_DATABASE": databasePath, "MYBA_LOG_FILE": logPath,
+            "OPENROUTER_API_KEY": "sk-or-sweep", "OPENROUTER_API_BASE": "http://127.0.0.1:\(upstreamPort)/api/v1",
+            "MYBA_AI_MODELS": "m1", "MYBA_AI_TIMEOUT_MS": "1000", "MYBA_DB_BUSY_TIMEOUT_MS": "1000",
+        ]
+        let user: HTTPFields = [.authorization: "Bearer dev:user_sweep", .contentType: "application/json", .idempotencyKey: "ticket-k1"]
+        let first = try await RunningServer.start(environment: environment)
+        #expect(try await first.get("/api/user-tokens/user_sweep", headers: user).0 == 200)
+        let session = try jsonObject(String(decoding: try await first.post("/api/anonymous-session", body: #"{"fingerprint":"fp-sweep"}"#, headers: [.contentType: "application/json"]).1, as: UTF8.self))
+        let sessionId = try #require(session["sessionId"] as? String)
+        // Two generations hang upstream; the server dies under them.
+        let calls = [
+            Task { try? await first.post("/api/generate", body: #"{"input":"Export reports as CSV"}"#, headers: user) },
+            Task { try? await first.post("/api/generate", body: #"{"input":"Export reports as CSV","sessionId":"\#(sessionId)"}"#, headers: [.contentType: "application/json"]) },
+        ]
+        let database = try AppDatabase.openFile(at: databasePath, options: .init(createIfMissing: false))
+        func reserved() async throws -> Int {
+            try await database.writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM generations WHERE status = 'reserved'") ?? 0 }
+        }
+        for _ in 0..<100 where try await reserved() < 2 { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(try await reserved() == 2)
+        first.process.send(SIGKILL)
+        _ = try await first.process.wait(timeout: .seconds(10))
+        for call in calls { _ = await call.value }
+        #expect(try await database.balance(userId: "user_sweep")?.tokens == 5)
+        // The anonymous session is removed while the server is down (as an older reap did).
+        try await database.writer.write { db in try db.execute(sql: "DELETE FROM anonymous_sessions WHERE id = ?", arguments: [sessionId]) }
+
+        let second = try await RunningServer.start(environment: environment)
+        defer { second.stop() }
+        let restartedAt = ContinuousClock.now
+        // Another server may still be finishing that call: the same key waits for the deadline.
+        let early = try await second.post("/api/generate", body: #"{"input":"Export reports as CSV"}"#, headers: user)
+        #expect(early.0 == 409)
+        #expect(try jsonObject(String(decoding: early.1, as: UTF8.self))["error"].flatMap { ($0 as? [String: Any])?["code"] as? String } == "generation_in_progress")
+        var tokens = 5
+        for _ in 0..<150 where tokens == 5 {
+            try await Task.sleep(for: .milliseconds(100))
+            tokens = try await database.balance(userId: "user_sweep")?.tokens ?? -1
+        }
+        #expect(tokens == 6, "the sweep gave nothing back")
+        #expect(ContinuousClock.now - restartedAt < .seconds(12), "the release took \(ContinuousClock.now - restartedAt)")
+        #expect(second.process.isRunning)
+        #expect(try await reserved() == 0)
+
+        // The retry runs anew as a second attempt, charged once.
+        _ = try await CurlHTTPClient().send(HTTPClientRequest(
+            method: "POST", url: URL(string: "http://127.0.0.1:\(upstreamPort)/control")!, body: Data(#"{"mode":"fast"}"#.utf8), timeout: 5))
+        let retry = try await second.post("/api/generate", body: #"{"input":"Export reports as CSV"}"#, headers: user)
+        #expect(retry.0 == 200)
+        #expect(try jsonObject(String(decoding: retry.1, as: UTF8.self))["tokensRemaining"] as? Int == 5)
+        let attempts = try await database.writer.read { db in
+            try Row.fetchOne(db, sql: "SELECT status, attempts FROM generations WHERE payer_id = 'user_sweep'").map { ($0["status"] as String, $0["attempts"] as Int) }
+        }
+        #expect(attempts?.0 == "completed" && attempts?.1 == 2)
+
+        // The session's reservation was closed, recorded and logged, never fatal.
+        let closed = try await database.writer.read { db in try String.fetchOne(db, sql: "SELECT error FROM generations WHERE payer_kind = 'session'") }
+        #expect(closed?.contains("could not be given back") == true)
+        let log = try String(contentsOfFile: logPath, encoding: .utf8)
+        #expect(log.contains(#""msg":"abandoned generation closed without giving its token back""#))
+        #expect(!log.contains(sessionId))
+        #expect(try await database.verify().isClean)
+    }
+}
