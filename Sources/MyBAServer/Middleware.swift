@@ -156,6 +156,7 @@ struct APIError: Error {
             case .unknownCustomer: self.init(.notFound, code: error.code, message: error.description)
             case .idempotencyKeyReused: self.init(.conflict, code: error.code, message: error.description)
             case .wouldGoNegative, .invalidPosting: self.init(.badRequest, code: error.code, message: error.description)
+            case .accountDeleted: self.init(.forbidden, code: error.code, message: error.description)
             }
         default:
             self.init(.internalServerError, code: "internal_error", message: "the server failed to handle this request")

@@ -132,4 +132,52 @@ struct MoneyPathTests {
         let (_, balance) = try await server.get("/api/user-tokens/user_farmer", headers: farmer)
         #expect(try object(balance)["tokens"] as? Int == 12)
     }
+
+    @Test("after Clerk's user.deleted the user's session tokens are refused with 403 account_deleted on every route, at once for spending; a user deleted before any request, or whose user.created arrives late, never gets a welcome grant")
+    func deletedUsersStopSpending() async throws {
+        let directory = try TemporaryDirectory("myba-deleted-user")
+        defer { directory.remove() }
+        let databasePath = directory.file("myba.sqlite")
+        let server = try await RunningServer.start(environment: [
+            "PORT": "0", "MYBA_DATABASE": databasePath, "MYBA_LOG_FILE": directory.file("myba.jsonl"), "CLERK_WEBHOOK_SECRET": clerkWebhookSecret,
+        ])
+        defer { server.stop() }
+        var user = Self.json
+        user[.authorization] = "Bearer dev:user_gone"
+        #expect(try await server.post("/api/generate", body: #"{"input":"Export reports as CSV"}"#, headers: user).0 == 200)
+
+        let deleted = Deliveries.clerkUser(type: "user.deleted", userId: "user_gone")
+        #expect(try await server.post("/api/webhook/clerk", body: deleted, headers: Deliveries.svixHeaders(deleted, id: "msg_gone")).0 == 200)
+        // Spending is refused at once, the signed-in cache notwithstanding.
+        let spend = try await server.post("/api/generate", body: #"{"input":"Export reports as CSV"}"#, headers: user)
+        #expect(spend.0 == 403)
+        #expect((try object(spend.1)["error"] as? [String: Any])?["code"] as? String == "account_deleted")
+        // Every route, once the few seconds the sign-in check trusts what it saw have passed.
+        try await Task.sleep(for: .seconds(5.2))
+        let session = try object(try await server.post("/api/anonymous-session", body: #"{"fingerprint":"fp-gone"}"#, headers: Self.json).1)
+        let routes: [(String, String?)] = [
+            ("/api/user-tokens/user_gone", nil), ("/api/generate", #"{"input":"Export reports as CSV"}"#),
+            ("/api/transfer-anonymous-tokens", #"{"sessionId":"\#(session["sessionId"] as? String ?? "")"}"#),
+            ("/api/create-checkout-session", #"{"planId":"starter"}"#),
+        ]
+        for (path, body) in routes {
+            let answer = body == nil ? try await server.get(path, headers: user) : try await server.post(path, body: body!, headers: user)
+            #expect(answer.0 == 403, "\(path): \(String(decoding: answer.1, as: UTF8.self))")
+            #expect((try object(answer.1)["error"] as? [String: Any])?["code"] as? String == "account_deleted", "\(path)")
+        }
+
+        // Deleted before any request; then a late user.created: no account, no welcome grant.
+        let early = Deliveries.clerkUser(type: "user.deleted", userId: "user_early")
+        #expect(try await server.post("/api/webhook/clerk", body: early, headers: Deliveries.svixHeaders(early, id: "msg_early")).0 == 200)
+        let late = Deliveries.clerkUser(type: "user.created", userId: "user_early", email: "early@example.com")
+        let lateAnswer = try object(try await server.post("/api/webhook/clerk", body: late, headers: Deliveries.svixHeaders(late, id: "msg_late")).1)
+        #expect(lateAnswer["status"] as? String == "ignored")
+        var early_user = Self.json
+        early_user[.authorization] = "Bearer dev:user_early"
+        #expect(try await server.get("/api/user-tokens/user_early", headers: early_user).0 == 403)
+        let database = try AppDatabase.openFile(at: databasePath, options: .init(createIfMissing: false))
+        #expect(try await database.entries(userId: "user_early", limit: 10).isEmpty)
+        #expect(try await database.balance(userId: "user_gone")?.tokens == 5)
+        #expect(try await database.verify().isClean)
+    }
 }

@@ -341,6 +341,9 @@ public struct TicketGenerator: Sendable {
         let remaining: Int?
         switch payer {
         case .account(let userId):
+            // The sign-in check trusts what it saw for a few seconds; spending checks now.
+            let deleted = try db.cachedStatement(sql: "SELECT 1 FROM customers WHERE user_id = ? AND deleted_at IS NOT NULL")
+            if try Bool.fetchOne(deleted, arguments: [userId]) == true { throw LedgerError.accountDeleted(userId: userId) }
             remaining = try AppDatabase.post(
                 LedgerPosting(userId: userId, kind: .consume, delta: -1, idempotencyKey: chargeKey, reference: key, actor: "api", requestId: request.requestId),
                 now: now, in: db).balance.tokens

@@ -1,22 +1,26 @@
 import Foundation
 import Synchronization
 
-/// User ids this process has seen with an account, so that a signed-in request does not read
-/// the customers table each time just to learn that the account exists.
+/// User ids this process has recently seen with an open account, so that a signed-in request
+/// does not read the customers table each time just to learn that the account exists.
 ///
-/// Remembering is safe because a customer row is never removed: deletion only sets
-/// `deleted_at`, and ledger entries reference the row. The set is bounded; when full it starts
-/// over, which costs a read per user again and nothing else.
+/// An entry is trusted for `maxAge` only: a deletion (Clerk `user.deleted`, processed by this
+/// process, another server or a console replay) is noticed on every route within that time, and
+/// the spending path checks it in its own transaction at once. The set is bounded; when full it
+/// starts over, which costs a read per user again and nothing else.
 final class KnownAccounts: Sendable {
     static let capacity = 10_000
-    private let ids = Mutex(Set<String>())
+    static let maxAge = Duration.seconds(5)
+    private let seen = Mutex([String: ContinuousClock.Instant]())
 
-    func contains(_ userId: String) -> Bool { ids.withLock { $0.contains(userId) } }
+    func contains(_ userId: String) -> Bool {
+        seen.withLock { seen in seen[userId].map { ContinuousClock.now - $0 < Self.maxAge } ?? false }
+    }
 
     func insert(_ userId: String) {
-        ids.withLock { ids in
-            if ids.count >= Self.capacity { ids.removeAll(keepingCapacity: true) }
-            ids.insert(userId)
+        seen.withLock { seen in
+            if seen.count >= Self.capacity { seen.removeAll(keepingCapacity: true) }
+            seen[userId] = .now
         }
     }
 }
@@ -26,9 +30,11 @@ extension AppDatabase {
     /// welcome grant, once (see `openAccount`). Returns the grant when this call made it; nil
     /// when the account already existed, which after the first time this process saw the user
     /// costs no database access.
+    /// A deleted account is refused (`LedgerError.accountDeleted`).
     public func openAccountOnFirstRequest(userId: String, actor: String, requestId: String?) async throws -> PostingResult? {
         if knownAccounts.contains(userId) { return nil }
-        if try await customer(userId: userId) != nil {
+        if let customer = try await customer(userId: userId) {
+            if customer.deletedAt != nil { throw LedgerError.accountDeleted(userId: userId) }
             knownAccounts.insert(userId)
             return nil
         }

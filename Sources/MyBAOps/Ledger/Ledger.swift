@@ -108,7 +108,9 @@ extension AppDatabase {
             userId: userId, kind: .welcome, delta: welcomeGrantTokens, idempotencyKey: "welcome:\(userId)",
             actor: actor, reason: "welcome grant", requestId: requestId
         )
-        try insertCustomerIfMissing(userId: userId, email: email, now: now, in: db)
+        let customer = try insertCustomerIfMissing(userId: userId, email: email, now: now, in: db)
+        // A deleted user stays deleted: no request, transfer or late user.created reopens it.
+        if customer.deletedAt != nil { throw LedgerError.accountDeleted(userId: userId) }
         return try post(posting, now: now, in: db)
     }
 

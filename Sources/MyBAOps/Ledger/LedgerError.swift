@@ -8,6 +8,9 @@ public enum LedgerError: Error, Equatable, Sendable, CustomStringConvertible {
     case idempotencyKeyReused(key: String, existingEntryId: Int64)
     case unknownCustomer(userId: String)
     case invalidPosting(String)
+    /// The user was deleted (Clerk `user.deleted`): their sessions spend nothing and no welcome
+    /// grant reopens the account.
+    case accountDeleted(userId: String)
 
     public var description: String {
         switch self {
@@ -21,6 +24,8 @@ public enum LedgerError: Error, Equatable, Sendable, CustomStringConvertible {
             return "no customer with id \(userId)"
         case .invalidPosting(let reason):
             return "invalid ledger entry: \(reason)"
+        case .accountDeleted(let userId):
+            return "the account \(userId) was deleted"
         }
     }
 
@@ -32,6 +37,7 @@ public enum LedgerError: Error, Equatable, Sendable, CustomStringConvertible {
         case .idempotencyKeyReused: return "idempotency_key_reused"
         case .unknownCustomer: return "unknown_customer"
         case .invalidPosting: return "invalid_entry"
+        case .accountDeleted: return "account_deleted"
         }
     }
 }

@@ -273,7 +273,13 @@ public struct WebhookProcessor: Sendable {
         let primaryId = user["primary_email_address_id"] as? String
         let addresses = user["email_addresses"] as? [[String: Any]] ?? []
         let email = (addresses.first { $0["id"] as? String == primaryId } ?? addresses.first)?["email_address"] as? String
-        let result = try AppDatabase.openAccount(userId: userId, email: email, actor: "webhook:clerk", requestId: requestId, now: now, in: db)
+        let result: PostingResult
+        do {
+            result = try AppDatabase.openAccount(userId: userId, email: email, actor: "webhook:clerk", requestId: requestId, now: now, in: db)
+        } catch LedgerError.accountDeleted {
+            // user.deleted was delivered first: the deletion stands, no welcome grant.
+            return (.ignored, "customer \(userId) was deleted; no welcome grant", [])
+        }
         if let email {
             try db.execute(sql: "UPDATE customers SET email = ? WHERE user_id = ?", arguments: [email, userId])
         }
@@ -287,11 +293,15 @@ public struct WebhookProcessor: Sendable {
         guard let user = event["data"] as? [String: Any], let userId = user["id"] as? String else {
             throw PaymentError.invalidEvent("user.deleted has no data.id")
         }
+        // A user deleted before their first request gets a deleted customer row, so that no
+        // later request, transfer or user.created opens the account with a welcome grant.
+        let existed = try Customer.fetchOne(db, key: userId) != nil
+        _ = try AppDatabase.insertCustomerIfMissing(userId: userId, email: nil, now: now, in: db)
         try db.execute(sql: "UPDATE customers SET deleted_at = ? WHERE user_id = ? AND deleted_at IS NULL", arguments: [SQLTimestamp.string(now), userId])
         if db.changesCount == 0 {
-            return (.ignored, "no active customer \(userId)", [])
+            return (.ignored, "customer \(userId) was already deleted", [])
         }
-        return (.processed, "marked \(userId) deleted; the ledger is kept", [])
+        return (.processed, existed ? "marked \(userId) deleted; the ledger is kept" : "recorded \(userId) as deleted before any account was opened", [])
     }
 }
 
