@@ -96,9 +96,11 @@ let package = Package(
         // built executables.
         .target(
             name: "MyBATestSupport",
-            dependencies: ["MyBAOps"],
+            dependencies: ["MyBAOps", "CTestSpawn"],
             path: "Tests/MyBATestSupport"
         ),
+        // glibc's pipe2 and posix_spawn extensions, which Swift's Glibc module hides.
+        .systemLibrary(name: "CTestSpawn", path: "Tests/CTestSpawn"),
         .testTarget(
             name: "MyBAOpsTests",
             dependencies: [

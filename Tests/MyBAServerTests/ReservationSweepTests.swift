@@ -42,7 +42,7 @@ struct ReservationSweepTests {
         func reserved() async throws -> Int {
             try await database.writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM generations WHERE status = 'reserved'") ?? 0 }
         }
-        for _ in 0..<100 where try await reserved() < 2 { try await Task.sleep(for: .milliseconds(20)) }
+        for _ in 0..<750 where try await reserved() < 2 { try await Task.sleep(for: .milliseconds(20)) }
         #expect(try await reserved() == 2)
         first.process.send(SIGKILL)
         _ = try await first.process.wait(timeout: .seconds(10))
@@ -59,12 +59,13 @@ struct ReservationSweepTests {
         #expect(early.0 == 409)
         #expect(try jsonObject(String(decoding: early.1, as: UTF8.self))["error"].flatMap { ($0 as? [String: Any])?["code"] as? String } == "generation_in_progress")
         var tokens = 5
-        for _ in 0..<150 where tokens == 5 {
+        for _ in 0..<250 where tokens == 5 {
             try await Task.sleep(for: .milliseconds(100))
             tokens = try await database.balance(userId: "user_sweep")?.tokens ?? -1
         }
         #expect(tokens == 6, "the sweep gave nothing back")
-        #expect(ContinuousClock.now - restartedAt < .seconds(12), "the release took \(ContinuousClock.now - restartedAt)")
+        // Deadline 7 s, a sweep every 1.75 s; slack for a loaded machine.
+        #expect(ContinuousClock.now - restartedAt < .seconds(16), "the release took \(ContinuousClock.now - restartedAt)")
         #expect(second.process.isRunning)
         #expect(try await reserved() == 0)
 

@@ -1,19 +1,22 @@
+import CTestSpawn
 import Foundation
 import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// A program the tests start, whose end and output are observed without trusting Foundation's
-/// exit notification.
+/// A program the tests start, whose end and output are observed without Foundation's `Process`.
 ///
-/// On Linux, `Process` learns that a child ended when a socket inherited by the child reaches
-/// end-of-file. When tests spawn processes from several threads at once, that socket (or a pipe's
-/// write end) can leak into a sibling that lives much longer, a tmux server for example, and
-/// `waitUntilExit()` then never returns: a CI run hung that way. Here the end is read with
-/// `waitid(WNOWAIT)`, which leaves the reaping to Foundation, output is drained without waiting
-/// for an end-of-file that may never come, and every wait has a deadline after which the child
-/// is killed and the test fails with what it printed.
+/// Two defects of `Process` on Linux made tests hang or crash: it learns that a child ended when a
+/// socket inherited by the child reaches end-of-file, and when tests spawn processes from several
+/// threads at once that socket (or a pipe's write end) can leak into a sibling that lives much
+/// longer, a tmux server for example, so `waitUntilExit()` never returns; and `run()` itself
+/// crashes now and then (a 256-byte over-read of `/proc/self/fd` entries,
+/// swift-corelibs-foundation #5472, in Swift 6.3.1). Here the child is started with
+/// `posix_spawn` (every descriptor but its three pipes closed, signal mask and handlers reset),
+/// its end is read with `waitid`, output is drained without waiting for an end-of-file that may
+/// never come, and every wait has a deadline after which the child is killed and the test fails
+/// with what it printed.
 public final class ChildProcess: @unchecked Sendable {
     /// How a child ended.
     public struct Termination: Sendable, Equatable {
@@ -23,15 +26,12 @@ public final class ChildProcess: @unchecked Sendable {
 
     public let pid: Int32
     public let command: String
-    // Process is not Sendable; it is only read for its status after it ended.
-    private let process: Process
     private let output = Mutex<(stdout: Data, stderr: Data)>((Data(), Data()))
     private let ended = Mutex<Termination?>(nil)
     private let readerFinished = Mutex(false)
 
-    private init(process: Process, command: String) {
-        self.process = process
-        self.pid = process.processIdentifier
+    private init(pid: Int32, command: String) {
+        self.pid = pid
         self.command = command
     }
 
@@ -40,27 +40,60 @@ public final class ChildProcess: @unchecked Sendable {
         _ executable: String, _ arguments: [String], environment: [String: String]? = nil, stdin: String? = nil,
         currentDirectory: String? = nil
     ) throws -> ChildProcess {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        if let environment { process.environment = environment }
-        if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
-        let out = Pipe(), err = Pipe(), input = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = input
-        try process.run()
-        let child = ChildProcess(process: process, command: ([executable] + arguments).joined(separator: " "))
-        child.startReading(stdout: out.fileHandleForReading.fileDescriptor, stderr: err.fileHandleForReading.fileDescriptor, keepAlive: [out, err])
+        // [read, write] of each pipe, close-on-exec: the child gets only the dup2'd copies.
+        var input: [Int32] = [0, 0], out: [Int32] = [0, 0], err: [Int32] = [0, 0]
+        guard pipe2(&input, O_CLOEXEC) == 0, pipe2(&out, O_CLOEXEC) == 0, pipe2(&err, O_CLOEXEC) == 0 else {
+            throw TestSupportError("pipe2 failed: errno \(errno)")
+        }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, input[0], 0)
+        posix_spawn_file_actions_adddup2(&actions, out[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, err[1], 2)
+        posix_spawn_file_actions_addclosefrom_np(&actions, 3)
+        if let currentDirectory { posix_spawn_file_actions_addchdir_np(&actions, currentDirectory) }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        // The spawning thread may block signals (dispatch's threads do) and the test process may
+        // ignore some: the child starts with none blocked and every handler at its default, or a
+        // server would never see SIGTERM.
+        var empty = sigset_t(), defaults = sigset_t()
+        sigemptyset(&empty)
+        sigfillset(&defaults)
+        sigdelset(&defaults, SIGKILL)
+        sigdelset(&defaults, SIGSTOP)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        let variables = environment ?? ProcessInfo.processInfo.environment
+        let envp = variables.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { (argv + envp).forEach { free($0) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+        for fd in [input[0], out[1], err[1]] { close(fd) }
+        guard spawned == 0 else {
+            for fd in [input[1], out[0], err[0]] { close(fd) }
+            throw TestSupportError("cannot start \(executable): \(String(cString: strerror(spawned)))")
+        }
+        let child = ChildProcess(pid: pid, command: ([executable] + arguments).joined(separator: " "))
+        child.startReading(stdout: out[0], stderr: err[0])
+        let writeEnd = input[1]
         if let stdin {
-            let handle = input.fileHandleForWriting
             // A child that never reads its input must not block the test: write from a thread.
             Thread.detachNewThread {
-                try? handle.write(contentsOf: Data(stdin.utf8))
-                try? handle.close()
+                var bytes = Array(stdin.utf8)[...]
+                while !bytes.isEmpty {
+                    let written = bytes.withUnsafeBytes { write(writeEnd, $0.baseAddress, $0.count) }
+                    if written > 0 { bytes = bytes.dropFirst(written) } else if written < 0, errno == EINTR { continue } else { break }
+                }
+                close(writeEnd)
             }
         } else {
-            try input.fileHandleForWriting.close()
+            close(writeEnd)
         }
         return child
     }
@@ -70,22 +103,15 @@ public final class ChildProcess: @unchecked Sendable {
     /// What the child printed on standard error so far.
     public var stderrSoFar: String { output.withLock { String(decoding: $0.stderr, as: UTF8.self) } }
 
-    /// The child's end, or nil while it runs. Never blocks.
+    /// The child's end, or nil while it runs. Never blocks; reaps the child once it ended.
     public var termination: Termination? {
-        if let known = ended.withLock({ $0 }) { return known }
-        var info = siginfo_t()
-        let found: Termination?
-        if waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 {
-            let childPid = info._sifields._sigchld.si_pid
-            found = childPid == 0 ? nil : Termination(status: info._sifields._sigchld.si_status, bySignal: info.si_code != CLD_EXITED)
-        } else if errno == ECHILD, !process.isRunning {
-            // Foundation reaped it first; its status is then known to Process.
-            found = Termination(status: process.terminationStatus, bySignal: process.terminationReason == .uncaughtSignal)
-        } else {
-            found = nil
+        ended.withLock { known in
+            if let known { return known }
+            var info = siginfo_t()
+            guard waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG) == 0, info._sifields._sigchld.si_pid != 0 else { return nil }
+            known = Termination(status: info._sifields._sigchld.si_status, bySignal: info.si_code != CLD_EXITED)
+            return known
         }
-        if let found { ended.withLock { $0 = found } }
-        return found
     }
 
     public var isRunning: Bool { termination == nil }
@@ -158,10 +184,11 @@ public final class ChildProcess: @unchecked Sendable {
 
     /// Drains both pipes on a thread of its own. After the child ended, whatever is buffered is
     /// read and the reader stops, even if a leaked copy of a write end keeps end-of-file away.
-    private func startReading(stdout: Int32, stderr: Int32, keepAlive: [Pipe]) {
+    private func startReading(stdout: Int32, stderr: Int32) {
         for fd in [stdout, stderr] { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
         Thread.detachNewThread { [self] in
-            withExtendedLifetime(keepAlive) {
+            defer { close(stdout); close(stderr) }
+            do {
                 var open = [stdout: true, stderr: true]
                 var buffer = [UInt8](repeating: 0, count: 65536)
                 func drain(_ fd: Int32) {

@@ -9,6 +9,6 @@ struct MyBABench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "myba-bench",
         abstract: "MyBA benchmarks and multi-process test workers.",
-        subcommands: [LedgerBenchmark.self, ConsumeWorker.self, GenerateLog.self, ReconcileBenchmark.self]
+        subcommands: [LedgerBenchmark.self, ConsumeWorker.self, GenerateLog.self, ReconcileBenchmark.self, WatchdogProbe.self]
     )
 }
