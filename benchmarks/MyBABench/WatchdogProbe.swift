@@ -30,7 +30,8 @@ struct WatchdogProbe: AsyncParsableCommand {
         let during = Mutex<ProgressWatchdog.Report?>(nil)
         let blockMs = self.blockMs
         let observer = Thread {
-            let deadline = Date().addingTimeInterval(Double(blockMs) / 1000)
+            // The blocking tasks may start late on a loaded machine: watch for twice their span.
+            let deadline = Date().addingTimeInterval(Double(blockMs) / 500 + 1)
             while Date() < deadline {
                 Thread.sleep(forTimeInterval: 0.02)
                 let report = watchdog.report()
@@ -39,7 +40,7 @@ struct WatchdogProbe: AsyncParsableCommand {
         }
         observer.start()
         await withTaskGroup(of: Void.self) { group in
-            for _ in 0..<max(2, ProcessInfo.processInfo.activeProcessorCount) * 2 {
+            for _ in 0..<max(2, ProcessInfo.processInfo.activeProcessorCount) {
                 group.addTask { usleep(useconds_t(blockMs * 1000)) }
             }
         }
