@@ -198,6 +198,25 @@ extension AppDatabase {
                 condition: Column("transferred_to") != nil)
         }
 
+        migrator.registerMigration("2026-12-04 payment disputes") { db in
+            // One row per Stripe dispute: what it held back and where it stands, so that its
+            // events apply once each in whatever order they arrive.
+            try db.create(table: "disputes") { t in
+                t.primaryKey("id", .text)
+                t.column("checkout_session_id", .text).notNull().references("payments", column: "checkout_session_id")
+                t.column("user_id", .text).notNull()
+                t.column("amount", .integer).notNull()
+                t.column("status", .text).notNull().check(sql: "status IN ('open','won','lost')")
+                // Whether the hold was applied (tokens taken back, or the shortfall recorded).
+                t.column("held", .boolean).notNull().defaults(to: false)
+                t.column("taken", .integer).notNull().defaults(to: 0)
+                t.column("shortfall", .integer).notNull().defaults(to: 0)
+                t.column("created_at", .datetime).notNull()
+                t.column("updated_at", .datetime).notNull()
+            }
+            try db.create(index: "disputes_on_user", on: "disputes", columns: ["user_id"])
+        }
+
         migrator.registerMigration("2026-12-04 reserved generations by payer") { db in
             // The session reap spares sessions with a generation still reserved; this keeps that
             // check to the few reserved rows.

@@ -197,6 +197,8 @@ public struct WebhookProcessor: Sendable {
             result = try checkoutCompleted(object, plans: plans, requestId: requestId ?? event.requestId, now: now, in: db)
         case (.stripe, "charge.refunded"):
             result = try chargeRefunded(object, requestId: requestId ?? event.requestId, now: now, in: db)
+        case (.stripe, "charge.dispute.created"), (.stripe, "charge.dispute.closed"):
+            result = try dispute(object, opened: event.type == "charge.dispute.created", requestId: requestId ?? event.requestId, now: now, in: db)
         case (.clerk, "user.created"):
             result = try userCreated(object, requestId: requestId ?? event.requestId, now: now, in: db)
         case (.clerk, "user.deleted"):
@@ -251,6 +253,21 @@ public struct WebhookProcessor: Sendable {
             currency: session["currency"] as? String ?? "usd", actor: "webhook:stripe", requestId: requestId, now: now, in: db)
         let message = result.replayed ? "purchase \(sessionId) was already granted" : "granted \(tokens) tokens to \(userId) for \(sessionId)"
         return (.processed, message, result.entry.id.map { [$0] } ?? [])
+    }
+
+    static func dispute(_ event: [String: Any], opened: Bool, requestId: String?, now: Date, in db: Database) throws -> (WebhookEvent.Status, String, [Int64]) {
+        let dispute = try dataObject(event)
+        guard let disputeId = dispute["id"] as? String else { throw PaymentError.invalidEvent("dispute has no id") }
+        guard let paymentIntent = idField(dispute["payment_intent"]) else {
+            return (.ignored, "dispute \(disputeId) has no payment intent; not a Checkout purchase", [])
+        }
+        guard let amount = integer(dispute["amount"]) else { throw PaymentError.invalidEvent("dispute \(disputeId) has no amount") }
+        let outcome = opened
+            ? try AppDatabase.disputeOpened(disputeId: disputeId, paymentIntent: paymentIntent, amount: amount, reason: dispute["reason"] as? String,
+                                            actor: "webhook:stripe", requestId: requestId, now: now, in: db)
+            : try AppDatabase.disputeClosed(disputeId: disputeId, paymentIntent: paymentIntent, amount: amount, status: dispute["status"] as? String ?? "?",
+                                            actor: "webhook:stripe", requestId: requestId, now: now, in: db)
+        return (.processed, outcome.message, outcome.entry?.id.map { [$0] } ?? [])
     }
 
     static func chargeRefunded(_ event: [String: Any], requestId: String?, now: Date, in db: Database) throws -> (WebhookEvent.Status, String, [Int64]) {

@@ -1,0 +1,102 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import MyBATestSupport
+import NIOCore
+import Testing
+@testable import MyBAOps
+@testable import MyBAServer
+
+/// Chargebacks (issue 14): Stripe's signed dispute events over HTTP, in every order and count.
+@Suite("Disputes")
+struct DisputeTests {
+    static func dispute(eventId: String, type: String, disputeId: String, paymentIntent: String, amount: Int, status: String) -> String {
+        Deliveries.stripeEvent(id: eventId, type: type, object: [
+            "id": disputeId, "object": "dispute", "amount": amount, "currency": "usd", "charge": "ch_\(paymentIntent)",
+            "payment_intent": paymentIntent, "reason": "fraudulent", "status": status,
+        ])
+    }
+
+    /// Delivers `bodies` in order (each twice, as Stripe may) and returns the user's balance.
+    func deliver(_ bodies: [String], to client: some TestClientProtocol) async throws {
+        for body in bodies {
+            for _ in 0..<2 {
+                try await client.execute(uri: "/api/webhook/stripe", method: .post, headers: Deliveries.stripeHeaders(body), body: ByteBuffer(string: body)) { response in
+                    #expect(response.status == .ok)
+                }
+            }
+        }
+    }
+
+    @Test("a dispute holds back what is left of the purchase's tokens (never below zero, the rest as shortfall) and a won dispute gives them back, once each however often delivered")
+    func openedThenWon() async throws {
+        let fixture = try webhookFixture()
+        defer { fixture.directory.remove() }
+        try await fixture.application().test(.router) { client in
+            let purchase = Deliveries.checkoutCompleted(eventId: "evt_buy", sessionId: "cs_disp", userId: "user_disp", tokens: 10, amount: 500, paymentIntent: "pi_disp")
+            try await deliver([purchase], to: client)
+            // The buyer (opened by the purchase, so no welcome grant) spends 4 of the 10 bought;
+            // the dispute holds back the 6 left, 4 short.
+            for index in 0..<4 {
+                var headers = bearer("dev:user_disp")
+                headers[.contentType] = "application/json"
+                _ = try await client.execute(uri: "/api/generate", method: .post, headers: headers, body: jsonBody(["input": "Ticket \(index)"]))
+            }
+            try await deliver([Self.dispute(eventId: "evt_dp1", type: "charge.dispute.created", disputeId: "dp_1", paymentIntent: "pi_disp", amount: 500, status: "needs_response")], to: client)
+        }
+        let database = try fixture.database()
+        #expect(try await database.balance(userId: "user_disp")?.tokens == 0)
+        let opened = try #require(try await database.webhookEvent(source: .stripe, eventId: "evt_dp1"))
+        #expect(opened.outcome?.contains("held back 6 tokens") == true && opened.outcome?.contains("shortfall 4") == true, "\(opened.outcome ?? "")")
+        try await fixture.application().test(.router) { client in
+            try await deliver([Self.dispute(eventId: "evt_dp1_won", type: "charge.dispute.closed", disputeId: "dp_1", paymentIntent: "pi_disp", amount: 500, status: "won")], to: client)
+        }
+        #expect(try await database.balance(userId: "user_disp")?.tokens == 6)
+        let kinds = try await database.entries(userId: "user_disp", limit: 20).filter { $0.idempotencyKey.hasPrefix("dispute") }.map { ($0.idempotencyKey, $0.delta) }
+        #expect(kinds.map(\.0).sorted() == ["dispute:dp_1", "dispute_won:dp_1"])
+        #expect(kinds.map(\.1).sorted() == [-6, 6])
+        #expect(try await database.verify().isClean)
+    }
+
+    @Test("a spent purchase is held back only down to zero, the rest recorded as shortfall; a lost dispute keeps what it held")
+    func shortfallAndLost() async throws {
+        let fixture = try webhookFixture()
+        defer { fixture.directory.remove() }
+        try await fixture.application().test(.router) { client in
+            try await deliver([Deliveries.checkoutCompleted(eventId: "evt_buy2", sessionId: "cs_spent", userId: "user_spent", tokens: 10, amount: 500, paymentIntent: "pi_spent")], to: client)
+        }
+        let database = try fixture.database()
+        _ = try await database.post(LedgerPosting(userId: "user_spent", kind: .consume, delta: -10, idempotencyKey: "spent-10", actor: "test"))
+        try await fixture.application().test(.router) { client in
+            try await deliver([
+                Self.dispute(eventId: "evt_dp2", type: "charge.dispute.created", disputeId: "dp_2", paymentIntent: "pi_spent", amount: 500, status: "needs_response"),
+                Self.dispute(eventId: "evt_dp2_lost", type: "charge.dispute.closed", disputeId: "dp_2", paymentIntent: "pi_spent", amount: 500, status: "lost"),
+            ], to: client)
+        }
+        #expect(try await database.balance(userId: "user_spent")?.tokens == 0)
+        let event = try #require(try await database.webhookEvent(source: .stripe, eventId: "evt_dp2"))
+        #expect(event.outcome?.contains("shortfall 10") == true, "\(event.outcome ?? "")")
+        #expect(try await database.verify().isClean)
+    }
+
+    @Test("out of order: won before opened holds nothing ever; lost before opened still holds when the opening arrives")
+    func outOfOrder() async throws {
+        let fixture = try webhookFixture()
+        defer { fixture.directory.remove() }
+        try await fixture.application().test(.router) { client in
+            try await deliver([
+                Deliveries.checkoutCompleted(eventId: "evt_buy3", sessionId: "cs_won", userId: "user_won", tokens: 10, amount: 500, paymentIntent: "pi_won"),
+                Deliveries.checkoutCompleted(eventId: "evt_buy4", sessionId: "cs_lost", userId: "user_lost", tokens: 10, amount: 500, paymentIntent: "pi_lost"),
+                Self.dispute(eventId: "evt_dp3_won", type: "charge.dispute.closed", disputeId: "dp_3", paymentIntent: "pi_won", amount: 500, status: "won"),
+                Self.dispute(eventId: "evt_dp3", type: "charge.dispute.created", disputeId: "dp_3", paymentIntent: "pi_won", amount: 500, status: "needs_response"),
+                Self.dispute(eventId: "evt_dp4_lost", type: "charge.dispute.closed", disputeId: "dp_4", paymentIntent: "pi_lost", amount: 500, status: "lost"),
+                Self.dispute(eventId: "evt_dp4", type: "charge.dispute.created", disputeId: "dp_4", paymentIntent: "pi_lost", amount: 500, status: "needs_response"),
+            ], to: client)
+        }
+        let database = try fixture.database()
+        #expect(try await database.balance(userId: "user_won")?.tokens == 10)
+        #expect(try await database.balance(userId: "user_lost")?.tokens == 0)
+        #expect(try await database.verify().isClean)
+    }
+}
