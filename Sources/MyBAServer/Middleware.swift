@@ -150,6 +150,14 @@ struct APIError: Error {
             case .idempotencyKeyReused: self.init(.unprocessableContent, code: "idempotency_key_reused", message: error.description)
             case .unknownModel: self.init(.badRequest, code: "unknown_model", message: error.description)
             }
+        case let error as CheckoutError:
+            switch error {
+            case .unknownPlan: self.init(.badRequest, code: "unknown_plan", message: error.description)
+            case .rateLimited(let seconds):
+                self.init(.tooManyRequests, code: "rate_limited", message: error.description, headers: [.retryAfter: String(seconds)])
+            case .discountJustUsed: self.init(.conflict, code: "discount_used", message: error.description)
+            case .stripe: self.init(.badGateway, code: "stripe_error", message: error.description)
+            }
         case let error as LedgerError:
             switch error {
             case .insufficientTokens: self.init(Self.paymentRequired, code: error.code, message: error.description)

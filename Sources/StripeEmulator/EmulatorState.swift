@@ -118,6 +118,7 @@ actor EmulatorState {
         case ("POST", let p) where p.count == 3 && p[1] == "customers": return updateCustomer(p[2], form)
         case ("DELETE", let p) where p.count == 3 && p[1] == "customers": return deleteCustomer(p[2])
         case ("POST", ["v1", "checkout", "sessions"]): return createSession(form)
+        case ("POST", let p) where p.count == 5 && p[1] == "checkout" && p[4] == "expire": return expireSession(p[3])
         case ("GET", let p) where p.count == 4 && p[1] == "checkout": return retrieve(sessions[p[3]], kind: "checkout.session", id: p[3])
         case ("POST", ["v1", "refunds"]): return createRefund(form)
         case ("GET", ["v1", "events"]):
@@ -207,11 +208,27 @@ actor EmulatorState {
         return Self.ok(session)
     }
 
+    /// `POST /v1/checkout/sessions/{id}/expire`: an open session can no longer be paid.
+    private func expireSession(_ id: String) -> EmulatorReply {
+        guard var session = sessions[id] else { return Self.missing("checkout.session", id) }
+        guard session["status"] as? String == "open" else {
+            return Self.error(400, type: "invalid_request_error", message: "Only Checkout Sessions with a status in [\"open\"] can be expired.")
+        }
+        session["status"] = "expired"
+        session["url"] = NSNull()
+        sessions[id] = session
+        var reply = Self.ok(session)
+        reply.deliveries = [record("checkout.session.expired", session)]
+        return reply
+    }
+
     /// Test-only: the customer pays. Creates the PaymentIntent and Charge and emits
     /// `checkout.session.completed`.
     private func completeSession(_ id: String) -> EmulatorReply {
         guard var session = sessions[id] else { return Self.missing("checkout.session", id) }
-        guard session["status"] as? String == "open" else { return Self.error(400, type: "invalid_request_error", message: "This Checkout Session is already complete.") }
+        guard session["status"] as? String == "open" else {
+            return Self.error(400, type: "invalid_request_error", message: "This Checkout Session is \(session["status"] as? String == "expired" ? "expired" : "already complete").")
+        }
         let amount = session["amount_total"] as? Int ?? 0
         let intentId = Self.newId("pi"), chargeId = Self.newId("ch")
         paymentIntents[intentId] = ["id": intentId, "object": "payment_intent", "amount": amount, "currency": session["currency"] ?? "usd", "status": "succeeded", "latest_charge": chargeId]

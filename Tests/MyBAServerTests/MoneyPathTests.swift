@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import MyBATestSupport
+import StripeEmulator
 import Testing
 @testable import MyBAOps
 @testable import MyBAServer
@@ -179,5 +180,70 @@ struct MoneyPathTests {
         #expect(try await database.entries(userId: "user_early", limit: 10).isEmpty)
         #expect(try await database.balance(userId: "user_gone")?.tokens == 5)
         #expect(try await database.verify().isClean)
+    }
+
+    @Test("the first-purchase discount is paid at most once: a new discounted checkout expires the open one, a paid one ends the discount, five opened at once leave one payable at the discount; checkouts are limited per hour")
+    func discountOnce() async throws {
+        let directory = try TemporaryDirectory("myba-discount")
+        defer { directory.remove() }
+        try await withStripeEmulator { emulator, base in
+            let server = try await RunningServer.start(environment: [
+                "PORT": "0", "MYBA_DATABASE": directory.file("myba.sqlite"), "MYBA_LOG_FILE": directory.file("myba.jsonl"),
+                "STRIPE_SECRET_KEY": "sk_test_discount", "STRIPE_API_BASE": base.absoluteString, "STRIPE_WEBHOOK_SECRET": stripeWebhookSecret,
+                "MYBA_CHECKOUTS_PER_HOUR": "8",
+            ])
+            defer { server.stop() }
+            await emulator.addWebhookEndpoint(EmulatorWebhookEndpoint(url: "http://127.0.0.1:\(server.port)/api/webhook/stripe", secret: stripeWebhookSecret))
+            let stripe = try stripeClient(base)
+            func open(_ user: String) async throws -> (status: Int, id: String?, retryAfter: String?) {
+                var headers = Self.json
+                headers[.authorization] = "Bearer dev:\(user)"
+                let (status, body) = try await server.post("/api/create-checkout-session", body: #"{"planId":"starter"}"#, headers: headers)
+                let object = try object(body)
+                return (status, object["sessionId"] as? String, (object["error"] as? [String: Any])?["code"] as? String)
+            }
+            func session(_ id: String) async throws -> [String: Any] { try await stripe.request("GET", "/v1/checkout/sessions/\(id)") }
+            func pay(_ id: String) async -> Bool { (try? await stripe.request("POST", "/test/checkout/sessions/\(id)/complete")) != nil }
+
+            // Two discounted checkouts one after the other: the first is expired, only the second can be paid.
+            let a = try #require(try await open("user_disc").id)
+            let b = try #require(try await open("user_disc").id)
+            #expect(try await session(a)["status"] as? String == "expired")
+            #expect(try await session(b)["amount_total"] as? Int == 400)
+            #expect(await pay(a) == false)
+            #expect(await pay(b))
+            var purchased = 0
+            for _ in 0..<100 where purchased == 0 {
+                try await Task.sleep(for: .milliseconds(50))
+                var user = Self.json
+                user[.authorization] = "Bearer dev:user_disc"
+                purchased = try object(try await server.get("/api/user-tokens/user_disc", headers: user).1)["tokensPurchased"] as? Int ?? 0
+            }
+            #expect(purchased == 10)
+            let c = try #require(try await open("user_disc").id)
+            #expect(try await session(c)["amount_total"] as? Int == 500)
+
+            // Five at once: however they are paid, at most one pays the discount.
+            let opened = try await withThrowingTaskGroup(of: String?.self) { group in
+                for _ in 0..<5 { group.addTask { try await open("user_race").id } }
+                return try await group.reduce(into: [String]()) { if let id = $1 { $0.append(id) } }
+            }
+            #expect(!opened.isEmpty)
+            var paidAtDiscount = 0, stillOpenDiscounted = 0
+            for id in opened {
+                let state = try await session(id)
+                if state["status"] as? String == "open", state["amount_total"] as? Int == 400 { stillOpenDiscounted += 1 }
+            }
+            #expect(stillOpenDiscounted <= 1, "\(stillOpenDiscounted) discounted sessions left open")
+            for id in opened where await pay(id) {
+                if try await session(id)["amount_total"] as? Int == 400 { paidAtDiscount += 1 }
+            }
+            #expect(paidAtDiscount <= 1)
+
+            // The hour's limit: 8 opened, the 9th refused with Retry-After.
+            var statuses: [Int] = []
+            for _ in 0..<9 { statuses.append(try await open("user_many").status) }
+            #expect(statuses == Array(repeating: 200, count: 8) + [429], "\(statuses)")
+        }
     }
 }

@@ -34,17 +34,29 @@ struct ReservationSweepTests {
         #expect(try await first.get("/api/user-tokens/user_sweep", headers: user).0 == 200)
         let session = try jsonObject(String(decoding: try await first.post("/api/anonymous-session", body: #"{"fingerprint":"fp-sweep"}"#, headers: [.contentType: "application/json"]).1, as: UTF8.self))
         let sessionId = try #require(session["sessionId"] as? String)
-        // Two generations hang upstream; the server dies under them.
+        // Two generations hang upstream; the server dies under them. They go out on a client of
+        // their own: URLSession.shared is shared with every other suite running meanwhile.
+        let http = CurlHTTPClient()
+        func hangingGenerate(_ body: String, _ headers: [(String, String)]) -> Task<Void, Never> {
+            Task {
+                _ = try? await http.send(HTTPClientRequest(
+                    method: "POST", url: URL(string: "http://127.0.0.1:\(first.port)/api/generate")!,
+                    headers: [("Content-Type", "application/json")] + headers, body: Data(body.utf8), timeout: 60))
+            }
+        }
         let calls = [
-            Task { try? await first.post("/api/generate", body: #"{"input":"Export reports as CSV"}"#, headers: user) },
-            Task { try? await first.post("/api/generate", body: #"{"input":"Export reports as CSV","sessionId":"\#(sessionId)"}"#, headers: [.contentType: "application/json"]) },
+            hangingGenerate(#"{"input":"Export reports as CSV"}"#, [("Authorization", "Bearer dev:user_sweep"), ("Idempotency-Key", "ticket-k1")]),
+            hangingGenerate(#"{"input":"Export reports as CSV","sessionId":"\#(sessionId)"}"#, []),
         ]
         let database = try AppDatabase.openFile(at: databasePath, options: .init(createIfMissing: false))
         func reserved() async throws -> Int {
             try await database.writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM generations WHERE status = 'reserved'") ?? 0 }
         }
         for _ in 0..<750 where try await reserved() < 2 { try await Task.sleep(for: .milliseconds(20)) }
-        #expect(try await reserved() == 2)
+        let generations = try await database.writer.read { db in
+            try Row.fetchAll(db, sql: "SELECT payer_kind, status, error FROM generations").map { "\($0["payer_kind"] as String) \($0["status"] as String) \($0["error"] as String? ?? "")" }
+        }
+        #expect(try await reserved() == 2, "generations: \(generations); server: \(first.process.stdoutSoFar.suffix(3000))")
         first.process.send(SIGKILL)
         _ = try await first.process.wait(timeout: .seconds(10))
         for call in calls { _ = await call.value }
@@ -71,7 +83,7 @@ struct ReservationSweepTests {
         #expect(try await reserved() == 0)
 
         // The retry runs anew as a second attempt, charged once.
-        _ = try await CurlHTTPClient().send(HTTPClientRequest(
+        _ = try await http.send(HTTPClientRequest(
             method: "POST", url: URL(string: "http://127.0.0.1:\(upstreamPort)/control")!, body: Data(#"{"mode":"fast"}"#.utf8), timeout: 5))
         let retry = try await second.post("/api/generate", body: #"{"input":"Export reports as CSV"}"#, headers: user)
         #expect(retry.0 == 200)

@@ -217,6 +217,21 @@ extension AppDatabase {
             try db.create(index: "disputes_on_user", on: "disputes", columns: ["user_id"])
         }
 
+        migrator.registerMigration("2026-12-04 checkout sessions") { db in
+            // Sessions opened by the API, so that at most one discounted one can ever be paid.
+            try db.create(table: "checkout_sessions") { t in
+                t.autoIncrementedPrimaryKey("seq")
+                t.column("id", .text).notNull().unique()
+                t.column("user_id", .text).notNull()
+                t.column("plan_id", .text).notNull()
+                t.column("amount", .integer).notNull()
+                t.column("discounted", .boolean).notNull()
+                t.column("status", .text).notNull().check(sql: "status IN ('open','expired','complete')")
+                t.column("created_at", .datetime).notNull()
+            }
+            try db.create(index: "checkout_sessions_on_user", on: "checkout_sessions", columns: ["user_id", "created_at"])
+        }
+
         migrator.registerMigration("2026-12-04 reserved generations by payer") { db in
             // The session reap spares sessions with a generation still reserved; this keeps that
             // check to the few reserved rows.

@@ -45,6 +45,8 @@ public struct MyBASettings: Equatable, Sendable {
     public var sessionTTLSeconds: Double?
     /// `MYBA_MIRROR_INTERVAL_MS`: how often the Stripe mirror drains the outbox.
     public var mirrorIntervalMilliseconds: Int = 1000
+    /// `MYBA_CHECKOUTS_PER_HOUR`: Checkout Sessions one account may open per hour.
+    public var checkoutsPerHour = 10
     /// Outbound HTTP limits (`MYBA_HTTP_MAX_CONNECTIONS_PER_HOST`, `MYBA_HTTP_IDLE_CLOSE_MS`).
     public var outboundHTTP = OutboundHTTPSettings()
     /// `MYBA_SHUTDOWN_TIMEOUT_MS`: SIGTERM/SIGINT to exit at most. Requests in flight get most of
@@ -153,6 +155,7 @@ public struct MyBASettings: Equatable, Sendable {
         }
         settings.mirrorIntervalMilliseconds = try env.integer("MYBA_MIRROR_INTERVAL_MS", in: 10...600_000) ?? settings.mirrorIntervalMilliseconds
         settings.webhookRetryIntervalSeconds = try env.integer("MYBA_WEBHOOK_RETRY_SECONDS", in: 1...3600) ?? settings.webhookRetryIntervalSeconds
+        settings.checkoutsPerHour = try env.integer("MYBA_CHECKOUTS_PER_HOUR", in: 1...10_000) ?? settings.checkoutsPerHour
         settings.outboundHTTP.maxConnectionsPerHost = try env.integer("MYBA_HTTP_MAX_CONNECTIONS_PER_HOST", in: 1...10_000) ?? settings.outboundHTTP.maxConnectionsPerHost
         if let idle = try env.integer("MYBA_HTTP_IDLE_CLOSE_MS", in: 100...3_600_000) { settings.outboundHTTP.idleCloseSeconds = Double(idle) / 1000 }
         if let timeout = try env.integer("MYBA_SHUTDOWN_TIMEOUT_MS", in: 500...600_000) { settings.shutdownTimeoutSeconds = Double(timeout) / 1000 }

@@ -132,11 +132,13 @@ extension AppDatabase {
 }
 
 extension AppDatabase {
-    /// True when the customer has bought nothing yet (the first-purchase discount applies).
+    /// True when the customer has bought nothing yet (the first-purchase discount applies): no
+    /// purchase entry, and no purchases carried over from the legacy store by the import.
     public func isFirstPurchase(userId: String) async throws -> Bool {
         try await writer.read { db in
             let purchased = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries WHERE user_id = ? AND kind = 'purchase'", arguments: [userId]) ?? 0
-            return purchased == 0
+            let carried = try Int.fetchOne(db, sql: "SELECT tokens_purchased FROM balances WHERE user_id = ?", arguments: [userId]) ?? 0
+            return purchased == 0 && carried == 0
         }
     }
 

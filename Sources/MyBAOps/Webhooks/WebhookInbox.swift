@@ -195,6 +195,11 @@ public struct WebhookProcessor: Sendable {
         switch (source, event.type) {
         case (.stripe, "checkout.session.completed"), (.stripe, "checkout.session.async_payment_succeeded"):
             result = try checkoutCompleted(object, plans: plans, requestId: requestId ?? event.requestId, now: now, in: db)
+        case (.stripe, "checkout.session.expired"):
+            let session = try dataObject(object)
+            let sessionId = session["id"] as? String ?? "?"
+            try AppDatabase.markCheckout(id: sessionId, status: "expired", in: db)
+            result = (.processed, "checkout session \(sessionId) expired", [])
         case (.stripe, "charge.refunded"):
             result = try chargeRefunded(object, requestId: requestId ?? event.requestId, now: now, in: db)
         case (.stripe, "charge.dispute.created"), (.stripe, "charge.dispute.closed"):
@@ -247,6 +252,7 @@ public struct WebhookProcessor: Sendable {
         guard let tokens = integer(metadata["tokens"]) ?? planId.flatMap({ plans.plan(id: $0)?.tokens }), tokens > 0 else {
             throw PaymentError.invalidEvent("checkout session \(sessionId) carries no token count (metadata.tokens or a known plan_id)")
         }
+        try AppDatabase.markCheckout(id: sessionId, status: "complete", in: db)
         let result = try AppDatabase.recordPurchase(
             checkoutSessionId: sessionId, paymentIntentId: idField(session["payment_intent"]), stripeCustomerId: idField(session["customer"]),
             userId: userId, planId: planId, tokens: tokens, amountTotal: integer(session["amount_total"]) ?? 0,

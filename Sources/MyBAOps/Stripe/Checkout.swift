@@ -1,0 +1,170 @@
+import Foundation
+import GRDB
+import Logging
+
+/// A Checkout Session opened for a customer.
+public struct OpenedCheckout: Equatable, Sendable {
+    public var sessionId: String
+    public var url: String
+    /// What the customer pays, in the plan's currency's minor unit.
+    public var amount: Int
+    public var discounted: Bool
+}
+
+/// Why a checkout was not opened. Nothing was charged.
+public enum CheckoutError: Error, CustomStringConvertible, Sendable {
+    case unknownPlan(String, known: [String])
+    /// Too many sessions opened by the account within the hour.
+    case rateLimited(retryAfterSeconds: Int)
+    /// A discounted purchase completed while this discounted session was being opened: the new
+    /// session was expired; opening again gives the regular price.
+    case discountJustUsed
+    case stripe(StripeError)
+
+    public var description: String {
+        switch self {
+        case .unknownPlan(let id, let known): return "no plan \"\(id)\"; plans are \(known.joined(separator: ", "))"
+        case .rateLimited(let seconds): return "too many checkouts opened by this account; retry in \(seconds) s"
+        case .discountJustUsed: return "your first-purchase discount was just used by another checkout; open the checkout again for the regular price"
+        case .stripe(let error): return error.description
+        }
+    }
+}
+
+/// Opens Stripe Checkout Sessions: the plan's price, 20 % off while the customer has bought
+/// nothing, and at most one purchase per customer ever paid at the discount.
+///
+/// Every session opened at the discount is recorded (`checkout_sessions`). Before a new
+/// discounted session is opened, the customer's other open discounted sessions are expired at
+/// Stripe (`POST /v1/checkout/sessions/{id}/expire`); one that cannot be expired because it was
+/// paid means the discount is used, and the new session gets the regular price. After it is
+/// opened, discounted sessions that concurrent requests opened before it are expired too (the
+/// newest wins), so however many sessions are opened, and in whatever order they are paid, only
+/// one discounted session can ever be paid. Opening is limited per account and hour.
+public struct CheckoutOpener: Sendable {
+    let database: AppDatabase
+    let stripe: StripeClient
+    let plans: PlanCatalog
+    let publicURL: String
+    let perHour: Int
+
+    public init(database: AppDatabase, stripe: StripeClient, plans: PlanCatalog, publicURL: String, perHour: Int) {
+        self.database = database
+        self.stripe = stripe
+        self.plans = plans
+        self.publicURL = publicURL
+        self.perHour = perHour
+    }
+
+    public func open(userId: String, planId: String, requestKey: String, logger: Logger) async throws -> OpenedCheckout {
+        guard let plan = plans.plan(id: planId) else { throw CheckoutError.unknownPlan(planId, known: plans.plans.map(\.id)) }
+        if let retryAfter = try await database.checkoutRateLimit(userId: userId, perHour: perHour) {
+            throw CheckoutError.rateLimited(retryAfterSeconds: retryAfter)
+        }
+        do {
+            var discounted = try await database.isFirstPurchase(userId: userId)
+            if discounted {
+                for earlier in try await database.openDiscountedCheckouts(userId: userId, before: nil) {
+                    if try await close(earlier, logger: logger) == .paid { discounted = false }
+                }
+            }
+            let amount = discounted ? plan.amount * (100 - plans.firstPurchaseDiscountPercent) / 100 : plan.amount
+            let stripeCustomer = try await database.ensureStripeCustomer(userId: userId, stripe: stripe)
+            let form: StripeForm = [
+                ("mode", "payment"),
+                ("line_items[0][price_data][currency]", plan.currency),
+                ("line_items[0][price_data][unit_amount]", String(amount)),
+                ("line_items[0][price_data][product_data][name]", "MyBA \(plan.name): \(plan.tokens) tokens"),
+                ("line_items[0][quantity]", "1"),
+                ("client_reference_id", userId),
+                ("success_url", "\(publicURL)/payment-success?session_id={CHECKOUT_SESSION_ID}"),
+                ("cancel_url", "\(publicURL)/pricing?canceled=1"),
+                ("metadata[user_id]", userId),
+                ("metadata[plan_id]", plan.id),
+                ("metadata[tokens]", String(plan.tokens)),
+                ("metadata[first_purchase_discount]", discounted ? String(plans.firstPurchaseDiscountPercent) : "0"),
+                ("customer", stripeCustomer),
+            ]
+            let session = try await stripe.createCheckoutSession(
+                form, idempotencyKey: StripeClient.checkoutIdempotencyKey(userId: userId, planId: plan.id, amount: amount, requestKey: requestKey))
+            guard let id = session["id"] as? String, let url = session["url"] as? String else {
+                throw StripeError(status: 200, type: "api_error", code: nil, message: "Stripe returned a session without id or url", param: nil)
+            }
+            let sequence = try await database.recordCheckout(id: id, userId: userId, planId: plan.id, amount: amount, discounted: discounted)
+            if discounted {
+                // Discounted sessions opened meanwhile by other requests: the newest stays open.
+                for earlier in try await database.openDiscountedCheckouts(userId: userId, before: sequence) {
+                    guard try await close(earlier, logger: logger) == .paid else { continue }
+                    _ = try await close(id, logger: logger)
+                    throw CheckoutError.discountJustUsed
+                }
+            }
+            return OpenedCheckout(sessionId: id, url: url, amount: amount, discounted: discounted)
+        } catch let error as StripeError {
+            throw CheckoutError.stripe(error)
+        }
+    }
+
+    enum Closed { case expired, paid }
+
+    /// Expires a discounted session at Stripe; one that can no longer be expired was paid (or
+    /// had expired on its own). Recorded either way.
+    private func close(_ sessionId: String, logger: Logger) async throws -> Closed {
+        do {
+            _ = try await stripe.request("POST", "/v1/checkout/sessions/\(sessionId)/expire", idempotencyKey: "myba-expire:\(sessionId)")
+            try await database.markCheckout(id: sessionId, status: "expired")
+            logger.info("discounted checkout expired for a newer one", metadata: ["stripe.checkout_session.id": .string(sessionId)])
+            return .expired
+        } catch let error as StripeError where error.status == 400 {
+            let session = try await stripe.request("GET", "/v1/checkout/sessions/\(sessionId)")
+            let paid = session["status"] as? String == "complete" || session["payment_status"] as? String == "paid"
+            try await database.markCheckout(id: sessionId, status: paid ? "complete" : "expired")
+            return paid ? .paid : .expired
+        }
+    }
+}
+
+extension AppDatabase {
+    /// Seconds until the account may open another checkout, or nil when it may now.
+    func checkoutRateLimit(userId: String, perHour: Int) async throws -> Int? {
+        try await writer.read { db in
+            let since = Date().addingTimeInterval(-3600)
+            let recent = try Date.fetchAll(db, sql: """
+                SELECT created_at FROM checkout_sessions WHERE user_id = ? AND created_at > ? ORDER BY created_at
+                """, arguments: [userId, SQLTimestamp.string(since)])
+            guard recent.count >= perHour, let oldest = recent.first else { return nil }
+            return max(1, Int(oldest.addingTimeInterval(3600).timeIntervalSinceNow.rounded(.up)))
+        }
+    }
+
+    /// The account's discounted sessions still open, oldest first; with `before`, only those
+    /// recorded before that sequence number.
+    func openDiscountedCheckouts(userId: String, before sequence: Int64?) async throws -> [String] {
+        try await writer.read { db in
+            try String.fetchAll(db, sql: """
+                SELECT id FROM checkout_sessions WHERE user_id = ? AND discounted = 1 AND status = 'open' AND seq < ? ORDER BY seq
+                """, arguments: [userId, sequence ?? Int64.max])
+        }
+    }
+
+    /// Records an opened session (a Stripe idempotency replay records nothing new); returns its
+    /// sequence number.
+    func recordCheckout(id: String, userId: String, planId: String, amount: Int, discounted: Bool) async throws -> Int64 {
+        try await immediateWrite { db in
+            try db.execute(sql: """
+                INSERT INTO checkout_sessions (id, user_id, plan_id, amount, discounted, status, created_at) VALUES (?, ?, ?, ?, ?, 'open', ?)
+                ON CONFLICT (id) DO NOTHING
+                """, arguments: [id, userId, planId, amount, discounted, SQLTimestamp.string(Date())])
+            return try Int64.fetchOne(db, sql: "SELECT seq FROM checkout_sessions WHERE id = ?", arguments: [id]) ?? 0
+        }
+    }
+
+    func markCheckout(id: String, status: String) async throws {
+        try await immediateWrite { db in try Self.markCheckout(id: id, status: status, in: db) }
+    }
+
+    /// Open sessions move to `complete` or `expired`; a completed one stays completed.
+    static func markCheckout(id: String, status: String, in db: Database) throws {
+        try db.execute(sql: "UPDATE checkout_sessions SET status = ? WHERE id = ? AND status = 'open'", arguments: [status, id])
+    }
+}
