@@ -297,6 +297,9 @@ enum OpenAPIDocument {
           "402": {
             "$ref": "#/components/responses/Error"
           },
+          "403": {
+            "$ref": "#/components/responses/Error"
+          },
           "404": {
             "$ref": "#/components/responses/Error"
           },
@@ -374,10 +377,16 @@ enum OpenAPIDocument {
           "403": {
             "$ref": "#/components/responses/Error"
           },
+          "409": {
+            "$ref": "#/components/responses/Error"
+          },
           "413": {
             "$ref": "#/components/responses/Error"
           },
           "415": {
+            "$ref": "#/components/responses/Error"
+          },
+          "429": {
             "$ref": "#/components/responses/Error"
           },
           "502": {
@@ -577,7 +586,7 @@ enum OpenAPIDocument {
         "name": "X-Request-ID",
         "in": "header",
         "required": false,
-        "description": "Kept when it is 1\u2013128 safe characters, else replaced; echoed in the answer and every log line.",
+        "description": "Kept when it is 1–128 safe characters, else replaced; echoed in the answer and every log line.",
         "schema": {
           "type": "string"
         }
@@ -701,7 +710,10 @@ enum OpenAPIDocument {
             "description": "What has made no progress for MYBA_WATCHDOG_STALL_MS; present only while a stall lasts (status degraded, HTTP 503).",
             "items": {
               "type": "string",
-              "enum": ["executor", "database_writer"]
+              "enum": [
+                "executor",
+                "database_writer"
+              ]
             }
           }
         }

@@ -59,7 +59,7 @@ struct WatchdogTests {
 
     @Test("every thread of the executor blocked (in a process of its own): the watchdog's own thread reports the executor stalled and logs it, then sees it recover")
     func executorStall() async throws {
-        let run = try await BuiltProduct.run("myba-bench", ["watchdog-probe", "--block-ms", "3000", "--threshold-ms", "300"], timeout: .seconds(60))
+        let run = try await BuiltProduct.run("myba-bench", ["watchdog-probe", "--block-ms", "1500", "--threshold-ms", "300"], timeout: .seconds(60))
         #expect(run.status == 0, "\(run.stderr)")
         let report = try jsonObject(String(run.stdout.split(separator: "\n").last ?? ""))
         #expect(report["healthyBefore"] as? Bool == true)

@@ -31,7 +31,7 @@ struct WatchdogProbe: AsyncParsableCommand {
         let blockMs = self.blockMs
         let observer = Thread {
             // The blocking tasks may start late on a loaded machine: watch for twice their span.
-            let deadline = Date().addingTimeInterval(Double(blockMs) / 500 + 1)
+            let deadline = Date().addingTimeInterval(Double(blockMs) / 250 + 1)
             while Date() < deadline {
                 Thread.sleep(forTimeInterval: 0.02)
                 let report = watchdog.report()
@@ -40,8 +40,9 @@ struct WatchdogProbe: AsyncParsableCommand {
         }
         observer.start()
         await withTaskGroup(of: Void.self) { group in
-            for _ in 0..<max(2, ProcessInfo.processInfo.activeProcessorCount) {
-                group.addTask { usleep(useconds_t(blockMs * 1000)) }
+            // At the heartbeat's priority, more tasks than the pool has threads.
+            for _ in 0..<max(2, ProcessInfo.processInfo.activeProcessorCount) * 2 {
+                group.addTask(priority: .medium) { usleep(useconds_t(blockMs * 1000)) }
             }
         }
         var after = watchdog.report()

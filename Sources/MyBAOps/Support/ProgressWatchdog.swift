@@ -46,7 +46,9 @@ public final class ProgressWatchdog: Sendable {
         }
         guard first else { return }
         lastBeat.store(elapsedMilliseconds(), ordering: .relaxed)
-        Task.detached(priority: .high) { [self] in
+        // At the priority request handlers run at: a higher one may be served by threads of
+        // its own and keep beating while the handlers' threads are stuck.
+        Task.detached(priority: .medium) { [self] in
             while isRunning {
                 lastBeat.store(elapsedMilliseconds(), ordering: .relaxed)
                 try? await Task.sleep(for: beat)
