@@ -35,6 +35,7 @@ struct ReservationSweepTests {
         #expect(try await first.get("/api/user-tokens/user_sweep", headers: user).0 == 200)
         let session = try jsonObject(String(decoding: try await first.post("/api/anonymous-session", body: #"{"fingerprint":"fp-sweep"}"#, headers: [.contentType: "application/json"]).1, as: UTF8.self))
         let sessionId = try #require(session["sessionId"] as? String)
+        let database = try AppDatabase.openFile(at: databasePath, options: .init(createIfMissing: false))
         // Two generations hang upstream; the server dies under them. They go out on a client of
         // their own: URLSession.shared is shared with every other suite running meanwhile.
         let http = CurlHTTPClient()
@@ -49,11 +50,28 @@ struct ReservationSweepTests {
             hangingGenerate(#"{"input":"Export reports as CSV"}"#, [("Authorization", "Bearer dev:user_sweep"), ("Idempotency-Key", "ticket-k1")]),
             hangingGenerate(#"{"input":"Export reports as CSV","sessionId":"\#(sessionId)"}"#, []),
         ]
-        let database = try AppDatabase.openFile(at: databasePath, options: .init(createIfMissing: false))
         func reserved() async throws -> Int {
             try await database.writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM generations WHERE status = 'reserved'") ?? 0 }
         }
-        for _ in 0..<750 where try await reserved() < 2 { try await Task.sleep(for: .milliseconds(20)) }
+        // Watched and killed from a thread of its own: on a machine busy with the whole suite,
+        // this process's executor can lag for seconds, and the kill must land while both calls
+        // still hang upstream.
+        let process = first.process
+        let sawBoth = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            Thread.detachNewThread {
+                for _ in 0..<1500 {
+                    let count = (try? database.writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM generations WHERE status = 'reserved'") ?? 0 }) ?? 0
+                    if count == 2 {
+                        process.send(SIGKILL)
+                        continuation.resume(returning: true)
+                        return
+                    }
+                    usleep(10_000)
+                }
+                continuation.resume(returning: false)
+            }
+        }
+        #expect(sawBoth)
         let generations = try await database.writer.read { db in
             try Row.fetchAll(db, sql: "SELECT payer_kind, status, error FROM generations").map { "\($0["payer_kind"] as String) \($0["status"] as String) \($0["error"] as String? ?? "")" }
         }
