@@ -38,7 +38,7 @@ func buildDependencies(
     return ServerDependencies(
         settings: settings, database: database, plans: plans, startedAt: Date(),
         verifier: try ClerkTokenVerifier(settings: settings.auth, http: http),
-        generator: TicketGenerator(database: database, settings: settings.ai, http: http),
+        generator: TicketGenerator(database: database, settings: settings.ai, http: http, addressSecret: settings.anonymous.fingerprintSecret),
         webhookProcessor: WebhookProcessor(database: database, plans: plans),
         stripe: settings.stripe.secretKey == nil ? nil : try StripeClient(settings: settings.stripe, http: http),
         metricsRegistry: metricsRegistry, http: http,

@@ -47,7 +47,8 @@ extension PeriodicService {
 
     /// Gives back the tokens of generations whose reservation outlived its deadline (their
     /// process died mid-call): at start-up, then a few times per deadline, while serving. A
-    /// release that cannot be applied is logged and recorded on its generation, never fatal.
+    /// release that cannot be applied is logged and recorded on its generation, never fatal. The
+    /// same pass removes own-key generations older than a day.
     static func reservationSweep(_ database: AppDatabase, deadlineSeconds: Double, logger: Logger) -> PeriodicService {
         let interval = Duration.milliseconds(Int(min(15, max(1, deadlineSeconds / 4)) * 1000))
         return PeriodicService(name: "reservation sweep", interval: interval, logger: logger) {
@@ -58,6 +59,8 @@ extension PeriodicService {
             for problem in report.unapplied {
                 logger.error("abandoned generation closed without giving its token back", metadata: ["error.message": .string(problem)])
             }
+            let pruned = try await database.pruneOwnKeyGenerations(createdBefore: Date().addingTimeInterval(-86_400))
+            if pruned > 0 { logger.info("own-key generations older than a day removed", metadata: ["generations.removed": .stringConvertible(pruned)]) }
         }
     }
 

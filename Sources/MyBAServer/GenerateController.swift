@@ -27,7 +27,8 @@ struct GenerateController {
         let generation = GenerationRequest(
             input: body.input, provider: provider, apiKey: body.apiKey, model: body.model,
             userId: context.user?.userId, sessionId: context.user == nil ? body.sessionId : nil,
-            idempotencyKey: "\(context.user?.userId ?? body.sessionId ?? "-"):\(idempotencyKey)", requestId: context.requestId)
+            idempotencyKey: "\(context.user?.userId ?? body.sessionId ?? "-"):\(idempotencyKey)", requestId: context.requestId,
+            clientAddress: context.clientAddress)
         let answer = try await generator.answer(generation, logger: context.logger)
         let result = answer.result
         context.logger.info("ticket generated", metadata: [

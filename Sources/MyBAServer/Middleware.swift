@@ -149,6 +149,8 @@ struct APIError: Error {
             case .inProgress: self.init(.conflict, code: "generation_in_progress", message: error.description)
             case .idempotencyKeyReused: self.init(.unprocessableContent, code: "idempotency_key_reused", message: error.description)
             case .unknownModel: self.init(.badRequest, code: "unknown_model", message: error.description)
+            case .rateLimited(let seconds):
+                self.init(.tooManyRequests, code: "rate_limited", message: error.description, headers: [.retryAfter: String(seconds)])
             }
         case let error as CheckoutError:
             switch error {

@@ -315,6 +315,9 @@ enum OpenAPIDocument {
           "422": {
             "$ref": "#/components/responses/Error"
           },
+          "429": {
+            "$ref": "#/components/responses/Error"
+          },
           "502": {
             "$ref": "#/components/responses/Error"
           }

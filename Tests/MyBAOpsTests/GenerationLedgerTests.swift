@@ -82,6 +82,28 @@ struct GenerationLedgerTests {
         #expect(try await database.reapAnonymousSessions(lastSeenBefore: Date(), batch: 100, dryRun: false).removed == 1)
     }
 
+    @Test("finished own-key generations older than the cut-off are removed in batches; reserved ones and token-paid ones stay")
+    func ownKeyPrune() async throws {
+        let fixture = try LedgerFixture()
+        defer { fixture.directory.remove() }
+        let database = fixture.database
+        try await database.writer.write { db in
+            let old = SQLTimestamp.string(Date().addingTimeInterval(-2 * 86_400)), new = SQLTimestamp.string(Date())
+            let rows: [(String, String, String, String)] = [
+                ("own:1", "own_key", "completed", old), ("own:2", "own_key", "failed", old), ("own:3", "own_key", "reserved", old),
+                ("own:4", "own_key", "completed", new), ("acct:1", "account", "completed", old),
+            ]
+            for (key, kind, status, at) in rows {
+                try db.execute(sql: "INSERT INTO generations (idempotency_key, payer_kind, payer_id, input_hash, status, attempts, created_at, updated_at) VALUES (?, ?, 'u', 'h', ?, 1, ?, ?)",
+                               arguments: [key, kind, status, at, at])
+            }
+        }
+        #expect(try await database.pruneOwnKeyGenerations(createdBefore: Date().addingTimeInterval(-86_400), limit: 1) == 1)
+        #expect(try await database.pruneOwnKeyGenerations(createdBefore: Date().addingTimeInterval(-86_400)) == 1)
+        let left = try await database.writer.read { db in try String.fetchAll(db, sql: "SELECT idempotency_key FROM generations ORDER BY idempotency_key") }
+        #expect(left == ["acct:1", "own:3", "own:4"])
+    }
+
     @Test("verify reports an anonymous session whose count disagrees with its charges or its transfer")
     func sessionVerify() async throws {
         let fixture = try LedgerFixture()

@@ -246,4 +246,42 @@ struct MoneyPathTests {
             #expect(statuses == Array(repeating: 200, count: 8) + [429], "\(statuses)")
         }
     }
+
+    @Test("generations on the caller's own key are limited per account and per client address and hour (429 with Retry-After); a replay of an answered key is not counted")
+    func ownKeyLimits() async throws {
+        let directory = try TemporaryDirectory("myba-own-key")
+        defer { directory.remove() }
+        let upstream = FakeUpstream()
+        try await upstream.run { base in
+            let server = try await RunningServer.start(environment: [
+                "PORT": "0", "MYBA_DATABASE": directory.file("myba.sqlite"), "MYBA_LOG_FILE": directory.file("myba.jsonl"),
+                "OPENAI_API_BASE": base.appendingPathComponent("v1").absoluteString,
+                "MYBA_OWN_KEY_PER_HOUR_ADDRESS": "4", "MYBA_OWN_KEY_PER_HOUR_ACCOUNT": "2",
+            ])
+            defer { server.stop() }
+            func ownKey(_ user: String, key: String) async throws -> (Int, String?, String?) {
+                var headers = Self.json
+                headers[.authorization] = "Bearer dev:\(user)"
+                headers[.idempotencyKey] = key
+                let (status, body) = try await server.post(
+                    "/api/generate", body: #"{"input":"Export reports as CSV","provider":"openai","apiKey":"sk-caller-own"}"#, headers: headers)
+                let error = try object(body)["error"] as? [String: Any]
+                return (status, error?["code"] as? String, nil)
+            }
+            #expect(try await ownKey("user_a", key: "a1").0 == 200)
+            #expect(try await ownKey("user_a", key: "a2").0 == 200)
+            let third = try await ownKey("user_a", key: "a3")
+            #expect(third.0 == 429 && third.1 == "rate_limited")
+            // A replay of an answered key is the stored answer, not a new call.
+            #expect(try await ownKey("user_a", key: "a1").0 == 200)
+            #expect(try await ownKey("user_b", key: "b1").0 == 200)
+            #expect(try await ownKey("user_c", key: "c1").0 == 200)
+            // The address has had its 4 this hour, whoever signs in.
+            var headers = Self.json
+            headers[.authorization] = "Bearer dev:user_d"
+            let (status, _) = try await server.post("/api/generate", body: #"{"input":"Export reports as CSV","provider":"openai","apiKey":"sk-caller-own"}"#, headers: headers)
+            #expect(status == 429)
+            #expect(upstream.requests.filter { $0.path == "openai" }.count == 4)
+        }
+    }
 }

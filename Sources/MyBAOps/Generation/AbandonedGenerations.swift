@@ -127,3 +127,21 @@ public enum ManualCreditRefusal: Error, CustomStringConvertible, Sendable {
         }
     }
 }
+
+extension AppDatabase {
+    /// Removes finished own-key generations created before `cutoff`, at most `limit` a call. They
+    /// cost no token and hold the caller's ticket only for replays of the same key, so they need
+    /// not outlive the hour their limits count plus a day of retries; without this every free
+    /// call would add a row forever. Returns how many were removed.
+    @discardableResult
+    public func pruneOwnKeyGenerations(createdBefore cutoff: Date, limit: Int = 1000) async throws -> Int {
+        try await immediateWrite { db in
+            try db.execute(sql: """
+                DELETE FROM generations WHERE idempotency_key IN (
+                    SELECT idempotency_key FROM generations
+                    WHERE payer_kind = 'own_key' AND status != 'reserved' AND created_at < ? LIMIT ?)
+                """, arguments: [SQLTimestamp.string(cutoff), limit])
+            return db.changesCount
+        }
+    }
+}

@@ -25,6 +25,8 @@ public struct GenerationRequest: Sendable {
     /// Same key → same charge and same answer (the `Idempotency-Key` header, else the request id).
     public var idempotencyKey: String
     public var requestId: String
+    /// The client's address (`ClientAddress`), for the limits on own-key generations.
+    public var clientAddress: String?
 
     /// `idempotencyKey` as logs may carry it: an anonymous session's id (a bearer credential)
     /// replaced by its digest.
@@ -38,7 +40,8 @@ public struct GenerationRequest: Sendable {
         return SessionDigest.of(payerId) + key.dropFirst(payerId.count)
     }
 
-    public init(input: String, provider: GenerationProvider = .myba, apiKey: String? = nil, model: String? = nil, userId: String? = nil, sessionId: String? = nil, idempotencyKey: String, requestId: String) {
+    public init(input: String, provider: GenerationProvider = .myba, apiKey: String? = nil, model: String? = nil, userId: String? = nil, sessionId: String? = nil, idempotencyKey: String, requestId: String, clientAddress: String? = nil) {
+        self.clientAddress = clientAddress
         self.input = input
         self.provider = provider
         self.apiKey = apiKey
@@ -137,6 +140,8 @@ public enum GenerationError: Error, Equatable, CustomStringConvertible, Sendable
     /// `provider: myba` with a model MyBA does not offer (`MYBA_AI_MODELS`): MyBA pays for its
     /// own AI, so the caller chooses among its models only.
     case unknownModel(String, allowed: [String])
+    /// Too many generations on the caller's own key from this address or account within the hour.
+    case rateLimited(retryAfterSeconds: Int)
 
     public var description: String {
         switch self {
@@ -145,6 +150,8 @@ public enum GenerationError: Error, Equatable, CustomStringConvertible, Sendable
         case .providerFailed(let why): return "ticket generation failed, no token was spent: \(why)"
         case .inProgress: return "a generation with this idempotency key is still running"
         case .idempotencyKeyReused: return "this idempotency key was used for a different request"
+        case .rateLimited(let seconds):
+            return "too many generations with your own key from this address or account; retry in \(seconds) s"
         case .unknownModel(let model, let allowed):
             return "model \"\(model)\" is not one of MyBA's; use one of \(allowed.joined(separator: ", ")), or leave model out (with your own key, any model)"
         }
@@ -160,11 +167,14 @@ public struct TicketGenerator: Sendable {
     let database: AppDatabase
     let settings: AISettings
     let http: any HTTPClient
+    /// Salts the stored hash of a client's address (`MYBA_FINGERPRINT_SECRET`).
+    let addressSecret: String
 
-    public init(database: AppDatabase, settings: AISettings, http: any HTTPClient) {
+    public init(database: AppDatabase, settings: AISettings, http: any HTTPClient, addressSecret: String = AnonymousSettings().fingerprintSecret) {
         self.database = database
         self.settings = settings
         self.http = http
+        self.addressSecret = addressSecret
     }
 
     /// `"mock"` when no OpenRouter key is configured, else `"openrouter"`.
@@ -312,12 +322,44 @@ public struct TicketGenerator: Sendable {
     static func chargeKey(_ key: String, attempt: Int) -> String { "generate:\(key):\(attempt)" }
 
     private func reserve(_ request: GenerationRequest, payer: Payer, inputHash: String) async throws -> Reservation {
-        try await database.immediateWrite { db in try Self.reserve(request, payer: payer, inputHash: inputHash, answering: nil, in: db) }
+        let limits: OwnKeyLimits?
+        if case .ownKey = payer {
+            let client = ClientAddress.limitKey(request.clientAddress ?? "unknown")
+            limits = OwnKeyLimits(
+                clientKey: AppDatabase.saltedHash("own-key-client", client, secret: addressSecret),
+                perAddress: settings.ownKeyPerHourPerAddress, perAccount: settings.ownKeyPerHourPerAccount)
+        } else {
+            limits = nil
+        }
+        return try await database.immediateWrite { db in try Self.reserve(request, payer: payer, inputHash: inputHash, answering: nil, ownKey: limits, in: db) }
+    }
+
+    /// The hourly limits on own-key generations, and the caller's hashed address.
+    struct OwnKeyLimits: Sendable {
+        var clientKey: String
+        var perAddress: Int
+        var perAccount: Int
+    }
+
+    /// Refuses a new own-key generation past either hourly limit, with the seconds until the
+    /// oldest one counted leaves the window.
+    private static func checkOwnKeyLimits(_ limits: OwnKeyLimits, payerId: String, now: Date, in db: Database) throws {
+        let since = SQLTimestamp.string(now.addingTimeInterval(-3600))
+        for (column, value, limit) in [("client_key", limits.clientKey, limits.perAddress), ("payer_id", payerId, limits.perAccount)] {
+            let recent = try String.fetchAll(
+                db, sql: "SELECT created_at FROM generations WHERE payer_kind = 'own_key' AND \(column) = ? AND created_at > ? ORDER BY created_at LIMIT ?",
+                arguments: [value, since, limit])
+            if recent.count >= limit, let oldest = recent.first.flatMap(SQLTimestamp.date) {
+                throw GenerationError.rateLimited(retryAfterSeconds: max(1, Int(oldest.addingTimeInterval(3600).timeIntervalSince(now).rounded(.up))))
+            }
+        }
     }
 
     /// Replays a completed request with this key, or charges a new attempt: marked reserved for
     /// the provider call, or — with `prepared` — completed with that answer at once.
-    private static func reserve(_ request: GenerationRequest, payer: Payer, inputHash: String, answering prepared: PreparedAnswer?, in db: Database) throws -> Reservation {
+    private static func reserve(
+        _ request: GenerationRequest, payer: Payer, inputHash: String, answering prepared: PreparedAnswer?, ownKey limits: OwnKeyLimits? = nil, in db: Database
+    ) throws -> Reservation {
         let key = request.idempotencyKey
         let now = Date().truncatedToMilliseconds
         var attempt = 1
@@ -355,13 +397,14 @@ public struct TicketGenerator: Sendable {
         let answer = prepared.map { $0.answer(tokensRemaining: remaining ?? 0) }
         let stamp = SQLTimestamp.string(now)
         if attempt == 1 {
+            if let limits { try checkOwnKeyLimits(limits, payerId: payer.id, now: now, in: db) }
             let insert = try db.cachedStatement(sql: """
-                INSERT INTO generations (idempotency_key, payer_kind, payer_id, input_hash, status, attempts, request_id, provider, model, response, created_at, updated_at)
-                VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)
+                INSERT INTO generations (idempotency_key, payer_kind, payer_id, input_hash, status, attempts, request_id, provider, model, response, created_at, updated_at, client_key)
+                VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)
                 """)
             try insert.execute(arguments: [
                 key, payer.kind, payer.id, inputHash, answer == nil ? "reserved" : "completed", request.requestId,
-                prepared?.provider, prepared?.model, answer?.json, stamp, stamp,
+                prepared?.provider, prepared?.model, answer?.json, stamp, stamp, limits?.clientKey,
             ])
         } else {
             try db.execute(sql: """

@@ -232,6 +232,18 @@ extension AppDatabase {
             try db.create(index: "checkout_sessions_on_user", on: "checkout_sessions", columns: ["user_id", "created_at"])
         }
 
+        migrator.registerMigration("2026-12-04 own-key generations by client") { db in
+            // Generations on the caller's own AI key cost no token; they are limited per client
+            // address (a salted hash, like anonymous sessions') and per account instead.
+            try db.alter(table: "generations") { t in t.add(column: "client_key", .text) }
+            try db.create(
+                index: "generations_own_key_by_client", on: "generations", columns: ["client_key", "created_at"],
+                condition: Column("payer_kind") == "own_key")
+            try db.create(
+                index: "generations_own_key_by_payer", on: "generations", columns: ["payer_id", "created_at"],
+                condition: Column("payer_kind") == "own_key")
+        }
+
         migrator.registerMigration("2026-12-04 reserved generations by payer") { db in
             // The session reap spares sessions with a generation still reserved; this keeps that
             // check to the few reserved rows.
