@@ -30,6 +30,15 @@ struct ReconcileCommand: ConsoleCommand {
     @Flag(help: "Apply a --fix without asking (required when not on a terminal).")
     var yes = false
 
+    @Option(name: .long, help: ArgumentHelp("With --fix: why (required; kept in the audit log).", valueName: "text"))
+    var reason: String?
+
+    func validate() throws {
+        if fix != nil, !dryRun, (reason ?? "").trimmingCharacters(in: .whitespaces).isEmpty {
+            throw ValidationError("--fix needs --reason: say why, it goes into the audit log (or --dry-run to see the plan)")
+        }
+    }
+
     struct Document: Encodable {
         var report: ReconcileReport
         var fixed: [String]
@@ -48,33 +57,47 @@ struct ReconcileCommand: ConsoleCommand {
         var fixed: [String] = []
         if let fix, !report.drifts.isEmpty {
             let users = Array(Set(report.drifts.map(\.userId))).sorted()
-            if !dryRun, try !console.approve("fix \(users.count) customer(s) by \(fix.rawValue)?", yes: yes) {
-                throw ConsoleFailure(code: "not_confirmed", description: "not applied")
-            }
             switch fix {
             case .push:
+                for user in users { console.write("plan: push \(user)'s ledger values to Stripe") }
+                if !dryRun, try !console.approve("push \(users.count) customer(s)?", yes: yes) {
+                    throw ConsoleFailure(code: "not_confirmed", description: "not applied")
+                }
                 let mirror = StripeMirror(database: database, stripe: stripe)
                 for user in users {
                     if !dryRun { try await mirror.pushNow(userId: user) }
                     fixed.append("\(dryRun ? "would push" : "pushed") \(user)")
                 }
-            case .pull:
-                for drift in report.drifts where drift.key == "tokens" {
-                    guard let remote = drift.stripe.flatMap(Int.init), let local = drift.local.flatMap(Int.init), remote >= 0 else {
-                        fixed.append("skipped \(drift.userId): Stripe tokens \(drift.stripe ?? "missing") is not a count")
-                        continue
-                    }
-                    let posting = LedgerPosting(
-                        userId: drift.userId, kind: .adjust, delta: remote - local,
-                        idempotencyKey: "reconcile-pull:\(drift.userId):\(local):\(remote):\(Int(Date().timeIntervalSince1970))",
-                        reference: drift.stripeCustomerId, actor: "operator:\(console.operatorName)", reason: "reconcile --fix pull")
-                    if !dryRun {
-                        _ = try await database.postAsOperator(posting, by: console.operatorContext(reason: "reconcile --fix pull"))
-                    }
-                    fixed.append("\(dryRun ? "would adjust" : "adjusted") \(drift.userId) tokens \(local) → \(remote)")
+                if !dryRun {
+                    try await database.recordAudit(console.operatorContext(reason: reason ?? ""), userId: userId, outcome: "reconcile --fix push: \(users.count) customer(s)")
                 }
-                for drift in report.drifts where drift.key != "tokens" {
-                    fixed.append("not pulled \(drift.userId) \(drift.key): counters and dates follow the ledger; use --fix push")
+            case .pull:
+                let plan = try await database.planPull(report)
+                if !console.json {
+                    var table = TextTable(["user", "tokens before", "after (Stripe)", "change"])
+                    for step in plan.steps {
+                        let change = step.after - step.before
+                        table.add([step.userId, String(step.before), String(step.after), change > 0 ? "+\(change)" : String(change)])
+                    }
+                    if !plan.steps.isEmpty { console.write(console.bold("plan: pull Stripe's tokens into the ledger (adjust entries)")); console.write(table.render(bold: console.bold)) }
+                    for line in plan.skipped { console.write("skipped \(line)") }
+                }
+                fixed += plan.skipped.map { "skipped \($0)" }
+                if !plan.steps.isEmpty {
+                    if !dryRun, try !console.approve("pull tokens for \(plan.steps.count) customer(s)?", yes: yes) {
+                        throw ConsoleFailure(code: "not_confirmed", description: "not applied")
+                    }
+                    for step in plan.steps {
+                        guard !dryRun else {
+                            fixed.append("would adjust \(step.userId) tokens \(step.before) → \(step.after)")
+                            continue
+                        }
+                        switch try await database.applyPull(step, by: console.operatorContext(reason: reason ?? "")) {
+                        case .applied: fixed.append("adjusted \(step.userId) tokens \(step.before) → \(step.after)")
+                        case .alreadyApplied: fixed.append("already applied \(step.userId) (same plan, nothing changed)")
+                        case .changedSincePlan(let why): fixed.append("not applied \(step.userId): \(why); run reconcile again")
+                        }
+                    }
                 }
             }
             if !dryRun { report = try await database.reconcile(against: try await stripe.allCustomers(), onlyUser: userId) }

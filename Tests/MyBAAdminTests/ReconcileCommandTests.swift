@@ -53,17 +53,44 @@ struct ReconcileCommandTests {
             let drifted = try await fixture.admin(["reconcile", "--db", fixture.path], environment: environment)
             #expect(drifted.status == 3)
             #expect(drifted.stdout.contains("user_legacy") && drifted.stdout.contains("99"))
-            let refused = try await fixture.admin(["reconcile", "--fix", "push", "--db", fixture.path], environment: environment)
+            let noReason = try await fixture.admin(["reconcile", "--fix", "push", "--yes", "--db", fixture.path], environment: environment)
+            #expect(noReason.status == 2)
+            #expect(noReason.stderr.contains("--reason"))
+            let refused = try await fixture.admin(["reconcile", "--fix", "push", "--reason", "stripe edited by hand", "--db", fixture.path], environment: environment)
             #expect(refused.status == 1)
-            let pushed = try await fixture.admin(["reconcile", "--fix", "push", "--yes", "--db", fixture.path], environment: environment)
+            let pushed = try await fixture.admin(["reconcile", "--fix", "push", "--yes", "--reason", "stripe edited by hand", "--db", fixture.path], environment: environment)
             #expect(pushed.status == 0, "\(pushed.stdout)\(pushed.stderr)")
             #expect((try await stripe.retrieveCustomer(legacy["id"] as! String)["metadata"] as? [String: String])?["tokens"] == "17")
 
             _ = try await stripe.updateCustomerMetadata(legacy["id"] as! String, metadata: ["tokens": "20"], idempotencyKey: "drift-2")
-            let pulled = try await fixture.admin(["reconcile", "--fix", "pull", "--yes", "--db", fixture.path], environment: environment)
+            let pulled = try await fixture.admin(["reconcile", "--fix", "pull", "--yes", "--reason", "support granted in Stripe", "--db", fixture.path], environment: environment)
             #expect(pulled.status == 0, "\(pulled.stdout)\(pulled.stderr)")
+            #expect(pulled.stdout.contains("17") && pulled.stdout.contains("20"), "the plan shows before and after: \(pulled.stdout)")
             #expect(try await fixture.database.balance(userId: "user_legacy")?.tokens == 20)
-            #expect(try await fixture.database.auditRecords(limit: 1).first?.reason == "reconcile --fix pull")
+            #expect(try await fixture.database.auditRecords(limit: 1).first?.reason == "support granted in Stripe")
+            #expect(try await fixture.database.verify().isClean)
+
+            // During a Stripe outage the ledger moves on and the outbox waits: Stripe's value is
+            // stale, and pull must not undo what happened since.
+            _ = try await fixture.database.post(LedgerPosting(userId: "user_legacy", kind: .consume, delta: -1, idempotencyKey: "during-outage", actor: "api"))
+            let stale = try await fixture.admin(["reconcile", "--fix", "pull", "--yes", "--reason", "after the outage", "--db", fixture.path], environment: environment)
+            #expect(stale.status == 3, "\(stale.stdout)\(stale.stderr)")
+            #expect(stale.stdout.contains("skipped user_legacy") && stale.stdout.contains("outbox"), "\(stale.stdout)")
+            #expect(try await fixture.database.balance(userId: "user_legacy")?.tokens == 19)
+
+            // A step applies once: the same plan applied again changes nothing. (user_alice's
+            // outbox is taken as drained, as the server's mirror would have it.)
+            try await fixture.database.writer.write { db in try db.execute(sql: "DELETE FROM stripe_outbox WHERE user_id = 'user_alice'") }
+            let step = try #require(try await fixture.database.planPull(ReconcileReport(
+                stripeCustomers: 1, localCustomers: 1,
+                drifts: [MetadataDrift(userId: "user_alice", stripeCustomerId: nil, key: "tokens", local: "54", stripe: "60", pendingInOutbox: false)],
+                missingInStripe: [], missingLocally: [], pendingOutbox: 0)).steps.first)
+            let context = OperatorContext(operatorName: "test", commandLine: "reconcile --fix pull", reason: "retry")
+            let before = try #require(try await fixture.database.balance(userId: "user_alice")?.tokens)
+            #expect(try await fixture.database.applyPull(step, by: context) != .alreadyApplied)
+            #expect(try await fixture.database.applyPull(step, by: context) == .alreadyApplied)
+            #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == 60)
+            #expect(before != 60)
             #expect(try await fixture.database.verify().isClean)
         }
     }

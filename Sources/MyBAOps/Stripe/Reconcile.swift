@@ -176,3 +176,88 @@ extension StripeMirror {
         try await push(userId: userId)
     }
 }
+
+/// One customer's step of `reconcile --fix pull`: Stripe's `tokens` into the ledger.
+public struct PullStep: Codable, Equatable, Sendable {
+    public var userId: String
+    public var stripeCustomerId: String?
+    /// The ledger's tokens when the plan was made, and Stripe's.
+    public var before: Int
+    public var after: Int
+    /// The customer's newest ledger entry when the plan was made: the step applies only to that
+    /// state, and its key is made of it, so a retry of the same step changes nothing.
+    public var lastEntryId: Int64
+    public var key: String { "reconcile-pull:\(userId):\(lastEntryId):\(after)" }
+}
+
+/// What `reconcile --fix pull` would do.
+public struct PullPlan: Codable, Equatable, Sendable {
+    public var steps: [PullStep]
+    /// Customers left alone, with why (an outbox not drained, a value that is not a count).
+    public var skipped: [String]
+}
+
+/// How one pull step ended.
+public enum PullStepOutcome: Equatable, Sendable {
+    case applied(entryId: Int64?, tokens: Int)
+    /// The same step had been applied before (a retry): nothing changed.
+    case alreadyApplied
+    /// The customer's ledger moved since the plan (or its outbox filled): not applied.
+    case changedSincePlan(String)
+}
+
+extension AppDatabase {
+    /// Plans pulling Stripe's `tokens` for every token drift of `report`. A customer whose Stripe
+    /// outbox is not drained is skipped: its Stripe value is stale (after an outage it lacks
+    /// everything since), and pulling it would undo real purchases and spends.
+    public func planPull(_ report: ReconcileReport) async throws -> PullPlan {
+        try await writer.read { db in
+            var plan = PullPlan(steps: [], skipped: [])
+            for drift in report.drifts where drift.key == "tokens" {
+                guard let remote = drift.stripe.flatMap(Int.init), remote >= 0 else {
+                    plan.skipped.append("\(drift.userId): Stripe tokens \(drift.stripe ?? "missing") is not a count")
+                    continue
+                }
+                let pending = try Bool.fetchOne(db, sql: "SELECT 1 FROM stripe_outbox WHERE user_id = ?", arguments: [drift.userId]) ?? false
+                if drift.pendingInOutbox || pending {
+                    plan.skipped.append("\(drift.userId): balance changes still wait in the Stripe outbox; Stripe's value is stale (let the mirror drain, or --fix push)")
+                    continue
+                }
+                guard let balance = try LedgerStatements.balance(userId: drift.userId, in: db) else {
+                    plan.skipped.append("\(drift.userId): no local customer")
+                    continue
+                }
+                let last = try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM ledger_entries WHERE user_id = ?", arguments: [drift.userId]) ?? 0
+                plan.steps.append(PullStep(userId: drift.userId, stripeCustomerId: drift.stripeCustomerId, before: balance.tokens, after: remote, lastEntryId: last))
+            }
+            for drift in report.drifts where drift.key != "tokens" {
+                plan.skipped.append("\(drift.userId) \(drift.key): counters and dates follow the ledger; use --fix push")
+            }
+            return plan
+        }
+    }
+
+    /// Applies one planned step, with its audit row, in one transaction: the difference is taken
+    /// there, against the ledger as it is, and only if it is still in the state the plan saw.
+    public func applyPull(_ step: PullStep, by context: OperatorContext) async throws -> PullStepOutcome {
+        try await immediateWrite { db in
+            if try LedgerStatements.entry(idempotencyKey: step.key, in: db) != nil { return .alreadyApplied }
+            let last = try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM ledger_entries WHERE user_id = ?", arguments: [step.userId]) ?? 0
+            guard last == step.lastEntryId else { return .changedSincePlan("new ledger entries since the plan") }
+            if try Bool.fetchOne(db, sql: "SELECT 1 FROM stripe_outbox WHERE user_id = ?", arguments: [step.userId]) ?? false {
+                return .changedSincePlan("the Stripe outbox is not drained")
+            }
+            guard let current = try LedgerStatements.balance(userId: step.userId, in: db) else { return .changedSincePlan("no local customer") }
+            let delta = step.after - current.tokens
+            guard delta != 0 else { return .applied(entryId: nil, tokens: current.tokens) }
+            let posting = LedgerPosting(
+                userId: step.userId, kind: .adjust, delta: delta, idempotencyKey: step.key, reference: step.stripeCustomerId,
+                actor: "operator:\(context.operatorName)", reason: "reconcile --fix pull: \(context.reason)")
+            try Self.validate(posting)
+            let result = try Self.post(posting, now: Date(), in: db)
+            try Self.insertAudit(context: context, userId: step.userId, entryIds: result.entry.id.map { [$0] } ?? [], idempotencyKey: step.key,
+                                 outcome: "pulled tokens \(current.tokens) → \(step.after)", in: db)
+            return .applied(entryId: result.entry.id, tokens: result.balance.tokens)
+        }
+    }
+}
