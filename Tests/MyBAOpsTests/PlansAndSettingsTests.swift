@@ -32,6 +32,7 @@ struct PlansAndSettingsTests {
             (#"{"plans":[],"firstPurchaseDiscountPercent":0}"#, "lists no plans"),
             (#"{"plans":[{"id":"a","name":"A","tokens":0,"amount":500,"currency":"usd"}],"firstPurchaseDiscountPercent":0}"#, "tokens must be"),
             (#"{"plans":[{"id":"a","name":"A","tokens":1,"amount":10,"currency":"usd"}],"firstPurchaseDiscountPercent":0}"#, "amount must be"),
+            (#"{"plans":[{"id":"a","name":"A","tokens":1,"amount":60,"currency":"usd"}],"firstPurchaseDiscountPercent":20}"#, "costs 48, under Stripe's minimum"),
             (#"{"plans":[{"id":"a","name":"A","tokens":1,"amount":500,"currency":"usd"},{"id":"a","name":"B","tokens":2,"amount":900,"currency":"usd"}],"firstPurchaseDiscountPercent":0}"#, "id is used twice"),
             (#"{"plans":[{"id":"A b","name":"A","tokens":1,"amount":500,"currency":"usd"}],"firstPurchaseDiscountPercent":0}"#, "id must be"),
             (#"{"plans":[{"id":"a","name":"A","tokens":1,"amount":500,"currency":"USD"}],"firstPurchaseDiscountPercent":0}"#, "currency must be"),

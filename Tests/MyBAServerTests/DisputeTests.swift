@@ -100,3 +100,26 @@ struct DisputeTests {
         #expect(try await database.verify().isClean)
     }
 }
+
+@Suite("Stripe events of other products")
+struct ForeignEventTests {
+    @Test("a paid Checkout Session that names no MyBA user is stored as ignored with the reason, not failed and retried")
+    func checkoutWithoutUser() async throws {
+        let fixture = try webhookFixture()
+        defer { fixture.directory.remove() }
+        try await fixture.application().test(.router) { client in
+            let body = Deliveries.stripeEvent(id: "evt_other_product", type: "checkout.session.completed", object: [
+                "id": "cs_other", "object": "checkout.session", "amount_total": 900, "currency": "usd", "payment_status": "paid",
+                "payment_intent": "pi_other", "metadata": [String: String](),
+            ])
+            try await client.execute(uri: "/api/webhook/stripe", method: .post, headers: Deliveries.stripeHeaders(body), body: ByteBuffer(string: body)) { response in
+                #expect(response.status == .ok)
+                #expect(response.object["status"] as? String == "ignored")
+            }
+        }
+        let event = try #require(try await fixture.database().webhookEvent(source: .stripe, eventId: "evt_other_product"))
+        #expect(event.status == .ignored)
+        #expect(event.outcome?.contains("not a MyBA purchase") == true)
+        #expect(try await fixture.database().webhooksDue(now: Date().addingTimeInterval(3600), maxAttempts: WebhookProcessor.maxAttempts).isEmpty)
+    }
+}

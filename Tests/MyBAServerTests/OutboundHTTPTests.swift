@@ -56,11 +56,13 @@ struct OutboundHTTPTests {
     func deadlinesAndFailures() async throws {
         try await withServer { base in
             let client = CurlHTTPClient(settings: OutboundHTTPSettings(maxResponseBytes: 1000))
-            let started = ContinuousClock.now
-            await #expect(throws: HTTPClientError.self) {
+            // The server answers after 3 s: only the deadline can end the call with timedOut.
+            do {
                 _ = try await client.send(HTTPClientRequest(method: "GET", url: base.appendingPathComponent("sleep/3000"), timeout: 0.3))
+                Issue.record("a silent server answered before the deadline")
+            } catch HTTPClientError.timedOut(let host) {
+                #expect(host == "127.0.0.1")
             }
-            #expect(ContinuousClock.now - started < .milliseconds(2000))
             do {
                 _ = try await client.send(HTTPClientRequest(method: "GET", url: base.appendingPathComponent("big/5000"), timeout: 5))
                 Issue.record("an oversized body was accepted")
@@ -86,10 +88,9 @@ struct OutboundHTTPTests {
             let client = CurlHTTPClient()
             let call = Task { try await client.send(HTTPClientRequest(method: "GET", url: base.appendingPathComponent("sleep/3000"), timeout: 30)) }
             try await Task.sleep(for: .milliseconds(200))
-            let started = ContinuousClock.now
+            // The server answers after 3 s: a CancellationError means the cancel ended the call.
             call.cancel()
             await #expect(throws: CancellationError.self) { _ = try await call.value }
-            #expect(ContinuousClock.now - started < .seconds(2))
             #expect(client.inFlight == 0)
         }
     }

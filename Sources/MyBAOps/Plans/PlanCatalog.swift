@@ -40,6 +40,11 @@ public struct PlanCatalog: Codable, Equatable, Sendable {
 
     public func plan(id: String) -> Plan? { plans.first { $0.id == id } }
 
+    /// What a first purchase of `plan` costs: the discount taken off, rounded down.
+    public func firstPurchaseAmount(of plan: Plan) -> Int {
+        plan.amount * (100 - firstPurchaseDiscountPercent) / 100
+    }
+
     /// Reads and validates a plans file (`MYBA_PLANS_FILE`). The error names the file and the
     /// first problem found, so a bad deploy fails at start-up instead of at checkout.
     public static func load(contentsOf path: String) throws -> PlanCatalog {
@@ -88,6 +93,11 @@ public struct PlanCatalog: Codable, Equatable, Sendable {
         }
         if !(0...90).contains(firstPurchaseDiscountPercent) {
             problems.append("firstPurchaseDiscountPercent must be between 0 and 90")
+        } else {
+            // The discounted price is charged too: it must clear Stripe's minimum as well.
+            for (index, plan) in plans.enumerated() where (50...99_999_999).contains(plan.amount) && firstPurchaseAmount(of: plan) < 50 {
+                problems.append("plan \(index + 1) (\"\(plan.id)\"): with \(firstPurchaseDiscountPercent) % off a first purchase it costs \(firstPurchaseAmount(of: plan)), under Stripe's minimum charge of 50 minor units")
+            }
         }
         return problems
     }

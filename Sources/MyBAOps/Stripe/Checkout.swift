@@ -68,7 +68,7 @@ public struct CheckoutOpener: Sendable {
                     if try await close(earlier, logger: logger) == .paid { discounted = false }
                 }
             }
-            let amount = discounted ? plan.amount * (100 - plans.firstPurchaseDiscountPercent) / 100 : plan.amount
+            let amount = discounted ? plans.firstPurchaseAmount(of: plan) : plan.amount
             let stripeCustomer = try await database.ensureStripeCustomer(userId: userId, stripe: stripe)
             let form: StripeForm = [
                 ("mode", "payment"),

@@ -246,7 +246,9 @@ public struct WebhookProcessor: Sendable {
         }
         let metadata = session["metadata"] as? [String: Any] ?? [:]
         guard let userId = (metadata["user_id"] as? String) ?? (session["client_reference_id"] as? String), !userId.isEmpty else {
-            throw PaymentError.invalidEvent("checkout session \(sessionId) names no user (metadata.user_id or client_reference_id)")
+            // Another product on the same Stripe account: not MyBA's to grant, and no retry will
+            // make it so.
+            return (.ignored, "checkout session \(sessionId) names no MyBA user (metadata.user_id or client_reference_id); not a MyBA purchase", [])
         }
         let planId = metadata["plan_id"] as? String
         guard let tokens = integer(metadata["tokens"]) ?? planId.flatMap({ plans.plan(id: $0)?.tokens }), tokens > 0 else {
