@@ -27,15 +27,17 @@ extension Console {
     }
 
     /// A log line for people: time, level, message, then the other fields; raw JSON with --json.
+    /// Every value is escaped for the terminal: a field can never start a line of its own.
     func writeLogLine(_ line: String) {
         guard !json, let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
-            write(line)
+            write(json ? line : TerminalText.escape(line))
             return
         }
-        let level = object["level"] as? String ?? "?"
-        let fields = object.keys.filter { !["ts", "level", "msg", "label"].contains($0) }.sorted().map { "\($0)=\(object[$0]!)" }
+        let level = TerminalText.escape(object["level"] as? String ?? "?")
+        let fields = object.keys.filter { !["ts", "level", "msg", "label"].contains($0) }.sorted()
+            .map { "\(TerminalText.escape($0))=\(TerminalText.escape("\(object[$0]!)"))" }
         let coloured = ["error", "critical"].contains(level) ? red(level) : level
-        write("\(object["ts"] as? String ?? "") \(coloured) \(object["msg"] as? String ?? "") \(fields.joined(separator: " "))")
+        write("\(TerminalText.escape(object["ts"] as? String ?? "")) \(coloured) \(TerminalText.escape(object["msg"] as? String ?? "")) \(fields.joined(separator: " "))")
     }
 }
 

@@ -91,4 +91,25 @@ struct TimelineCommandTests {
         #expect(times == times.sorted())
         #expect(try await fixture.admin(["timeline", "req_nothing", "--file", logPath, "--db", fixture.path]).status == 1)
     }
+
+    @Test("a field holding a newline, an escape sequence or a bidi override cannot start a line of its own or drive the terminal in plain output; --json keeps the line as written")
+    func hostileFieldsStayOnTheirLine() async throws {
+        let directory = try TemporaryDirectory("myba-logs-hostile")
+        defer { directory.remove() }
+        let path = directory.file("myba.jsonl")
+        let writer = try RotatingFileWriter(path: path, maxBytes: 1 << 20, maxFiles: 2)
+        let logger = Logger(label: "myba.server") { JSONLogHandler(label: $0, level: .debug, destination: .file(writer)) }
+        let fake = "\n2026-12-04T23:59:59.000Z critical FAKE server compromised \u{1B}[2J\u{202E}gnp.exe"
+        logger.notice("authentication failed", metadata: ["auth.error": .string(fake), "request.id": "req_hostile"])
+        logger.info("next line", metadata: ["request.id": "req_next"])
+        let plain = try await BuiltProduct.run("myba-admin", ["logs", "tail", "--lines", "10", "--file", path])
+        #expect(plain.status == 0, "\(plain.stderr)")
+        let lines = plain.stdout.split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.isEmpty }
+        #expect(lines.count == 2, "\(plain.stdout)")
+        #expect(!lines.contains { $0.hasPrefix("2026-12-04T23:59:59") })
+        #expect(!plain.stdout.unicodeScalars.contains { $0.value == 0x1B || $0.value == 0x202E })
+        #expect(plain.stdout.contains("\\n2026-12-04T23:59:59.000Z critical FAKE") && plain.stdout.contains("\\x1b[2J") && plain.stdout.contains("\\u202e"))
+        let raw = try await BuiltProduct.run("myba-admin", ["logs", "tail", "--lines", "10", "--file", path, "--json"])
+        #expect(try raw.stdout.split(separator: "\n").map { try jsonObject(String($0))["auth.error"] as? String }.first == fake)
+    }
 }

@@ -284,4 +284,30 @@ struct MoneyPathTests {
             #expect(upstream.requests.filter { $0.path == "openai" }.count == 4)
         }
     }
+
+    @Test("a session token whose header carries a newline and a fake log line is refused without echoing it: not in the 401 body, not in the log, not as a line of its own in logs tail")
+    func tokenContentsNeverEchoed() async throws {
+        let directory = try TemporaryDirectory("myba-token-echo")
+        defer { directory.remove() }
+        let factory = try TokenFactory()
+        let logPath = directory.file("myba.jsonl")
+        let server = try await RunningServer.start(environment: [
+            "PORT": "0", "MYBA_DATABASE": directory.file("myba.sqlite"), "MYBA_LOG_FILE": logPath, "CLERK_JWT_KEY": factory.publicKeyPEM,
+        ])
+        defer { server.stop() }
+        let injected = "RS256\n{\"ts\":\"2026-12-04T23:59:59.000Z\",\"level\":\"critical\",\"msg\":\"FAKE operator alert\"}"
+        for header in [["alg": injected, "kid": "k"], ["alg": "RS256", "kid": injected]] {
+            let token = Base64URL.encode(try JSONSerialization.data(withJSONObject: header)) + "."
+                + Base64URL.encode(Data(#"{"sub":"user_x","exp":9999999999}"#.utf8)) + "." + Base64URL.encode(Data("sig".utf8))
+            var headers = Self.json
+            headers[.authorization] = "Bearer \(token)"
+            let (status, body) = try await server.get("/api/user-tokens/user_x", headers: headers)
+            #expect(status == 401)
+            #expect(!String(decoding: body, as: UTF8.self).contains("FAKE"))
+        }
+        let log = try String(contentsOfFile: logPath, encoding: .utf8)
+        #expect(!log.contains("FAKE"))
+        let tail = try await BuiltProduct.run("myba-admin", ["logs", "tail", "--lines", "50", "--file", logPath])
+        #expect(!tail.stdout.contains("FAKE"))
+    }
 }

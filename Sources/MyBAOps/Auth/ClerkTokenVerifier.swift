@@ -30,14 +30,16 @@ public enum AuthError: Error, Equatable, CustomStringConvertible, Sendable {
         switch self {
         case .missingToken: return "sign in required: no bearer token"
         case .malformed(let detail): return "malformed session token: \(detail)"
-        case .unsupportedAlgorithm(let alg): return "session token algorithm \(alg) is not accepted"
-        case .unknownKey(let kid): return "session token signed with unknown key \(kid)"
+        // Nothing the token itself says is echoed: a client writes it, and it reaches the answer,
+        // the log and an operator's terminal.
+        case .unsupportedAlgorithm: return "session token algorithm is not accepted (RS256, RS384 or RS512)"
+        case .unknownKey: return "session token is signed with a key this server does not know"
         case .badSignature: return "session token signature is invalid"
         case .expired: return "session token has expired"
         case .notYetValid: return "session token is not valid yet"
         case .issuedInFuture: return "session token was issued in the future"
         case .missingSubject: return "session token has no subject"
-        case .unauthorizedParty(let azp): return "session token was issued for \(azp), which is not an authorized party"
+        case .unauthorizedParty: return "session token was issued for a party that is not authorized (MYBA_AUTHORIZED_PARTIES)"
         case .developmentTokenRejected: return "development tokens are not accepted when Clerk keys are configured"
         case .keysUnavailable(let detail): return "cannot load Clerk signing keys: \(detail)"
         }
