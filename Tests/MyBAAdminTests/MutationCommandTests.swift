@@ -219,3 +219,36 @@ struct ManualCreditTests {
         #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == before.map { $0 + 1 })
     }
 }
+
+@Suite("Databases that are not MyBA's")
+struct ForeignDatabaseTests {
+    @Test("myba-admin and myba-server refuse an existing SQLite file of another application and leave it exactly as it was")
+    func foreignFileRefused() async throws {
+        let directory = try TemporaryDirectory("myba-foreign")
+        defer { directory.remove() }
+        let path = directory.file("other.sqlite")
+        let other = try DatabaseQueue(path: path)
+        try await other.write { db in
+            try db.execute(sql: "CREATE TABLE invoices (id INTEGER PRIMARY KEY, total INTEGER)")
+            try db.execute(sql: "INSERT INTO invoices (total) VALUES (42)")
+        }
+        try other.close()
+        let before = try Data(contentsOf: URL(fileURLWithPath: path))
+
+        let console = try await BuiltProduct.run("myba-admin", ["customer", "list", "--db", path])
+        #expect(console.status == 1)
+        #expect(console.stderr.contains("is not a MyBA database"), "\(console.stderr)")
+        let server = try await BuiltProduct.run("myba-server", [], environment: ["PORT": "0", "MYBA_DATABASE": path, "MYBA_LOG_FILE": directory.file("myba.jsonl")], timeout: .seconds(30))
+        #expect(server.status == 1)
+        #expect(server.stderr.contains("is not a MyBA database"), "\(server.stderr)")
+
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == before)
+        #expect(!FileManager.default.fileExists(atPath: path + "-wal"))
+        // MyBA's own files, old (made before the application id) and new, still open.
+        let fixture = try await AdminFixture()
+        defer { fixture.directory.remove() }
+        #expect(try await fixture.admin(["customer", "list", "--db", fixture.path]).status == 0)
+        let applicationId = try await fixture.database.writer.read { db in try Int.fetchOne(db, sql: "PRAGMA application_id") }
+        #expect(applicationId == Int(AppDatabase.applicationId))
+    }
+}

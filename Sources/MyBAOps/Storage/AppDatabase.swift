@@ -55,6 +55,7 @@ extension AppDatabase {
         // tables; an exclusive lock beside the file serialises opening and migrating.
         let lock = try FileLock(path: url.path + ".lock")
         return try lock.withExclusiveLock {
+            try checkIsMyBAFile(at: url.path, busyTimeout: options.busyTimeout)
             let pool = try DatabasePool(path: url.path, configuration: makeConfiguration(busyTimeout: options.busyTimeout))
             // GRDB switches its writer connection to synchronous=NORMAL when it enables WAL,
             // after `prepareDatabase` ran: a committed entry could then vanish on power loss.
@@ -68,6 +69,36 @@ extension AppDatabase {
             }
             return try AppDatabase(pool)
         }
+    }
+
+    /// `PRAGMA application_id` of MyBA's files: "MyBA" in ASCII.
+    public static let applicationId: Int32 = 0x4D79_4241
+    static let firstMigration = "2026-11-25 customers, ledger entries, balances"
+
+    /// Refuses, without changing it, an existing file that is not MyBA's: a mistyped `--db` or
+    /// `MYBA_DATABASE` must not add MyBA's tables to another application's database, switch it
+    /// to WAL, and report an empty ledger. MyBA's files carry its application id (or, made before
+    /// it was set, its first migration); an empty file is new.
+    static func checkIsMyBAFile(at path: String, busyTimeout: TimeInterval) throws {
+        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+        guard size > 0 else { return }
+        var configuration = Configuration()
+        configuration.readonly = true
+        configuration.busyMode = .timeout(busyTimeout)
+        let found: (applicationId: Int32, tables: Int, migrated: Bool)
+        do {
+            found = try DatabaseQueue(path: path, configuration: configuration).read { db in
+                let tables = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'") ?? 0
+                let migrated = try db.tableExists("grdb_migrations")
+                    && (try Bool.fetchOne(db, sql: "SELECT 1 FROM grdb_migrations WHERE identifier = ?", arguments: [firstMigration]) ?? false)
+                return (Int32(truncatingIfNeeded: try Int.fetchOne(db, sql: "PRAGMA application_id") ?? 0), tables, migrated)
+            }
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_NOTADB {
+            throw StorageError.notMyBADatabase(path: path, detail: "it is not an SQLite database")
+        }
+        if found.applicationId == applicationId || found.migrated || (found.tables == 0 && found.applicationId == 0) { return }
+        throw StorageError.notMyBADatabase(
+            path: path, detail: "application id \(found.applicationId), \(found.tables) table(s) and none of MyBA's migrations")
     }
 
     /// An in-memory database, for tests that need neither a file nor several connections.
@@ -92,6 +123,8 @@ extension AppDatabase {
 public enum StorageError: Error, CustomStringConvertible, Sendable {
     case databaseMissing(path: String)
     case lockFailed(path: String, errno: Int32)
+    /// The file exists and belongs to something else; it was not changed.
+    case notMyBADatabase(path: String, detail: String)
 
     public var description: String {
         switch self {
@@ -99,6 +132,8 @@ public enum StorageError: Error, CustomStringConvertible, Sendable {
             return "no database at \(path) (start the server once or pass --db with the right path)"
         case .lockFailed(let path, let code):
             return "cannot lock \(path): \(String(cString: strerror(code)))"
+        case .notMyBADatabase(let path, let detail):
+            return "\(path) is not a MyBA database (\(detail)); nothing was changed. Check --db or MYBA_DATABASE"
         }
     }
 }

@@ -244,6 +244,12 @@ extension AppDatabase {
                 condition: Column("payer_kind") == "own_key")
         }
 
+        migrator.registerMigration("2026-12-04 application id") { db in
+            // Marks the file as MyBA's, so no MyBA program mistakes another application's
+            // database for its own (AppDatabase.checkIsMyBAFile).
+            try db.execute(sql: "PRAGMA application_id = \(AppDatabase.applicationId)")
+        }
+
         migrator.registerMigration("2026-12-04 reserved generations by payer") { db in
             // The session reap spares sessions with a generation still reserved; this keeps that
             // check to the few reserved rows.
