@@ -90,7 +90,13 @@ final class Console: @unchecked Sendable {
 
     /// Resolves `user_…`, an email or `cus_…` to a user id, or fails naming it.
     func userId(for reference: String) async throws -> String {
-        guard let userId = try await database().resolveUserId(reference) else {
+        let resolved: String?
+        do {
+            resolved = try await database().resolveUserId(reference)
+        } catch let ambiguous as AmbiguousCustomer {
+            throw ConsoleFailure(code: "ambiguous_customer", description: TerminalText.escape(ambiguous.description))
+        }
+        guard let userId = resolved else {
             throw ConsoleFailure(code: "unknown_customer", description: "no customer matches \(reference) (user id, email or cus_… id)")
         }
         return userId

@@ -24,7 +24,12 @@ struct TimelineCommand: ConsoleCommand {
 
     func execute(in console: Console) async throws {
         let database = try console.database()
-        let userId = try await database.resolveUserId(subject)
+        let userId: String?
+        do {
+            userId = try await database.resolveUserId(subject)
+        } catch let ambiguous as AmbiguousCustomer {
+            throw ConsoleFailure(code: "ambiguous_customer", description: TerminalText.escape(ambiguous.description))
+        }
         let requestId = userId == nil ? subject : nil
         let sinceDate = try since.map { Date().addingTimeInterval(-(try parseDuration($0, option: "--since"))) }
         var items = try await database.timelineRecords(requestId: requestId, userId: userId, since: sinceDate)

@@ -252,3 +252,24 @@ struct ForeignDatabaseTests {
         #expect(applicationId == Int(AppDatabase.applicationId))
     }
 }
+
+@Suite("myba-admin: customers sharing an email")
+struct AmbiguousCustomerTests {
+    @Test("an email shared by two customers names neither: customer show and tokens adjust are refused with the candidates listed and nothing changes; the user id still works")
+    func sharedEmail() async throws {
+        let fixture = try await AdminFixture()
+        defer { fixture.directory.remove() }
+        for user in ["user_twin_a", "user_twin_b"] {
+            _ = try await fixture.database.openAccount(userId: user, email: "Twin@Example.com", actor: "test")
+        }
+        let show = try await fixture.admin(["customer", "show", "twin@example.com", "--db", fixture.path])
+        #expect(show.status == 1)
+        #expect(show.stderr.contains("matches 2 customers") && show.stderr.contains("user_twin_a") && show.stderr.contains("user_twin_b"), "\(show.stderr)")
+        let adjust = try await fixture.admin(["tokens", "adjust", "twin@example.com", "+5", "--reason", "goodwill", "--yes", "--db", fixture.path])
+        #expect(adjust.status == 1)
+        #expect(try await fixture.database.balance(userId: "user_twin_a")?.tokens == 6)
+        #expect(try await fixture.database.balance(userId: "user_twin_b")?.tokens == 6)
+        #expect(try await fixture.admin(["tokens", "adjust", "user_twin_b", "+5", "--reason", "goodwill", "--yes", "--db", fixture.path]).status == 0)
+        #expect(try await fixture.database.balance(userId: "user_twin_b")?.tokens == 11)
+    }
+}

@@ -123,3 +123,21 @@ struct ForeignEventTests {
         #expect(try await fixture.database().webhooksDue(now: Date().addingTimeInterval(3600), maxAttempts: WebhookProcessor.maxAttempts).isEmpty)
     }
 }
+
+@Suite("Clerk user.updated")
+struct ClerkUserUpdatedTests {
+    @Test("user.updated keeps the customer's email its primary address")
+    func emailFollowsClerk() async throws {
+        let fixture = try webhookFixture()
+        defer { fixture.directory.remove() }
+        try await fixture.application().test(.router) { client in
+            let created = Deliveries.clerkUser(type: "user.created", userId: "user_moved", email: "old@example.com")
+            _ = try await client.execute(uri: "/api/webhook/clerk", method: .post, headers: Deliveries.svixHeaders(created, id: "msg_c"), body: ByteBuffer(string: created))
+            let updated = Deliveries.clerkUser(type: "user.updated", userId: "user_moved", email: "new@example.com")
+            try await client.execute(uri: "/api/webhook/clerk", method: .post, headers: Deliveries.svixHeaders(updated, id: "msg_u"), body: ByteBuffer(string: updated)) { response in
+                #expect(response.object["status"] as? String == "processed")
+            }
+        }
+        #expect(try await fixture.database().customer(userId: "user_moved")?.email == "new@example.com")
+    }
+}

@@ -41,14 +41,29 @@ public struct ReapInterrupted: Error, CustomStringConvertible, Sendable {
     }
 }
 
+/// An email address that several customers share: which one is meant must be said by user id.
+public struct AmbiguousCustomer: Error, CustomStringConvertible, Sendable {
+    public var reference: String
+    public var candidates: [String]
+    public var description: String {
+        let shown = candidates.prefix(20).joined(separator: ", ") + (candidates.count > 20 ? ", …" : "")
+        return "\(reference) matches \(candidates.count > 20 ? "more than 20" : String(candidates.count)) customers (\(shown)); name one by its user id"
+    }
+}
+
 extension AppDatabase {
-    /// Resolves `user_…`, an email address or a `cus_…` id to a user id.
+    /// Resolves `user_…`, an email address or a `cus_…` id to a user id. An email shared by
+    /// several customers names none of them: `AmbiguousCustomer` lists the candidates, since an
+    /// operator's change must reach the customer meant, not the first one found.
     public func resolveUserId(_ reference: String) async throws -> String? {
         try await writer.read { db in
-            try String.fetchOne(db, sql: """
-                SELECT user_id FROM customers WHERE user_id = ? OR stripe_customer_id = ? OR lower(email) = lower(?)
-                ORDER BY user_id = ? DESC LIMIT 1
-                """, arguments: [reference, reference, reference, reference])
+            if let exact = try String.fetchOne(db, sql: "SELECT user_id FROM customers WHERE user_id = ? OR stripe_customer_id = ? ORDER BY user_id = ? DESC LIMIT 1",
+                                               arguments: [reference, reference, reference]) {
+                return exact
+            }
+            let byEmail = try String.fetchAll(db, sql: "SELECT user_id FROM customers WHERE lower(email) = lower(?) ORDER BY user_id LIMIT 21", arguments: [reference])
+            guard byEmail.count <= 1 else { throw AmbiguousCustomer(reference: reference, candidates: byEmail) }
+            return byEmail.first
         }
     }
 

@@ -208,6 +208,8 @@ public struct WebhookProcessor: Sendable {
             result = try userCreated(object, requestId: requestId ?? event.requestId, now: now, in: db)
         case (.clerk, "user.deleted"):
             result = try userDeleted(object, now: now, in: db)
+        case (.clerk, "user.updated"):
+            result = try userUpdated(object, in: db)
         default:
             result = (.ignored, "event type \(event.type) is not handled", [])
         }
@@ -312,6 +314,22 @@ public struct WebhookProcessor: Sendable {
         try LedgerStatements.enqueueMirror(userId: userId, now: now, in: db)
         let message = result.replayed ? "customer \(userId) existed; welcome grant already given" : "opened \(userId) with \(result.entry.delta) welcome tokens"
         return (.processed, message, result.replayed ? [] : (result.entry.id.map { [$0] } ?? []))
+    }
+
+    /// Keeps the customer's email the user's primary address, so that the console finds them by it.
+    static func userUpdated(_ event: [String: Any], in db: Database) throws -> (WebhookEvent.Status, String, [Int64]) {
+        guard let user = event["data"] as? [String: Any], let userId = user["id"] as? String, !userId.isEmpty else {
+            throw PaymentError.invalidEvent("user.updated has no data.id")
+        }
+        let primaryId = user["primary_email_address_id"] as? String
+        let addresses = user["email_addresses"] as? [[String: Any]] ?? []
+        guard let email = (addresses.first { $0["id"] as? String == primaryId } ?? addresses.first)?["email_address"] as? String else {
+            return (.ignored, "user.updated for \(userId) carries no email address", [])
+        }
+        try db.execute(sql: "UPDATE customers SET email = ? WHERE user_id = ? AND deleted_at IS NULL", arguments: [email, userId])
+        return db.changesCount == 0
+            ? (.ignored, "no active customer \(userId)", [])
+            : (.processed, "email of \(userId) is now its primary address", [])
     }
 
     static func userDeleted(_ event: [String: Any], now: Date, in db: Database) throws -> (WebhookEvent.Status, String, [Int64]) {
