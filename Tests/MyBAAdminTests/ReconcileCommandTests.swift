@@ -95,6 +95,28 @@ struct ReconcileCommandTests {
         }
     }
 
+    @Test("reconcile --fix push after the mirror already pushed the same balance: a fresh key, so Stripe really takes the ledger's values back")
+    func forcedPushIsNotReplayed() async throws {
+        let fixture = try await AdminFixture()
+        defer { fixture.directory.remove() }
+        try await StripeEmulator().application().test(.live) { client in
+            let base = URL(string: "http://127.0.0.1:\(client.port!)")!
+            let stripe = try StripeClient(settings: StripeSettings(secretKey: "sk_test_rec", apiBase: base), http: CurlHTTPClient())
+            let environment = ["STRIPE_SECRET_KEY": "sk_test_rec", "STRIPE_API_BASE": base.absoluteString]
+            // The server's mirror pushed user_alice's latest change (one change pending: the
+            // outbox row a forced push also starts from); then someone edits Stripe by hand.
+            _ = try await StripeMirror(database: fixture.database, stripe: stripe).pushDue(logger: .init(label: "test"))
+            _ = try await fixture.database.post(LedgerPosting(userId: "user_alice", kind: .adjust, delta: 1, idempotencyKey: "one-change", actor: "test", reason: "fixture"))
+            _ = try await StripeMirror(database: fixture.database, stripe: stripe).pushDue(logger: .init(label: "test"))
+            let customerId = try #require(try await fixture.database.customer(userId: "user_alice")?.stripeCustomerId)
+            let tokens = try #require(try await fixture.database.balance(userId: "user_alice")?.tokens)
+            _ = try await stripe.updateCustomerMetadata(customerId, metadata: ["tokens": "999"], idempotencyKey: "by-hand")
+            let pushed = try await fixture.admin(["reconcile", "--user", "user_alice", "--fix", "push", "--yes", "--reason", "edited by hand", "--db", fixture.path], environment: environment)
+            #expect(pushed.status == 0, "\(pushed.stdout)\(pushed.stderr)")
+            #expect((try await stripe.retrieveCustomer(customerId)["metadata"] as? [String: String])?["tokens"] == String(tokens))
+        }
+    }
+
     @Test("webhooks recover fetches a missed checkout.session.completed from /v1/events and grants it once; past 30 days is refused")
     func recover() async throws {
         let fixture = try await AdminFixture()

@@ -171,9 +171,11 @@ extension AppDatabase {
 
 extension StripeMirror {
     /// Pushes one customer's metadata now (`reconcile --fix push`), whether or not it is pending.
+    /// An operator's push: a fresh idempotency key, and done only when Stripe's answer shows
+    /// the ledger's values.
     public func pushNow(userId: String) async throws {
         try await database.enqueueMirror(userIds: [userId])
-        try await push(userId: userId)
+        try await push(userId: userId, forced: true)
     }
 }
 

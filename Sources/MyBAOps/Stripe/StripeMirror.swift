@@ -79,19 +79,30 @@ public struct StripeMirror: Sendable {
 
     /// Creates the customer's Stripe customer if needed, then writes its metadata. The outbox
     /// row goes only if no change arrived while pushing.
-    func push(userId: String) async throws {
-        let snapshot = try await database.writer.read { db -> (Int, Customer, Balance)? in
-            guard let changes = try Int.fetchOne(db, sql: "SELECT changes FROM stripe_outbox WHERE user_id = ?", arguments: [userId]),
+    ///
+    /// Done only when Stripe's answer shows the values sent: an idempotency key that Stripe had
+    /// seen before replays its first answer and changes nothing, so a replayed answer with other
+    /// values is a failure (the next attempt's key differs, as it carries the attempt count).
+    /// `forced` (an operator's push) always uses a fresh key.
+    func push(userId: String, forced: Bool = false) async throws {
+        let snapshot = try await database.writer.read { db -> (Int, Int, Customer, Balance)? in
+            guard let row = try Row.fetchOne(db, sql: "SELECT changes, attempts FROM stripe_outbox WHERE user_id = ?", arguments: [userId]),
                   let customer = try Customer.fetchOne(db, key: userId),
                   let balance = try LedgerStatements.balance(userId: userId, in: db)
             else { return nil }
-            return (changes, customer, balance)
+            return (row["changes"], row["attempts"], customer, balance)
         }
-        guard let (changes, _, balance) = snapshot else { return }
+        guard let (changes, attempts, _, balance) = snapshot else { return }
         let metadata = StripeMetadataKeys.metadata(for: balance)
         let stripeId = try await database.ensureStripeCustomer(userId: userId, stripe: stripe)
         let version = SQLTimestamp.milliseconds(balance.updatedAt)
-        _ = try await stripe.updateCustomerMetadata(stripeId, metadata: metadata, idempotencyKey: "myba-mirror:\(userId):\(version):\(changes)")
+        let key = forced ? "myba-mirror-forced:\(userId):\(UUID().uuidString)" : "myba-mirror:\(userId):\(version):\(changes):\(attempts)"
+        let answer = try await stripe.updateCustomerMetadata(stripeId, metadata: metadata, idempotencyKey: key)
+        let shown = answer["metadata"] as? [String: String] ?? [:]
+        let differing = metadata.filter { shown[$0.key] != $0.value }.map(\.key).sorted()
+        guard differing.isEmpty else {
+            throw StripeError(status: nil, type: "api_error", code: "stale_answer", message: "Stripe's answer does not show the values sent for \(differing.joined(separator: ", ")) (a replayed idempotency key?)", param: nil)
+        }
         try await database.immediateWrite { db in
             try db.execute(sql: "DELETE FROM stripe_outbox WHERE user_id = ? AND changes = ?", arguments: [userId, changes])
             if db.changesCount == 0 {
