@@ -159,9 +159,11 @@ actor EmulatorState {
     }
 
     private func deleteCustomer(_ id: String) -> EmulatorReply {
-        guard customers.removeValue(forKey: id) != nil else { return Self.missing("customer", id) }
+        guard let customer = customers.removeValue(forKey: id) else { return Self.missing("customer", id) }
         customerOrder.removeAll { $0 == id }
-        return Self.ok(["id": id, "object": "customer", "deleted": true])
+        var reply = Self.ok(["id": id, "object": "customer", "deleted": true])
+        reply.deliveries = [record("customer.deleted", customer)]
+        return reply
     }
 
     /// Merges metadata; an empty value unsets its key. Stripe's limits apply.

@@ -310,4 +310,77 @@ struct MoneyPathTests {
         let tail = try await BuiltProduct.run("myba-admin", ["logs", "tail", "--lines", "50", "--file", logPath])
         #expect(!tail.stdout.contains("FAKE"))
     }
+
+    @Test("a Stripe customer deleted at Stripe never breaks checkout: customer.deleted unlinks it, and a checkout that meets the 404 unlinks it and makes a new one")
+    func deletedStripeCustomer() async throws {
+        let directory = try TemporaryDirectory("myba-stripe-customer")
+        defer { directory.remove() }
+        try await withStripeEmulator { emulator, base in
+            let databasePath = directory.file("myba.sqlite")
+            let server = try await RunningServer.start(environment: [
+                "PORT": "0", "MYBA_DATABASE": databasePath, "MYBA_LOG_FILE": directory.file("myba.jsonl"),
+                "STRIPE_SECRET_KEY": "sk_test_deleted", "STRIPE_API_BASE": base.absoluteString, "STRIPE_WEBHOOK_SECRET": stripeWebhookSecret,
+            ])
+            defer { server.stop() }
+            let stripe = try stripeClient(base)
+            let database = try AppDatabase.openFile(at: databasePath, options: .init(createIfMissing: false))
+            var user = Self.json
+            user[.authorization] = "Bearer dev:user_cus"
+            func checkout() async throws -> Int {
+                let (status, body) = try await server.post("/api/create-checkout-session", body: #"{"planId":"starter"}"#, headers: user)
+                if status != 200 { Issue.record("checkout: \(String(decoding: body, as: UTF8.self))") }
+                return status
+            }
+
+            // Deleted while no webhook reaches us: the checkout meets Stripe's 404 and recovers.
+            #expect(try await checkout() == 200)
+            let first = try #require(try await database.customer(userId: "user_cus")?.stripeCustomerId)
+            _ = try await stripe.request("DELETE", "/v1/customers/\(first)")
+            #expect(try await checkout() == 200)
+            let second = try #require(try await database.customer(userId: "user_cus")?.stripeCustomerId)
+            #expect(second != first)
+            #expect((try await stripe.retrieveCustomer(second)["metadata"] as? [String: String])?["user_id"] == "user_cus")
+
+            // Deleted with our webhook endpoint listening: customer.deleted unlinks it at once.
+            await emulator.addWebhookEndpoint(EmulatorWebhookEndpoint(url: "http://127.0.0.1:\(server.port)/api/webhook/stripe", secret: stripeWebhookSecret))
+            _ = try await stripe.request("DELETE", "/v1/customers/\(second)")
+            var linked: String? = second
+            for _ in 0..<100 where linked != nil {
+                try await Task.sleep(for: .milliseconds(50))
+                linked = try await database.customer(userId: "user_cus")?.stripeCustomerId
+            }
+            #expect(linked == nil)
+            #expect(try await checkout() == 200)
+            let third = try #require(try await database.customer(userId: "user_cus")?.stripeCustomerId)
+            #expect(![first, second].contains(third))
+        }
+    }
+
+    @Test("a Stripe customer creation that timed out and a balance change after it leave no orphan customer and no idempotency_error: the next checkout gets the same customer")
+    func customerCreationRetried() async throws {
+        let directory = try TemporaryDirectory("myba-stripe-create")
+        defer { directory.remove() }
+        try await withStripeEmulator { emulator, base in
+            let server = try await RunningServer.start(environment: [
+                "PORT": "0", "MYBA_DATABASE": directory.file("myba.sqlite"), "MYBA_LOG_FILE": directory.file("myba.jsonl"),
+                "STRIPE_SECRET_KEY": "sk_test_create", "STRIPE_API_BASE": base.absoluteString, "MYBA_STRIPE_TIMEOUT_MS": "300",
+            ])
+            defer { server.stop() }
+            let stripe = try stripeClient(base)
+            var user = Self.json
+            user[.authorization] = "Bearer dev:user_idem"
+            #expect(try await server.get("/api/user-tokens/user_idem", headers: user).0 == 200)
+            // Stripe answers after our timeout: the customer is made there, we never hear of it.
+            await emulator.setFaults(StripeFaults(latencyMilliseconds: 800))
+            #expect(try await server.post("/api/create-checkout-session", body: #"{"planId":"starter"}"#, headers: user).0 == 502)
+            try await Task.sleep(for: .seconds(1))
+            await emulator.setFaults(StripeFaults())
+            // The balance changes meanwhile.
+            #expect(try await server.post("/api/generate", body: #"{"input":"Export reports as CSV"}"#, headers: user).0 == 200)
+            let (status, body) = try await server.post("/api/create-checkout-session", body: #"{"planId":"starter"}"#, headers: user)
+            #expect(status == 200, "\(String(decoding: body, as: UTF8.self))")
+            let customers = try await stripe.listCustomers().data.filter { ($0["metadata"] as? [String: String])?["user_id"] == "user_idem" }
+            #expect(customers.count == 1)
+        }
+    }
 }

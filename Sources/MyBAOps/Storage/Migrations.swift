@@ -250,6 +250,17 @@ extension AppDatabase {
             try db.execute(sql: "PRAGMA application_id = \(AppDatabase.applicationId)")
         }
 
+        migrator.registerMigration("2026-12-04 Stripe customers unlinked") { db in
+            // Stripe customers deleted at Stripe and forgotten here; their count gives the next
+            // one a creation key of its own.
+            try db.create(table: "stripe_customer_unlinks") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("user_id", .text).notNull().indexed()
+                t.column("stripe_customer_id", .text).notNull()
+                t.column("at", .datetime).notNull()
+            }
+        }
+
         migrator.registerMigration("2026-12-04 reserved generations by payer") { db in
             // The session reap spares sessions with a generation still reserved; this keeps that
             // check to the few reserved rows.

@@ -69,8 +69,8 @@ public struct CheckoutOpener: Sendable {
                 }
             }
             let amount = discounted ? plans.firstPurchaseAmount(of: plan) : plan.amount
-            let stripeCustomer = try await database.ensureStripeCustomer(userId: userId, stripe: stripe)
-            let form: StripeForm = [
+            var stripeCustomer = try await database.ensureStripeCustomer(userId: userId, stripe: stripe)
+            var form: StripeForm = [
                 ("mode", "payment"),
                 ("line_items[0][price_data][currency]", plan.currency),
                 ("line_items[0][price_data][unit_amount]", String(amount)),
@@ -85,8 +85,19 @@ public struct CheckoutOpener: Sendable {
                 ("metadata[first_purchase_discount]", discounted ? String(plans.firstPurchaseDiscountPercent) : "0"),
                 ("customer", stripeCustomer),
             ]
-            let session = try await stripe.createCheckoutSession(
-                form, idempotencyKey: StripeClient.checkoutIdempotencyKey(userId: userId, planId: plan.id, amount: amount, requestKey: requestKey))
+            let session: [String: Any]
+            do {
+                session = try await stripe.createCheckoutSession(
+                    form, idempotencyKey: StripeClient.checkoutIdempotencyKey(userId: userId, planId: plan.id, amount: amount, requestKey: requestKey + ":" + stripeCustomer))
+            } catch let error as StripeError where error.code == "resource_missing" {
+                // The Stripe customer was deleted at Stripe: forget it and make a new one, once.
+                try await database.unlinkStripeCustomer(stripeCustomer)
+                stripeCustomer = try await database.ensureStripeCustomer(userId: userId, stripe: stripe)
+                form.removeAll { $0.0 == "customer" }
+                form.append(("customer", stripeCustomer))
+                session = try await stripe.createCheckoutSession(
+                    form, idempotencyKey: StripeClient.checkoutIdempotencyKey(userId: userId, planId: plan.id, amount: amount, requestKey: requestKey + ":" + stripeCustomer))
+            }
             guard let id = session["id"] as? String, let url = session["url"] as? String else {
                 throw StripeError(status: 200, type: "api_error", code: nil, message: "Stripe returned a session without id or url", param: nil)
             }

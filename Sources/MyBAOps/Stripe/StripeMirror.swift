@@ -94,10 +94,17 @@ public struct StripeMirror: Sendable {
         }
         guard let (changes, attempts, _, balance) = snapshot else { return }
         let metadata = StripeMetadataKeys.metadata(for: balance)
-        let stripeId = try await database.ensureStripeCustomer(userId: userId, stripe: stripe)
+        let stripeId = try await database.ensureStripeCustomer(userId: userId, stripe: stripe, pushBalance: false)
         let version = SQLTimestamp.milliseconds(balance.updatedAt)
-        let key = forced ? "myba-mirror-forced:\(userId):\(UUID().uuidString)" : "myba-mirror:\(userId):\(version):\(changes):\(attempts)"
-        let answer = try await stripe.updateCustomerMetadata(stripeId, metadata: metadata, idempotencyKey: key)
+        let key = forced ? "myba-mirror-forced:\(stripeId):\(UUID().uuidString)" : "myba-mirror:\(stripeId):\(version):\(changes):\(attempts)"
+        let answer: [String: Any]
+        do {
+            answer = try await stripe.updateCustomerMetadata(stripeId, metadata: metadata, idempotencyKey: key)
+        } catch let error as StripeError where error.code == "resource_missing" {
+            // Deleted at Stripe: forget it; the next attempt creates a new customer.
+            try await database.unlinkStripeCustomer(stripeId)
+            throw error
+        }
         let shown = answer["metadata"] as? [String: String] ?? [:]
         let differing = metadata.filter { shown[$0.key] != $0.value }.map(\.key).sorted()
         guard differing.isEmpty else {
@@ -114,18 +121,49 @@ public struct StripeMirror: Sendable {
 }
 
 extension AppDatabase {
-    /// The Stripe customer id of `userId`, creating the Stripe customer (email, `user_id` and
-    /// the balance keys in metadata) on first need. The idempotency key is fixed per user, so two
-    /// processes racing here get one Stripe customer.
-    public func ensureStripeCustomer(userId: String, stripe: StripeClient) async throws -> String {
+    /// The Stripe customer id of `userId`, creating the Stripe customer on first need. The
+    /// create call carries only what never changes (`metadata[user_id]`) under a key fixed per
+    /// user and Stripe customer generation, so two processes racing here get one Stripe customer
+    /// and a retry can never meet Stripe's `idempotency_error`; the email and the balance keys
+    /// follow in updates of their own right after (`pushBalance`), and through the mirror.
+    public func ensureStripeCustomer(userId: String, stripe: StripeClient, pushBalance: Bool = true) async throws -> String {
         guard let customer = try await customer(userId: userId) else { throw LedgerError.unknownCustomer(userId: userId) }
         if let id = customer.stripeCustomerId { return id }
-        let balance = try await balance(userId: userId) ?? .empty(userId: userId, at: Date())
+        let generation = try await writer.read { db in
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM stripe_customer_unlinks WHERE user_id = ?", arguments: [userId]) ?? 0
+        }
         let created = try await stripe.createCustomer(
-            email: customer.email, metadata: StripeMetadataKeys.metadata(for: balance).compactMapValues { $0 }, idempotencyKey: "myba-customer:\(userId)")
+            email: nil, metadata: ["user_id": userId], idempotencyKey: generation == 0 ? "myba-customer:\(userId)" : "myba-customer:\(userId):\(generation)")
         guard let id = created["id"] as? String else {
             throw StripeError(status: nil, type: "api_error", code: nil, message: "Stripe returned a customer without id", param: nil)
         }
-        return try await linkStripeCustomer(userId: userId, stripeCustomerId: id)
+        let linked = try await linkStripeCustomer(userId: userId, stripeCustomerId: id)
+        if let email = customer.email {
+            // A key per customer and address: the same parameters whenever it is sent again.
+            _ = try await stripe.request("POST", "/v1/customers/\(linked)", form: [("email", email)], idempotencyKey: "myba-customer-email:\(linked):\(email)")
+        }
+        try await enqueueMirror(userIds: [userId])
+        // The balance keys at once (the mirror's push, which does not come back here).
+        if pushBalance { try await StripeMirror(database: self, stripe: stripe).push(userId: userId) }
+        return linked
+    }
+
+    /// Forgets a Stripe customer that no longer exists at Stripe (deleted in the dashboard or
+    /// through the API): the next need creates a new one. Returns whether it was linked.
+    @discardableResult
+    public func unlinkStripeCustomer(_ stripeCustomerId: String) async throws -> Bool {
+        try await immediateWrite { db in try Self.unlinkStripeCustomer(stripeCustomerId, in: db) }
+    }
+
+    static func unlinkStripeCustomer(_ stripeCustomerId: String, in db: Database) throws -> Bool {
+        guard let userId = try String.fetchOne(db, sql: "SELECT user_id FROM customers WHERE stripe_customer_id = ?", arguments: [stripeCustomerId]) else {
+            return false
+        }
+        try db.execute(sql: "UPDATE customers SET stripe_customer_id = NULL WHERE user_id = ?", arguments: [userId])
+        try db.execute(sql: "INSERT INTO stripe_customer_unlinks (user_id, stripe_customer_id, at) VALUES (?, ?, ?)",
+                       arguments: [userId, stripeCustomerId, SQLTimestamp.string(Date())])
+        // The balance keys go to the new customer once it exists.
+        try LedgerStatements.enqueueMirror(userId: userId, now: Date(), in: db)
+        return true
     }
 }

@@ -195,6 +195,12 @@ public struct WebhookProcessor: Sendable {
         switch (source, event.type) {
         case (.stripe, "checkout.session.completed"), (.stripe, "checkout.session.async_payment_succeeded"):
             result = try checkoutCompleted(object, plans: plans, requestId: requestId ?? event.requestId, now: now, in: db)
+        case (.stripe, "customer.deleted"):
+            let customer = try dataObject(object)
+            let customerId = customer["id"] as? String ?? "?"
+            result = try AppDatabase.unlinkStripeCustomer(customerId, in: db)
+                ? (.processed, "Stripe customer \(customerId) deleted; unlinked, a new one is made on next need", [])
+                : (.ignored, "Stripe customer \(customerId) is not linked to a MyBA customer", [])
         case (.stripe, "checkout.session.expired"):
             let session = try dataObject(object)
             let sessionId = session["id"] as? String ?? "?"
