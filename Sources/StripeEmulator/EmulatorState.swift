@@ -121,6 +121,8 @@ actor EmulatorState {
         case ("POST", let p) where p.count == 5 && p[1] == "checkout" && p[4] == "expire": return expireSession(p[3])
         case ("GET", let p) where p.count == 4 && p[1] == "checkout": return retrieve(sessions[p[3]], kind: "checkout.session", id: p[3])
         case ("POST", ["v1", "refunds"]): return createRefund(form)
+        case ("GET", let p) where p.count == 3 && p[1] == "charges": return retrieve(charges[p[2]], kind: "charge", id: p[2])
+        case ("GET", let p) where p.count == 3 && p[1] == "payment_intents": return retrieve(paymentIntents[p[2]], kind: "payment_intent", id: p[2])
         case ("GET", ["v1", "events"]):
             var selected = events.reversed().filter { event in
                 (query["type"].map { $0 == event["type"] as? String } ?? true)

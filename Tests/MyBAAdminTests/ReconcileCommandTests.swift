@@ -117,6 +117,41 @@ struct ReconcileCommandTests {
         }
     }
 
+    @Test("payment refund retried after a refund whose ledger write failed: Stripe answers the same refund again, money moves once, and the plan counts what Stripe already refunded")
+    func refundRetriedMovesMoneyOnce() async throws {
+        let fixture = try await AdminFixture()
+        defer { fixture.directory.remove() }
+        try await StripeEmulator().application().test(.live) { client in
+            let base = URL(string: "http://127.0.0.1:\(client.port!)")!
+            let stripe = try StripeClient(settings: StripeSettings(secretKey: "sk_test_rec", apiBase: base), http: CurlHTTPClient())
+            let environment = ["STRIPE_SECRET_KEY": "sk_test_rec", "STRIPE_API_BASE": base.absoluteString]
+            let session = try await stripe.createCheckoutSession([
+                ("mode", "payment"), ("line_items[0][price_data][currency]", "usd"), ("line_items[0][price_data][unit_amount]", "500"),
+                ("line_items[0][price_data][product_data][name]", "Starter"), ("line_items[0][quantity]", "1"),
+                ("success_url", "https://app.example/ok"), ("metadata[user_id]", "user_alice"), ("metadata[tokens]", "10"), ("metadata[plan_id]", "starter"),
+            ], idempotencyKey: "cs-refund")
+            let completed = try await stripe.request("POST", "/test/checkout/sessions/\(session["id"] as! String)/complete")
+            let paymentIntent = try #require(completed["payment_intent"] as? String)
+            #expect(try await fixture.admin(["webhooks", "recover", "--since", "1h", "--db", fixture.path], environment: environment).status == 0)
+            // An earlier `payment refund … --amount 200 --reason "asked by mail"` reached Stripe,
+            // then failed before the ledger heard of it (no webhook either).
+            _ = try await stripe.createRefund(paymentIntent: paymentIntent, amount: 200, reason: nil,
+                                              idempotencyKey: StripeClient.refundIdempotencyKey(paymentIntent: paymentIntent, amount: 200, reason: "asked by mail"))
+            let retried = try await fixture.admin(["payment", "refund", paymentIntent, "--amount", "200", "--reason", "asked by mail", "--yes", "--db", fixture.path], environment: environment)
+            #expect(retried.status == 0, "\(retried.stdout)\(retried.stderr)")
+            #expect(try await stripe.amountRefunded(paymentIntent: paymentIntent) == 200)
+            #expect(try await fixture.database.payment(id: paymentIntent)?.refundedAmount == 200)
+            // The rest: what Stripe already refunded is counted, not only what the ledger knew.
+            let tooMuch = try await fixture.admin(["payment", "refund", paymentIntent, "--amount", "400", "--reason", "more", "--yes", "--db", fixture.path], environment: environment)
+            #expect(tooMuch.status == 1)
+            #expect(tooMuch.stderr.contains("300 of 500"), "\(tooMuch.stderr)")
+            let rest = try await fixture.admin(["payment", "refund", paymentIntent, "--reason", "the rest", "--yes", "--db", fixture.path], environment: environment)
+            #expect(rest.status == 0, "\(rest.stderr)")
+            #expect(try await stripe.amountRefunded(paymentIntent: paymentIntent) == 500)
+            #expect(try await fixture.database.verify().isClean)
+        }
+    }
+
     @Test("webhooks recover fetches a missed checkout.session.completed from /v1/events and grants it once; past 30 days is refused")
     func recover() async throws {
         let fixture = try await AdminFixture()

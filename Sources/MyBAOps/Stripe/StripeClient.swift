@@ -83,6 +83,14 @@ public struct StripeClient: Sendable {
         try await request("POST", "/v1/checkout/sessions", form: form, idempotencyKey: idempotencyKey)
     }
 
+    /// How much of a PaymentIntent's charge Stripe has refunded, whatever this ledger has heard.
+    public func amountRefunded(paymentIntent: String) async throws -> Int {
+        let intent = try await request("GET", "/v1/payment_intents/\(paymentIntent)")
+        guard let chargeId = (intent["latest_charge"] as? String) ?? ((intent["latest_charge"] as? [String: Any])?["id"] as? String) else { return 0 }
+        let charge = try await request("GET", "/v1/charges/\(chargeId)")
+        return (charge["amount_refunded"] as? NSNumber)?.intValue ?? 0
+    }
+
     public func createRefund(paymentIntent: String, amount: Int?, reason: String?, idempotencyKey: String) async throws -> [String: Any] {
         var form: StripeForm = [("payment_intent", paymentIntent)]
         if let amount { form.append(("amount", String(amount))) }
@@ -169,6 +177,12 @@ extension StripeClient {
     /// session, while a request id or key that a client reuses for another plan or price (both
     /// are client-supplied) gets a new session instead of Stripe's idempotency_error. Stripe
     /// refuses keys over 255 characters, so long ones are folded into a digest.
+    /// The Stripe key of an operator's refund: one per intent (payment, amount, reason), so the
+    /// same command retried after a failure is answered again by Stripe, never refunded twice.
+    public static func refundIdempotencyKey(paymentIntent: String, amount: Int, reason: String) -> String {
+        "myba-refund:\(paymentIntent):\(amount):" + String(SHA256.hash(data: Data(reason.utf8)).lowercaseHex.prefix(16))
+    }
+
     public static func checkoutIdempotencyKey(userId: String, planId: String, amount: Int, requestKey: String) -> String {
         let key = "myba-checkout:\(userId):\(planId):\(amount):\(requestKey)"
         guard key.utf8.count > 255 else { return key }
