@@ -141,3 +141,30 @@ struct ClerkUserUpdatedTests {
         #expect(try await fixture.database().customer(userId: "user_moved")?.email == "new@example.com")
     }
 }
+
+@Suite("Events that arrive before their purchase")
+struct LatePurchaseTests {
+    @Test("a refund whose retries ran out before its purchase arrived is applied once the purchase is in")
+    func refundAppliedWhenPurchaseArrives() async throws {
+        let fixture = try webhookFixture { $0.webhookRetryIntervalSeconds = 1 }
+        defer { fixture.directory.remove() }
+        try await fixture.application().test(.router) { client in
+            let refund = Deliveries.chargeRefunded(eventId: "evt_refund_first", paymentIntent: "pi_late_buy", amount: 500, refunded: 500)
+            _ = try await client.execute(uri: "/api/webhook/stripe", method: .post, headers: Deliveries.stripeHeaders(refund), body: ByteBuffer(string: refund))
+            // Its retries ran out while the purchase was missing.
+            try await fixture.database().writer.write { db in
+                try db.execute(sql: "UPDATE webhook_events SET attempts = ? WHERE event_id = 'evt_refund_first'", arguments: [WebhookProcessor.maxAttempts])
+            }
+            let purchase = Deliveries.checkoutCompleted(eventId: "evt_buy_late", sessionId: "cs_late_buy", userId: "user_late", tokens: 10, amount: 500, paymentIntent: "pi_late_buy")
+            _ = try await client.execute(uri: "/api/webhook/stripe", method: .post, headers: Deliveries.stripeHeaders(purchase), body: ByteBuffer(string: purchase))
+            var status: WebhookEvent.Status?
+            for _ in 0..<100 where status != .processed {
+                try await Task.sleep(for: .milliseconds(100))
+                status = try await fixture.database().webhookEvent(source: .stripe, eventId: "evt_refund_first")?.status
+            }
+            #expect(status == .processed)
+        }
+        #expect(try await fixture.database().balance(userId: "user_late")?.tokens == 0)
+        #expect(try await fixture.database().verify().isClean)
+    }
+}

@@ -267,6 +267,15 @@ public struct WebhookProcessor: Sendable {
             checkoutSessionId: sessionId, paymentIntentId: idField(session["payment_intent"]), stripeCustomerId: idField(session["customer"]),
             userId: userId, planId: planId, tokens: tokens, amountTotal: integer(session["amount_total"]) ?? 0,
             currency: session["currency"] as? String ?? "usd", actor: "webhook:stripe", requestId: requestId, now: now, in: db)
+        // Refunds and disputes of this payment that arrived first failed for want of it, perhaps
+        // until their retries ran out: they are due again now that it is here.
+        if !result.replayed, let paymentIntent = idField(session["payment_intent"]) {
+            try db.execute(sql: """
+                UPDATE webhook_events SET attempts = 0, next_attempt_at = ?
+                WHERE source = 'stripe' AND status = 'failed' AND type IN ('charge.refunded', 'charge.dispute.created', 'charge.dispute.closed')
+                  AND instr(body, ?) > 0
+                """, arguments: [SQLTimestamp.string(now), "\"\(paymentIntent)\""])
+        }
         let message = result.replayed ? "purchase \(sessionId) was already granted" : "granted \(tokens) tokens to \(userId) for \(sessionId)"
         return (.processed, message, result.entry.id.map { [$0] } ?? [])
     }
