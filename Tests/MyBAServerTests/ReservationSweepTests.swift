@@ -120,4 +120,55 @@ struct ReservationSweepTests {
         #expect(!log.contains(sessionId))
         #expect(try await database.verify().isClean)
     }
+
+    @Test("an anonymous session moved to an account while its generation hangs upstream: when the provider then fails, the token follows the session into the account, and verify sees a token left behind in a moved session")
+    func transferDuringGeneration() async throws {
+        let directory = try TemporaryDirectory("myba-transfer-inflight")
+        defer { directory.remove() }
+        let databasePath = directory.file("myba.sqlite")
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let upstream = try ChildProcess.start("/usr/bin/env", ["python3", root.appendingPathComponent("Tests/soak/upstream.py").path, "--mode", "hang"],
+                                              environment: ["PATH": "/usr/bin:/bin:/usr/local/bin"])
+        defer { upstream.send(SIGKILL) }
+        let upstreamPort = try #require(try jsonObject(String(try await upstream.waitForOutput("port").split(separator: "\n").first ?? ""))["port"] as? Int)
+        let server = try await RunningServer.start(environment: [
+            "PORT": "0", "MYBA_DATABASE": databasePath, "MYBA_LOG_FILE": directory.file("myba.jsonl"),
+            "OPENROUTER_API_KEY": "sk-or-inflight", "OPENROUTER_API_BASE": "http://127.0.0.1:\(upstreamPort)/api/v1",
+            "MYBA_AI_MODELS": "m1", "MYBA_AI_TIMEOUT_MS": "30000",
+        ])
+        defer { server.stop() }
+        let session = try jsonObject(String(decoding: try await server.post("/api/anonymous-session", body: #"{"fingerprint":"fp-inflight"}"#, headers: [.contentType: "application/json"]).1, as: UTF8.self))
+        let sessionId = try #require(session["sessionId"] as? String)
+        let http = CurlHTTPClient()
+        let call = Task {
+            try await http.send(HTTPClientRequest(
+                method: "POST", url: URL(string: "http://127.0.0.1:\(server.port)/api/generate")!, headers: [("Content-Type", "application/json")],
+                body: Data(#"{"input":"Export reports as CSV","sessionId":"\#(sessionId)"}"#.utf8), timeout: 60))
+        }
+        let database = try AppDatabase.openFile(at: databasePath, options: .init(createIfMissing: false))
+        for _ in 0..<500 where try await database.anonymousSession(id: sessionId)?.remaining != 2 { try await Task.sleep(for: .milliseconds(20)) }
+        // Signed in meanwhile: the 2 left move to the account.
+        let user: HTTPFields = [.authorization: "Bearer dev:user_inflight", .contentType: "application/json"]
+        let moved = try jsonObject(String(decoding: try await server.post("/api/transfer-anonymous-tokens", body: #"{"sessionId":"\#(sessionId)"}"#, headers: user).1, as: UTF8.self))
+        #expect(moved["transferred"] as? Int == 2)
+        // The provider goes away: the generation fails and gives its token back.
+        upstream.send(SIGKILL)
+        let answer = try await call.value
+        #expect(answer.status == 502)
+        #expect(try await database.balance(userId: "user_inflight")?.tokens == 6 + 2 + 1)
+        #expect(try await database.verify().isClean)
+
+        // What verify says of the loss this used to be: another session charged, moved, then
+        // released the old way, into the session only.
+        let other = try await database.startAnonymousSession(fingerprint: "fp-old-way", clientAddress: "127.0.0.1", settings: AnonymousSettings()).session.id
+        _ = try await database.chargeAnonymousSession(sessionId: other, idempotencyKey: "old-way-charge", requestId: nil)
+        _ = try await database.transferAnonymousSession(sessionId: other, to: "user_inflight", actor: "test", requestId: nil)
+        try await database.writer.write { db in
+            try db.execute(sql: "INSERT INTO anonymous_charges (session_id, amount, idempotency_key, created_at) VALUES (?, -1, 'release:old-way-charge', ?)",
+                           arguments: [other, SQLTimestamp.string(Date())])
+            try db.execute(sql: "UPDATE anonymous_sessions SET used = used - 1 WHERE id = ?", arguments: [other])
+        }
+        let report = try await database.verify()
+        #expect(report.violations.map(\.field) == ["remainder"], "\(report.violations)")
+    }
 }

@@ -109,19 +109,22 @@ extension AppDatabase {
         return LedgerVerification(checkedCustomers: customerIds.count, checkedEntries: entryCount, violations: violations)
     }
 
-    /// Each session's `used` equals the sum of its charges, and a transfer of n > 0 tokens has
-    /// exactly one `transfer` entry of n in the ledger.
+    /// Each session's `used` equals the sum of its charges; what a moved session's account
+    /// received (`transfer` entries referencing the session: the move, and tokens of generations
+    /// that failed after it) equals its recorded `transferred_tokens`; and a moved session keeps
+    /// nothing back (`granted − used = transferred_tokens`): a token left there is lost.
     static func verifyAnonymousSessions(in db: Database) throws -> [LedgerViolation] {
         var violations: [LedgerViolation] = []
+        let moved = "(SELECT SUM(delta) FROM ledger_entries e WHERE e.kind = 'transfer' AND e.reference = s.id)"
         let rows = try Row.fetchAll(db, sql: """
             SELECT s.id, s.used, s.granted, s.transferred_to, s.transferred_tokens,
                    (SELECT COALESCE(SUM(amount), 0) FROM anonymous_charges c WHERE c.session_id = s.id) AS charged,
-                   (SELECT delta FROM ledger_entries e WHERE e.idempotency_key = 'transfer:' || s.id) AS moved,
+                   \(moved) AS moved,
                    (SELECT user_id FROM ledger_entries e WHERE e.idempotency_key = 'transfer:' || s.id) AS moved_to
             FROM anonymous_sessions s
             WHERE s.used != (SELECT COALESCE(SUM(amount), 0) FROM anonymous_charges c WHERE c.session_id = s.id)
-               OR (s.transferred_to IS NOT NULL AND COALESCE(s.transferred_tokens, 0) !=
-                   COALESCE((SELECT delta FROM ledger_entries e WHERE e.idempotency_key = 'transfer:' || s.id), 0))
+               OR (s.transferred_to IS NOT NULL AND COALESCE(s.transferred_tokens, 0) != COALESCE(\(moved), 0))
+               OR (s.transferred_to IS NOT NULL AND s.granted - s.used != COALESCE(s.transferred_tokens, 0))
                OR (s.transferred_to IS NULL AND EXISTS (SELECT 1 FROM ledger_entries e WHERE e.idempotency_key = 'transfer:' || s.id))
             """)
         for row in rows {
@@ -133,6 +136,12 @@ extension AppDatabase {
                 violations.append(LedgerViolation(
                     kind: .sessionMismatch, userId: owner, field: "used", expected: String(charged), actual: String(used), entryId: nil,
                     message: "anonymous session \(id): used is \(used), its charges sum to \(charged)"))
+            } else if row["transferred_to"] as String? != nil, (row["granted"] as Int) - used != (row["transferred_tokens"] as Int? ?? 0),
+                      (row["transferred_tokens"] as Int? ?? 0) == (row["moved"] as Int? ?? 0) {
+                let left = (row["granted"] as Int) - used - (row["transferred_tokens"] as Int? ?? 0)
+                violations.append(LedgerViolation(
+                    kind: .sessionMismatch, userId: owner, field: "remainder", expected: "0", actual: String(left), entryId: nil,
+                    message: "anonymous session \(SessionDigest.of(id)) was moved to \(owner) but keeps \(left) token(s) nobody can spend"))
             } else {
                 let moved: Int? = row["moved"]
                 let recorded: Int? = row["transferred_tokens"]

@@ -201,6 +201,18 @@ extension AppDatabase {
         db.afterCommit { MyBAMetrics.recordCommittedSessionCharge(amount: -charged) }
         try db.execute(sql: "UPDATE anonymous_sessions SET used = used - ? WHERE id = ?", arguments: [charged, sessionId])
         session.used -= charged
+        if let owner = session.transferredTo {
+            // The session was moved to an account while this generation was in flight: its
+            // remainder lives in that account now, so the token given back follows it there (a
+            // `transfer` entry referencing the session) instead of vanishing in a session nobody
+            // can spend from.
+            _ = try post(
+                LedgerPosting(userId: owner, kind: .transfer, delta: charged, idempotencyKey: "release:\(chargeKey)", reference: sessionId,
+                              actor: "system", reason: "a generation of the moved anonymous session failed; its token follows the session", requestId: requestId),
+                now: now, in: db)
+            try db.execute(sql: "UPDATE anonymous_sessions SET transferred_tokens = COALESCE(transferred_tokens, 0) + ? WHERE id = ?", arguments: [charged, sessionId])
+            session.transferredTokens = (session.transferredTokens ?? 0) + charged
+        }
         return session
     }
 
