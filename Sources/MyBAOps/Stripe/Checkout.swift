@@ -63,10 +63,10 @@ public struct CheckoutOpener: Sendable {
         }
         do {
             var discounted = try await database.isFirstPurchase(userId: userId)
-            if discounted {
-                for earlier in try await database.openDiscountedCheckouts(userId: userId, before: nil) {
-                    if try await close(earlier, logger: logger) == .paid { discounted = false }
-                }
+            // Any discounted session still open goes, whatever this one costs: once the customer
+            // has bought, an old discounted session must not be payable any more either.
+            for earlier in try await database.openDiscountedCheckouts(userId: userId, before: nil) {
+                if try await close(earlier, logger: logger) == .paid { discounted = false }
             }
             let amount = discounted ? plans.firstPurchaseAmount(of: plan) : plan.amount
             var stripeCustomer = try await database.ensureStripeCustomer(userId: userId, stripe: stripe)
