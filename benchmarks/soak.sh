@@ -13,5 +13,5 @@ swift build -c release --product myba-admin >/dev/null
 bin=$(swift build -c release --show-bin-path)
 echo "# soak: $(git rev-parse --short HEAD), $(nproc) cores, load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 Tests/soak/soak.py --server "$bin/myba-server" --admin "$bin/myba-admin" \
-  --clients 2000 --requests 40 --deadline-ms 2000 --max-connections-per-host 4096 --settle-seconds 30 --term-requests 200 "$@"
+  --clients 2000 --requests 40 --deadline-ms 2000 --max-connections-per-host 4096 --max-in-flight 4096 --settle-seconds 30 --term-requests 200 "$@"
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -149,6 +149,10 @@ struct APIError: Error {
             case .inProgress: self.init(.conflict, code: "generation_in_progress", message: error.description)
             case .idempotencyKeyReused: self.init(.unprocessableContent, code: "idempotency_key_reused", message: error.description)
             case .unknownModel: self.init(.badRequest, code: "unknown_model", message: error.description)
+            case .tooManyInFlight:
+                self.init(.tooManyRequests, code: "too_many_in_flight", message: error.description, headers: [.retryAfter: "2"])
+            case .overloaded:
+                self.init(.serviceUnavailable, code: "overloaded", message: error.description, headers: [.retryAfter: "2"])
             case .rateLimited(let seconds):
                 self.init(.tooManyRequests, code: "rate_limited", message: error.description, headers: [.retryAfter: String(seconds)])
             }

@@ -320,6 +320,9 @@ enum OpenAPIDocument {
           },
           "502": {
             "$ref": "#/components/responses/Error"
+          },
+          "503": {
+            "$ref": "#/components/responses/Error"
           }
         }
       }

@@ -171,4 +171,53 @@ struct ReservationSweepTests {
         let report = try await database.verify()
         #expect(report.violations.map(\.field) == ["remainder"], "\(report.violations)")
     }
+
+    @Test("past the in-flight caps a generation is refused at once (429 per account, 503 for the server) with Retry-After and nothing reserved; the calls in flight still end and give their tokens back")
+    func inFlightCaps() async throws {
+        let directory = try TemporaryDirectory("myba-in-flight")
+        defer { directory.remove() }
+        let databasePath = directory.file("myba.sqlite")
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let upstream = try ChildProcess.start("/usr/bin/env", ["python3", root.appendingPathComponent("Tests/soak/upstream.py").path, "--mode", "hang"],
+                                              environment: ["PATH": "/usr/bin:/bin:/usr/local/bin"])
+        defer { upstream.send(SIGKILL) }
+        let upstreamPort = try #require(try jsonObject(String(try await upstream.waitForOutput("port").split(separator: "\n").first ?? ""))["port"] as? Int)
+        let server = try await RunningServer.start(environment: [
+            "PORT": "0", "MYBA_DATABASE": databasePath, "MYBA_LOG_FILE": directory.file("myba.jsonl"),
+            "OPENROUTER_API_KEY": "sk-or-caps", "OPENROUTER_API_BASE": "http://127.0.0.1:\(upstreamPort)/api/v1",
+            "MYBA_AI_MODELS": "m1", "MYBA_AI_TIMEOUT_MS": "30000", "MYBA_MAX_GENERATIONS_IN_FLIGHT": "3", "MYBA_MAX_GENERATIONS_PER_ACCOUNT": "2",
+        ])
+        defer { server.stop() }
+        let http = CurlHTTPClient()
+        func generate(_ user: String, _ key: String) -> Task<HTTPClientResponse, any Error> {
+            Task {
+                try await http.send(HTTPClientRequest(
+                    method: "POST", url: URL(string: "http://127.0.0.1:\(server.port)/api/generate")!,
+                    headers: [("Content-Type", "application/json"), ("Authorization", "Bearer dev:\(user)"), ("Idempotency-Key", key)],
+                    body: Data(#"{"input":"Export reports as CSV"}"#.utf8), timeout: 60))
+            }
+        }
+        let database = try AppDatabase.openFile(at: databasePath, options: .init(createIfMissing: false))
+        func reserved() async throws -> Int {
+            try await database.writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM generations WHERE status = 'reserved'") ?? 0 }
+        }
+        let hanging = [generate("user_caps_a", "a1"), generate("user_caps_a", "a2")]
+        for _ in 0..<500 where try await reserved() < 2 { try await Task.sleep(for: .milliseconds(20)) }
+        let third = try await generate("user_caps_a", "a3").value
+        #expect(third.status == 429 && third.header("Retry-After") != nil)
+        #expect(String(decoding: third.body, as: UTF8.self).contains("too_many_in_flight"))
+        let other = [generate("user_caps_b", "b1")]
+        for _ in 0..<500 where try await reserved() < 3 { try await Task.sleep(for: .milliseconds(20)) }
+        let full = try await generate("user_caps_b", "b2").value
+        #expect(full.status == 503 && full.header("Retry-After") != nil)
+        #expect(String(decoding: full.body, as: UTF8.self).contains("overloaded"))
+        #expect(try await reserved() == 3)
+        #expect(try await database.balance(userId: "user_caps_a")?.tokens == 4)
+        // The upstream goes away: every call in flight fails and gives its token back.
+        upstream.send(SIGKILL)
+        for call in hanging + other { #expect(try await call.value.status == 502) }
+        #expect(try await database.balance(userId: "user_caps_a")?.tokens == 6)
+        #expect(try await database.balance(userId: "user_caps_b")?.tokens == 6)
+        #expect(try await database.verify().isClean)
+    }
 }

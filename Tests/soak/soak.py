@@ -212,6 +212,8 @@ async def run(args) -> dict:
     }
     if args.max_connections_per_host:
         env["MYBA_HTTP_MAX_CONNECTIONS_PER_HOST"] = str(args.max_connections_per_host)
+    if args.max_in_flight:
+        env["MYBA_MAX_GENERATIONS_IN_FLIGHT"] = str(args.max_in_flight)
     server = Server(args.server, workdir, env)
     logs = []
     result: dict = {"clients": args.clients, "requests_per_client": args.requests, "deadline_ms": args.deadline_ms, "workdir": workdir}
@@ -352,6 +354,7 @@ def main() -> None:
     parser.add_argument("--settle-seconds", type=float, default=20)
     parser.add_argument("--seed", type=int, default=25)
     parser.add_argument("--max-connections-per-host", type=int, default=0, help="MYBA_HTTP_MAX_CONNECTIONS_PER_HOST (0: the server's default)")
+    parser.add_argument("--max-in-flight", type=int, default=0, help="MYBA_MAX_GENERATIONS_IN_FLIGHT (0: the server's default)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = parser.parse_args()
     if args.requests < 1:

@@ -142,6 +142,10 @@ public enum GenerationError: Error, Equatable, CustomStringConvertible, Sendable
     case unknownModel(String, allowed: [String])
     /// Too many generations on the caller's own key from this address or account within the hour.
     case rateLimited(retryAfterSeconds: Int)
+    /// This caller already has `limit` generations waiting for a provider.
+    case tooManyInFlight(limit: Int)
+    /// The server has as many generations waiting for providers as it takes.
+    case overloaded
 
     public var description: String {
         switch self {
@@ -152,6 +156,10 @@ public enum GenerationError: Error, Equatable, CustomStringConvertible, Sendable
         case .idempotencyKeyReused: return "this idempotency key was used for a different request"
         case .rateLimited(let seconds):
             return "too many generations with your own key from this address or account; retry in \(seconds) s"
+        case .tooManyInFlight(let limit):
+            return "you already have \(limit) generation\(limit == 1 ? "" : "s") in progress; wait for one to finish"
+        case .overloaded:
+            return "the server is generating as many tickets as it takes right now; retry shortly, nothing was spent"
         case .unknownModel(let model, let allowed):
             return "model \"\(model)\" is not one of MyBA's; use one of \(allowed.joined(separator: ", ")), or leave model out (with your own key, any model)"
         }
@@ -169,12 +177,15 @@ public struct TicketGenerator: Sendable {
     let http: any HTTPClient
     /// Salts the stored hash of a client's address (`MYBA_FINGERPRINT_SECRET`).
     let addressSecret: String
+    /// The in-flight caps on provider calls (`MYBA_MAX_GENERATIONS_IN_FLIGHT`, `…_PER_ACCOUNT`).
+    let limiter: GenerationLimiter
 
     public init(database: AppDatabase, settings: AISettings, http: any HTTPClient, addressSecret: String = AnonymousSettings().fingerprintSecret) {
         self.database = database
         self.settings = settings
         self.http = http
         self.addressSecret = addressSecret
+        self.limiter = GenerationLimiter(total: settings.maxInFlight, perPayer: settings.maxInFlightPerAccount)
     }
 
     /// `"mock"` when no OpenRouter key is configured, else `"openrouter"`.
@@ -278,6 +289,18 @@ public struct TicketGenerator: Sendable {
             return answer
         }
 
+        // A provider call takes seconds: past the caps the caller hears so at once, before
+        // anything is reserved, rather than waiting in a queue.
+        let payerKey = "\(payer.kind):\(payer.id)"
+        do {
+            try limiter.enter(payerKey)
+        } catch let refusal as GenerationLimiter.Refusal {
+            switch refusal {
+            case .payer(let limit): throw GenerationError.tooManyInFlight(limit: limit)
+            case .server: throw GenerationError.overloaded
+            }
+        }
+        defer { limiter.leave(payerKey) }
         let attempt: Int
         switch try await reserve(request, payer: payer, inputHash: inputHash) {
         case .replay(let answer), .answered(let answer):

@@ -131,6 +131,8 @@ public struct MyBASettings: Equatable, Sendable {
         settings.ai.openAIBase = try env.url("OPENAI_API_BASE") ?? settings.ai.openAIBase
         settings.ai.anthropicBase = try env.url("ANTHROPIC_API_BASE") ?? settings.ai.anthropicBase
         if let timeout = try env.integer("MYBA_AI_TIMEOUT_MS", in: 100...600_000) { settings.ai.timeoutSeconds = Double(timeout) / 1000 }
+        settings.ai.maxInFlight = try env.integer("MYBA_MAX_GENERATIONS_IN_FLIGHT", in: 1...100_000) ?? settings.ai.maxInFlight
+        settings.ai.maxInFlightPerAccount = try env.integer("MYBA_MAX_GENERATIONS_PER_ACCOUNT", in: 1...10_000) ?? settings.ai.maxInFlightPerAccount
         settings.ai.ownKeyPerHourPerAddress = try env.integer("MYBA_OWN_KEY_PER_HOUR_ADDRESS", in: 1...1_000_000) ?? settings.ai.ownKeyPerHourPerAddress
         settings.ai.ownKeyPerHourPerAccount = try env.integer("MYBA_OWN_KEY_PER_HOUR_ACCOUNT", in: 1...1_000_000) ?? settings.ai.ownKeyPerHourPerAccount
         settings.publicURL = try env.url("MYBA_PUBLIC_URL").map { $0.absoluteString.hasSuffix("/") ? String($0.absoluteString.dropLast()) : $0.absoluteString } ?? settings.publicURL
@@ -219,6 +221,10 @@ public struct AISettings: Equatable, Sendable {
     public var openAIBase = URL(string: "https://api.openai.com/v1")!
     public var anthropicBase = URL(string: "https://api.anthropic.com/v1")!
     public var timeoutSeconds: Double = 30
+    /// `MYBA_MAX_GENERATIONS_IN_FLIGHT`: provider calls the server keeps waiting at once.
+    public var maxInFlight = 1000
+    /// `MYBA_MAX_GENERATIONS_PER_ACCOUNT`: provider calls one account (or session) keeps waiting at once.
+    public var maxInFlightPerAccount = 4
     /// `MYBA_OWN_KEY_PER_HOUR_ADDRESS`: generations on the caller's own key per client address and hour.
     public var ownKeyPerHourPerAddress = 60
     /// `MYBA_OWN_KEY_PER_HOUR_ACCOUNT`: the same per account (or anonymous session) and hour.
