@@ -8,6 +8,17 @@ import Testing
 
 @Suite("myba-admin import and reconcile against the Stripe emulator")
 struct ReconcileCommandTests {
+    /// A Starter purchase by user_alice, paid at the emulator (its checkout event is stored only
+    /// at Stripe). Returns the completed Checkout Session.
+    static func paidStarter(_ stripe: StripeClient, key: String) async throws -> [String: Any] {
+        let session = try await stripe.createCheckoutSession([
+            ("mode", "payment"), ("line_items[0][price_data][currency]", "usd"), ("line_items[0][price_data][unit_amount]", "500"),
+            ("line_items[0][price_data][product_data][name]", "Starter"), ("line_items[0][quantity]", "1"),
+            ("success_url", "https://app.example/ok"), ("metadata[user_id]", "user_alice"), ("metadata[tokens]", "10"), ("metadata[plan_id]", "starter"),
+        ], idempotencyKey: key)
+        return try await stripe.request("POST", "/test/checkout/sessions/\(session["id"] as! String)/complete")
+    }
+
     @Test("import takes legacy metadata balances over once; reconcile finds drift (exit 3), --fix push and --fix pull clear it")
     func importAndReconcile() async throws {
         let fixture = try await AdminFixture()
@@ -125,13 +136,7 @@ struct ReconcileCommandTests {
             let base = URL(string: "http://127.0.0.1:\(client.port!)")!
             let stripe = try StripeClient(settings: StripeSettings(secretKey: "sk_test_rec", apiBase: base), http: CurlHTTPClient())
             let environment = ["STRIPE_SECRET_KEY": "sk_test_rec", "STRIPE_API_BASE": base.absoluteString]
-            let session = try await stripe.createCheckoutSession([
-                ("mode", "payment"), ("line_items[0][price_data][currency]", "usd"), ("line_items[0][price_data][unit_amount]", "500"),
-                ("line_items[0][price_data][product_data][name]", "Starter"), ("line_items[0][quantity]", "1"),
-                ("success_url", "https://app.example/ok"), ("metadata[user_id]", "user_alice"), ("metadata[tokens]", "10"), ("metadata[plan_id]", "starter"),
-            ], idempotencyKey: "cs-refund")
-            let completed = try await stripe.request("POST", "/test/checkout/sessions/\(session["id"] as! String)/complete")
-            let paymentIntent = try #require(completed["payment_intent"] as? String)
+            let paymentIntent = try #require(try await Self.paidStarter(stripe, key: "cs-refund")["payment_intent"] as? String)
             #expect(try await fixture.admin(["webhooks", "recover", "--since", "1h", "--db", fixture.path], environment: environment).status == 0)
             // An earlier `payment refund … --amount 200 --reason "asked by mail"` reached Stripe,
             // then failed before the ledger heard of it (no webhook either).
@@ -160,12 +165,7 @@ struct ReconcileCommandTests {
             let base = URL(string: "http://127.0.0.1:\(client.port!)")!
             let stripe = try StripeClient(settings: StripeSettings(secretKey: "sk_test_rec", apiBase: base), http: CurlHTTPClient())
             // Paid while our webhook endpoint was down: the event exists only at Stripe.
-            let session = try await stripe.createCheckoutSession([
-                ("mode", "payment"), ("line_items[0][price_data][currency]", "usd"), ("line_items[0][price_data][unit_amount]", "500"),
-                ("line_items[0][price_data][product_data][name]", "Starter"), ("line_items[0][quantity]", "1"),
-                ("success_url", "https://app.example/ok"), ("metadata[user_id]", "user_alice"), ("metadata[tokens]", "10"), ("metadata[plan_id]", "starter"),
-            ], idempotencyKey: "cs-missed")
-            _ = try await stripe.request("POST", "/test/checkout/sessions/\(session["id"] as! String)/complete")
+            _ = try await Self.paidStarter(stripe, key: "cs-missed")
             let environment = ["STRIPE_SECRET_KEY": "sk_test_rec", "STRIPE_API_BASE": base.absoluteString]
             let tooFar = try await fixture.admin(["webhooks", "recover", "--since", "31d", "--db", fixture.path], environment: environment)
             #expect(tooFar.status == 2)

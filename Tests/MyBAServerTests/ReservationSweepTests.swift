@@ -16,12 +16,8 @@ struct ReservationSweepTests {
         let directory = try TemporaryDirectory("myba-sweep")
         defer { directory.remove() }
         let databasePath = directory.file("myba.sqlite"), logPath = directory.file("myba.jsonl")
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let upstream = try ChildProcess.start("/usr/bin/env", ["python3", root.appendingPathComponent("Tests/soak/upstream.py").path, "--mode", "hang"],
-                                              environment: ["PATH": "/usr/bin:/bin:/usr/local/bin"])
+        let (upstream, upstreamPort) = try await startHangingUpstream()
         defer { upstream.send(SIGKILL) }
-        let portLine = try await upstream.waitForOutput("port")
-        let upstreamPort = try #require(try jsonObject(String(portLine.split(separator: "\n").first ?? ""))["port"] as? Int)
         // Deadline of a reservation: 8 s × 1 model + 1 s busy timeout + 5 s. The provider
         // deadline leaves a loaded machine (the whole suite runs beside) time to see both calls
         // reserved before the kill.
@@ -126,11 +122,8 @@ struct ReservationSweepTests {
         let directory = try TemporaryDirectory("myba-transfer-inflight")
         defer { directory.remove() }
         let databasePath = directory.file("myba.sqlite")
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let upstream = try ChildProcess.start("/usr/bin/env", ["python3", root.appendingPathComponent("Tests/soak/upstream.py").path, "--mode", "hang"],
-                                              environment: ["PATH": "/usr/bin:/bin:/usr/local/bin"])
+        let (upstream, upstreamPort) = try await startHangingUpstream()
         defer { upstream.send(SIGKILL) }
-        let upstreamPort = try #require(try jsonObject(String(try await upstream.waitForOutput("port").split(separator: "\n").first ?? ""))["port"] as? Int)
         let server = try await RunningServer.start(environment: [
             "PORT": "0", "MYBA_DATABASE": databasePath, "MYBA_LOG_FILE": directory.file("myba.jsonl"),
             "OPENROUTER_API_KEY": "sk-or-inflight", "OPENROUTER_API_BASE": "http://127.0.0.1:\(upstreamPort)/api/v1",
@@ -177,11 +170,8 @@ struct ReservationSweepTests {
         let directory = try TemporaryDirectory("myba-in-flight")
         defer { directory.remove() }
         let databasePath = directory.file("myba.sqlite")
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let upstream = try ChildProcess.start("/usr/bin/env", ["python3", root.appendingPathComponent("Tests/soak/upstream.py").path, "--mode", "hang"],
-                                              environment: ["PATH": "/usr/bin:/bin:/usr/local/bin"])
+        let (upstream, upstreamPort) = try await startHangingUpstream()
         defer { upstream.send(SIGKILL) }
-        let upstreamPort = try #require(try jsonObject(String(try await upstream.waitForOutput("port").split(separator: "\n").first ?? ""))["port"] as? Int)
         let server = try await RunningServer.start(environment: [
             "PORT": "0", "MYBA_DATABASE": databasePath, "MYBA_LOG_FILE": directory.file("myba.jsonl"),
             "OPENROUTER_API_KEY": "sk-or-caps", "OPENROUTER_API_BASE": "http://127.0.0.1:\(upstreamPort)/api/v1",
@@ -220,4 +210,18 @@ struct ReservationSweepTests {
         #expect(try await database.balance(userId: "user_caps_b")?.tokens == 6)
         #expect(try await database.verify().isClean)
     }
+}
+
+/// `Tests/soak/upstream.py` in hang mode: an OpenRouter whose calls never answer until it is
+/// killed. Returns the process (kill it to make every call in flight fail) and its port.
+func startHangingUpstream() async throws -> (process: ChildProcess, port: Int) {
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    let upstream = try ChildProcess.start("/usr/bin/env", ["python3", root.appendingPathComponent("Tests/soak/upstream.py").path, "--mode", "hang"],
+                                          environment: ["PATH": "/usr/bin:/bin:/usr/local/bin"])
+    let line = try await upstream.waitForOutput("port").split(separator: "\n").first ?? ""
+    guard let port = try jsonObject(String(line))["port"] as? Int else {
+        upstream.send(SIGKILL)
+        throw TestSupportError("upstream.py printed no port: \(line)")
+    }
+    return (upstream, port)
 }
