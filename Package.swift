@@ -50,7 +50,9 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
-            ]
+            ],
+            // The OpenAPI contract, compiled into the binary as bytes.
+            resources: [.embedInCode("Resources/openapi.json")]
         ),
         // GNU readline (libreadline-dev) for the console's line editing, history and completion.
         .systemLibrary(name: "CReadline", path: "Sources/CReadline"),
