@@ -80,8 +80,8 @@ struct ReconcileCommand: ConsoleCommand {
                         table.add([step.userId, String(step.before), String(step.after), change > 0 ? "+\(change)" : String(change)])
                     }
                     if !plan.steps.isEmpty { console.write(console.bold("plan: pull Stripe's tokens into the ledger (adjust entries)")); console.write(table.render(bold: console.bold)) }
-                    for line in plan.skipped { console.write("skipped \(line)") }
                 }
+                // Listed with the outcomes at the end, in both output modes.
                 fixed += plan.skipped.map { "skipped \($0)" }
                 if !plan.steps.isEmpty {
                     if !dryRun, try !console.approve("pull tokens for \(plan.steps.count) customer(s)?", yes: yes) {

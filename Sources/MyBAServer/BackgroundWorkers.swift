@@ -105,7 +105,7 @@ struct ShutdownDeadline: Service {
         } catch {
             return
         }
-        let bound = Double(self.bound.components.seconds) + Double(self.bound.components.attoseconds) / 1e18
+        let bound = self.bound.timeInterval
         let abandonAfter = bound - min(2, bound * 0.3)
         let http = self.http, logger = self.logger
         logger.notice("shutting down", metadata: ["shutdown.bound.ms": .stringConvertible(Int(bound * 1000)), "http.outbound.in_flight": .stringConvertible(http.inFlight)])

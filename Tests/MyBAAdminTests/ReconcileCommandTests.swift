@@ -8,6 +8,17 @@ import Testing
 
 @Suite("myba-admin import and reconcile against the Stripe emulator")
 struct ReconcileCommandTests {
+    /// The Stripe emulator on a free port, a client for it, and the environment that points the
+    /// console at it.
+    static func withEmulator(_ body: @Sendable (StripeClient, [String: String]) async throws -> Void) async throws {
+        try await StripeEmulator().application().test(.live) { client in
+            let base = URL(string: "http://127.0.0.1:\(client.port!)")!
+            try await body(
+                try StripeClient(settings: StripeSettings(secretKey: "sk_test_rec", apiBase: base), http: CurlHTTPClient()),
+                ["STRIPE_SECRET_KEY": "sk_test_rec", "STRIPE_API_BASE": base.absoluteString])
+        }
+    }
+
     /// A Starter purchase by user_alice, paid at the emulator (its checkout event is stored only
     /// at Stripe). Returns the completed Checkout Session.
     static func paidStarter(_ stripe: StripeClient, key: String) async throws -> [String: Any] {
@@ -23,16 +34,13 @@ struct ReconcileCommandTests {
     func importAndReconcile() async throws {
         let fixture = try await AdminFixture()
         defer { fixture.directory.remove() }
-        try await StripeEmulator().application().test(.live) { client in
-            let base = URL(string: "http://127.0.0.1:\(client.port!)")!
-            let stripe = try StripeClient(settings: StripeSettings(secretKey: "sk_test_rec", apiBase: base), http: CurlHTTPClient())
+        try await Self.withEmulator { stripe, environment in
             let legacy = try await stripe.createCustomer(email: "old@example.com", metadata: [
                 "user_id": "user_legacy", "tokens": "17", "tokens_used": "40", "tokens_purchased": "50", "tokens_transferred": "1",
                 "last_purchase": "2025-03-01T10:00:00.000Z", "transfer_date": "2025-01-02",
             ], idempotencyKey: "legacy-1")
             _ = try await stripe.createCustomer(email: nil, metadata: ["clerk_user_id": "user_clerkonly", "tokens": "3"], idempotencyKey: "legacy-2")
             _ = try await stripe.createCustomer(email: "stranger@example.com", metadata: [:], idempotencyKey: "legacy-3")
-            let environment = ["STRIPE_SECRET_KEY": "sk_test_rec", "STRIPE_API_BASE": base.absoluteString]
 
             let dry = try await fixture.admin(["import", "from-stripe", "--dry-run", "--json", "--db", fixture.path], environment: environment)
             #expect(dry.status == 0, "\(dry.stderr)")
@@ -110,10 +118,7 @@ struct ReconcileCommandTests {
     func forcedPushIsNotReplayed() async throws {
         let fixture = try await AdminFixture()
         defer { fixture.directory.remove() }
-        try await StripeEmulator().application().test(.live) { client in
-            let base = URL(string: "http://127.0.0.1:\(client.port!)")!
-            let stripe = try StripeClient(settings: StripeSettings(secretKey: "sk_test_rec", apiBase: base), http: CurlHTTPClient())
-            let environment = ["STRIPE_SECRET_KEY": "sk_test_rec", "STRIPE_API_BASE": base.absoluteString]
+        try await Self.withEmulator { stripe, environment in
             // The server's mirror pushed user_alice's latest change (one change pending: the
             // outbox row a forced push also starts from); then someone edits Stripe by hand.
             _ = try await StripeMirror(database: fixture.database, stripe: stripe).pushDue(logger: .init(label: "test"))
@@ -132,10 +137,7 @@ struct ReconcileCommandTests {
     func refundRetriedMovesMoneyOnce() async throws {
         let fixture = try await AdminFixture()
         defer { fixture.directory.remove() }
-        try await StripeEmulator().application().test(.live) { client in
-            let base = URL(string: "http://127.0.0.1:\(client.port!)")!
-            let stripe = try StripeClient(settings: StripeSettings(secretKey: "sk_test_rec", apiBase: base), http: CurlHTTPClient())
-            let environment = ["STRIPE_SECRET_KEY": "sk_test_rec", "STRIPE_API_BASE": base.absoluteString]
+        try await Self.withEmulator { stripe, environment in
             let paymentIntent = try #require(try await Self.paidStarter(stripe, key: "cs-refund")["payment_intent"] as? String)
             #expect(try await fixture.admin(["webhooks", "recover", "--since", "1h", "--db", fixture.path], environment: environment).status == 0)
             // An earlier `payment refund … --amount 200 --reason "asked by mail"` reached Stripe,
@@ -161,12 +163,9 @@ struct ReconcileCommandTests {
     func recover() async throws {
         let fixture = try await AdminFixture()
         defer { fixture.directory.remove() }
-        try await StripeEmulator().application().test(.live) { client in
-            let base = URL(string: "http://127.0.0.1:\(client.port!)")!
-            let stripe = try StripeClient(settings: StripeSettings(secretKey: "sk_test_rec", apiBase: base), http: CurlHTTPClient())
+        try await Self.withEmulator { stripe, environment in
             // Paid while our webhook endpoint was down: the event exists only at Stripe.
             _ = try await Self.paidStarter(stripe, key: "cs-missed")
-            let environment = ["STRIPE_SECRET_KEY": "sk_test_rec", "STRIPE_API_BASE": base.absoluteString]
             let tooFar = try await fixture.admin(["webhooks", "recover", "--since", "31d", "--db", fixture.path], environment: environment)
             #expect(tooFar.status == 2)
             #expect(tooFar.stderr.contains("30-day"))

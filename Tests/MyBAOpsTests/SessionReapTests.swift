@@ -30,7 +30,7 @@ struct SessionReapTests {
             try await other.writer.writeWithoutTransaction { db in
                 try db.execute(sql: "BEGIN IMMEDIATE")
                 held.continuation.yield()
-                Thread.sleep(forTimeInterval: Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
+                Thread.sleep(forTimeInterval: duration.timeInterval)
                 try db.execute(sql: "COMMIT")
             }
         }

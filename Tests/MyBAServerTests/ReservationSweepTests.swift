@@ -21,11 +21,8 @@ struct ReservationSweepTests {
         // Deadline of a reservation: 8 s × 1 model + 1 s busy timeout + 5 s. The provider
         // deadline leaves a loaded machine (the whole suite runs beside) time to see both calls
         // reserved before the kill.
-        let environment = [
-            "PORT": "0", "MYBA_DATABASE": databasePath, "MYBA_LOG_FILE": logPath,
-            "OPENROUTER_API_KEY": "sk-or-sweep", "OPENROUTER_API_BASE": "http://127.0.0.1:\(upstreamPort)/api/v1",
-            "MYBA_AI_MODELS": "m1", "MYBA_AI_TIMEOUT_MS": "8000", "MYBA_DB_BUSY_TIMEOUT_MS": "1000",
-        ]
+        let environment = serverEnvironment(
+            database: databasePath, log: logPath, upstreamPort: upstreamPort, ["MYBA_AI_TIMEOUT_MS": "8000", "MYBA_DB_BUSY_TIMEOUT_MS": "1000"])
         let user: HTTPFields = [.authorization: "Bearer dev:user_sweep", .contentType: "application/json", .idempotencyKey: "ticket-k1"]
         let first = try await RunningServer.start(environment: environment)
         #expect(try await first.get("/api/user-tokens/user_sweep", headers: user).0 == 200)
@@ -124,11 +121,8 @@ struct ReservationSweepTests {
         let databasePath = directory.file("myba.sqlite")
         let (upstream, upstreamPort) = try await startHangingUpstream()
         defer { upstream.send(SIGKILL) }
-        let server = try await RunningServer.start(environment: [
-            "PORT": "0", "MYBA_DATABASE": databasePath, "MYBA_LOG_FILE": directory.file("myba.jsonl"),
-            "OPENROUTER_API_KEY": "sk-or-inflight", "OPENROUTER_API_BASE": "http://127.0.0.1:\(upstreamPort)/api/v1",
-            "MYBA_AI_MODELS": "m1", "MYBA_AI_TIMEOUT_MS": "30000",
-        ])
+        let server = try await RunningServer.start(environment: serverEnvironment(
+            database: databasePath, log: directory.file("myba.jsonl"), upstreamPort: upstreamPort, ["MYBA_AI_TIMEOUT_MS": "30000"]))
         defer { server.stop() }
         let session = try jsonObject(String(decoding: try await server.post("/api/anonymous-session", body: #"{"fingerprint":"fp-inflight"}"#, headers: [.contentType: "application/json"]).1, as: UTF8.self))
         let sessionId = try #require(session["sessionId"] as? String)
@@ -172,11 +166,9 @@ struct ReservationSweepTests {
         let databasePath = directory.file("myba.sqlite")
         let (upstream, upstreamPort) = try await startHangingUpstream()
         defer { upstream.send(SIGKILL) }
-        let server = try await RunningServer.start(environment: [
-            "PORT": "0", "MYBA_DATABASE": databasePath, "MYBA_LOG_FILE": directory.file("myba.jsonl"),
-            "OPENROUTER_API_KEY": "sk-or-caps", "OPENROUTER_API_BASE": "http://127.0.0.1:\(upstreamPort)/api/v1",
-            "MYBA_AI_MODELS": "m1", "MYBA_AI_TIMEOUT_MS": "30000", "MYBA_MAX_GENERATIONS_IN_FLIGHT": "3", "MYBA_MAX_GENERATIONS_PER_ACCOUNT": "2",
-        ])
+        let server = try await RunningServer.start(environment: serverEnvironment(
+            database: databasePath, log: directory.file("myba.jsonl"), upstreamPort: upstreamPort,
+            ["MYBA_AI_TIMEOUT_MS": "30000", "MYBA_MAX_GENERATIONS_IN_FLIGHT": "3", "MYBA_MAX_GENERATIONS_PER_ACCOUNT": "2"]))
         defer { server.stop() }
         let http = CurlHTTPClient()
         func generate(_ user: String, _ key: String) -> Task<HTTPClientResponse, any Error> {
@@ -210,6 +202,14 @@ struct ReservationSweepTests {
         #expect(try await database.balance(userId: "user_caps_b")?.tokens == 6)
         #expect(try await database.verify().isClean)
     }
+}
+
+/// A server on `database` whose one AI model (`m1`) is the upstream at `upstreamPort`, plus `extra`.
+func serverEnvironment(database: String, log: String, upstreamPort: Int, _ extra: [String: String]) -> [String: String] {
+    [
+        "PORT": "0", "MYBA_DATABASE": database, "MYBA_LOG_FILE": log, "MYBA_AI_MODELS": "m1",
+        "OPENROUTER_API_KEY": "sk-or-test", "OPENROUTER_API_BASE": "http://127.0.0.1:\(upstreamPort)/api/v1",
+    ].merging(extra) { _, new in new }
 }
 
 /// `Tests/soak/upstream.py` in hang mode: an OpenRouter whose calls never answer until it is

@@ -54,7 +54,7 @@ extension AppDatabase {
                     problem = row["payer_kind"] as String == "session"
                         ? "\(error)".replacingOccurrences(of: payerId, with: SessionDigest.of(payerId)) : "\(error)"
                 }
-                let note = problem.map { "abandoned; its token could not be given back: \($0)" } ?? "abandoned: the server stopped before answering"
+                let note = problem.map { "\(Self.unreleasedNote): \($0)" } ?? "abandoned: the server stopped before answering"
                 try db.execute(sql: "UPDATE generations SET status = 'failed', error = ?, updated_at = ? WHERE idempotency_key = ? AND status = 'reserved'",
                                arguments: [note, SQLTimestamp.string(now), key])
                 if let problem {
@@ -66,6 +66,10 @@ extension AppDatabase {
             return report
         }
     }
+
+    /// How the `error` of a generation closed without its release begins: its token was not
+    /// given back, so an operator may still credit it.
+    static let unreleasedNote = "abandoned; its token could not be given back"
 
     /// Gives back the token charged for attempt `attempt` of generation `key`, once (the release
     /// key is unique), to the payer that was charged.
@@ -98,7 +102,7 @@ extension AppDatabase {
         switch status {
         case "reserved":
             throw ManualCreditRefusal.stillReserved(releaseBy: updatedAt.addingTimeInterval(deadlineSeconds))
-        case "failed" where !(error ?? "").contains("could not be given back"):
+        case "failed" where !(error ?? "").hasPrefix(Self.unreleasedNote):
             throw ManualCreditRefusal.alreadyReleased
         default:
             return

@@ -367,13 +367,12 @@ public struct TicketGenerator: Sendable {
     /// Refuses a new own-key generation past either hourly limit, with the seconds until the
     /// oldest one counted leaves the window.
     private static func checkOwnKeyLimits(_ limits: OwnKeyLimits, payerId: String, now: Date, in db: Database) throws {
-        let since = SQLTimestamp.string(now.addingTimeInterval(-3600))
         for (column, value, limit) in [("client_key", limits.clientKey, limits.perAddress), ("payer_id", payerId, limits.perAccount)] {
             let recent = try String.fetchAll(
                 db, sql: "SELECT created_at FROM generations WHERE payer_kind = 'own_key' AND \(column) = ? AND created_at > ? ORDER BY created_at LIMIT ?",
-                arguments: [value, since, limit])
-            if recent.count >= limit, let oldest = recent.first.flatMap(SQLTimestamp.date) {
-                throw GenerationError.rateLimited(retryAfterSeconds: max(1, Int(oldest.addingTimeInterval(3600).timeIntervalSince(now).rounded(.up))))
+                arguments: [value, HourlyWindow.start(now), limit])
+            if let retryAfter = HourlyWindow.retryAfter(oldestFirst: recent, limit: limit, now: now) {
+                throw GenerationError.rateLimited(retryAfterSeconds: retryAfter)
             }
         }
     }

@@ -84,13 +84,10 @@ extension AppDatabase {
                 existing.lastSeenAt = now
                 return AnonymousSessionStart(session: existing, created: false)
             }
-            let windowStart = now.addingTimeInterval(-3600)
             let recent = try String.fetchAll(db, sql: """
                 SELECT created_at FROM anonymous_sessions WHERE client_address_hash = ? AND created_at > ? ORDER BY created_at
-                """, arguments: [addressHash, SQLTimestamp.string(windowStart)])
-            if recent.count >= settings.sessionsPerHour {
-                let oldest = recent.first.flatMap(SQLTimestamp.date) ?? now
-                let retryAfter = max(1, Int(oldest.addingTimeInterval(3600).timeIntervalSince(now).rounded(.up)))
+                """, arguments: [addressHash, HourlyWindow.start(now)])
+            if let retryAfter = HourlyWindow.retryAfter(oldestFirst: recent, limit: settings.sessionsPerHour, now: now) {
                 throw AnonymousSessionError.rateLimited(retryAfterSeconds: retryAfter)
             }
             let session = AnonymousSession(id: Self.newSessionId(), granted: settings.freeTokens, used: 0, createdAt: now, lastSeenAt: now)

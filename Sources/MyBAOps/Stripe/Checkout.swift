@@ -139,12 +139,11 @@ extension AppDatabase {
     /// Seconds until the account may open another checkout, or nil when it may now.
     func checkoutRateLimit(userId: String, perHour: Int) async throws -> Int? {
         try await writer.read { db in
-            let since = Date().addingTimeInterval(-3600)
-            let recent = try Date.fetchAll(db, sql: """
-                SELECT created_at FROM checkout_sessions WHERE user_id = ? AND created_at > ? ORDER BY created_at
-                """, arguments: [userId, SQLTimestamp.string(since)])
-            guard recent.count >= perHour, let oldest = recent.first else { return nil }
-            return max(1, Int(oldest.addingTimeInterval(3600).timeIntervalSinceNow.rounded(.up)))
+            let now = Date()
+            let recent = try String.fetchAll(db, sql: """
+                SELECT created_at FROM checkout_sessions WHERE user_id = ? AND created_at > ? ORDER BY created_at LIMIT ?
+                """, arguments: [userId, HourlyWindow.start(now), perHour])
+            return HourlyWindow.retryAfter(oldestFirst: recent, limit: perHour, now: now)
         }
     }
 

@@ -57,7 +57,7 @@ public final class ProgressWatchdog: Sendable {
         let thread = Thread { [self] in
             while isRunning {
                 check()
-                Thread.sleep(forTimeInterval: Double(beat.components.attoseconds) / 1e18 + Double(beat.components.seconds))
+                Thread.sleep(forTimeInterval: beat.timeInterval)
             }
         }
         thread.name = "myba-watchdog"
@@ -84,8 +84,8 @@ public final class ProgressWatchdog: Sendable {
     func check() {
         let executorSilence = Double(elapsedMilliseconds() - lastBeat.load(ordering: .relaxed)) / 1000
         let writerSilence = writerStall()
-        let limit = Double(threshold.components.seconds) + Double(threshold.components.attoseconds) / 1e18
-        let writerSeconds = Double(writerSilence.components.seconds) + Double(writerSilence.components.attoseconds) / 1e18
+        let limit = threshold.timeInterval
+        let writerSeconds = writerSilence.timeInterval
         let now = Report(
             executorStalledSeconds: executorSilence >= limit ? executorSilence : nil,
             writerStalledSeconds: writerSeconds >= limit ? writerSeconds : nil)
