@@ -35,14 +35,17 @@ private struct GroupCommitFixture {
     func inOneBatch<T: Sendable>(_ writes: [@Sendable () async throws -> T]) async throws -> [Result<T, any Error>] {
         let gate = DispatchSemaphore(value: 0)
         database.writer.asyncWriteWithoutTransaction { _ in gate.wait() }
-        let tasks = writes.map { write in
-            Task { () -> Result<T, any Error> in
-                do { return .success(try await write()) } catch { return .failure(error) }
-            }
-        }
+        // One at a time, each queued before the next starts: tasks started together may reach
+        // the queue in any order on a loaded machine, and the order given is the queue order.
+        var tasks: [Task<Result<T, any Error>, Never>] = []
         let deadline = ContinuousClock.now + .seconds(10)
-        while database.groupCommit.waitingCount < writes.count, ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(2))
+        for (index, write) in writes.enumerated() {
+            tasks.append(Task { () -> Result<T, any Error> in
+                do { return .success(try await write()) } catch { return .failure(error) }
+            })
+            while database.groupCommit.waitingCount < index + 1, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(2))
+            }
         }
         try #require(database.groupCommit.waitingCount == writes.count, "the writes never all queued up")
         gate.signal()
