@@ -145,7 +145,7 @@ final class Console: @unchecked Sendable {
             let code: String
             switch error {
             case let failure as ConsoleFailure: code = failure.code
-            case let failure as LedgerError: code = failure.code
+            case let failure as CodedError: code = failure.code
             case is StripeError: code = "stripe_error"
             default: code = "failed"
             }

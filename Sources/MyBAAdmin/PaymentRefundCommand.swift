@@ -38,54 +38,18 @@ struct PaymentRefundCommand: ConsoleCommand {
     }
 
     func execute(in console: Console) async throws {
-        let database = try console.database()
-        guard let record = try await database.payment(id: payment) else {
-            throw ConsoleFailure(code: "unknown_payment", description: "no purchase recorded for \(payment)")
-        }
-        guard let paymentIntent = record.paymentIntentId else {
-            throw ConsoleFailure(code: "unknown_payment", description: "\(payment) has no PaymentIntent recorded; refund it in the Stripe dashboard")
-        }
-        // What Stripe has refunded, not only what this ledger has heard of: a refund made by an
-        // earlier run whose ledger write failed is already money moved.
-        let stripe = try console.stripeClient()
-        let knownToStripe: Int
-        do {
-            knownToStripe = try await stripe.amountRefunded(paymentIntent: paymentIntent)
-        } catch let error as StripeError where error.code == "resource_missing" {
-            // Stripe does not know the payment (a dry run against another account, say): the
-            // ledger's count stands, and a real refund would be refused by Stripe itself.
-            knownToStripe = 0
-        }
-        let refundedAtStripe = max(knownToStripe, record.refundedAmount)
-        let remaining = record.amountTotal - refundedAtStripe
-        let refund = amount ?? remaining
-        guard refund > 0, refund <= remaining else {
-            throw ConsoleFailure(code: "refund_too_large", description: "refused: \(refund) cents asked, \(remaining) of \(record.amountTotal) \(record.currency) not yet refunded at Stripe")
-        }
-        var current = record
-        current.refundedAmount = refundedAtStripe
-        let plan = try await database.planRefund(payment: current, amount: refund)
-        guard try console.confirm(plan, options: mutation, title: "refund \(refund) \(record.currency) cents of \(record.checkoutSessionId)") else { return }
-        // One key per operator intent: the same payment, amount and reason retried is the same
-        // refund to Stripe, which answers it again instead of moving money twice.
-        let intentKey = key ?? StripeClient.refundIdempotencyKey(paymentIntent: paymentIntent, amount: refund, reason: mutation.reasonText)
-        let response = try await stripe.createRefund(paymentIntent: paymentIntent, amount: refund, reason: stripeReason?.rawValue, idempotencyKey: intentKey)
-        let cumulative = (try? await stripe.amountRefunded(paymentIntent: paymentIntent)) ?? (refundedAtStripe + refund)
-        let outcome: RefundOutcome
-        do {
-            outcome = try await database.applyOperatorRefund(paymentId: paymentIntent, amountRefunded: cumulative, by: console.operatorContext(reason: mutation.reasonText))
-        } catch {
-            throw ConsoleFailure(code: "refund_not_recorded", description: """
-                money moved: Stripe refund \(response["id"] as? String ?? "?") of \(refund) cents was made, but the ledger could not record it (\(error)). \
-                Do not refund again: the charge.refunded webhook takes the tokens back, or run this same command again (same --reason), which Stripe answers without refunding twice
-                """)
-        }
+        let refunds = PaymentRefunds(database: try console.database(), stripe: try console.stripeClient())
+        let prepared = try await refunds.prepare(paymentId: payment, amount: amount)
+        let record = prepared.payment
+        guard try console.confirm(prepared.plan, options: mutation, title: "refund \(prepared.amount) \(record.currency) cents of \(record.checkoutSessionId)") else { return }
+        let (refundId, outcome) = try await refunds.execute(
+            prepared, stripeReason: stripeReason?.rawValue, idempotencyKey: key, context: console.operatorContext(reason: mutation.reasonText))
         if console.json {
-            var document = PlanDocument(plan, title: "refund", applied: true)
+            var document = PlanDocument(prepared.plan, title: "refund", applied: true)
             document.after = BalanceFields(outcome.balance)
             try console.writeJSON(document)
         } else {
-            console.write(console.green("refunded") + ": Stripe refund \(response["id"] as? String ?? "?"); took back \(outcome.taken) tokens"
+            console.write(console.green("refunded") + ": Stripe refund \(refundId); took back \(outcome.taken) tokens"
                 + (outcome.shortfall > 0 ? ", shortfall \(outcome.shortfall) already spent" : "") + "; \(record.userId) now has \(outcome.balance.tokens)")
         }
     }

@@ -56,6 +56,8 @@ actor EmulatorState {
     var paymentIntents: [String: [String: Any]] = [:]
     var charges: [String: [String: Any]] = [:]
     var refunds: [String: [String: Any]] = [:]
+    /// A Checkout Session's `payment_intent_data[metadata]`, for the PaymentIntent it makes.
+    var intentMetadata: [String: [String: Any]] = [:]
     var events: [[String: Any]] = []
     var idempotency: [String: (fingerprint: String, reply: EmulatorReply)] = [:]
     var endpoints: [EmulatorWebhookEndpoint]
@@ -132,6 +134,7 @@ actor EmulatorState {
             return list(Array(selected), path: "/v1/events", query: query)
         case ("GET", let p) where p.count == 3 && p[1] == "events": return retrieve(events.first { $0["id"] as? String == p[2] }, kind: "event", id: p[2])
         case ("POST", let p) where p.count == 5 && p[0] == "test" && p[1] == "checkout" && p[4] == "complete": return completeSession(p[3])
+        case ("POST", let p) where p.count == 4 && p[0] == "test" && p[1] == "refunds" && p[3] == "fail": return failRefund(p[2])
         default:
             return Self.error(404, type: "invalid_request_error", message: "Unrecognized request URL (\(method): /\(parts.joined(separator: "/"))).")
         }
@@ -209,6 +212,7 @@ actor EmulatorState {
             "url": "https://checkout.stripe.com/c/pay/\(id)",
         ]
         sessions[id] = session
+        intentMetadata[id] = (form["payment_intent_data"] as? [String: Any])?["metadata"] as? [String: Any] ?? [:]
         return Self.ok(session)
     }
 
@@ -235,9 +239,12 @@ actor EmulatorState {
         }
         let amount = session["amount_total"] as? Int ?? 0
         let intentId = Self.newId("pi"), chargeId = Self.newId("ch")
-        paymentIntents[intentId] = ["id": intentId, "object": "payment_intent", "amount": amount, "currency": session["currency"] ?? "usd", "status": "succeeded", "latest_charge": chargeId]
+        // payment_intent_data[metadata] goes to the PaymentIntent, and Stripe copies it to the charge.
+        let metadata = intentMetadata[id] ?? [:]
+        paymentIntents[intentId] = ["id": intentId, "object": "payment_intent", "amount": amount, "currency": session["currency"] ?? "usd", "status": "succeeded",
+                                    "latest_charge": chargeId, "metadata": metadata]
         charges[chargeId] = ["id": chargeId, "object": "charge", "amount": amount, "amount_refunded": 0, "currency": session["currency"] ?? "usd",
-                             "payment_intent": intentId, "refunded": false, "paid": true, "created": tick()]
+                             "payment_intent": intentId, "refunded": false, "paid": true, "created": tick(), "metadata": metadata]
         session["payment_intent"] = intentId
         session["payment_status"] = "paid"
         session["status"] = "complete"
@@ -277,6 +284,28 @@ actor EmulatorState {
         refunds[id] = refund
         var reply = Self.ok(refund)
         reply.deliveries = [record("charge.refunded", charge)]
+        return reply
+    }
+
+    /// Test-only: the card network returns a refund (closed card, say). As at Stripe, the money
+    /// goes back to the merchant, the charge's `amount_refunded` drops by the refund's amount, and
+    /// `charge.refund.updated` reports the refund `failed`.
+    private func failRefund(_ id: String) -> EmulatorReply {
+        guard var refund = refunds[id] else { return Self.missing("refund", id) }
+        guard refund["status"] as? String == "succeeded" || refund["status"] as? String == "pending" else {
+            return Self.error(400, type: "invalid_request_error", message: "Refund \(id) is \(refund["status"] as? String ?? "?") and cannot fail.")
+        }
+        refund["status"] = "failed"
+        refund["failure_reason"] = "expired_or_canceled_card"
+        refunds[id] = refund
+        if let chargeId = refund["charge"] as? String, var charge = charges[chargeId] {
+            let refunded = (charge["amount_refunded"] as? Int ?? 0) - (refund["amount"] as? Int ?? 0)
+            charge["amount_refunded"] = max(refunded, 0)
+            charge["refunded"] = false
+            charges[chargeId] = charge
+        }
+        var reply = Self.ok(refund)
+        reply.deliveries = [record("charge.refund.updated", refund)]
         return reply
     }
 

@@ -180,3 +180,40 @@ struct ReconcileCommandTests {
         }
     }
 }
+
+@Suite("Refunds that fail at Stripe, from the console")
+struct ConsoleRefundFailureTests {
+    @Test("payment refund, then the card network returns the refund (charge.refund.updated failed): webhooks recover gives the tokens back once, and the same amount can be refunded again")
+    func refundFailsAndIsRefundedAgain() async throws {
+        let fixture = try await AdminFixture()
+        defer { fixture.directory.remove() }
+        try await ReconcileCommandTests.withEmulator { stripe, environment in
+            let paymentIntent = try #require(try await ReconcileCommandTests.paidStarter(stripe, key: "cs-refund-fails")["payment_intent"] as? String)
+            #expect(try await fixture.admin(["webhooks", "recover", "--since", "1h", "--db", fixture.path], environment: environment).status == 0)
+            let before = try #require(try await fixture.database.balance(userId: "user_alice")).tokens
+            let half = try await fixture.admin(["payment", "refund", paymentIntent, "--amount", "250", "--reason", "half", "--yes", "--db", fixture.path], environment: environment)
+            #expect(half.status == 0, "\(half.stdout)\(half.stderr)")
+            #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == before - 5)
+            let refundId = try #require(half.stdout.split(separator: " ").first { $0.hasPrefix("re_") }.map { String($0.trimmingCharacters(in: .punctuationCharacters)) })
+
+            // The card network returns the refund; Stripe reports it failed and lowers the
+            // charge's amount_refunded. Recovery fetches both events; the tokens come back once.
+            _ = try await stripe.request("POST", "/test/refunds/\(refundId)/fail")
+            for _ in 0..<2 {
+                let recovered = try await fixture.admin(["webhooks", "recover", "--since", "1h", "--db", fixture.path], environment: environment)
+                #expect(recovered.status == 0, "\(recovered.stdout)\(recovered.stderr)")
+            }
+            #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == before)
+            #expect(try await fixture.database.payment(id: paymentIntent)?.refundedAmount == 0)
+
+            // The same 250 refunded again (another intent, another reason) takes the 5 tokens
+            // again: a new movement, not a replay of the first one's ledger key.
+            let again = try await fixture.admin(["payment", "refund", paymentIntent, "--amount", "250", "--reason", "half, by bank transfer this time", "--yes", "--db", fixture.path], environment: environment)
+            #expect(again.status == 0, "\(again.stdout)\(again.stderr)")
+            #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == before - 5)
+            let moves = try await fixture.database.entries(userId: "user_alice", limit: 10).filter { $0.kind == .paymentRefund }.map(\.delta)
+            #expect(moves.sorted() == [-5, -5, 5])
+            #expect(try await fixture.database.verify().isClean)
+        }
+    }
+}

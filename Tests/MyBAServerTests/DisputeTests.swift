@@ -149,7 +149,7 @@ struct LatePurchaseTests {
         let fixture = try webhookFixture { $0.webhookRetryIntervalSeconds = 1 }
         defer { fixture.directory.remove() }
         try await fixture.application().test(.router) { client in
-            let refund = Deliveries.chargeRefunded(eventId: "evt_refund_first", paymentIntent: "pi_late_buy", amount: 500, refunded: 500)
+            let refund = Deliveries.chargeRefunded(eventId: "evt_refund_first", paymentIntent: "pi_late_buy", amount: 500, refunded: 500, userId: "user_late")
             _ = try await client.execute(uri: "/api/webhook/stripe", method: .post, headers: Deliveries.stripeHeaders(refund), body: ByteBuffer(string: refund))
             // Its retries ran out while the purchase was missing.
             try await fixture.database().writer.write { db in

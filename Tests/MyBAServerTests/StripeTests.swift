@@ -133,7 +133,12 @@ struct CheckoutTests {
                     let session = try await stripe.request("GET", "/v1/checkout/sessions/\(sessionId)")
                     sessions.append(session)
                     // The customer pays; the emulator delivers checkout.session.completed to the server.
-                    _ = try await stripe.request("POST", "/test/checkout/sessions/\(sessionId)/complete")
+                    let paid = try await stripe.request("POST", "/test/checkout/sessions/\(sessionId)/complete")
+                    // The charge carries the user, so its refunds and disputes are known as MyBA's
+                    // even before the purchase event.
+                    let intent = try await stripe.request("GET", "/v1/payment_intents/\(try #require(paid["payment_intent"] as? String))")
+                    let charge = try await stripe.request("GET", "/v1/charges/\(try #require(intent["latest_charge"] as? String))")
+                    #expect((charge["metadata"] as? [String: Any])?["user_id"] as? String == "user_buyer")
                 }
                 #expect(sessions.map { $0["amount_total"] as? Int } == [400, 500])
                 let metadata = try #require(sessions.first?["metadata"] as? [String: Any])

@@ -17,8 +17,8 @@ let clerkWebhookSecret = "whsec_" + Data((0..<32).map { UInt8($0 * 7 % 256) }).b
 
 /// Stripe and Clerk events as they arrive on the wire, signed.
 enum Deliveries {
-    static func stripeEvent(id: String, type: String, object: [String: Any]) -> String {
-        let event: [String: Any] = ["id": id, "object": "event", "api_version": "2024-06-20", "created": Int(Date().timeIntervalSince1970),
+    static func stripeEvent(id: String, type: String, created: Int? = nil, object: [String: Any]) -> String {
+        let event: [String: Any] = ["id": id, "object": "event", "api_version": "2024-06-20", "created": created ?? Int(Date().timeIntervalSince1970),
                                     "livemode": false, "type": type, "data": ["object": object]]
         return String(decoding: try! JSONSerialization.data(withJSONObject: event, options: [.sortedKeys]), as: UTF8.self)
     }
@@ -31,10 +31,21 @@ enum Deliveries {
         ])
     }
 
-    static func chargeRefunded(eventId: String, paymentIntent: String, amount: Int, refunded: Int) -> String {
-        stripeEvent(id: eventId, type: "charge.refunded", object: [
+    /// `charge.refunded`: the charge as Stripe saw it at `created` (default now). `userId` is what
+    /// MyBA's Checkout puts on the PaymentIntent, which Stripe copies to the charge.
+    static func chargeRefunded(eventId: String, paymentIntent: String, amount: Int, refunded: Int, userId: String? = nil, created: Int? = nil) -> String {
+        stripeEvent(id: eventId, type: "charge.refunded", created: created, object: [
             "id": "ch_\(paymentIntent)", "object": "charge", "amount": amount, "amount_refunded": refunded,
             "payment_intent": paymentIntent, "refunded": refunded >= amount,
+            "metadata": userId.map { ["user_id": $0, "checkout": "myba"] } ?? [String: String](),
+        ])
+    }
+
+    /// `charge.refund.updated` for a refund that failed (or was canceled) at Stripe.
+    static func refundFailed(eventId: String, refundId: String, paymentIntent: String, amount: Int, refundCreated: Int, created: Int, status: String = "failed") -> String {
+        stripeEvent(id: eventId, type: "charge.refund.updated", created: created, object: [
+            "id": refundId, "object": "refund", "amount": amount, "charge": "ch_\(paymentIntent)", "payment_intent": paymentIntent,
+            "currency": "usd", "status": status, "failure_reason": "expired_or_canceled_card", "created": refundCreated,
         ])
     }
 
@@ -192,7 +203,7 @@ struct WebhookTests {
         defer { fixture.directory.remove() }
         let app = try await fixture.application()
         try await app.test(.router) { client in
-            let refund = Deliveries.chargeRefunded(eventId: "evt_early", paymentIntent: "pi_late", amount: 500, refunded: 500)
+            let refund = Deliveries.chargeRefunded(eventId: "evt_early", paymentIntent: "pi_late", amount: 500, refunded: 500, userId: "user_o")
             try await client.execute(uri: "/api/webhook/stripe", method: .post, headers: Deliveries.stripeHeaders(refund), body: ByteBuffer(string: refund)) { response in
                 #expect(response.status == .ok)
                 #expect(response.object["status"] as? String == "failed")

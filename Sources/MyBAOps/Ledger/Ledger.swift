@@ -178,6 +178,9 @@ extension AppDatabase {
         if posting.kind == .paymentRefund && posting.delta == 0 && posting.shortfall == 0 {
             throw LedgerError.invalidPosting("a payment_refund takes tokens back or records a shortfall")
         }
+        if posting.kind == .paymentRefund && posting.delta > 0 && posting.shortfall != 0 {
+            throw LedgerError.invalidPosting("a payment_refund that gives tokens back records no shortfall")
+        }
         if let opening = posting.opening {
             guard posting.kind == .import else {
                 throw LedgerError.invalidPosting("only import entries carry opening counters")

@@ -17,7 +17,8 @@ public enum LedgerEntryKind: String, Codable, Sendable, CaseIterable {
     case adjust
     /// +n credited back by an operator for failed work.
     case refundCredit = "refund_credit"
-    /// −n taken back because the payment for them was refunded.
+    /// −n taken back because the payment for them was refunded; +n given back when that refund
+    /// failed or was canceled at Stripe.
     case paymentRefund = "payment_refund"
     /// The opening balance taken over from the legacy Stripe-metadata store.
     case `import`
@@ -28,14 +29,15 @@ public enum LedgerEntryKind: String, Codable, Sendable, CaseIterable {
         case .welcome, .transfer, .purchase, .release, .refundCredit: return .positive
         case .consume: return .negative
         // Zero only when everything owed back had been spent: the entry then records the shortfall.
-        case .paymentRefund: return .nonPositive
+        // Positive only when a refund failed at Stripe and what it took is given back.
+        case .paymentRefund: return .any
         case .adjust: return .nonZero
         case .import: return .nonNegative
         }
     }
 
     public enum AllowedSign: Sendable {
-        case positive, negative, nonPositive, nonZero, nonNegative
+        case positive, negative, nonPositive, nonZero, nonNegative, any
 
         func admits(_ value: Int) -> Bool {
             switch self {
@@ -44,6 +46,7 @@ public enum LedgerEntryKind: String, Codable, Sendable, CaseIterable {
             case .nonPositive: return value <= 0
             case .nonZero: return value != 0
             case .nonNegative: return value >= 0
+            case .any: return true
             }
         }
 
@@ -54,6 +57,7 @@ public enum LedgerEntryKind: String, Codable, Sendable, CaseIterable {
             case .nonPositive: return "zero or negative"
             case .nonZero: return "non-zero"
             case .nonNegative: return "zero or positive"
+            case .any: return "any"
             }
         }
     }

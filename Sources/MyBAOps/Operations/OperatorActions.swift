@@ -87,9 +87,10 @@ extension AppDatabase {
 
     /// Applies a refund made through Stripe from the console, with the processing the
     /// `charge.refunded` webhook uses (same key), and its audit row, in one transaction.
-    public func applyOperatorRefund(paymentId: String, amountRefunded: Int, by context: OperatorContext) async throws -> RefundOutcome {
-        try await immediateWrite { db in
-            let outcome = try Self.applyRefund(paymentId: paymentId, amountRefunded: amountRefunded, actor: "operator:\(context.operatorName)", requestId: nil, now: Date(), in: db)
+    public func applyOperatorRefund(paymentId: String, snapshot: RefundSnapshot, by context: OperatorContext) async throws -> RefundOutcome {
+        let amountRefunded = snapshot.amountRefunded
+        return try await immediateWrite { db in
+            let outcome = try Self.applyRefund(paymentId: paymentId, snapshot: snapshot, actor: "operator:\(context.operatorName)", requestId: nil, now: Date(), in: db)
             let payment = try Self.fetchPayment(id: paymentId, in: db)
             try Self.insertAudit(context: context, userId: payment?.userId, entryIds: outcome.entry?.id.map { [$0] } ?? [],
                                  idempotencyKey: outcome.entry?.idempotencyKey,

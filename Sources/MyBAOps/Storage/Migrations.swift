@@ -269,6 +269,25 @@ extension AppDatabase {
                 condition: Column("status") == "reserved")
         }
 
+        migrator.registerMigration("2026-12-05 refund snapshots and failed refunds") { db in
+            // Stripe's charge snapshots (`charge.refunded`) are applied newest first by their
+            // event's `created`; an older one arriving late changes nothing.
+            try db.alter(table: "payments") { t in
+                t.add(column: "refund_snapshot_at", .integer)
+            }
+            // Refunds Stripe reports failed or canceled. Keyed by PaymentIntent, not by purchase:
+            // a failure may arrive before the purchase it belongs to.
+            try db.create(table: "failed_refunds") { t in
+                t.primaryKey("refund_id", .text)
+                t.column("payment_intent_id", .text).notNull().indexed()
+                t.column("amount", .integer).notNull().check { $0 > 0 }
+                t.column("status", .text).notNull().check(sql: "status IN ('failed','canceled')")
+                t.column("refund_created", .integer).notNull()
+                t.column("failed_at", .integer).notNull()
+                t.column("recorded_at", .datetime).notNull()
+            }
+        }
+
         return migrator
     }
 }

@@ -83,6 +83,10 @@ public struct CheckoutOpener: Sendable {
                 ("metadata[plan_id]", plan.id),
                 ("metadata[tokens]", String(plan.tokens)),
                 ("metadata[first_purchase_discount]", discounted ? String(plans.firstPurchaseDiscountPercent) : "0"),
+                // Stripe copies these to the payment's charge, so a refund or dispute of it is
+                // known as MyBA's even when it arrives before the purchase event.
+                ("payment_intent_data[metadata][user_id]", userId),
+                ("payment_intent_data[metadata][checkout]", "myba"),
                 ("customer", stripeCustomer),
             ]
             let session: [String: Any]

@@ -10,7 +10,10 @@ public struct Payment: Equatable, Sendable {
     public var tokens: Int
     public var amountTotal: Int
     public var currency: String
+    /// What Stripe has refunded and not seen fail: the newest charge snapshot less the refunds
+    /// that failed or were canceled after it.
     public var refundedAmount: Int
+    /// The refunded share of `tokens` (taken back, or owed as shortfall).
     public var refundedTokens: Int
 }
 
@@ -44,6 +47,8 @@ public struct RefundOutcome: Equatable, Sendable {
     public var taken: Int
     /// Tokens owed back that had already been spent.
     public var shortfall: Int
+    /// Tokens given back because a refund failed or was canceled at Stripe.
+    public var givenBack: Int
     public var entry: LedgerEntry?
     public var balance: Balance
 }
@@ -71,10 +76,22 @@ extension AppDatabase {
         guard let row = try Row.fetchOne(db, sql: "SELECT * FROM payments WHERE checkout_session_id = ? OR payment_intent_id = ?", arguments: [id, id]) else {
             return nil
         }
+        // The newest snapshot less the refunds that failed after it was taken (a snapshot of
+        // unknown time, from before snapshots were dated, counts as older than every failure).
+        var refunded: Int = row["refunded_amount"]
+        if let paymentIntent: String = row["payment_intent_id"] {
+            let snapshotAt: Int? = row["refund_snapshot_at"]
+            let failed = try Int.fetchOne(db, sql: """
+                SELECT COALESCE(SUM(amount), 0) FROM failed_refunds
+                WHERE payment_intent_id = ? AND (? IS NULL OR (refund_created <= ? AND failed_at > ?))
+                """,
+                arguments: [paymentIntent, snapshotAt, snapshotAt, snapshotAt]) ?? 0
+            refunded = max(refunded - failed, 0)
+        }
         return Payment(
             checkoutSessionId: row["checkout_session_id"], paymentIntentId: row["payment_intent_id"], userId: row["user_id"],
             planId: row["plan_id"], tokens: row["tokens"], amountTotal: row["amount_total"], currency: row["currency"],
-            refundedAmount: row["refunded_amount"], refundedTokens: row["refunded_tokens"])
+            refundedAmount: refunded, refundedTokens: row["refunded_tokens"])
     }
 
     /// Grants a paid Checkout Session's tokens once (key `purchase:<cs_id>`) and records the payment.
@@ -102,33 +119,121 @@ extension AppDatabase {
         return result
     }
 
-    /// Brings the tokens taken back for a payment in line with the cumulative amount refunded
-    /// (Stripe's `amount_refunded`): the refunded share of the purchase's tokens, never taking the
-    /// balance below zero; what cannot be taken is recorded as the entry's shortfall. Applying the
-    /// same cumulative amount twice changes nothing.
-    static func applyRefund(paymentId: String, amountRefunded: Int, actor: String, requestId: String?, now: Date, in db: Database) throws -> RefundOutcome {
-        guard let payment = try fetchPayment(id: paymentId, in: db) else { throw PaymentError.unknownPayment(paymentId) }
-        guard amountRefunded >= 0 else { throw PaymentError.invalidEvent("amount_refunded is negative") }
-        let refunded = min(amountRefunded, payment.amountTotal)
+    /// Brings the tokens taken back for a payment in line with what Stripe has refunded of it.
+    ///
+    /// What counts as refunded is the newest charge snapshot (`charge.refunded`'s
+    /// `amount_refunded`, ordered by Stripe's `created`; an older snapshot arriving late changes
+    /// nothing) less the refunds that failed or were canceled after that snapshot was taken. The
+    /// refunded share of the purchase's tokens is taken back, never below zero (what cannot be
+    /// taken is the entry's shortfall); when the share shrinks because a refund failed, the
+    /// shortfall is forgiven first and the rest given back. Applying the same state twice
+    /// changes nothing, in whatever order the events arrive.
+    static func applyRefund(paymentId: String, snapshot: RefundSnapshot?, actor: String, requestId: String?, now: Date, in db: Database) throws -> RefundOutcome {
+        guard var payment = try fetchPayment(id: paymentId, in: db) else { throw PaymentError.unknownPayment(paymentId) }
+        if let snapshot {
+            guard snapshot.amountRefunded >= 0 else { throw PaymentError.invalidEvent("amount_refunded is negative") }
+            let at = snapshot.at ?? Int(now.timeIntervalSince1970)
+            try db.execute(sql: """
+                UPDATE payments SET refunded_amount = ?, refund_snapshot_at = ?
+                WHERE checkout_session_id = ?
+                  AND (refund_snapshot_at IS NULL OR refund_snapshot_at < ? OR (refund_snapshot_at = ? AND refunded_amount < ?))
+                """, arguments: [min(snapshot.amountRefunded, payment.amountTotal), at, payment.checkoutSessionId, at, at, snapshot.amountRefunded])
+            payment = try fetchPayment(id: paymentId, in: db) ?? payment
+        }
+        let refunded = payment.refundedAmount
         let target = payment.tokensRefunded(atCumulativeAmount: refunded)
         let owed = target - payment.refundedTokens
         let current = try LedgerStatements.balance(userId: payment.userId, in: db) ?? .empty(userId: payment.userId, at: now)
-        guard owed > 0 else {
-            try db.execute(sql: "UPDATE payments SET refunded_amount = max(refunded_amount, ?) WHERE checkout_session_id = ?", arguments: [refunded, payment.checkoutSessionId])
-            return RefundOutcome(taken: 0, shortfall: 0, entry: nil, balance: current)
+        guard owed != 0 else { return RefundOutcome(taken: 0, shortfall: 0, givenBack: 0, entry: nil, balance: current) }
+        let paymentKey = payment.paymentIntentId ?? payment.checkoutSessionId
+        let outcome: RefundOutcome
+        if owed > 0 {
+            let taken = min(owed, current.tokens)
+            let result = try post(
+                LedgerPosting(userId: payment.userId, kind: .paymentRefund, delta: -taken,
+                              idempotencyKey: try uniqueRefundKey("refund:\(paymentKey):\(refunded)", reference: payment.checkoutSessionId, in: db),
+                              reference: payment.checkoutSessionId, actor: actor,
+                              reason: "refund of \(refunded) of \(payment.amountTotal) \(payment.currency)", requestId: requestId, shortfall: owed - taken),
+                now: now, in: db)
+            outcome = RefundOutcome(taken: taken, shortfall: owed - taken, givenBack: 0, entry: result.entry, balance: result.balance)
+        } else {
+            // Tokens the refunds of this payment actually took (what they could not take is owed
+            // as shortfall, which a failed refund forgives before anything is given back).
+            let takenSoFar = -(try Int.fetchOne(db, sql: "SELECT COALESCE(SUM(delta), 0) FROM ledger_entries WHERE kind = 'payment_refund' AND reference = ?",
+                                                arguments: [payment.checkoutSessionId]) ?? 0)
+            let shortfall = max(payment.refundedTokens - takenSoFar, 0)
+            let givenBack = min(max(-owed - shortfall, 0), max(takenSoFar, 0))
+            var entry: LedgerEntry?
+            var balance = current
+            if givenBack > 0 {
+                let result = try post(
+                    LedgerPosting(userId: payment.userId, kind: .paymentRefund, delta: givenBack,
+                                  idempotencyKey: try uniqueRefundKey("refund_reversed:\(paymentKey):\(refunded)", reference: payment.checkoutSessionId, in: db),
+                                  reference: payment.checkoutSessionId, actor: actor,
+                                  reason: "refunds of \(payment.checkoutSessionId) failed at Stripe: \(refunded) of \(payment.amountTotal) \(payment.currency) stays refunded",
+                                  requestId: requestId),
+                    now: now, in: db)
+                entry = result.entry
+                balance = result.balance
+            }
+            outcome = RefundOutcome(taken: 0, shortfall: 0, givenBack: givenBack, entry: entry, balance: balance)
         }
-        let taken = min(owed, current.tokens)
-        let shortfall = owed - taken
-        let result = try post(
-            LedgerPosting(userId: payment.userId, kind: .paymentRefund, delta: -taken,
-                          idempotencyKey: "refund:\(payment.paymentIntentId ?? payment.checkoutSessionId):\(refunded)",
-                          reference: payment.checkoutSessionId, actor: actor,
-                          reason: "refund of \(refunded) of \(payment.amountTotal) \(payment.currency)", requestId: requestId, shortfall: shortfall),
-            now: now, in: db)
-        try db.execute(sql: "UPDATE payments SET refunded_amount = ?, refunded_tokens = ? WHERE checkout_session_id = ?",
-                       arguments: [refunded, target, payment.checkoutSessionId])
-        return RefundOutcome(taken: taken, shortfall: shortfall, entry: result.entry, balance: result.balance)
+        try db.execute(sql: "UPDATE payments SET refunded_tokens = ? WHERE checkout_session_id = ?", arguments: [target, payment.checkoutSessionId])
+        return outcome
     }
+
+    /// `base`, or `base:<n>` when the payment's refunds already used it (the same refunded total
+    /// reached again after a failed refund is a new movement of tokens, not a replay).
+    private static func uniqueRefundKey(_ base: String, reference: String, in db: Database) throws -> String {
+        guard try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM ledger_entries WHERE idempotency_key = ?)", arguments: [base]) == true else { return base }
+        let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries WHERE kind = 'payment_refund' AND reference = ?", arguments: [reference]) ?? 0
+        return "\(base):\(count)"
+    }
+
+    /// Records a refund Stripe reports failed or canceled, once per refund, and gives back what
+    /// it took if its purchase is known (else when the purchase arrives, since the refunded
+    /// amount is always computed net of failed refunds).
+    static func refundFailed(_ failure: FailedRefund, actor: String, requestId: String?, now: Date, in db: Database) throws -> (message: String, outcome: RefundOutcome?) {
+        guard failure.amount > 0 else { throw PaymentError.invalidEvent("refund \(failure.refundId) has no positive amount") }
+        try db.execute(sql: """
+            INSERT INTO failed_refunds (refund_id, payment_intent_id, amount, status, refund_created, failed_at, recorded_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (refund_id) DO NOTHING
+            """, arguments: [failure.refundId, failure.paymentIntentId, failure.amount, failure.status, failure.refundCreated, failure.failedAt, SQLTimestamp.string(now)])
+        guard db.changesCount > 0 else { return ("refund \(failure.refundId) was already recorded as \(failure.status)", nil) }
+        guard try fetchPayment(id: failure.paymentIntentId, in: db) != nil else {
+            return ("refund \(failure.refundId) of \(failure.paymentIntentId) \(failure.status); no purchase known for it yet, recorded for when it arrives", nil)
+        }
+        let outcome = try applyRefund(paymentId: failure.paymentIntentId, snapshot: nil, actor: actor, requestId: requestId, now: now, in: db)
+        var message = "refund \(failure.refundId) of \(failure.paymentIntentId) \(failure.status) at Stripe: gave back \(outcome.givenBack) tokens"
+        if outcome.givenBack == 0 { message += " (its share had not been taken, or had been spent)" }
+        return (message, outcome)
+    }
+}
+
+/// A charge's refunded total as Stripe reported it at one moment.
+public struct RefundSnapshot: Equatable, Sendable {
+    /// The charge's `amount_refunded`.
+    public var amountRefunded: Int
+    /// When Stripe took the snapshot (the event's or the refund's `created`, Unix seconds); nil
+    /// means now.
+    public var at: Int?
+
+    public init(amountRefunded: Int, at: Int?) {
+        self.amountRefunded = amountRefunded
+        self.at = at
+    }
+}
+
+/// A refund Stripe reports `failed` or `canceled`: its money went back to the merchant.
+struct FailedRefund: Equatable, Sendable {
+    var refundId: String
+    var paymentIntentId: String
+    var amount: Int
+    var status: String
+    /// The refund's `created`.
+    var refundCreated: Int
+    /// The event's `created`: when Stripe reported the failure.
+    var failedAt: Int
 }
 
 extension AppDatabase {

@@ -208,6 +208,8 @@ public struct WebhookProcessor: Sendable {
             result = (.processed, "checkout session \(sessionId) expired", [])
         case (.stripe, "charge.refunded"):
             result = try chargeRefunded(object, requestId: requestId ?? event.requestId, now: now, in: db)
+        case (.stripe, "charge.refund.updated"), (.stripe, "refund.updated"), (.stripe, "refund.failed"):
+            result = try refundUpdated(object, requestId: requestId ?? event.requestId, now: now, in: db)
         case (.stripe, "charge.dispute.created"), (.stripe, "charge.dispute.closed"):
             result = try dispute(object, opened: event.type == "charge.dispute.created", requestId: requestId ?? event.requestId, now: now, in: db)
         case (.clerk, "user.created"):
@@ -268,11 +270,14 @@ public struct WebhookProcessor: Sendable {
             userId: userId, planId: planId, tokens: tokens, amountTotal: integer(session["amount_total"]) ?? 0,
             currency: session["currency"] as? String ?? "usd", actor: "webhook:stripe", requestId: requestId, now: now, in: db)
         // Refunds and disputes of this payment that arrived first failed for want of it, perhaps
-        // until their retries ran out: they are due again now that it is here.
+        // until their retries ran out, or were ignored as another product's (a charge made
+        // before its PaymentIntent carried the user): they are due again now that it is here.
         if !result.replayed, let paymentIntent = idField(session["payment_intent"]) {
             try db.execute(sql: """
-                UPDATE webhook_events SET attempts = 0, next_attempt_at = ?
-                WHERE source = 'stripe' AND status = 'failed' AND type IN ('charge.refunded', 'charge.dispute.created', 'charge.dispute.closed')
+                UPDATE webhook_events SET status = 'failed', attempts = 0, next_attempt_at = ?
+                WHERE source = 'stripe'
+                  AND (status = 'failed' AND type IN ('charge.refunded', 'charge.dispute.created', 'charge.dispute.closed')
+                       OR status = 'ignored' AND type = 'charge.refunded')
                   AND instr(body, ?) > 0
                 """, arguments: [SQLTimestamp.string(now), "\"\(paymentIntent)\""])
         }
@@ -297,15 +302,56 @@ public struct WebhookProcessor: Sendable {
 
     static func chargeRefunded(_ event: [String: Any], requestId: String?, now: Date, in db: Database) throws -> (WebhookEvent.Status, String, [Int64]) {
         let charge = try dataObject(event)
+        let chargeId = charge["id"] as? String ?? "?"
         guard let paymentIntent = idField(charge["payment_intent"]) else {
-            return (.ignored, "charge \(charge["id"] as? String ?? "?") has no payment intent; not a Checkout purchase", [])
+            return (.ignored, "charge \(chargeId) has no payment intent; not a Checkout purchase", [])
         }
         guard let refunded = integer(charge["amount_refunded"]) else { throw PaymentError.invalidEvent("charge has no amount_refunded") }
-        let outcome = try AppDatabase.applyRefund(paymentId: paymentIntent, amountRefunded: refunded, actor: "webhook:stripe", requestId: requestId, now: now, in: db)
-        var message = "took back \(outcome.taken) tokens for \(paymentIntent)"
-        if outcome.shortfall > 0 { message += "; shortfall \(outcome.shortfall) (already spent)" }
-        if outcome.entry == nil { message = "refund of \(paymentIntent) already applied" }
+        if try AppDatabase.fetchPayment(id: paymentIntent, in: db) == nil {
+            // MyBA's Checkout Sessions put the user on the PaymentIntent, which Stripe copies to
+            // its charge: without it the payment is another product's, and no retry makes it
+            // MyBA's. With it, the purchase event is late, and this one is retried (and re-queued
+            // when the purchase arrives).
+            let metadata = charge["metadata"] as? [String: Any] ?? [:]
+            guard let userId = metadata["user_id"] as? String, !userId.isEmpty else {
+                return (.ignored, "charge \(chargeId) of \(paymentIntent) names no MyBA user and no MyBA purchase is recorded for it; not a MyBA payment", [])
+            }
+            throw PaymentError.unknownPayment(paymentIntent)
+        }
+        let outcome = try AppDatabase.applyRefund(
+            paymentId: paymentIntent, snapshot: RefundSnapshot(amountRefunded: refunded, at: integer(event["created"])),
+            actor: "webhook:stripe", requestId: requestId, now: now, in: db)
+        var message: String
+        if outcome.givenBack > 0 {
+            message = "gave back \(outcome.givenBack) tokens for \(paymentIntent): less is refunded than before"
+        } else if outcome.entry == nil && outcome.shortfall == 0 {
+            message = "refund of \(paymentIntent) already applied"
+        } else {
+            message = "took back \(outcome.taken) tokens for \(paymentIntent)"
+            if outcome.shortfall > 0 { message += "; shortfall \(outcome.shortfall) (already spent)" }
+        }
         return (.processed, message, outcome.entry?.id.map { [$0] } ?? [])
+    }
+
+    /// A Refund object changed (`charge.refund.updated`, `refund.updated`, `refund.failed`):
+    /// only a refund that failed or was canceled changes tokens, by giving back what it took.
+    static func refundUpdated(_ event: [String: Any], requestId: String?, now: Date, in db: Database) throws -> (WebhookEvent.Status, String, [Int64]) {
+        let refund = try dataObject(event)
+        guard let refundId = refund["id"] as? String else { throw PaymentError.invalidEvent("refund has no id") }
+        let status = refund["status"] as? String ?? "?"
+        guard status == "failed" || status == "canceled" else {
+            return (.ignored, "refund \(refundId) is \(status); charge.refunded applies refunds", [])
+        }
+        guard let paymentIntent = idField(refund["payment_intent"]) else {
+            return (.ignored, "refund \(refundId) has no payment intent; not a Checkout purchase", [])
+        }
+        guard let amount = integer(refund["amount"]), let created = integer(refund["created"]) else {
+            throw PaymentError.invalidEvent("refund \(refundId) has no amount or created")
+        }
+        let failure = FailedRefund(refundId: refundId, paymentIntentId: paymentIntent, amount: amount, status: status,
+                                   refundCreated: created, failedAt: integer(event["created"]) ?? Int(now.timeIntervalSince1970))
+        let (message, outcome) = try AppDatabase.refundFailed(failure, actor: "webhook:stripe", requestId: requestId, now: now, in: db)
+        return (.processed, message, outcome?.entry?.id.map { [$0] } ?? [])
     }
 
     static func userCreated(_ event: [String: Any], requestId: String?, now: Date, in db: Database) throws -> (WebhookEvent.Status, String, [Int64]) {
@@ -399,7 +445,10 @@ public struct RecoveryReport: Codable, Equatable, Sendable {
 
 extension WebhookProcessor {
     /// The Stripe event types MyBA processes (what recovery asks Stripe for).
-    public static let handledStripeTypes = ["checkout.session.completed", "checkout.session.async_payment_succeeded", "charge.refunded"]
+    public static let handledStripeTypes = [
+        "checkout.session.completed", "checkout.session.async_payment_succeeded", "charge.refunded",
+        "charge.refund.updated", "charge.dispute.created", "charge.dispute.closed",
+    ]
 
     /// Stripe keeps events for 30 days.
     public static let stripeEventRetention: TimeInterval = 30 * 86400

@@ -1,0 +1,114 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import MyBATestSupport
+import NIOCore
+import Testing
+@testable import MyBAOps
+@testable import MyBAServer
+
+/// Refunds that fail at Stripe, and refunds of payments that are not MyBA's (issue 24): signed
+/// events over HTTP, in either order, each delivered twice.
+@Suite("Refund outcomes")
+struct RefundOutcomeTests {
+    func deliver(_ bodies: [String], to client: some TestClientProtocol) async throws -> [String] {
+        var statuses: [String] = []
+        for body in bodies {
+            for _ in 0..<2 {
+                let status = try await client.execute(uri: "/api/webhook/stripe", method: .post, headers: Deliveries.stripeHeaders(body), body: ByteBuffer(string: body)) { response in
+                    #expect(response.status == .ok)
+                    return try response.json["status"] as? String ?? "?"
+                }
+                statuses.append(status)
+            }
+        }
+        return statuses
+    }
+
+    @Test("a refund that fails at Stripe gives back what it took, whichever of its events comes first; a failed refund forgives the shortfall before it gives anything back")
+    func failedRefundsGiveTokensBack() async throws {
+        let fixture = try webhookFixture()
+        defer { fixture.directory.remove() }
+        let t = Int(Date().timeIntervalSince1970) - 1000
+        try await fixture.application().test(.router) { client in
+            _ = try await deliver([Deliveries.checkoutCompleted(eventId: "evt_buy", sessionId: "cs_rf", userId: "user_rf", tokens: 10, amount: 500, paymentIntent: "pi_rf")], to: client)
+            let database = try fixture.database()
+            _ = try await database.consume(userId: "user_rf", amount: 8, idempotencyKey: "spend-8", actor: "test")
+
+            // Refund re_1 failed; its failure is delivered before the charge snapshot that
+            // still counted it. Nothing is ever taken.
+            _ = try await deliver([
+                Deliveries.refundFailed(eventId: "evt_re1_failed", refundId: "re_1", paymentIntent: "pi_rf", amount: 500, refundCreated: t, created: t + 10),
+                Deliveries.chargeRefunded(eventId: "evt_re1", paymentIntent: "pi_rf", amount: 500, refunded: 500, userId: "user_rf", created: t + 1),
+            ], to: client)
+            #expect(try await database.balance(userId: "user_rf")?.tokens == 2)
+            #expect(try await database.payment(id: "pi_rf")?.refundedAmount == 0)
+
+            // Refund re_2 (the charge snapshot after re_1's failure no longer counts it): the 2
+            // tokens left are taken, 8 are short.
+            _ = try await deliver([Deliveries.chargeRefunded(eventId: "evt_re2", paymentIntent: "pi_rf", amount: 500, refunded: 500, userId: "user_rf", created: t + 20)], to: client)
+            #expect(try await database.balance(userId: "user_rf")?.tokens == 0)
+
+            // re_2 fails too: the 8 short are forgiven, the 2 taken come back.
+            let statuses = try await deliver([
+                Deliveries.refundFailed(eventId: "evt_re2_failed", refundId: "re_2", paymentIntent: "pi_rf", amount: 500, refundCreated: t + 19, created: t + 30),
+            ], to: client)
+            #expect(statuses == ["processed", "processed"])
+            #expect(try await database.balance(userId: "user_rf")?.tokens == 2)
+            let event = try #require(try await database.webhookEvent(source: .stripe, eventId: "evt_re2_failed"))
+            #expect(event.outcome?.contains("gave back 2 tokens") == true, "\(event.outcome ?? "")")
+
+            // An old snapshot delivered late (taken before re_2 failed) changes nothing.
+            _ = try await deliver([Deliveries.chargeRefunded(eventId: "evt_re2_again", paymentIntent: "pi_rf", amount: 500, refunded: 500, userId: "user_rf", created: t + 20)], to: client)
+            let balance = try #require(try await database.balance(userId: "user_rf"))
+            #expect(balance.tokens == 2)
+            #expect(balance.tokensPurchased == 10)
+            let refundEntries = try await database.entries(userId: "user_rf", limit: 20).filter { $0.kind == .paymentRefund }.map(\.delta).sorted()
+            #expect(refundEntries == [-2, 2])
+            #expect(try await database.verify().isClean)
+        }
+    }
+
+    @Test("a canceled refund is given back like a failed one; a pending or succeeded refund update changes nothing")
+    func canceledAndPendingUpdates() async throws {
+        let fixture = try webhookFixture()
+        defer { fixture.directory.remove() }
+        let t = Int(Date().timeIntervalSince1970) - 1000
+        try await fixture.application().test(.router) { client in
+            _ = try await deliver([
+                Deliveries.checkoutCompleted(eventId: "evt_buy_c", sessionId: "cs_c", userId: "user_c", tokens: 10, amount: 500, paymentIntent: "pi_c"),
+                Deliveries.chargeRefunded(eventId: "evt_half", paymentIntent: "pi_c", amount: 500, refunded: 250, userId: "user_c", created: t + 1),
+            ], to: client)
+            let database = try fixture.database()
+            #expect(try await database.balance(userId: "user_c")?.tokens == 5)
+            let pending = try await deliver([
+                Deliveries.refundFailed(eventId: "evt_pending", refundId: "re_c", paymentIntent: "pi_c", amount: 250, refundCreated: t, created: t + 2, status: "pending"),
+            ], to: client)
+            #expect(pending == ["ignored", "ignored"])
+            #expect(try await database.balance(userId: "user_c")?.tokens == 5)
+            _ = try await deliver([
+                Deliveries.refundFailed(eventId: "evt_canceled", refundId: "re_c", paymentIntent: "pi_c", amount: 250, refundCreated: t, created: t + 3, status: "canceled"),
+            ], to: client)
+            #expect(try await database.balance(userId: "user_c")?.tokens == 10)
+            #expect(try await database.verify().isClean)
+        }
+    }
+
+    @Test("a refund of a payment MyBA never sold is ignored with its reason (not retried); one that names a MyBA user waits for its purchase")
+    func foreignRefundIgnored() async throws {
+        let fixture = try webhookFixture()
+        defer { fixture.directory.remove() }
+        try await fixture.application().test(.router) { client in
+            let foreign = try await deliver([Deliveries.chargeRefunded(eventId: "evt_foreign", paymentIntent: "pi_other_product", amount: 900, refunded: 900)], to: client)
+            #expect(foreign == ["ignored", "ignored"])
+            let ours = try await deliver([Deliveries.chargeRefunded(eventId: "evt_ours_early", paymentIntent: "pi_ours", amount: 500, refunded: 500, userId: "user_ours")], to: client)
+            #expect(ours.first == "failed")
+        }
+        let database = try fixture.database()
+        let event = try #require(try await database.webhookEvent(source: .stripe, eventId: "evt_foreign"))
+        #expect(event.outcome?.contains("not a MyBA payment") == true, "\(event.outcome ?? "")")
+        #expect(try await database.webhooksDue(now: Date().addingTimeInterval(86400), maxAttempts: WebhookProcessor.maxAttempts).map(\.1) == ["evt_ours_early"])
+        #expect(try await database.verify().isClean)
+    }
+}
