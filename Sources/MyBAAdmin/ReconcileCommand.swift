@@ -161,7 +161,8 @@ struct ImportFromStripeCommand: ConsoleCommand {
         var table = TextTable(["user", "stripe customer", "tokens", "result"])
         for outcome in outcomes { table.add([outcome.userId, outcome.stripeCustomerId, outcome.tokens.map(String.init) ?? "-", outcome.result]) }
         console.write(table.render(bold: console.bold))
-        let imported = outcomes.filter { $0.result == "imported" }.count
-        console.write("\(dryRun ? "dry run: " : "")\(imported) imported, \(outcomes.count - imported) not imported")
+        let merged = outcomes.filter { $0.result == "merged" || $0.result.hasPrefix("would merge") }.count
+        let imported = outcomes.filter { $0.result == "imported" || $0.result == "would import" }.count + merged
+        console.write("\(dryRun ? "dry run: " : "")\(imported) imported (\(merged) merged into accounts opened meanwhile), \(outcomes.count - imported) not imported")
     }
 }

@@ -116,6 +116,7 @@ actor EmulatorState {
         switch (method, parts) {
         case ("POST", ["v1", "customers"]): return createCustomer(form)
         case ("GET", ["v1", "customers"]): return list(customerOrder.reversed().compactMap { customers[$0] }, path: "/v1/customers", query: query)
+        case ("GET", ["v1", "customers", "search"]): return searchCustomers(query)
         case ("GET", let p) where p.count == 3 && p[1] == "customers": return retrieve(customers[p[2]], kind: "customer", id: p[2])
         case ("POST", let p) where p.count == 3 && p[1] == "customers": return updateCustomer(p[2], form)
         case ("DELETE", let p) where p.count == 3 && p[1] == "customers": return deleteCustomer(p[2])
@@ -161,6 +162,27 @@ actor EmulatorState {
         customers[id] = customer
         record("customer.updated", customer)
         return Self.ok(customer)
+    }
+
+    /// `GET /v1/customers/search`: the metadata clauses of Stripe's query language
+    /// (`metadata['key']:'value'`, joined by `OR` or `AND`), newest first, as a search result.
+    private func searchCustomers(_ query: [String: String]) -> EmulatorReply {
+        guard let text = query["query"], !text.isEmpty else {
+            return Self.error(400, type: "invalid_request_error", message: "Missing required param: query.", param: "query")
+        }
+        let clause = /metadata\['([^']+)'\]:'((?:[^'\\]|\\.)*)'/
+        let clauses = text.matches(of: clause).map { (String($0.output.1), String($0.output.2).replacingOccurrences(of: "\\'", with: "'")) }
+        guard !clauses.isEmpty else {
+            return Self.error(400, type: "invalid_request_error", message: "The emulator understands only metadata['key']:'value' clauses.", param: "query")
+        }
+        let all = text.contains(" AND ")
+        let found = customerOrder.reversed().compactMap { customers[$0] }.filter { customer in
+            let metadata = customer["metadata"] as? [String: String] ?? [:]
+            let hits = clauses.map { metadata[$0.0] == $0.1 }
+            return all ? hits.allSatisfy { $0 } : hits.contains(true)
+        }
+        let limit = query["limit"].flatMap(Int.init) ?? 10
+        return Self.ok(["object": "search_result", "url": "/v1/customers/search", "data": Array(found.prefix(limit)), "has_more": found.count > limit, "next_page": NSNull()])
     }
 
     private func deleteCustomer(_ id: String) -> EmulatorReply {

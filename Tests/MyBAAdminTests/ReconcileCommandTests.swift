@@ -217,3 +217,73 @@ struct ConsoleRefundFailureTests {
         }
     }
 }
+
+@Suite("Legacy customers who come back before the import")
+struct LegacyBeforeImportTests {
+    static let legacyMetadata = [
+        "user_id": "user_back", "tokens": "17", "tokens_used": "40", "tokens_purchased": "50", "tokens_transferred": "0",
+        "last_purchase": "2025-03-01T10:00:00.000Z",
+    ]
+
+    @Test("a legacy customer who signs in before the import: the mirror reuses their Stripe customer and leaves its balance alone; the import merges it (legacy balance in, welcome grant out)")
+    func mirrorReusesAndImportMerges() async throws {
+        let fixture = try await AdminFixture()
+        defer { fixture.directory.remove() }
+        try await ReconcileCommandTests.withEmulator { stripe, environment in
+            let legacy = try #require(try await stripe.createCustomer(email: "back@example.com", metadata: Self.legacyMetadata, idempotencyKey: "legacy-back")["id"] as? String)
+            // First request after the switch: welcome grant, then two tickets.
+            _ = try await fixture.database.openAccount(userId: "user_back", email: "back@example.com", actor: "api")
+            _ = try await fixture.database.consume(userId: "user_back", amount: 2, idempotencyKey: "gen:back", actor: "api")
+            let mirror = StripeMirror(database: fixture.database, stripe: stripe)
+            _ = try await mirror.pushDue(logger: .init(label: "test"))
+            // No second Stripe customer, and the legacy balance is untouched.
+            let naming = try await stripe.customersNaming(userId: "user_back")
+            #expect(naming.map { $0["id"] as? String } == [legacy])
+            #expect((try await stripe.retrieveCustomer(legacy)["metadata"] as? [String: String])?["tokens"] == "17")
+            #expect(try await fixture.database.customer(userId: "user_back")?.stripeCustomerId == legacy)
+            // An operator's forced push is refused with the reason, not written over the balance.
+            let push = try await fixture.admin(["reconcile", "--user", "user_back", "--fix", "push", "--yes", "--reason", "drift", "--db", fixture.path], environment: environment)
+            #expect(push.status != 0)
+            #expect(push.stdout.contains("import from-stripe") || push.stderr.contains("import from-stripe"), "\(push.stdout)\(push.stderr)")
+            #expect((try await stripe.retrieveCustomer(legacy)["metadata"] as? [String: String])?["tokens"] == "17")
+
+            let dry = try await fixture.admin(["import", "from-stripe", "--dry-run", "--db", fixture.path], environment: environment)
+            #expect(dry.stdout.contains("would merge"), "\(dry.stdout)")
+            let imported = try await fixture.admin(["import", "from-stripe", "--yes", "--db", fixture.path], environment: environment)
+            #expect(imported.status == 0, "\(imported.stderr)")
+            #expect(imported.stdout.contains("merged"), "\(imported.stdout)")
+            // 6 welcome − 2 spent + 17 legacy − 6 welcome given twice.
+            let balance = try #require(try await fixture.database.balance(userId: "user_back"))
+            #expect((balance.tokens, balance.tokensUsed, balance.tokensPurchased) == (15, 42, 50))
+            #expect(try await fixture.database.verify().isClean)
+            // The mirror now writes the merged balance to the legacy customer.
+            _ = try await mirror.pushDue(logger: .init(label: "test"))
+            #expect((try await stripe.retrieveCustomer(legacy)["metadata"] as? [String: String])?["tokens"] == "15")
+            let again = try await fixture.admin(["import", "from-stripe", "--yes", "--db", fixture.path], environment: environment)
+            #expect(again.stdout.contains("already imported"), "\(again.stdout)")
+            #expect(try await fixture.database.balance(userId: "user_back")?.tokens == 15)
+        }
+    }
+
+    @Test("an account whose mirror already made a second Stripe customer (before the reuse): the import skips the mirror's own, merges the legacy one and links it")
+    func duplicateCustomerMadeEarlier() async throws {
+        let fixture = try await AdminFixture()
+        defer { fixture.directory.remove() }
+        try await ReconcileCommandTests.withEmulator { stripe, environment in
+            let legacy = try #require(try await stripe.createCustomer(email: nil, metadata: Self.legacyMetadata, idempotencyKey: "legacy-back")["id"] as? String)
+            _ = try await fixture.database.openAccount(userId: "user_back", email: nil, actor: "api")
+            let duplicate = try #require(try await stripe.createCustomer(email: nil, metadata: ["user_id": "user_back", "tokens": "6", "tokens_used": "0", "tokens_purchased": "0"],
+                                                                        idempotencyKey: "dup")["id"] as? String)
+            _ = try await fixture.database.linkStripeCustomer(userId: "user_back", stripeCustomerId: duplicate)
+            let imported = try await fixture.admin(["import", "from-stripe", "--yes", "--json", "--db", fixture.path], environment: environment)
+            #expect(imported.status == 0, "\(imported.stderr)")
+            let outcomes = try #require(try JSONSerialization.jsonObject(with: Data(imported.stdout.utf8)) as? [[String: Any]])
+            let results = Dictionary(uniqueKeysWithValues: outcomes.compactMap { o in (o["stripeCustomerId"] as? String).map { ($0, o["result"] as? String ?? "") } })
+            #expect(results[legacy] == "merged")
+            #expect(results[duplicate]?.hasPrefix("skipped: the mirror's own") == true, "\(results)")
+            #expect(try await fixture.database.balance(userId: "user_back")?.tokens == 17)
+            #expect(try await fixture.database.customer(userId: "user_back")?.stripeCustomerId == legacy)
+            #expect(try await fixture.database.verify().isClean)
+        }
+    }
+}

@@ -288,6 +288,16 @@ extension AppDatabase {
             }
         }
 
+        migrator.registerMigration("2026-12-05 legacy balances awaiting import") { db in
+            // A Stripe customer found carrying the user's legacy balance before `import
+            // from-stripe` took it over: the mirror must not write over that balance until then.
+            try db.create(table: "legacy_balance_holds") { t in
+                t.primaryKey("user_id", .text)
+                t.column("stripe_customer_id", .text).notNull()
+                t.column("found_at", .datetime).notNull()
+            }
+        }
+
         return migrator
     }
 }

@@ -128,8 +128,13 @@ public struct ImportOutcome: Codable, Equatable, Sendable {
 extension AppDatabase {
     /// Takes over a legacy balance kept in Stripe metadata: creates the customer (with its Stripe
     /// id and email) and an `import` entry (key `import:<userId>`) so the projection equals the
-    /// metadata. A customer that already has ledger entries is skipped (its history is ours);
-    /// running the import twice changes nothing.
+    /// metadata. Running the import twice changes nothing.
+    ///
+    /// A customer who used MyBA before the import (welcome grant, transfer, spending: nothing
+    /// bought or adjusted) is merged: the legacy balance is added, and the welcome grant taken
+    /// back (key `import_merge:<userId>`), since the old service gave it already. The legacy
+    /// Stripe customer becomes the linked one. Any other history is skipped, to be merged by
+    /// hand, as is the Stripe customer the mirror made itself (its metadata is this ledger's).
     public func importLegacyCustomer(_ customer: StripeCustomerRecord, dryRun: Bool, context: OperatorContext) async throws -> ImportOutcome {
         guard let userId = customer.userId else {
             return ImportOutcome(userId: "-", stripeCustomerId: customer.id, result: "skipped: no user_id in metadata", tokens: nil)
@@ -147,24 +152,67 @@ extension AppDatabase {
         let posting = LedgerPosting(userId: userId, kind: .import, delta: tokens, idempotencyKey: "import:\(userId)",
                                     reference: customer.id, actor: "operator:\(context.operatorName)", reason: context.reason, opening: opening)
         return try await immediateWrite { db in
-            let existingEntries = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries WHERE user_id = ?", arguments: [userId]) ?? 0
-            if try LedgerStatements.entry(idempotencyKey: posting.idempotencyKey, in: db) != nil {
-                return ImportOutcome(userId: userId, stripeCustomerId: customer.id, result: "already imported", tokens: tokens)
+            func outcome(_ result: String) -> ImportOutcome { ImportOutcome(userId: userId, stripeCustomerId: customer.id, result: result, tokens: tokens) }
+            if try LedgerStatements.entry(idempotencyKey: posting.idempotencyKey, in: db) != nil { return outcome("already imported") }
+            let kinds = try String.fetchAll(db, sql: "SELECT kind FROM ledger_entries WHERE user_id = ?", arguments: [userId])
+            let now = Date()
+            if kinds.isEmpty {
+                if dryRun { return outcome("would import") }
+                try Self.insertCustomerIfMissing(userId: userId, email: customer.email, now: now, in: db)
+                try db.execute(sql: "UPDATE customers SET stripe_customer_id = ? WHERE user_id = ? AND stripe_customer_id IS NULL AND NOT EXISTS (SELECT 1 FROM customers WHERE stripe_customer_id = ?)",
+                               arguments: [customer.id, userId, customer.id])
+                try Self.validate(posting)
+                let result = try Self.post(posting, now: now, in: db)
+                // The metadata already says this: no push needed.
+                try db.execute(sql: "DELETE FROM stripe_outbox WHERE user_id = ?", arguments: [userId])
+                try db.execute(sql: "DELETE FROM legacy_balance_holds WHERE user_id = ?", arguments: [userId])
+                try Self.insertAudit(context: context, userId: userId, entryIds: result.entry.id.map { [$0] } ?? [], idempotencyKey: posting.idempotencyKey,
+                                     outcome: "imported \(tokens) tokens from \(customer.id)", in: db)
+                return outcome("imported")
             }
-            if existingEntries > 0 {
-                return ImportOutcome(userId: userId, stripeCustomerId: customer.id, result: "skipped: already has \(existingEntries) ledger entries", tokens: tokens)
+            let linked = try String.fetchOne(db, sql: "SELECT stripe_customer_id FROM customers WHERE user_id = ?", arguments: [userId])
+            let held = try String.fetchOne(db, sql: "SELECT stripe_customer_id FROM legacy_balance_holds WHERE user_id = ?", arguments: [userId])
+            if linked == customer.id && held != customer.id {
+                return outcome("skipped: the mirror's own Stripe customer for \(userId) (its metadata is this ledger's balance)")
             }
-            if dryRun { return ImportOutcome(userId: userId, stripeCustomerId: customer.id, result: "would import", tokens: tokens) }
-            try Self.insertCustomerIfMissing(userId: userId, email: customer.email, now: Date(), in: db)
-            try db.execute(sql: "UPDATE customers SET stripe_customer_id = ? WHERE user_id = ? AND stripe_customer_id IS NULL AND NOT EXISTS (SELECT 1 FROM customers WHERE stripe_customer_id = ?)",
-                           arguments: [customer.id, userId, customer.id])
+            let mergeable: Set<String> = ["welcome", "transfer", "consume", "release"]
+            let others = Set(kinds).subtracting(mergeable)
+            guard others.isEmpty else {
+                return outcome("skipped: already has \(kinds.count) ledger entries, some not mergeable (\(others.sorted().joined(separator: ", "))); merge by hand")
+            }
+            let welcome = try Int.fetchOne(db, sql: "SELECT delta FROM ledger_entries WHERE idempotency_key = ?", arguments: ["welcome:\(userId)"]) ?? 0
+            let before = try LedgerStatements.balance(userId: userId, in: db)?.tokens ?? 0
+            let takeBack = min(welcome, before + tokens)
+            if dryRun { return outcome("would merge: +\(tokens) legacy, −\(takeBack) welcome grant given twice") }
             try Self.validate(posting)
-            let result = try Self.post(posting, now: Date(), in: db)
-            // The metadata already says this: no push needed.
-            try db.execute(sql: "DELETE FROM stripe_outbox WHERE user_id = ?", arguments: [userId])
-            try Self.insertAudit(context: context, userId: userId, entryIds: result.entry.id.map { [$0] } ?? [], idempotencyKey: posting.idempotencyKey,
-                                 outcome: "imported \(tokens) tokens from \(customer.id)", in: db)
-            return ImportOutcome(userId: userId, stripeCustomerId: customer.id, result: "imported", tokens: tokens)
+            var entryIds = try Self.post(posting, now: now, in: db).entry.id.map { [$0] } ?? []
+            if takeBack > 0 {
+                let merge = LedgerPosting(userId: userId, kind: .adjust, delta: -takeBack, idempotencyKey: "import_merge:\(userId)", reference: customer.id,
+                                          actor: "operator:\(context.operatorName)",
+                                          reason: "welcome grant superseded by the legacy balance of \(customer.id) (the old service gave it already)")
+                try Self.validate(merge)
+                entryIds += try Self.post(merge, now: now, in: db).entry.id.map { [$0] } ?? []
+            }
+            // The old service's customer, where the history is, becomes the linked one; one the
+            // mirror made meanwhile is left behind as unlinked.
+            if let linked, linked != customer.id,
+               try String.fetchOne(db, sql: "SELECT user_id FROM customers WHERE stripe_customer_id = ?", arguments: [customer.id]) == nil {
+                try db.execute(sql: "UPDATE customers SET stripe_customer_id = ? WHERE user_id = ?", arguments: [customer.id, userId])
+                try db.execute(sql: "INSERT INTO stripe_customer_unlinks (user_id, stripe_customer_id, at) VALUES (?, ?, ?)",
+                               arguments: [userId, linked, SQLTimestamp.string(now)])
+            } else if linked == nil {
+                try db.execute(sql: "UPDATE customers SET stripe_customer_id = ? WHERE user_id = ? AND NOT EXISTS (SELECT 1 FROM customers WHERE stripe_customer_id = ?)",
+                               arguments: [customer.id, userId, customer.id])
+            }
+            try db.execute(sql: "DELETE FROM legacy_balance_holds WHERE user_id = ?", arguments: [userId])
+            // The merged balance differs from both stores: the mirror writes it.
+            try LedgerStatements.enqueueMirror(userId: userId, now: now, in: db)
+            // At once: the outbox row may be waiting out the hold.
+            try db.execute(sql: "UPDATE stripe_outbox SET attempts = 0, last_error = NULL, next_attempt_at = ? WHERE user_id = ?",
+                           arguments: [SQLTimestamp.string(now), userId])
+            try Self.insertAudit(context: context, userId: userId, entryIds: entryIds, idempotencyKey: posting.idempotencyKey,
+                                 outcome: "merged \(tokens) legacy tokens from \(customer.id); took back the welcome grant (\(takeBack))", in: db)
+            return outcome("merged")
         }
     }
 }

@@ -77,6 +77,17 @@ public struct StripeClient: Sendable {
         return (page["data"] as? [[String: Any]] ?? [], page["has_more"] as? Bool ?? false)
     }
 
+    /// Customers whose metadata names `userId` (`user_id`, or the legacy `clerk_user_id`),
+    /// through Stripe's search API. Search lags writes by up to a minute, which is fine for what
+    /// it is used for: finding a legacy customer the old service made long ago.
+    public func customersNaming(userId: String) async throws -> [[String: Any]] {
+        let quoted = userId.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'")
+        let page = try await request("GET", "/v1/customers/search", query: [
+            ("query", "metadata['user_id']:'\(quoted)' OR metadata['clerk_user_id']:'\(quoted)'"), ("limit", "10"),
+        ])
+        return page["data"] as? [[String: Any]] ?? []
+    }
+
     // MARK: Checkout and refunds
 
     public func createCheckoutSession(_ form: StripeForm, idempotencyKey: String) async throws -> [String: Any] {

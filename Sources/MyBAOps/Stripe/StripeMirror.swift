@@ -63,6 +63,13 @@ public struct StripeMirror: Sendable {
             do {
                 try await push(userId: userId)
                 pushed += 1
+            } catch let held as LegacyBalanceHeld {
+                // Not a failure: nothing is pushed until the import, checked again hourly.
+                try await database.immediateWrite { db in
+                    try db.execute(sql: "UPDATE stripe_outbox SET last_error = ?, next_attempt_at = ? WHERE user_id = ?",
+                                   arguments: [held.description, SQLTimestamp.string(Date().addingTimeInterval(3600)), userId])
+                }
+                logger.notice("Stripe mirror holds off: legacy balance not imported", metadata: ["user.id": .string(userId), "stripe.customer.id": .string(held.stripeCustomerId)])
             } catch {
                 failed += 1
                 let message = "\(error)"
@@ -95,6 +102,9 @@ public struct StripeMirror: Sendable {
         guard let (changes, attempts, _, balance) = snapshot else { return }
         let metadata = StripeMetadataKeys.metadata(for: balance)
         let stripeId = try await database.ensureStripeCustomer(userId: userId, stripe: stripe, pushBalance: false)
+        if let held = try await database.legacyBalanceHold(userId: userId) {
+            throw LegacyBalanceHeld(userId: userId, stripeCustomerId: held)
+        }
         let version = SQLTimestamp.milliseconds(balance.updatedAt)
         let key = forced ? "myba-mirror-forced:\(stripeId):\(UUID().uuidString)" : "myba-mirror:\(stripeId):\(version):\(changes):\(attempts)"
         let answer: [String: Any]
@@ -120,6 +130,17 @@ public struct StripeMirror: Sendable {
     }
 }
 
+/// The user's Stripe customer still holds a legacy balance that `import from-stripe` has not
+/// taken over: writing the ledger's balance there would erase it.
+public struct LegacyBalanceHeld: CodedError {
+    public var userId: String
+    public var stripeCustomerId: String
+    public var code: String { "legacy_balance_not_imported" }
+    public var description: String {
+        "Stripe customer \(stripeCustomerId) holds \(userId)'s legacy balance, not imported yet: run `myba-admin import from-stripe` before pushing"
+    }
+}
+
 extension AppDatabase {
     /// The Stripe customer id of `userId`, creating the Stripe customer on first need. The
     /// create call carries only what never changes (`metadata[user_id]`) under a key fixed per
@@ -131,6 +152,29 @@ extension AppDatabase {
         if let id = customer.stripeCustomerId { return id }
         let generation = try await writer.read { db in
             try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM stripe_customer_unlinks WHERE user_id = ?", arguments: [userId]) ?? 0
+        }
+        // A customer the old service made for this user is theirs: use it rather than make a
+        // second one. If it still holds the legacy balance (not imported yet), it is held: the
+        // mirror leaves its metadata alone until `import from-stripe` takes that balance over.
+        if generation == 0, let legacy = try await legacyCustomer(userId: userId, stripe: stripe) {
+            let linked = try await immediateWrite { db -> String in
+                try db.execute(sql: "UPDATE customers SET stripe_customer_id = ? WHERE user_id = ? AND stripe_customer_id IS NULL AND NOT EXISTS (SELECT 1 FROM customers WHERE stripe_customer_id = ?)",
+                               arguments: [legacy.id, userId, legacy.id])
+                let linked = try String.fetchOne(db, sql: "SELECT stripe_customer_id FROM customers WHERE user_id = ?", arguments: [userId])
+                if linked == legacy.id, legacy.metadata["tokens"] != nil,
+                   try LedgerStatements.entry(idempotencyKey: "import:\(userId)", in: db) == nil {
+                    try db.execute(sql: "INSERT INTO legacy_balance_holds (user_id, stripe_customer_id, found_at) VALUES (?, ?, ?) ON CONFLICT (user_id) DO NOTHING",
+                                   arguments: [userId, legacy.id, SQLTimestamp.string(Date())])
+                }
+                return linked ?? legacy.id
+            }
+            if linked == legacy.id {
+                try await enqueueMirror(userIds: [userId])
+                if pushBalance, try await legacyBalanceHold(userId: userId) == nil {
+                    try await StripeMirror(database: self, stripe: stripe).push(userId: userId)
+                }
+                return linked
+            }
         }
         let created = try await stripe.createCustomer(
             email: nil, metadata: ["user_id": userId], idempotencyKey: generation == 0 ? "myba-customer:\(userId)" : "myba-customer:\(userId):\(generation)")
@@ -146,6 +190,34 @@ extension AppDatabase {
         // The balance keys at once (the mirror's push, which does not come back here).
         if pushBalance { try await StripeMirror(database: self, stripe: stripe).push(userId: userId) }
         return linked
+    }
+
+    /// The oldest Stripe customer naming `userId` that MyBA did not make (made by the old
+    /// service), or nil. Stripe accounts without the search API answer 4xx: then there is none
+    /// to find, and a new customer is made as before.
+    func legacyCustomer(userId: String, stripe: StripeClient) async throws -> StripeCustomerRecord? {
+        let found: [[String: Any]]
+        do {
+            found = try await stripe.customersNaming(userId: userId)
+        } catch let error as StripeError where (error.status ?? 0) >= 400 && (error.status ?? 0) < 500 && error.status != 429 {
+            return nil
+        }
+        let records = found.compactMap { object -> (StripeCustomerRecord, Int)? in
+            guard let id = object["id"] as? String else { return nil }
+            let metadata = (object["metadata"] as? [String: Any] ?? [:]).compactMapValues { $0 as? String }
+            return (StripeCustomerRecord(id: id, email: object["email"] as? String, metadata: metadata), (object["created"] as? NSNumber)?.intValue ?? 0)
+        }
+        let unlinked = try await writer.read { db in
+            try Set(String.fetchAll(db, sql: "SELECT stripe_customer_id FROM stripe_customer_unlinks WHERE user_id = ?", arguments: [userId]))
+        }
+        return records.filter { !unlinked.contains($0.0.id) }.min { $0.1 < $1.1 }?.0
+    }
+
+    /// The Stripe customer whose legacy balance awaits `import from-stripe`, if any.
+    public func legacyBalanceHold(userId: String) async throws -> String? {
+        try await writer.read { db in
+            try String.fetchOne(db, sql: "SELECT stripe_customer_id FROM legacy_balance_holds WHERE user_id = ?", arguments: [userId])
+        }
     }
 
     /// Forgets a Stripe customer that no longer exists at Stripe (deleted in the dashboard or
