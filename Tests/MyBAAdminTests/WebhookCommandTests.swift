@@ -11,7 +11,7 @@ struct WebhookCommandTests {
         let fixture = try await AdminFixture()
         defer { fixture.directory.remove() }
         let database = fixture.database
-        let body = #"{"id":"evt_refund_1","object":"event","type":"charge.refunded","data":{"object":{"id":"ch_1","object":"charge","amount":500,"amount_refunded":500,"payment_intent":"pi_late"}}}"#
+        let body = #"{"id":"evt_refund_1","object":"event","type":"charge.refunded","data":{"object":{"id":"ch_1","object":"charge","amount":500,"amount_refunded":500,"payment_intent":"pi_late","metadata":{"user_id":"user_alice"}}}}"#
         _ = try await database.storeWebhook(WebhookDelivery(source: .stripe, eventId: "evt_refund_1", type: "charge.refunded", body: body,
                                                             headers: ["stripe-signature": "t=1,v1=abc"], requestId: "req_w1"))
         let processor = WebhookProcessor(database: database, plans: .standard)
