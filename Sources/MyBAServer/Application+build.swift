@@ -133,7 +133,7 @@ func buildRouter(_ dependencies: ServerDependencies) -> Router<MyBARequestContex
         CheckoutController(settings: dependencies.settings, database: dependencies.database, plans: dependencies.plans, stripe: dependencies.stripe).endpoints,
         atPath: "/api/create-checkout-session")
     router.addRoutes(
-        WebhookController(settings: dependencies.settings, database: dependencies.database, processor: dependencies.webhookProcessor).endpoints,
+        WebhookController(settings: dependencies.settings, intake: WebhookIntake(database: dependencies.database, processor: dependencies.webhookProcessor, faultInjection: dependencies.settings.faultInjection)).endpoints,
         atPath: "/api/webhook")
     router.add(middleware: MethodNotAllowedMiddleware(routes: router.routes))
     return router

@@ -23,12 +23,10 @@ struct GenerateController {
         guard let provider = GenerationProvider(rawValue: body.provider ?? "myba") else {
             throw APIError(.badRequest, code: "invalid_input", message: "provider must be \"myba\", \"openai\" or \"anthropic\"")
         }
-        let idempotencyKey = try request.idempotencyKey(context: context)
-        let generation = GenerationRequest(
+        let generation = GenerationRequest.fromCaller(
             input: body.input, provider: provider, apiKey: body.apiKey, model: body.model,
-            userId: context.user?.userId, sessionId: context.user == nil ? body.sessionId : nil,
-            idempotencyKey: "\(context.user?.userId ?? body.sessionId ?? "-"):\(idempotencyKey)", requestId: context.requestId,
-            clientAddress: context.clientAddress)
+            signedInUserId: context.user?.userId, sessionId: body.sessionId,
+            requestKey: try request.idempotencyKey(context: context), requestId: context.requestId, clientAddress: context.clientAddress)
         let answer = try await generator.answer(generation, logger: context.logger)
         let result = answer.result
         context.logger.info("ticket generated", metadata: [

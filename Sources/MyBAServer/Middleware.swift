@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import HTTPTypes
 import Hummingbird
 import Logging
@@ -126,8 +125,12 @@ struct APIError: Error {
             self = error
         case let error as HTTPError:
             self.init(error.status, code: Self.code(for: error.status), message: error.body ?? Self.message(for: error.status))
-        case let error as DatabaseError where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED:
-            self.init(.serviceUnavailable, code: "database_busy", message: "the database is busy; retry shortly")
+        case let error where StorageError.classify(error) == .busy:
+            self.init(.serviceUnavailable, code: "database_busy", message: StorageError.busy.description)
+        case let error as WebhookSignatureError:
+            self.init(.badRequest, code: "invalid_signature", message: error.description)
+        case let error as InvalidWebhookEvent:
+            self.init(.badRequest, code: error.code, message: error.description)
         case let error as AuthError:
             self.init(.unauthorized, code: "unauthorized", message: error.description)
         case let error as AnonymousSessionError:

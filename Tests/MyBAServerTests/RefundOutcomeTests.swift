@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
@@ -110,5 +111,40 @@ struct RefundOutcomeTests {
         #expect(event.outcome?.contains("not a MyBA payment") == true, "\(event.outcome ?? "")")
         #expect(try await database.webhooksDue(now: Date().addingTimeInterval(86400), maxAttempts: WebhookProcessor.maxAttempts).map(\.1) == ["evt_ours_early"])
         #expect(try await database.verify().isClean)
+    }
+}
+
+@Suite("A database held by another process")
+struct DatabaseBusyTests {
+    @Test("while another process holds the write lock past the busy timeout, a webhook answers 503 database_busy (JSON error) and is stored once the lock is free")
+    func busyIsA503() async throws {
+        let fixture = try webhookFixture { $0.busyTimeoutSeconds = 0.2 }
+        defer { fixture.directory.remove() }
+        try await fixture.application().test(.router) { client in
+            let purchase = Deliveries.checkoutCompleted(eventId: "evt_busy", sessionId: "cs_busy", userId: "user_busy", tokens: 10, amount: 500, paymentIntent: "pi_busy")
+            // Another process (a raw SQLite connection) takes the write lock and keeps it.
+            let holder = try DatabaseQueue(path: fixture.settings.databasePath)
+            let release = DispatchSemaphore(value: 0), held = DispatchSemaphore(value: 0)
+            let thread = Thread {
+                try? holder.writeWithoutTransaction { db in
+                    try db.execute(sql: "BEGIN IMMEDIATE")
+                    held.signal()
+                    release.wait()
+                    try db.execute(sql: "ROLLBACK")
+                }
+            }
+            thread.start()
+            held.wait()
+            try await client.execute(uri: "/api/webhook/stripe", method: .post, headers: Deliveries.stripeHeaders(purchase), body: ByteBuffer(string: purchase)) { response in
+                #expect(response.status == .serviceUnavailable)
+                let error = try response.json["error"] as? [String: Any]
+                #expect(error?["code"] as? String == "database_busy")
+            }
+            release.signal()
+            try await client.execute(uri: "/api/webhook/stripe", method: .post, headers: Deliveries.stripeHeaders(purchase), body: ByteBuffer(string: purchase)) { response in
+                #expect(response.status == .ok)
+            }
+        }
+        #expect(try await fixture.database().balance(userId: "user_busy")?.tokens == 10)
     }
 }

@@ -51,6 +51,20 @@ public struct GenerationRequest: Sendable {
         self.idempotencyKey = idempotencyKey
         self.requestId = requestId
     }
+
+    /// A request as a caller makes it. The payer is the signed-in account when there is one (a
+    /// session id sent beside a sign-in is ignored: the account pays), else the anonymous
+    /// session named. The caller's key (`Idempotency-Key`, else the request id) is scoped to
+    /// the payer, so two payers' equal keys never meet.
+    public static func fromCaller(
+        input: String, provider: GenerationProvider, apiKey: String?, model: String?,
+        signedInUserId: String?, sessionId: String?, requestKey: String, requestId: String, clientAddress: String?
+    ) -> GenerationRequest {
+        let session = signedInUserId == nil ? sessionId : nil
+        return GenerationRequest(
+            input: input, provider: provider, apiKey: apiKey, model: model, userId: signedInUserId, sessionId: session,
+            idempotencyKey: "\(signedInUserId ?? session ?? "-"):\(requestKey)", requestId: requestId, clientAddress: clientAddress)
+    }
 }
 
 /// What `/api/generate` answers.

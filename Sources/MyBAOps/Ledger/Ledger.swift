@@ -144,10 +144,6 @@ extension AppDatabase {
         }
     }
 
-    /// The number of customers, deleted ones included.
-    public func customerCount() async throws -> Int {
-        try await writer.read { db in try Customer.fetchCount(db) }
-    }
 }
 
 // MARK: - Rules

@@ -151,13 +151,6 @@ extension AppDatabase {
         }
     }
 
-    /// Gives back a charge whose work failed (key `release:<chargeKey>`), once.
-    public func releaseAnonymousCharge(sessionId: String, chargeKey: String, requestId: String?) async throws -> AnonymousSession {
-        try await immediateWrite { db in
-            try Self.releaseSessionCharge(sessionId: sessionId, chargeKey: chargeKey, requestId: requestId, now: Date().truncatedToMilliseconds, in: db)
-        }
-    }
-
     static func chargeSession(sessionId: String, amount: Int, idempotencyKey: String, requestId: String?, now: Date, in db: Database) throws -> AnonymousSession {
         guard var session = try fetchSession(id: sessionId, in: db) else {
             throw AnonymousSessionError.sessionNotFound(sessionId)

@@ -101,11 +101,6 @@ extension AppDatabase {
             path: path, detail: "application id \(found.applicationId), \(found.tables) table(s) and none of MyBA's migrations")
     }
 
-    /// An in-memory database, for tests that need neither a file nor several connections.
-    public static func inMemory() throws -> AppDatabase {
-        try AppDatabase(DatabaseQueue(configuration: makeConfiguration(busyTimeout: 1)))
-    }
-
     /// The connection configuration shared by every MyBA process.
     public static func makeConfiguration(busyTimeout: TimeInterval) -> Configuration {
         var config = Configuration()
@@ -120,14 +115,25 @@ extension AppDatabase {
 }
 
 /// Storage failures that an operator can act on.
-public enum StorageError: Error, CustomStringConvertible, Sendable {
+public enum StorageError: Error, Equatable, CustomStringConvertible, Sendable {
+    /// Another process holds the database lock past the busy timeout: retry shortly.
+    case busy
     case databaseMissing(path: String)
     case lockFailed(path: String, errno: Int32)
     /// The file exists and belongs to something else; it was not changed.
     case notMyBADatabase(path: String, detail: String)
 
+    /// `error` as a storage failure a shell can answer without knowing the database library, or nil.
+    public static func classify(_ error: any Error) -> StorageError? {
+        if let error = error as? StorageError { return error }
+        guard let error = error as? DatabaseError, error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED else { return nil }
+        return .busy
+    }
+
     public var description: String {
         switch self {
+        case .busy:
+            return "the database is busy; retry shortly"
         case .databaseMissing(let path):
             return "no database at \(path) (start the server once or pass --db with the right path)"
         case .lockFailed(let path, let code):
