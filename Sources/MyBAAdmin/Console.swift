@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import MyBAOps
 #if canImport(Glibc)
 import Glibc
@@ -23,6 +24,24 @@ final class Console: @unchecked Sendable {
         return readLine()
     }
     private var openedDatabase: AppDatabase?
+    /// This command's request id: every log line of the command carries it, so `logs trace`
+    /// and `timeline` show what an operator did beside what the server did.
+    let requestId = RequestIdentifier.generate()
+    /// JSON lines into the server's log (`MYBA_LOG_FILE`), under `requestId`.
+    private(set) lazy var logger: Logger = makeLogger()
+
+    private func makeLogger() -> Logger {
+        // The server rotates the file; the console only appends (a rename by the server leaves
+        // this command's few lines in the rotated file, still read by `logs`).
+        let destination = (try? RotatingFileWriter(path: settings.logFile, maxBytes: .max, maxFiles: 0)).map(LogDestination.file)
+        var logger = Logger(label: "myba.admin") { label in
+            guard let destination else { return SwiftLogNoOpLogHandler() }
+            return JSONLogHandler(label: label, level: .info, destination: destination)
+        }
+        logger[metadataKey: "request.id"] = .string(requestId)
+        logger[metadataKey: "operator.name"] = .string(operatorName)
+        return logger
+    }
 
     init(options: GlobalOptions, environment: [String: String] = ProcessInfo.processInfo.environment,
          interactive: Bool = isatty(STDIN_FILENO) == 1, commandLine: String = CommandLine.arguments.dropFirst().joined(separator: " ")) throws {

@@ -42,10 +42,15 @@ struct GlobalOptions: ParsableArguments {
 /// mode call `execute(in:)` with their long-lived console instead.
 protocol ConsoleCommand: AsyncParsableCommand {
     var global: GlobalOptions { get }
+    /// Whether this invocation may change data: then its request id is printed (standard
+    /// error), to find its log lines and audit row later.
+    var changesData: Bool { get }
     func execute(in console: Console) async throws
 }
 
 extension ConsoleCommand {
+    var changesData: Bool { false }
+
     mutating func run() async throws {
         try await execute(in: Console(options: global))
     }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import MyBAOps
 
 /// Entry point. ArgumentParser's own `main()` exits 64 on usage errors; MyBA's console promises
@@ -88,19 +89,33 @@ enum ConsoleRunner {
             Console.writeError("myba-admin: \(error)")
             return .failed
         }
+        let started = ContinuousClock.now
+        session.logger.info("console command started", metadata: ["console.command": .string(session.commandLine)])
+        if command.changesData { Console.writeError("request id \(session.requestId) (myba-admin logs trace \(session.requestId))") }
+        let status: ConsoleExit
+        var failure: String?
         do {
             try await command.execute(in: session)
-            return .ok
-        } catch let failure as CheckFailed {
-            if !failure.message.isEmpty { Console.writeError(failure.message) }
-            return .checkFailed
+            status = .ok
+        } catch let checked as CheckFailed {
+            if !checked.message.isEmpty { Console.writeError(checked.message) }
+            status = .checkFailed
         } catch let error as ValidationError {
             Console.writeError("myba-admin: error: \(error.message)")
-            return .usage
+            failure = error.message
+            status = .usage
         } catch {
             session.reportFailure(error)
-            return .failed
+            failure = "\(error)"
+            status = .failed
         }
+        var metadata: Logger.Metadata = [
+            "console.command": .string(session.commandLine), "console.exit": .stringConvertible(status.rawValue),
+            "duration.ms": .stringConvertible((ContinuousClock.now - started).timeInterval * 1000),
+        ]
+        if let failure { metadata["error.message"] = .string(failure) }
+        session.logger.log(level: status == .ok ? .info : .warning, "console command finished", metadata: metadata)
+        return status
     }
 }
 

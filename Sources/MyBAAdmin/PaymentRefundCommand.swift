@@ -6,6 +6,7 @@ import MyBAOps
 /// tokens with the processing the `charge.refunded` webhook uses (same key), so the webhook that
 /// follows changes nothing.
 struct PaymentRefundCommand: ConsoleCommand {
+    var changesData: Bool { !mutation.dryRun }
     static let configuration = CommandConfiguration(
         commandName: "refund",
         abstract: "Refund a purchase through Stripe and take back the refunded share of its tokens.",

@@ -4,6 +4,7 @@ import MyBAOps
 
 /// `reconcile`: the ledger's projection against every Stripe customer's metadata.
 struct ReconcileCommand: ConsoleCommand {
+    var changesData: Bool { fix != nil && !dryRun }
     static let configuration = CommandConfiguration(
         commandName: "reconcile",
         abstract: "Compare the ledger with Stripe customer metadata; exit 3 while drift remains.",
@@ -131,29 +132,37 @@ struct ImportCommand: AsyncParsableCommand {
 }
 
 struct ImportFromStripeCommand: ConsoleCommand {
+    var changesData: Bool { !mutation.dryRun }
     static let configuration = CommandConfiguration(
         commandName: "from-stripe",
         abstract: "Create customers and import entries from Stripe metadata (user_id or clerk_user_id); running twice changes nothing.")
 
     @OptionGroup var global: GlobalOptions
 
-    @Flag(help: "Say what would be imported and change nothing.")
-    var dryRun = false
-
-    @Flag(help: "Import without asking (required when not on a terminal).")
-    var yes = false
+    @OptionGroup var mutation: MutationOptions
 
     func execute(in console: Console) async throws {
         let database = try console.database()
         let stripe = try console.stripeClient()
         let customers = try await stripe.allCustomers().filter { $0.userId != nil }
-        if !dryRun, try !console.approve("import \(customers.count) Stripe customer(s) carrying a user id?", yes: yes) {
-            throw ConsoleFailure(code: "not_confirmed", description: "not applied")
-        }
+        let context = console.operatorContext(reason: mutation.reasonText)
         var outcomes: [ImportOutcome] = []
-        for customer in customers {
-            outcomes.append(try await database.importLegacyCustomer(customer, dryRun: dryRun, context: console.operatorContext(reason: "import from Stripe metadata")))
+        if mutation.dryRun || !mutation.yes {
+            // The plan: each customer's outcome, computed and changing nothing.
+            for customer in customers { outcomes.append(try await database.importLegacyCustomer(customer, dryRun: true, context: context)) }
+            if !mutation.dryRun && !console.json {
+                var table = TextTable(["user", "stripe customer", "tokens", "would"])
+                for outcome in outcomes { table.add([outcome.userId, outcome.stripeCustomerId, outcome.tokens.map(String.init) ?? "-", outcome.result]) }
+                console.write(console.bold("plan: import \(customers.count) Stripe customer(s) carrying a user id"))
+                console.write(table.render(bold: console.bold))
+            }
         }
+        if !mutation.dryRun {
+            guard try console.approve("import?", yes: mutation.yes) else { return }
+            outcomes = []
+            for customer in customers { outcomes.append(try await database.importLegacyCustomer(customer, dryRun: false, context: context)) }
+        }
+        let dryRun = mutation.dryRun
         if console.json {
             try console.writeJSON(outcomes)
             return

@@ -5,6 +5,7 @@ import MyBAOps
 /// `sessions reap --older-than DURATION`: removes untransferred sessions not seen since the
 /// cutoff, in short batches. Safe from cron: overlapping runs never fail or double count.
 struct SessionsReapCommand: ConsoleCommand {
+    var changesData: Bool { !dryRun }
     static let configuration = CommandConfiguration(
         commandName: "reap",
         abstract: "Remove untransferred anonymous sessions last seen before a cutoff.",

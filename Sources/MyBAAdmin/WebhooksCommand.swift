@@ -102,6 +102,7 @@ struct WebhooksShowCommand: ConsoleCommand {
 
 /// `webhooks replay`: runs the live processing function again on stored events.
 struct WebhooksReplayCommand: ConsoleCommand {
+    var changesData: Bool { !mutation.dryRun }
     static let configuration = CommandConfiguration(
         commandName: "replay",
         abstract: "Process stored events again with the live processing; an already processed event changes nothing.",
@@ -117,6 +118,8 @@ struct WebhooksReplayCommand: ConsoleCommand {
 
     @Option(help: ArgumentHelp("With --failed: only events received within this duration.", valueName: "duration"))
     var since: String?
+
+    @OptionGroup var mutation: MutationOptions
 
     func validate() throws {
         guard failed != !eventIds.isEmpty else { throw ValidationError("name event ids, or use --failed (not both)") }
@@ -146,12 +149,34 @@ struct WebhooksReplayCommand: ConsoleCommand {
             }
         }
         let processor = WebhookProcessor(database: database, plans: try console.plans())
+        // The plan: the live processing of each event, run and rolled back.
+        var plan = TextTable(["event", "type", "now", "replay would"])
+        var previews: [ReplayResult] = []
+        for event in targets {
+            let outcome = try await processor.preview(source: event.source, eventId: event.eventId)
+            let would = outcome.alreadyDone ? "nothing (already \(outcome.status.rawValue))" : "\(outcome.status.rawValue): \(outcome.message)"
+            plan.add([event.eventId, event.type, event.status.rawValue, would])
+            previews.append(ReplayResult(eventId: event.eventId, status: outcome.status.rawValue, changed: false, message: would, entryIds: []))
+        }
+        if mutation.dryRun {
+            if console.json { try console.writeJSON(previews) } else {
+                console.write(console.bold("plan: replay \(targets.count) event(s)"))
+                console.write(plan.render(bold: console.bold))
+                console.write("dry run: nothing changed")
+            }
+            return
+        }
+        if !console.json && !mutation.yes {
+            console.write(console.bold("plan: replay \(targets.count) event(s)"))
+            console.write(plan.render(bold: console.bold))
+        }
+        guard try console.approve("replay?", yes: mutation.yes) else { return }
         var results: [ReplayResult] = []
         for event in targets {
-            let outcome = try await processor.process(source: event.source, eventId: event.eventId, logger: .init(label: "myba.admin"))
+            let outcome = try await processor.process(source: event.source, eventId: event.eventId, logger: console.logger)
             results.append(ReplayResult(eventId: event.eventId, status: outcome.status.rawValue, changed: !outcome.alreadyDone && outcome.status != .failed,
                                         message: outcome.alreadyDone ? "already \(outcome.status.rawValue): nothing changed" : outcome.message, entryIds: outcome.entryIds))
-            try await database.recordAudit(console.operatorContext(reason: "webhook replay"), userId: nil,
+            try await database.recordAudit(console.operatorContext(reason: mutation.reasonText), userId: nil,
                                            outcome: "replayed \(event.eventId): \(outcome.alreadyDone ? "nothing changed" : outcome.status.rawValue)")
         }
         if console.json {
@@ -170,6 +195,7 @@ struct WebhooksReplayCommand: ConsoleCommand {
 
 /// `webhooks recover --since D`: fetch missed Stripe events from `/v1/events` and process them.
 struct WebhooksRecoverCommand: ConsoleCommand {
+    var changesData: Bool { !mutation.dryRun }
     static let configuration = CommandConfiguration(
         commandName: "recover",
         abstract: "Fetch Stripe events missing from the inbox (GET /v1/events, all pages) and process them.",
@@ -179,6 +205,8 @@ struct WebhooksRecoverCommand: ConsoleCommand {
 
     @Option(help: ArgumentHelp("How far back to look (90s, 30m, 24h, 7d; at most 30d).", valueName: "duration"))
     var since: String
+
+    @OptionGroup var mutation: MutationOptions
 
     func validate() throws {
         let seconds = try parseDuration(since, option: "--since")
@@ -191,10 +219,26 @@ struct WebhooksRecoverCommand: ConsoleCommand {
         let database = try console.database()
         let sinceDate = Date().addingTimeInterval(-(try parseDuration(since, option: "--since")))
         let processor = WebhookProcessor(database: database, plans: try console.plans())
-        let report = try await processor.recover(from: try console.stripeClient(), since: sinceDate, logger: .init(label: "myba.admin"))
+        let (listed, missing) = try await processor.missingEvents(from: try console.stripeClient(), since: sinceDate)
+        if !console.json && (mutation.dryRun || !mutation.yes) {
+            console.write(console.bold("plan: store and process \(missing.count) Stripe event(s) missing from the inbox (\(listed) listed)"))
+            var plan = TextTable(["event", "type", "created"])
+            for event in missing { plan.add([event.id, event.type, event.created.map { LedgerDates.timestamp(Date(timeIntervalSince1970: TimeInterval($0))) } ?? "-"]) }
+            console.write(plan.render(bold: console.bold))
+        }
+        if mutation.dryRun {
+            if console.json {
+                try console.writeJSON(RecoveryReport(listed: listed, alreadyStored: listed - missing.count, recovered: [], failed: []))
+            } else {
+                console.write("dry run: nothing changed")
+            }
+            return
+        }
+        if !missing.isEmpty, try !console.approve("recover?", yes: mutation.yes) { return }
+        let report = try await processor.recover(missing, listed: listed, logger: console.logger)
         if !report.recovered.isEmpty || !report.failed.isEmpty {
-            try await database.recordAudit(console.operatorContext(reason: "webhooks recover --since \(since)"), userId: nil,
-                                           outcome: "recovered \(report.recovered.count), failed \(report.failed.count)")
+            try await database.recordAudit(console.operatorContext(reason: mutation.reasonText), userId: nil,
+                                           outcome: "webhooks recover --since \(since): recovered \(report.recovered.count), failed \(report.failed.count)")
         }
         if console.json {
             try console.writeJSON(report)

@@ -37,6 +37,24 @@ struct LogsCommandTests {
         #expect(human.stdout.contains(" info step ") && human.stdout.contains("request.id=req_traced"))
     }
 
+    @Test("trace finds a line by its request.id however the line's JSON is spaced (re-encoded by a shipper), and not a line that only mentions the id elsewhere")
+    func traceReencodedLines() async throws {
+        let directory = try TemporaryDirectory("myba-logs-spaced")
+        defer { directory.remove() }
+        let path = directory.file("myba.jsonl")
+        let lines = [
+            #"{"ts":"2026-12-05T01:00:00.000Z","level":"info","msg":"ours","request.id":"req_spaced"}"#,
+            #"{"ts": "2026-12-05T01:00:01.000Z", "level": "info", "msg": "shipped", "request.id": "req_spaced"}"#,
+            #"{ "request.id" : "req_spaced" , "msg" : "pretty" , "level" : "warning" , "ts" : "2026-12-05T01:00:02.000Z" }"#,
+            #"{"ts":"2026-12-05T01:00:03.000Z","level":"info","msg":"mentions","note":"req_spaced","request.id":"req_other"}"#,
+        ]
+        try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        let trace = try await BuiltProduct.run("myba-admin", ["logs", "trace", "req_spaced", "--file", path, "--json"])
+        #expect(trace.status == 0, "\(trace.stderr)")
+        let messages = try trace.stdout.split(separator: "\n").map { try jsonObject(String($0))["msg"] as? String }
+        #expect(messages == ["ours", "shipped", "pretty"])
+    }
+
     @Test("tail --follow keeps printing through a rotation")
     func follow() async throws {
         let directory = try TemporaryDirectory("myba-logs-follow")

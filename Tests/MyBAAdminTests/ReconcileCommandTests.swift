@@ -42,17 +42,17 @@ struct ReconcileCommandTests {
             _ = try await stripe.createCustomer(email: nil, metadata: ["clerk_user_id": "user_clerkonly", "tokens": "3"], idempotencyKey: "legacy-2")
             _ = try await stripe.createCustomer(email: "stranger@example.com", metadata: [:], idempotencyKey: "legacy-3")
 
-            let dry = try await fixture.admin(["import", "from-stripe", "--dry-run", "--json", "--db", fixture.path], environment: environment)
+            let dry = try await fixture.admin(["import", "from-stripe", "--reason", "legacy store", "--dry-run", "--json", "--db", fixture.path], environment: environment)
             #expect(dry.status == 0, "\(dry.stderr)")
             #expect(try await fixture.database.customer(userId: "user_legacy") == nil)
-            let imported = try await fixture.admin(["import", "from-stripe", "--yes", "--json", "--db", fixture.path], environment: environment)
+            let imported = try await fixture.admin(["import", "from-stripe", "--reason", "legacy store", "--yes", "--json", "--db", fixture.path], environment: environment)
             #expect(imported.status == 0, "\(imported.stderr)")
             let balance = try #require(try await fixture.database.balance(userId: "user_legacy"))
             #expect((balance.tokens, balance.tokensUsed, balance.tokensPurchased, balance.tokensTransferred) == (17, 40, 50, 1))
             #expect(balance.lastPurchase.map(LedgerDates.timestamp) == "2025-03-01T10:00:00.000Z")
             #expect(try await fixture.database.customer(userId: "user_legacy")?.stripeCustomerId == legacy["id"] as? String)
             #expect(try await fixture.database.balance(userId: "user_clerkonly")?.tokens == 3)
-            let again = try await fixture.admin(["import", "from-stripe", "--yes", "--db", fixture.path], environment: environment)
+            let again = try await fixture.admin(["import", "from-stripe", "--reason", "legacy store", "--yes", "--db", fixture.path], environment: environment)
             #expect(again.stdout.contains("0 imported"))
             #expect(try await fixture.database.entries(userId: "user_legacy", limit: 10).count == 1)
             #expect(try await fixture.database.verify().isClean)
@@ -139,7 +139,7 @@ struct ReconcileCommandTests {
         defer { fixture.directory.remove() }
         try await Self.withEmulator { stripe, environment in
             let paymentIntent = try #require(try await Self.paidStarter(stripe, key: "cs-refund")["payment_intent"] as? String)
-            #expect(try await fixture.admin(["webhooks", "recover", "--since", "1h", "--db", fixture.path], environment: environment).status == 0)
+            #expect(try await fixture.admin(["webhooks", "recover", "--since", "1h", "--yes", "--reason", "missed events", "--db", fixture.path], environment: environment).status == 0)
             // An earlier `payment refund … --amount 200 --reason "asked by mail"` reached Stripe,
             // then failed before the ledger heard of it (no webhook either).
             _ = try await stripe.createRefund(paymentIntent: paymentIntent, amount: 200, reason: nil,
@@ -166,14 +166,14 @@ struct ReconcileCommandTests {
         try await Self.withEmulator { stripe, environment in
             // Paid while our webhook endpoint was down: the event exists only at Stripe.
             _ = try await Self.paidStarter(stripe, key: "cs-missed")
-            let tooFar = try await fixture.admin(["webhooks", "recover", "--since", "31d", "--db", fixture.path], environment: environment)
+            let tooFar = try await fixture.admin(["webhooks", "recover", "--since", "31d", "--yes", "--reason", "missed events", "--db", fixture.path], environment: environment)
             #expect(tooFar.status == 2)
             #expect(tooFar.stderr.contains("30-day"))
-            let recovered = try await fixture.admin(["webhooks", "recover", "--since", "1h", "--json", "--db", fixture.path], environment: environment)
+            let recovered = try await fixture.admin(["webhooks", "recover", "--since", "1h", "--yes", "--reason", "missed events", "--json", "--db", fixture.path], environment: environment)
             #expect(recovered.status == 0, "\(recovered.stderr)")
             #expect((try jsonObject(recovered.stdout)["recovered"] as? [String])?.count == 1)
             #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == 64)
-            let again = try await fixture.admin(["webhooks", "recover", "--since", "1h", "--json", "--db", fixture.path], environment: environment)
+            let again = try await fixture.admin(["webhooks", "recover", "--since", "1h", "--yes", "--reason", "missed events", "--json", "--db", fixture.path], environment: environment)
             #expect(try jsonObject(again.stdout)["alreadyStored"] as? Int == 1)
             #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == 64)
             #expect(try await fixture.database.verify().isClean)
@@ -189,7 +189,7 @@ struct ConsoleRefundFailureTests {
         defer { fixture.directory.remove() }
         try await ReconcileCommandTests.withEmulator { stripe, environment in
             let paymentIntent = try #require(try await ReconcileCommandTests.paidStarter(stripe, key: "cs-refund-fails")["payment_intent"] as? String)
-            #expect(try await fixture.admin(["webhooks", "recover", "--since", "1h", "--db", fixture.path], environment: environment).status == 0)
+            #expect(try await fixture.admin(["webhooks", "recover", "--since", "1h", "--yes", "--reason", "missed events", "--db", fixture.path], environment: environment).status == 0)
             let before = try #require(try await fixture.database.balance(userId: "user_alice")).tokens
             let half = try await fixture.admin(["payment", "refund", paymentIntent, "--amount", "250", "--reason", "half", "--yes", "--db", fixture.path], environment: environment)
             #expect(half.status == 0, "\(half.stdout)\(half.stderr)")
@@ -200,7 +200,7 @@ struct ConsoleRefundFailureTests {
             // charge's amount_refunded. Recovery fetches both events; the tokens come back once.
             _ = try await stripe.request("POST", "/test/refunds/\(refundId)/fail")
             for _ in 0..<2 {
-                let recovered = try await fixture.admin(["webhooks", "recover", "--since", "1h", "--db", fixture.path], environment: environment)
+                let recovered = try await fixture.admin(["webhooks", "recover", "--since", "1h", "--yes", "--reason", "missed events", "--db", fixture.path], environment: environment)
                 #expect(recovered.status == 0, "\(recovered.stdout)\(recovered.stderr)")
             }
             #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == before)
@@ -247,9 +247,9 @@ struct LegacyBeforeImportTests {
             #expect(push.stdout.contains("import from-stripe") || push.stderr.contains("import from-stripe"), "\(push.stdout)\(push.stderr)")
             #expect((try await stripe.retrieveCustomer(legacy)["metadata"] as? [String: String])?["tokens"] == "17")
 
-            let dry = try await fixture.admin(["import", "from-stripe", "--dry-run", "--db", fixture.path], environment: environment)
+            let dry = try await fixture.admin(["import", "from-stripe", "--reason", "legacy store", "--dry-run", "--db", fixture.path], environment: environment)
             #expect(dry.stdout.contains("would merge"), "\(dry.stdout)")
-            let imported = try await fixture.admin(["import", "from-stripe", "--yes", "--db", fixture.path], environment: environment)
+            let imported = try await fixture.admin(["import", "from-stripe", "--reason", "legacy store", "--yes", "--db", fixture.path], environment: environment)
             #expect(imported.status == 0, "\(imported.stderr)")
             #expect(imported.stdout.contains("merged"), "\(imported.stdout)")
             // 6 welcome − 2 spent + 17 legacy − 6 welcome given twice.
@@ -259,7 +259,7 @@ struct LegacyBeforeImportTests {
             // The mirror now writes the merged balance to the legacy customer.
             _ = try await mirror.pushDue(logger: .init(label: "test"))
             #expect((try await stripe.retrieveCustomer(legacy)["metadata"] as? [String: String])?["tokens"] == "15")
-            let again = try await fixture.admin(["import", "from-stripe", "--yes", "--db", fixture.path], environment: environment)
+            let again = try await fixture.admin(["import", "from-stripe", "--reason", "legacy store", "--yes", "--db", fixture.path], environment: environment)
             #expect(again.stdout.contains("already imported"), "\(again.stdout)")
             #expect(try await fixture.database.balance(userId: "user_back")?.tokens == 15)
         }
@@ -275,7 +275,7 @@ struct LegacyBeforeImportTests {
             let duplicate = try #require(try await stripe.createCustomer(email: nil, metadata: ["user_id": "user_back", "tokens": "6", "tokens_used": "0", "tokens_purchased": "0"],
                                                                         idempotencyKey: "dup")["id"] as? String)
             _ = try await fixture.database.linkStripeCustomer(userId: "user_back", stripeCustomerId: duplicate)
-            let imported = try await fixture.admin(["import", "from-stripe", "--yes", "--json", "--db", fixture.path], environment: environment)
+            let imported = try await fixture.admin(["import", "from-stripe", "--reason", "legacy store", "--yes", "--json", "--db", fixture.path], environment: environment)
             #expect(imported.status == 0, "\(imported.stderr)")
             let outcomes = try #require(try JSONSerialization.jsonObject(with: Data(imported.stdout.utf8)) as? [[String: Any]])
             let results = Dictionary(uniqueKeysWithValues: outcomes.compactMap { o in (o["stripeCustomerId"] as? String).map { ($0, o["result"] as? String ?? "") } })

@@ -31,7 +31,7 @@ struct RunbookTests {
     /// Commands that change data run as dry runs: the runbook shows them, the test must not
     /// apply them twice over.
     static func asDryRun(_ command: String) -> String {
-        let changesData = ["tokens ", "payment refund", "sessions reap", "import "].contains { command.hasPrefix($0) }
+        let changesData = ["tokens ", "payment refund", "sessions reap", "import ", "webhooks replay", "webhooks recover"].contains { command.hasPrefix($0) }
             || (command.hasPrefix("reconcile") && command.contains("--fix"))
         return changesData && !command.contains("--dry-run") ? command + " --dry-run" : command
     }

@@ -20,14 +20,35 @@ struct WebhookCommandTests {
         let failed = try await fixture.admin(["webhooks", "list", "--status", "failed", "--db", fixture.path])
         #expect(failed.status == 0)
         #expect(failed.stdout.contains("evt_refund_1") && failed.stdout.contains("pi_late"))
-        let stillFailing = try await fixture.admin(["webhooks", "replay", "evt_refund_1", "--db", fixture.path])
+        let stillFailing = try await fixture.admin(["webhooks", "replay", "evt_refund_1", "--yes", "--reason", "purchase arrived", "--db", fixture.path])
         #expect(stillFailing.status == 1)
 
         _ = try await database.immediateWrite { db in
             try AppDatabase.recordPurchase(checkoutSessionId: "cs_late", paymentIntentId: "pi_late", stripeCustomerId: nil, userId: "user_alice",
                                            planId: "starter", tokens: 10, amountTotal: 500, currency: "usd", actor: "test", requestId: nil, now: Date(), in: db)
         }
-        let replayed = try await fixture.admin(["webhooks", "replay", "--failed", "--json", "--db", fixture.path])
+        // The mutation conventions: a reason is required; the plan is the live processing run
+        // and rolled back; a dry run and a script without --yes change nothing.
+        #expect(try await fixture.admin(["webhooks", "replay", "--failed", "--db", fixture.path]).status == 2)
+        let dry = try await fixture.admin(["webhooks", "replay", "--failed", "--dry-run", "--reason", "purchase arrived", "--db", fixture.path])
+        #expect(dry.status == 0, "\(dry.stderr)")
+        #expect(dry.stdout.contains("processed: took back 10 tokens for pi_late") && dry.stdout.contains("dry run: nothing changed"), "\(dry.stdout)")
+        let unconfirmed = try await fixture.admin(["webhooks", "replay", "--failed", "--reason", "purchase arrived", "--db", fixture.path])
+        #expect(unconfirmed.status == 1)
+        #expect(unconfirmed.stderr.contains("pass --yes"), "\(unconfirmed.stderr)")
+        #expect(try await database.webhookEvent(source: .stripe, eventId: "evt_refund_1")?.status == .failed)
+        #expect(try await database.balance(userId: "user_alice")?.tokens == 64)
+
+        let logPath = fixture.directory.file("logs/myba.jsonl")
+        let replayed = try await fixture.admin(["webhooks", "replay", "--failed", "--yes", "--reason", "purchase arrived", "--json", "--db", fixture.path],
+                                               environment: ["MYBA_LOG_FILE": logPath])
+        // The command's request id is printed, and its log lines (processing included) carry it.
+        let requestId = try #require(replayed.stderr.split(separator: " ").first { $0.hasPrefix("req_") }.map(String.init))
+        let trace = try await fixture.admin(["logs", "trace", requestId, "--file", logPath, "--json"])
+        let messages = try trace.stdout.split(separator: "\n").map { try jsonObject(String($0))["msg"] as? String }
+        #expect(messages.contains("console command started") && messages.contains("webhook processed") && messages.contains("console command finished"), "\(messages)")
+        let audit = try await database.auditRecords(limit: 1).first
+        #expect(audit?.reason == "purchase arrived")
         #expect(replayed.status == 0, "\(replayed.stderr)")
         let results = try #require(try JSONSerialization.jsonObject(with: Data(replayed.stdout.utf8)) as? [[String: Any]])
         #expect(results.count == 1)
@@ -35,7 +56,7 @@ struct WebhookCommandTests {
         #expect(results.first?["changed"] as? Bool == true)
         #expect(try await database.balance(userId: "user_alice")?.tokens == 54)
 
-        let again = try await fixture.admin(["webhooks", "replay", "evt_refund_1", "--db", fixture.path])
+        let again = try await fixture.admin(["webhooks", "replay", "evt_refund_1", "--yes", "--reason", "purchase arrived", "--db", fixture.path])
         #expect(again.status == 0)
         #expect(again.stdout.contains("nothing changed"))
         #expect(try await database.balance(userId: "user_alice")?.tokens == 54)

@@ -26,15 +26,37 @@ public struct LogFilter: Sendable {
 
     /// The exact bytes our JSON handler writes for a request id: matching them needs no parsing.
     static func needle(key: String, value: String) -> [UInt8] {
-        Array("\"\(key)\":\"\(value)\"".utf8)
+        Array("\"\(key)\":".utf8) + quoted(value)
+    }
+
+    /// `value` as a JSON string literal: what any encoder writes for it, however it spaces the
+    /// line around it.
+    static func quoted(_ value: String) -> [UInt8] {
+        let data = (try? JSONSerialization.data(withJSONObject: [value], options: [.withoutEscapingSlashes])) ?? Data("[\"\(value)\"]".utf8)
+        return Array(data.dropFirst().dropLast())
+    }
+
+    /// The byte search every filtered line must pass first: the id's JSON string, wherever it
+    /// stands. Cheap, and never misses a line however it was re-encoded.
+    var anchor: [UInt8]? {
+        requestId.map(Self.quoted) ?? userId.map(Self.quoted)
     }
 
     func matches(_ line: UnsafeRawBufferPointer) -> Bool {
-        if let requestId, !contains(line, Self.needle(key: "request.id", value: requestId)) { return false }
-        if let userId, !contains(line, Self.needle(key: "user.id", value: userId)) { return false }
+        // Our handler's own spelling (`"request.id":"…"`) is a match without parsing; a line
+        // that only holds the value somewhere (re-encoded by a shipper with a space after the
+        // colon, or the id inside another field) is confirmed by parsing it.
+        var confirm: [(key: String, value: String)] = []
+        for (key, value) in [("request.id", requestId), ("user.id", userId)] {
+            guard let value else { continue }
+            if contains(line, Self.needle(key: key, value: value)) { continue }
+            guard contains(line, Self.quoted(value)) else { return false }
+            confirm.append((key, value))
+        }
         if let text, !contains(line, Array(text.utf8)) { return false }
-        if minimumLevel != nil || since != nil {
+        if !confirm.isEmpty || minimumLevel != nil || since != nil {
             guard let object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] else { return false }
+            for (key, value) in confirm where object[key] as? String != value { return false }
             if let minimumLevel, let level = object["level"] as? String,
                (Self.levels.firstIndex(of: level) ?? 0) < (Self.levels.firstIndex(of: minimumLevel) ?? 0) { return false }
             if let since, let ts = (object["ts"] as? String).flatMap(LedgerDates.parse), ts < since { return false }
@@ -72,7 +94,9 @@ public struct LogReader: Sendable {
     public var files: [String] { RotatingFileWriter.existingFiles(forLog: path).reversed() }
 
     /// Every line of `requestId`, in order, across rotated files. The file is searched as raw
-    /// bytes for the exact `"request.id":"…"` our handler writes; JSON is never parsed.
+    /// bytes for the id's JSON string; a line is a match when it holds our handler's exact
+    /// `"request.id":"…"`, or when parsing it finds the id under `request.id` (a line another
+    /// tool re-encoded).
     public func trace(requestId: String) throws -> [String] {
         try lines(matching: LogFilter(requestId: requestId))
     }
@@ -97,8 +121,7 @@ public struct LogReader: Sendable {
     static func forEachLine(_ buffer: UnsafeRawBufferPointer, filter: LogFilter, _ body: (UnsafeRawBufferPointer) -> Void) {
         guard let base = buffer.baseAddress, buffer.count > 0 else { return }
         let count = buffer.count
-        let anchor = filter.requestId.map { LogFilter.needle(key: "request.id", value: $0) }
-            ?? filter.userId.map { LogFilter.needle(key: "user.id", value: $0) }
+        let anchor = filter.anchor
         var position = 0
         while position < count {
             var lineStart = position

@@ -167,6 +167,26 @@ public struct WebhookProcessor: Sendable {
         }
     }
 
+    /// What processing the event now would do, with nothing kept: the live processing runs in a
+    /// transaction that is rolled back (the console's plan for `webhooks replay`).
+    public func preview(source: WebhookSource, eventId: String) async throws -> WebhookOutcome {
+        let plans = self.plans
+        return try await database.writer.writeWithoutTransaction { db in
+            var outcome: WebhookOutcome?
+            try db.inTransaction(.immediate) {
+                do {
+                    outcome = try Self.processInTransaction(source: source, eventId: eventId, plans: plans, requestId: nil, in: db)
+                } catch let error as WebhookMissing {
+                    throw error
+                } catch {
+                    outcome = WebhookOutcome(status: .failed, message: "\(error)", entryIds: [], alreadyDone: false)
+                }
+                return .rollback
+            }
+            return outcome!
+        }
+    }
+
     /// Processes every due event once; returns how many were looked at.
     @discardableResult
     public func processDue(logger: Logger) async throws -> Int {
@@ -441,6 +461,13 @@ public struct RecoveryReport: Codable, Equatable, Sendable {
     public var alreadyStored: Int
     public var recovered: [String]
     public var failed: [String]
+
+    public init(listed: Int, alreadyStored: Int, recovered: [String], failed: [String]) {
+        self.listed = listed
+        self.alreadyStored = alreadyStored
+        self.recovered = recovered
+        self.failed = failed
+    }
 }
 
 extension WebhookProcessor {
@@ -453,22 +480,49 @@ extension WebhookProcessor {
     /// Stripe keeps events for 30 days.
     public static let stripeEventRetention: TimeInterval = 30 * 86400
 
+    /// A Stripe event missing from the inbox, as `/v1/events` returned it.
+    public struct MissingEvent: @unchecked Sendable {
+        public var id: String
+        public var type: String
+        public var created: Int?
+        /// The event object; stored as a live delivery's body would be.
+        public var object: [String: Any]
+    }
+
+    /// Reads Stripe's events API for the handled types since `since` and returns the events not in
+    /// the inbox (the plan of `webhooks recover`), and how many were listed.
+    public func missingEvents(from stripe: StripeClient, since: Date) async throws -> (listed: Int, missing: [MissingEvent]) {
+        var listed = 0
+        var missing: [MissingEvent] = []
+        for type in Self.handledStripeTypes {
+            for event in try await stripe.events(type: type, since: since) {
+                listed += 1
+                guard let id = event["id"] as? String else { continue }
+                if try await database.webhookEvent(source: .stripe, eventId: id) != nil { continue }
+                missing.append(MissingEvent(id: id, type: type, created: (event["created"] as? NSNumber)?.intValue, object: event))
+            }
+        }
+        return (listed, missing)
+    }
+
+    /// Stores `events` (as a live delivery would) and processes them.
+    public func recover(_ events: [MissingEvent], listed: Int, logger: Logger) async throws -> RecoveryReport {
+        var report = RecoveryReport(listed: listed, alreadyStored: listed - events.count, recovered: [], failed: [])
+        for event in events {
+            let body = String(decoding: try JSONSerialization.data(withJSONObject: event.object, options: [.sortedKeys]), as: UTF8.self)
+            let stored = try await database.storeWebhook(WebhookDelivery(
+                source: .stripe, eventId: event.id, type: event.type, body: body, headers: ["recovered-from": "GET /v1/events"], requestId: nil))
+            guard stored else { report.alreadyStored += 1; continue }
+            let outcome = try await process(source: .stripe, eventId: event.id, logger: logger)
+            if outcome.status == .failed { report.failed.append(event.id) } else { report.recovered.append(event.id) }
+        }
+        return report
+    }
+
     /// Reads Stripe's events API for the handled types since `since`, stores the events missing
     /// from the inbox (as a live delivery would) and processes them.
     public func recover(from stripe: StripeClient, since: Date, logger: Logger) async throws -> RecoveryReport {
-        var report = RecoveryReport(listed: 0, alreadyStored: 0, recovered: [], failed: [])
-        for type in Self.handledStripeTypes {
-            for event in try await stripe.events(type: type, since: since) {
-                report.listed += 1
-                guard let id = event["id"] as? String else { continue }
-                let body = String(decoding: try JSONSerialization.data(withJSONObject: event, options: [.sortedKeys]), as: UTF8.self)
-                let stored = try await database.storeWebhook(WebhookDelivery(
-                    source: .stripe, eventId: id, type: type, body: body, headers: ["recovered-from": "GET /v1/events"], requestId: nil))
-                guard stored else { report.alreadyStored += 1; continue }
-                let outcome = try await process(source: .stripe, eventId: id, logger: logger)
-                if outcome.status == .failed { report.failed.append(id) } else { report.recovered.append(id) }
-            }
-        }
-        return report
+        let (listed, missing) = try await missingEvents(from: stripe, since: since)
+        return try await recover(missing, listed: listed, logger: logger)
     }
 }
