@@ -8,6 +8,8 @@ import MyBAOps
 @main
 enum MyBAAdminMain {
     static func main() async {
+        // Backups, logs and databases the console creates are its owner's only.
+        umask(0o077)
         let status = await ConsoleRunner.main(arguments: Array(CommandLine.arguments.dropFirst()))
         exit(status.rawValue)
     }

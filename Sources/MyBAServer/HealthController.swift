@@ -17,6 +17,9 @@ struct HealthController {
             .get(use: health)
     }
 
+    /// The public answer says whether the service is up; the configuration and the business
+    /// figures (`customers`, `auth`, `ai`, `payments`, the outbox) go to operators only: a
+    /// loopback peer, or the metrics token (`MetricsAccess`).
     struct HealthResponse: ResponseEncodable, Equatable {
         var status: String
         var version: String
@@ -25,11 +28,11 @@ struct HealthController {
         var customers: Int?
         var anonymousSessions: Int?
         /// `development` when dev tokens are accepted, else `clerk`.
-        var auth: String
+        var auth: String?
         /// `mock` without an AI key, else `openrouter`.
-        var ai: String
+        var ai: String?
         /// `enabled` when STRIPE_SECRET_KEY is set.
-        var payments: String
+        var payments: String?
         /// Customers whose Stripe metadata is behind the ledger, and the oldest wait.
         var outboxDepth: Int?
         var outboxOldestPendingSeconds: Int?
@@ -42,7 +45,7 @@ struct HealthController {
         let storage = report.storage, outbox = report.outbox
         let progress = dependencies.watchdog.report()
         let healthy = storage.databaseReadable && progress.isHealthy
-        let body = HealthResponse(
+        var body = HealthResponse(
             status: healthy ? "ok" : "degraded",
             version: mybaVersion,
             uptimeSeconds: Int(Date().timeIntervalSince(dependencies.startedAt)),
@@ -55,6 +58,15 @@ struct HealthController {
             outboxDepth: outbox?.depth,
             outboxOldestPendingSeconds: outbox?.oldestPendingSeconds,
             stalled: progress.isHealthy ? nil : progress.stalled)
+        if !MetricsAccess(settings: dependencies.settings).admits(request, context: context) {
+            body.customers = nil
+            body.anonymousSessions = nil
+            body.auth = nil
+            body.ai = nil
+            body.payments = nil
+            body.outboxDepth = nil
+            body.outboxOldestPendingSeconds = nil
+        }
         if let problem = storage.problem {
             context.logger.error("health check: database unreadable", metadata: ["error.message": .string(problem)])
         }

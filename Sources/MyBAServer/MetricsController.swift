@@ -21,15 +21,16 @@ struct MetricsController {
 
     @Sendable func metrics(_ request: Request, context: MyBARequestContext) async throws -> Response {
         switch access {
-        case .token(let expected):
-            let sent = request.headers[HTTPField.Name("X-Metrics-Token")!] ?? ""
-            guard Self.constantTimeEqual(Array(sent.utf8), Array(expected.utf8)) else {
+        case .token:
+            guard access.admits(request, context: context) else {
                 throw APIError(.forbidden, code: "metrics_forbidden", message: "/metrics needs the X-Metrics-Token header with MYBA_METRICS_TOKEN")
             }
         case .loopback:
-            guard Self.isLoopback(context.peerAddress) else {
+            guard access.admits(request, context: context) else {
                 throw APIError(.forbidden, code: "metrics_forbidden", message: "/metrics answers loopback connections only; set MYBA_METRICS_TOKEN (or MYBA_METRICS_PUBLIC=1) to serve a scraper elsewhere")
             }
+        case .tokenRequired:
+            throw APIError(.forbidden, code: "metrics_forbidden", message: "behind a proxy (MYBA_TRUST_PROXY) every client arrives from the proxy's address; set MYBA_METRICS_TOKEN to serve /metrics")
         case .everyone:
             break
         }
@@ -60,13 +61,41 @@ struct MetricsController {
     }
 }
 
-/// Who may read `/metrics`.
+/// Who may read `/metrics` and the operator's details of `/api/health`.
 enum MetricsAccess: Sendable, Equatable {
+    /// `MYBA_METRICS_TOKEN`, sent as `X-Metrics-Token`.
     case token(String)
+    /// Connections from loopback: a scraper on the host.
     case loopback
+    /// Behind a proxy on the same host every client's connection comes from loopback, so
+    /// loopback proves nothing: only a token would, and none is set.
+    case tokenRequired
+    /// `MYBA_METRICS_PUBLIC=1`.
     case everyone
 
     init(settings: MyBASettings) {
-        if let token = settings.metricsToken { self = .token(token) } else { self = settings.metricsPublic ? .everyone : .loopback }
+        if let token = settings.metricsToken {
+            self = .token(token)
+        } else if settings.metricsPublic {
+            self = .everyone
+        } else {
+            self = settings.anonymous.trustedProxies > 0 ? .tokenRequired : .loopback
+        }
+    }
+
+    /// Whether this request is an operator's: the token, or a loopback peer (the socket's own,
+    /// never `X-Forwarded-For`, which a client writes itself) when no proxy stands in front.
+    func admits(_ request: Request, context: MyBARequestContext) -> Bool {
+        switch self {
+        case .token(let expected):
+            let sent = request.headers[HTTPField.Name("X-Metrics-Token")!] ?? ""
+            return MetricsController.constantTimeEqual(Array(sent.utf8), Array(expected.utf8))
+        case .loopback:
+            return MetricsController.isLoopback(context.peerAddress)
+        case .tokenRequired:
+            return false
+        case .everyone:
+            return true
+        }
     }
 }

@@ -9,10 +9,23 @@ import ServiceLifecycle
 @main
 struct MyBAServer {
     static func main() async {
+        // Everything this process creates (database, WAL, lock, logs) is its owner's only: the
+        // ledger and the logs hold customers' data.
+        umask(0o077)
         let settings: MyBASettings
-        let logWriter: RotatingFileWriter
         do {
             settings = try MyBASettings.fromEnvironment()
+        } catch {
+            fail("myba-server: \(error)")
+        }
+        if settings.isProduction {
+            let problems = settings.productionProblems()
+            if !problems.isEmpty {
+                fail("myba-server: refusing to start in production (MYBA_ENV=production or a live Stripe key): " + problems.joined(separator: "; "))
+            }
+        }
+        let logWriter: RotatingFileWriter
+        do {
             logWriter = try RotatingFileWriter(path: settings.logFile, maxBytes: settings.logMaxBytes, maxFiles: settings.logMaxFiles)
         } catch {
             fail("myba-server: \(error)")

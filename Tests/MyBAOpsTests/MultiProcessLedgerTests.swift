@@ -103,3 +103,29 @@ enum WorkerProcess {
         try BuiltProduct.start("myba-bench", arguments)
     }
 }
+
+@Suite("Opening a database another process is stuck opening")
+struct DatabaseLockWaitTests {
+    @Test("opening waits for the lock beside the file only so long, then fails naming the holder's pid; nothing is opened or changed")
+    func boundedLockWait() async throws {
+        let directory = try TemporaryDirectory("myba-lockwait")
+        defer { directory.remove() }
+        let path = directory.file("myba.sqlite")
+        _ = try AppDatabase.openFile(at: path)
+        // Another process (a separate open file description, as flock sees it) holds the lock.
+        let fd = open(path + ".lock", O_RDWR)
+        #expect(fd >= 0)
+        defer { close(fd) }
+        #expect(flock(fd, LOCK_EX) == 0)
+        _ = ftruncate(fd, 0)
+        _ = "pid 4242 (myba-server)\n".withCString { pwrite(fd, $0, strlen($0), 0) }
+        let started = ContinuousClock.now
+        let error = try #require(throws: StorageError.self) {
+            _ = try AppDatabase.openFile(at: path, options: .init(lockTimeout: .milliseconds(300)))
+        }
+        #expect(ContinuousClock.now - started < .seconds(10))
+        #expect("\(error)".contains("pid 4242 (myba-server)"), "\(error)")
+        flock(fd, LOCK_UN)
+        _ = try AppDatabase.openFile(at: path, options: .init(lockTimeout: .milliseconds(300)))
+    }
+}

@@ -49,3 +49,56 @@ struct ServerProcessTests {
         #expect(badPlans.stderr.contains("none.json"))
     }
 }
+
+/// Production start-up (issue 15): a production setting never falls back to a development
+/// default; the server refuses to start, naming what is missing, before it touches anything.
+@Suite("myba-server in production", .serialized)
+struct ProductionStartTests {
+    static let complete = [
+        "PORT": "0", "MYBA_ENV": "production", "CLERK_JWKS_URL": "http://127.0.0.1:9/jwks", "CLERK_WEBHOOK_SECRET": "whsec_" + String(repeating: "A", count: 32),
+        "MYBA_FINGERPRINT_SECRET": "a-long-private-fingerprint-secret", "OPENROUTER_API_KEY": "sk-or-test", "MYBA_PUBLIC_URL": "https://app.example",
+        "STRIPE_SECRET_KEY": "sk_live_production_key", "STRIPE_WEBHOOK_SECRET": "whsec_live", "STRIPE_API_BASE": "http://127.0.0.1:9",
+    ]
+
+    @Test("MYBA_ENV=production, or a live Stripe key alone, with development defaults: exit 1, one message naming each missing setting, no file created")
+    func refusesUnsafeProduction() async throws {
+        let directory = try TemporaryDirectory("myba-prod")
+        defer { directory.remove() }
+        let bare = try await BuiltProduct.run("myba-server", [], environment: ["PORT": "0", "MYBA_ENV": "production"], currentDirectory: directory.path)
+        #expect(bare.status == 1)
+        for name in ["CLERK_JWT_KEY", "MYBA_FINGERPRINT_SECRET", "OPENROUTER_API_KEY", "MYBA_PUBLIC_URL"] {
+            #expect(bare.stderr.contains(name), "\(name) not named: \(bare.stderr)")
+        }
+        #expect(bare.stderr.split(separator: "\n").count == 1)
+        #expect(!FileManager.default.fileExists(atPath: directory.file("data")), "start-up created files before refusing")
+
+        // The reproduction: a live key, development sign-in otherwise. It must not start.
+        let live = try await BuiltProduct.run("myba-server", [], environment: ["PORT": "0", "STRIPE_SECRET_KEY": "sk_live_abc"], currentDirectory: directory.path)
+        #expect(live.status == 1)
+        #expect(live.stderr.contains("STRIPE_WEBHOOK_SECRET") && live.stderr.contains("development sign-in"), "\(live.stderr)")
+
+        for (name, value) in [("MYBA_FAULT_INJECTION", "kill-after-webhook-store"), ("STRIPE_SECRET_KEY", "sk_test_in_production")] {
+            var environment = Self.complete
+            environment[name] = value
+            let refused = try await BuiltProduct.run("myba-server", [], environment: environment, currentDirectory: directory.path)
+            #expect(refused.status == 1)
+            #expect(refused.stderr.contains(name), "\(refused.stderr)")
+        }
+    }
+
+    @Test("a complete production configuration starts; a development token is refused (401), and the files it makes are its owner's only")
+    func completeProductionStarts() async throws {
+        let directory = try TemporaryDirectory("myba-prod-ok")
+        defer { directory.remove() }
+        let server = try await RunningServer.start(environment: Self.complete, currentDirectory: directory.path)
+        defer { server.process.send(SIGKILL) }
+        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(server.port)/api/user-tokens/user_x")!)
+        request.setValue("Bearer dev:user_x", forHTTPHeaderField: "Authorization")
+        let (_, response) = try await URLSession.shared.data(for: request)
+        #expect((response as? HTTPURLResponse)?.statusCode == 401)
+        for (path, mode) in [("data", 0o700), ("data/myba.sqlite", 0o600), ("data/myba.sqlite-wal", 0o600), ("data/myba.sqlite.lock", 0o600), ("data/logs", 0o700), ("data/logs/myba.jsonl", 0o600)] {
+            let attributes = try FileManager.default.attributesOfItem(atPath: directory.file(path))
+            #expect((attributes[.posixPermissions] as? Int).map { $0 & 0o777 } == mode, "\(path)")
+        }
+    }
+}

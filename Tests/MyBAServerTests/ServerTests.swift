@@ -52,13 +52,13 @@ extension TestResponse {
 
 @Suite("HTTP server")
 struct ServerTests {
-    @Test("GET /api/health reports ok, the version and the customer count")
+    @Test("GET /api/health reports ok, the version and (to a loopback operator) the customer count")
     func health() async throws {
         let fixture = try ServerFixture()
         defer { fixture.directory.remove() }
         let app = try await fixture.application()
         _ = try await fixture.database().openAccount(userId: "user_1", email: nil, actor: "test")
-        try await app.test(.router) { client in
+        try await app.test(.live) { client in
             try await client.execute(uri: "/api/health", method: .get) { response in
                 #expect(response.status == .ok)
                 let body = try response.json
@@ -66,7 +66,37 @@ struct ServerTests {
                 #expect(body["database"] as? String == "ok")
                 #expect(body["version"] as? String == mybaVersion)
                 #expect(body["customers"] as? Int == 1)
+                #expect(body["auth"] as? String == "development")
+                #expect(body["payments"] as? String == "disabled")
                 #expect(body["uptimeSeconds"] as? Int != nil)
+            }
+        }
+    }
+
+    @Test("GET /api/health tells the public only whether the service is up: no auth mode, customer count or payments; behind a proxy a loopback peer is not an operator, the metrics token is")
+    func healthDetailsForOperatorsOnly() async throws {
+        let token = "health-token-0123456789"
+        for (configure, header, detailed) in [
+            ({ (s: inout MyBASettings) in s.anonymous.trustedProxies = 1 }, nil as String?, false),
+            ({ (s: inout MyBASettings) in s.anonymous.trustedProxies = 1; s.metricsToken = token }, token, true),
+            ({ (s: inout MyBASettings) in s.metricsToken = token }, "wrong-token-0123456789", false),
+        ] {
+            let fixture = try ServerFixture(configure: configure)
+            defer { fixture.directory.remove() }
+            try await fixture.application().test(.live) { client in
+                var headers: HTTPFields = [:]
+                if let header { headers[HTTPField.Name("X-Metrics-Token")!] = header }
+                try await client.execute(uri: "/api/health", method: .get, headers: headers) { response in
+                    #expect(response.status == .ok)
+                    let body = try response.json
+                    #expect(body["status"] as? String == "ok")
+                    for key in ["auth", "customers", "payments", "ai", "outboxDepth"] {
+                        #expect((body[key] != nil) == detailed, "\(key) with \(header ?? "no token")")
+                    }
+                }
+                try await client.execute(uri: "/metrics", method: .get, headers: headers) { response in
+                    #expect(response.status == (detailed ? .ok : .forbidden))
+                }
             }
         }
     }

@@ -25,7 +25,7 @@ public final class RotatingFileWriter: Sendable {
         self.maxBytes = maxBytes
         self.maxFiles = maxFiles
         let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let fd = try Self.openForAppend(path)
         self.state = Mutex(State(fd: fd, size: Self.fileSize(fd)))
     }
@@ -84,7 +84,7 @@ public final class RotatingFileWriter: Sendable {
     }
 
     private static func openForAppend(_ path: String) throws -> Int32 {
-        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
             throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path, NSLocalizedDescriptionKey: String(cString: strerror(errno))])
         }

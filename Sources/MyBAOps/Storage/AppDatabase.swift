@@ -35,10 +35,14 @@ extension AppDatabase {
         /// Create the file (and its directory) when missing. The console opens with `false` so a
         /// mistyped `--db` fails instead of silently creating an empty ledger.
         public var createIfMissing: Bool
+        /// How long opening waits for the lock beside the file (another process opening or
+        /// migrating it) before failing with the holder's pid.
+        public var lockTimeout: Duration
 
-        public init(busyTimeout: TimeInterval = 5, createIfMissing: Bool = true) {
+        public init(busyTimeout: TimeInterval = 5, createIfMissing: Bool = true, lockTimeout: Duration = .seconds(30)) {
             self.busyTimeout = busyTimeout
             self.createIfMissing = createIfMissing
+            self.lockTimeout = lockTimeout
         }
     }
 
@@ -49,11 +53,17 @@ extension AppDatabase {
         let url = URL(fileURLWithPath: path)
         if !fileManager.fileExists(atPath: url.path) {
             guard options.createIfMissing else { throw StorageError.databaseMissing(path: url.path) }
-            try fileManager.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try fileManager.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true,
+                                            attributes: [.posixPermissions: 0o700])
+            // The ledger is customers' data: the owner's only. SQLite gives the WAL and shared-
+            // memory files the database file's mode.
+            guard fileManager.createFile(atPath: url.path, contents: nil, attributes: [.posixPermissions: 0o600]) else {
+                throw StorageError.lockFailed(path: url.path, errno: errno)
+            }
         }
         // Two processes migrating a brand-new file at the same moment can both try to create the
         // tables; an exclusive lock beside the file serialises opening and migrating.
-        let lock = try FileLock(path: url.path + ".lock")
+        let lock = try FileLock(path: url.path + ".lock", timeout: options.lockTimeout)
         return try lock.withExclusiveLock {
             try checkIsMyBAFile(at: url.path, busyTimeout: options.busyTimeout)
             let pool = try DatabasePool(path: url.path, configuration: makeConfiguration(busyTimeout: options.busyTimeout))
@@ -120,6 +130,8 @@ public enum StorageError: Error, Equatable, CustomStringConvertible, Sendable {
     case busy
     case databaseMissing(path: String)
     case lockFailed(path: String, errno: Int32)
+    /// Another process held the lock beside the database for longer than the wait allows.
+    case lockTimedOut(path: String, holder: String?, waited: Duration)
     /// The file exists and belongs to something else; it was not changed.
     case notMyBADatabase(path: String, detail: String)
 
@@ -138,6 +150,8 @@ public enum StorageError: Error, Equatable, CustomStringConvertible, Sendable {
             return "no database at \(path) (start the server once or pass --db with the right path)"
         case .lockFailed(let path, let code):
             return "cannot lock \(path): \(String(cString: strerror(code)))"
+        case .lockTimedOut(let path, let holder, let waited):
+            return "waited \(waited) for \(path), held by \(holder ?? "another process"); is a migration or another start-up stuck? Stop that process or retry"
         case .notMyBADatabase(let path, let detail):
             return "\(path) is not a MyBA database (\(detail)); nothing was changed. Check --db or MYBA_DATABASE"
         }
