@@ -120,6 +120,9 @@ struct APIError: Error {
             self.init(.badRequest, code: "invalid_signature", message: error.description)
         case let error as InvalidWebhookEvent:
             self.init(.badRequest, code: error.code, message: error.description)
+        case AuthError.keysUnavailable:
+            // The server cannot check tokens right now: not the client's fault, and retryable.
+            self.init(.serviceUnavailable, code: "auth_unavailable", message: "sign-in cannot be checked right now; retry shortly", headers: [.retryAfter: "5"])
         case let error as AuthError:
             self.init(.unauthorized, code: "unauthorized", message: error.description)
         case let error as AnonymousSessionError:

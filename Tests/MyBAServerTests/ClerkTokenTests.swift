@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import MyBATestSupport
 import Testing
 @testable import MyBAOps
@@ -54,7 +55,7 @@ struct ClerkTokenTests {
         await #expect(throws: AuthError.missingSubject) { try await verifier.verify(token: try factory.token(sub: nil)) }
         await #expect(throws: AuthError.malformed("typ must be JWT")) { try await verifier.verify(token: try factory.token(typ: "at+jwt")) }
         await #expect(throws: AuthError.unauthorizedParty("https://evil.example")) { try await verifier.verify(token: try factory.token(azp: "https://evil.example")) }
-        _ = try await verifier.verify(token: try factory.token(azp: nil))
+        await #expect(throws: AuthError.unauthorizedParty("(none)")) { try await verifier.verify(token: try factory.token(azp: nil)) }
         for garbage in ["", "abc", "a.b", "a.b.c.d", "!!!.???.***"] {
             await #expect(throws: AuthError.self) { try await verifier.verify(token: garbage) }
         }
@@ -105,5 +106,91 @@ struct ClerkTokenTests {
             await #expect(throws: AuthError.unknownKey("kid_unknown")) { try await verifier.verify(token: try stranger.token()) }
             #expect(upstream.requests.filter { $0.path == "/v1/jwks" }.count == 2)
         }
+    }
+
+    /// A clock the test moves.
+    final class TestClock: Sendable {
+        let offset = Mutex<TimeInterval>(0)
+        func advance(_ seconds: TimeInterval) { offset.withLock { $0 += seconds } }
+        var now: Date { Date().addingTimeInterval(offset.withLock { $0 }) }
+    }
+
+    @Test("JWKS refresh: one fetch for 50 requests that find the cache stale; a failing endpoint leaves the held keys in use (bounded), is not retried per request, and with no usable keys it is keysUnavailable")
+    func jwksRefreshUnderLoadAndFailure() async throws {
+        let upstream = FakeUpstream()
+        let signer = try TokenFactory(kid: "kid_one")
+        upstream.jwks.withLock { $0 = [signer.jwk] }
+        try await upstream.run { base in
+            let clock = TestClock()
+            let verifier = try ClerkTokenVerifier(
+                settings: AuthSettings(secretKey: "sk_test_clerk", jwksURL: base.appendingPathComponent("v1/jwks")),
+                http: CurlHTTPClient(), now: { clock.now })
+            func fetches() -> Int { upstream.requests.filter { $0.path == "/v1/jwks" }.count }
+            _ = try await verifier.verify(token: try signer.token())
+            #expect(fetches() == 1)
+
+            // Stale: 50 requests at once, a slow endpoint, one fetch.
+            clock.advance(ClerkTokenVerifier.jwksCacheLifetime + 1)
+            upstream.jwksBehaviour.withLock { $0 = "slow" }
+            let token = try signer.token(now: clock.now)
+            try await withThrowingTaskGroup(of: String.self) { group in
+                for _ in 0..<50 { group.addTask { try await verifier.verify(token: token).userId } }
+                for try await user in group { #expect(user == "user_2abc") }
+            }
+            #expect(fetches() == 2)
+
+            // Stale again and the endpoint fails: the held keys still verify, and the failure is
+            // not retried by every request.
+            clock.advance(ClerkTokenVerifier.jwksCacheLifetime + 1)
+            upstream.jwksBehaviour.withLock { $0 = "fail" }
+            for _ in 0..<20 { _ = try await verifier.verify(token: try signer.token(now: clock.now)) }
+            #expect(fetches() == 3)
+
+            // Past the bound on staleness, with the endpoint still down: unavailable, not 401.
+            clock.advance(ClerkTokenVerifier.maximumKeyStaleness)
+            await #expect(throws: AuthError.self) { try await verifier.verify(token: try signer.token(now: clock.now)) }
+            do {
+                _ = try await verifier.verify(token: try signer.token(now: clock.now))
+                Issue.record("verified with keys past their staleness bound")
+            } catch let error as AuthError {
+                guard case .keysUnavailable = error else { Issue.record("expected keysUnavailable, got \(error)"); return }
+            }
+        }
+    }
+
+    @Test("a burst of 100 forged tokens with unknown kids makes at most one JWKS refetch")
+    func unknownKidBurst() async throws {
+        let upstream = FakeUpstream()
+        let signer = try TokenFactory(kid: "kid_one")
+        upstream.jwks.withLock { $0 = [signer.jwk] }
+        try await upstream.run { base in
+            let verifier = try ClerkTokenVerifier(settings: AuthSettings(secretKey: "sk_test_clerk", jwksURL: base.appendingPathComponent("v1/jwks")), http: CurlHTTPClient())
+            _ = try await verifier.verify(token: try signer.token())
+            let forged = try (0..<100).map { try TokenFactory(kid: "kid_forged_\($0 % 7)").token() }
+            await withTaskGroup(of: Void.self) { group in
+                for token in forged { group.addTask { _ = try? await verifier.verify(token: token) } }
+            }
+            #expect(upstream.requests.filter { $0.path == "/v1/jwks" }.count <= 2)
+        }
+    }
+
+    @Test("iss must be the instance's (CLERK_ISSUER, or derived from a frontend-API JWKS URL); with authorized parties set, azp is required")
+    func issuerAndParty() async throws {
+        let upstream = FakeUpstream()
+        let signer = try TokenFactory(kid: "kid_one")
+        upstream.jwks.withLock { $0 = [signer.jwk] }
+        try await upstream.run { base in
+            let jwks = base.appendingPathComponent(".well-known/jwks.json")
+            let derived = try ClerkTokenVerifier(settings: AuthSettings(jwksURL: jwks), http: CurlHTTPClient())
+            #expect(derived.issuer == base.absoluteString)
+            _ = try await derived.verify(token: try signer.token(iss: base.absoluteString))
+            await #expect(throws: AuthError.wrongIssuer("https://clerk.example.com")) { try await derived.verify(token: try signer.token()) }
+        }
+        var settings = AuthSettings(jwtPublicKeyPEM: factory.publicKeyPEM, authorizedParties: ["http://localhost:5173"])
+        settings.issuer = "https://clerk.example.com"
+        let strict = try ClerkTokenVerifier(settings: settings, http: CurlHTTPClient())
+        _ = try await strict.verify(token: try factory.token())
+        await #expect(throws: AuthError.unauthorizedParty("(none)")) { try await strict.verify(token: try factory.token(azp: nil)) }
+        await #expect(throws: AuthError.wrongIssuer("https://evil.example")) { try await strict.verify(token: try factory.token(iss: "https://evil.example")) }
     }
 }

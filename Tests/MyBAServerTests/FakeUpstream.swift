@@ -22,15 +22,24 @@ final class FakeUpstream: Sendable {
     /// Header names are lowercased.
     private let recorded = Mutex<[Recorded]>([])
     let jwks = Mutex<[[String: String]]>([])
+    /// `ok`, `slow` (answers after 300 ms) or `fail` (500).
+    let jwksBehaviour = Mutex<String>("ok")
 
     var requests: [Recorded] { recorded.withLock { $0 } }
 
     /// Runs the fake on a free loopback port for the duration of `body`.
     func run<T: Sendable>(_ body: @Sendable (URL) async throws -> T) async throws -> T {
         let router = Router()
-        router.get("/v1/jwks") { request, _ in
-            self.record(request, path: "/v1/jwks", body: [:])
-            return try Self.json(["keys": self.jwks.withLock { $0 }])
+        for path in ["/v1/jwks", "/.well-known/jwks.json"] {
+            router.get(RouterPath(path)) { request, _ in
+                self.record(request, path: path, body: [:])
+                switch self.jwksBehaviour.withLock({ $0 }) {
+                case "fail": return try Self.json(["errors": [["message": "internal"]]], status: .internalServerError)
+                case "slow": try await Task.sleep(for: .milliseconds(300))
+                default: break
+                }
+                return try Self.json(["keys": self.jwks.withLock { $0 }])
+            }
         }
         router.post("/api/v1/chat/completions") { request, context in try await self.chat(request, context: context, path: "openrouter") }
         router.post("/v1/chat/completions") { request, context in try await self.chat(request, context: context, path: "openai") }
@@ -127,10 +136,10 @@ struct TokenFactory {
     }
 
     func token(sub: String? = "user_2abc", alg: String = "RS256", exp: TimeInterval = 60, nbf: TimeInterval? = -10, iat: TimeInterval? = -10,
-               azp: String? = "http://localhost:5173", typ: String? = "JWT", kid: String? = nil, now: Date = Date()) throws -> String {
+               azp: String? = "http://localhost:5173", typ: String? = "JWT", kid: String? = nil, iss: String = "https://clerk.example.com", now: Date = Date()) throws -> String {
         var header: [String: Any] = ["alg": alg, "kid": kid ?? self.kid]
         if let typ { header["typ"] = typ }
-        var claims: [String: Any] = ["exp": Int(now.timeIntervalSince1970 + exp), "iss": "https://clerk.example.com", "sid": "sess_1"]
+        var claims: [String: Any] = ["exp": Int(now.timeIntervalSince1970 + exp), "iss": iss, "sid": "sess_1"]
         if let sub { claims["sub"] = sub }
         if let nbf { claims["nbf"] = Int(now.timeIntervalSince1970 + nbf) }
         if let iat { claims["iat"] = Int(now.timeIntervalSince1970 + iat) }

@@ -24,6 +24,11 @@ public enum AuthError: Error, Equatable, CustomStringConvertible, Sendable {
     case missingSubject
     case unauthorizedParty(String)
     case developmentTokenRejected
+    /// A signed token sent to a server in development sign-in mode (no Clerk key configured).
+    case developmentModeOnly
+    case wrongIssuer(String)
+    /// The signing keys cannot be had (the JWKS endpoint fails and no usable keys are held):
+    /// the server's problem, answered 503, never 401.
     case keysUnavailable(String)
 
     public var description: String {
@@ -41,6 +46,8 @@ public enum AuthError: Error, Equatable, CustomStringConvertible, Sendable {
         case .missingSubject: return "session token has no subject"
         case .unauthorizedParty: return "session token was issued for a party that is not authorized (MYBA_AUTHORIZED_PARTIES)"
         case .developmentTokenRejected: return "development tokens are not accepted when Clerk keys are configured"
+        case .developmentModeOnly: return "no Clerk key is configured (CLERK_JWT_KEY, CLERK_SECRET_KEY or CLERK_JWKS_URL); in development use `Bearer dev:<userId>`"
+        case .wrongIssuer: return "session token was issued by another Clerk instance (iss)"
         case .keysUnavailable(let detail): return "cannot load Clerk signing keys: \(detail)"
         }
     }
@@ -56,24 +63,39 @@ public final class ClerkTokenVerifier: Sendable {
     /// A token with an unknown `kid` triggers at most one refetch in this interval.
     static let unknownKeyRefetchInterval: TimeInterval = 10
 
+    /// After a failed JWKS fetch, the next attempt waits this long (requests meanwhile use the
+    /// keys held, or fail fast).
+    static let failedRefreshRetryInterval: TimeInterval = 5
+    /// Keys fetched this long ago are no longer used when refreshing them fails.
+    static let maximumKeyStaleness: TimeInterval = 3600
+
     private let settings: AuthSettings
     private let http: any HTTPClient
     private let staticKey: _RSA.Signing.PublicKey?
     private let cache = Mutex<KeyCache>(KeyCache())
     private let now: @Sendable () -> Date
+    private let logger: Logger
+    /// `CLERK_ISSUER`, or the instance a frontend-API JWKS URL names; nil: `iss` not checked.
+    let issuer: String?
 
     private struct KeyCache {
         var keys: [String: _RSA.Signing.PublicKey] = [:]
         var fetchedAt: Date?
         /// When a token with an unknown kid last caused a refetch.
         var unknownKidFetchAt: Date?
+        /// When a fetch last failed.
+        var failedAt: Date?
+        /// The one fetch in flight, which every caller that needs fresh keys awaits.
+        var inFlight: Task<[String: _RSA.Signing.PublicKey], any Error>?
     }
 
     /// - Throws: when `CLERK_JWT_KEY` is set but is not an RSA public key.
-    public init(settings: AuthSettings, http: any HTTPClient, now: @escaping @Sendable () -> Date = Date.init) throws {
+    public init(settings: AuthSettings, http: any HTTPClient, logger: Logger = Logger(label: "myba.auth"), now: @escaping @Sendable () -> Date = Date.init) throws {
         self.settings = settings
         self.http = http
         self.now = now
+        self.logger = logger
+        self.issuer = settings.issuer ?? settings.jwksURL.flatMap(Self.issuer(fromJWKS:))
         if let pem = settings.jwtPublicKeyPEM {
             do {
                 staticKey = try _RSA.Signing.PublicKey(pemRepresentation: pem)
@@ -113,9 +135,7 @@ public final class ClerkTokenVerifier: Sendable {
             }
             return AuthenticatedUser(userId: userId, isDevelopment: true)
         }
-        if isDevelopmentMode {
-            throw AuthError.keysUnavailable("no Clerk key is configured (CLERK_JWT_KEY, CLERK_SECRET_KEY or CLERK_JWKS_URL); in development use `Bearer dev:<userId>`")
-        }
+        if isDevelopmentMode { throw AuthError.developmentModeOnly }
         let segments = token.split(separator: ".", omittingEmptySubsequences: false)
         guard segments.count == 3,
               let headerData = Base64URL.decode(segments[0]),
@@ -130,14 +150,14 @@ public final class ClerkTokenVerifier: Sendable {
             guard (typ as? String)?.uppercased() == "JWT" else { throw AuthError.malformed("typ must be JWT") }
         }
         let signingInput = Data(token.utf8.prefix(segments[0].utf8.count + 1 + segments[1].utf8.count))
-        let key = try await signingKey(kid: header["kid"] as? String)
+        let key = try await signingKey(kid: (header["kid"] as? String).map { String($0.prefix(128)) })
         let rsaSignature = _RSA.Signing.RSASignature(rawRepresentation: signature)
         let valid: Bool
         switch alg {
         case "RS256": valid = key.isValidSignature(rsaSignature, for: SHA256.hash(data: signingInput), padding: .insecurePKCS1v1_5)
         case "RS384": valid = key.isValidSignature(rsaSignature, for: SHA384.hash(data: signingInput), padding: .insecurePKCS1v1_5)
         case "RS512": valid = key.isValidSignature(rsaSignature, for: SHA512.hash(data: signingInput), padding: .insecurePKCS1v1_5)
-        default: throw AuthError.unsupportedAlgorithm(alg)
+        default: throw AuthError.unsupportedAlgorithm(String(alg.prefix(32)))
         }
         guard valid else { throw AuthError.badSignature }
 
@@ -150,32 +170,92 @@ public final class ClerkTokenVerifier: Sendable {
         if let nbf = (claims["nbf"] as? NSNumber)?.doubleValue, nbf > current + Self.clockSkew { throw AuthError.notYetValid }
         if let iat = (claims["iat"] as? NSNumber)?.doubleValue, iat > current + Self.clockSkew { throw AuthError.issuedInFuture }
         guard let subject = claims["sub"] as? String, !subject.isEmpty else { throw AuthError.missingSubject }
-        if !settings.authorizedParties.isEmpty, let azp = claims["azp"] as? String, !settings.authorizedParties.contains(azp) {
-            throw AuthError.unauthorizedParty(azp)
+        if let issuer, claims["iss"] as? String != issuer {
+            throw AuthError.wrongIssuer(String((claims["iss"] as? String ?? "(none)").prefix(128)))
+        }
+        if !settings.authorizedParties.isEmpty {
+            // Configured parties make `azp` required: a token without one was not made for a
+            // browser session of this front end.
+            guard let azp = claims["azp"] as? String, settings.authorizedParties.contains(azp) else {
+                throw AuthError.unauthorizedParty(String((claims["azp"] as? String ?? "(none)").prefix(128)))
+            }
         }
         return AuthenticatedUser(userId: subject, isDevelopment: false)
+    }
+
+    /// The issuer a Clerk frontend-API JWKS URL (`https://<instance>/.well-known/jwks.json`)
+    /// belongs to; nil for the backend API's JWKS, which serves every instance of the account.
+    static func issuer(fromJWKS url: URL) -> String? {
+        guard url.path.hasSuffix("/.well-known/jwks.json"), let scheme = url.scheme, let host = url.host else { return nil }
+        return "\(scheme)://\(host)" + (url.port.map { ":\($0)" } ?? "")
     }
 
     private func signingKey(kid: String?) async throws -> _RSA.Signing.PublicKey {
         if let staticKey { return staticKey }
         let kid = kid ?? ""
         let current = now()
-        let cached = cache.withLock { $0 }
-        let fresh = cached.fetchedAt.map { current.timeIntervalSince($0) < Self.jwksCacheLifetime } ?? false
-        if fresh, let key = cached.keys[kid] { return key }
-        // Refetch when the cache is stale, or when Clerk may have rotated keys (an unknown kid),
-        // but let unknown kids cause at most one refetch per interval so bad tokens cannot
-        // turn into a flood of JWKS requests.
-        let unknownKidRefetchAllowed = cached.unknownKidFetchAt.map { current.timeIntervalSince($0) >= Self.unknownKeyRefetchInterval } ?? true
-        guard !fresh || unknownKidRefetchAllowed else { throw AuthError.unknownKey(kid.isEmpty ? "(none)" : kid) }
-        let keys = try await fetchJWKS()
-        cache.withLock { state in
-            state.keys = keys
-            state.fetchedAt = current
-            if fresh { state.unknownKidFetchAt = current }
+        enum Plan { case use(_RSA.Signing.PublicKey), await(Task<[String: _RSA.Signing.PublicKey], any Error>), unknown, unavailable(String) }
+        let plan: Plan = cache.withLock { state in
+            let age = state.fetchedAt.map { current.timeIntervalSince($0) }
+            let fresh = age.map { $0 < Self.jwksCacheLifetime } ?? false
+            if fresh, let key = state.keys[kid] { return .use(key) }
+            if let task = state.inFlight { return .await(task) }
+            // A failed fetch is not retried at once: a JWKS endpoint that is down must not be
+            // hit by every request, and the keys held serve meanwhile.
+            if let failedAt = state.failedAt, current.timeIntervalSince(failedAt) < Self.failedRefreshRetryInterval {
+                if let key = state.keys[kid], (age ?? .infinity) < Self.maximumKeyStaleness { return .use(key) }
+                return state.keys.isEmpty || (age ?? .infinity) >= Self.maximumKeyStaleness ? .unavailable("the JWKS endpoint failed moments ago") : .unknown
+            }
+            // Unknown kids (Clerk may have rotated keys) cause at most one refetch per interval,
+            // so a burst of forged tokens cannot become a flood of JWKS requests.
+            if fresh {
+                if let last = state.unknownKidFetchAt, current.timeIntervalSince(last) < Self.unknownKeyRefetchInterval { return .unknown }
+                state.unknownKidFetchAt = current
+            }
+            let task = Task { try await self.fetchJWKS() }
+            state.inFlight = task
+            Task {
+                let result = await task.result
+                self.cache.withLock { state in
+                    state.inFlight = nil
+                    switch result {
+                    case .success(let keys):
+                        state.keys = keys
+                        state.fetchedAt = self.now()
+                        state.failedAt = nil
+                    case .failure:
+                        state.failedAt = self.now()
+                    }
+                }
+            }
+            return .await(task)
         }
-        guard let key = keys[kid] else { throw AuthError.unknownKey(kid.isEmpty ? "(none)" : kid) }
-        return key
+        switch plan {
+        case .use(let key):
+            return key
+        case .unknown:
+            throw AuthError.unknownKey(kid.isEmpty ? "(none)" : kid)
+        case .unavailable(let why):
+            throw AuthError.keysUnavailable(why)
+        case .await(let task):
+            do {
+                let keys = try await task.value
+                guard let key = keys[kid] else { throw AuthError.unknownKey(kid.isEmpty ? "(none)" : kid) }
+                return key
+            } catch let error as AuthError where error != .unknownKey(kid.isEmpty ? "(none)" : kid) {
+                // The refresh failed: keep verifying with the keys held, within bounded staleness.
+                let held = cache.withLock { state -> (_RSA.Signing.PublicKey?, TimeInterval?) in
+                    (state.keys[kid], state.fetchedAt.map { current.timeIntervalSince($0) })
+                }
+                if let key = held.0, let age = held.1, age < Self.maximumKeyStaleness {
+                    logger.warning("Clerk JWKS refresh failed; verifying with keys fetched earlier", metadata: [
+                        "error.message": .string(error.description), "auth.keys.age.s": .stringConvertible(Int(age)),
+                    ])
+                    return key
+                }
+                throw error
+            }
+        }
     }
 
     private func fetchJWKS() async throws -> [String: _RSA.Signing.PublicKey] {

@@ -113,6 +113,7 @@ public struct MyBASettings: Equatable, Sendable {
         settings.auth.jwksURL = try env.url("CLERK_JWKS_URL")
             ?? (settings.auth.secretKey != nil ? URL(string: "https://api.clerk.com/v1/jwks") : nil)
         settings.auth.authorizedParties = env.list("MYBA_AUTHORIZED_PARTIES")
+        settings.auth.issuer = try env.url("CLERK_ISSUER").map { $0.absoluteString.hasSuffix("/") ? String($0.absoluteString.dropLast()) : $0.absoluteString }
 
         if let proxies = env.string("MYBA_TRUST_PROXY") {
             guard let count = Int(proxies), (0...10).contains(count) else {
@@ -176,8 +177,12 @@ public struct AuthSettings: Equatable, Sendable {
     public var secretKey: String?
     /// `CLERK_JWKS_URL`, else Clerk's backend JWKS when a secret key is set.
     public var jwksURL: URL?
-    /// `MYBA_AUTHORIZED_PARTIES`: accepted `azp` values; empty accepts any.
+    /// `MYBA_AUTHORIZED_PARTIES`: accepted `azp` values; when set, `azp` is required. Empty
+    /// accepts any.
     public var authorizedParties: [String] = []
+    /// `CLERK_ISSUER`: the `iss` tokens must carry (`https://<instance>.clerk.accounts.dev`).
+    /// Unset, it is derived from a frontend-API `CLERK_JWKS_URL`; otherwise `iss` is not checked.
+    public var issuer: String?
     /// `CLERK_WEBHOOK_SECRET`: the Svix signing secret (`whsec_…`) of Clerk's webhooks.
     public var webhookSecret: String?
 
