@@ -140,7 +140,9 @@ struct APIError: Error {
             switch error {
             case .invalidInput: self.init(.badRequest, code: "invalid_input", message: error.description)
             case .signInRequired: self.init(.unauthorized, code: "unauthorized", message: error.description)
-            case .providerFailed: self.init(.badGateway, code: "provider_error", message: error.description)
+            // The provider's own words stay in the log: they may quote a key, or say more about
+            // the upstream than a client should learn.
+            case .providerFailed: self.init(.badGateway, code: "provider_error", message: "ticket generation failed at the AI provider; no token was spent (the requestId finds the details)")
             case .inProgress: self.init(.conflict, code: "generation_in_progress", message: error.description)
             case .idempotencyKeyReused: self.init(.unprocessableContent, code: "idempotency_key_reused", message: error.description)
             case .unknownModel: self.init(.badRequest, code: "unknown_model", message: error.description)
@@ -157,7 +159,8 @@ struct APIError: Error {
             case .rateLimited(let seconds):
                 self.init(.tooManyRequests, code: "rate_limited", message: error.description, headers: [.retryAfter: String(seconds)])
             case .discountJustUsed: self.init(.conflict, code: "discount_used", message: error.description)
-            case .stripe: self.init(.badGateway, code: "stripe_error", message: error.description)
+            // Stripe's messages can carry key fragments: the detail goes to the log only.
+            case .stripe: self.init(.badGateway, code: "stripe_error", message: "the payment provider failed; retry shortly (the requestId finds the details)")
             }
         case let error as LedgerError:
             switch error {

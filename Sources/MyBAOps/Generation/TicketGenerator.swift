@@ -330,7 +330,8 @@ public struct TicketGenerator: Sendable {
         } catch let error as GenerationError {
             outcome = .failure(error)
         } catch {
-            outcome = .failure(.providerFailed("\(error)"))
+            // A provider's error may quote the key it was sent: masked before it is logged.
+            outcome = .failure(.providerFailed(Secrets.mask("\(error)")))
         }
         switch outcome {
         case .success(let reply):
@@ -534,7 +535,7 @@ public struct TicketGenerator: Sendable {
                     if !error.retryable { break }
                 }
             }
-            throw GenerationError.providerFailed("every AI model failed (\(failures.joined(separator: "; ")))")
+            throw GenerationError.providerFailed(Secrets.mask("every AI model failed (\(failures.joined(separator: "; ")))"))
         }
     }
 
