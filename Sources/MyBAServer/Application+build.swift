@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import Logging
 import MyBAOps
 import Prometheus
@@ -93,8 +94,15 @@ func buildServer(
     if !settings.faultInjection.isEmpty {
         logger.critical("FAULT INJECTION is on; this server will crash on purpose", metadata: ["fault.points": .string(settings.faultInjection.sorted().joined(separator: ","))])
     }
+    // A connection that has not completed a request's head within the idle timeout, or sits
+    // idle between requests that long, is closed: a slowloris cannot hold descriptors. Headers
+    // are bounded well below the library's 80 KiB.
+    let http1 = HTTP1Channel.Configuration(
+        idleTimeout: .milliseconds(Int64(settings.connectionIdleTimeoutSeconds * 1000)),
+        httpDecoderConfiguration: .init(maxHeaderFieldSize: 16 * 1024, maxHeaderListSize: 32 * 1024, maxHeaderFieldCount: 100))
     let application = Application(
         router: router,
+        server: .http1(configuration: http1),
         configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: nil),
         services: services,
         onServerRunning: { channel in

@@ -102,3 +102,67 @@ struct ProductionStartTests {
         }
     }
 }
+
+/// Hostile clients against the real binary (issue 15).
+@Suite("myba-server under hostile clients", .serialized)
+struct HostileClientTests {
+    /// A TCP connection to loopback `port` that has sent `bytes` and then nothing.
+    static func stalledConnection(port: Int, sending bytes: String) -> Int32? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { close(fd); return nil }
+        _ = bytes.withCString { send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
+        return fd
+    }
+
+    /// How many of `fds` the server has closed (EOF or reset) by `timeout`, polling them together.
+    static func closedByServer(_ fds: [Int32], timeout: Duration) -> Int {
+        var open = Set(fds)
+        let deadline = ContinuousClock.now + timeout
+        while !open.isEmpty && ContinuousClock.now < deadline {
+            var pollers = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            guard poll(&pollers, nfds_t(pollers.count), 200) > 0 else { continue }
+            for poller in pollers where poller.revents != 0 {
+                var byte: UInt8 = 0
+                if recv(poller.fd, &byte, 1, Int32(MSG_DONTWAIT)) <= 0 { open.remove(poller.fd) }
+            }
+        }
+        return fds.count - open.count
+    }
+
+    @Test("a slowloris of 2000 connections that never finish their headers: other clients are served at once, and the server closes every stalled connection after MYBA_CONNECTION_IDLE_MS; oversized headers are refused")
+    func slowloris() async throws {
+        var limit = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        limit.rlim_cur = limit.rlim_max
+        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        let directory = try TemporaryDirectory("myba-slowloris")
+        defer { directory.remove() }
+        let server = try await RunningServer.start(environment: ["PORT": "0", "MYBA_CONNECTION_IDLE_MS": "1500"], currentDirectory: directory.path)
+        defer { server.process.send(SIGKILL) }
+        let stalled = (0..<2000).compactMap { _ in Self.stalledConnection(port: server.port, sending: "GET /api/health HTTP/1.1\r\nHost: x\r\nX-Slow: ") }
+        defer { stalled.forEach { close($0) } }
+        #expect(stalled.count > 1900)
+
+        let started = ContinuousClock.now
+        let (data, response) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(server.port)/api/health")!)
+        #expect((response as? HTTPURLResponse)?.statusCode == 200)
+        #expect(try jsonObject(String(decoding: data, as: UTF8.self))["status"] as? String == "ok")
+        #expect(ContinuousClock.now - started < .seconds(1))
+
+        let closed = Self.closedByServer(stalled, timeout: .seconds(8))
+        #expect(closed == stalled.count, "\(stalled.count - closed) stalled connections still open")
+
+        var oversized = URLRequest(url: URL(string: "http://127.0.0.1:\(server.port)/api/health")!)
+        oversized.setValue(String(repeating: "a", count: 40 * 1024), forHTTPHeaderField: "X-Big")
+        let refused = try? await URLSession.shared.data(for: oversized)
+        #expect((refused?.1 as? HTTPURLResponse)?.statusCode != 200)
+    }
+}

@@ -56,6 +56,9 @@ public struct MyBASettings: Equatable, Sendable {
     /// `MYBA_WATCHDOG_STALL_MS`: the executor or the database writer making no progress for this
     /// long makes `/api/health` report `degraded` and logs an error.
     public var watchdogStallSeconds: Double = 3
+    /// `MYBA_CONNECTION_IDLE_MS`: a client connection that has not sent a complete request head
+    /// for this long (a slowloris), or idles that long between requests, is closed.
+    public var connectionIdleTimeoutSeconds: Double = 30
 
     public init(
         host: String = "127.0.0.1", port: Int = 3001, databasePath: String = defaultDatabasePath,
@@ -165,6 +168,7 @@ public struct MyBASettings: Equatable, Sendable {
         if let idle = try env.integer("MYBA_HTTP_IDLE_CLOSE_MS", in: 100...3_600_000) { settings.outboundHTTP.idleCloseSeconds = Double(idle) / 1000 }
         if let timeout = try env.integer("MYBA_SHUTDOWN_TIMEOUT_MS", in: 500...600_000) { settings.shutdownTimeoutSeconds = Double(timeout) / 1000 }
         if let stall = try env.integer("MYBA_WATCHDOG_STALL_MS", in: 200...600_000) { settings.watchdogStallSeconds = Double(stall) / 1000 }
+        if let idle = try env.integer("MYBA_CONNECTION_IDLE_MS", in: 200...3_600_000) { settings.connectionIdleTimeoutSeconds = Double(idle) / 1000 }
         return settings
     }
 }
