@@ -45,11 +45,14 @@ protocol ConsoleCommand: AsyncParsableCommand {
     /// Whether this invocation may change data: then its request id is printed (standard
     /// error), to find its log lines and audit row later.
     var changesData: Bool { get }
+    /// The operator's reason, for the audit row of a mutation that failed.
+    var auditReason: String { get }
     func execute(in console: Console) async throws
 }
 
 extension ConsoleCommand {
     var changesData: Bool { false }
+    var auditReason: String { "" }
 
     mutating func run() async throws {
         try await execute(in: Console(options: global))

@@ -111,6 +111,12 @@ enum ConsoleRunner {
             failure = "\(error)"
             status = .failed
         }
+        if command.changesData, status == .failed, let failure {
+            // A mutation that failed is audited too: what was tried, by whom, and why it failed.
+            // The failure may be the database itself; the log line below still has it.
+            try? await session.database().recordAudit(session.operatorContext(reason: command.auditReason), userId: nil,
+                                                      outcome: "failed: " + Secrets.mask(failure))
+        }
         var metadata: Logger.Metadata = [
             "console.command": .string(session.commandLine), "console.exit": .stringConvertible(status.rawValue),
             "duration.ms": .stringConvertible((ContinuousClock.now - started).timeInterval * 1000),

@@ -7,6 +7,7 @@ import MyBAOps
 /// follows changes nothing.
 struct PaymentRefundCommand: ConsoleCommand {
     var changesData: Bool { !mutation.dryRun }
+    var auditReason: String { mutation.reasonText }
     static let configuration = CommandConfiguration(
         commandName: "refund",
         abstract: "Refund a purchase through Stripe and take back the refunded share of its tokens.",

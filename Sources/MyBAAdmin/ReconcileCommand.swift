@@ -5,6 +5,7 @@ import MyBAOps
 /// `reconcile`: the ledger's projection against every Stripe customer's metadata.
 struct ReconcileCommand: ConsoleCommand {
     var changesData: Bool { fix != nil && !dryRun }
+    var auditReason: String { reason ?? "" }
     static let configuration = CommandConfiguration(
         commandName: "reconcile",
         abstract: "Compare the ledger with Stripe customer metadata; exit 3 while drift remains.",
@@ -133,6 +134,7 @@ struct ImportCommand: AsyncParsableCommand {
 
 struct ImportFromStripeCommand: ConsoleCommand {
     var changesData: Bool { !mutation.dryRun }
+    var auditReason: String { mutation.reasonText }
     static let configuration = CommandConfiguration(
         commandName: "from-stripe",
         abstract: "Create customers and import entries from Stripe metadata (user_id or clerk_user_id); running twice changes nothing.")

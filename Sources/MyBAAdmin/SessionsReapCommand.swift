@@ -6,10 +6,11 @@ import MyBAOps
 /// cutoff, in short batches. Safe from cron: overlapping runs never fail or double count.
 struct SessionsReapCommand: ConsoleCommand {
     var changesData: Bool { !dryRun }
+    var auditReason: String { "reap sessions older than \(olderThan)" }
     static let configuration = CommandConfiguration(
         commandName: "reap",
         abstract: "Remove untransferred anonymous sessions last seen before a cutoff.",
-        discussion: "Cron: myba-admin sessions reap --older-than 30d --json (no confirmation is asked: nothing of value is lost).")
+        discussion: "Cron: myba-admin sessions reap --older-than 30d --yes --json. On a terminal it shows the count and asks; without one it needs --yes.")
 
     @OptionGroup var global: GlobalOptions
 
@@ -19,6 +20,12 @@ struct SessionsReapCommand: ConsoleCommand {
     @Flag(help: "Count what would be removed and change nothing.")
     var dryRun = false
 
+    @Flag(help: "Reap without asking (required when not on a terminal).")
+    var yes = false
+
+    @Flag(help: "Allow an --older-than under one hour (it removes sessions visitors may still be using).")
+    var force = false
+
     @Option(help: "Sessions per transaction (1–10000); smaller blocks the server for less time.")
     var batch = 100
 
@@ -26,7 +33,10 @@ struct SessionsReapCommand: ConsoleCommand {
     var pauseMs = 0
 
     func validate() throws {
-        _ = try parseDuration(olderThan, option: "--older-than")
+        let seconds = try parseDuration(olderThan, option: "--older-than")
+        guard seconds >= 3600 || force else {
+            throw ValidationError("--older-than \(olderThan) would reap sessions visitors may still be using; use at least 1h, or add --force if you mean it")
+        }
         guard (1...10_000).contains(batch) else { throw ValidationError("--batch must be between 1 and 10000, got \(batch)") }
         guard (0...60_000).contains(pauseMs) else { throw ValidationError("--pause-ms must be between 0 and 60000, got \(pauseMs)") }
     }
@@ -34,6 +44,14 @@ struct SessionsReapCommand: ConsoleCommand {
     func execute(in console: Console) async throws {
         let cutoff = Date().addingTimeInterval(-(try parseDuration(olderThan, option: "--older-than")))
         let database = try console.database()
+        if !dryRun && !yes {
+            // The plan, then the question (or the refusal off a terminal), as for every mutation.
+            if console.interactive {
+                let plan = try await database.reapAnonymousSessions(lastSeenBefore: cutoff, batch: batch, dryRun: true, pause: .zero)
+                console.write(console.bold("plan: remove \(plan.removed) untransferred anonymous session(s) last seen before \(LedgerDates.timestamp(cutoff))"))
+            }
+            guard try console.approve("reap?", yes: false) else { return }
+        }
         let result: ReapResult
         do {
             result = try await database.reapAnonymousSessions(lastSeenBefore: cutoff, batch: batch, dryRun: dryRun, pause: .milliseconds(pauseMs))

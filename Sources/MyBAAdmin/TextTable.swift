@@ -1,3 +1,4 @@
+import MyBAOps
 /// Renders rows as aligned columns; numeric columns align right. Plain text, so output pipes
 /// into `grep`, `awk` and `cut` as it is.
 struct TextTable {
@@ -8,8 +9,10 @@ struct TextTable {
         self.headers = headers
     }
 
+    /// Adds a row; every cell is escaped (`TerminalText`), since a table's cells are data and
+    /// data may come from outside.
     mutating func add(_ row: [String]) {
-        rows.append(row)
+        rows.append(row.map(TerminalText.escape))
     }
 
     func render(bold: (String) -> String = { $0 }) -> String {

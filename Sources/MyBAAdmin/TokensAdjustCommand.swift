@@ -5,6 +5,7 @@ import MyBAOps
 /// `tokens adjust <user> <+N|-N> --reason TEXT`: an operator's correction (`adjust` entry).
 struct TokensAdjustCommand: ConsoleCommand {
     var changesData: Bool { !mutation.dryRun }
+    var auditReason: String { mutation.reasonText }
     static let configuration = CommandConfiguration(
         commandName: "adjust",
         abstract: "Add or remove tokens (+N or -N); never below zero.",

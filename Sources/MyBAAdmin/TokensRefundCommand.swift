@@ -5,6 +5,7 @@ import MyBAOps
 /// `tokens refund <user> <N> --reason TEXT [--request ID]`: credit back tokens for failed work.
 struct TokensRefundCommand: ConsoleCommand {
     var changesData: Bool { !mutation.dryRun }
+    var auditReason: String { mutation.reasonText }
     static let configuration = CommandConfiguration(
         commandName: "refund",
         abstract: "Credit back N tokens for failed work (refund_credit entry).",

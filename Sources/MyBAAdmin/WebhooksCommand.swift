@@ -96,13 +96,16 @@ struct WebhooksShowCommand: ConsoleCommand {
         for (name, value) in event.headers.sorted(by: { $0.key < $1.key }) { table.add(["header \(name)", value]) }
         console.write(table.render(bold: console.bold))
         console.write("")
-        console.write(body)
+        // Pretty JSON escapes control characters in strings, but a body that is not JSON, or
+        // bidirectional overrides inside strings, must not reach the terminal as they are.
+        console.write(body.split(separator: "\n", omittingEmptySubsequences: false).map { TerminalText.escape(String($0)) }.joined(separator: "\n"))
     }
 }
 
 /// `webhooks replay`: runs the live processing function again on stored events.
 struct WebhooksReplayCommand: ConsoleCommand {
     var changesData: Bool { !mutation.dryRun }
+    var auditReason: String { mutation.reasonText }
     static let configuration = CommandConfiguration(
         commandName: "replay",
         abstract: "Process stored events again with the live processing; an already processed event changes nothing.",
@@ -196,6 +199,7 @@ struct WebhooksReplayCommand: ConsoleCommand {
 /// `webhooks recover --since D`: fetch missed Stripe events from `/v1/events` and process them.
 struct WebhooksRecoverCommand: ConsoleCommand {
     var changesData: Bool { !mutation.dryRun }
+    var auditReason: String { mutation.reasonText }
     static let configuration = CommandConfiguration(
         commandName: "recover",
         abstract: "Fetch Stripe events missing from the inbox (GET /v1/events, all pages) and process them.",

@@ -131,3 +131,37 @@ struct TimelineCommandTests {
         #expect(try raw.stdout.split(separator: "\n").map { try jsonObject(String($0))["auth.error"] as? String }.first == fake)
     }
 }
+
+@Suite("Escape codes from outside never reach the operator's terminal")
+struct TerminalEscapeTests {
+    /// ESC, BEL, a right-to-left override: what a hostile token header, webhook or log field carries.
+    static let hostile = "{\"alg\":\"\u{1B}]0;x\u{07}\u{1B}[2J\"} \u{202E}evil"
+
+    static func clean(_ output: String) -> Bool {
+        !output.unicodeScalars.contains { $0.value == 0x1B || $0.value == 0x07 || $0.value == 0x202E }
+    }
+
+    @Test("logs tail, logs trace, timeline and webhooks show print hostile field values escaped")
+    func hostileTextEscaped() async throws {
+        let fixture = try await AdminFixture()
+        defer { fixture.directory.remove() }
+        let logPath = fixture.directory.file("logs/myba.jsonl")
+        let writer = try RotatingFileWriter(path: logPath, maxBytes: 1 << 20, maxFiles: 1)
+        var logger = Logger(label: "myba.server") { JSONLogHandler(label: $0, level: .info, destination: .file(writer)) }
+        logger[metadataKey: "request.id"] = "req_hostile"
+        logger[metadataKey: "user.id"] = "user_alice"
+        logger.notice("authentication failed", metadata: ["auth.header": .string(Self.hostile)])
+        _ = try await fixture.database.storeWebhook(WebhookDelivery(
+            source: .stripe, eventId: "evt_hostile", type: "charge.refunded", body: "not json \(Self.hostile)",
+            headers: ["stripe-signature": Self.hostile], requestId: "req_hostile"))
+        let environment = ["MYBA_LOG_FILE": logPath, "NO_COLOR": "1"]
+        for arguments in [["logs", "tail", "--file", logPath], ["logs", "trace", "req_hostile", "--file", logPath],
+                          ["timeline", "req_hostile", "--db", fixture.path], ["timeline", "user_alice", "--db", fixture.path],
+                          ["webhooks", "show", "evt_hostile", "--db", fixture.path]] {
+            let result = try await fixture.admin(arguments, environment: environment)
+            #expect(result.status == 0, "\(arguments): \(result.stderr)")
+            #expect(Self.clean(result.stdout) && Self.clean(result.stderr), "\(arguments) printed a raw control character")
+            #expect(result.stdout.contains("\\x1b"), "\(arguments) did not show the escape at all")
+        }
+    }
+}

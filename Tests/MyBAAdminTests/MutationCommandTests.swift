@@ -37,7 +37,11 @@ struct MutationCommandTests {
         #expect(negative.status == 1)
         #expect(negative.stderr.contains("below zero"))
         #expect(try await entryCount(fixture) == before)
-        #expect(try await auditCount(fixture) == 0)
+        // The failed attempts changed nothing, and are audited with their error.
+        let failedAudits = try await fixture.database.auditRecords(limit: 5)
+        #expect(failedAudits.count == 2)
+        #expect(failedAudits.allSatisfy { $0.outcome.hasPrefix("failed: ") }, "\(failedAudits.map(\.outcome))")
+        #expect(failedAudits.first?.reason == "typo" && failedAudits.first?.outcome.contains("below zero") == true)
 
         let applied = try await fixture.admin(["tokens", "adjust", "alice@example.com", "-4", "--reason", "double grant", "--yes", "--json", "--db", fixture.path],
                                         environment: ["MYBA_OPERATOR": "ann"])
@@ -47,7 +51,7 @@ struct MutationCommandTests {
         #expect((document["before"] as? [String: Any])?["tokens"] as? Int == 54)
         #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == 50)
         let audit = try await fixture.database.auditRecords(limit: 5)
-        #expect(audit.count == 1)
+        #expect(audit.count == 3)
         #expect(audit.first?.operatorName == "ann")
         #expect(audit.first?.reason == "double grant")
         #expect(audit.first?.userId == "user_alice")
@@ -148,11 +152,22 @@ struct MutationCommandTests {
         #expect(try await fixture.database.anonymousSessionCount() == 300)
         let bad = try await fixture.admin(["sessions", "reap", "--older-than", "30 days", "--db", fixture.path])
         #expect(bad.status == 2)
+        // Off a terminal without --yes: refused, nothing removed. Under an hour: a usage error
+        // unless --force.
+        let unconfirmed = try await fixture.admin(["sessions", "reap", "--older-than", "30d", "--db", fixture.path])
+        #expect(unconfirmed.status == 1)
+        #expect(unconfirmed.stderr.contains("--yes"), "\(unconfirmed.stderr)")
+        let tooRecent = try await fixture.admin(["sessions", "reap", "--older-than", "10m", "--yes", "--db", fixture.path])
+        #expect(tooRecent.status == 2)
+        #expect(tooRecent.stderr.contains("--force"), "\(tooRecent.stderr)")
+        #expect(try await fixture.database.anonymousSessionCount() == 300)
+        let forcedDry = try await fixture.admin(["sessions", "reap", "--older-than", "10m", "--force", "--dry-run", "--json", "--db", fixture.path])
+        #expect(forcedDry.status == 0, "\(forcedDry.stderr)")
 
         // Two reaps at once, as overlapping cron runs would be.
         let results = try await withThrowingTaskGroup(of: ProcessResult.self) { group in
             for _ in 0..<2 {
-                group.addTask { try await fixture.admin(["sessions", "reap", "--older-than", "30d", "--batch", "7", "--json", "--db", fixture.path]) }
+                group.addTask { try await fixture.admin(["sessions", "reap", "--older-than", "30d", "--yes", "--batch", "7", "--json", "--db", fixture.path]) }
             }
             return try await group.reduce(into: [ProcessResult]()) { $0.append($1) }
         }

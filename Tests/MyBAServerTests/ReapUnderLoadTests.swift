@@ -27,7 +27,7 @@ struct ReapUnderLoadTests {
         _ = try await database.post(LedgerPosting(userId: "user_load", kind: .adjust, delta: 1000, idempotencyKey: "load", actor: "test", reason: "load"))
         try await app.test(.live) { client in
             let port = try #require(client.port)
-            async let reap = BuiltProduct.run("myba-admin", ["sessions", "reap", "--older-than", "30d", "--batch", "200", "--json", "--db", fixture.settings.databasePath])
+            async let reap = BuiltProduct.run("myba-admin", ["sessions", "reap", "--older-than", "30d", "--yes", "--batch", "200", "--json", "--db", fixture.settings.databasePath])
             let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
                 for index in 0..<200 {
                     group.addTask {
