@@ -164,4 +164,27 @@ struct TerminalEscapeTests {
             #expect(result.stdout.contains("\\x1b"), "\(arguments) did not show the escape at all")
         }
     }
+
+    @Test("under a terminal (tmux), with colour on: the hostile header shows as text, the screen is not cleared and the pane's title is not set")
+    func underATerminal() async throws {
+        let fixture = try await AdminFixture()
+        defer { fixture.directory.remove() }
+        let logPath = fixture.directory.file("logs/myba.jsonl")
+        let writer = try RotatingFileWriter(path: logPath, maxBytes: 1 << 20, maxFiles: 1)
+        var logger = Logger(label: "myba.server") { JSONLogHandler(label: $0, level: .info, destination: .file(writer)) }
+        logger[metadataKey: "request.id"] = "req_hostile"
+        logger.notice("authentication failed", metadata: ["auth.header": .string(Self.hostile)])
+        let terminal = TerminalSession()
+        try await terminal.start("env MYBA_LOG_FILE=\(logPath) \(BuiltProduct.path("myba-admin")) --db \(fixture.path)")
+        defer { terminal.stop() }
+        _ = try await terminal.waitFor("myba.sqlite>")
+        try await terminal.type("customer show user_alice", "Enter")
+        _ = try await terminal.waitFor("alice@example.com")
+        try await terminal.type("logs trace req_hostile --file \(logPath)", "Enter")
+        let screen = try await terminal.waitFor("\\x1b]0;x\\x07\\x1b[2J")
+        // ESC[2J would have wiped what the first command printed.
+        #expect(screen.contains("alice@example.com"))
+        let title = try await TerminalSession.tmux(["display-message", "-p", "-t", terminal.name, "#{pane_title}"]).stdout
+        #expect(!title.contains("x\n") && title.trimmingCharacters(in: .whitespacesAndNewlines) != "x", "the pane title was set: \(title)")
+    }
 }
