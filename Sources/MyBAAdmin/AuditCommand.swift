@@ -29,8 +29,10 @@ struct AuditCommand: ConsoleCommand {
         }
         var table = TextTable(["id", "at", "operator", "user", "entries", "outcome", "reason", "command"])
         for record in records {
-            table.add([String(record.id), LedgerDates.timestamp(record.at), record.operatorName, record.userId ?? "-",
-                       record.entryIds.map(String.init).joined(separator: ",").nilIfEmptyDash, record.outcome, record.reason ?? "-", record.command])
+            table.add([
+                String(record.id), LedgerDates.timestamp(record.at), record.operatorName, record.userId ?? "-",
+                record.entryIds.map(String.init).joined(separator: ",").nilIfEmptyDash, record.outcome, record.reason ?? "-", record.command,
+            ])
         }
         console.write(table.render(bold: console.bold))
     }

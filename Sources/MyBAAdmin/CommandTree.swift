@@ -31,9 +31,13 @@ struct CommandTree: Decodable {
                 switch argument.kind {
                 case "positional": parts.append(value)
                 case "option":
-                    if let name = argument.names?.first(where: { $0.kind == "long" })?.name, !["db"].contains(name) { parts.append("[--\(name) \(value)]") }
+                    if let name = argument.names?.first(where: { $0.kind == "long" })?.name, !["db"].contains(name) {
+                        parts.append("[--\(name) \(value)]")
+                    }
                 default:
-                    if let name = argument.names?.first(where: { $0.kind == "long" })?.name, !["help", "json", "version"].contains(name) { parts.append("[--\(name)]") }
+                    if let name = argument.names?.first(where: { $0.kind == "long" })?.name, !["help", "json", "version"].contains(name) {
+                        parts.append("[--\(name)]")
+                    }
                 }
             }
             return parts.joined(separator: " ") + (abstract.map { "  — \($0)" } ?? "")

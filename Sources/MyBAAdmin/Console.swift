@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MyBAOps
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -43,15 +44,20 @@ final class Console: @unchecked Sendable {
         return logger
     }
 
-    init(options: GlobalOptions, environment: [String: String] = ProcessInfo.processInfo.environment,
-         interactive: Bool = isatty(STDIN_FILENO) == 1, commandLine: String = CommandLine.arguments.dropFirst().joined(separator: " ")) throws {
+    init(
+        options: GlobalOptions,
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        interactive: Bool = isatty(STDIN_FILENO) == 1,
+        commandLine: String = CommandLine.arguments.dropFirst().joined(separator: " ")
+    ) throws {
         let settings = try MyBASettings.fromEnvironment(environment)
         self.settings = settings
         self.databasePath = options.db ?? settings.databasePath
         self.json = options.json
         self.useColor = isatty(STDOUT_FILENO) == 1 && (environment["NO_COLOR"] ?? "").isEmpty && !options.json
         self.interactive = interactive
-        self.operatorName = environment["MYBA_OPERATOR"] ?? environment["USER"] ?? environment["LOGNAME"]
+        self.operatorName =
+            environment["MYBA_OPERATOR"] ?? environment["USER"] ?? environment["LOGNAME"]
             ?? getpwuid(geteuid()).map { String(cString: $0.pointee.pw_name) } ?? "uid-\(geteuid())"
         self.commandLine = Secrets.mask(commandLine)
     }
@@ -93,7 +99,10 @@ final class Console: @unchecked Sendable {
     func approve(_ question: String, yes: Bool) throws -> Bool {
         if yes { return true }
         guard interactive else {
-            throw ConsoleFailure(code: "confirmation_required", description: "refused: not on a terminal, so pass --yes to apply (or --dry-run to see the plan)")
+            throw ConsoleFailure(
+                code: "confirmation_required",
+                description: "refused: not on a terminal, so pass --yes to apply (or --dry-run to see the plan)"
+            )
         }
         guard let answer = ask(question + " type yes to confirm: "), answer.trimmingCharacters(in: .whitespaces).lowercased() == "yes" else {
             write("not applied")
@@ -156,8 +165,20 @@ final class Console: @unchecked Sendable {
         Console.writeError("myba-admin: error: \(message)")
         if json, let interrupted = error as? ReapInterrupted {
             // Scripts must learn what was removed before the stop, not only that it stopped.
-            struct Document: Encodable { var error: Detail; struct Detail: Encodable { var code: String; var message: String; var removed: Int; var batches: Int } }
-            try? writeJSON(Document(error: .init(code: "database_locked", message: message, removed: interrupted.result.removed, batches: interrupted.result.batches)))
+            struct Document: Encodable {
+                var error: Detail
+                struct Detail: Encodable {
+                    var code: String
+                    var message: String
+                    var removed: Int
+                    var batches: Int
+                }
+            }
+            try? writeJSON(
+                Document(
+                    error: .init(code: "database_locked", message: message, removed: interrupted.result.removed, batches: interrupted.result.batches)
+                )
+            )
             return
         }
         if json {

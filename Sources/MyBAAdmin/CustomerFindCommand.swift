@@ -3,7 +3,10 @@ import MyBAOps
 
 /// `customer find <text>`: customers whose id or email contains the text, or with that cus_ id.
 struct CustomerFindCommand: ConsoleCommand {
-    static let configuration = CommandConfiguration(commandName: "find", abstract: "Find customers by part of their user id or email, or by cus_… id.")
+    static let configuration = CommandConfiguration(
+        commandName: "find",
+        abstract: "Find customers by part of their user id or email, or by cus_… id."
+    )
 
     @OptionGroup var global: GlobalOptions
 

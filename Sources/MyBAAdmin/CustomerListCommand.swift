@@ -34,8 +34,10 @@ func printCustomers(_ customers: [CustomerListing], in console: Console) throws 
     }
     var table = TextTable(["user", "email", "stripe", "tokens", "created", "deleted"])
     for customer in customers {
-        table.add([customer.userId, customer.email ?? "-", customer.stripeCustomerId ?? "-", String(customer.tokens),
-                   LedgerDates.timestamp(customer.createdAt), customer.deleted ? "yes" : "-"])
+        table.add([
+            customer.userId, customer.email ?? "-", customer.stripeCustomerId ?? "-", String(customer.tokens),
+            LedgerDates.timestamp(customer.createdAt), customer.deleted ? "yes" : "-",
+        ])
     }
     console.write(table.render(bold: console.bold))
     console.write("\(customers.count) customer(s)")

@@ -69,7 +69,9 @@ struct CustomerShowCommand: ConsoleCommand {
             console.write("")
             var table = TextTable(["session", "transferred", "tokens moved", "used"])
             for session in sessions {
-                table.add([session.id, session.transferredAt.map(LedgerDates.timestamp) ?? "-", String(session.transferredTokens ?? 0), String(session.used)])
+                table.add([
+                    session.id, session.transferredAt.map(LedgerDates.timestamp) ?? "-", String(session.transferredTokens ?? 0), String(session.used),
+                ])
             }
             console.write(table.render(bold: console.bold))
         }

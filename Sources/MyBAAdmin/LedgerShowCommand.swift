@@ -26,9 +26,11 @@ struct LedgerShowCommand: ConsoleCommand {
         }
         var table = TextTable(["id", "created", "kind", "delta", "actor", "reference", "key", "request", "reason"])
         for entry in entries {
-            table.add([String(entry.id ?? 0), LedgerDates.timestamp(entry.createdAt), entry.kind.rawValue,
-                       entry.delta > 0 ? "+\(entry.delta)" : String(entry.delta), entry.actor, entry.reference ?? "-",
-                       entry.idempotencyKey, entry.requestId ?? "-", (entry.reason ?? "-") + (entry.shortfall > 0 ? " (shortfall \(entry.shortfall))" : "")])
+            table.add([
+                String(entry.id ?? 0), LedgerDates.timestamp(entry.createdAt), entry.kind.rawValue,
+                entry.delta > 0 ? "+\(entry.delta)" : String(entry.delta), entry.actor, entry.reference ?? "-",
+                entry.idempotencyKey, entry.requestId ?? "-", (entry.reason ?? "-") + (entry.shortfall > 0 ? " (shortfall \(entry.shortfall))" : ""),
+            ])
         }
         console.write(table.render(bold: console.bold))
     }

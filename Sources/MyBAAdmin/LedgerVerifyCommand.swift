@@ -25,7 +25,9 @@ struct LedgerVerifyCommand: ConsoleCommand {
                 ])
             }
             console.write(table.render(bold: console.bold))
-            console.write(console.red("\(report.violations.count) violation(s)") + " in \(report.checkedCustomers) customers, \(report.checkedEntries) entries")
+            console.write(
+                console.red("\(report.violations.count) violation(s)") + " in \(report.checkedCustomers) customers, \(report.checkedEntries) entries"
+            )
         }
         if !report.isClean { throw CheckFailed(message: "") }
     }

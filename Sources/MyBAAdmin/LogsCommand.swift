@@ -37,13 +37,18 @@ extension Console {
         let fields = object.keys.filter { !["ts", "level", "msg", "label"].contains($0) }.sorted()
             .map { "\(TerminalText.escape($0))=\(TerminalText.escape("\(object[$0]!)"))" }
         let coloured = ["error", "critical"].contains(level) ? red(level) : level
-        write("\(TerminalText.escape(object["ts"] as? String ?? "")) \(coloured) \(TerminalText.escape(object["msg"] as? String ?? "")) \(fields.joined(separator: " "))")
+        write(
+            "\(TerminalText.escape(object["ts"] as? String ?? "")) \(coloured) \(TerminalText.escape(object["msg"] as? String ?? "")) \(fields.joined(separator: " "))"
+        )
     }
 }
 
 /// `logs tail`.
 struct LogsTailCommand: ConsoleCommand {
-    static let configuration = CommandConfiguration(commandName: "tail", abstract: "Show the last log lines, filtered; --follow keeps reading across rotations.")
+    static let configuration = CommandConfiguration(
+        commandName: "tail",
+        abstract: "Show the last log lines, filtered; --follow keeps reading across rotations."
+    )
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var logFile: LogFileOptions
@@ -70,15 +75,22 @@ struct LogsTailCommand: ConsoleCommand {
     var lines = 50
 
     func validate() throws {
-        if let level, !LogFilter.levels.contains(level) { throw ValidationError("--level must be one of \(LogFilter.levels.joined(separator: ", ")), got \(level)") }
+        if let level, !LogFilter.levels.contains(level) {
+            throw ValidationError("--level must be one of \(LogFilter.levels.joined(separator: ", ")), got \(level)")
+        }
         if let since { _ = try parseDuration(since, option: "--since") }
         guard lines >= 0 else { throw ValidationError("--lines cannot be negative") }
     }
 
     func execute(in console: Console) async throws {
         let reader = try console.logReader(logFile)
-        let filter = LogFilter(requestId: requestId, userId: user, minimumLevel: level,
-                               since: try since.map { Date().addingTimeInterval(-(try parseDuration($0, option: "--since"))) }, text: grep)
+        let filter = LogFilter(
+            requestId: requestId,
+            userId: user,
+            minimumLevel: level,
+            since: try since.map { Date().addingTimeInterval(-(try parseDuration($0, option: "--since"))) },
+            text: grep
+        )
         for line in try reader.lines(matching: filter, limit: lines) { console.writeLogLine(line) }
         if follow {
             try await reader.follow(filter: filter) { console.writeLogLine($0) }

@@ -33,7 +33,8 @@ extension Console {
             write(bold("plan: \(title)"))
             var table = TextTable(["field", "before", "after"])
             for field in ["tokens", "tokensUsed", "tokensPurchased", "tokensTransferred"] {
-                let before = Self.value(plan.before, field), after = Self.value(plan.after, field)
+                let before = Self.value(plan.before, field)
+                let after = Self.value(plan.after, field)
                 table.add([field, before, before == after ? after : after + " *"])
             }
             write(table.render(bold: bold))

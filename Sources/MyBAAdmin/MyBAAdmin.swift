@@ -16,7 +16,8 @@ struct MyBAAdmin: AsyncParsableCommand {
         version: mybaVersion,
         subcommands: [
             CustomerCommand.self, LedgerCommand.self, TokensCommand.self, PaymentCommand.self,
-            SessionsCommand.self, WebhooksCommand.self, LogsCommand.self, TimelineCommand.self, ReconcileCommand.self, ImportCommand.self, AuditCommand.self, StatsCommand.self,
+            SessionsCommand.self, WebhooksCommand.self, LogsCommand.self, TimelineCommand.self, ReconcileCommand.self, ImportCommand.self,
+            AuditCommand.self, StatsCommand.self,
         ]
     )
 
@@ -25,13 +26,19 @@ struct MyBAAdmin: AsyncParsableCommand {
     @Flag(name: .long, help: "With commands read from standard input: go on after a failing line (the exit code still reports it).")
     var continueOnError = false
 
-    @Flag(name: .long, help: "With commands read from standard input: only check that every line parses (exit 2 naming the first bad line); run nothing.")
+    @Flag(
+        name: .long,
+        help: "With commands read from standard input: only check that every line parses (exit 2 naming the first bad line); run nothing."
+    )
     var check = false
 }
 
 /// Options every command accepts, before or after the command name.
 struct GlobalOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("SQLite file to open (default: MYBA_DATABASE, then \(MyBASettings.defaultDatabasePath)).", valueName: "path"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp("SQLite file to open (default: MYBA_DATABASE, then \(MyBASettings.defaultDatabasePath)).", valueName: "path")
+    )
     var db: String?
 
     @Flag(name: .long, help: "Print one JSON document instead of tables.")

@@ -86,7 +86,8 @@ enum ConsoleRunner {
         }
         let session: Console
         do {
-            session = try console?.with(options: command.global, commandLine: commandLine) ?? Console(options: command.global, commandLine: commandLine)
+            session =
+                try console?.with(options: command.global, commandLine: commandLine) ?? Console(options: command.global, commandLine: commandLine)
         } catch {
             Console.writeError("myba-admin: \(error)")
             return .failed
@@ -114,8 +115,11 @@ enum ConsoleRunner {
         if command.changesData, status == .failed, let failure {
             // A mutation that failed is audited too: what was tried, by whom, and why it failed.
             // The failure may be the database itself; the log line below still has it.
-            try? await session.database().recordAudit(session.operatorContext(reason: command.auditReason), userId: nil,
-                                                      outcome: "failed: " + Secrets.mask(failure))
+            try? await session.database().recordAudit(
+                session.operatorContext(reason: command.auditReason),
+                userId: nil,
+                outcome: "failed: " + Secrets.mask(failure)
+            )
         }
         var metadata: Logger.Metadata = [
             "console.command": .string(session.commandLine), "console.exit": .stringConvertible(status.rawValue),
@@ -203,7 +207,11 @@ enum LineTokenizer {
                 continue
             }
             if character.isWhitespace {
-                if inWord { words.append(current); current = ""; inWord = false }
+                if inWord {
+                    words.append(current)
+                    current = ""
+                    inWord = false
+                }
                 continue
             }
             current.append(character)

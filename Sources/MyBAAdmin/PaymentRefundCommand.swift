@@ -11,7 +11,8 @@ struct PaymentRefundCommand: ConsoleCommand {
     static let configuration = CommandConfiguration(
         commandName: "refund",
         abstract: "Refund a purchase through Stripe and take back the refunded share of its tokens.",
-        discussion: "Needs STRIPE_SECRET_KEY (and STRIPE_API_BASE for the emulator).")
+        discussion: "Needs STRIPE_SECRET_KEY (and STRIPE_API_BASE for the emulator)."
+    )
 
     enum Reason: String, ExpressibleByArgument, CaseIterable {
         case duplicate, fraudulent
@@ -31,7 +32,12 @@ struct PaymentRefundCommand: ConsoleCommand {
 
     @OptionGroup var mutation: MutationOptions
 
-    @Option(help: ArgumentHelp("Stripe idempotency key of this refund (default: made of the payment, the amount and --reason, so the same command retried never refunds twice).", valueName: "key"))
+    @Option(
+        help: ArgumentHelp(
+            "Stripe idempotency key of this refund (default: made of the payment, the amount and --reason, so the same command retried never refunds twice).",
+            valueName: "key"
+        )
+    )
     var key: String?
 
     func validate() throws {
@@ -43,16 +49,29 @@ struct PaymentRefundCommand: ConsoleCommand {
         let refunds = PaymentRefunds(database: try console.database(), stripe: try console.stripeClient())
         let prepared = try await refunds.prepare(paymentId: payment, amount: amount)
         let record = prepared.payment
-        guard try console.confirm(prepared.plan, options: mutation, title: "refund \(prepared.amount) \(record.currency) cents of \(record.checkoutSessionId)") else { return }
+        guard
+            try console.confirm(
+                prepared.plan,
+                options: mutation,
+                title: "refund \(prepared.amount) \(record.currency) cents of \(record.checkoutSessionId)"
+            )
+        else { return }
         let (refundId, outcome) = try await refunds.execute(
-            prepared, stripeReason: stripeReason?.rawValue, idempotencyKey: key, context: console.operatorContext(reason: mutation.reasonText))
+            prepared,
+            stripeReason: stripeReason?.rawValue,
+            idempotencyKey: key,
+            context: console.operatorContext(reason: mutation.reasonText)
+        )
         if console.json {
             var document = PlanDocument(prepared.plan, title: "refund", applied: true)
             document.after = BalanceFields(outcome.balance)
             try console.writeJSON(document)
         } else {
-            console.write(console.green("refunded") + ": Stripe refund \(refundId); took back \(outcome.taken) tokens"
-                + (outcome.shortfall > 0 ? ", shortfall \(outcome.shortfall) already spent" : "") + "; \(record.userId) now has \(outcome.balance.tokens)")
+            console.write(
+                console.green("refunded") + ": Stripe refund \(refundId); took back \(outcome.taken) tokens"
+                    + (outcome.shortfall > 0 ? ", shortfall \(outcome.shortfall) already spent" : "")
+                    + "; \(record.userId) now has \(outcome.balance.tokens)"
+            )
         }
     }
 }

@@ -41,7 +41,9 @@ struct ReadlineShell {
             return String(cString: line)
         }
         if !console.json {
-            console.write("myba-admin \(mybaVersion) on \(console.databasePath) (\(console.settings.environmentName)). Tab completes; 'help' lists commands; 'exit' quits.")
+            console.write(
+                "myba-admin \(mybaVersion) on \(console.databasePath) (\(console.settings.environmentName)). Tab completes; 'help' lists commands; 'exit' quits."
+            )
         }
         var last = ConsoleExit.ok
         while true {
@@ -78,15 +80,19 @@ enum ShellState {
     nonisolated(unsafe) static var index = 0
 }
 
-private let completeLine: @convention(c) (UnsafePointer<CChar>?, Int32, Int32) -> UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = { text, start, _ in
+private let completeLine: @convention(c) (UnsafePointer<CChar>?, Int32, Int32) -> UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = {
+    text,
+    start,
+    _ in
     rl_attempted_completion_over = 1  // never fall back to file names
     let buffer = rl_line_buffer.map { String(cString: $0) } ?? ""
     let before = String(decoding: Array(buffer.utf8).prefix(Int(start)), as: UTF8.self)
     let current = text.map { String(cString: $0) } ?? ""
     let words = (try? LineTokenizer.split(before)) ?? []
-    ShellState.candidates = CommandTree.shared?.candidates(words: words, current: current) { prefix in
-        (try? ShellState.console?.database().userIdsSync(prefix: prefix)) ?? []
-    } ?? []
+    ShellState.candidates =
+        CommandTree.shared?.candidates(words: words, current: current) { prefix in
+            (try? ShellState.console?.database().userIdsSync(prefix: prefix)) ?? []
+        } ?? []
     ShellState.index = 0
     if ShellState.candidates.isEmpty, let tree = CommandTree.shared {
         // Nothing to complete: show what the command takes instead (a hint, as redis-cli gives).

@@ -12,7 +12,8 @@ struct ReconcileCommand: ConsoleCommand {
         discussion: """
             Lists every Stripe customer through the paginated API. --fix push writes local values to Stripe;
             --fix pull takes Stripe's tokens into the ledger as audited adjust entries (counters cannot be pulled).
-            """)
+            """
+    )
 
     enum Fix: String, ExpressibleByArgument, CaseIterable {
         case push, pull
@@ -71,7 +72,11 @@ struct ReconcileCommand: ConsoleCommand {
                     fixed.append("\(dryRun ? "would push" : "pushed") \(user)")
                 }
                 if !dryRun {
-                    try await database.recordAudit(console.operatorContext(reason: reason ?? ""), userId: userId, outcome: "reconcile --fix push: \(users.count) customer(s)")
+                    try await database.recordAudit(
+                        console.operatorContext(reason: reason ?? ""),
+                        userId: userId,
+                        outcome: "reconcile --fix push: \(users.count) customer(s)"
+                    )
                 }
             case .pull:
                 let plan = try await database.planPull(report)
@@ -81,7 +86,10 @@ struct ReconcileCommand: ConsoleCommand {
                         let change = step.after - step.before
                         table.add([step.userId, String(step.before), String(step.after), change > 0 ? "+\(change)" : String(change)])
                     }
-                    if !plan.steps.isEmpty { console.write(console.bold("plan: pull Stripe's tokens into the ledger (adjust entries)")); console.write(table.render(bold: console.bold)) }
+                    if !plan.steps.isEmpty {
+                        console.write(console.bold("plan: pull Stripe's tokens into the ledger (adjust entries)"))
+                        console.write(table.render(bold: console.bold))
+                    }
                 }
                 // Listed with the outcomes at the end, in both output modes.
                 fixed += plan.skipped.map { "skipped \($0)" }
@@ -110,15 +118,20 @@ struct ReconcileCommand: ConsoleCommand {
             if !report.drifts.isEmpty {
                 var table = TextTable(["user", "stripe customer", "key", "local", "stripe", "pending"])
                 for drift in report.drifts {
-                    table.add([drift.userId, drift.stripeCustomerId ?? "-", drift.key, drift.local ?? "(none)", drift.stripe ?? "(none)", drift.pendingInOutbox ? "yes" : "-"])
+                    table.add([
+                        drift.userId, drift.stripeCustomerId ?? "-", drift.key, drift.local ?? "(none)", drift.stripe ?? "(none)",
+                        drift.pendingInOutbox ? "yes" : "-",
+                    ])
                 }
                 console.write(table.render(bold: console.bold))
             }
             for user in report.missingInStripe { console.write("missing in Stripe: \(user)") }
             for user in report.missingLocally { console.write("missing locally:   \(user) (import from-stripe takes legacy balances over)") }
             for line in fixed { console.write(line) }
-            console.write("\(report.stripeCustomers) Stripe customers, \(report.localCustomers) local; \(report.drifts.count) drift(s), "
-                + "\(report.missingInStripe.count) missing in Stripe, \(report.missingLocally.count) missing locally, \(report.pendingOutbox) pending in the outbox")
+            console.write(
+                "\(report.stripeCustomers) Stripe customers, \(report.localCustomers) local; \(report.drifts.count) drift(s), "
+                    + "\(report.missingInStripe.count) missing in Stripe, \(report.missingLocally.count) missing locally, \(report.pendingOutbox) pending in the outbox"
+            )
         }
         if !report.isClean { throw CheckFailed(message: "") }
     }
@@ -129,7 +142,8 @@ struct ImportCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "import",
         abstract: "Take legacy balances over.",
-        subcommands: [ImportFromStripeCommand.self])
+        subcommands: [ImportFromStripeCommand.self]
+    )
 }
 
 struct ImportFromStripeCommand: ConsoleCommand {
@@ -137,7 +151,8 @@ struct ImportFromStripeCommand: ConsoleCommand {
     var auditReason: String { mutation.reasonText }
     static let configuration = CommandConfiguration(
         commandName: "from-stripe",
-        abstract: "Create customers and import entries from Stripe metadata (user_id or clerk_user_id); running twice changes nothing.")
+        abstract: "Create customers and import entries from Stripe metadata (user_id or clerk_user_id); running twice changes nothing."
+    )
 
     @OptionGroup var global: GlobalOptions
 
@@ -154,7 +169,9 @@ struct ImportFromStripeCommand: ConsoleCommand {
             for customer in customers { outcomes.append(try await database.importLegacyCustomer(customer, dryRun: true, context: context)) }
             if !mutation.dryRun && !console.json {
                 var table = TextTable(["user", "stripe customer", "tokens", "would"])
-                for outcome in outcomes { table.add([outcome.userId, outcome.stripeCustomerId, outcome.tokens.map(String.init) ?? "-", outcome.result]) }
+                for outcome in outcomes {
+                    table.add([outcome.userId, outcome.stripeCustomerId, outcome.tokens.map(String.init) ?? "-", outcome.result])
+                }
                 console.write(console.bold("plan: import \(customers.count) Stripe customer(s) carrying a user id"))
                 console.write(table.render(bold: console.bold))
             }
@@ -174,6 +191,8 @@ struct ImportFromStripeCommand: ConsoleCommand {
         console.write(table.render(bold: console.bold))
         let merged = outcomes.filter { $0.result == "merged" || $0.result.hasPrefix("would merge") }.count
         let imported = outcomes.filter { $0.result == "imported" || $0.result == "would import" }.count + merged
-        console.write("\(dryRun ? "dry run: " : "")\(imported) imported (\(merged) merged into accounts opened meanwhile), \(outcomes.count - imported) not imported")
+        console.write(
+            "\(dryRun ? "dry run: " : "")\(imported) imported (\(merged) merged into accounts opened meanwhile), \(outcomes.count - imported) not imported"
+        )
     }
 }

@@ -19,14 +19,19 @@ struct SessionsListCommand: ConsoleCommand {
     }
 
     func execute(in console: Console) async throws {
-        let sessions = try await console.database().listAnonymousSessions(staleAfter: try staleAfter.map { try parseDuration($0, option: "--stale-after") }, limit: limit)
+        let sessions = try await console.database().listAnonymousSessions(
+            staleAfter: try staleAfter.map { try parseDuration($0, option: "--stale-after") },
+            limit: limit
+        )
         if console.json {
             try console.writeJSON(sessions.map(SessionDocument.init))
             return
         }
         var table = TextTable(["session", "granted", "used", "last seen", "transferred to"])
         for session in sessions {
-            table.add([session.id, String(session.granted), String(session.used), LedgerDates.timestamp(session.lastSeenAt), session.transferredTo ?? "-"])
+            table.add([
+                session.id, String(session.granted), String(session.used), LedgerDates.timestamp(session.lastSeenAt), session.transferredTo ?? "-",
+            ])
         }
         console.write(table.render(bold: console.bold))
         console.write("\(sessions.count) session(s)")

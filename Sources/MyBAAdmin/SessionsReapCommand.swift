@@ -10,7 +10,9 @@ struct SessionsReapCommand: ConsoleCommand {
     static let configuration = CommandConfiguration(
         commandName: "reap",
         abstract: "Remove untransferred anonymous sessions last seen before a cutoff.",
-        discussion: "Cron: myba-admin sessions reap --older-than 30d --yes --json. On a terminal it shows the count and asks; without one it needs --yes.")
+        discussion:
+            "Cron: myba-admin sessions reap --older-than 30d --yes --json. On a terminal it shows the count and asks; without one it needs --yes."
+    )
 
     @OptionGroup var global: GlobalOptions
 
@@ -29,13 +31,20 @@ struct SessionsReapCommand: ConsoleCommand {
     @Option(help: "Sessions per transaction (1–10000); smaller blocks the server for less time.")
     var batch = 100
 
-    @Option(help: ArgumentHelp("Pause between batches in milliseconds (0–60000); the reap always pauses at least as long as a batch took, so a running server keeps half the write time.", valueName: "ms"))
+    @Option(
+        help: ArgumentHelp(
+            "Pause between batches in milliseconds (0–60000); the reap always pauses at least as long as a batch took, so a running server keeps half the write time.",
+            valueName: "ms"
+        )
+    )
     var pauseMs = 0
 
     func validate() throws {
         let seconds = try parseDuration(olderThan, option: "--older-than")
         guard seconds >= 3600 || force else {
-            throw ValidationError("--older-than \(olderThan) would reap sessions visitors may still be using; use at least 1h, or add --force if you mean it")
+            throw ValidationError(
+                "--older-than \(olderThan) would reap sessions visitors may still be using; use at least 1h, or add --force if you mean it"
+            )
         }
         guard (1...10_000).contains(batch) else { throw ValidationError("--batch must be between 1 and 10000, got \(batch)") }
         guard (0...60_000).contains(pauseMs) else { throw ValidationError("--pause-ms must be between 0 and 60000, got \(pauseMs)") }
@@ -48,7 +57,9 @@ struct SessionsReapCommand: ConsoleCommand {
             // The plan, then the question (or the refusal off a terminal), as for every mutation.
             if console.interactive {
                 let plan = try await database.reapAnonymousSessions(lastSeenBefore: cutoff, batch: batch, dryRun: true, pause: .zero)
-                console.write(console.bold("plan: remove \(plan.removed) untransferred anonymous session(s) last seen before \(LedgerDates.timestamp(cutoff))"))
+                console.write(
+                    console.bold("plan: remove \(plan.removed) untransferred anonymous session(s) last seen before \(LedgerDates.timestamp(cutoff))")
+                )
             }
             guard try console.approve("reap?", yes: false) else { return }
         }
@@ -64,8 +75,10 @@ struct SessionsReapCommand: ConsoleCommand {
                 for attempt in 0..<6 where !audited {
                     do {
                         try await database.recordAudit(
-                            console.operatorContext(reason: "reap sessions older than \(olderThan)"), userId: nil,
-                            outcome: "removed \(interrupted.result.removed) sessions, then stopped: database locked")
+                            console.operatorContext(reason: "reap sessions older than \(olderThan)"),
+                            userId: nil,
+                            outcome: "removed \(interrupted.result.removed) sessions, then stopped: database locked"
+                        )
                         audited = true
                     } catch {
                         try await Task.sleep(for: .milliseconds(200 << attempt))
@@ -76,13 +89,19 @@ struct SessionsReapCommand: ConsoleCommand {
             throw interrupted
         }
         if !dryRun && result.removed > 0 {
-            try await database.recordAudit(console.operatorContext(reason: "reap sessions older than \(olderThan)"), userId: nil, outcome: "removed \(result.removed) sessions")
+            try await database.recordAudit(
+                console.operatorContext(reason: "reap sessions older than \(olderThan)"),
+                userId: nil,
+                outcome: "removed \(result.removed) sessions"
+            )
         }
         if console.json {
             try console.writeJSON(result)
         } else {
-            console.write("\(dryRun ? "would remove" : "removed") \(result.removed) session(s) last seen before \(LedgerDates.timestamp(cutoff))"
-                + (dryRun ? "" : " in \(result.batches) batch(es)"))
+            console.write(
+                "\(dryRun ? "would remove" : "removed") \(result.removed) session(s) last seen before \(LedgerDates.timestamp(cutoff))"
+                    + (dryRun ? "" : " in \(result.batches) batch(es)")
+            )
         }
     }
 }

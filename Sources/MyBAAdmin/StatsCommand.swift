@@ -3,7 +3,10 @@ import MyBAOps
 
 /// `stats`: the whole system at a glance.
 struct StatsCommand: ConsoleCommand {
-    static let configuration = CommandConfiguration(commandName: "stats", abstract: "Customers, sessions, tokens outstanding, webhooks by status, outbox depth.")
+    static let configuration = CommandConfiguration(
+        commandName: "stats",
+        abstract: "Customers, sessions, tokens outstanding, webhooks by status, outbox depth."
+    )
 
     @OptionGroup var global: GlobalOptions
 

@@ -1,4 +1,5 @@
 import MyBAOps
+
 /// Renders rows as aligned columns; numeric columns align right. Plain text, so output pipes
 /// into `grep`, `awk` and `cut` as it is.
 struct TextTable {
@@ -24,9 +25,10 @@ struct TextTable {
             }
         }
         let numeric = (0..<columnCount).map { index in
-            !rows.isEmpty && rows.allSatisfy { row in
-                index < row.count && (row[index].isEmpty || row[index] == "-" || Int(row[index].replacingOccurrences(of: "+", with: "")) != nil)
-            }
+            !rows.isEmpty
+                && rows.allSatisfy { row in
+                    index < row.count && (row[index].isEmpty || row[index] == "-" || Int(row[index].replacingOccurrences(of: "+", with: "")) != nil)
+                }
         }
         func line(_ cells: [String]) -> String {
             var parts: [String] = []

@@ -7,7 +7,8 @@ import MyBAOps
 struct TimelineCommand: ConsoleCommand {
     static let configuration = CommandConfiguration(
         commandName: "timeline",
-        abstract: "One chronological view of a request or a customer: logs, webhooks, ledger, audit.")
+        abstract: "One chronological view of a request or a customer: logs, webhooks, ledger, audit."
+    )
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var logFile: LogFileOptions
@@ -38,10 +39,19 @@ struct TimelineCommand: ConsoleCommand {
             let filter = LogFilter(requestId: requestId, userId: userId, since: sinceDate)
             for line in try LogReader(path: logPath).lines(matching: filter) {
                 guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                      let at = (object["ts"] as? String).flatMap(LedgerDates.parse) else { continue }
-                let fields = object.keys.filter { !["ts", "level", "msg", "label", "request.id"].contains($0) }.sorted().map { "\($0)=\(object[$0]!)" }
-                items.append(TimelineItem(at: at, source: "log", summary: "\(object["level"] as? String ?? "") \(object["msg"] as? String ?? "") \(fields.joined(separator: " "))",
-                                          requestId: object["request.id"] as? String))
+                    let at = (object["ts"] as? String).flatMap(LedgerDates.parse)
+                else { continue }
+                let fields = object.keys.filter { !["ts", "level", "msg", "label", "request.id"].contains($0) }.sorted().map {
+                    "\($0)=\(object[$0]!)"
+                }
+                items.append(
+                    TimelineItem(
+                        at: at,
+                        source: "log",
+                        summary: "\(object["level"] as? String ?? "") \(object["msg"] as? String ?? "") \(fields.joined(separator: " "))",
+                        requestId: object["request.id"] as? String
+                    )
+                )
             }
         }
         items.sort { $0.at < $1.at }

@@ -9,7 +9,8 @@ struct TokensAdjustCommand: ConsoleCommand {
     static let configuration = CommandConfiguration(
         commandName: "adjust",
         abstract: "Add or remove tokens (+N or -N); never below zero.",
-        discussion: "Prints the plan, then asks on a terminal; --dry-run stops after the plan; scripts need --yes.")
+        discussion: "Prints the plan, then asks on a terminal; --dry-run stops after the plan; scripts need --yes."
+    )
 
     @OptionGroup var global: GlobalOptions
 
@@ -33,7 +34,9 @@ struct TokensAdjustCommand: ConsoleCommand {
     }
 
     func validate() throws {
-        guard changes.count == 1 else { throw ValidationError("give exactly one signed change, like +5 or -3; got \(changes.isEmpty ? "none" : changes.joined(separator: " "))") }
+        guard changes.count == 1 else {
+            throw ValidationError("give exactly one signed change, like +5 or -3; got \(changes.isEmpty ? "none" : changes.joined(separator: " "))")
+        }
         guard delta != nil else { throw ValidationError("the change must be signed and non-zero, like +5 or -3; got \(change)") }
         if let key, (try? OperatorKey.ledgerKey(key)) == nil {
             throw ValidationError("--key must be 1–200 characters without control characters")
@@ -49,8 +52,13 @@ struct TokensAdjustCommand: ConsoleCommand {
             throw ConsoleFailure(code: error.code, description: error.description)
         }
         let posting = LedgerPosting(
-            userId: userId, kind: .adjust, delta: delta!, idempotencyKey: ledgerKey,
-            actor: "operator:\(console.operatorName)", reason: mutation.reasonText)
+            userId: userId,
+            kind: .adjust,
+            delta: delta!,
+            idempotencyKey: ledgerKey,
+            actor: "operator:\(console.operatorName)",
+            reason: mutation.reasonText
+        )
         try await applyOperatorPosting(posting, title: "adjust \(userId) by \(change)", options: mutation, in: console)
     }
 }

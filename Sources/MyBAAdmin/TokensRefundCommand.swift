@@ -9,7 +9,8 @@ struct TokensRefundCommand: ConsoleCommand {
     static let configuration = CommandConfiguration(
         commandName: "refund",
         abstract: "Credit back N tokens for failed work (refund_credit entry).",
-        discussion: "With --request, the credit is keyed to that request: crediting the same request twice changes nothing.")
+        discussion: "With --request, the credit is keyed to that request: crediting the same request twice changes nothing."
+    )
 
     @OptionGroup var global: GlobalOptions
 
@@ -25,7 +26,9 @@ struct TokensRefundCommand: ConsoleCommand {
     @OptionGroup var mutation: MutationOptions
 
     func validate() throws {
-        guard (1...LedgerLimits.maxAbsoluteDelta).contains(amount) else { throw ValidationError("N must be a positive number of tokens, got \(amount)") }
+        guard (1...LedgerLimits.maxAbsoluteDelta).contains(amount) else {
+            throw ValidationError("N must be a positive number of tokens, got \(amount)")
+        }
     }
 
     func execute(in console: Console) async throws {
@@ -34,15 +37,24 @@ struct TokensRefundCommand: ConsoleCommand {
             let settings = console.settings
             do {
                 try await console.database().checkManualCredit(
-                    forRequest: requestId, deadlineSeconds: ReservationDeadline.seconds(ai: settings.ai, busyTimeoutSeconds: settings.busyTimeoutSeconds))
+                    forRequest: requestId,
+                    deadlineSeconds: ReservationDeadline.seconds(ai: settings.ai, busyTimeoutSeconds: settings.busyTimeoutSeconds)
+                )
             } catch let refusal as ManualCreditRefusal {
                 throw ConsoleFailure(code: refusal.code, description: refusal.description)
             }
         }
         let key = requestId.map { "refund_credit:\(userId):\($0)" } ?? "refund_credit:\(userId):\(UUID().uuidString)"
         let posting = LedgerPosting(
-            userId: userId, kind: .refundCredit, delta: amount, idempotencyKey: key, reference: requestId,
-            actor: "operator:\(console.operatorName)", reason: mutation.reasonText, requestId: requestId)
+            userId: userId,
+            kind: .refundCredit,
+            delta: amount,
+            idempotencyKey: key,
+            reference: requestId,
+            actor: "operator:\(console.operatorName)",
+            reason: mutation.reasonText,
+            requestId: requestId
+        )
         try await applyOperatorPosting(posting, title: "credit \(amount) tokens back to \(userId)", options: mutation, in: console)
     }
 }

@@ -41,15 +41,22 @@ struct WebhooksListCommand: ConsoleCommand {
     func execute(in console: Console) async throws {
         let sinceDate = try since.map { Date().addingTimeInterval(-(try parseDuration($0, option: "--since"))) }
         let events = try await console.database().listWebhooks(
-            status: status == .all ? nil : WebhookEvent.Status(rawValue: status.rawValue), type: type, since: sinceDate, limit: limit)
+            status: status == .all ? nil : WebhookEvent.Status(rawValue: status.rawValue),
+            type: type,
+            since: sinceDate,
+            limit: limit
+        )
         if console.json {
             try console.writeJSON(events.map(WebhookDocument.init))
             return
         }
         var table = TextTable(["event", "source", "type", "status", "attempts", "received", "outcome / last error"])
         for event in events {
-            table.add([event.eventId, event.source.rawValue, event.type, event.status == .failed ? console.red(event.status.rawValue) : event.status.rawValue,
-                       String(event.attempts), LedgerDates.timestamp(event.receivedAt), event.lastError ?? event.outcome ?? "-"])
+            table.add([
+                event.eventId, event.source.rawValue, event.type,
+                event.status == .failed ? console.red(event.status.rawValue) : event.status.rawValue,
+                String(event.attempts), LedgerDates.timestamp(event.receivedAt), event.lastError ?? event.outcome ?? "-",
+            ])
         }
         console.write(table.render(bold: console.bold))
         console.write("\(events.count) event(s)")
@@ -58,7 +65,10 @@ struct WebhooksListCommand: ConsoleCommand {
 
 /// `webhooks show <event-id>`.
 struct WebhooksShowCommand: ConsoleCommand {
-    static let configuration = CommandConfiguration(commandName: "show", abstract: "Show one event: headers, body, attempts, outcome, ledger entries.")
+    static let configuration = CommandConfiguration(
+        commandName: "show",
+        abstract: "Show one event: headers, body, attempts, outcome, ledger entries."
+    )
 
     @OptionGroup var global: GlobalOptions
 
@@ -69,9 +79,10 @@ struct WebhooksShowCommand: ConsoleCommand {
         guard let event = try await console.database().webhookEvent(id: eventId) else {
             throw ConsoleFailure(code: "unknown_event", description: "no stored webhook event \(eventId)")
         }
-        let body = (try? JSONSerialization.jsonObject(with: Data(event.body.utf8))).flatMap {
-            try? JSONSerialization.data(withJSONObject: $0, options: [.prettyPrinted, .sortedKeys])
-        }.map { String(decoding: $0, as: UTF8.self) } ?? event.body
+        let body =
+            (try? JSONSerialization.jsonObject(with: Data(event.body.utf8))).flatMap {
+                try? JSONSerialization.data(withJSONObject: $0, options: [.prettyPrinted, .sortedKeys])
+            }.map { String(decoding: $0, as: UTF8.self) } ?? event.body
         if console.json {
             var document = WebhookDocument(event)
             document.lastError = event.lastError
@@ -109,7 +120,8 @@ struct WebhooksReplayCommand: ConsoleCommand {
     static let configuration = CommandConfiguration(
         commandName: "replay",
         abstract: "Process stored events again with the live processing; an already processed event changes nothing.",
-        discussion: "Exit 1 when an event still fails after the replay.")
+        discussion: "Exit 1 when an event still fails after the replay."
+    )
 
     @OptionGroup var global: GlobalOptions
 
@@ -162,7 +174,9 @@ struct WebhooksReplayCommand: ConsoleCommand {
             previews.append(ReplayResult(eventId: event.eventId, status: outcome.status.rawValue, changed: false, message: would, entryIds: []))
         }
         if mutation.dryRun {
-            if console.json { try console.writeJSON(previews) } else {
+            if console.json {
+                try console.writeJSON(previews)
+            } else {
                 console.write(console.bold("plan: replay \(targets.count) event(s)"))
                 console.write(plan.render(bold: console.bold))
                 console.write("dry run: nothing changed")
@@ -177,10 +191,20 @@ struct WebhooksReplayCommand: ConsoleCommand {
         var results: [ReplayResult] = []
         for event in targets {
             let outcome = try await processor.process(source: event.source, eventId: event.eventId, logger: console.logger)
-            results.append(ReplayResult(eventId: event.eventId, status: outcome.status.rawValue, changed: !outcome.alreadyDone && outcome.status != .failed,
-                                        message: outcome.alreadyDone ? "already \(outcome.status.rawValue): nothing changed" : outcome.message, entryIds: outcome.entryIds))
-            try await database.recordAudit(console.operatorContext(reason: mutation.reasonText), userId: nil,
-                                           outcome: "replayed \(event.eventId): \(outcome.alreadyDone ? "nothing changed" : outcome.status.rawValue)")
+            results.append(
+                ReplayResult(
+                    eventId: event.eventId,
+                    status: outcome.status.rawValue,
+                    changed: !outcome.alreadyDone && outcome.status != .failed,
+                    message: outcome.alreadyDone ? "already \(outcome.status.rawValue): nothing changed" : outcome.message,
+                    entryIds: outcome.entryIds
+                )
+            )
+            try await database.recordAudit(
+                console.operatorContext(reason: mutation.reasonText),
+                userId: nil,
+                outcome: "replayed \(event.eventId): \(outcome.alreadyDone ? "nothing changed" : outcome.status.rawValue)"
+            )
         }
         if console.json {
             try console.writeJSON(results)
@@ -191,7 +215,10 @@ struct WebhooksReplayCommand: ConsoleCommand {
             console.write("\(results.count) event(s) replayed")
         }
         if results.contains(where: { $0.status == "failed" }) {
-            throw ConsoleFailure(code: "replay_failed", description: "\(results.filter { $0.status == "failed" }.count) event(s) still fail; see webhooks show")
+            throw ConsoleFailure(
+                code: "replay_failed",
+                description: "\(results.filter { $0.status == "failed" }.count) event(s) still fail; see webhooks show"
+            )
         }
     }
 }
@@ -203,7 +230,8 @@ struct WebhooksRecoverCommand: ConsoleCommand {
     static let configuration = CommandConfiguration(
         commandName: "recover",
         abstract: "Fetch Stripe events missing from the inbox (GET /v1/events, all pages) and process them.",
-        discussion: "Stripe keeps events 30 days: an older --since is refused. Events already stored are left alone.")
+        discussion: "Stripe keeps events 30 days: an older --since is refused. Events already stored are left alone."
+    )
 
     @OptionGroup var global: GlobalOptions
 
@@ -215,7 +243,9 @@ struct WebhooksRecoverCommand: ConsoleCommand {
     func validate() throws {
         let seconds = try parseDuration(since, option: "--since")
         guard seconds <= WebhookProcessor.stripeEventRetention else {
-            throw ValidationError("--since \(since) reaches past Stripe's 30-day event retention; events older than 30 days cannot be recovered from Stripe")
+            throw ValidationError(
+                "--since \(since) reaches past Stripe's 30-day event retention; events older than 30 days cannot be recovered from Stripe"
+            )
         }
     }
 
@@ -227,7 +257,9 @@ struct WebhooksRecoverCommand: ConsoleCommand {
         if !console.json && (mutation.dryRun || !mutation.yes) {
             console.write(console.bold("plan: store and process \(missing.count) Stripe event(s) missing from the inbox (\(listed) listed)"))
             var plan = TextTable(["event", "type", "created"])
-            for event in missing { plan.add([event.id, event.type, event.created.map { LedgerDates.timestamp(Date(timeIntervalSince1970: TimeInterval($0))) } ?? "-"]) }
+            for event in missing {
+                plan.add([event.id, event.type, event.created.map { LedgerDates.timestamp(Date(timeIntervalSince1970: TimeInterval($0))) } ?? "-"])
+            }
             console.write(plan.render(bold: console.bold))
         }
         if mutation.dryRun {
@@ -241,16 +273,23 @@ struct WebhooksRecoverCommand: ConsoleCommand {
         if !missing.isEmpty, try !console.approve("recover?", yes: mutation.yes) { return }
         let report = try await processor.recover(missing, listed: listed, logger: console.logger)
         if !report.recovered.isEmpty || !report.failed.isEmpty {
-            try await database.recordAudit(console.operatorContext(reason: mutation.reasonText), userId: nil,
-                                           outcome: "webhooks recover --since \(since): recovered \(report.recovered.count), failed \(report.failed.count)")
+            try await database.recordAudit(
+                console.operatorContext(reason: mutation.reasonText),
+                userId: nil,
+                outcome: "webhooks recover --since \(since): recovered \(report.recovered.count), failed \(report.failed.count)"
+            )
         }
         if console.json {
             try console.writeJSON(report)
         } else {
-            console.write("\(report.listed) Stripe event(s) listed, \(report.alreadyStored) already in the inbox, \(report.recovered.count) recovered, \(report.failed.count) failed")
+            console.write(
+                "\(report.listed) Stripe event(s) listed, \(report.alreadyStored) already in the inbox, \(report.recovered.count) recovered, \(report.failed.count) failed"
+            )
             for id in report.recovered { console.write("  recovered \(id)") }
             for id in report.failed { console.write("  failed    \(id) (see webhooks show)") }
         }
-        if !report.failed.isEmpty { throw ConsoleFailure(code: "recover_failed", description: "\(report.failed.count) recovered event(s) failed to process") }
+        if !report.failed.isEmpty {
+            throw ConsoleFailure(code: "recover_failed", description: "\(report.failed.count) recovered event(s) failed to process")
+        }
     }
 }

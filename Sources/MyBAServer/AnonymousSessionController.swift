@@ -23,7 +23,11 @@ struct AnonymousSessionController {
 
     @Sendable func start(_ request: Request, context: MyBARequestContext) async throws -> StartResponse {
         let body = try await request.decodeJSON(as: StartRequest.self, context: context)
-        let started = try await database.startAnonymousSession(fingerprint: body.fingerprint, clientAddress: context.clientAddress, settings: settings)
+        let started = try await database.startAnonymousSession(
+            fingerprint: body.fingerprint,
+            clientAddress: context.clientAddress,
+            settings: settings
+        )
         if started.created {
             context.logger.info("anonymous session created", metadata: ["session.digest": .string(SessionDigest.of(started.session.id))])
         }

@@ -40,7 +40,10 @@ extension PeriodicService {
         PeriodicService(name: "Stripe mirror", interval: interval, logger: logger) {
             let (pushed, failed) = try await mirror.pushDue(logger: logger)
             if pushed + failed > 0 {
-                logger.info("Stripe mirror pass", metadata: ["mirror.pushed": .stringConvertible(pushed), "mirror.failed": .stringConvertible(failed)])
+                logger.info(
+                    "Stripe mirror pass",
+                    metadata: ["mirror.pushed": .stringConvertible(pushed), "mirror.failed": .stringConvertible(failed)]
+                )
             }
         }
     }
@@ -60,7 +63,9 @@ extension PeriodicService {
                 logger.error("abandoned generation closed without giving its token back", metadata: ["error.message": .string(problem)])
             }
             let pruned = try await database.pruneOwnKeyGenerations(createdBefore: Date().addingTimeInterval(-86_400))
-            if pruned > 0 { logger.info("own-key generations older than a day removed", metadata: ["generations.removed": .stringConvertible(pruned)]) }
+            if pruned > 0 {
+                logger.info("own-key generations older than a day removed", metadata: ["generations.removed": .stringConvertible(pruned)])
+            }
         }
     }
 
@@ -69,7 +74,9 @@ extension PeriodicService {
     static func sessionReaper(_ database: AppDatabase, ttl: TimeInterval, logger: Logger) -> PeriodicService {
         PeriodicService(name: "session reap", interval: .seconds(3600), logger: logger) {
             let result = try await database.reapAnonymousSessions(lastSeenBefore: Date().addingTimeInterval(-ttl), batch: 100, dryRun: false)
-            if result.removed > 0 { logger.info("stale anonymous sessions reaped", metadata: ["sessions.removed": .stringConvertible(result.removed)]) }
+            if result.removed > 0 {
+                logger.info("stale anonymous sessions reaped", metadata: ["sessions.removed": .stringConvertible(result.removed)])
+            }
         }
     }
 }
@@ -107,8 +114,12 @@ struct ShutdownDeadline: Service {
         }
         let bound = self.bound.timeInterval
         let abandonAfter = bound - min(2, bound * 0.3)
-        let http = self.http, logger = self.logger
-        logger.notice("shutting down", metadata: ["shutdown.bound.ms": .stringConvertible(Int(bound * 1000)), "http.outbound.in_flight": .stringConvertible(http.inFlight)])
+        let http = self.http
+        let logger = self.logger
+        logger.notice(
+            "shutting down",
+            metadata: ["shutdown.bound.ms": .stringConvertible(Int(bound * 1000)), "http.outbound.in_flight": .stringConvertible(http.inFlight)]
+        )
         let thread = Thread {
             Thread.sleep(forTimeInterval: abandonAfter)
             let open = http.inFlight
@@ -117,7 +128,10 @@ struct ShutdownDeadline: Service {
             }
             http.cancelAll()
             Thread.sleep(forTimeInterval: bound - abandonAfter)
-            logger.critical("shutdown: still running at the shutdown bound; exiting now", metadata: ["shutdown.bound.ms": .stringConvertible(Int(bound * 1000))])
+            logger.critical(
+                "shutdown: still running at the shutdown bound; exiting now",
+                metadata: ["shutdown.bound.ms": .stringConvertible(Int(bound * 1000))]
+            )
             exit(0)
         }
         thread.name = "myba-shutdown"

@@ -34,11 +34,26 @@ struct CheckoutController {
         if let claimed = body.userId, claimed != user.userId {
             throw APIError(.forbidden, code: "forbidden", message: "userId does not match the signed-in user")
         }
-        let opener = CheckoutOpener(database: database, stripe: stripe, plans: plans, publicURL: settings.publicURL, perHour: settings.checkoutsPerHour)
-        let opened = try await opener.open(userId: user.userId, planId: body.planId, requestKey: try request.idempotencyKey(context: context), logger: context.logger)
-        context.logger.info("checkout session created", metadata: [
-            "stripe.checkout_session.id": .string(opened.sessionId), "plan.id": .string(body.planId), "checkout.amount": .stringConvertible(opened.amount),
-        ])
+        let opener = CheckoutOpener(
+            database: database,
+            stripe: stripe,
+            plans: plans,
+            publicURL: settings.publicURL,
+            perHour: settings.checkoutsPerHour
+        )
+        let opened = try await opener.open(
+            userId: user.userId,
+            planId: body.planId,
+            requestKey: try request.idempotencyKey(context: context),
+            logger: context.logger
+        )
+        context.logger.info(
+            "checkout session created",
+            metadata: [
+                "stripe.checkout_session.id": .string(opened.sessionId), "plan.id": .string(body.planId),
+                "checkout.amount": .stringConvertible(opened.amount),
+            ]
+        )
         return CheckoutResponse(sessionId: opened.sessionId, url: opened.url)
     }
 }

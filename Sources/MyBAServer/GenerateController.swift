@@ -24,18 +24,31 @@ struct GenerateController {
             throw APIError(.badRequest, code: "invalid_input", message: "provider must be \"myba\", \"openai\" or \"anthropic\"")
         }
         let generation = GenerationRequest.fromCaller(
-            input: body.input, provider: provider, apiKey: body.apiKey, model: body.model,
-            signedInUserId: context.user?.userId, sessionId: body.sessionId,
-            requestKey: try request.idempotencyKey(context: context), requestId: context.requestId, clientAddress: context.clientAddress)
+            input: body.input,
+            provider: provider,
+            apiKey: body.apiKey,
+            model: body.model,
+            signedInUserId: context.user?.userId,
+            sessionId: body.sessionId,
+            requestKey: try request.idempotencyKey(context: context),
+            requestId: context.requestId,
+            clientAddress: context.clientAddress
+        )
         let answer = try await generator.answer(generation, logger: context.logger)
         let result = answer.result
-        context.logger.info("ticket generated", metadata: [
-            "ai.provider": .string(result.provider), "ai.model": .string(result.model), "tokens.remaining": .stringConvertible(result.tokensRemaining),
-        ])
+        context.logger.info(
+            "ticket generated",
+            metadata: [
+                "ai.provider": .string(result.provider), "ai.model": .string(result.model),
+                "tokens.remaining": .stringConvertible(result.tokensRemaining),
+            ]
+        )
         // The JSON stored for replays is the body: encoded once, and a replay is byte for byte
         // the first answer.
         return Response(
-            status: .ok, headers: [.contentType: "application/json; charset=utf-8"],
-            body: .init(byteBuffer: ByteBuffer(string: answer.json)))
+            status: .ok,
+            headers: [.contentType: "application/json; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(string: answer.json))
+        )
     }
 }

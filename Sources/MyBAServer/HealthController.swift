@@ -42,7 +42,8 @@ struct HealthController {
 
     @Sendable func health(_ request: Request, context: MyBARequestContext) async throws -> EditedResponse<HealthResponse> {
         let report = await probe.check()
-        let storage = report.storage, outbox = report.outbox
+        let storage = report.storage
+        let outbox = report.outbox
         let progress = dependencies.watchdog.report()
         let healthy = storage.databaseReadable && progress.isHealthy
         var body = HealthResponse(
@@ -57,7 +58,8 @@ struct HealthController {
             payments: dependencies.stripe == nil ? "disabled" : "enabled",
             outboxDepth: outbox?.depth,
             outboxOldestPendingSeconds: outbox?.oldestPendingSeconds,
-            stalled: progress.isHealthy ? nil : progress.stalled)
+            stalled: progress.isHealthy ? nil : progress.stalled
+        )
         if !MetricsAccess(settings: dependencies.settings).admits(request, context: context) {
             body.customers = nil
             body.anonymousSessions = nil

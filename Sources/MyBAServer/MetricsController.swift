@@ -27,10 +27,19 @@ struct MetricsController {
             }
         case .loopback:
             guard access.admits(request, context: context) else {
-                throw APIError(.forbidden, code: "metrics_forbidden", message: "/metrics answers loopback connections only; set MYBA_METRICS_TOKEN (or MYBA_METRICS_PUBLIC=1) to serve a scraper elsewhere")
+                throw APIError(
+                    .forbidden,
+                    code: "metrics_forbidden",
+                    message:
+                        "/metrics answers loopback connections only; set MYBA_METRICS_TOKEN (or MYBA_METRICS_PUBLIC=1) to serve a scraper elsewhere"
+                )
             }
         case .tokenRequired:
-            throw APIError(.forbidden, code: "metrics_forbidden", message: "behind a proxy (MYBA_TRUST_PROXY) every client arrives from the proxy's address; set MYBA_METRICS_TOKEN to serve /metrics")
+            throw APIError(
+                .forbidden,
+                code: "metrics_forbidden",
+                message: "behind a proxy (MYBA_TRUST_PROXY) every client arrives from the proxy's address; set MYBA_METRICS_TOKEN to serve /metrics"
+            )
         case .everyone:
             break
         }
@@ -46,7 +55,8 @@ struct MetricsController {
         return Response(
             status: .ok,
             headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-            body: .init(byteBuffer: ByteBuffer(bytes: buffer)))
+            body: .init(byteBuffer: ByteBuffer(bytes: buffer))
+        )
     }
 
     static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {

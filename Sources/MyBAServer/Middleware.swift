@@ -30,10 +30,10 @@ struct RequestIDMiddleware: RouterMiddleware {
     /// An incoming id is kept when it is 1–128 characters of letters, digits and `-_.:`.
     static func acceptable(_ candidate: String) -> String? {
         guard (1...128).contains(candidate.utf8.count),
-              candidate.utf8.allSatisfy({ byte in
-                  (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
-                      || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: ".") || byte == UInt8(ascii: ":")
-              })
+            candidate.utf8.allSatisfy({ byte in
+                (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+                    || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: ".") || byte == UInt8(ascii: ":")
+            })
         else { return nil }
         return candidate
     }
@@ -64,15 +64,23 @@ struct AccessLogMiddleware: RouterMiddleware {
         let response = try await next(request, context)
         let elapsed = ContinuousClock.now - start
         let milliseconds = elapsed.timeInterval * 1000
-        context.logger.info("request", metadata: [
-            "http.method": .string(request.method.rawValue),
-            "http.path": .string(request.uri.path),
-            "http.status": .stringConvertible(response.status.code),
-            "duration.ms": .stringConvertible((milliseconds * 1000).rounded() / 1000),
-        ])
+        context.logger.info(
+            "request",
+            metadata: [
+                "http.method": .string(request.method.rawValue),
+                "http.path": .string(request.uri.path),
+                "http.status": .stringConvertible(response.status.code),
+                "duration.ms": .stringConvertible((milliseconds * 1000).rounded() / 1000),
+            ]
+        )
         // The route template, known once the router matched; Hummingbird names every unmatched
         // path "NotFound", so ids in unknown paths never become series.
-        MyBAMetrics.recordRequest(route: context.endpointPath ?? "unmatched", method: request.method.rawValue, status: response.status.code, duration: elapsed)
+        MyBAMetrics.recordRequest(
+            route: context.endpointPath ?? "unmatched",
+            method: request.method.rawValue,
+            status: response.status.code,
+            duration: elapsed
+        )
         return response
     }
 }
@@ -122,7 +130,12 @@ struct APIError: Error {
             self.init(.badRequest, code: error.code, message: error.description)
         case AuthError.keysUnavailable:
             // The server cannot check tokens right now: not the client's fault, and retryable.
-            self.init(.serviceUnavailable, code: "auth_unavailable", message: "sign-in cannot be checked right now; retry shortly", headers: [.retryAfter: "5"])
+            self.init(
+                .serviceUnavailable,
+                code: "auth_unavailable",
+                message: "sign-in cannot be checked right now; retry shortly",
+                headers: [.retryAfter: "5"]
+            )
         case let error as AuthError:
             self.init(.unauthorized, code: "unauthorized", message: error.description)
         case let error as AnonymousSessionError:
@@ -142,7 +155,12 @@ struct APIError: Error {
             case .signInRequired: self.init(.unauthorized, code: "unauthorized", message: error.description)
             // The provider's own words stay in the log: they may quote a key, or say more about
             // the upstream than a client should learn.
-            case .providerFailed: self.init(.badGateway, code: "provider_error", message: "ticket generation failed at the AI provider; no token was spent (the requestId finds the details)")
+            case .providerFailed:
+                self.init(
+                    .badGateway,
+                    code: "provider_error",
+                    message: "ticket generation failed at the AI provider; no token was spent (the requestId finds the details)"
+                )
             case .inProgress: self.init(.conflict, code: "generation_in_progress", message: error.description)
             case .idempotencyKeyReused: self.init(.unprocessableContent, code: "idempotency_key_reused", message: error.description)
             case .unknownModel: self.init(.badRequest, code: "unknown_model", message: error.description)
@@ -160,7 +178,8 @@ struct APIError: Error {
                 self.init(.tooManyRequests, code: "rate_limited", message: error.description, headers: [.retryAfter: String(seconds)])
             case .discountJustUsed: self.init(.conflict, code: "discount_used", message: error.description)
             // Stripe's messages can carry key fragments: the detail goes to the log only.
-            case .stripe: self.init(.badGateway, code: "stripe_error", message: "the payment provider failed; retry shortly (the requestId finds the details)")
+            case .stripe:
+                self.init(.badGateway, code: "stripe_error", message: "the payment provider failed; retry shortly (the requestId finds the details)")
             }
         case let error as LedgerError:
             switch error {
@@ -227,7 +246,10 @@ struct AuthenticationMiddleware: RouterMiddleware {
         var context = context
         if trustedProxies > 0 {
             context.clientAddress = ClientAddress.resolve(
-                peer: context.peerAddress, forwardedFor: request.headers[values: .xForwardedFor], trustedProxies: trustedProxies)
+                peer: context.peerAddress,
+                forwardedFor: request.headers[values: .xForwardedFor],
+                trustedProxies: trustedProxies
+            )
         }
         if let header = request.headers[.authorization] {
             let user: AuthenticatedUser

@@ -47,8 +47,13 @@ struct MyBAServer {
         do {
             let server = try await buildServer(settings: settings, logger: logger, metricsRegistry: metricsRegistry)
             // The deadline is listed last so that it hears SIGTERM first (services stop in reverse).
-            let group = ServiceGroup(configuration: .init(
-                services: [server.application, server.shutdownDeadline], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            let group = ServiceGroup(
+                configuration: .init(
+                    services: [server.application, server.shutdownDeadline],
+                    gracefulShutdownSignals: [.sigterm, .sigint],
+                    logger: logger
+                )
+            )
             try await group.run()
             logger.info("server stopped")
         } catch {

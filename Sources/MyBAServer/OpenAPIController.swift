@@ -14,7 +14,8 @@ struct OpenAPIController {
         Response(
             status: .ok,
             headers: [.contentType: "application/json; charset=utf-8"],
-            body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.json)))
+            body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.json))
+        )
     }
 }
 

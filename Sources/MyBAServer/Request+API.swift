@@ -8,7 +8,11 @@ extension Request {
     func idempotencyKey(context: MyBARequestContext) throws -> String {
         guard let sent = headers[.idempotencyKey] else { return context.requestId }
         guard let usable = RequestIDMiddleware.acceptable(sent) else {
-            throw APIError(.badRequest, code: "invalid_idempotency_key", message: "Idempotency-Key must be 1–128 characters of A–Z, a–z, 0–9, '-', '_', '.', ':'")
+            throw APIError(
+                .badRequest,
+                code: "invalid_idempotency_key",
+                message: "Idempotency-Key must be 1–128 characters of A–Z, a–z, 0–9, '-', '_', '.', ':'"
+            )
         }
         return usable
     }
@@ -20,7 +24,11 @@ extension Request {
         if let contentType = headers[.contentType] {
             let mediaType = contentType.split(separator: ";", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
             guard mediaType == "application/json" || mediaType.hasSuffix("+json") else {
-                throw APIError(.unsupportedMediaType, code: "unsupported_media_type", message: "send the body as application/json, not \(mediaType.prefix(80))")
+                throw APIError(
+                    .unsupportedMediaType,
+                    code: "unsupported_media_type",
+                    message: "send the body as application/json, not \(mediaType.prefix(80))"
+                )
             }
         }
         let buffer = try await body.collect(upTo: context.maxUploadSize)

@@ -32,13 +32,25 @@ struct TransferController {
             throw APIError(.forbidden, code: "forbidden", message: "userId does not match the signed-in user")
         }
         let result = try await database.transferAnonymousSession(
-            sessionId: body.sessionId, to: user.userId, limit: settings.maxTransfersPerAccount, actor: "api", requestId: context.requestId)
+            sessionId: body.sessionId,
+            to: user.userId,
+            limit: settings.maxTransfersPerAccount,
+            actor: "api",
+            requestId: context.requestId
+        )
         if let claimed = body.remainingTokens, claimed != result.transferred {
-            context.logger.notice("client claimed a different remaining count; the server's count moved", metadata: [
-                "session.digest": .string(SessionDigest.of(body.sessionId)), "tokens.claimed": .stringConvertible(claimed), "tokens.transferred": .stringConvertible(result.transferred),
-            ])
+            context.logger.notice(
+                "client claimed a different remaining count; the server's count moved",
+                metadata: [
+                    "session.digest": .string(SessionDigest.of(body.sessionId)), "tokens.claimed": .stringConvertible(claimed),
+                    "tokens.transferred": .stringConvertible(result.transferred),
+                ]
+            )
         }
-        context.logger.info("anonymous tokens transferred", metadata: ["session.digest": .string(SessionDigest.of(body.sessionId)), "tokens.transferred": .stringConvertible(result.transferred)])
+        context.logger.info(
+            "anonymous tokens transferred",
+            metadata: ["session.digest": .string(SessionDigest.of(body.sessionId)), "tokens.transferred": .stringConvertible(result.transferred)]
+        )
         return TransferResponse(transferred: result.transferred, tokens: result.balance.tokens, transfersLeft: result.transfersLeft)
     }
 }

@@ -33,9 +33,15 @@ struct WebhookController {
             throw APIError(.serviceUnavailable, code: "webhooks_disabled", message: "STRIPE_WEBHOOK_SECRET is not configured")
         }
         let body = try await request.body.collect(upTo: context.maxUploadSize)
-        return Receipt(try await intake.stripe(
-            payload: Array(buffer: body), signatureHeader: request.headers[HTTPField.Name("Stripe-Signature")!], secret: secret,
-            requestId: context.requestId, logger: context.logger))
+        return Receipt(
+            try await intake.stripe(
+                payload: Array(buffer: body),
+                signatureHeader: request.headers[HTTPField.Name("Stripe-Signature")!],
+                secret: secret,
+                requestId: context.requestId,
+                logger: context.logger
+            )
+        )
     }
 
     @Sendable func clerk(_ request: Request, context: MyBARequestContext) async throws -> Receipt {
@@ -43,8 +49,16 @@ struct WebhookController {
             throw APIError(.serviceUnavailable, code: "webhooks_disabled", message: "CLERK_WEBHOOK_SECRET is not configured")
         }
         let body = try await request.body.collect(upTo: context.maxUploadSize)
-        return Receipt(try await intake.clerk(
-            payload: Array(buffer: body), id: request.headers[HTTPField.Name("svix-id")!], timestamp: request.headers[HTTPField.Name("svix-timestamp")!],
-            signature: request.headers[HTTPField.Name("svix-signature")!], secret: secret, requestId: context.requestId, logger: context.logger))
+        return Receipt(
+            try await intake.clerk(
+                payload: Array(buffer: body),
+                id: request.headers[HTTPField.Name("svix-id")!],
+                timestamp: request.headers[HTTPField.Name("svix-timestamp")!],
+                signature: request.headers[HTTPField.Name("svix-signature")!],
+                secret: secret,
+                requestId: context.requestId,
+                logger: context.logger
+            )
+        )
     }
 }

@@ -96,8 +96,12 @@ actor EmulatorState {
             let fingerprint = "\(method) \(path) \(Self.canonical(form))"
             if let stored = idempotency[key] {
                 guard stored.fingerprint == fingerprint else {
-                    return Self.error(400, type: "idempotency_error",
-                                      message: "Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '\(key)' if you meant to execute a different request.")
+                    return Self.error(
+                        400,
+                        type: "idempotency_error",
+                        message:
+                            "Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '\(key)' if you meant to execute a different request."
+                    )
                 }
                 var replay = stored.reply
                 replay.headers.append(("Idempotent-Replayed", "true"))
@@ -133,7 +137,8 @@ actor EmulatorState {
             }
             if let types = query["types[0]"] { selected = selected.filter { $0["type"] as? String == types } }
             return list(Array(selected), path: "/v1/events", query: query)
-        case ("GET", let p) where p.count == 3 && p[1] == "events": return retrieve(events.first { $0["id"] as? String == p[2] }, kind: "event", id: p[2])
+        case ("GET", let p) where p.count == 3 && p[1] == "events":
+            return retrieve(events.first { $0["id"] as? String == p[2] }, kind: "event", id: p[2])
         case ("POST", let p) where p.count == 5 && p[0] == "test" && p[1] == "checkout" && p[4] == "complete": return completeSession(p[3])
         case ("POST", let p) where p.count == 4 && p[0] == "test" && p[1] == "refunds" && p[3] == "fail": return failRefund(p[2])
         default:
@@ -173,7 +178,12 @@ actor EmulatorState {
         let clause = /metadata\['([^']+)'\]:'((?:[^'\\]|\\.)*)'/
         let clauses = text.matches(of: clause).map { (String($0.output.1), String($0.output.2).replacingOccurrences(of: "\\'", with: "'")) }
         guard !clauses.isEmpty else {
-            return Self.error(400, type: "invalid_request_error", message: "The emulator understands only metadata['key']:'value' clauses.", param: "query")
+            return Self.error(
+                400,
+                type: "invalid_request_error",
+                message: "The emulator understands only metadata['key']:'value' clauses.",
+                param: "query"
+            )
         }
         let all = text.contains(" AND ")
         let found = customerOrder.reversed().compactMap { customers[$0] }.filter { customer in
@@ -182,7 +192,10 @@ actor EmulatorState {
             return all ? hits.allSatisfy { $0 } : hits.contains(true)
         }
         let limit = query["limit"].flatMap(Int.init) ?? 10
-        return Self.ok(["object": "search_result", "url": "/v1/customers/search", "data": Array(found.prefix(limit)), "has_more": found.count > limit, "next_page": NSNull()])
+        return Self.ok([
+            "object": "search_result", "url": "/v1/customers/search", "data": Array(found.prefix(limit)), "has_more": found.count > limit,
+            "next_page": NSNull(),
+        ])
     }
 
     private func deleteCustomer(_ id: String) -> EmulatorReply {
@@ -201,14 +214,34 @@ actor EmulatorState {
             object["metadata"] = [String: String]()
             return nil
         }
-        guard let fields = value as? [String: Any] else { return Self.error(400, type: "invalid_request_error", message: "Invalid hash", param: "metadata") }
+        guard let fields = value as? [String: Any] else {
+            return Self.error(400, type: "invalid_request_error", message: "Invalid hash", param: "metadata")
+        }
         for (key, raw) in fields {
-            guard let text = raw as? String else { return Self.error(400, type: "invalid_request_error", message: "Invalid metadata value", param: "metadata[\(key)]") }
-            guard key.count <= 40 else { return Self.error(400, type: "invalid_request_error", message: "Metadata keys can be at most 40 characters.", param: "metadata[\(key)]") }
-            guard text.count <= 500 else { return Self.error(400, type: "invalid_request_error", message: "Metadata values can be at most 500 characters.", param: "metadata[\(key)]") }
+            guard let text = raw as? String else {
+                return Self.error(400, type: "invalid_request_error", message: "Invalid metadata value", param: "metadata[\(key)]")
+            }
+            guard key.count <= 40 else {
+                return Self.error(
+                    400,
+                    type: "invalid_request_error",
+                    message: "Metadata keys can be at most 40 characters.",
+                    param: "metadata[\(key)]"
+                )
+            }
+            guard text.count <= 500 else {
+                return Self.error(
+                    400,
+                    type: "invalid_request_error",
+                    message: "Metadata values can be at most 500 characters.",
+                    param: "metadata[\(key)]"
+                )
+            }
             if text.isEmpty { metadata.removeValue(forKey: key) } else { metadata[key] = text }
         }
-        guard metadata.count <= 50 else { return Self.error(400, type: "invalid_request_error", message: "You can have up to 50 metadata keys.", param: "metadata") }
+        guard metadata.count <= 50 else {
+            return Self.error(400, type: "invalid_request_error", message: "You can have up to 50 metadata keys.", param: "metadata")
+        }
         object["metadata"] = metadata
         return nil
     }
@@ -216,13 +249,19 @@ actor EmulatorState {
     // MARK: Checkout
 
     private func createSession(_ form: [String: Any]) -> EmulatorReply {
-        guard form["mode"] as? String == "payment" else { return Self.error(400, type: "invalid_request_error", message: "Only mode=payment is emulated.", param: "mode") }
+        guard form["mode"] as? String == "payment" else {
+            return Self.error(400, type: "invalid_request_error", message: "Only mode=payment is emulated.", param: "mode")
+        }
         guard let items = form["line_items"] as? [String: Any], let first = items["0"] as? [String: Any],
-              let priceData = first["price_data"] as? [String: Any], let unitAmount = (priceData["unit_amount"] as? String).flatMap(Int.init),
-              let currency = priceData["currency"] as? String
-        else { return Self.error(400, type: "invalid_request_error", message: "Missing required param: line_items[0][price_data].", param: "line_items") }
+            let priceData = first["price_data"] as? [String: Any], let unitAmount = (priceData["unit_amount"] as? String).flatMap(Int.init),
+            let currency = priceData["currency"] as? String
+        else {
+            return Self.error(400, type: "invalid_request_error", message: "Missing required param: line_items[0][price_data].", param: "line_items")
+        }
         let quantity = (first["quantity"] as? String).flatMap(Int.init) ?? 1
-        guard let successURL = form["success_url"] as? String else { return Self.error(400, type: "invalid_request_error", message: "Missing required param: success_url.", param: "success_url") }
+        guard let successURL = form["success_url"] as? String else {
+            return Self.error(400, type: "invalid_request_error", message: "Missing required param: success_url.", param: "success_url")
+        }
         if let customer = form["customer"] as? String, customers[customer] == nil { return Self.missing("customer", customer) }
         let id = Self.newId("cs_test")
         let session: [String: Any] = [
@@ -257,16 +296,25 @@ actor EmulatorState {
     private func completeSession(_ id: String) -> EmulatorReply {
         guard var session = sessions[id] else { return Self.missing("checkout.session", id) }
         guard session["status"] as? String == "open" else {
-            return Self.error(400, type: "invalid_request_error", message: "This Checkout Session is \(session["status"] as? String == "expired" ? "expired" : "already complete").")
+            return Self.error(
+                400,
+                type: "invalid_request_error",
+                message: "This Checkout Session is \(session["status"] as? String == "expired" ? "expired" : "already complete")."
+            )
         }
         let amount = session["amount_total"] as? Int ?? 0
-        let intentId = Self.newId("pi"), chargeId = Self.newId("ch")
+        let intentId = Self.newId("pi")
+        let chargeId = Self.newId("ch")
         // payment_intent_data[metadata] goes to the PaymentIntent, and Stripe copies it to the charge.
         let metadata = intentMetadata[id] ?? [:]
-        paymentIntents[intentId] = ["id": intentId, "object": "payment_intent", "amount": amount, "currency": session["currency"] ?? "usd", "status": "succeeded",
-                                    "latest_charge": chargeId, "metadata": metadata]
-        charges[chargeId] = ["id": chargeId, "object": "charge", "amount": amount, "amount_refunded": 0, "currency": session["currency"] ?? "usd",
-                             "payment_intent": intentId, "refunded": false, "paid": true, "created": tick(), "metadata": metadata]
+        paymentIntents[intentId] = [
+            "id": intentId, "object": "payment_intent", "amount": amount, "currency": session["currency"] ?? "usd", "status": "succeeded",
+            "latest_charge": chargeId, "metadata": metadata,
+        ]
+        charges[chargeId] = [
+            "id": chargeId, "object": "charge", "amount": amount, "amount_refunded": 0, "currency": session["currency"] ?? "usd",
+            "payment_intent": intentId, "refunded": false, "paid": true, "created": tick(), "metadata": metadata,
+        ]
         session["payment_intent"] = intentId
         session["payment_status"] = "paid"
         session["status"] = "complete"
@@ -286,23 +334,38 @@ actor EmulatorState {
         } else {
             chargeId = form["charge"] as? String
         }
-        guard let chargeId, var charge = charges[chargeId] else { return Self.error(400, type: "invalid_request_error", message: "Missing required param: payment_intent or charge.") }
-        let amount = charge["amount"] as? Int ?? 0, refunded = charge["amount_refunded"] as? Int ?? 0
+        guard let chargeId, var charge = charges[chargeId] else {
+            return Self.error(400, type: "invalid_request_error", message: "Missing required param: payment_intent or charge.")
+        }
+        let amount = charge["amount"] as? Int ?? 0
+        let refunded = charge["amount_refunded"] as? Int ?? 0
         let requested = (form["amount"] as? String).flatMap(Int.init) ?? (amount - refunded)
         guard requested > 0, refunded + requested <= amount else {
-            return Self.error(400, type: "invalid_request_error", code: "charge_already_refunded",
-                              message: "Refund amount (\(requested)) is greater than unrefunded amount on charge (\(amount - refunded)).", param: "amount")
+            return Self.error(
+                400,
+                type: "invalid_request_error",
+                code: "charge_already_refunded",
+                message: "Refund amount (\(requested)) is greater than unrefunded amount on charge (\(amount - refunded)).",
+                param: "amount"
+            )
         }
         if let reason = form["reason"] as? String, !["duplicate", "fraudulent", "requested_by_customer"].contains(reason) {
-            return Self.error(400, type: "invalid_request_error", message: "Invalid reason: must be one of duplicate, fraudulent, or requested_by_customer", param: "reason")
+            return Self.error(
+                400,
+                type: "invalid_request_error",
+                message: "Invalid reason: must be one of duplicate, fraudulent, or requested_by_customer",
+                param: "reason"
+            )
         }
         charge["amount_refunded"] = refunded + requested
         charge["refunded"] = refunded + requested == amount
         charges[chargeId] = charge
         let id = Self.newId("re")
-        let refund: [String: Any] = ["id": id, "object": "refund", "amount": requested, "charge": chargeId, "payment_intent": charge["payment_intent"] ?? NSNull(),
-                                     "currency": charge["currency"] ?? "usd", "status": "succeeded", "reason": form["reason"] as? String ?? NSNull(),
-                                     "metadata": form["metadata"] as? [String: Any] ?? [:], "created": tick()]
+        let refund: [String: Any] = [
+            "id": id, "object": "refund", "amount": requested, "charge": chargeId, "payment_intent": charge["payment_intent"] ?? NSNull(),
+            "currency": charge["currency"] ?? "usd", "status": "succeeded", "reason": form["reason"] as? String ?? NSNull(),
+            "metadata": form["metadata"] as? [String: Any] ?? [:], "created": tick(),
+        ]
         refunds[id] = refund
         var reply = Self.ok(refund)
         reply.deliveries = [record("charge.refunded", charge)]
@@ -335,8 +398,10 @@ actor EmulatorState {
 
     @discardableResult
     private func record(_ type: String, _ object: [String: Any]) -> Data {
-        let event: [String: Any] = ["id": Self.newId("evt"), "object": "event", "api_version": "2024-06-20", "created": tick(), "livemode": false,
-                                    "type": type, "pending_webhooks": endpoints.count, "data": ["object": object]]
+        let event: [String: Any] = [
+            "id": Self.newId("evt"), "object": "event", "api_version": "2024-06-20", "created": tick(), "livemode": false,
+            "type": type, "pending_webhooks": endpoints.count, "data": ["object": object],
+        ]
         events.append(event)
         return (try? JSONSerialization.data(withJSONObject: event, options: [.sortedKeys])) ?? Data()
     }

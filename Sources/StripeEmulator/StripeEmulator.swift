@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -35,10 +36,18 @@ public struct StripeEmulator: Sendable {
     }
 
     /// An application on `host:port` (0 picks a free port).
-    public func application(host: String = "127.0.0.1", port: Int = 0, logger: Logger = Logger(label: "stripe-emulator"),
-                            onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
-        Application(router: buildRouter(), configuration: .init(address: .hostname(host, port: port), serverName: "stripe-emulator"),
-                    onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) }, logger: logger)
+    public func application(
+        host: String = "127.0.0.1",
+        port: Int = 0,
+        logger: Logger = Logger(label: "stripe-emulator"),
+        onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) -> some ApplicationProtocol {
+        Application(
+            router: buildRouter(),
+            configuration: .init(address: .hostname(host, port: port), serverName: "stripe-emulator"),
+            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
+            logger: logger
+        )
     }
 
     func respond(_ request: Request, context: EmulatorRequestContext) async throws -> Response {
@@ -57,10 +66,15 @@ public struct StripeEmulator: Sendable {
         }
         if !isTestRoute {
             guard let authorization = request.headers[.authorization], authorization.hasPrefix("Bearer "),
-                  String(authorization.dropFirst(7)).hasPrefix("sk_") || String(authorization.dropFirst(7)).hasPrefix("rk_")
+                String(authorization.dropFirst(7)).hasPrefix("sk_") || String(authorization.dropFirst(7)).hasPrefix("rk_")
             else {
-                return json(EmulatorState.error(401, type: "invalid_request_error",
-                                                message: "Invalid API Key provided. A secret key (sk_…) is required; publishable keys cannot make this request."))
+                return json(
+                    EmulatorState.error(
+                        401,
+                        type: "invalid_request_error",
+                        message: "Invalid API Key provided. A secret key (sk_…) is required; publishable keys cannot make this request."
+                    )
+                )
             }
             await state.noteRequest()
             let faults = await state.currentFaults()
@@ -72,7 +86,12 @@ public struct StripeEmulator: Sendable {
             }
             let roll = Double.random(in: 0..<1)
             if roll < faults.rateLimitShare {
-                var reply = EmulatorState.error(429, type: "invalid_request_error", code: "rate_limit", message: "Too many requests hit the API too quickly.")
+                var reply = EmulatorState.error(
+                    429,
+                    type: "invalid_request_error",
+                    code: "rate_limit",
+                    message: "Too many requests hit the API too quickly."
+                )
                 reply.headers.append(("Stripe-Should-Retry", "true"))
                 return json(reply)
             }
@@ -83,8 +102,13 @@ public struct StripeEmulator: Sendable {
         var query: [String: String] = [:]
         for (key, value) in request.uri.queryParameters { query[String(key)] = String(value) }
         let form = request.method == .post ? EmulatorState.parseForm(body) : [:]
-        let reply = await state.handle(method: request.method.rawValue, path: path, query: query, form: form,
-                                       idempotencyKey: request.headers[HTTPField.Name("Idempotency-Key")!])
+        let reply = await state.handle(
+            method: request.method.rawValue,
+            path: path,
+            query: query,
+            form: form,
+            idempotencyKey: request.headers[HTTPField.Name("Idempotency-Key")!]
+        )
         if !reply.deliveries.isEmpty {
             let endpoints = await state.webhookEndpoints()
             // Test routes deliver before answering, so a test sees the webhook's effect at once;
@@ -105,8 +129,10 @@ public struct StripeEmulator: Sendable {
                 var request = URLRequest(url: url, timeoutInterval: 10)
                 request.httpMethod = "POST"
                 request.setValue("application/json; charset=utf-8", forHTTPHeaderField: "Content-Type")
-                request.setValue(EmulatorState.signatureHeader(payload: event, secret: endpoint.secret, timestamp: Int(Date().timeIntervalSince1970)),
-                                 forHTTPHeaderField: "Stripe-Signature")
+                request.setValue(
+                    EmulatorState.signatureHeader(payload: event, secret: endpoint.secret, timestamp: Int(Date().timeIntervalSince1970)),
+                    forHTTPHeaderField: "Stripe-Signature"
+                )
                 request.httpBody = event
                 _ = try? await URLSession.shared.data(for: request)
             }

@@ -9,7 +9,8 @@ struct StripeEmulatorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stripe-emulator",
         abstract: "Serve a Stripe-compatible API (customers, Checkout, refunds, events, webhooks) on loopback.",
-        discussion: "Any sk_… key is accepted. POST /test/checkout/sessions/{id}/complete pays a session; POST /test/faults sets faults at run time.")
+        discussion: "Any sk_… key is accepted. POST /test/checkout/sessions/{id}/complete pays a session; POST /test/faults sets faults at run time."
+    )
 
     @Option(help: "Port to listen on (0 picks a free one).")
     var port = 12111
@@ -36,7 +37,9 @@ struct StripeEmulatorCommand: AsyncParsableCommand {
     var dropShare = 0.0
 
     func validate() throws {
-        guard (0...1).contains(rateLimitShare), (0...1).contains(serverErrorShare), (0...1).contains(dropShare), rateLimitShare + serverErrorShare <= 1 else {
+        guard (0...1).contains(rateLimitShare), (0...1).contains(serverErrorShare), (0...1).contains(dropShare),
+            rateLimitShare + serverErrorShare <= 1
+        else {
             throw ValidationError("fault shares must be between 0 and 1 and add up to at most 1")
         }
     }
@@ -44,10 +47,20 @@ struct StripeEmulatorCommand: AsyncParsableCommand {
     func run() async throws {
         let emulator = StripeEmulator(
             webhookEndpoints: webhook.map { EmulatorWebhookEndpoint(url: $0, secret: webhookSecret) },
-            faults: StripeFaults(rateLimitShare: rateLimitShare, serverErrorShare: serverErrorShare, latencyMilliseconds: latency, dropShare: dropShare))
+            faults: StripeFaults(
+                rateLimitShare: rateLimitShare,
+                serverErrorShare: serverErrorShare,
+                latencyMilliseconds: latency,
+                dropShare: dropShare
+            )
+        )
         let host = self.host
-        try await emulator.application(host: host, port: port, onServerRunning: { port in
-            print("stripe-emulator listening on http://\(host):\(port)")
-        }).runService()
+        try await emulator.application(
+            host: host,
+            port: port,
+            onServerRunning: { port in
+                print("stripe-emulator listening on http://\(host):\(port)")
+            }
+        ).runService()
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import MyBATestSupport
 import Testing
+
 @testable import MyBAOps
 
 /// `myba-admin` as operators and cron run it: the real binary, a real database file.
@@ -15,7 +16,16 @@ struct AdminFixture {
         path = directory.file("myba.sqlite")
         database = try AppDatabase.openFile(at: path)
         _ = try await database.openAccount(userId: "user_alice", email: "alice@example.com", actor: "api", requestId: "req_1")
-        _ = try await database.post(LedgerPosting(userId: "user_alice", kind: .purchase, delta: 50, idempotencyKey: "purchase:cs_1", reference: "cs_1", actor: "webhook:stripe"))
+        _ = try await database.post(
+            LedgerPosting(
+                userId: "user_alice",
+                kind: .purchase,
+                delta: 50,
+                idempotencyKey: "purchase:cs_1",
+                reference: "cs_1",
+                actor: "webhook:stripe"
+            )
+        )
         _ = try await database.consume(userId: "user_alice", amount: 2, idempotencyKey: "gen:1", actor: "api", requestId: "req_2")
     }
 
@@ -91,7 +101,10 @@ struct AdminCommandTests {
     func usage() async throws {
         let fixture = try await AdminFixture()
         defer { fixture.directory.remove() }
-        for arguments in [["customer", "shw", "x"], ["customer", "show"], ["customer", "show", "u", "--limit", "0"], ["nonsense"], ["customer"], ["--bogus", "stats"]] {
+        for arguments in [
+            ["customer", "shw", "x"], ["customer", "show"], ["customer", "show", "u", "--limit", "0"], ["nonsense"], ["customer"],
+            ["--bogus", "stats"],
+        ] {
             let result = try await fixture.admin(arguments + ["--db", fixture.path])
             #expect(result.status == 2, "\(arguments): \(result.stderr)")
             #expect(!result.stderr.isEmpty)
@@ -127,7 +140,9 @@ struct AdminCommandTests {
         let report = try jsonObject(json.stdout)
         let violations = try #require(report["violations"] as? [[String: Any]])
         #expect(violations.count == 2)
-        #expect(violations.contains { $0["userId"] as? String == "user_alice" && $0["expected"] as? String == "54" && $0["actual"] as? String == "999" })
+        #expect(
+            violations.contains { $0["userId"] as? String == "user_alice" && $0["expected"] as? String == "54" && $0["actual"] as? String == "999" }
+        )
     }
 
     @Test("the console reads the database while another connection holds a write transaction")

@@ -6,6 +6,7 @@ import Logging
 import MyBATestSupport
 import StripeEmulator
 import Testing
+
 @testable import MyBAOps
 
 /// The REPL in a real terminal: tmux runs it, `send-keys` types, `capture-pane` reads the screen.
@@ -50,7 +51,9 @@ struct TerminalSession {
 
 @Suite("myba-admin interactive", .serialized)
 struct ConsoleSessionTests {
-    @Test("the REPL under a terminal: prompt with the environment, completion of a command prefix and a user id, history across runs, no secret in history")
+    @Test(
+        "the REPL under a terminal: prompt with the environment, completion of a command prefix and a user id, history across runs, no secret in history"
+    )
     func repl() async throws {
         let fixture = try await AdminFixture()
         defer { fixture.directory.remove() }
@@ -106,24 +109,47 @@ struct ConsoleSessionTests {
         try await emulator.application().test(.live) { client in
             let base = URL(string: "http://127.0.0.1:\(client.port!)")!
             let stripe = try StripeClient(settings: StripeSettings(secretKey: "sk_test_admin", apiBase: base), http: CurlHTTPClient())
-            let session = try await stripe.createCheckoutSession([
-                ("mode", "payment"), ("line_items[0][price_data][currency]", "usd"), ("line_items[0][price_data][unit_amount]", "2000"),
-                ("line_items[0][price_data][product_data][name]", "Professional"), ("line_items[0][quantity]", "1"),
-                ("success_url", "https://app.example/ok"), ("metadata[user_id]", "user_alice"), ("metadata[tokens]", "50"),
-            ], idempotencyKey: "cs-admin")
+            let session = try await stripe.createCheckoutSession(
+                [
+                    ("mode", "payment"), ("line_items[0][price_data][currency]", "usd"), ("line_items[0][price_data][unit_amount]", "2000"),
+                    ("line_items[0][price_data][product_data][name]", "Professional"), ("line_items[0][quantity]", "1"),
+                    ("success_url", "https://app.example/ok"), ("metadata[user_id]", "user_alice"), ("metadata[tokens]", "50"),
+                ],
+                idempotencyKey: "cs-admin"
+            )
             let sessionId = session["id"] as! String
             let paid = try await stripe.request("POST", "/test/checkout/sessions/\(sessionId)/complete")
             let paymentIntent = paid["payment_intent"] as! String
             _ = try await fixture.database.immediateWrite { db in
-                try AppDatabase.recordPurchase(checkoutSessionId: sessionId, paymentIntentId: paymentIntent, stripeCustomerId: nil, userId: "user_alice",
-                                               planId: "professional", tokens: 50, amountTotal: 2000, currency: "usd", actor: "test", requestId: nil, now: Date(), in: db)
+                try AppDatabase.recordPurchase(
+                    checkoutSessionId: sessionId,
+                    paymentIntentId: paymentIntent,
+                    stripeCustomerId: nil,
+                    userId: "user_alice",
+                    planId: "professional",
+                    tokens: 50,
+                    amountTotal: 2000,
+                    currency: "usd",
+                    actor: "test",
+                    requestId: nil,
+                    now: Date(),
+                    in: db
+                )
             }
             #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == 104)
             let environment = ["STRIPE_SECRET_KEY": "sk_test_admin", "STRIPE_API_BASE": base.absoluteString, "MYBA_OPERATOR": "ann"]
-            let tooMuch = try await fixture.admin(["payment", "refund", sessionId, "--amount", "5000", "--reason", "x", "--yes", "--db", fixture.path], environment: environment)
+            let tooMuch = try await fixture.admin(
+                ["payment", "refund", sessionId, "--amount", "5000", "--reason", "x", "--yes", "--db", fixture.path],
+                environment: environment
+            )
             #expect(tooMuch.status == 1)
-            let result = try await fixture.admin(["payment", "refund", sessionId, "--amount", "1000", "--stripe-reason", "requested_by_customer",
-                                            "--reason", "customer asked", "--yes", "--db", fixture.path], environment: environment)
+            let result = try await fixture.admin(
+                [
+                    "payment", "refund", sessionId, "--amount", "1000", "--stripe-reason", "requested_by_customer",
+                    "--reason", "customer asked", "--yes", "--db", fixture.path,
+                ],
+                environment: environment
+            )
             #expect(result.status == 0, "\(result.stderr)")
             #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == 79)
 
@@ -131,7 +157,9 @@ struct ConsoleSessionTests {
             let events = try await stripe.request("GET", "/v1/events", query: [("type", "charge.refunded")])
             let event = try #require((events["data"] as? [[String: Any]])?.first)
             let body = String(decoding: try JSONSerialization.data(withJSONObject: event), as: UTF8.self)
-            _ = try await fixture.database.storeWebhook(WebhookDelivery(source: .stripe, eventId: event["id"] as! String, type: "charge.refunded", body: body, headers: [:], requestId: nil))
+            _ = try await fixture.database.storeWebhook(
+                WebhookDelivery(source: .stripe, eventId: event["id"] as! String, type: "charge.refunded", body: body, headers: [:], requestId: nil)
+            )
             let outcome = try await WebhookProcessor(database: fixture.database, plans: .standard)
                 .process(source: .stripe, eventId: event["id"] as! String, logger: Logger(label: "test"))
             #expect(outcome.status == .processed)

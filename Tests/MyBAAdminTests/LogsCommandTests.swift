@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MyBATestSupport
 import Testing
+
 @testable import MyBAOps
 
 @Suite("myba-admin logs")
@@ -37,7 +38,9 @@ struct LogsCommandTests {
         #expect(human.stdout.contains(" info step ") && human.stdout.contains("request.id=req_traced"))
     }
 
-    @Test("trace finds a line by its request.id however the line's JSON is spaced (re-encoded by a shipper), and not a line that only mentions the id elsewhere")
+    @Test(
+        "trace finds a line by its request.id however the line's JSON is spaced (re-encoded by a shipper), and not a line that only mentions the id elsewhere"
+    )
     func traceReencodedLines() async throws {
         let directory = try TemporaryDirectory("myba-logs-spaced")
         defer { directory.remove() }
@@ -63,7 +66,10 @@ struct LogsCommandTests {
         let writer = try RotatingFileWriter(path: path, maxBytes: 4096, maxFiles: 3)
         let logger = Logger(label: "myba.server") { JSONLogHandler(label: $0, destination: .file(writer)) }
         logger.info("before")
-        let process = try BuiltProduct.start("myba-admin", ["logs", "tail", "--follow", "--lines", "0", "--grep", "marker", "--file", path, "--json"])
+        let process = try BuiltProduct.start(
+            "myba-admin",
+            ["logs", "tail", "--follow", "--lines", "0", "--grep", "marker", "--file", path, "--json"]
+        )
         defer { process.send(SIGKILL) }
         try await Task.sleep(for: .milliseconds(500))
         // Enough lines to rotate the file more than once while it is followed.
@@ -110,7 +116,9 @@ struct TimelineCommandTests {
         #expect(try await fixture.admin(["timeline", "req_nothing", "--file", logPath, "--db", fixture.path]).status == 1)
     }
 
-    @Test("a field holding a newline, an escape sequence or a bidi override cannot start a line of its own or drive the terminal in plain output; --json keeps the line as written")
+    @Test(
+        "a field holding a newline, an escape sequence or a bidi override cannot start a line of its own or drive the terminal in plain output; --json keeps the line as written"
+    )
     func hostileFieldsStayOnTheirLine() async throws {
         let directory = try TemporaryDirectory("myba-logs-hostile")
         defer { directory.remove() }
@@ -126,7 +134,10 @@ struct TimelineCommandTests {
         #expect(lines.count == 2, "\(plain.stdout)")
         #expect(!lines.contains { $0.hasPrefix("2026-12-04T23:59:59") })
         #expect(!plain.stdout.unicodeScalars.contains { $0.value == 0x1B || $0.value == 0x202E })
-        #expect(plain.stdout.contains("\\n2026-12-04T23:59:59.000Z critical FAKE") && plain.stdout.contains("\\x1b[2J") && plain.stdout.contains("\\u202e"))
+        #expect(
+            plain.stdout.contains("\\n2026-12-04T23:59:59.000Z critical FAKE") && plain.stdout.contains("\\x1b[2J")
+                && plain.stdout.contains("\\u202e")
+        )
         let raw = try await BuiltProduct.run("myba-admin", ["logs", "tail", "--lines", "10", "--file", path, "--json"])
         #expect(try raw.stdout.split(separator: "\n").map { try jsonObject(String($0))["auth.error"] as? String }.first == fake)
     }
@@ -151,13 +162,22 @@ struct TerminalEscapeTests {
         logger[metadataKey: "request.id"] = "req_hostile"
         logger[metadataKey: "user.id"] = "user_alice"
         logger.notice("authentication failed", metadata: ["auth.header": .string(Self.hostile)])
-        _ = try await fixture.database.storeWebhook(WebhookDelivery(
-            source: .stripe, eventId: "evt_hostile", type: "charge.refunded", body: "not json \(Self.hostile)",
-            headers: ["stripe-signature": Self.hostile], requestId: "req_hostile"))
+        _ = try await fixture.database.storeWebhook(
+            WebhookDelivery(
+                source: .stripe,
+                eventId: "evt_hostile",
+                type: "charge.refunded",
+                body: "not json \(Self.hostile)",
+                headers: ["stripe-signature": Self.hostile],
+                requestId: "req_hostile"
+            )
+        )
         let environment = ["MYBA_LOG_FILE": logPath, "NO_COLOR": "1"]
-        for arguments in [["logs", "tail", "--file", logPath], ["logs", "trace", "req_hostile", "--file", logPath],
-                          ["timeline", "req_hostile", "--db", fixture.path], ["timeline", "user_alice", "--db", fixture.path],
-                          ["webhooks", "show", "evt_hostile", "--db", fixture.path]] {
+        for arguments in [
+            ["logs", "tail", "--file", logPath], ["logs", "trace", "req_hostile", "--file", logPath],
+            ["timeline", "req_hostile", "--db", fixture.path], ["timeline", "user_alice", "--db", fixture.path],
+            ["webhooks", "show", "evt_hostile", "--db", fixture.path],
+        ] {
             let result = try await fixture.admin(arguments, environment: environment)
             #expect(result.status == 0, "\(arguments): \(result.stderr)")
             #expect(Self.clean(result.stdout) && Self.clean(result.stderr), "\(arguments) printed a raw control character")

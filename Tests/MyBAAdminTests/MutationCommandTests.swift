@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import MyBATestSupport
 import Testing
+
 @testable import MyBAOps
 
 @Suite("myba-admin mutations, script mode and queries")
@@ -14,7 +15,9 @@ struct MutationCommandTests {
         try await fixture.database.writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM audit_log")! }
     }
 
-    @Test("tokens adjust: without a terminal it needs --yes; a dry run and a refusal write nothing; applied, it writes the entry and the audit row together")
+    @Test(
+        "tokens adjust: without a terminal it needs --yes; a dry run and a refusal write nothing; applied, it writes the entry and the audit row together"
+    )
     func adjust() async throws {
         let fixture = try await AdminFixture()
         defer { fixture.directory.remove() }
@@ -43,8 +46,10 @@ struct MutationCommandTests {
         #expect(failedAudits.allSatisfy { $0.outcome.hasPrefix("failed: ") }, "\(failedAudits.map(\.outcome))")
         #expect(failedAudits.first?.reason == "typo" && failedAudits.first?.outcome.contains("below zero") == true)
 
-        let applied = try await fixture.admin(["tokens", "adjust", "alice@example.com", "-4", "--reason", "double grant", "--yes", "--json", "--db", fixture.path],
-                                        environment: ["MYBA_OPERATOR": "ann"])
+        let applied = try await fixture.admin(
+            ["tokens", "adjust", "alice@example.com", "-4", "--reason", "double grant", "--yes", "--json", "--db", fixture.path],
+            environment: ["MYBA_OPERATOR": "ann"]
+        )
         #expect(applied.status == 0, "\(applied.stderr)")
         let document = try jsonObject(applied.stdout)
         #expect((document["after"] as? [String: Any])?["tokens"] as? Int == 50)
@@ -69,7 +74,10 @@ struct MutationCommandTests {
         let fixture = try await AdminFixture()
         defer { fixture.directory.remove() }
         for _ in 0..<2 {
-            let result = try await fixture.admin(["tokens", "refund", "user_alice", "2", "--request", "req_2", "--reason", "failed job sk_live_leakedkey123", "--yes", "--db", fixture.path])
+            let result = try await fixture.admin([
+                "tokens", "refund", "user_alice", "2", "--request", "req_2", "--reason", "failed job sk_live_leakedkey123", "--yes", "--db",
+                fixture.path,
+            ])
             #expect(result.status == 0, "\(result.stderr)")
         }
         let entries = try await fixture.database.entries(userId: "user_alice", limit: 10)
@@ -139,7 +147,9 @@ struct MutationCommandTests {
         let settings = AnonymousSettings(sessionsPerHour: 100_000)
         var ids: [String] = []
         for index in 0..<300 {
-            ids.append(try await fixture.database.startAnonymousSession(fingerprint: "fp\(index)", clientAddress: "10.0.0.1", settings: settings).session.id)
+            ids.append(
+                try await fixture.database.startAnonymousSession(fingerprint: "fp\(index)", clientAddress: "10.0.0.1", settings: settings).session.id
+            )
         }
         _ = try await fixture.database.chargeAnonymousSession(sessionId: ids[0], idempotencyKey: "c0", requestId: nil)
         _ = try await fixture.database.transferAnonymousSession(sessionId: ids[1], to: "user_alice", actor: "api", requestId: nil)
@@ -167,7 +177,9 @@ struct MutationCommandTests {
         // Two reaps at once, as overlapping cron runs would be.
         let results = try await withThrowingTaskGroup(of: ProcessResult.self) { group in
             for _ in 0..<2 {
-                group.addTask { try await fixture.admin(["sessions", "reap", "--older-than", "30d", "--yes", "--batch", "7", "--json", "--db", fixture.path]) }
+                group.addTask {
+                    try await fixture.admin(["sessions", "reap", "--older-than", "30d", "--yes", "--batch", "7", "--json", "--db", fixture.path])
+                }
             }
             return try await group.reduce(into: [ProcessResult]()) { $0.append($1) }
         }
@@ -181,11 +193,15 @@ struct MutationCommandTests {
 
 @Suite("myba-admin: operator keys")
 struct OperatorKeyTests {
-    @Test("tokens adjust --key K stores operator:K, so a key typed as purchase:cs_… cannot take the purchase's own key; a retry with K changes nothing; a key with control characters is a usage error")
+    @Test(
+        "tokens adjust --key K stores operator:K, so a key typed as purchase:cs_… cannot take the purchase's own key; a retry with K changes nothing; a key with control characters is a usage error"
+    )
     func operatorKeysHaveTheirOwnNamespace() async throws {
         let fixture = try await AdminFixture()
         defer { fixture.directory.remove() }
-        let applied = try await fixture.admin(["tokens", "adjust", "user_alice", "+2", "--key", "purchase:cs_test_ns", "--reason", "typo", "--yes", "--db", fixture.path])
+        let applied = try await fixture.admin([
+            "tokens", "adjust", "user_alice", "+2", "--key", "purchase:cs_test_ns", "--reason", "typo", "--yes", "--db", fixture.path,
+        ])
         #expect(applied.status == 0, "\(applied.stderr)")
         let keys = try await fixture.database.writer.read { db in
             try String.fetchAll(db, sql: "SELECT idempotency_key FROM ledger_entries WHERE idempotency_key LIKE '%cs_test_ns'")
@@ -193,15 +209,27 @@ struct OperatorKeyTests {
         #expect(keys == ["operator:purchase:cs_test_ns"])
 
         // The purchase this key names still posts with its own key (as its webhook does).
-        let purchase = try await fixture.database.post(LedgerPosting(
-            userId: "user_alice", kind: .purchase, delta: 10, idempotencyKey: "purchase:cs_test_ns", actor: "webhook", reason: "checkout.session.completed"))
+        let purchase = try await fixture.database.post(
+            LedgerPosting(
+                userId: "user_alice",
+                kind: .purchase,
+                delta: 10,
+                idempotencyKey: "purchase:cs_test_ns",
+                actor: "webhook",
+                reason: "checkout.session.completed"
+            )
+        )
         #expect(!purchase.replayed)
 
-        let retried = try await fixture.admin(["tokens", "adjust", "user_alice", "+2", "--key", "purchase:cs_test_ns", "--reason", "typo", "--yes", "--db", fixture.path])
+        let retried = try await fixture.admin([
+            "tokens", "adjust", "user_alice", "+2", "--key", "purchase:cs_test_ns", "--reason", "typo", "--yes", "--db", fixture.path,
+        ])
         #expect(retried.status == 0, "\(retried.stderr)")
         #expect(retried.stdout.contains("nothing changed"))
 
-        let control = try await fixture.admin(["tokens", "adjust", "user_alice", "+2", "--key", "bad\u{1B}[31mkey", "--reason", "typo", "--yes", "--db", fixture.path])
+        let control = try await fixture.admin([
+            "tokens", "adjust", "user_alice", "+2", "--key", "bad\u{1B}[31mkey", "--reason", "typo", "--yes", "--db", fixture.path,
+        ])
         #expect(control.status == 2)
         #expect(control.stderr.contains("--key"))
         #expect(try await fixture.database.verify().isClean)
@@ -210,26 +238,39 @@ struct OperatorKeyTests {
 
 @Suite("myba-admin: crediting a generation by hand")
 struct ManualCreditTests {
-    @Test("tokens refund --request refuses a generation still reserved (the sweep gives it back) and one already released, so no token is paid back twice; a completed one may be credited")
+    @Test(
+        "tokens refund --request refuses a generation still reserved (the sweep gives it back) and one already released, so no token is paid back twice; a completed one may be credited"
+    )
     func refundChecksTheGeneration() async throws {
         let fixture = try await AdminFixture()
         defer { fixture.directory.remove() }
         try await fixture.database.writer.write { db in
             let now = SQLTimestamp.string(Date())
-            for (key, status, request) in [("user_alice:a", "reserved", "req_reserved"), ("user_alice:b", "failed", "req_failed"), ("user_alice:c", "completed", "req_done")] {
-                try db.execute(sql: "INSERT INTO generations (idempotency_key, payer_kind, payer_id, input_hash, status, attempts, request_id, created_at, updated_at) VALUES (?, 'account', 'user_alice', 'h', ?, 1, ?, ?, ?)",
-                               arguments: [key, status, request, now, now])
+            for (key, status, request) in [
+                ("user_alice:a", "reserved", "req_reserved"), ("user_alice:b", "failed", "req_failed"), ("user_alice:c", "completed", "req_done"),
+            ] {
+                try db.execute(
+                    sql:
+                        "INSERT INTO generations (idempotency_key, payer_kind, payer_id, input_hash, status, attempts, request_id, created_at, updated_at) VALUES (?, 'account', 'user_alice', 'h', ?, 1, ?, ?, ?)",
+                    arguments: [key, status, request, now, now]
+                )
             }
         }
         let before = try await fixture.database.balance(userId: "user_alice")?.tokens
-        let reserved = try await fixture.admin(["tokens", "refund", "user_alice", "1", "--request", "req_reserved", "--reason", "crash", "--yes", "--db", fixture.path])
+        let reserved = try await fixture.admin([
+            "tokens", "refund", "user_alice", "1", "--request", "req_reserved", "--reason", "crash", "--yes", "--db", fixture.path,
+        ])
         #expect(reserved.status == 1)
         #expect(reserved.stderr.contains("still holds its token"), "\(reserved.stderr)")
-        let released = try await fixture.admin(["tokens", "refund", "user_alice", "1", "--request", "req_failed", "--reason", "crash", "--yes", "--db", fixture.path])
+        let released = try await fixture.admin([
+            "tokens", "refund", "user_alice", "1", "--request", "req_failed", "--reason", "crash", "--yes", "--db", fixture.path,
+        ])
         #expect(released.status == 1)
         #expect(released.stderr.contains("already given back"), "\(released.stderr)")
         #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == before)
-        let done = try await fixture.admin(["tokens", "refund", "user_alice", "1", "--request", "req_done", "--reason", "bad ticket", "--yes", "--db", fixture.path])
+        let done = try await fixture.admin([
+            "tokens", "refund", "user_alice", "1", "--request", "req_done", "--reason", "bad ticket", "--yes", "--db", fixture.path,
+        ])
         #expect(done.status == 0, "\(done.stderr)")
         #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == before.map { $0 + 1 })
     }
@@ -253,7 +294,12 @@ struct ForeignDatabaseTests {
         let console = try await BuiltProduct.run("myba-admin", ["customer", "list", "--db", path])
         #expect(console.status == 1)
         #expect(console.stderr.contains("is not a MyBA database"), "\(console.stderr)")
-        let server = try await BuiltProduct.run("myba-server", [], environment: ["PORT": "0", "MYBA_DATABASE": path, "MYBA_LOG_FILE": directory.file("myba.jsonl")], timeout: .seconds(30))
+        let server = try await BuiltProduct.run(
+            "myba-server",
+            [],
+            environment: ["PORT": "0", "MYBA_DATABASE": path, "MYBA_LOG_FILE": directory.file("myba.jsonl")],
+            timeout: .seconds(30)
+        )
         #expect(server.status == 1)
         #expect(server.stderr.contains("is not a MyBA database"), "\(server.stderr)")
 
@@ -270,7 +316,9 @@ struct ForeignDatabaseTests {
 
 @Suite("myba-admin: customers sharing an email")
 struct AmbiguousCustomerTests {
-    @Test("an email shared by two customers names neither: customer show and tokens adjust are refused with the candidates listed and nothing changes; the user id still works")
+    @Test(
+        "an email shared by two customers names neither: customer show and tokens adjust are refused with the candidates listed and nothing changes; the user id still works"
+    )
     func sharedEmail() async throws {
         let fixture = try await AdminFixture()
         defer { fixture.directory.remove() }
@@ -279,12 +327,17 @@ struct AmbiguousCustomerTests {
         }
         let show = try await fixture.admin(["customer", "show", "twin@example.com", "--db", fixture.path])
         #expect(show.status == 1)
-        #expect(show.stderr.contains("matches 2 customers") && show.stderr.contains("user_twin_a") && show.stderr.contains("user_twin_b"), "\(show.stderr)")
+        #expect(
+            show.stderr.contains("matches 2 customers") && show.stderr.contains("user_twin_a") && show.stderr.contains("user_twin_b"),
+            "\(show.stderr)"
+        )
         let adjust = try await fixture.admin(["tokens", "adjust", "twin@example.com", "+5", "--reason", "goodwill", "--yes", "--db", fixture.path])
         #expect(adjust.status == 1)
         #expect(try await fixture.database.balance(userId: "user_twin_a")?.tokens == 6)
         #expect(try await fixture.database.balance(userId: "user_twin_b")?.tokens == 6)
-        #expect(try await fixture.admin(["tokens", "adjust", "user_twin_b", "+5", "--reason", "goodwill", "--yes", "--db", fixture.path]).status == 0)
+        #expect(
+            try await fixture.admin(["tokens", "adjust", "user_twin_b", "+5", "--reason", "goodwill", "--yes", "--db", fixture.path]).status == 0
+        )
         #expect(try await fixture.database.balance(userId: "user_twin_b")?.tokens == 11)
     }
 }

@@ -5,6 +5,7 @@ import Logging
 import MyBATestSupport
 import StripeEmulator
 import Testing
+
 @testable import MyBAOps
 
 /// Runbooks are read at 3 a.m.: every command they show must exist as written.
@@ -19,7 +20,10 @@ struct RunbookTests {
         var found: [String] = []
         for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
             let line = raw.trimmingCharacters(in: .whitespaces)
-            if line.hasPrefix("```") { inShell = line == "```sh"; continue }
+            if line.hasPrefix("```") {
+                inShell = line == "```sh"
+                continue
+            }
             guard inShell, line.hasPrefix("myba-admin ") else { continue }
             var command = String(line.dropFirst("myba-admin ".count))
             if let comment = command.range(of: "  #") { command = String(command[..<comment.lowerBound]) }
@@ -31,14 +35,16 @@ struct RunbookTests {
     /// Commands that change data run as dry runs: the runbook shows them, the test must not
     /// apply them twice over.
     static func asDryRun(_ command: String) -> String {
-        let changesData = ["tokens ", "payment refund", "sessions reap", "import ", "webhooks replay", "webhooks recover"].contains { command.hasPrefix($0) }
+        let changesData =
+            ["tokens ", "payment refund", "sessions reap", "import ", "webhooks replay", "webhooks recover"].contains { command.hasPrefix($0) }
             || (command.hasPrefix("reconcile") && command.contains("--fix"))
         return changesData && !command.contains("--dry-run") ? command + " --dry-run" : command
     }
 
     @Test("every runbook is in the index, and every myba-admin line in it runs against a prepared database, log and Stripe emulator")
     func commandsRun() async throws {
-        let files = try FileManager.default.contentsOfDirectory(atPath: Self.directory.path).filter { $0.hasSuffix(".md") && $0 != "README.md" }.sorted()
+        let files = try FileManager.default.contentsOfDirectory(atPath: Self.directory.path).filter { $0.hasSuffix(".md") && $0 != "README.md" }
+            .sorted()
         #expect(files.count >= 7)
         let index = try String(contentsOf: Self.directory.appendingPathComponent("README.md"), encoding: .utf8)
         var all: [String] = []
@@ -56,8 +62,20 @@ struct RunbookTests {
         _ = try await database.openAccount(userId: "user_2abc", email: "ada@example.com", actor: "api", requestId: "req_1a2b3c")
         _ = try await database.immediateWrite { db in
             for (session, intent, tokens, amount) in [("cs_test_a1", "pi_test_a1", 10, 400), ("cs_test_dup", "pi_test_dup", 10, 500)] {
-                _ = try AppDatabase.recordPurchase(checkoutSessionId: session, paymentIntentId: intent, stripeCustomerId: nil, userId: "user_2abc",
-                                                   planId: "starter", tokens: tokens, amountTotal: amount, currency: "usd", actor: "test", requestId: nil, now: Date(), in: db)
+                _ = try AppDatabase.recordPurchase(
+                    checkoutSessionId: session,
+                    paymentIntentId: intent,
+                    stripeCustomerId: nil,
+                    userId: "user_2abc",
+                    planId: "starter",
+                    tokens: tokens,
+                    amountTotal: amount,
+                    currency: "usd",
+                    actor: "test",
+                    requestId: nil,
+                    now: Date(),
+                    in: db
+                )
             }
         }
         let logPath = fixture.directory.file("myba.jsonl")
@@ -86,9 +104,17 @@ struct RunbookTests {
         #expect(try await database.balance(userId: "user_2abc")?.tokens == 26)
 
         // `--check` catches a wrong command without running anything.
-        let broken = try await BuiltProduct.run("myba-admin", ["--check", "--db", "/nonexistent/never-opened.sqlite"], stdin: "webhooks replay --faild\n")
+        let broken = try await BuiltProduct.run(
+            "myba-admin",
+            ["--check", "--db", "/nonexistent/never-opened.sqlite"],
+            stdin: "webhooks replay --faild\n"
+        )
         #expect(broken.status == 2)
-        let fine = try await BuiltProduct.run("myba-admin", ["--check", "--db", "/nonexistent/never-opened.sqlite"], stdin: all.joined(separator: "\n") + "\n")
+        let fine = try await BuiltProduct.run(
+            "myba-admin",
+            ["--check", "--db", "/nonexistent/never-opened.sqlite"],
+            stdin: all.joined(separator: "\n") + "\n"
+        )
         #expect(fine.status == 0, "\(fine.stderr)")
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MyBATestSupport
 import Testing
+
 @testable import MyBAOps
 
 @Suite("myba-admin webhooks")
@@ -11,21 +12,44 @@ struct WebhookCommandTests {
         let fixture = try await AdminFixture()
         defer { fixture.directory.remove() }
         let database = fixture.database
-        let body = #"{"id":"evt_refund_1","object":"event","type":"charge.refunded","data":{"object":{"id":"ch_1","object":"charge","amount":500,"amount_refunded":500,"payment_intent":"pi_late","metadata":{"user_id":"user_alice"}}}}"#
-        _ = try await database.storeWebhook(WebhookDelivery(source: .stripe, eventId: "evt_refund_1", type: "charge.refunded", body: body,
-                                                            headers: ["stripe-signature": "t=1,v1=abc"], requestId: "req_w1"))
+        let body =
+            #"{"id":"evt_refund_1","object":"event","type":"charge.refunded","data":{"object":{"id":"ch_1","object":"charge","amount":500,"amount_refunded":500,"payment_intent":"pi_late","metadata":{"user_id":"user_alice"}}}}"#
+        _ = try await database.storeWebhook(
+            WebhookDelivery(
+                source: .stripe,
+                eventId: "evt_refund_1",
+                type: "charge.refunded",
+                body: body,
+                headers: ["stripe-signature": "t=1,v1=abc"],
+                requestId: "req_w1"
+            )
+        )
         let processor = WebhookProcessor(database: database, plans: .standard)
         #expect(try await processor.process(source: .stripe, eventId: "evt_refund_1", logger: Logger(label: "test")).status == .failed)
 
         let failed = try await fixture.admin(["webhooks", "list", "--status", "failed", "--db", fixture.path])
         #expect(failed.status == 0)
         #expect(failed.stdout.contains("evt_refund_1") && failed.stdout.contains("pi_late"))
-        let stillFailing = try await fixture.admin(["webhooks", "replay", "evt_refund_1", "--yes", "--reason", "purchase arrived", "--db", fixture.path])
+        let stillFailing = try await fixture.admin([
+            "webhooks", "replay", "evt_refund_1", "--yes", "--reason", "purchase arrived", "--db", fixture.path,
+        ])
         #expect(stillFailing.status == 1)
 
         _ = try await database.immediateWrite { db in
-            try AppDatabase.recordPurchase(checkoutSessionId: "cs_late", paymentIntentId: "pi_late", stripeCustomerId: nil, userId: "user_alice",
-                                           planId: "starter", tokens: 10, amountTotal: 500, currency: "usd", actor: "test", requestId: nil, now: Date(), in: db)
+            try AppDatabase.recordPurchase(
+                checkoutSessionId: "cs_late",
+                paymentIntentId: "pi_late",
+                stripeCustomerId: nil,
+                userId: "user_alice",
+                planId: "starter",
+                tokens: 10,
+                amountTotal: 500,
+                currency: "usd",
+                actor: "test",
+                requestId: nil,
+                now: Date(),
+                in: db
+            )
         }
         // The mutation conventions: a reason is required; the plan is the live processing run
         // and rolled back; a dry run and a script without --yes change nothing.
@@ -40,13 +64,18 @@ struct WebhookCommandTests {
         #expect(try await database.balance(userId: "user_alice")?.tokens == 64)
 
         let logPath = fixture.directory.file("logs/myba.jsonl")
-        let replayed = try await fixture.admin(["webhooks", "replay", "--failed", "--yes", "--reason", "purchase arrived", "--json", "--db", fixture.path],
-                                               environment: ["MYBA_LOG_FILE": logPath])
+        let replayed = try await fixture.admin(
+            ["webhooks", "replay", "--failed", "--yes", "--reason", "purchase arrived", "--json", "--db", fixture.path],
+            environment: ["MYBA_LOG_FILE": logPath]
+        )
         // The command's request id is printed, and its log lines (processing included) carry it.
         let requestId = try #require(replayed.stderr.split(separator: " ").first { $0.hasPrefix("req_") }.map(String.init))
         let trace = try await fixture.admin(["logs", "trace", requestId, "--file", logPath, "--json"])
         let messages = try trace.stdout.split(separator: "\n").map { try jsonObject(String($0))["msg"] as? String }
-        #expect(messages.contains("console command started") && messages.contains("webhook processed") && messages.contains("console command finished"), "\(messages)")
+        #expect(
+            messages.contains("console command started") && messages.contains("webhook processed") && messages.contains("console command finished"),
+            "\(messages)"
+        )
         let audit = try await database.auditRecords(limit: 1).first
         #expect(audit?.reason == "purchase arrived")
         #expect(replayed.status == 0, "\(replayed.stderr)")

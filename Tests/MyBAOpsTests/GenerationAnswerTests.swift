@@ -2,6 +2,7 @@ import Foundation
 import MyBATestSupport
 import Synchronization
 import Testing
+
 @testable import MyBAOps
 
 @Suite("Generation answers and accounts on the hot path")
@@ -16,12 +17,23 @@ struct GenerationAnswerTests {
     func preparedAnswerMatchesEncoder() throws {
         for (index, text) in Self.awkward.enumerated() {
             let ticket = Ticket(
-                title: "Fix: \(text)", description: text, acceptanceCriteria: index % 2 == 0 ? [] : [text, "second"],
-                priority: "High", storyPoints: index, labels: index % 3 == 0 ? [] : ["bug", text])
+                title: "Fix: \(text)",
+                description: text,
+                acceptanceCriteria: index % 2 == 0 ? [] : [text, "second"],
+                priority: "High",
+                storyPoints: index,
+                labels: index % 3 == 0 ? [] : ["bug", text]
+            )
             let prepared = PreparedAnswer(ticket: ticket, provider: "mock", model: text.isEmpty ? "m" : text)
             for remaining in [0, 1, 5, 9_999_999, Int(Int32.max)] {
                 let answer = prepared.answer(tokensRemaining: remaining)
-                let expected = GenerationResult(ticket: ticket, markdown: ticket.markdown, provider: "mock", model: text.isEmpty ? "m" : text, tokensRemaining: remaining)
+                let expected = GenerationResult(
+                    ticket: ticket,
+                    markdown: ticket.markdown,
+                    provider: "mock",
+                    model: text.isEmpty ? "m" : text,
+                    tokensRemaining: remaining
+                )
                 #expect(answer.result == expected)
                 #expect(try JSONDecoder().decode(GenerationResult.self, from: Data(answer.json.utf8)) == expected, "\(answer.json)")
                 let ours = try JSONSerialization.jsonObject(with: Data(answer.json.utf8)) as? NSDictionary
@@ -77,7 +89,9 @@ struct GenerationAnswerTests {
         let database = fixture.database
         let grants = await withTaskGroup(of: Int.self) { group in
             for index in 0..<20 {
-                group.addTask { (try? await database.openAccountOnFirstRequest(userId: "user_new", actor: "api", requestId: "req_\(index)")) == nil ? 0 : 1 }
+                group.addTask {
+                    (try? await database.openAccountOnFirstRequest(userId: "user_new", actor: "api", requestId: "req_\(index)")) == nil ? 0 : 1
+                }
             }
             return await group.reduce(0, +)
         }

@@ -3,6 +3,7 @@ import GRDB
 import Logging
 import MyBATestSupport
 import Testing
+
 @testable import MyBAOps
 
 @Suite("Generations and anonymous sessions in the ledger")
@@ -20,11 +21,31 @@ struct GenerationLedgerTests {
         try await database.writer.write { db in
             let then = SQLTimestamp.string(Date().addingTimeInterval(-3600))
             for (key, kind, payer) in [("user_1:req_a", "account", "user_1"), ("\(session.session.id):req_b", "session", session.session.id)] {
-                try db.execute(sql: "INSERT INTO generations (idempotency_key, payer_kind, payer_id, input_hash, status, attempts, created_at, updated_at) VALUES (?, ?, ?, ?, 'reserved', 1, ?, ?)",
-                               arguments: [key, kind, payer, hash, then, then])
+                try db.execute(
+                    sql:
+                        "INSERT INTO generations (idempotency_key, payer_kind, payer_id, input_hash, status, attempts, created_at, updated_at) VALUES (?, ?, ?, ?, 'reserved', 1, ?, ?)",
+                    arguments: [key, kind, payer, hash, then, then]
+                )
             }
-            _ = try AppDatabase.post(LedgerPosting(userId: "user_1", kind: .consume, delta: -1, idempotencyKey: TicketGenerator.chargeKey("user_1:req_a", attempt: 1), actor: "api"), now: Date(), in: db)
-            _ = try AppDatabase.chargeSession(sessionId: session.session.id, amount: 1, idempotencyKey: TicketGenerator.chargeKey("\(session.session.id):req_b", attempt: 1), requestId: nil, now: Date(), in: db)
+            _ = try AppDatabase.post(
+                LedgerPosting(
+                    userId: "user_1",
+                    kind: .consume,
+                    delta: -1,
+                    idempotencyKey: TicketGenerator.chargeKey("user_1:req_a", attempt: 1),
+                    actor: "api"
+                ),
+                now: Date(),
+                in: db
+            )
+            _ = try AppDatabase.chargeSession(
+                sessionId: session.session.id,
+                amount: 1,
+                idempotencyKey: TicketGenerator.chargeKey("\(session.session.id):req_b", attempt: 1),
+                requestId: nil,
+                now: Date(),
+                in: db
+            )
         }
         #expect(try await database.balance(userId: "user_1")?.tokens == 5)
         #expect(try await database.releaseAbandonedGenerations(reservedBefore: Date().addingTimeInterval(-60)).released == 2)
@@ -40,24 +61,48 @@ struct GenerationLedgerTests {
         #expect(try await database.verify().isClean)
     }
 
-    @Test("a reservation whose session is gone is closed with the reason recorded, without stopping the releases beside it; the reap spares sessions with a reserved generation")
+    @Test(
+        "a reservation whose session is gone is closed with the reason recorded, without stopping the releases beside it; the reap spares sessions with a reserved generation"
+    )
     func unapplicableRelease() async throws {
         let fixture = try LedgerFixture()
         defer { fixture.directory.remove() }
         let database = fixture.database
         _ = try await database.openAccount(userId: "user_1", email: nil, actor: "test")
-        let gone = try await database.startAnonymousSession(fingerprint: "fp-gone", clientAddress: "127.0.0.1", settings: AnonymousSettings()).session.id
-        let kept = try await database.startAnonymousSession(fingerprint: "fp-kept", clientAddress: "127.0.0.1", settings: AnonymousSettings()).session.id
+        let gone = try await database.startAnonymousSession(fingerprint: "fp-gone", clientAddress: "127.0.0.1", settings: AnonymousSettings()).session
+            .id
+        let kept = try await database.startAnonymousSession(fingerprint: "fp-kept", clientAddress: "127.0.0.1", settings: AnonymousSettings()).session
+            .id
         try await database.writer.write { db in
             let then = SQLTimestamp.string(Date().addingTimeInterval(-3600))
             for (key, kind, payer) in [("\(gone):k", "session", gone), ("\(kept):k", "session", kept), ("user_1:k", "account", "user_1")] {
-                try db.execute(sql: "INSERT INTO generations (idempotency_key, payer_kind, payer_id, input_hash, status, attempts, created_at, updated_at) VALUES (?, ?, ?, 'h', 'reserved', 1, ?, ?)",
-                               arguments: [key, kind, payer, then, then])
+                try db.execute(
+                    sql:
+                        "INSERT INTO generations (idempotency_key, payer_kind, payer_id, input_hash, status, attempts, created_at, updated_at) VALUES (?, ?, ?, 'h', 'reserved', 1, ?, ?)",
+                    arguments: [key, kind, payer, then, then]
+                )
             }
             for session in [gone, kept] {
-                _ = try AppDatabase.chargeSession(sessionId: session, amount: 1, idempotencyKey: TicketGenerator.chargeKey("\(session):k", attempt: 1), requestId: nil, now: Date(), in: db)
+                _ = try AppDatabase.chargeSession(
+                    sessionId: session,
+                    amount: 1,
+                    idempotencyKey: TicketGenerator.chargeKey("\(session):k", attempt: 1),
+                    requestId: nil,
+                    now: Date(),
+                    in: db
+                )
             }
-            _ = try AppDatabase.post(LedgerPosting(userId: "user_1", kind: .consume, delta: -1, idempotencyKey: TicketGenerator.chargeKey("user_1:k", attempt: 1), actor: "api"), now: Date(), in: db)
+            _ = try AppDatabase.post(
+                LedgerPosting(
+                    userId: "user_1",
+                    kind: .consume,
+                    delta: -1,
+                    idempotencyKey: TicketGenerator.chargeKey("user_1:k", attempt: 1),
+                    actor: "api"
+                ),
+                now: Date(),
+                in: db
+            )
             try db.execute(sql: "UPDATE anonymous_sessions SET last_seen_at = ?", arguments: [then])
         }
         // The reap leaves both sessions alone while their generations are reserved.
@@ -71,7 +116,9 @@ struct GenerationLedgerTests {
         #expect(report.unapplied.first?.contains(SessionDigest.of(gone)) == true)
         #expect(report.unapplied.first?.contains(gone) == false)
         let rows = try await database.writer.read { db in
-            try Row.fetchAll(db, sql: "SELECT idempotency_key, status, error FROM generations ORDER BY idempotency_key").map { ($0["idempotency_key"] as String, $0["status"] as String, $0["error"] as String?) }
+            try Row.fetchAll(db, sql: "SELECT idempotency_key, status, error FROM generations ORDER BY idempotency_key").map {
+                ($0["idempotency_key"] as String, $0["status"] as String, $0["error"] as String?)
+            }
         }
         #expect(rows.allSatisfy { $0.1 == "failed" })
         #expect(rows.first { $0.0 == "\(gone):k" }?.2?.contains("could not be given back") == true)
@@ -88,19 +135,25 @@ struct GenerationLedgerTests {
         defer { fixture.directory.remove() }
         let database = fixture.database
         try await database.writer.write { db in
-            let old = SQLTimestamp.string(Date().addingTimeInterval(-2 * 86_400)), new = SQLTimestamp.string(Date())
+            let old = SQLTimestamp.string(Date().addingTimeInterval(-2 * 86_400))
+            let new = SQLTimestamp.string(Date())
             let rows: [(String, String, String, String)] = [
                 ("own:1", "own_key", "completed", old), ("own:2", "own_key", "failed", old), ("own:3", "own_key", "reserved", old),
                 ("own:4", "own_key", "completed", new), ("acct:1", "account", "completed", old),
             ]
             for (key, kind, status, at) in rows {
-                try db.execute(sql: "INSERT INTO generations (idempotency_key, payer_kind, payer_id, input_hash, status, attempts, created_at, updated_at) VALUES (?, ?, 'u', 'h', ?, 1, ?, ?)",
-                               arguments: [key, kind, status, at, at])
+                try db.execute(
+                    sql:
+                        "INSERT INTO generations (idempotency_key, payer_kind, payer_id, input_hash, status, attempts, created_at, updated_at) VALUES (?, ?, 'u', 'h', ?, 1, ?, ?)",
+                    arguments: [key, kind, status, at, at]
+                )
             }
         }
         #expect(try await database.pruneOwnKeyGenerations(createdBefore: Date().addingTimeInterval(-86_400), limit: 1) == 1)
         #expect(try await database.pruneOwnKeyGenerations(createdBefore: Date().addingTimeInterval(-86_400)) == 1)
-        let left = try await database.writer.read { db in try String.fetchAll(db, sql: "SELECT idempotency_key FROM generations ORDER BY idempotency_key") }
+        let left = try await database.writer.read { db in
+            try String.fetchAll(db, sql: "SELECT idempotency_key FROM generations ORDER BY idempotency_key")
+        }
         #expect(left == ["acct:1", "own:3", "own:4"])
     }
 

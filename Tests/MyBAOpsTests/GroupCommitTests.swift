@@ -3,6 +3,7 @@ import GRDB
 import MyBATestSupport
 import Synchronization
 import Testing
+
 @testable import MyBAOps
 
 /// Counts the transactions the writer connection commits.
@@ -40,9 +41,11 @@ private struct GroupCommitFixture {
         var tasks: [Task<Result<T, any Error>, Never>] = []
         let deadline = ContinuousClock.now + .seconds(10)
         for (index, write) in writes.enumerated() {
-            tasks.append(Task { () -> Result<T, any Error> in
-                do { return .success(try await write()) } catch { return .failure(error) }
-            })
+            tasks.append(
+                Task { () -> Result<T, any Error> in
+                    do { return .success(try await write()) } catch { return .failure(error) }
+                }
+            )
             while database.groupCommit.waitingCount < index + 1, ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(2))
             }
@@ -106,12 +109,15 @@ struct GroupCommitTests {
             { try await database.consume(userId: "user_1", idempotencyKey: "c\(index)", actor: "test").balance.tokens }
         }
         // A write that changes rows, then throws: none of its changes may survive the batch.
-        writes.insert({
-            try await database.immediateWrite { db -> Int in
-                try db.execute(sql: "INSERT INTO customers (user_id, created_at) VALUES ('ghost', '2026-01-01 00:00:00.000')")
-                throw Refused()
-            }
-        }, at: 2)
+        writes.insert(
+            {
+                try await database.immediateWrite { db -> Int in
+                    try db.execute(sql: "INSERT INTO customers (user_id, created_at) VALUES ('ghost', '2026-01-01 00:00:00.000')")
+                    throw Refused()
+                }
+            },
+            at: 2
+        )
         let results = try await fixture.inOneBatch(writes)
         #expect(fixture.counter.commits - before == 1, "the batch should be one transaction")
         let succeeded = results.compactMap { try? $0.get() }
@@ -158,7 +164,9 @@ struct GroupCommitTests {
                     db.afterCommit { ran.withLock { $0.append(key) } }
                     return try AppDatabase.post(
                         LedgerPosting(userId: "user_1", kind: .adjust, delta: 1, idempotencyKey: key, actor: "test", reason: "group commit"),
-                        now: Date(), in: db).balance.tokens
+                        now: Date(),
+                        in: db
+                    ).balance.tokens
                 }
             }
         }
@@ -189,7 +197,8 @@ struct GroupCommitTests {
         try await database.createCustomer(userId: "user_1")
         // Another process's writer, holding the lock.
         let other = try DatabaseQueue(path: path)
-        let locked = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
+        let locked = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
         other.asyncWriteWithoutTransaction { db in
             try? db.execute(sql: "BEGIN IMMEDIATE TRANSACTION")
             locked.signal()
@@ -202,7 +211,9 @@ struct GroupCommitTests {
             for index in 0..<8 {
                 group.addTask {
                     do {
-                        _ = try await database.post(LedgerPosting(userId: "user_1", kind: .adjust, delta: 1, idempotencyKey: "a\(index)", actor: "test", reason: "lock"))
+                        _ = try await database.post(
+                            LedgerPosting(userId: "user_1", kind: .adjust, delta: 1, idempotencyKey: "a\(index)", actor: "test", reason: "lock")
+                        )
                         return false
                     } catch let error as DatabaseError {
                         return error.resultCode == .SQLITE_BUSY
@@ -219,7 +230,9 @@ struct GroupCommitTests {
         release.signal()
         locked.wait()
         #expect(try await database.balance(userId: "user_1")?.tokens == 0)
-        let later = try await database.post(LedgerPosting(userId: "user_1", kind: .adjust, delta: 1, idempotencyKey: "a0", actor: "test", reason: "lock"))
+        let later = try await database.post(
+            LedgerPosting(userId: "user_1", kind: .adjust, delta: 1, idempotencyKey: "a0", actor: "test", reason: "lock")
+        )
         #expect(later.balance.tokens == 1 && !later.replayed)
     }
 }

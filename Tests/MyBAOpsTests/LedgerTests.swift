@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import MyBATestSupport
 import Testing
+
 @testable import MyBAOps
 
 /// A ledger on a real SQLite file in a temporary directory.
@@ -22,7 +23,9 @@ struct LedgerFixture {
     func customer(_ userId: String, tokens: Int) async throws {
         try await database.createCustomer(userId: userId)
         if tokens > 0 {
-            _ = try await database.post(LedgerPosting(userId: userId, kind: .adjust, delta: tokens, idempotencyKey: "fund:\(userId)", actor: "test", reason: "fixture"))
+            _ = try await database.post(
+                LedgerPosting(userId: userId, kind: .adjust, delta: tokens, idempotencyKey: "fund:\(userId)", actor: "test", reason: "fixture")
+            )
         }
     }
 }
@@ -49,7 +52,15 @@ struct LedgerTests {
         let fixture = try LedgerFixture()
         defer { fixture.directory.remove() }
         try await fixture.customer("user_1", tokens: 0)
-        let posting = LedgerPosting(userId: "user_1", kind: .purchase, delta: 50, idempotencyKey: "purchase:cs_1", reference: "cs_1", actor: "webhook:stripe", requestId: "req_a")
+        let posting = LedgerPosting(
+            userId: "user_1",
+            kind: .purchase,
+            delta: 50,
+            idempotencyKey: "purchase:cs_1",
+            reference: "cs_1",
+            actor: "webhook:stripe",
+            requestId: "req_a"
+        )
         let original = try await fixture.database.post(posting)
         var retry = posting
         retry.requestId = "req_b"  // a retry arrives in another request
@@ -70,14 +81,25 @@ struct LedgerTests {
         defer { fixture.directory.remove() }
         try await fixture.customer("user_1", tokens: 0)
         try await fixture.customer("user_2", tokens: 0)
-        let posting = LedgerPosting(userId: "user_1", kind: .purchase, delta: 10, idempotencyKey: "purchase:cs_1", reference: "cs_1", actor: "webhook:stripe")
+        let posting = LedgerPosting(
+            userId: "user_1",
+            kind: .purchase,
+            delta: 10,
+            idempotencyKey: "purchase:cs_1",
+            reference: "cs_1",
+            actor: "webhook:stripe"
+        )
         let original = try await fixture.database.post(posting)
         let entriesBefore = try await fixture.entryCount()
 
-        var otherAmount = posting; otherAmount.delta = 50
-        var otherUser = posting; otherUser.userId = "user_2"
-        var otherKind = posting; otherKind.kind = .transfer
-        var otherReference = posting; otherReference.reference = "cs_2"
+        var otherAmount = posting
+        otherAmount.delta = 50
+        var otherUser = posting
+        otherUser.userId = "user_2"
+        var otherKind = posting
+        otherKind.kind = .transfer
+        var otherReference = posting
+        otherReference.reference = "cs_2"
         for variant in [otherAmount, otherUser, otherKind, otherReference] {
             await #expect(throws: LedgerError.idempotencyKeyReused(key: "purchase:cs_1", existingEntryId: original.entry.id!)) {
                 try await fixture.database.post(variant)
@@ -113,7 +135,9 @@ struct LedgerTests {
         defer { fixture.directory.remove() }
         try await fixture.customer("user_1", tokens: 3)
         await #expect(throws: LedgerError.wouldGoNegative(userId: "user_1", field: "tokens", current: 3, change: -4)) {
-            try await fixture.database.post(LedgerPosting(userId: "user_1", kind: .adjust, delta: -4, idempotencyKey: "adj:1", actor: "operator:ann", reason: "test"))
+            try await fixture.database.post(
+                LedgerPosting(userId: "user_1", kind: .adjust, delta: -4, idempotencyKey: "adj:1", actor: "operator:ann", reason: "test")
+            )
         }
         await #expect(throws: LedgerError.wouldGoNegative(userId: "user_1", field: "tokens_used", current: 0, change: -1)) {
             try await fixture.database.post(LedgerPosting(userId: "user_1", kind: .release, delta: 1, idempotencyKey: "rel:1", actor: "api"))
@@ -157,12 +181,20 @@ struct LedgerTests {
         #expect((balance.tokens, balance.tokensUsed, balance.tokensPurchased, balance.tokensTransferred) == (6, 0, 0, 0))
 
         let transfer = try await db.post(LedgerPosting(userId: "user_1", kind: .transfer, delta: 2, idempotencyKey: "transfer:anon_1", actor: "api"))
-        let purchase = try await db.post(LedgerPosting(userId: "user_1", kind: .purchase, delta: 10, idempotencyKey: "purchase:cs_1", actor: "webhook:stripe"))
+        let purchase = try await db.post(
+            LedgerPosting(userId: "user_1", kind: .purchase, delta: 10, idempotencyKey: "purchase:cs_1", actor: "webhook:stripe")
+        )
         _ = try await db.consume(userId: "user_1", amount: 3, idempotencyKey: "gen:1", actor: "api")
         _ = try await db.post(LedgerPosting(userId: "user_1", kind: .release, delta: 1, idempotencyKey: "release:gen:1", actor: "api"))
-        _ = try await db.post(LedgerPosting(userId: "user_1", kind: .refundCredit, delta: 2, idempotencyKey: "credit:1", actor: "operator:ann", reason: "failed job"))
-        _ = try await db.post(LedgerPosting(userId: "user_1", kind: .paymentRefund, delta: -4, idempotencyKey: "refund:ch_1", actor: "webhook:stripe"))
-        _ = try await db.post(LedgerPosting(userId: "user_1", kind: .adjust, delta: -1, idempotencyKey: "adj:1", actor: "operator:ann", reason: "typo"))
+        _ = try await db.post(
+            LedgerPosting(userId: "user_1", kind: .refundCredit, delta: 2, idempotencyKey: "credit:1", actor: "operator:ann", reason: "failed job")
+        )
+        _ = try await db.post(
+            LedgerPosting(userId: "user_1", kind: .paymentRefund, delta: -4, idempotencyKey: "refund:ch_1", actor: "webhook:stripe")
+        )
+        _ = try await db.post(
+            LedgerPosting(userId: "user_1", kind: .adjust, delta: -1, idempotencyKey: "adj:1", actor: "operator:ann", reason: "typo")
+        )
         balance = try #require(try await db.balance(userId: "user_1"))
         #expect(balance.tokens == 6 + 2 + 10 - 3 + 1 + 2 - 4 - 1)
         #expect(balance.tokensUsed == 2)
@@ -173,9 +205,16 @@ struct LedgerTests {
 
         try await db.createCustomer(userId: "user_legacy")
         let lastPurchase = try #require(LedgerDates.parse("2025-03-01"))
-        let imported = try await db.post(LedgerPosting(
-            userId: "user_legacy", kind: .import, delta: 17, idempotencyKey: "import:user_legacy", actor: "import",
-            opening: OpeningBalance(tokensUsed: 40, tokensPurchased: 50, tokensTransferred: 1, lastPurchase: lastPurchase, transferDate: nil)))
+        let imported = try await db.post(
+            LedgerPosting(
+                userId: "user_legacy",
+                kind: .import,
+                delta: 17,
+                idempotencyKey: "import:user_legacy",
+                actor: "import",
+                opening: OpeningBalance(tokensUsed: 40, tokensPurchased: 50, tokensTransferred: 1, lastPurchase: lastPurchase, transferDate: nil)
+            )
+        )
         #expect(imported.balance.tokens == 17)
         #expect(imported.balance.tokensUsed == 40)
         #expect(imported.balance.tokensPurchased == 50)
@@ -223,7 +262,8 @@ struct LedgerTests {
         #expect(outcomes.filter { $0 == "ok" }.count == 1)
         #expect(outcomes.filter { $0 == "insufficient" }.count == 49)
         #expect(try await database.balance(userId: "user_1")?.tokens == 0)
-        let consumes = try await database.writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries WHERE kind = 'consume'")! }
+        let consumes = try await database.writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries WHERE kind = 'consume'")!
+        }
         #expect(consumes == 1)
         #expect(try await database.verify().isClean)
     }
@@ -244,7 +284,9 @@ struct LedgerTests {
             }
             for index in 0..<20 {
                 group.addTask {
-                    _ = try? await database.post(LedgerPosting(userId: "user_1", kind: .purchase, delta: 1, idempotencyKey: "purchase:\(index)", actor: "webhook:stripe"))
+                    _ = try? await database.post(
+                        LedgerPosting(userId: "user_1", kind: .purchase, delta: 1, idempotencyKey: "purchase:\(index)", actor: "webhook:stripe")
+                    )
                     return nil
                 }
             }
@@ -256,7 +298,8 @@ struct LedgerTests {
         #expect(balance.tokensUsed == succeeded.count)
         #expect(balance.tokensPurchased == 20)
         #expect(balance.tokens == 100 + 20 - succeeded.count)
-        let consumes = try await database.writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries WHERE kind = 'consume'")! }
+        let consumes = try await database.writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries WHERE kind = 'consume'")!
+        }
         #expect(consumes == succeeded.count)
         #expect(try await database.verify().isClean)
     }
@@ -269,7 +312,10 @@ struct StorageSettingsTests {
         let fixture = try LedgerFixture()
         defer { fixture.directory.remove() }
         let writer = try await fixture.database.writer.write { db in
-            [try Int.fetchOne(db, sql: "PRAGMA synchronous")!, try Int.fetchOne(db, sql: "PRAGMA foreign_keys")!, try Int.fetchOne(db, sql: "PRAGMA busy_timeout")!]
+            [
+                try Int.fetchOne(db, sql: "PRAGMA synchronous")!, try Int.fetchOne(db, sql: "PRAGMA foreign_keys")!,
+                try Int.fetchOne(db, sql: "PRAGMA busy_timeout")!,
+            ]
         }
         let reader = try await fixture.database.writer.read { db in
             [try Int.fetchOne(db, sql: "PRAGMA synchronous")!, try Int.fetchOne(db, sql: "PRAGMA foreign_keys")!]

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MyBATestSupport
 import Testing
+
 @testable import MyBAOps
 
 @Suite("JSON logs")
@@ -11,12 +12,15 @@ struct LoggingTests {
         let captured = CapturedLines()
         var logger = Logger(label: "myba.test") { label in JSONLogHandler(label: label, level: .debug, destination: captured.destination) }
         logger[metadataKey: "request.id"] = "req_1"
-        logger.info("charged \"quoted\"\nnext line", metadata: [
-            "user.id": "user_1",
-            "duration.ms": .stringConvertible(12.5),
-            "http": .dictionary(["status": .stringConvertible(402), "path": "/api/generate"]),
-            "tags": .array(["a", "b"]),
-        ])
+        logger.info(
+            "charged \"quoted\"\nnext line",
+            metadata: [
+                "user.id": "user_1",
+                "duration.ms": .stringConvertible(12.5),
+                "http": .dictionary(["status": .stringConvertible(402), "path": "/api/generate"]),
+                "tags": .array(["a", "b"]),
+            ]
+        )
         logger.debug("control \u{01} char")
         logger.trace("below the level")
         let lines = captured.all

@@ -1,6 +1,7 @@
 import Foundation
 import MyBATestSupport
 import Testing
+
 @testable import MyBAOps
 
 /// The console and the server share one SQLite file; these tests share it between real
@@ -14,10 +15,14 @@ struct MultiProcessLedgerTests {
         let path = directory.file("shared.sqlite")
         let database = try AppDatabase.openFile(at: path)
         try await database.createCustomer(userId: "user_1")
-        _ = try await database.post(LedgerPosting(userId: "user_1", kind: .adjust, delta: 120, idempotencyKey: "fund", actor: "test", reason: "fixture"))
+        _ = try await database.post(
+            LedgerPosting(userId: "user_1", kind: .adjust, delta: 120, idempotencyKey: "fund", actor: "test", reason: "fixture")
+        )
 
         let workers = try (0..<2).map { index in
-            try WorkerProcess.start(["consume-worker", "--db", path, "--user", "user_1", "--attempts", "100", "--key-prefix", "p\(index)", "--concurrency", "4"])
+            try WorkerProcess.start([
+                "consume-worker", "--db", path, "--user", "user_1", "--attempts", "100", "--key-prefix", "p\(index)", "--concurrency", "4",
+            ])
         }
         // Open the gate only when both are running, so their consumes overlap.
         _ = FileManager.default.createFile(atPath: path + ".go", contents: nil)
@@ -65,12 +70,16 @@ struct MultiProcessLedgerTests {
         let path = directory.file("crash.sqlite")
         let database = try AppDatabase.openFile(at: path)
         try await database.createCustomer(userId: "user_1")
-        _ = try await database.post(LedgerPosting(userId: "user_1", kind: .adjust, delta: 100_000, idempotencyKey: "fund", actor: "test", reason: "fixture"))
+        _ = try await database.post(
+            LedgerPosting(userId: "user_1", kind: .adjust, delta: 100_000, idempotencyKey: "fund", actor: "test", reason: "fixture")
+        )
         _ = FileManager.default.createFile(atPath: path + ".go", contents: nil)
 
         var acknowledgedTotal = 0
         for round in 0..<3 {
-            let worker = try WorkerProcess.start(["consume-worker", "--db", path, "--user", "user_1", "--attempts", "100000", "--key-prefix", "crash\(round)", "--concurrency", "3"])
+            let worker = try WorkerProcess.start([
+                "consume-worker", "--db", path, "--user", "user_1", "--attempts", "100000", "--key-prefix", "crash\(round)", "--concurrency", "3",
+            ])
             // Kill it at a random moment once it is consuming (a slow start under load must
             // not turn the drill into a kill before the first consume).
             _ = try await worker.waitForOutput("ok ")
@@ -80,9 +89,15 @@ struct MultiProcessLedgerTests {
             #expect(result.bySignal && result.status == SIGKILL, "worker ended on its own: \(result.stderr)")
             let acknowledged = Set(result.stdout.split(separator: "\n").filter { $0.hasPrefix("ok ") }.map { String($0.dropFirst(3)) })
             #expect(!acknowledged.isEmpty, "the worker was killed before it consumed anything; raise the sleep")
-            let committed = Set(try await database.writer.read { db in
-                try String.fetchAll(db, sql: "SELECT idempotency_key FROM ledger_entries WHERE idempotency_key LIKE ?", arguments: ["crash\(round):%"])
-            })
+            let committed = Set(
+                try await database.writer.read { db in
+                    try String.fetchAll(
+                        db,
+                        sql: "SELECT idempotency_key FROM ledger_entries WHERE idempotency_key LIKE ?",
+                        arguments: ["crash\(round):%"]
+                    )
+                }
+            )
             // Every acknowledged consume is in the ledger; at most the in-flight ones (one per lane)
             // committed without their acknowledgement reaching us.
             #expect(acknowledged.isSubset(of: committed))

@@ -1,6 +1,7 @@
 import Foundation
 import MyBATestSupport
 import Testing
+
 @testable import MyBAOps
 
 @Suite("Plans and settings")
@@ -32,11 +33,20 @@ struct PlansAndSettingsTests {
             (#"{"plans":[],"firstPurchaseDiscountPercent":0}"#, "lists no plans"),
             (#"{"plans":[{"id":"a","name":"A","tokens":0,"amount":500,"currency":"usd"}],"firstPurchaseDiscountPercent":0}"#, "tokens must be"),
             (#"{"plans":[{"id":"a","name":"A","tokens":1,"amount":10,"currency":"usd"}],"firstPurchaseDiscountPercent":0}"#, "amount must be"),
-            (#"{"plans":[{"id":"a","name":"A","tokens":1,"amount":60,"currency":"usd"}],"firstPurchaseDiscountPercent":20}"#, "costs 48, under Stripe's minimum"),
-            (#"{"plans":[{"id":"a","name":"A","tokens":1,"amount":500,"currency":"usd"},{"id":"a","name":"B","tokens":2,"amount":900,"currency":"usd"}],"firstPurchaseDiscountPercent":0}"#, "id is used twice"),
+            (
+                #"{"plans":[{"id":"a","name":"A","tokens":1,"amount":60,"currency":"usd"}],"firstPurchaseDiscountPercent":20}"#,
+                "costs 48, under Stripe's minimum"
+            ),
+            (
+                #"{"plans":[{"id":"a","name":"A","tokens":1,"amount":500,"currency":"usd"},{"id":"a","name":"B","tokens":2,"amount":900,"currency":"usd"}],"firstPurchaseDiscountPercent":0}"#,
+                "id is used twice"
+            ),
             (#"{"plans":[{"id":"A b","name":"A","tokens":1,"amount":500,"currency":"usd"}],"firstPurchaseDiscountPercent":0}"#, "id must be"),
             (#"{"plans":[{"id":"a","name":"A","tokens":1,"amount":500,"currency":"USD"}],"firstPurchaseDiscountPercent":0}"#, "currency must be"),
-            (#"{"plans":[{"id":"a","name":"A","tokens":1,"amount":500,"currency":"usd"}],"firstPurchaseDiscountPercent":95}"#, "firstPurchaseDiscountPercent"),
+            (
+                #"{"plans":[{"id":"a","name":"A","tokens":1,"amount":500,"currency":"usd"}],"firstPurchaseDiscountPercent":95}"#,
+                "firstPurchaseDiscountPercent"
+            ),
         ]
         for (index, (content, expected)) in cases.enumerated() {
             let path = directory.file("bad\(index).json")
@@ -56,7 +66,9 @@ struct PlansAndSettingsTests {
         #expect(defaults.port == 3001)
         #expect(defaults.databasePath == "data/myba.sqlite")
         #expect(defaults.logFile == "data/logs/myba.jsonl")
-        let custom = try MyBASettings.fromEnvironment(["PORT": "8080", "MYBA_DATABASE": "/srv/myba.sqlite", "MYBA_LOG_MAX_FILES": "2", "MYBA_ENV": "production"])
+        let custom = try MyBASettings.fromEnvironment([
+            "PORT": "8080", "MYBA_DATABASE": "/srv/myba.sqlite", "MYBA_LOG_MAX_FILES": "2", "MYBA_ENV": "production",
+        ])
         #expect(custom.port == 8080)
         #expect(custom.databasePath == "/srv/myba.sqlite")
         #expect(custom.logMaxFiles == 2)
@@ -72,15 +84,19 @@ struct PlansAndSettingsTests {
         #expect(tuned.outboundHTTP == OutboundHTTPSettings(maxConnectionsPerHost: 64, idleCloseSeconds: 1.5))
         #expect(tuned.shutdownTimeoutSeconds == 4)
         #expect(tuned.watchdogStallSeconds == 0.8)
-        for (name, value) in [("PORT", "eighty"), ("PORT", "70000"), ("MYBA_LOG_MAX_BYTES", "10"), ("MYBA_LOG_LEVEL", "loud"), ("MYBA_DB_BUSY_TIMEOUT_MS", "0"),
-                              ("MYBA_TRUST_PROXY", "true"), ("MYBA_TRUST_PROXY", "11"), ("MYBA_HTTP_MAX_CONNECTIONS_PER_HOST", "0"), ("MYBA_SHUTDOWN_TIMEOUT_MS", "10")] {
+        for (name, value) in [
+            ("PORT", "eighty"), ("PORT", "70000"), ("MYBA_LOG_MAX_BYTES", "10"), ("MYBA_LOG_LEVEL", "loud"), ("MYBA_DB_BUSY_TIMEOUT_MS", "0"),
+            ("MYBA_TRUST_PROXY", "true"), ("MYBA_TRUST_PROXY", "11"), ("MYBA_HTTP_MAX_CONNECTIONS_PER_HOST", "0"), ("MYBA_SHUTDOWN_TIMEOUT_MS", "10"),
+        ] {
             let error = try #require(throws: SettingsError.self) { try MyBASettings.fromEnvironment([name: value]) }
             #expect(error.variable == name)
             #expect(error.description.contains(value))
         }
     }
 
-    @Test("the client address behind N trusted proxies is the Nth X-Forwarded-For hop from the right; malformed hops stop the walk; IPv6 counts by /64")
+    @Test(
+        "the client address behind N trusted proxies is the Nth X-Forwarded-For hop from the right; malformed hops stop the walk; IPv6 counts by /64"
+    )
     func clientAddress() {
         let forwarded = ["10.9.9.9, 203.0.113.5", "198.51.100.7"]
         #expect(ClientAddress.resolve(peer: "192.0.2.1", forwardedFor: forwarded, trustedProxies: 0) == "192.0.2.1")

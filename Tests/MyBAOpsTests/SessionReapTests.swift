@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import MyBATestSupport
 import Testing
+
 @testable import MyBAOps
 
 /// The reap shares the file with a server that writes all the time: it must wait for the write
@@ -13,10 +14,13 @@ struct SessionReapTests {
         let old = SQLTimestamp.string(Date().addingTimeInterval(-90 * 86_400))
         try await database.writer.write { db in
             for index in 0..<count {
-                try db.execute(sql: """
-                    INSERT INTO anonymous_sessions (id, fingerprint_hash, granted, used, created_at, last_seen_at)
-                    VALUES (?, ?, 3, 0, ?, ?)
-                    """, arguments: ["anon_\(index)", "hash_\(index)", old, old])
+                try db.execute(
+                    sql: """
+                        INSERT INTO anonymous_sessions (id, fingerprint_hash, granted, used, created_at, last_seen_at)
+                        VALUES (?, ?, 3, 0, ?, ?)
+                        """,
+                    arguments: ["anon_\(index)", "hash_\(index)", old, old]
+                )
             }
         }
         return database
@@ -45,7 +49,12 @@ struct SessionReapTests {
         let path = directory.file("myba.sqlite")
         let database = try await makeStaleSessions(250, at: path)
         let holder = try await holdWriteLock(at: path, for: .milliseconds(600))
-        let result = try await database.reapAnonymousSessions(lastSeenBefore: Date().addingTimeInterval(-86_400), batch: 40, dryRun: false, busyRetries: 8)
+        let result = try await database.reapAnonymousSessions(
+            lastSeenBefore: Date().addingTimeInterval(-86_400),
+            batch: 40,
+            dryRun: false,
+            busyRetries: 8
+        )
         try await holder.value
         #expect(result.removed == 250)
         #expect(result.batches == 7)
@@ -63,7 +72,13 @@ struct SessionReapTests {
         // A long pause after the first batch, and a lock held much longer still, so a loaded
         // machine cannot slip a second batch in before the lock is taken.
         let reap = Task {
-            try await database.reapAnonymousSessions(lastSeenBefore: Date().addingTimeInterval(-86_400), batch: 40, dryRun: false, pause: .seconds(2), busyRetries: 1)
+            try await database.reapAnonymousSessions(
+                lastSeenBefore: Date().addingTimeInterval(-86_400),
+                batch: 40,
+                dryRun: false,
+                pause: .seconds(2),
+                busyRetries: 1
+            )
         }
         while try await database.writer.read({ db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM anonymous_sessions") }) == 100 {
             try await Task.sleep(for: .milliseconds(5))

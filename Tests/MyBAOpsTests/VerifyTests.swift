@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import MyBATestSupport
 import Testing
+
 @testable import MyBAOps
 
 @Suite("Ledger verify")
@@ -11,7 +12,9 @@ struct VerifyTests {
         let fixture = try LedgerFixture()
         _ = try await fixture.database.openAccount(userId: "user_1", email: nil, actor: "api")
         _ = try await fixture.database.openAccount(userId: "user_2", email: nil, actor: "api")
-        _ = try await fixture.database.post(LedgerPosting(userId: "user_1", kind: .purchase, delta: 10, idempotencyKey: "purchase:cs_1", actor: "webhook:stripe"))
+        _ = try await fixture.database.post(
+            LedgerPosting(userId: "user_1", kind: .purchase, delta: 10, idempotencyKey: "purchase:cs_1", actor: "webhook:stripe")
+        )
         _ = try await fixture.database.consume(userId: "user_1", amount: 4, idempotencyKey: "gen:1", actor: "api")
         let clean = try await fixture.database.verify()
         #expect(clean.isClean)
@@ -57,10 +60,12 @@ struct VerifyTests {
         let fixture = try await populated()
         defer { fixture.directory.remove() }
         try await fixture.database.writer.write { db in
-            try db.execute(sql: """
-                INSERT INTO ledger_entries (user_id, kind, delta, used_delta, idempotency_key, actor, created_at)
-                VALUES ('user_2', 'consume', -10, 0, 'rogue:1', 'nobody', '2026-11-25 10:00:00.000')
-                """)
+            try db.execute(
+                sql: """
+                    INSERT INTO ledger_entries (user_id, kind, delta, used_delta, idempotency_key, actor, created_at)
+                    VALUES ('user_2', 'consume', -10, 0, 'rogue:1', 'nobody', '2026-11-25 10:00:00.000')
+                    """
+            )
         }
         let report = try await fixture.database.verify()
         #expect(report.violations.contains { $0.kind == .entryBreaksRule && $0.userId == "user_2" && $0.entryId != nil })

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import MyBAOps
 
 /// The vectors in `../shared/vectors/webhook-signatures.json` were produced by stripe-python and
@@ -44,7 +45,9 @@ struct WebhookSignatureTests {
             var bytes = Array(header.utf8)
             let index = header.utf8.distance(from: header.utf8.startIndex, to: signatureStart) + offset
             bytes[index] = bytes[index] == UInt8(ascii: "0") ? UInt8(ascii: "1") : UInt8(ascii: "0")
-            #expect(throws: WebhookSignatureError.self) { try StripeSignature.verify(payload: payload, header: String(decoding: bytes, as: UTF8.self), secret: secret, now: at) }
+            #expect(throws: WebhookSignatureError.self) {
+                try StripeSignature.verify(payload: payload, header: String(decoding: bytes, as: UTF8.self), secret: secret, now: at)
+            }
         }
         var wrongSecret = Array(secret.utf8)
         wrongSecret[wrongSecret.count - 1] ^= 0x01
@@ -63,7 +66,9 @@ struct WebhookSignatureTests {
         #expect(throws: WebhookSignatureError.timestampTooOld) {
             try StripeSignature.verify(payload: payload, header: header, secret: secret, now: Date(timeIntervalSince1970: Double(t + 301)))
         }
-        #expect(throws: WebhookSignatureError.missingHeader("Stripe-Signature")) { try StripeSignature.verify(payload: payload, header: nil, secret: secret) }
+        #expect(throws: WebhookSignatureError.missingHeader("Stripe-Signature")) {
+            try StripeSignature.verify(payload: payload, header: nil, secret: secret)
+        }
         #expect(throws: WebhookSignatureError.noSignatureOfSupportedVersion) {
             try StripeSignature.verify(payload: payload, header: "t=\(t),v0=abc", secret: secret, now: Date(timeIntervalSince1970: Double(t)))
         }
@@ -94,17 +99,45 @@ struct WebhookSignatureTests {
                 var bytes = Array(id.utf8)
                 bytes[index] ^= 0x01
                 #expect(throws: WebhookSignatureError.self) {
-                    try SvixSignature.verify(payload: body, id: String(decoding: bytes, as: UTF8.self), timestamp: timestamp, signatureHeader: signature, secret: secret, now: at)
+                    try SvixSignature.verify(
+                        payload: body,
+                        id: String(decoding: bytes, as: UTF8.self),
+                        timestamp: timestamp,
+                        signatureHeader: signature,
+                        secret: secret,
+                        now: at
+                    )
                 }
             }
             #expect(throws: WebhookSignatureError.timestampTooOld) {
-                try SvixSignature.verify(payload: body, id: id, timestamp: timestamp, signatureHeader: signature, secret: secret, now: at.addingTimeInterval(400))
+                try SvixSignature.verify(
+                    payload: body,
+                    id: id,
+                    timestamp: timestamp,
+                    signatureHeader: signature,
+                    secret: secret,
+                    now: at.addingTimeInterval(400)
+                )
             }
             #expect(throws: WebhookSignatureError.timestampInFuture) {
-                try SvixSignature.verify(payload: body, id: id, timestamp: timestamp, signatureHeader: signature, secret: secret, now: at.addingTimeInterval(-400))
+                try SvixSignature.verify(
+                    payload: body,
+                    id: id,
+                    timestamp: timestamp,
+                    signatureHeader: signature,
+                    secret: secret,
+                    now: at.addingTimeInterval(-400)
+                )
             }
             // Several signatures (secret rotation) and unknown versions are tolerated.
-            try SvixSignature.verify(payload: body, id: id, timestamp: timestamp, signatureHeader: "v2,abc v1,bm90IGl0 \(signature)", secret: secret, now: at)
+            try SvixSignature.verify(
+                payload: body,
+                id: id,
+                timestamp: timestamp,
+                signatureHeader: "v2,abc v1,bm90IGl0 \(signature)",
+                secret: secret,
+                now: at
+            )
         }
     }
 }

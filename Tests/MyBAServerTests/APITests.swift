@@ -6,11 +6,13 @@ import HummingbirdTesting
 import MyBATestSupport
 import NIOCore
 import Testing
+
+@testable import MyBAOps
+@testable import MyBAServer
+
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
-@testable import MyBAOps
-@testable import MyBAServer
 
 func jsonBody(_ object: [String: Any]) -> ByteBuffer {
     ByteBuffer(bytes: try! JSONSerialization.data(withJSONObject: object))
@@ -35,13 +37,22 @@ struct APITests {
         let fixture = try ServerFixture()
         defer { fixture.directory.remove() }
         try await fixture.application().test(.live) { client in
-            let session = try await client.execute(uri: "/api/anonymous-session", method: .post, headers: jsonHeaders, body: jsonBody(["fingerprint": "fp-visitor"])) { try $0.json }
+            let session = try await client.execute(
+                uri: "/api/anonymous-session",
+                method: .post,
+                headers: jsonHeaders,
+                body: jsonBody(["fingerprint": "fp-visitor"])
+            ) { try $0.json }
             let sessionId = try #require(session["sessionId"] as? String)
             #expect(session["tokens"] as? Int == 3)
             #expect(session["tokensRemaining"] as? Int == 3)
             for expected in [2, 1] {
-                try await client.execute(uri: "/api/generate", method: .post, headers: jsonHeaders,
-                                         body: jsonBody(["input": "Users cannot reset their password from the login page", "sessionId": sessionId])) { response in
+                try await client.execute(
+                    uri: "/api/generate",
+                    method: .post,
+                    headers: jsonHeaders,
+                    body: jsonBody(["input": "Users cannot reset their password from the login page", "sessionId": sessionId])
+                ) { response in
                     #expect(response.status == .ok)
                     let body = try response.json
                     #expect(body["tokensRemaining"] as? Int == expected)
@@ -53,30 +64,54 @@ struct APITests {
                 }
             }
             // The same fingerprint gets the same session, with its count kept.
-            let again = try await client.execute(uri: "/api/anonymous-session", method: .post, headers: jsonHeaders, body: jsonBody(["fingerprint": "fp-visitor"])) { try $0.json }
+            let again = try await client.execute(
+                uri: "/api/anonymous-session",
+                method: .post,
+                headers: jsonHeaders,
+                body: jsonBody(["fingerprint": "fp-visitor"])
+            ) { try $0.json }
             #expect(again["sessionId"] as? String == sessionId)
             #expect(again["tokensRemaining"] as? Int == 1)
 
-            let transfer = try await client.execute(uri: "/api/transfer-anonymous-tokens", method: .post, headers: bearer("dev:user_visitor"),
-                                                    body: jsonBody(["sessionId": sessionId, "userId": "user_visitor", "remainingTokens": 100])) { try $0.json }
+            let transfer = try await client.execute(
+                uri: "/api/transfer-anonymous-tokens",
+                method: .post,
+                headers: bearer("dev:user_visitor"),
+                body: jsonBody(["sessionId": sessionId, "userId": "user_visitor", "remainingTokens": 100])
+            ) { try $0.json }
             #expect(transfer["transferred"] as? Int == 1)
             #expect(transfer["tokens"] as? Int == 7)
-            let balance = try await client.execute(uri: "/api/user-tokens/user_visitor", method: .get, headers: bearer("dev:user_visitor")) { try $0.json }
+            let balance = try await client.execute(uri: "/api/user-tokens/user_visitor", method: .get, headers: bearer("dev:user_visitor")) {
+                try $0.json
+            }
             #expect(balance["tokens"] as? Int == 7)
             #expect(balance["tokensTransferred"] as? Int == 1)
             #expect((balance["transferDate"] as? String)?.count == 10)
             #expect(balance["lastPurchase"] is NSNull)
-            let second = try await client.execute(uri: "/api/transfer-anonymous-tokens", method: .post, headers: bearer("dev:user_visitor"),
-                                                  body: jsonBody(["sessionId": sessionId])) { try $0.json }
+            let second = try await client.execute(
+                uri: "/api/transfer-anonymous-tokens",
+                method: .post,
+                headers: bearer("dev:user_visitor"),
+                body: jsonBody(["sessionId": sessionId])
+            ) { try $0.json }
             #expect(second["transferred"] as? Int == 0)
             #expect(second["tokens"] as? Int == 7)
             // The session's tokens now live in the account: the session cannot spend them again.
-            try await client.execute(uri: "/api/generate", method: .post, headers: jsonHeaders, body: jsonBody(["input": "x", "sessionId": sessionId])) { response in
+            try await client.execute(
+                uri: "/api/generate",
+                method: .post,
+                headers: jsonHeaders,
+                body: jsonBody(["input": "x", "sessionId": sessionId])
+            ) { response in
                 #expect(response.status == .conflict)
                 #expect(response.errorCode == "session_transferred")
             }
         }
-        #expect(try fixture.logLines().contains { $0["msg"] as? String == "client claimed a different remaining count; the server's count moved" && $0["tokens.claimed"] as? Int == 100 })
+        #expect(
+            try fixture.logLines().contains {
+                $0["msg"] as? String == "client claimed a different remaining count; the server's count moved" && $0["tokens.claimed"] as? Int == 100
+            }
+        )
         #expect(try await fixture.database().verify().isClean)
     }
 
@@ -85,18 +120,36 @@ struct APITests {
         let fixture = try ServerFixture { $0.anonymous.freeTokens = 1 }
         defer { fixture.directory.remove() }
         try await fixture.application().test(.router) { client in
-            let session = try await client.execute(uri: "/api/anonymous-session", method: .post, headers: jsonHeaders, body: jsonBody(["fingerprint": "fp-1"])) { try $0.json }
+            let session = try await client.execute(
+                uri: "/api/anonymous-session",
+                method: .post,
+                headers: jsonHeaders,
+                body: jsonBody(["fingerprint": "fp-1"])
+            ) { try $0.json }
             let sessionId = try #require(session["sessionId"] as? String)
-            _ = try await client.execute(uri: "/api/generate", method: .post, headers: jsonHeaders, body: jsonBody(["input": "one", "sessionId": sessionId]))
-            try await client.execute(uri: "/api/generate", method: .post, headers: jsonHeaders, body: jsonBody(["input": "two", "sessionId": sessionId])) { response in
+            _ = try await client.execute(
+                uri: "/api/generate",
+                method: .post,
+                headers: jsonHeaders,
+                body: jsonBody(["input": "one", "sessionId": sessionId])
+            )
+            try await client.execute(
+                uri: "/api/generate",
+                method: .post,
+                headers: jsonHeaders,
+                body: jsonBody(["input": "two", "sessionId": sessionId])
+            ) { response in
                 #expect(response.status.code == 402)
                 #expect(response.errorCode == "insufficient_tokens")
             }
             // A signed-in user with an empty balance.
             _ = try await client.execute(uri: "/api/user-tokens/user_poor", method: .get, headers: bearer("dev:user_poor"))
             let db = try fixture.database()
-            _ = try await db.post(LedgerPosting(userId: "user_poor", kind: .adjust, delta: -6, idempotencyKey: "drain", actor: "test", reason: "empty"))
-            try await client.execute(uri: "/api/generate", method: .post, headers: bearer("dev:user_poor"), body: jsonBody(["input": "three"])) { response in
+            _ = try await db.post(
+                LedgerPosting(userId: "user_poor", kind: .adjust, delta: -6, idempotencyKey: "drain", actor: "test", reason: "empty")
+            )
+            try await client.execute(uri: "/api/generate", method: .post, headers: bearer("dev:user_poor"), body: jsonBody(["input": "three"])) {
+                response in
                 #expect(response.status.code == 402)
                 #expect(response.errorCode == "insufficient_tokens")
             }
@@ -112,7 +165,9 @@ struct APITests {
         let app = try await fixture.application()
         let db = try fixture.database()
         _ = try await db.openAccount(userId: "user_busy", email: nil, actor: "test")
-        _ = try await db.post(LedgerPosting(userId: "user_busy", kind: .adjust, delta: -1, idempotencyKey: "to-five", actor: "test", reason: "fixture"))
+        _ = try await db.post(
+            LedgerPosting(userId: "user_busy", kind: .adjust, delta: -1, idempotencyKey: "to-five", actor: "test", reason: "fixture")
+        )
         try await app.test(.live) { client in
             let port = try #require(client.port)
             let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
@@ -145,14 +200,25 @@ struct APITests {
         try await fixture.application().test(.router) { client in
             var headers = bearer("dev:user_retry")
             headers[.idempotencyKey] = "gen-abc-1"
-            let firstBody = try await client.execute(uri: "/api/generate", method: .post, headers: headers, body: jsonBody(["input": "Add dark mode"])) { response in
+            let firstBody = try await client.execute(
+                uri: "/api/generate",
+                method: .post,
+                headers: headers,
+                body: jsonBody(["input": "Add dark mode"])
+            ) { response in
                 #expect(response.headers[.contentType] == "application/json; charset=utf-8")
                 return String(buffer: response.body)
             }
-            let secondBody = try await client.execute(uri: "/api/generate", method: .post, headers: headers, body: jsonBody(["input": "Add dark mode"])) { String(buffer: $0.body) }
+            let secondBody = try await client.execute(
+                uri: "/api/generate",
+                method: .post,
+                headers: headers,
+                body: jsonBody(["input": "Add dark mode"])
+            ) { String(buffer: $0.body) }
             // The stored answer is sent as it is: a retry gets the same bytes.
             #expect(secondBody == firstBody)
-            let first = try jsonObject(firstBody), second = try jsonObject(secondBody)
+            let first = try jsonObject(firstBody)
+            let second = try jsonObject(secondBody)
             #expect(first["tokensRemaining"] as? Int == 5)
             #expect(second["tokensRemaining"] as? Int == 5)
             #expect(NSDictionary(dictionary: first["ticket"] as! [String: Any]) == NSDictionary(dictionary: second["ticket"] as! [String: Any]))
@@ -180,10 +246,16 @@ struct APITests {
                     #expect(response.errorCode != nil)
                 }
             }
-            try await client.execute(uri: "/api/generate", method: .post, headers: bearer("dev:user_bad"), body: ByteBuffer(string: "{not json")) { response in
+            try await client.execute(uri: "/api/generate", method: .post, headers: bearer("dev:user_bad"), body: ByteBuffer(string: "{not json")) {
+                response in
                 #expect(response.status == .badRequest)
             }
-            try await client.execute(uri: "/api/generate", method: .post, headers: bearer("dev:user_bad"), body: jsonBody(["input": String(repeating: "é", count: 10_000)])) { response in
+            try await client.execute(
+                uri: "/api/generate",
+                method: .post,
+                headers: bearer("dev:user_bad"),
+                body: jsonBody(["input": String(repeating: "é", count: 10_000)])
+            ) { response in
                 #expect(response.status == .ok)
             }
         }
@@ -214,14 +286,29 @@ struct APITests {
             try await client.execute(uri: "/api/user-tokens/user_other", method: .get, headers: bearer(token)) { response in
                 #expect(response.status == .forbidden)
             }
-            try await client.execute(uri: "/api/transfer-anonymous-tokens", method: .post, headers: bearer(token), body: jsonBody(["sessionId": "anon_nope"])) { response in
+            try await client.execute(
+                uri: "/api/transfer-anonymous-tokens",
+                method: .post,
+                headers: bearer(token),
+                body: jsonBody(["sessionId": "anon_nope"])
+            ) { response in
                 #expect(response.status == .notFound)
                 #expect(response.errorCode == "session_not_found")
             }
-            try await client.execute(uri: "/api/transfer-anonymous-tokens", method: .post, headers: bearer(token), body: jsonBody(["sessionId": "anon_nope", "userId": "user_other"])) { response in
+            try await client.execute(
+                uri: "/api/transfer-anonymous-tokens",
+                method: .post,
+                headers: bearer(token),
+                body: jsonBody(["sessionId": "anon_nope", "userId": "user_other"])
+            ) { response in
                 #expect(response.status == .forbidden)
             }
-            try await client.execute(uri: "/api/transfer-anonymous-tokens", method: .post, headers: jsonHeaders, body: jsonBody(["sessionId": "anon_nope"])) { response in
+            try await client.execute(
+                uri: "/api/transfer-anonymous-tokens",
+                method: .post,
+                headers: jsonHeaders,
+                body: jsonBody(["sessionId": "anon_nope"])
+            ) { response in
                 #expect(response.status == .unauthorized)
             }
 
@@ -234,7 +321,10 @@ struct APITests {
     @Test("new anonymous sessions are limited per address with 429 and Retry-After; X-Forwarded-For counts only behind a trusted proxy")
     func sessionRateLimit() async throws {
         for trustedProxies in [0, 1] {
-            let fixture = try ServerFixture { $0.anonymous.sessionsPerHour = 2; $0.anonymous.trustedProxies = trustedProxies }
+            let fixture = try ServerFixture {
+                $0.anonymous.sessionsPerHour = 2
+                $0.anonymous.trustedProxies = trustedProxies
+            }
             defer { fixture.directory.remove() }
             try await fixture.application().test(.router) { client in
                 var statuses: [HTTPResponse.Status] = []
@@ -242,7 +332,12 @@ struct APITests {
                 for index in 0..<4 {
                     var headers = jsonHeaders
                     headers[.xForwardedFor] = "203.0.113.\(index)"
-                    try await client.execute(uri: "/api/anonymous-session", method: .post, headers: headers, body: jsonBody(["fingerprint": "fp-\(index)"])) { response in
+                    try await client.execute(
+                        uri: "/api/anonymous-session",
+                        method: .post,
+                        headers: headers,
+                        body: jsonBody(["fingerprint": "fp-\(index)"])
+                    ) { response in
                         statuses.append(response.status)
                         if response.status == .tooManyRequests {
                             retryAfter = response.headers[.retryAfter]
@@ -257,19 +352,26 @@ struct APITests {
                     #expect(retryAfter.flatMap(Int.init).map { $0 > 3000 && $0 <= 3600 } == true)
                 }
                 // An existing fingerprint is never limited.
-                try await client.execute(uri: "/api/anonymous-session", method: .post, headers: jsonHeaders, body: jsonBody(["fingerprint": "fp-0"])) { response in
+                try await client.execute(uri: "/api/anonymous-session", method: .post, headers: jsonHeaders, body: jsonBody(["fingerprint": "fp-0"]))
+                { response in
                     #expect(response.status == .ok)
                 }
             }
             // Fingerprints are stored hashed.
-            let raw = try await fixture.database().writer.read { db in try String.fetchAll(db, sql: "SELECT fingerprint_hash FROM anonymous_sessions") }
+            let raw = try await fixture.database().writer.read { db in try String.fetchAll(db, sql: "SELECT fingerprint_hash FROM anonymous_sessions")
+            }
             #expect(!raw.isEmpty && raw.allSatisfy { $0.count == 64 && !$0.contains("fp-") })
         }
     }
 
-    @Test("behind one trusted proxy, addresses the client writes to the left of the proxy's own entry are ignored; malformed entries count as the proxy; IPv6 clients count by their /64")
+    @Test(
+        "behind one trusted proxy, addresses the client writes to the left of the proxy's own entry are ignored; malformed entries count as the proxy; IPv6 clients count by their /64"
+    )
     func forgedForwardedFor() async throws {
-        let fixture = try ServerFixture { $0.anonymous.sessionsPerHour = 3; $0.anonymous.trustedProxies = 1 }
+        let fixture = try ServerFixture {
+            $0.anonymous.sessionsPerHour = 3
+            $0.anonymous.trustedProxies = 1
+        }
         defer { fixture.directory.remove() }
         try await fixture.application().test(.router) { client in
             func statuses(_ forwarded: (Int) -> String, prefix: String) async throws -> [Int: Int] {
@@ -277,7 +379,12 @@ struct APITests {
                 for index in 0..<20 {
                     var headers = jsonHeaders
                     headers[.xForwardedFor] = forwarded(index)
-                    try await client.execute(uri: "/api/anonymous-session", method: .post, headers: headers, body: jsonBody(["fingerprint": "\(prefix)-\(index)"])) { response in
+                    try await client.execute(
+                        uri: "/api/anonymous-session",
+                        method: .post,
+                        headers: headers,
+                        body: jsonBody(["fingerprint": "\(prefix)-\(index)"])
+                    ) { response in
                         counts[Int(response.status.code), default: 0] += 1
                     }
                 }

@@ -1,7 +1,8 @@
 import Foundation
-import Synchronization
 import MyBATestSupport
+import Synchronization
 import Testing
+
 @testable import MyBAOps
 
 @Suite("Clerk session tokens")
@@ -13,7 +14,8 @@ struct ClerkTokenTests {
         factory = try TokenFactory()
         verifier = try ClerkTokenVerifier(
             settings: AuthSettings(jwtPublicKeyPEM: factory.publicKeyPEM, authorizedParties: ["http://localhost:5173"]),
-            http: CurlHTTPClient())
+            http: CurlHTTPClient()
+        )
     }
 
     @Test("a valid RS256, RS384 or RS512 token yields its sub as the user id")
@@ -54,7 +56,9 @@ struct ClerkTokenTests {
     func claims() async throws {
         await #expect(throws: AuthError.missingSubject) { try await verifier.verify(token: try factory.token(sub: nil)) }
         await #expect(throws: AuthError.malformed("typ must be JWT")) { try await verifier.verify(token: try factory.token(typ: "at+jwt")) }
-        await #expect(throws: AuthError.unauthorizedParty("https://evil.example")) { try await verifier.verify(token: try factory.token(azp: "https://evil.example")) }
+        await #expect(throws: AuthError.unauthorizedParty("https://evil.example")) {
+            try await verifier.verify(token: try factory.token(azp: "https://evil.example"))
+        }
         await #expect(throws: AuthError.unauthorizedParty("(none)")) { try await verifier.verify(token: try factory.token(azp: nil)) }
         for garbage in ["", "abc", "a.b", "a.b.c.d", "!!!.???.***"] {
             await #expect(throws: AuthError.self) { try await verifier.verify(token: garbage) }
@@ -78,7 +82,10 @@ struct ClerkTokenTests {
     @Test("a PEM that is not an RSA public key stops start-up naming CLERK_JWT_KEY")
     func badPEM() throws {
         let error = try #require(throws: SettingsError.self) {
-            _ = try ClerkTokenVerifier(settings: AuthSettings(jwtPublicKeyPEM: "-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----"), http: CurlHTTPClient())
+            _ = try ClerkTokenVerifier(
+                settings: AuthSettings(jwtPublicKeyPEM: "-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----"),
+                http: CurlHTTPClient()
+            )
         }
         #expect(error.variable == "CLERK_JWT_KEY")
     }
@@ -92,7 +99,8 @@ struct ClerkTokenTests {
         try await upstream.run { base in
             let verifier = try ClerkTokenVerifier(
                 settings: AuthSettings(secretKey: "sk_test_clerk", jwksURL: base.appendingPathComponent("v1/jwks")),
-                http: CurlHTTPClient())
+                http: CurlHTTPClient()
+            )
             _ = try await verifier.verify(token: try first.token())
             _ = try await verifier.verify(token: try first.token(sub: "user_other"))
             #expect(upstream.requests.filter { $0.path == "/v1/jwks" }.count == 1)
@@ -115,7 +123,9 @@ struct ClerkTokenTests {
         var now: Date { Date().addingTimeInterval(offset.withLock { $0 }) }
     }
 
-    @Test("JWKS refresh: one fetch for 50 requests that find the cache stale; a failing endpoint leaves the held keys in use (bounded), is not retried per request, and with no usable keys it is keysUnavailable")
+    @Test(
+        "JWKS refresh: one fetch for 50 requests that find the cache stale; a failing endpoint leaves the held keys in use (bounded), is not retried per request, and with no usable keys it is keysUnavailable"
+    )
     func jwksRefreshUnderLoadAndFailure() async throws {
         let upstream = FakeUpstream()
         let signer = try TokenFactory(kid: "kid_one")
@@ -124,7 +134,9 @@ struct ClerkTokenTests {
             let clock = TestClock()
             let verifier = try ClerkTokenVerifier(
                 settings: AuthSettings(secretKey: "sk_test_clerk", jwksURL: base.appendingPathComponent("v1/jwks")),
-                http: CurlHTTPClient(), now: { clock.now })
+                http: CurlHTTPClient(),
+                now: { clock.now }
+            )
             func fetches() -> Int { upstream.requests.filter { $0.path == "/v1/jwks" }.count }
             _ = try await verifier.verify(token: try signer.token())
             #expect(fetches() == 1)
@@ -153,7 +165,10 @@ struct ClerkTokenTests {
                 _ = try await verifier.verify(token: try signer.token(now: clock.now))
                 Issue.record("verified with keys past their staleness bound")
             } catch let error as AuthError {
-                guard case .keysUnavailable = error else { Issue.record("expected keysUnavailable, got \(error)"); return }
+                guard case .keysUnavailable = error else {
+                    Issue.record("expected keysUnavailable, got \(error)")
+                    return
+                }
             }
         }
     }
@@ -164,7 +179,10 @@ struct ClerkTokenTests {
         let signer = try TokenFactory(kid: "kid_one")
         upstream.jwks.withLock { $0 = [signer.jwk] }
         try await upstream.run { base in
-            let verifier = try ClerkTokenVerifier(settings: AuthSettings(secretKey: "sk_test_clerk", jwksURL: base.appendingPathComponent("v1/jwks")), http: CurlHTTPClient())
+            let verifier = try ClerkTokenVerifier(
+                settings: AuthSettings(secretKey: "sk_test_clerk", jwksURL: base.appendingPathComponent("v1/jwks")),
+                http: CurlHTTPClient()
+            )
             _ = try await verifier.verify(token: try signer.token())
             let forged = try (0..<100).map { try TokenFactory(kid: "kid_forged_\($0 % 7)").token() }
             await withTaskGroup(of: Void.self) { group in
@@ -191,6 +209,8 @@ struct ClerkTokenTests {
         let strict = try ClerkTokenVerifier(settings: settings, http: CurlHTTPClient())
         _ = try await strict.verify(token: try factory.token())
         await #expect(throws: AuthError.unauthorizedParty("(none)")) { try await strict.verify(token: try factory.token(azp: nil)) }
-        await #expect(throws: AuthError.wrongIssuer("https://evil.example")) { try await strict.verify(token: try factory.token(iss: "https://evil.example")) }
+        await #expect(throws: AuthError.wrongIssuer("https://evil.example")) {
+            try await strict.verify(token: try factory.token(iss: "https://evil.example"))
+        }
     }
 }

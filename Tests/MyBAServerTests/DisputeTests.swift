@@ -5,6 +5,7 @@ import HummingbirdTesting
 import MyBATestSupport
 import NIOCore
 import Testing
+
 @testable import MyBAOps
 @testable import MyBAServer
 
@@ -12,29 +13,47 @@ import Testing
 @Suite("Disputes")
 struct DisputeTests {
     static func dispute(eventId: String, type: String, disputeId: String, paymentIntent: String, amount: Int, status: String) -> String {
-        Deliveries.stripeEvent(id: eventId, type: type, object: [
-            "id": disputeId, "object": "dispute", "amount": amount, "currency": "usd", "charge": "ch_\(paymentIntent)",
-            "payment_intent": paymentIntent, "reason": "fraudulent", "status": status,
-        ])
+        Deliveries.stripeEvent(
+            id: eventId,
+            type: type,
+            object: [
+                "id": disputeId, "object": "dispute", "amount": amount, "currency": "usd", "charge": "ch_\(paymentIntent)",
+                "payment_intent": paymentIntent, "reason": "fraudulent", "status": status,
+            ]
+        )
     }
 
     /// Delivers `bodies` in order (each twice, as Stripe may) and returns the user's balance.
     func deliver(_ bodies: [String], to client: some TestClientProtocol) async throws {
         for body in bodies {
             for _ in 0..<2 {
-                try await client.execute(uri: "/api/webhook/stripe", method: .post, headers: Deliveries.stripeHeaders(body), body: ByteBuffer(string: body)) { response in
+                try await client.execute(
+                    uri: "/api/webhook/stripe",
+                    method: .post,
+                    headers: Deliveries.stripeHeaders(body),
+                    body: ByteBuffer(string: body)
+                ) { response in
                     #expect(response.status == .ok)
                 }
             }
         }
     }
 
-    @Test("a dispute holds back what is left of the purchase's tokens (never below zero, the rest as shortfall) and a won dispute gives them back, once each however often delivered")
+    @Test(
+        "a dispute holds back what is left of the purchase's tokens (never below zero, the rest as shortfall) and a won dispute gives them back, once each however often delivered"
+    )
     func openedThenWon() async throws {
         let fixture = try webhookFixture()
         defer { fixture.directory.remove() }
         try await fixture.application().test(.router) { client in
-            let purchase = Deliveries.checkoutCompleted(eventId: "evt_buy", sessionId: "cs_disp", userId: "user_disp", tokens: 10, amount: 500, paymentIntent: "pi_disp")
+            let purchase = Deliveries.checkoutCompleted(
+                eventId: "evt_buy",
+                sessionId: "cs_disp",
+                userId: "user_disp",
+                tokens: 10,
+                amount: 500,
+                paymentIntent: "pi_disp"
+            )
             try await deliver([purchase], to: client)
             // The buyer (opened by the purchase, so no welcome grant) spends 4 of the 10 bought;
             // the dispute holds back the 6 left, 4 short.
@@ -43,17 +62,43 @@ struct DisputeTests {
                 headers[.contentType] = "application/json"
                 _ = try await client.execute(uri: "/api/generate", method: .post, headers: headers, body: jsonBody(["input": "Ticket \(index)"]))
             }
-            try await deliver([Self.dispute(eventId: "evt_dp1", type: "charge.dispute.created", disputeId: "dp_1", paymentIntent: "pi_disp", amount: 500, status: "needs_response")], to: client)
+            try await deliver(
+                [
+                    Self.dispute(
+                        eventId: "evt_dp1",
+                        type: "charge.dispute.created",
+                        disputeId: "dp_1",
+                        paymentIntent: "pi_disp",
+                        amount: 500,
+                        status: "needs_response"
+                    )
+                ],
+                to: client
+            )
         }
         let database = try fixture.database()
         #expect(try await database.balance(userId: "user_disp")?.tokens == 0)
         let opened = try #require(try await database.webhookEvent(source: .stripe, eventId: "evt_dp1"))
         #expect(opened.outcome?.contains("held back 6 tokens") == true && opened.outcome?.contains("shortfall 4") == true, "\(opened.outcome ?? "")")
         try await fixture.application().test(.router) { client in
-            try await deliver([Self.dispute(eventId: "evt_dp1_won", type: "charge.dispute.closed", disputeId: "dp_1", paymentIntent: "pi_disp", amount: 500, status: "won")], to: client)
+            try await deliver(
+                [
+                    Self.dispute(
+                        eventId: "evt_dp1_won",
+                        type: "charge.dispute.closed",
+                        disputeId: "dp_1",
+                        paymentIntent: "pi_disp",
+                        amount: 500,
+                        status: "won"
+                    )
+                ],
+                to: client
+            )
         }
         #expect(try await database.balance(userId: "user_disp")?.tokens == 6)
-        let kinds = try await database.entries(userId: "user_disp", limit: 20).filter { $0.idempotencyKey.hasPrefix("dispute") }.map { ($0.idempotencyKey, $0.delta) }
+        let kinds = try await database.entries(userId: "user_disp", limit: 20).filter { $0.idempotencyKey.hasPrefix("dispute") }.map {
+            ($0.idempotencyKey, $0.delta)
+        }
         #expect(kinds.map(\.0).sorted() == ["dispute:dp_1", "dispute_won:dp_1"])
         #expect(kinds.map(\.1).sorted() == [-6, 6])
         #expect(try await database.verify().isClean)
@@ -64,15 +109,44 @@ struct DisputeTests {
         let fixture = try webhookFixture()
         defer { fixture.directory.remove() }
         try await fixture.application().test(.router) { client in
-            try await deliver([Deliveries.checkoutCompleted(eventId: "evt_buy2", sessionId: "cs_spent", userId: "user_spent", tokens: 10, amount: 500, paymentIntent: "pi_spent")], to: client)
+            try await deliver(
+                [
+                    Deliveries.checkoutCompleted(
+                        eventId: "evt_buy2",
+                        sessionId: "cs_spent",
+                        userId: "user_spent",
+                        tokens: 10,
+                        amount: 500,
+                        paymentIntent: "pi_spent"
+                    )
+                ],
+                to: client
+            )
         }
         let database = try fixture.database()
         _ = try await database.post(LedgerPosting(userId: "user_spent", kind: .consume, delta: -10, idempotencyKey: "spent-10", actor: "test"))
         try await fixture.application().test(.router) { client in
-            try await deliver([
-                Self.dispute(eventId: "evt_dp2", type: "charge.dispute.created", disputeId: "dp_2", paymentIntent: "pi_spent", amount: 500, status: "needs_response"),
-                Self.dispute(eventId: "evt_dp2_lost", type: "charge.dispute.closed", disputeId: "dp_2", paymentIntent: "pi_spent", amount: 500, status: "lost"),
-            ], to: client)
+            try await deliver(
+                [
+                    Self.dispute(
+                        eventId: "evt_dp2",
+                        type: "charge.dispute.created",
+                        disputeId: "dp_2",
+                        paymentIntent: "pi_spent",
+                        amount: 500,
+                        status: "needs_response"
+                    ),
+                    Self.dispute(
+                        eventId: "evt_dp2_lost",
+                        type: "charge.dispute.closed",
+                        disputeId: "dp_2",
+                        paymentIntent: "pi_spent",
+                        amount: 500,
+                        status: "lost"
+                    ),
+                ],
+                to: client
+            )
         }
         #expect(try await database.balance(userId: "user_spent")?.tokens == 0)
         let event = try #require(try await database.webhookEvent(source: .stripe, eventId: "evt_dp2"))
@@ -85,14 +159,59 @@ struct DisputeTests {
         let fixture = try webhookFixture()
         defer { fixture.directory.remove() }
         try await fixture.application().test(.router) { client in
-            try await deliver([
-                Deliveries.checkoutCompleted(eventId: "evt_buy3", sessionId: "cs_won", userId: "user_won", tokens: 10, amount: 500, paymentIntent: "pi_won"),
-                Deliveries.checkoutCompleted(eventId: "evt_buy4", sessionId: "cs_lost", userId: "user_lost", tokens: 10, amount: 500, paymentIntent: "pi_lost"),
-                Self.dispute(eventId: "evt_dp3_won", type: "charge.dispute.closed", disputeId: "dp_3", paymentIntent: "pi_won", amount: 500, status: "won"),
-                Self.dispute(eventId: "evt_dp3", type: "charge.dispute.created", disputeId: "dp_3", paymentIntent: "pi_won", amount: 500, status: "needs_response"),
-                Self.dispute(eventId: "evt_dp4_lost", type: "charge.dispute.closed", disputeId: "dp_4", paymentIntent: "pi_lost", amount: 500, status: "lost"),
-                Self.dispute(eventId: "evt_dp4", type: "charge.dispute.created", disputeId: "dp_4", paymentIntent: "pi_lost", amount: 500, status: "needs_response"),
-            ], to: client)
+            try await deliver(
+                [
+                    Deliveries.checkoutCompleted(
+                        eventId: "evt_buy3",
+                        sessionId: "cs_won",
+                        userId: "user_won",
+                        tokens: 10,
+                        amount: 500,
+                        paymentIntent: "pi_won"
+                    ),
+                    Deliveries.checkoutCompleted(
+                        eventId: "evt_buy4",
+                        sessionId: "cs_lost",
+                        userId: "user_lost",
+                        tokens: 10,
+                        amount: 500,
+                        paymentIntent: "pi_lost"
+                    ),
+                    Self.dispute(
+                        eventId: "evt_dp3_won",
+                        type: "charge.dispute.closed",
+                        disputeId: "dp_3",
+                        paymentIntent: "pi_won",
+                        amount: 500,
+                        status: "won"
+                    ),
+                    Self.dispute(
+                        eventId: "evt_dp3",
+                        type: "charge.dispute.created",
+                        disputeId: "dp_3",
+                        paymentIntent: "pi_won",
+                        amount: 500,
+                        status: "needs_response"
+                    ),
+                    Self.dispute(
+                        eventId: "evt_dp4_lost",
+                        type: "charge.dispute.closed",
+                        disputeId: "dp_4",
+                        paymentIntent: "pi_lost",
+                        amount: 500,
+                        status: "lost"
+                    ),
+                    Self.dispute(
+                        eventId: "evt_dp4",
+                        type: "charge.dispute.created",
+                        disputeId: "dp_4",
+                        paymentIntent: "pi_lost",
+                        amount: 500,
+                        status: "needs_response"
+                    ),
+                ],
+                to: client
+            )
         }
         let database = try fixture.database()
         #expect(try await database.balance(userId: "user_won")?.tokens == 10)
@@ -108,11 +227,20 @@ struct ForeignEventTests {
         let fixture = try webhookFixture()
         defer { fixture.directory.remove() }
         try await fixture.application().test(.router) { client in
-            let body = Deliveries.stripeEvent(id: "evt_other_product", type: "checkout.session.completed", object: [
-                "id": "cs_other", "object": "checkout.session", "amount_total": 900, "currency": "usd", "payment_status": "paid",
-                "payment_intent": "pi_other", "metadata": [String: String](),
-            ])
-            try await client.execute(uri: "/api/webhook/stripe", method: .post, headers: Deliveries.stripeHeaders(body), body: ByteBuffer(string: body)) { response in
+            let body = Deliveries.stripeEvent(
+                id: "evt_other_product",
+                type: "checkout.session.completed",
+                object: [
+                    "id": "cs_other", "object": "checkout.session", "amount_total": 900, "currency": "usd", "payment_status": "paid",
+                    "payment_intent": "pi_other", "metadata": [String: String](),
+                ]
+            )
+            try await client.execute(
+                uri: "/api/webhook/stripe",
+                method: .post,
+                headers: Deliveries.stripeHeaders(body),
+                body: ByteBuffer(string: body)
+            ) { response in
                 #expect(response.status == .ok)
                 #expect(response.object["status"] as? String == "ignored")
             }
@@ -132,9 +260,19 @@ struct ClerkUserUpdatedTests {
         defer { fixture.directory.remove() }
         try await fixture.application().test(.router) { client in
             let created = Deliveries.clerkUser(type: "user.created", userId: "user_moved", email: "old@example.com")
-            _ = try await client.execute(uri: "/api/webhook/clerk", method: .post, headers: Deliveries.svixHeaders(created, id: "msg_c"), body: ByteBuffer(string: created))
+            _ = try await client.execute(
+                uri: "/api/webhook/clerk",
+                method: .post,
+                headers: Deliveries.svixHeaders(created, id: "msg_c"),
+                body: ByteBuffer(string: created)
+            )
             let updated = Deliveries.clerkUser(type: "user.updated", userId: "user_moved", email: "new@example.com")
-            try await client.execute(uri: "/api/webhook/clerk", method: .post, headers: Deliveries.svixHeaders(updated, id: "msg_u"), body: ByteBuffer(string: updated)) { response in
+            try await client.execute(
+                uri: "/api/webhook/clerk",
+                method: .post,
+                headers: Deliveries.svixHeaders(updated, id: "msg_u"),
+                body: ByteBuffer(string: updated)
+            ) { response in
                 #expect(response.object["status"] as? String == "processed")
             }
         }
@@ -149,14 +287,40 @@ struct LatePurchaseTests {
         let fixture = try webhookFixture { $0.webhookRetryIntervalSeconds = 1 }
         defer { fixture.directory.remove() }
         try await fixture.application().test(.router) { client in
-            let refund = Deliveries.chargeRefunded(eventId: "evt_refund_first", paymentIntent: "pi_late_buy", amount: 500, refunded: 500, userId: "user_late")
-            _ = try await client.execute(uri: "/api/webhook/stripe", method: .post, headers: Deliveries.stripeHeaders(refund), body: ByteBuffer(string: refund))
+            let refund = Deliveries.chargeRefunded(
+                eventId: "evt_refund_first",
+                paymentIntent: "pi_late_buy",
+                amount: 500,
+                refunded: 500,
+                userId: "user_late"
+            )
+            _ = try await client.execute(
+                uri: "/api/webhook/stripe",
+                method: .post,
+                headers: Deliveries.stripeHeaders(refund),
+                body: ByteBuffer(string: refund)
+            )
             // Its retries ran out while the purchase was missing.
             try await fixture.database().writer.write { db in
-                try db.execute(sql: "UPDATE webhook_events SET attempts = ? WHERE event_id = 'evt_refund_first'", arguments: [WebhookProcessor.maxAttempts])
+                try db.execute(
+                    sql: "UPDATE webhook_events SET attempts = ? WHERE event_id = 'evt_refund_first'",
+                    arguments: [WebhookProcessor.maxAttempts]
+                )
             }
-            let purchase = Deliveries.checkoutCompleted(eventId: "evt_buy_late", sessionId: "cs_late_buy", userId: "user_late", tokens: 10, amount: 500, paymentIntent: "pi_late_buy")
-            _ = try await client.execute(uri: "/api/webhook/stripe", method: .post, headers: Deliveries.stripeHeaders(purchase), body: ByteBuffer(string: purchase))
+            let purchase = Deliveries.checkoutCompleted(
+                eventId: "evt_buy_late",
+                sessionId: "cs_late_buy",
+                userId: "user_late",
+                tokens: 10,
+                amount: 500,
+                paymentIntent: "pi_late_buy"
+            )
+            _ = try await client.execute(
+                uri: "/api/webhook/stripe",
+                method: .post,
+                headers: Deliveries.stripeHeaders(purchase),
+                body: ByteBuffer(string: purchase)
+            )
             var status: WebhookEvent.Status?
             for _ in 0..<100 where status != .processed {
                 try await Task.sleep(for: .milliseconds(100))

@@ -76,26 +76,47 @@ final class FakeUpstream: Sendable {
             try await Task.sleep(for: .seconds(3))
             return try Self.json(["choices": [["message": ["role": "assistant", "content": Self.ticketJSON]]]])
         case "ok-markdown":
-            return try Self.json(["choices": [["index": 0, "message": ["role": "assistant", "content": Self.ticketMarkdown]]], "usage": ["total_tokens": 10]])
+            return try Self.json([
+                "choices": [["index": 0, "message": ["role": "assistant", "content": Self.ticketMarkdown]]], "usage": ["total_tokens": 10],
+            ])
         default:
-            return try Self.json(["id": "gen-1", "choices": [["index": 0, "message": ["role": "assistant", "content": "```json\n\(Self.ticketJSON)\n```"]]], "usage": ["total_tokens": 10]])
+            return try Self.json([
+                "id": "gen-1", "choices": [["index": 0, "message": ["role": "assistant", "content": "```json\n\(Self.ticketJSON)\n```"]]],
+                "usage": ["total_tokens": 10],
+            ])
         }
     }
 
     private func messages(_ request: Request, context: some RequestContext) async throws -> Response {
         let body = try await decodeBody(request)
         let model = body["model"] as? String ?? ""
-        record(request, path: "anthropic", body: ["model": model, "max_tokens": (body["max_tokens"] as? Int) ?? -1, "system": (body["system"] as? String) ?? ""])
+        record(
+            request,
+            path: "anthropic",
+            body: ["model": model, "max_tokens": (body["max_tokens"] as? Int) ?? -1, "system": (body["system"] as? String) ?? ""]
+        )
         if model == "overloaded" {
-            return try Self.json(["type": "error", "error": ["type": "overloaded_error", "message": "Overloaded"]], status: .init(code: 529, reasonPhrase: "Overloaded"))
+            return try Self.json(
+                ["type": "error", "error": ["type": "overloaded_error", "message": "Overloaded"]],
+                status: .init(code: 529, reasonPhrase: "Overloaded")
+            )
         }
         if model == "fail-401" {
-            return try Self.json(["type": "error", "error": ["type": "authentication_error", "message": "invalid x-api-key \(request.headers[HTTPField.Name("x-api-key")!] ?? "")"]], status: .unauthorized)
+            return try Self.json(
+                [
+                    "type": "error",
+                    "error": ["type": "authentication_error", "message": "invalid x-api-key \(request.headers[HTTPField.Name("x-api-key")!] ?? "")"],
+                ],
+                status: .unauthorized
+            )
         }
-        return try Self.json(["id": "msg_1", "type": "message", "role": "assistant", "content": [["type": "text", "text": Self.ticketJSON]], "stop_reason": "end_turn"])
+        return try Self.json([
+            "id": "msg_1", "type": "message", "role": "assistant", "content": [["type": "text", "text": Self.ticketJSON]], "stop_reason": "end_turn",
+        ])
     }
 
-    static let ticketJSON = #"{"title":"Add CSV export to reports","description":"Users need to export report tables as CSV.","acceptanceCriteria":["An Export button downloads the table as CSV","Columns match the table"],"priority":"high","storyPoints":"5","labels":["Reports","export"]}"#
+    static let ticketJSON =
+        #"{"title":"Add CSV export to reports","description":"Users need to export report tables as CSV.","acceptanceCriteria":["An Export button downloads the table as CSV","Columns match the table"],"priority":"high","storyPoints":"5","labels":["Reports","export"]}"#
     static let ticketMarkdown = """
         # Add CSV export to reports
 
@@ -132,11 +153,24 @@ struct TokenFactory {
     /// The key as a JWKS entry.
     var jwk: [String: String] {
         let primitives = try! privateKey.publicKey.getKeyPrimitives()
-        return ["kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256", "n": Base64URL.encode(primitives.modulus), "e": Base64URL.encode(primitives.publicExponent)]
+        return [
+            "kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256", "n": Base64URL.encode(primitives.modulus),
+            "e": Base64URL.encode(primitives.publicExponent),
+        ]
     }
 
-    func token(sub: String? = "user_2abc", alg: String = "RS256", exp: TimeInterval = 60, nbf: TimeInterval? = -10, iat: TimeInterval? = -10,
-               azp: String? = "http://localhost:5173", typ: String? = "JWT", kid: String? = nil, iss: String = "https://clerk.example.com", now: Date = Date()) throws -> String {
+    func token(
+        sub: String? = "user_2abc",
+        alg: String = "RS256",
+        exp: TimeInterval = 60,
+        nbf: TimeInterval? = -10,
+        iat: TimeInterval? = -10,
+        azp: String? = "http://localhost:5173",
+        typ: String? = "JWT",
+        kid: String? = nil,
+        iss: String = "https://clerk.example.com",
+        now: Date = Date()
+    ) throws -> String {
         var header: [String: Any] = ["alg": alg, "kid": kid ?? self.kid]
         if let typ { header["typ"] = typ }
         var claims: [String: Any] = ["exp": Int(now.timeIntervalSince1970 + exp), "iss": iss, "sid": "sess_1"]
@@ -144,7 +178,9 @@ struct TokenFactory {
         if let nbf { claims["nbf"] = Int(now.timeIntervalSince1970 + nbf) }
         if let iat { claims["iat"] = Int(now.timeIntervalSince1970 + iat) }
         if let azp { claims["azp"] = azp }
-        let signingInput = Base64URL.encode(try JSONSerialization.data(withJSONObject: header)) + "." + Base64URL.encode(try JSONSerialization.data(withJSONObject: claims))
+        let signingInput =
+            Base64URL.encode(try JSONSerialization.data(withJSONObject: header)) + "."
+            + Base64URL.encode(try JSONSerialization.data(withJSONObject: claims))
         let data = Data(signingInput.utf8)
         let signature: Data
         switch alg {

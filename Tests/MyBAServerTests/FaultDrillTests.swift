@@ -5,11 +5,13 @@ import MyBATestSupport
 import StripeEmulator
 import Synchronization
 import Testing
+
+@testable import MyBAOps
+@testable import MyBAServer
+
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
-@testable import MyBAOps
-@testable import MyBAServer
 
 /// An HTTP client for drills: many connections at once, and a failed exchange (a killed server)
 /// is an answer of its own (`nil`), never an error that ends the drill.
@@ -45,7 +47,9 @@ struct DrillClient: Sendable {
 func fund(_ users: [String], with tokens: Int, in database: AppDatabase) async throws {
     for user in users {
         _ = try await database.openAccount(userId: user, email: nil, actor: "test")
-        _ = try await database.post(LedgerPosting(userId: user, kind: .adjust, delta: tokens, idempotencyKey: "fund:\(user)", actor: "test", reason: "fixture"))
+        _ = try await database.post(
+            LedgerPosting(userId: user, kind: .adjust, delta: tokens, idempotencyKey: "fund:\(user)", actor: "test", reason: "fixture")
+        )
     }
 }
 
@@ -71,7 +75,9 @@ struct FaultDrillTests {
         let databasePath = directory.file("myba.sqlite")
         let database = try AppDatabase.openFile(at: databasePath)
         _ = try await database.openAccount(userId: "user_drill", email: nil, actor: "test")
-        _ = try await database.post(LedgerPosting(userId: "user_drill", kind: .adjust, delta: 4, idempotencyKey: "to-ten", actor: "test", reason: "fixture"))
+        _ = try await database.post(
+            LedgerPosting(userId: "user_drill", kind: .adjust, delta: 4, idempotencyKey: "to-ten", actor: "test", reason: "fixture")
+        )
         #expect(try await database.balance(userId: "user_drill")?.tokens == 10)
 
         // 1000 client sockets here and 1000 in the server, each within its own limit.
@@ -87,7 +93,9 @@ struct FaultDrillTests {
             for index in 0..<1000 {
                 headers[.idempotencyKey] = "drill-\(index)"
                 let requestHeaders = headers
-                group.addTask { await client.send("POST", "/api/generate", body: #"{"input":"Drill task \#(index)"}"#, headers: requestHeaders)?.status ?? -1 }
+                group.addTask {
+                    await client.send("POST", "/api/generate", body: #"{"input":"Drill task \#(index)"}"#, headers: requestHeaders)?.status ?? -1
+                }
             }
             return await group.reduce(into: [Int: Int]()) { $0[$1, default: 0] += 1 }
         }
@@ -117,7 +125,13 @@ struct FaultDrillTests {
         let client = DrillClient(port: server.port, connections: 200)
         let deliveries = (0..<100).flatMap { index in
             let body = Deliveries.checkoutCompleted(
-                eventId: "evt_dup_\(index)", sessionId: "cs_dup_\(index)", userId: "user_dup_\(index % 20)", tokens: 10, amount: 500, paymentIntent: "pi_dup_\(index)")
+                eventId: "evt_dup_\(index)",
+                sessionId: "cs_dup_\(index)",
+                userId: "user_dup_\(index % 20)",
+                tokens: 10,
+                amount: 500,
+                paymentIntent: "pi_dup_\(index)"
+            )
             return Array(repeating: body, count: 10)
         }.shuffled()
         let statuses = await withTaskGroup(of: Int.self) { group in
@@ -132,9 +146,11 @@ struct FaultDrillTests {
 
         let database = try AppDatabase.openFile(at: databasePath, options: .init(createIfMissing: false))
         let (events, purchases, purchased) = try await database.writer.read { db in
-            (try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM webhook_events WHERE event_id LIKE 'evt_dup_%' AND status = 'processed'") ?? 0,
-             try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries WHERE kind = 'purchase'") ?? 0,
-             try Int.fetchOne(db, sql: "SELECT SUM(tokens_purchased) FROM balances") ?? 0)
+            (
+                try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM webhook_events WHERE event_id LIKE 'evt_dup_%' AND status = 'processed'") ?? 0,
+                try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries WHERE kind = 'purchase'") ?? 0,
+                try Int.fetchOne(db, sql: "SELECT SUM(tokens_purchased) FROM balances") ?? 0
+            )
         }
         #expect(events == 100)
         #expect(purchases == 100)
@@ -145,7 +161,9 @@ struct FaultDrillTests {
         #expect(try await database.verify().isClean)
     }
 
-    @Test("50 rounds of SIGKILL under generate, webhook and transfer load: every acknowledged webhook applied once, every 2xx generate charged once, every acknowledged transfer moved once")
+    @Test(
+        "50 rounds of SIGKILL under generate, webhook and transfer load: every acknowledged webhook applied once, every 2xx generate charged once, every acknowledged transfer moved once"
+    )
     func killedUnderLoad() async throws {
         let directory = try TemporaryDirectory("myba-drill-crash")
         defer { directory.remove() }
@@ -178,7 +196,9 @@ struct FaultDrillTests {
                             case 0..<5:
                                 let key = "g\(round)-\(worker)-\(step)"
                                 let headers: HTTPFields = [.authorization: "Bearer dev:\(user)", .idempotencyKey: key]
-                                if await client.send("POST", "/api/generate", body: #"{"input":"Crash drill \#(key)"}"#, headers: headers)?.status == 200 {
+                                if await client.send("POST", "/api/generate", body: #"{"input":"Crash drill \#(key)"}"#, headers: headers)?.status
+                                    == 200
+                                {
                                     record.withLock { _ = $0.acknowledgedGenerations.insert("\(user):\(key)") }
                                 }
                             case 5..<8:
@@ -188,21 +208,35 @@ struct FaultDrillTests {
                                 let body = record.withLock { state in
                                     if state.sentEvents[eventId] == nil {
                                         state.sentEvents[eventId] = Deliveries.checkoutCompleted(
-                                            eventId: eventId, sessionId: "cs_" + eventId, userId: user, tokens: 10, amount: 500, paymentIntent: "pi_" + eventId)
+                                            eventId: eventId,
+                                            sessionId: "cs_" + eventId,
+                                            userId: user,
+                                            tokens: 10,
+                                            amount: 500,
+                                            paymentIntent: "pi_" + eventId
+                                        )
                                     }
                                     return state.sentEvents[eventId]!
                                 }
-                                if await client.send("POST", "/api/webhook/stripe", body: body, headers: Deliveries.stripeHeaders(body))?.status == 200 {
+                                if await client.send("POST", "/api/webhook/stripe", body: body, headers: Deliveries.stripeHeaders(body))?.status
+                                    == 200
+                                {
                                     record.withLock { _ = $0.acknowledgedEvents.insert(eventId) }
                                 }
                             default:
                                 let fingerprint = "fp-\(round)-\(worker)-\(step)"
                                 guard let started = await client.send("POST", "/api/anonymous-session", body: #"{"fingerprint":"\#(fingerprint)"}"#),
-                                      started.status == 200, let sessionId = started.body["sessionId"] as? String
+                                    started.status == 200, let sessionId = started.body["sessionId"] as? String
                                 else { continue }
                                 let headers: HTTPFields = [.authorization: "Bearer dev:\(user)"]
-                                if let moved = await client.send("POST", "/api/transfer-anonymous-tokens", body: #"{"sessionId":"\#(sessionId)"}"#, headers: headers),
-                                   moved.status == 200, let transferred = moved.body["transferred"] as? Int {
+                                if let moved = await client.send(
+                                    "POST",
+                                    "/api/transfer-anonymous-tokens",
+                                    body: #"{"sessionId":"\#(sessionId)"}"#,
+                                    headers: headers
+                                ),
+                                    moved.status == 200, let transferred = moved.body["transferred"] as? Int
+                                {
                                     record.withLock { $0.acknowledgedTransfers[sessionId] = (user, transferred) }
                                 }
                             }
@@ -238,12 +272,21 @@ struct FaultDrillTests {
         #expect(state.acknowledgedTransfers.count > 50, "the load barely ran: \(state.acknowledgedTransfers.count) transfers")
         try await database.writer.read { db in
             for eventId in state.acknowledgedEvents.sorted() {
-                let status = try String.fetchOne(db, sql: "SELECT status FROM webhook_events WHERE source = 'stripe' AND event_id = ?", arguments: [eventId])
+                let status = try String.fetchOne(
+                    db,
+                    sql: "SELECT status FROM webhook_events WHERE source = 'stripe' AND event_id = ?",
+                    arguments: [eventId]
+                )
                 #expect(status == "processed", "\(eventId) acknowledged but \(status ?? "not stored")")
             }
             // Every event ever sent, acknowledged or not, granted at most once.
             for eventId in state.sentEvents.keys.sorted() {
-                let purchases = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries WHERE kind = 'purchase' AND reference = ?", arguments: ["cs_" + eventId]) ?? 0
+                let purchases =
+                    try Int.fetchOne(
+                        db,
+                        sql: "SELECT COUNT(*) FROM ledger_entries WHERE kind = 'purchase' AND reference = ?",
+                        arguments: ["cs_" + eventId]
+                    ) ?? 0
                 if state.acknowledgedEvents.contains(eventId) {
                     #expect(purchases == 1, "\(eventId) acknowledged, granted \(purchases) times")
                 } else {
@@ -257,7 +300,11 @@ struct FaultDrillTests {
                 #expect(status == "completed", "\(key): \(status ?? "no generation row")")
             }
             for (sessionId, (user, transferred)) in state.acknowledgedTransfers.sorted(by: { $0.key < $1.key }) {
-                let entries = try Row.fetchAll(db, sql: "SELECT user_id, delta FROM ledger_entries WHERE kind = 'transfer' AND reference = ?", arguments: [sessionId])
+                let entries = try Row.fetchAll(
+                    db,
+                    sql: "SELECT user_id, delta FROM ledger_entries WHERE kind = 'transfer' AND reference = ?",
+                    arguments: [sessionId]
+                )
                 #expect(entries.count == (transferred > 0 ? 1 : 0), "\(sessionId): \(entries.count) transfer entries")
                 if let entry = entries.first {
                     #expect(entry["user_id"] as String == user && entry["delta"] as Int == transferred)
@@ -279,9 +326,11 @@ struct FaultDrillTests {
         let emulator = StripeEmulator()
         try await withStripeEmulator(emulator) { emulator, base in
             let stripeEnvironment = ["STRIPE_SECRET_KEY": "sk_test_drill", "STRIPE_API_BASE": base.absoluteString, "MYBA_STRIPE_TIMEOUT_MS": "400"]
-            let server = try await RunningServer.start(environment: stripeEnvironment.merging([
-                "PORT": "0", "MYBA_DATABASE": databasePath, "MYBA_LOG_FILE": directory.file("myba.jsonl"), "MYBA_MIRROR_INTERVAL_MS": "50",
-            ]) { $1 })
+            let server = try await RunningServer.start(
+                environment: stripeEnvironment.merging([
+                    "PORT": "0", "MYBA_DATABASE": databasePath, "MYBA_LOG_FILE": directory.file("myba.jsonl"), "MYBA_MIRROR_INTERVAL_MS": "50",
+                ]) { $1 }
+            )
             defer { server.stop() }
             let client = DrillClient(port: server.port, connections: 8)
 
@@ -291,7 +340,13 @@ struct FaultDrillTests {
                 let started = ContinuousClock.now
                 for round in 0..<4 {
                     for user in users {
-                        let status = await client.send("POST", "/api/generate", body: #"{"input":"Stripe is down, round \#(round)"}"#, headers: [.authorization: "Bearer dev:\(user)"])?.status ?? -1
+                        let status =
+                            await client.send(
+                                "POST",
+                                "/api/generate",
+                                body: #"{"input":"Stripe is down, round \#(round)"}"#,
+                                headers: [.authorization: "Bearer dev:\(user)"]
+                            )?.status ?? -1
                         answers[status, default: 0] += 1
                     }
                 }

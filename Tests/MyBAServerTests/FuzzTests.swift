@@ -2,6 +2,7 @@ import Foundation
 import MyBATestSupport
 import StripeEmulator
 import Testing
+
 @testable import MyBAOps
 
 /// schemathesis (installed into .venv by scripts/test.sh) fuzzes the real `myba-server` binary
@@ -25,7 +26,8 @@ struct FuzzTests {
                 let server = try await RunningServer.start(environment: [
                     "PORT": "0", "MYBA_DATABASE": databasePath, "MYBA_LOG_FILE": directory.file("myba.jsonl"),
                     "STRIPE_SECRET_KEY": "sk_test_fuzz", "STRIPE_API_BASE": stripeBase.absoluteString,
-                    "STRIPE_WEBHOOK_SECRET": stripeWebhookSecret, "CLERK_WEBHOOK_SECRET": "whsec_" + Data("fuzz-clerk-secret".utf8).base64EncodedString(),
+                    "STRIPE_WEBHOOK_SECRET": stripeWebhookSecret,
+                    "CLERK_WEBHOOK_SECRET": "whsec_" + Data("fuzz-clerk-secret".utf8).base64EncodedString(),
                     "OPENAI_API_BASE": aiBase.appendingPathComponent("v1").absoluteString,
                     "ANTHROPIC_API_BASE": aiBase.appendingPathComponent("v1").absoluteString,
                     "MYBA_ANON_SESSIONS_PER_HOUR": "100000",
@@ -34,22 +36,31 @@ struct FuzzTests {
                 // The fuzzing user has tokens to spend, so generation is exercised past 402.
                 let database = try AppDatabase.openFile(at: databasePath, options: .init(createIfMissing: false))
                 _ = try await database.openAccount(userId: "user_fuzz", email: nil, actor: "test")
-                _ = try await database.post(LedgerPosting(userId: "user_fuzz", kind: .adjust, delta: 100_000, idempotencyKey: "fuzz-funds", actor: "test", reason: "fixture"))
+                _ = try await database.post(
+                    LedgerPosting(userId: "user_fuzz", kind: .adjust, delta: 100_000, idempotencyKey: "fuzz-funds", actor: "test", reason: "fixture")
+                )
 
                 // A fixed seed keeps CI repeatable; MYBA_FUZZ_SEED=random (or a number) explores.
                 let seedSetting = ProcessInfo.processInfo.environment["MYBA_FUZZ_SEED"]
                 let seed = seedSetting == "random" ? UInt32.random(in: 1...UInt32.max) : seedSetting.flatMap(UInt32.init) ?? 20_261_125
-                let run = try await ChildProcess.start(schemathesis, [
-                    "--config-file", root.appendingPathComponent("Tests/fuzz/schemathesis.toml").path,
-                    "run", "http://127.0.0.1:\(server.port)/openapi.json",
-                    "--checks", "all", "--exclude-checks", "positive_data_acceptance",
-                    "--header", "Authorization: Bearer dev:user_fuzz",
-                    "--max-examples", "60", "--request-timeout", "10", "--workers", "1",
-                    "--seed", String(seed),
-                    "--generation-database", "none", "--no-color",
-                ], environment: ["PATH": "/usr/bin:/bin", "HOME": directory.path, "SCHEMATHESIS_TELEMETRY": "false"],
-                currentDirectory: directory.path).wait(timeout: .seconds(600))
-                #expect(run.status == 0, "schemathesis found problems (replay with --seed \(seed)):\n\(run.stdout.suffix(12_000))\n\(run.stderr.suffix(4000))")
+                let run = try await ChildProcess.start(
+                    schemathesis,
+                    [
+                        "--config-file", root.appendingPathComponent("Tests/fuzz/schemathesis.toml").path,
+                        "run", "http://127.0.0.1:\(server.port)/openapi.json",
+                        "--checks", "all", "--exclude-checks", "positive_data_acceptance",
+                        "--header", "Authorization: Bearer dev:user_fuzz",
+                        "--max-examples", "60", "--request-timeout", "10", "--workers", "1",
+                        "--seed", String(seed),
+                        "--generation-database", "none", "--no-color",
+                    ],
+                    environment: ["PATH": "/usr/bin:/bin", "HOME": directory.path, "SCHEMATHESIS_TELEMETRY": "false"],
+                    currentDirectory: directory.path
+                ).wait(timeout: .seconds(600))
+                #expect(
+                    run.status == 0,
+                    "schemathesis found problems (replay with --seed \(seed)):\n\(run.stdout.suffix(12_000))\n\(run.stderr.suffix(4000))"
+                )
                 #expect(run.stdout.contains("generated"), "schemathesis did not run:\n\(run.stdout)\n\(run.stderr)")
 
                 // Still alive and answering after everything it was sent.

@@ -5,13 +5,16 @@ import HummingbirdTesting
 import MyBATestSupport
 import NIOCore
 import Testing
+
 @testable import MyBAOps
 @testable import MyBAServer
 
 /// What an attacker or a broken dependency meets before the ledger (issue 15), over HTTP.
 @Suite("Hardening over HTTP")
 struct HardeningTests {
-    @Test("Clerk keys that cannot be had answer 503 auth_unavailable with Retry-After (the server's problem), not 401; the upstream's words are not echoed")
+    @Test(
+        "Clerk keys that cannot be had answer 503 auth_unavailable with Retry-After (the server's problem), not 401; the upstream's words are not echoed"
+    )
     func keysUnavailableIs503() async throws {
         let upstream = FakeUpstream()
         upstream.jwksBehaviour.withLock { $0 = "fail" }
@@ -23,7 +26,8 @@ struct HardeningTests {
             }
             defer { fixture.directory.remove() }
             try await fixture.application().test(.router) { client in
-                try await client.execute(uri: "/api/user-tokens/user_2abc", method: .get, headers: [.authorization: "Bearer \(try signer.token())"]) { response in
+                try await client.execute(uri: "/api/user-tokens/user_2abc", method: .get, headers: [.authorization: "Bearer \(try signer.token())"]) {
+                    response in
                     #expect(response.status == .serviceUnavailable)
                     #expect(response.headers[.retryAfter] != nil)
                     let error = try #require(try response.json["error"] as? [String: Any])
@@ -52,8 +56,12 @@ struct UpstreamTextTests {
             try await fixture.application().test(.router) { client in
                 for (provider, key) in [("myba", nil), ("openai", "sk-user-own-key-456")] as [(String, String?)] {
                     var body: [String: Any] = ["input": "Anything", "provider": provider]
-                    if let key { body["apiKey"] = key; body["model"] = "fail-401" }
-                    try await client.execute(uri: "/api/generate", method: .post, headers: bearer("dev:user_leak"), body: jsonBody(body)) { response in
+                    if let key {
+                        body["apiKey"] = key
+                        body["model"] = "fail-401"
+                    }
+                    try await client.execute(uri: "/api/generate", method: .post, headers: bearer("dev:user_leak"), body: jsonBody(body)) {
+                        response in
                         #expect(response.status == .badGateway)
                         let text = String(buffer: response.body)
                         #expect(!text.contains("sk-or-server") && !text.contains("sk-user-own") && !text.contains("Incorrect API key"), "\(text)")
@@ -75,6 +83,9 @@ struct UpstreamTextTests {
         #expect(Secrets.mask("token \(jwt) seen") == "token *** seen")
         #expect(Secrets.mask("--reason \"rotated 'whsec_abcdefgh' today\"") == "--reason \"rotated '***' today\"")
         #expect(Secrets.mask("{\"key\":\"sk_test_abcdef\"}") == "{\"key\":\"***\"}")
-        #expect(Secrets.mask("tokens adjust user_2abc --delta 5 --reason \"risk-free goodwill, task-sk\"") == "tokens adjust user_2abc --delta 5 --reason \"risk-free goodwill, task-sk\"")
+        #expect(
+            Secrets.mask("tokens adjust user_2abc --delta 5 --reason \"risk-free goodwill, task-sk\"")
+                == "tokens adjust user_2abc --delta 5 --reason \"risk-free goodwill, task-sk\""
+        )
     }
 }

@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdTesting
 import MyBATestSupport
 import Testing
+
 @testable import MyBAServer
 
 /// One sample of Prometheus' text format: `name{label="value",…} number`.
@@ -36,7 +37,9 @@ extension Array where Element == PrometheusSample {
 
 @Suite("Metrics", .serialized)
 struct MetricsTests {
-    @Test("GET /metrics counts requests by route template and status, tokens granted and consumed, webhook outcomes, and reports outbox depth and sessions")
+    @Test(
+        "GET /metrics counts requests by route template and status, tokens granted and consumed, webhook outcomes, and reports outbox depth and sessions"
+    )
     func prometheusExport() async throws {
         let directory = try TemporaryDirectory("myba-metrics")
         defer { directory.remove() }
@@ -57,7 +60,14 @@ struct MetricsTests {
         #expect(try await server.post("/api/generate", body: #"{"input":""}"#, headers: signedIn).0 == 400)
         #expect(try await server.post("/api/anonymous-session", body: #"{"fingerprint":"fp-metrics-1"}"#, headers: json).0 == 200)
         #expect(try await server.get("/no/such/route/user_metrics").0 == 404)
-        let body = Deliveries.checkoutCompleted(eventId: "evt_metrics", sessionId: "cs_metrics", userId: "user_buyer", tokens: 10, amount: 800, paymentIntent: "pi_metrics")
+        let body = Deliveries.checkoutCompleted(
+            eventId: "evt_metrics",
+            sessionId: "cs_metrics",
+            userId: "user_buyer",
+            tokens: 10,
+            amount: 800,
+            paymentIntent: "pi_metrics"
+        )
         #expect(try await server.post("/api/webhook/stripe", body: body, headers: Deliveries.stripeHeaders(body)).0 == 200)
         #expect(try await server.post("/api/webhook/stripe", body: body, headers: Deliveries.stripeHeaders(body)).0 == 200)
         #expect(try await server.post("/api/webhook/stripe", body: body, headers: Deliveries.stripeHeaders(body, secret: "whsec_wrong")).0 == 400)

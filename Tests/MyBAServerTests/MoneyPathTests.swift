@@ -3,6 +3,7 @@ import HTTPTypes
 import MyBATestSupport
 import StripeEmulator
 import Testing
+
 @testable import MyBAOps
 @testable import MyBAServer
 
@@ -14,7 +15,9 @@ struct MoneyPathTests {
 
     func object(_ data: Data) throws -> [String: Any] { try jsonObject(String(decoding: data, as: UTF8.self)) }
 
-    @Test("provider myba calls only MYBA_AI_MODELS: another model is 400 unknown_model naming the allowed ones, nothing spent and nothing sent upstream; an allowed model goes first; the caller's own key may name any model")
+    @Test(
+        "provider myba calls only MYBA_AI_MODELS: another model is 400 unknown_model naming the allowed ones, nothing spent and nothing sent upstream; an allowed model goes first; the caller's own key may name any model"
+    )
     func mybaModelsOnly() async throws {
         let directory = try TemporaryDirectory("myba-models")
         defer { directory.remove() }
@@ -31,7 +34,10 @@ struct MoneyPathTests {
 
             // A free anonymous session asks for an expensive model.
             let (status, body) = try await server.post(
-                "/api/generate", body: #"{"input":"Export reports as CSV","sessionId":"\#(sessionId)","model":"openai/o1-pro"}"#, headers: Self.json)
+                "/api/generate",
+                body: #"{"input":"Export reports as CSV","sessionId":"\#(sessionId)","model":"openai/o1-pro"}"#,
+                headers: Self.json
+            )
             #expect(status == 400)
             let error = try #require(try object(body)["error"] as? [String: Any])
             #expect(error["code"] as? String == "unknown_model")
@@ -43,14 +49,21 @@ struct MoneyPathTests {
             // One of MyBA's models, named: tried first.
             var user = Self.json
             user[.authorization] = "Bearer dev:user_models"
-            let (okStatus, okBody) = try await server.post("/api/generate", body: #"{"input":"Export reports as CSV","model":"ok-markdown"}"#, headers: user)
+            let (okStatus, okBody) = try await server.post(
+                "/api/generate",
+                body: #"{"input":"Export reports as CSV","model":"ok-markdown"}"#,
+                headers: user
+            )
             #expect(okStatus == 200)
             #expect(try object(okBody)["model"] as? String == "ok-markdown")
             #expect(upstream.requests.filter { $0.path == "openrouter" }.map { $0.body["model"] as? String } == ["ok-markdown"])
 
             // The caller's own key pays for itself: any model.
             let (ownStatus, ownBody) = try await server.post(
-                "/api/generate", body: #"{"input":"Export reports as CSV","provider":"openai","apiKey":"sk-caller-own","model":"gpt-anything"}"#, headers: user)
+                "/api/generate",
+                body: #"{"input":"Export reports as CSV","provider":"openai","apiKey":"sk-caller-own","model":"gpt-anything"}"#,
+                headers: user
+            )
             #expect(ownStatus == 200)
             #expect(try object(ownBody)["model"] as? String == "gpt-anything")
         }
@@ -74,9 +87,24 @@ struct MoneyPathTests {
             var keyed = Self.json
             keyed[.idempotencyKey] = "ticket-1"
             // fail-401 stops the chain: the generation fails and its token is released.
-            #expect(try await server.post("/api/generate", body: #"{"input":"Export reports as CSV","sessionId":"\#(sessionId)"}"#, headers: Self.json).0 == 502)
-            #expect(try await server.post("/api/generate", body: #"{"input":"Export reports as CSV","sessionId":"\#(sessionId)","model":"ok-json"}"#, headers: keyed).0 == 200)
-            #expect(try await server.post("/api/generate", body: #"{"input":"Export reports as CSV","sessionId":"\#(sessionId)","model":"ok-json"}"#, headers: keyed).0 == 200)
+            #expect(
+                try await server.post("/api/generate", body: #"{"input":"Export reports as CSV","sessionId":"\#(sessionId)"}"#, headers: Self.json).0
+                    == 502
+            )
+            #expect(
+                try await server.post(
+                    "/api/generate",
+                    body: #"{"input":"Export reports as CSV","sessionId":"\#(sessionId)","model":"ok-json"}"#,
+                    headers: keyed
+                ).0 == 200
+            )
+            #expect(
+                try await server.post(
+                    "/api/generate",
+                    body: #"{"input":"Export reports as CSV","sessionId":"\#(sessionId)","model":"ok-json"}"#,
+                    headers: keyed
+                ).0 == 200
+            )
             var user = Self.json
             user[.authorization] = "Bearer dev:user_logs"
             #expect(try await server.post("/api/transfer-anonymous-tokens", body: #"{"sessionId":"\#(sessionId)"}"#, headers: user).0 == 200)
@@ -91,17 +119,22 @@ struct MoneyPathTests {
         }
     }
 
-    @Test("one account receives at most MYBA_MAX_SESSION_TRANSFERS anonymous sessions: the answer says how many are left, the next is 409 transfer_limit_reached and that session keeps its tokens")
+    @Test(
+        "one account receives at most MYBA_MAX_SESSION_TRANSFERS anonymous sessions: the answer says how many are left, the next is 409 transfer_limit_reached and that session keeps its tokens"
+    )
     func transferCap() async throws {
         let directory = try TemporaryDirectory("myba-transfer-cap")
         defer { directory.remove() }
         let server = try await RunningServer.start(environment: [
-            "PORT": "0", "MYBA_DATABASE": directory.file("myba.sqlite"), "MYBA_LOG_FILE": directory.file("myba.jsonl"), "MYBA_MAX_SESSION_TRANSFERS": "2",
+            "PORT": "0", "MYBA_DATABASE": directory.file("myba.sqlite"), "MYBA_LOG_FILE": directory.file("myba.jsonl"),
+            "MYBA_MAX_SESSION_TRANSFERS": "2",
         ])
         defer { server.stop() }
         var sessions: [String] = []
         for index in 0..<3 {
-            let session = try object(try await server.post("/api/anonymous-session", body: #"{"fingerprint":"fp-cap-\#(index)"}"#, headers: Self.json).1)
+            let session = try object(
+                try await server.post("/api/anonymous-session", body: #"{"fingerprint":"fp-cap-\#(index)"}"#, headers: Self.json).1
+            )
             sessions.append(try #require(session["sessionId"] as? String))
         }
         var farmer = Self.json
@@ -123,7 +156,11 @@ struct MoneyPathTests {
         #expect(kept["tokensRemaining"] as? Int == 3)
         var other = Self.json
         other[.authorization] = "Bearer dev:user_other"
-        let (otherStatus, otherBody) = try await server.post("/api/transfer-anonymous-tokens", body: #"{"sessionId":"\#(sessions[2])"}"#, headers: other)
+        let (otherStatus, otherBody) = try await server.post(
+            "/api/transfer-anonymous-tokens",
+            body: #"{"sessionId":"\#(sessions[2])"}"#,
+            headers: other
+        )
         #expect(otherStatus == 200)
         #expect(try object(otherBody)["transferred"] as? Int == 3)
         // Repeating a transfer already made still answers, moving nothing.
@@ -134,7 +171,9 @@ struct MoneyPathTests {
         #expect(try object(balance)["tokens"] as? Int == 12)
     }
 
-    @Test("after Clerk's user.deleted the user's session tokens are refused with 403 account_deleted on every route, at once for spending; a user deleted before any request, or whose user.created arrives late, never gets a welcome grant")
+    @Test(
+        "after Clerk's user.deleted the user's session tokens are refused with 403 account_deleted on every route, at once for spending; a user deleted before any request, or whose user.created arrives late, never gets a welcome grant"
+    )
     func deletedUsersStopSpending() async throws {
         let directory = try TemporaryDirectory("myba-deleted-user")
         defer { directory.remove() }
@@ -182,7 +221,9 @@ struct MoneyPathTests {
         #expect(try await database.verify().isClean)
     }
 
-    @Test("the first-purchase discount is paid at most once: a new discounted checkout expires the open one, a paid one ends the discount, five opened at once leave one payable at the discount; checkouts are limited per hour")
+    @Test(
+        "the first-purchase discount is paid at most once: a new discounted checkout expires the open one, a paid one ends the discount, five opened at once leave one payable at the discount; checkouts are limited per hour"
+    )
     func discountOnce() async throws {
         let directory = try TemporaryDirectory("myba-discount")
         defer { directory.remove() }
@@ -193,7 +234,9 @@ struct MoneyPathTests {
                 "MYBA_CHECKOUTS_PER_HOUR": "8",
             ])
             defer { server.stop() }
-            await emulator.addWebhookEndpoint(EmulatorWebhookEndpoint(url: "http://127.0.0.1:\(server.port)/api/webhook/stripe", secret: stripeWebhookSecret))
+            await emulator.addWebhookEndpoint(
+                EmulatorWebhookEndpoint(url: "http://127.0.0.1:\(server.port)/api/webhook/stripe", secret: stripeWebhookSecret)
+            )
             let stripe = try stripeClient(base)
             func open(_ user: String) async throws -> (status: Int, id: String?, retryAfter: String?) {
                 var headers = Self.json
@@ -229,7 +272,8 @@ struct MoneyPathTests {
                 return try await group.reduce(into: [String]()) { if let id = $1 { $0.append(id) } }
             }
             #expect(!opened.isEmpty)
-            var paidAtDiscount = 0, stillOpenDiscounted = 0
+            var paidAtDiscount = 0
+            var stillOpenDiscounted = 0
             for id in opened {
                 let state = try await session(id)
                 if state["status"] as? String == "open", state["amount_total"] as? Int == 400 { stillOpenDiscounted += 1 }
@@ -247,7 +291,9 @@ struct MoneyPathTests {
         }
     }
 
-    @Test("generations on the caller's own key are limited per account and per client address and hour (429 with Retry-After); a replay of an answered key is not counted")
+    @Test(
+        "generations on the caller's own key are limited per account and per client address and hour (429 with Retry-After); a replay of an answered key is not counted"
+    )
     func ownKeyLimits() async throws {
         let directory = try TemporaryDirectory("myba-own-key")
         defer { directory.remove() }
@@ -264,7 +310,10 @@ struct MoneyPathTests {
                 headers[.authorization] = "Bearer dev:\(user)"
                 headers[.idempotencyKey] = key
                 let (status, body) = try await server.post(
-                    "/api/generate", body: #"{"input":"Export reports as CSV","provider":"openai","apiKey":"sk-caller-own"}"#, headers: headers)
+                    "/api/generate",
+                    body: #"{"input":"Export reports as CSV","provider":"openai","apiKey":"sk-caller-own"}"#,
+                    headers: headers
+                )
                 let error = try object(body)["error"] as? [String: Any]
                 return (status, error?["code"] as? String, nil)
             }
@@ -279,13 +328,19 @@ struct MoneyPathTests {
             // The address has had its 4 this hour, whoever signs in.
             var headers = Self.json
             headers[.authorization] = "Bearer dev:user_d"
-            let (status, _) = try await server.post("/api/generate", body: #"{"input":"Export reports as CSV","provider":"openai","apiKey":"sk-caller-own"}"#, headers: headers)
+            let (status, _) = try await server.post(
+                "/api/generate",
+                body: #"{"input":"Export reports as CSV","provider":"openai","apiKey":"sk-caller-own"}"#,
+                headers: headers
+            )
             #expect(status == 429)
             #expect(upstream.requests.filter { $0.path == "openai" }.count == 4)
         }
     }
 
-    @Test("a session token whose header carries a newline and a fake log line is refused without echoing it: not in the 401 body, not in the log, not as a line of its own in logs tail")
+    @Test(
+        "a session token whose header carries a newline and a fake log line is refused without echoing it: not in the 401 body, not in the log, not as a line of its own in logs tail"
+    )
     func tokenContentsNeverEchoed() async throws {
         let directory = try TemporaryDirectory("myba-token-echo")
         defer { directory.remove() }
@@ -297,7 +352,8 @@ struct MoneyPathTests {
         defer { server.stop() }
         let injected = "RS256\n{\"ts\":\"2026-12-04T23:59:59.000Z\",\"level\":\"critical\",\"msg\":\"FAKE operator alert\"}"
         for header in [["alg": injected, "kid": "k"], ["alg": "RS256", "kid": injected]] {
-            let token = Base64URL.encode(try JSONSerialization.data(withJSONObject: header)) + "."
+            let token =
+                Base64URL.encode(try JSONSerialization.data(withJSONObject: header)) + "."
                 + Base64URL.encode(Data(#"{"sub":"user_x","exp":9999999999}"#.utf8)) + "." + Base64URL.encode(Data("sig".utf8))
             var headers = Self.json
             headers[.authorization] = "Bearer \(token)"
@@ -311,7 +367,9 @@ struct MoneyPathTests {
         #expect(!tail.stdout.contains("FAKE"))
     }
 
-    @Test("a Stripe customer deleted at Stripe never breaks checkout: customer.deleted unlinks it, and a checkout that meets the 404 unlinks it and makes a new one")
+    @Test(
+        "a Stripe customer deleted at Stripe never breaks checkout: customer.deleted unlinks it, and a checkout that meets the 404 unlinks it and makes a new one"
+    )
     func deletedStripeCustomer() async throws {
         let directory = try TemporaryDirectory("myba-stripe-customer")
         defer { directory.remove() }
@@ -342,7 +400,9 @@ struct MoneyPathTests {
             #expect((try await stripe.retrieveCustomer(second)["metadata"] as? [String: String])?["user_id"] == "user_cus")
 
             // Deleted with our webhook endpoint listening: customer.deleted unlinks it at once.
-            await emulator.addWebhookEndpoint(EmulatorWebhookEndpoint(url: "http://127.0.0.1:\(server.port)/api/webhook/stripe", secret: stripeWebhookSecret))
+            await emulator.addWebhookEndpoint(
+                EmulatorWebhookEndpoint(url: "http://127.0.0.1:\(server.port)/api/webhook/stripe", secret: stripeWebhookSecret)
+            )
             _ = try await stripe.request("DELETE", "/v1/customers/\(second)")
             var linked: String? = second
             for _ in 0..<100 where linked != nil {
@@ -356,7 +416,9 @@ struct MoneyPathTests {
         }
     }
 
-    @Test("a Stripe customer creation that timed out and a balance change after it leave no orphan customer and no idempotency_error: the next checkout gets the same customer")
+    @Test(
+        "a Stripe customer creation that timed out and a balance change after it leave no orphan customer and no idempotency_error: the next checkout gets the same customer"
+    )
     func customerCreationRetried() async throws {
         let directory = try TemporaryDirectory("myba-stripe-create")
         defer { directory.remove() }

@@ -1,6 +1,6 @@
 import Foundation
-import Hummingbird
 import HTTPTypes
+import Hummingbird
 import HummingbirdTesting
 import MyBAOps
 import NIOCore
@@ -20,8 +20,11 @@ struct OutboundHTTPTests {
                 "method": request.method.rawValue, "bytes": received.readableBytes,
                 "custom": request.headers[HTTPField.Name("X-Custom")!] ?? "", "expect": request.headers[.expect] ?? "",
             ]
-            return Response(status: .created, headers: [.contentType: "application/json", HTTPField.Name("X-Reply")!: "yes"],
-                            body: .init(byteBuffer: ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: object))))
+            return Response(
+                status: .created,
+                headers: [.contentType: "application/json", HTTPField.Name("X-Reply")!: "yes"],
+                body: .init(byteBuffer: ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: object)))
+            )
         }
         router.get("/sleep/:ms") { _, context -> String in
             try await Task.sleep(for: .milliseconds(try context.parameters.require("ms", as: Int.self)))
@@ -35,13 +38,21 @@ struct OutboundHTTPTests {
         return try await app.test(.live) { client in try await body(URL(string: "http://127.0.0.1:\(client.port!)")!) }
     }
 
-    @Test("A POST goes out with its headers and a 2 KiB body, without Expect: 100-continue (a 1 s pause in libcurl); status, headers and body come back")
+    @Test(
+        "A POST goes out with its headers and a 2 KiB body, without Expect: 100-continue (a 1 s pause in libcurl); status, headers and body come back"
+    )
     func roundTrip() async throws {
         try await withServer { base in
             let client = CurlHTTPClient()
-            let response = try await client.send(HTTPClientRequest(
-                method: "POST", url: base.appendingPathComponent("echo"), headers: [("X-Custom", "value 1"), ("Content-Type", "application/json")],
-                body: Data(repeating: UInt8(ascii: "a"), count: 2048), timeout: 10))
+            let response = try await client.send(
+                HTTPClientRequest(
+                    method: "POST",
+                    url: base.appendingPathComponent("echo"),
+                    headers: [("X-Custom", "value 1"), ("Content-Type", "application/json")],
+                    body: Data(repeating: UInt8(ascii: "a"), count: 2048),
+                    timeout: 10
+                )
+            )
             #expect(response.status == 201)
             #expect(response.header("x-reply") == "yes")
             let object = try #require(try JSONSerialization.jsonObject(with: response.body) as? [String: Any])
@@ -69,7 +80,9 @@ struct OutboundHTTPTests {
             } catch let error as HTTPClientError {
                 #expect("\(error)".contains("larger than 1000 bytes"))
             }
-            #expect(try await client.send(HTTPClientRequest(method: "GET", url: base.appendingPathComponent("big/1000"), timeout: 5)).body.count == 1000)
+            #expect(
+                try await client.send(HTTPClientRequest(method: "GET", url: base.appendingPathComponent("big/1000"), timeout: 5)).body.count == 1000
+            )
         }
         // A port nobody listens on (the server above is gone).
         let client = CurlHTTPClient()
@@ -109,7 +122,9 @@ struct OutboundHTTPTests {
                         // loaded the machine is.
                         let timeout = index % 10 == 0 ? 30 : Double(10 + (index * 7) % 390) / 1000
                         let call = Task {
-                            try await client.send(HTTPClientRequest(method: "GET", url: base.appendingPathComponent("sleep/\(latency)"), timeout: timeout))
+                            try await client.send(
+                                HTTPClientRequest(method: "GET", url: base.appendingPathComponent("sleep/\(latency)"), timeout: timeout)
+                            )
                         }
                         if index % 3 == 0 && index % 10 != 0 {
                             try? await Task.sleep(for: .milliseconds(15 + (index * 13) % 200))

@@ -5,6 +5,7 @@ import Hummingbird
 import HummingbirdTesting
 import MyBATestSupport
 import Testing
+
 @testable import MyBAOps
 @testable import MyBAServer
 
@@ -31,7 +32,12 @@ struct ProviderTests {
             let fixture = try fixture(upstream: base, models: ["fail-429", "fail-500", "slow", "error-200", "ok-json"])
             defer { fixture.directory.remove() }
             try await fixture.application().test(.router) { client in
-                try await client.execute(uri: "/api/generate", method: .post, headers: bearer("dev:user_ai"), body: jsonBody(["input": "Export reports as CSV"])) { response in
+                try await client.execute(
+                    uri: "/api/generate",
+                    method: .post,
+                    headers: bearer("dev:user_ai"),
+                    body: jsonBody(["input": "Export reports as CSV"])
+                ) { response in
                     #expect(response.status == .ok)
                     let body = try response.json
                     #expect(body["provider"] as? String == "openrouter")
@@ -67,16 +73,36 @@ struct ProviderTests {
             let fixture = try fixture(upstream: base, models: ["fail-500", "error-200"])
             defer { fixture.directory.remove() }
             try await fixture.application().test(.router) { client in
-                try await client.execute(uri: "/api/generate", method: .post, headers: bearer("dev:user_unlucky"), body: jsonBody(["input": "Anything"])) { response in
+                try await client.execute(
+                    uri: "/api/generate",
+                    method: .post,
+                    headers: bearer("dev:user_unlucky"),
+                    body: jsonBody(["input": "Anything"])
+                ) { response in
                     #expect(response.status == .badGateway)
                     #expect(response.errorCode == "provider_error")
                 }
-                let session = try await client.execute(uri: "/api/anonymous-session", method: .post, headers: jsonHeaders, body: jsonBody(["fingerprint": "fp-unlucky"])) { try $0.json }
+                let session = try await client.execute(
+                    uri: "/api/anonymous-session",
+                    method: .post,
+                    headers: jsonHeaders,
+                    body: jsonBody(["fingerprint": "fp-unlucky"])
+                ) { try $0.json }
                 let sessionId = try #require(session["sessionId"] as? String)
-                try await client.execute(uri: "/api/generate", method: .post, headers: jsonHeaders, body: jsonBody(["input": "Anything", "sessionId": sessionId])) { response in
+                try await client.execute(
+                    uri: "/api/generate",
+                    method: .post,
+                    headers: jsonHeaders,
+                    body: jsonBody(["input": "Anything", "sessionId": sessionId])
+                ) { response in
                     #expect(response.status == .badGateway)
                 }
-                let after = try await client.execute(uri: "/api/anonymous-session", method: .post, headers: jsonHeaders, body: jsonBody(["fingerprint": "fp-unlucky"])) { try $0.json }
+                let after = try await client.execute(
+                    uri: "/api/anonymous-session",
+                    method: .post,
+                    headers: jsonHeaders,
+                    body: jsonBody(["fingerprint": "fp-unlucky"])
+                ) { try $0.json }
                 #expect(after["tokensRemaining"] as? Int == 3)
             }
             let database = try fixture.database()
@@ -96,7 +122,8 @@ struct ProviderTests {
             let fixture = try fixture(upstream: base, models: ["fail-401", "ok-json"])
             defer { fixture.directory.remove() }
             try await fixture.application().test(.router) { client in
-                try await client.execute(uri: "/api/generate", method: .post, headers: bearer("dev:user_x"), body: jsonBody(["input": "Anything"])) { response in
+                try await client.execute(uri: "/api/generate", method: .post, headers: bearer("dev:user_x"), body: jsonBody(["input": "Anything"])) {
+                    response in
                     #expect(response.status == .badGateway)
                     #expect(!String(buffer: response.body).contains("sk-or-server-secret-123"))
                 }
@@ -113,7 +140,8 @@ struct ProviderTests {
             let fixture = try fixture(upstream: base, models: ["ok-markdown"])
             defer { fixture.directory.remove() }
             try await fixture.application().test(.router) { client in
-                try await client.execute(uri: "/api/generate", method: .post, headers: bearer("dev:user_md"), body: jsonBody(["input": "CSV export"])) { response in
+                try await client.execute(uri: "/api/generate", method: .post, headers: bearer("dev:user_md"), body: jsonBody(["input": "CSV export"]))
+                { response in
                     let ticket = try #require(try response.json["ticket"] as? [String: Any])
                     #expect(ticket["title"] as? String == "Add CSV export to reports")
                     #expect(ticket["description"] as? String == "Users need to export report tables as CSV.")
@@ -135,8 +163,12 @@ struct ProviderTests {
             let openAIKey = "sk-proj-user-own-key-abcdef123456"
             let anthropicKey = "sk-ant-user-own-key-987654"
             try await fixture.application().test(.router) { client in
-                try await client.execute(uri: "/api/generate", method: .post, headers: bearer("dev:user_own"),
-                                         body: jsonBody(["input": "CSV export", "provider": "openai", "apiKey": openAIKey, "model": "gpt-test"])) { response in
+                try await client.execute(
+                    uri: "/api/generate",
+                    method: .post,
+                    headers: bearer("dev:user_own"),
+                    body: jsonBody(["input": "CSV export", "provider": "openai", "apiKey": openAIKey, "model": "gpt-test"])
+                ) { response in
                     #expect(response.status == .ok)
                     let body = try response.json
                     #expect(body["provider"] as? String == "openai")
@@ -144,21 +176,33 @@ struct ProviderTests {
                     #expect(body["tokensRemaining"] as? Int == 6)
                     #expect(!String(buffer: response.body).contains(openAIKey))
                 }
-                try await client.execute(uri: "/api/generate", method: .post, headers: bearer("dev:user_own"),
-                                         body: jsonBody(["input": "CSV export", "provider": "anthropic", "apiKey": anthropicKey])) { response in
+                try await client.execute(
+                    uri: "/api/generate",
+                    method: .post,
+                    headers: bearer("dev:user_own"),
+                    body: jsonBody(["input": "CSV export", "provider": "anthropic", "apiKey": anthropicKey])
+                ) { response in
                     #expect(response.status == .ok)
                     let body = try response.json
                     #expect(body["provider"] as? String == "anthropic")
                 }
                 for (provider, key) in [("openai", openAIKey), ("anthropic", anthropicKey)] {
-                    try await client.execute(uri: "/api/generate", method: .post, headers: bearer("dev:user_own"),
-                                             body: jsonBody(["input": "CSV export", "provider": provider, "apiKey": key, "model": "fail-401"])) { response in
+                    try await client.execute(
+                        uri: "/api/generate",
+                        method: .post,
+                        headers: bearer("dev:user_own"),
+                        body: jsonBody(["input": "CSV export", "provider": provider, "apiKey": key, "model": "fail-401"])
+                    ) { response in
                         #expect(response.status == .badGateway)
                         #expect(!String(buffer: response.body).contains(key))
                     }
                 }
-                try await client.execute(uri: "/api/generate", method: .post, headers: bearer("dev:user_own"),
-                                         body: jsonBody(["input": "CSV export", "provider": "anthropic", "apiKey": anthropicKey, "model": "overloaded"])) { response in
+                try await client.execute(
+                    uri: "/api/generate",
+                    method: .post,
+                    headers: bearer("dev:user_own"),
+                    body: jsonBody(["input": "CSV export", "provider": "anthropic", "apiKey": anthropicKey, "model": "overloaded"])
+                ) { response in
                     #expect(response.status == .badGateway)
                     #expect(response.errorCode == "provider_error")
                 }

@@ -3,10 +3,12 @@ import GRDB
 import HummingbirdTesting
 import MyBATestSupport
 import Testing
+
+@testable import MyBAOps
+
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
-@testable import MyBAOps
 
 @Suite("Reaping under load", .serialized)
 struct ReapUnderLoadTests {
@@ -17,17 +19,24 @@ struct ReapUnderLoadTests {
         let app = try await fixture.application()
         let database = try fixture.database()
         try await database.writer.write { db in
-            let statement = try db.makeStatement(sql: """
-                INSERT INTO anonymous_sessions (id, fingerprint_hash, client_address_hash, granted, used, created_at, last_seen_at)
-                VALUES (?, ?, 'x', 3, 0, '2026-01-01 00:00:00.000', '2026-01-01 00:00:00.000')
-                """)
+            let statement = try db.makeStatement(
+                sql: """
+                    INSERT INTO anonymous_sessions (id, fingerprint_hash, client_address_hash, granted, used, created_at, last_seen_at)
+                    VALUES (?, ?, 'x', 3, 0, '2026-01-01 00:00:00.000', '2026-01-01 00:00:00.000')
+                    """
+            )
             for index in 0..<20_000 { try statement.execute(arguments: ["anon_stale_\(index)", "stale-\(index)"]) }
         }
         _ = try await database.openAccount(userId: "user_load", email: nil, actor: "test")
-        _ = try await database.post(LedgerPosting(userId: "user_load", kind: .adjust, delta: 1000, idempotencyKey: "load", actor: "test", reason: "load"))
+        _ = try await database.post(
+            LedgerPosting(userId: "user_load", kind: .adjust, delta: 1000, idempotencyKey: "load", actor: "test", reason: "load")
+        )
         try await app.test(.live) { client in
             let port = try #require(client.port)
-            async let reap = BuiltProduct.run("myba-admin", ["sessions", "reap", "--older-than", "30d", "--yes", "--batch", "200", "--json", "--db", fixture.settings.databasePath])
+            async let reap = BuiltProduct.run(
+                "myba-admin",
+                ["sessions", "reap", "--older-than", "30d", "--yes", "--batch", "200", "--json", "--db", fixture.settings.databasePath]
+            )
             let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
                 for index in 0..<200 {
                     group.addTask {
@@ -71,10 +80,13 @@ struct ServerReaperTests {
         let fresh = try await database.startAnonymousSession(fingerprint: "fresh", clientAddress: "a", settings: AnonymousSettings())
         try await database.writer.write { db in
             for index in 0..<50 {
-                try db.execute(sql: """
-                    INSERT INTO anonymous_sessions (id, fingerprint_hash, granted, used, created_at, last_seen_at)
-                    VALUES (?, ?, 3, 0, '2026-01-01 00:00:00.000', '2026-01-01 00:00:00.000')
-                    """, arguments: ["anon_old_\(index)", "old-\(index)"])
+                try db.execute(
+                    sql: """
+                        INSERT INTO anonymous_sessions (id, fingerprint_hash, granted, used, created_at, last_seen_at)
+                        VALUES (?, ?, 3, 0, '2026-01-01 00:00:00.000', '2026-01-01 00:00:00.000')
+                        """,
+                    arguments: ["anon_old_\(index)", "old-\(index)"]
+                )
             }
         }
         try await app.test(.live) { _ in

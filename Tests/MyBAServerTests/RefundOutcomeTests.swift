@@ -6,6 +6,7 @@ import HummingbirdTesting
 import MyBATestSupport
 import NIOCore
 import Testing
+
 @testable import MyBAOps
 @testable import MyBAServer
 
@@ -17,7 +18,12 @@ struct RefundOutcomeTests {
         var statuses: [String] = []
         for body in bodies {
             for _ in 0..<2 {
-                let status = try await client.execute(uri: "/api/webhook/stripe", method: .post, headers: Deliveries.stripeHeaders(body), body: ByteBuffer(string: body)) { response in
+                let status = try await client.execute(
+                    uri: "/api/webhook/stripe",
+                    method: .post,
+                    headers: Deliveries.stripeHeaders(body),
+                    body: ByteBuffer(string: body)
+                ) { response in
                     #expect(response.status == .ok)
                     return try response.json["status"] as? String ?? "?"
                 }
@@ -27,41 +33,106 @@ struct RefundOutcomeTests {
         return statuses
     }
 
-    @Test("a refund that fails at Stripe gives back what it took, whichever of its events comes first; a failed refund forgives the shortfall before it gives anything back")
+    @Test(
+        "a refund that fails at Stripe gives back what it took, whichever of its events comes first; a failed refund forgives the shortfall before it gives anything back"
+    )
     func failedRefundsGiveTokensBack() async throws {
         let fixture = try webhookFixture()
         defer { fixture.directory.remove() }
         let t = Int(Date().timeIntervalSince1970) - 1000
         try await fixture.application().test(.router) { client in
-            _ = try await deliver([Deliveries.checkoutCompleted(eventId: "evt_buy", sessionId: "cs_rf", userId: "user_rf", tokens: 10, amount: 500, paymentIntent: "pi_rf")], to: client)
+            _ = try await deliver(
+                [
+                    Deliveries.checkoutCompleted(
+                        eventId: "evt_buy",
+                        sessionId: "cs_rf",
+                        userId: "user_rf",
+                        tokens: 10,
+                        amount: 500,
+                        paymentIntent: "pi_rf"
+                    )
+                ],
+                to: client
+            )
             let database = try fixture.database()
             _ = try await database.consume(userId: "user_rf", amount: 8, idempotencyKey: "spend-8", actor: "test")
 
             // Refund re_1 failed; its failure is delivered before the charge snapshot that
             // still counted it. Nothing is ever taken.
-            _ = try await deliver([
-                Deliveries.refundFailed(eventId: "evt_re1_failed", refundId: "re_1", paymentIntent: "pi_rf", amount: 500, refundCreated: t, created: t + 10),
-                Deliveries.chargeRefunded(eventId: "evt_re1", paymentIntent: "pi_rf", amount: 500, refunded: 500, userId: "user_rf", created: t + 1),
-            ], to: client)
+            _ = try await deliver(
+                [
+                    Deliveries.refundFailed(
+                        eventId: "evt_re1_failed",
+                        refundId: "re_1",
+                        paymentIntent: "pi_rf",
+                        amount: 500,
+                        refundCreated: t,
+                        created: t + 10
+                    ),
+                    Deliveries.chargeRefunded(
+                        eventId: "evt_re1",
+                        paymentIntent: "pi_rf",
+                        amount: 500,
+                        refunded: 500,
+                        userId: "user_rf",
+                        created: t + 1
+                    ),
+                ],
+                to: client
+            )
             #expect(try await database.balance(userId: "user_rf")?.tokens == 2)
             #expect(try await database.payment(id: "pi_rf")?.refundedAmount == 0)
 
             // Refund re_2 (the charge snapshot after re_1's failure no longer counts it): the 2
             // tokens left are taken, 8 are short.
-            _ = try await deliver([Deliveries.chargeRefunded(eventId: "evt_re2", paymentIntent: "pi_rf", amount: 500, refunded: 500, userId: "user_rf", created: t + 20)], to: client)
+            _ = try await deliver(
+                [
+                    Deliveries.chargeRefunded(
+                        eventId: "evt_re2",
+                        paymentIntent: "pi_rf",
+                        amount: 500,
+                        refunded: 500,
+                        userId: "user_rf",
+                        created: t + 20
+                    )
+                ],
+                to: client
+            )
             #expect(try await database.balance(userId: "user_rf")?.tokens == 0)
 
             // re_2 fails too: the 8 short are forgiven, the 2 taken come back.
-            let statuses = try await deliver([
-                Deliveries.refundFailed(eventId: "evt_re2_failed", refundId: "re_2", paymentIntent: "pi_rf", amount: 500, refundCreated: t + 19, created: t + 30),
-            ], to: client)
+            let statuses = try await deliver(
+                [
+                    Deliveries.refundFailed(
+                        eventId: "evt_re2_failed",
+                        refundId: "re_2",
+                        paymentIntent: "pi_rf",
+                        amount: 500,
+                        refundCreated: t + 19,
+                        created: t + 30
+                    )
+                ],
+                to: client
+            )
             #expect(statuses == ["processed", "processed"])
             #expect(try await database.balance(userId: "user_rf")?.tokens == 2)
             let event = try #require(try await database.webhookEvent(source: .stripe, eventId: "evt_re2_failed"))
             #expect(event.outcome?.contains("gave back 2 tokens") == true, "\(event.outcome ?? "")")
 
             // An old snapshot delivered late (taken before re_2 failed) changes nothing.
-            _ = try await deliver([Deliveries.chargeRefunded(eventId: "evt_re2_again", paymentIntent: "pi_rf", amount: 500, refunded: 500, userId: "user_rf", created: t + 20)], to: client)
+            _ = try await deliver(
+                [
+                    Deliveries.chargeRefunded(
+                        eventId: "evt_re2_again",
+                        paymentIntent: "pi_rf",
+                        amount: 500,
+                        refunded: 500,
+                        userId: "user_rf",
+                        created: t + 20
+                    )
+                ],
+                to: client
+            )
             let balance = try #require(try await database.balance(userId: "user_rf"))
             #expect(balance.tokens == 2)
             #expect(balance.tokensPurchased == 10)
@@ -77,20 +148,59 @@ struct RefundOutcomeTests {
         defer { fixture.directory.remove() }
         let t = Int(Date().timeIntervalSince1970) - 1000
         try await fixture.application().test(.router) { client in
-            _ = try await deliver([
-                Deliveries.checkoutCompleted(eventId: "evt_buy_c", sessionId: "cs_c", userId: "user_c", tokens: 10, amount: 500, paymentIntent: "pi_c"),
-                Deliveries.chargeRefunded(eventId: "evt_half", paymentIntent: "pi_c", amount: 500, refunded: 250, userId: "user_c", created: t + 1),
-            ], to: client)
+            _ = try await deliver(
+                [
+                    Deliveries.checkoutCompleted(
+                        eventId: "evt_buy_c",
+                        sessionId: "cs_c",
+                        userId: "user_c",
+                        tokens: 10,
+                        amount: 500,
+                        paymentIntent: "pi_c"
+                    ),
+                    Deliveries.chargeRefunded(
+                        eventId: "evt_half",
+                        paymentIntent: "pi_c",
+                        amount: 500,
+                        refunded: 250,
+                        userId: "user_c",
+                        created: t + 1
+                    ),
+                ],
+                to: client
+            )
             let database = try fixture.database()
             #expect(try await database.balance(userId: "user_c")?.tokens == 5)
-            let pending = try await deliver([
-                Deliveries.refundFailed(eventId: "evt_pending", refundId: "re_c", paymentIntent: "pi_c", amount: 250, refundCreated: t, created: t + 2, status: "pending"),
-            ], to: client)
+            let pending = try await deliver(
+                [
+                    Deliveries.refundFailed(
+                        eventId: "evt_pending",
+                        refundId: "re_c",
+                        paymentIntent: "pi_c",
+                        amount: 250,
+                        refundCreated: t,
+                        created: t + 2,
+                        status: "pending"
+                    )
+                ],
+                to: client
+            )
             #expect(pending == ["ignored", "ignored"])
             #expect(try await database.balance(userId: "user_c")?.tokens == 5)
-            _ = try await deliver([
-                Deliveries.refundFailed(eventId: "evt_canceled", refundId: "re_c", paymentIntent: "pi_c", amount: 250, refundCreated: t, created: t + 3, status: "canceled"),
-            ], to: client)
+            _ = try await deliver(
+                [
+                    Deliveries.refundFailed(
+                        eventId: "evt_canceled",
+                        refundId: "re_c",
+                        paymentIntent: "pi_c",
+                        amount: 250,
+                        refundCreated: t,
+                        created: t + 3,
+                        status: "canceled"
+                    )
+                ],
+                to: client
+            )
             #expect(try await database.balance(userId: "user_c")?.tokens == 10)
             #expect(try await database.verify().isClean)
         }
@@ -101,30 +211,50 @@ struct RefundOutcomeTests {
         let fixture = try webhookFixture()
         defer { fixture.directory.remove() }
         try await fixture.application().test(.router) { client in
-            let foreign = try await deliver([Deliveries.chargeRefunded(eventId: "evt_foreign", paymentIntent: "pi_other_product", amount: 900, refunded: 900)], to: client)
+            let foreign = try await deliver(
+                [Deliveries.chargeRefunded(eventId: "evt_foreign", paymentIntent: "pi_other_product", amount: 900, refunded: 900)],
+                to: client
+            )
             #expect(foreign == ["ignored", "ignored"])
-            let ours = try await deliver([Deliveries.chargeRefunded(eventId: "evt_ours_early", paymentIntent: "pi_ours", amount: 500, refunded: 500, userId: "user_ours")], to: client)
+            let ours = try await deliver(
+                [Deliveries.chargeRefunded(eventId: "evt_ours_early", paymentIntent: "pi_ours", amount: 500, refunded: 500, userId: "user_ours")],
+                to: client
+            )
             #expect(ours.first == "failed")
         }
         let database = try fixture.database()
         let event = try #require(try await database.webhookEvent(source: .stripe, eventId: "evt_foreign"))
         #expect(event.outcome?.contains("not a MyBA payment") == true, "\(event.outcome ?? "")")
-        #expect(try await database.webhooksDue(now: Date().addingTimeInterval(86400), maxAttempts: WebhookProcessor.maxAttempts).map(\.1) == ["evt_ours_early"])
+        #expect(
+            try await database.webhooksDue(now: Date().addingTimeInterval(86400), maxAttempts: WebhookProcessor.maxAttempts).map(\.1) == [
+                "evt_ours_early"
+            ]
+        )
         #expect(try await database.verify().isClean)
     }
 }
 
 @Suite("A database held by another process")
 struct DatabaseBusyTests {
-    @Test("while another process holds the write lock past the busy timeout, a webhook answers 503 database_busy (JSON error) and is stored once the lock is free")
+    @Test(
+        "while another process holds the write lock past the busy timeout, a webhook answers 503 database_busy (JSON error) and is stored once the lock is free"
+    )
     func busyIsA503() async throws {
         let fixture = try webhookFixture { $0.busyTimeoutSeconds = 0.2 }
         defer { fixture.directory.remove() }
         try await fixture.application().test(.router) { client in
-            let purchase = Deliveries.checkoutCompleted(eventId: "evt_busy", sessionId: "cs_busy", userId: "user_busy", tokens: 10, amount: 500, paymentIntent: "pi_busy")
+            let purchase = Deliveries.checkoutCompleted(
+                eventId: "evt_busy",
+                sessionId: "cs_busy",
+                userId: "user_busy",
+                tokens: 10,
+                amount: 500,
+                paymentIntent: "pi_busy"
+            )
             // Another process (a raw SQLite connection) takes the write lock and keeps it.
             let holder = try DatabaseQueue(path: fixture.settings.databasePath)
-            let release = DispatchSemaphore(value: 0), held = DispatchSemaphore(value: 0)
+            let release = DispatchSemaphore(value: 0)
+            let held = DispatchSemaphore(value: 0)
             let thread = Thread {
                 try? holder.writeWithoutTransaction { db in
                     try db.execute(sql: "BEGIN IMMEDIATE")
@@ -135,13 +265,23 @@ struct DatabaseBusyTests {
             }
             thread.start()
             held.wait()
-            try await client.execute(uri: "/api/webhook/stripe", method: .post, headers: Deliveries.stripeHeaders(purchase), body: ByteBuffer(string: purchase)) { response in
+            try await client.execute(
+                uri: "/api/webhook/stripe",
+                method: .post,
+                headers: Deliveries.stripeHeaders(purchase),
+                body: ByteBuffer(string: purchase)
+            ) { response in
                 #expect(response.status == .serviceUnavailable)
                 let error = try response.json["error"] as? [String: Any]
                 #expect(error?["code"] as? String == "database_busy")
             }
             release.signal()
-            try await client.execute(uri: "/api/webhook/stripe", method: .post, headers: Deliveries.stripeHeaders(purchase), body: ByteBuffer(string: purchase)) { response in
+            try await client.execute(
+                uri: "/api/webhook/stripe",
+                method: .post,
+                headers: Deliveries.stripeHeaders(purchase),
+                body: ByteBuffer(string: purchase)
+            ) { response in
                 #expect(response.status == .ok)
             }
         }

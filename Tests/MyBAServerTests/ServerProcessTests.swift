@@ -1,6 +1,7 @@
 import Foundation
 import MyBATestSupport
 import Testing
+
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -44,7 +45,12 @@ struct ServerProcessTests {
         let badPort = try await BuiltProduct.run("myba-server", [], environment: ["PORT": "http"], currentDirectory: directory.path)
         #expect(badPort.status == 1)
         #expect(badPort.stderr.contains("PORT"))
-        let badPlans = try await BuiltProduct.run("myba-server", [], environment: ["PORT": "0", "MYBA_PLANS_FILE": directory.file("none.json")], currentDirectory: directory.path)
+        let badPlans = try await BuiltProduct.run(
+            "myba-server",
+            [],
+            environment: ["PORT": "0", "MYBA_PLANS_FILE": directory.file("none.json")],
+            currentDirectory: directory.path
+        )
         #expect(badPlans.status == 1)
         #expect(badPlans.stderr.contains("none.json"))
     }
@@ -55,16 +61,24 @@ struct ServerProcessTests {
 @Suite("myba-server in production", .serialized)
 struct ProductionStartTests {
     static let complete = [
-        "PORT": "0", "MYBA_ENV": "production", "CLERK_JWKS_URL": "http://127.0.0.1:9/jwks", "CLERK_WEBHOOK_SECRET": "whsec_" + String(repeating: "A", count: 32),
+        "PORT": "0", "MYBA_ENV": "production", "CLERK_JWKS_URL": "http://127.0.0.1:9/jwks",
+        "CLERK_WEBHOOK_SECRET": "whsec_" + String(repeating: "A", count: 32),
         "MYBA_FINGERPRINT_SECRET": "a-long-private-fingerprint-secret", "OPENROUTER_API_KEY": "sk-or-test", "MYBA_PUBLIC_URL": "https://app.example",
         "STRIPE_SECRET_KEY": "sk_live_production_key", "STRIPE_WEBHOOK_SECRET": "whsec_live", "STRIPE_API_BASE": "http://127.0.0.1:9",
     ]
 
-    @Test("MYBA_ENV=production, or a live Stripe key alone, with development defaults: exit 1, one message naming each missing setting, no file created")
+    @Test(
+        "MYBA_ENV=production, or a live Stripe key alone, with development defaults: exit 1, one message naming each missing setting, no file created"
+    )
     func refusesUnsafeProduction() async throws {
         let directory = try TemporaryDirectory("myba-prod")
         defer { directory.remove() }
-        let bare = try await BuiltProduct.run("myba-server", [], environment: ["PORT": "0", "MYBA_ENV": "production"], currentDirectory: directory.path)
+        let bare = try await BuiltProduct.run(
+            "myba-server",
+            [],
+            environment: ["PORT": "0", "MYBA_ENV": "production"],
+            currentDirectory: directory.path
+        )
         #expect(bare.status == 1)
         for name in ["CLERK_JWT_KEY", "MYBA_FINGERPRINT_SECRET", "OPENROUTER_API_KEY", "MYBA_PUBLIC_URL"] {
             #expect(bare.stderr.contains(name), "\(name) not named: \(bare.stderr)")
@@ -73,7 +87,12 @@ struct ProductionStartTests {
         #expect(!FileManager.default.fileExists(atPath: directory.file("data")), "start-up created files before refusing")
 
         // The reproduction: a live key, development sign-in otherwise. It must not start.
-        let live = try await BuiltProduct.run("myba-server", [], environment: ["PORT": "0", "STRIPE_SECRET_KEY": "sk_live_abc"], currentDirectory: directory.path)
+        let live = try await BuiltProduct.run(
+            "myba-server",
+            [],
+            environment: ["PORT": "0", "STRIPE_SECRET_KEY": "sk_live_abc"],
+            currentDirectory: directory.path
+        )
         #expect(live.status == 1)
         #expect(live.stderr.contains("STRIPE_WEBHOOK_SECRET") && live.stderr.contains("development sign-in"), "\(live.stderr)")
 
@@ -96,7 +115,10 @@ struct ProductionStartTests {
         request.setValue("Bearer dev:user_x", forHTTPHeaderField: "Authorization")
         let (_, response) = try await URLSession.shared.data(for: request)
         #expect((response as? HTTPURLResponse)?.statusCode == 401)
-        for (path, mode) in [("data", 0o700), ("data/myba.sqlite", 0o600), ("data/myba.sqlite-wal", 0o600), ("data/myba.sqlite.lock", 0o600), ("data/logs", 0o700), ("data/logs/myba.jsonl", 0o600)] {
+        for (path, mode) in [
+            ("data", 0o700), ("data/myba.sqlite", 0o600), ("data/myba.sqlite-wal", 0o600), ("data/myba.sqlite.lock", 0o600), ("data/logs", 0o700),
+            ("data/logs/myba.jsonl", 0o600),
+        ] {
             let attributes = try FileManager.default.attributesOfItem(atPath: directory.file(path))
             #expect((attributes[.posixPermissions] as? Int).map { $0 & 0o777 } == mode, "\(path)")
         }
@@ -117,7 +139,10 @@ struct HostileClientTests {
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard connected == 0 else { close(fd); return nil }
+        guard connected == 0 else {
+            close(fd)
+            return nil
+        }
         _ = bytes.withCString { send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
         return fd
     }
@@ -137,7 +162,9 @@ struct HostileClientTests {
         return fds.count - open.count
     }
 
-    @Test("a slowloris of 2000 connections that never finish their headers: other clients are served at once, and the server closes every stalled connection after MYBA_CONNECTION_IDLE_MS; oversized headers are refused")
+    @Test(
+        "a slowloris of 2000 connections that never finish their headers: other clients are served at once, and the server closes every stalled connection after MYBA_CONNECTION_IDLE_MS; oversized headers are refused"
+    )
     func slowloris() async throws {
         var limit = rlimit()
         getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
@@ -147,8 +174,10 @@ struct HostileClientTests {
         defer { directory.remove() }
         let server = try await RunningServer.start(environment: ["PORT": "0", "MYBA_CONNECTION_IDLE_MS": "1500"], currentDirectory: directory.path)
         defer { server.process.send(SIGKILL) }
-        let stalled = (0..<2000).compactMap { _ in Self.stalledConnection(port: server.port, sending: "GET /api/health HTTP/1.1\r\nHost: x\r\nX-Slow: ") }
-        defer { stalled.forEach { close($0) } }
+        let stalled = (0..<2000).compactMap { _ in
+            Self.stalledConnection(port: server.port, sending: "GET /api/health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        }
+        defer { for fd in stalled { close(fd) } }
         #expect(stalled.count > 1900)
 
         let started = ContinuousClock.now

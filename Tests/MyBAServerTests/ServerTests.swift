@@ -6,6 +6,7 @@ import HummingbirdTesting
 import Logging
 import MyBATestSupport
 import Testing
+
 @testable import MyBAOps
 @testable import MyBAServer
 
@@ -18,8 +19,12 @@ struct ServerFixture {
     init(plansFile: String? = nil, configure: (inout MyBASettings) -> Void = { _ in }) throws {
         directory = try TemporaryDirectory("myba-server")
         var settings = MyBASettings(
-            port: 0, databasePath: directory.file("data/myba.sqlite"), logFile: directory.file("logs/myba.jsonl"),
-            plansFile: plansFile, maxBodyBytes: 4096)
+            port: 0,
+            databasePath: directory.file("data/myba.sqlite"),
+            logFile: directory.file("logs/myba.jsonl"),
+            plansFile: plansFile,
+            maxBodyBytes: 4096
+        )
         configure(&settings)
         self.settings = settings
     }
@@ -73,12 +78,19 @@ struct ServerTests {
         }
     }
 
-    @Test("GET /api/health tells the public only whether the service is up: no auth mode, customer count or payments; behind a proxy a loopback peer is not an operator, the metrics token is")
+    @Test(
+        "GET /api/health tells the public only whether the service is up: no auth mode, customer count or payments; behind a proxy a loopback peer is not an operator, the metrics token is"
+    )
     func healthDetailsForOperatorsOnly() async throws {
         let token = "health-token-0123456789"
         for (configure, header, detailed) in [
             ({ (s: inout MyBASettings) in s.anonymous.trustedProxies = 1 }, nil as String?, false),
-            ({ (s: inout MyBASettings) in s.anonymous.trustedProxies = 1; s.metricsToken = token }, token, true),
+            (
+                { (s: inout MyBASettings) in
+                    s.anonymous.trustedProxies = 1
+                    s.metricsToken = token
+                }, token, true
+            ),
             ({ (s: inout MyBASettings) in s.metricsToken = token }, "wrong-token-0123456789", false),
         ] {
             let fixture = try ServerFixture(configure: configure)
@@ -248,7 +260,9 @@ struct ServerTests {
             #expect(line["ts"] is String && line["level"] as? String == "info")
         }
         #expect(lines.first { $0["request.id"] as? String == "req-log-2" && $0["msg"] as? String == "request" }?["http.status"] as? Int == 404)
-        #expect(lines.first { $0["request.id"] as? String == "req-log-1" && $0["msg"] as? String == "request" }?["http.path"] as? String == "/api/plans")
+        #expect(
+            lines.first { $0["request.id"] as? String == "req-log-1" && $0["msg"] as? String == "request" }?["http.path"] as? String == "/api/plans"
+        )
         #expect(!lines.contains { $0["hb.request.id"] != nil })
     }
 

@@ -8,16 +8,22 @@ import Testing
 /// driver `benchmarks/soak.sh` runs for minutes with thousands of clients; here CI-sized.
 @Suite("Soak at real AI latency", .serialized)
 struct SoakTests {
-    @Test("300 clients × 5 generations on a misbehaving upstream: the server stays responsive, releases its sockets, charges exactly the answers, and stops on SIGTERM within its bound")
+    @Test(
+        "300 clients × 5 generations on a misbehaving upstream: the server stays responsive, releases its sockets, charges exactly the answers, and stops on SIGTERM within its bound"
+    )
     func soakAgainstMisbehavingUpstream() async throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let shutdownBound = 5.0
-        let run = try await ChildProcess.start("/usr/bin/env", [
-            "python3", root.appendingPathComponent("Tests/soak/soak.py").path,
-            "--server", BuiltProduct.path("myba-server"), "--admin", BuiltProduct.path("myba-admin"),
-            "--clients", "300", "--requests", "5", "--deadline-ms", "1000", "--shutdown-ms", String(Int(shutdownBound * 1000)),
-            "--idle-close-ms", "1000", "--term-requests", "40", "--json",
-        ], environment: ["PATH": "/usr/bin:/bin:/usr/local/bin"]).wait(timeout: .seconds(300))
+        let run = try await ChildProcess.start(
+            "/usr/bin/env",
+            [
+                "python3", root.appendingPathComponent("Tests/soak/soak.py").path,
+                "--server", BuiltProduct.path("myba-server"), "--admin", BuiltProduct.path("myba-admin"),
+                "--clients", "300", "--requests", "5", "--deadline-ms", "1000", "--shutdown-ms", String(Int(shutdownBound * 1000)),
+                "--idle-close-ms", "1000", "--term-requests", "40", "--json",
+            ],
+            environment: ["PATH": "/usr/bin:/bin:/usr/local/bin"]
+        ).wait(timeout: .seconds(300))
         try #require(run.status == 0, "soak.py failed:\n\(run.stdout.suffix(4000))\n\(run.stderr.suffix(4000))")
         let line = try #require(run.stdout.split(separator: "\n").last)
         let result = try jsonObject(String(line))

@@ -11,7 +11,10 @@ struct StripeSDKTests {
     func officialSDK() async throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let python = root.appendingPathComponent(".venv/bin/python").path
-        try #require(FileManager.default.isExecutableFile(atPath: python), "no .venv: run the tests with scripts/test.sh, which installs stripe-python")
+        try #require(
+            FileManager.default.isExecutableFile(atPath: python),
+            "no .venv: run the tests with scripts/test.sh, which installs stripe-python"
+        )
         let script = root.appendingPathComponent("Tests/sdk/stripe_sdk_check.py").path
         let output = try await withStripeEmulator { _, base in
             let result = try await ChildProcess.start(python, [script, base.absoluteString]).wait(timeout: .seconds(180))

@@ -8,14 +8,19 @@ import MyBATestSupport
 import NIOCore
 import StripeEmulator
 import Testing
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
+
 @testable import MyBAOps
 @testable import MyBAServer
 
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
 /// Runs a Stripe emulator on a free port for the duration of `body`.
-func withStripeEmulator<T: Sendable>(_ emulator: StripeEmulator = StripeEmulator(), _ body: @Sendable (StripeEmulator, URL) async throws -> T) async throws -> T {
+func withStripeEmulator<T: Sendable>(
+    _ emulator: StripeEmulator = StripeEmulator(),
+    _ body: @Sendable (StripeEmulator, URL) async throws -> T
+) async throws -> T {
     try await emulator.application().test(.live) { client in
         try await body(emulator, URL(string: "http://127.0.0.1:\(client.port!)")!)
     }
@@ -33,10 +38,18 @@ struct StripeClientTests {
             let stripe = try stripeClient(base)
             var ids: [String] = []
             for index in 0..<5 {
-                let customer = try await stripe.createCustomer(email: "c\(index)@example.com", metadata: ["user_id": "user_\(index)", "tokens": "6"], idempotencyKey: "k\(index)")
+                let customer = try await stripe.createCustomer(
+                    email: "c\(index)@example.com",
+                    metadata: ["user_id": "user_\(index)", "tokens": "6"],
+                    idempotencyKey: "k\(index)"
+                )
                 ids.append(customer["id"] as! String)
             }
-            let updated = try await stripe.updateCustomerMetadata(ids[0], metadata: ["tokens": "9", "last_purchase": nil, "tokens_used": "1"], idempotencyKey: "u1")
+            let updated = try await stripe.updateCustomerMetadata(
+                ids[0],
+                metadata: ["tokens": "9", "last_purchase": nil, "tokens_used": "1"],
+                idempotencyKey: "u1"
+            )
             #expect(updated["metadata"] as? [String: String] == ["user_id": "user_0", "tokens": "9", "tokens_used": "1"])
             let unset = try await stripe.updateCustomerMetadata(ids[0], metadata: ["tokens_used": nil], idempotencyKey: "u2")
             #expect((unset["metadata"] as? [String: String])?["tokens_used"] == nil)
@@ -119,12 +132,18 @@ struct CheckoutTests {
             }
             defer { fixture.directory.remove() }
             try await fixture.application().test(.live) { client in
-                await emulator.addWebhookEndpoint(EmulatorWebhookEndpoint(url: "http://127.0.0.1:\(client.port!)/api/webhook/stripe", secret: stripeWebhookSecret))
+                await emulator.addWebhookEndpoint(
+                    EmulatorWebhookEndpoint(url: "http://127.0.0.1:\(client.port!)/api/webhook/stripe", secret: stripeWebhookSecret)
+                )
                 let stripe = try stripeClient(stripeBase)
                 var sessions: [[String: Any]] = []
                 for _ in 0..<2 {
-                    let created = try await client.execute(uri: "/api/create-checkout-session", method: .post, headers: bearer("dev:user_buyer"),
-                                                           body: jsonBody(["planId": "starter", "userId": "user_buyer"])) { response in
+                    let created = try await client.execute(
+                        uri: "/api/create-checkout-session",
+                        method: .post,
+                        headers: bearer("dev:user_buyer"),
+                        body: jsonBody(["planId": "starter", "userId": "user_buyer"])
+                    ) { response in
                         #expect(response.status == .ok)
                         return try response.json
                     }
@@ -153,20 +172,39 @@ struct CheckoutTests {
                     #expect(body["tokens"] as? Int == 6 + 10 + 10)
                     #expect(body["tokensPurchased"] as? Int == 20)
                 }
-                try await client.execute(uri: "/api/create-checkout-session", method: .post, headers: bearer("dev:user_buyer"), body: jsonBody(["planId": "platinum"])) { response in
+                try await client.execute(
+                    uri: "/api/create-checkout-session",
+                    method: .post,
+                    headers: bearer("dev:user_buyer"),
+                    body: jsonBody(["planId": "platinum"])
+                ) { response in
                     #expect(response.status == .badRequest)
                     #expect(response.errorCode == "unknown_plan")
                 }
-                try await client.execute(uri: "/api/create-checkout-session", method: .post, headers: bearer("dev:user_buyer"), body: jsonBody(["planId": "starter", "userId": "user_other"])) { response in
+                try await client.execute(
+                    uri: "/api/create-checkout-session",
+                    method: .post,
+                    headers: bearer("dev:user_buyer"),
+                    body: jsonBody(["planId": "starter", "userId": "user_other"])
+                ) { response in
                     #expect(response.status == .forbidden)
                 }
 
                 // A refund through Stripe comes back as charge.refunded and takes the tokens back.
-                let paymentIntent = try #require(try await stripe.request("GET", "/v1/checkout/sessions/\(sessions[1]["id"] as! String)")["payment_intent"] as? String)
-                _ = try await stripe.createRefund(paymentIntent: paymentIntent, amount: nil, reason: "requested_by_customer", idempotencyKey: "refund-1")
+                let paymentIntent = try #require(
+                    try await stripe.request("GET", "/v1/checkout/sessions/\(sessions[1]["id"] as! String)")["payment_intent"] as? String
+                )
+                _ = try await stripe.createRefund(
+                    paymentIntent: paymentIntent,
+                    amount: nil,
+                    reason: "requested_by_customer",
+                    idempotencyKey: "refund-1"
+                )
                 let database = try fixture.database()
                 let deadline = Date().addingTimeInterval(10)
-                while try await database.balance(userId: "user_buyer")?.tokens != 16, Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
+                while try await database.balance(userId: "user_buyer")?.tokens != 16, Date() < deadline {
+                    try await Task.sleep(for: .milliseconds(50))
+                }
                 #expect(try await database.balance(userId: "user_buyer")?.tokens == 16)
                 let overRefund = try await #require(throws: StripeError.self) {
                     _ = try await stripe.createRefund(paymentIntent: paymentIntent, amount: 1, reason: nil, idempotencyKey: "refund-2")
@@ -188,7 +226,12 @@ struct CheckoutTests {
             defer { fixture.directory.remove() }
             try await fixture.application().test(.live) { client in
                 let created = Deliveries.clerkUser(type: "user.created", userId: "user_new", email: "new@example.com")
-                _ = try await client.execute(uri: "/api/webhook/clerk", method: .post, headers: Deliveries.svixHeaders(created, id: "msg_new"), body: ByteBuffer(string: created))
+                _ = try await client.execute(
+                    uri: "/api/webhook/clerk",
+                    method: .post,
+                    headers: Deliveries.svixHeaders(created, id: "msg_new"),
+                    body: ByteBuffer(string: created)
+                )
                 let database = try fixture.database()
                 let deadline = Date().addingTimeInterval(10)
                 while Date() < deadline {
@@ -213,7 +256,12 @@ struct CheckoutTests {
         let fixture = try ServerFixture()
         defer { fixture.directory.remove() }
         try await fixture.application().test(.router) { client in
-            try await client.execute(uri: "/api/create-checkout-session", method: .post, headers: bearer("dev:user_a"), body: jsonBody(["planId": "starter"])) { response in
+            try await client.execute(
+                uri: "/api/create-checkout-session",
+                method: .post,
+                headers: bearer("dev:user_a"),
+                body: jsonBody(["planId": "starter"])
+            ) { response in
                 #expect(response.status == .serviceUnavailable)
                 #expect(response.errorCode == "payments_disabled")
             }
@@ -233,7 +281,12 @@ struct CheckoutTests {
             try await fixture.application().test(.live) { client in
                 for user in 0..<5 {
                     for index in 0..<3 {
-                        try await client.execute(uri: "/api/generate", method: .post, headers: bearer("dev:user_m\(user)"), body: jsonBody(["input": "ticket \(index)"])) { response in
+                        try await client.execute(
+                            uri: "/api/generate",
+                            method: .post,
+                            headers: bearer("dev:user_m\(user)"),
+                            body: jsonBody(["input": "ticket \(index)"])
+                        ) { response in
                             #expect(response.status == .ok)
                         }
                     }
@@ -274,9 +327,18 @@ struct CheckoutIdempotencyKeyTests {
         #expect(key == StripeClient.checkoutIdempotencyKey(userId: "user_1", planId: "starter", amount: 400, requestKey: "req_1"))
         #expect(key != StripeClient.checkoutIdempotencyKey(userId: "user_1", planId: "professional", amount: 400, requestKey: "req_1"))
         #expect(key != StripeClient.checkoutIdempotencyKey(userId: "user_1", planId: "starter", amount: 500, requestKey: "req_1"))
-        let longUser = String(repeating: "u", count: 128), longKey = String(repeating: "k", count: 128)
+        let longUser = String(repeating: "u", count: 128)
+        let longKey = String(repeating: "k", count: 128)
         let long = StripeClient.checkoutIdempotencyKey(userId: longUser, planId: "enterprise", amount: 6000, requestKey: longKey)
         #expect(long.utf8.count <= 255)
-        #expect(long != StripeClient.checkoutIdempotencyKey(userId: longUser, planId: "enterprise", amount: 6000, requestKey: String(longKey.dropLast()) + "j"))
+        #expect(
+            long
+                != StripeClient.checkoutIdempotencyKey(
+                    userId: longUser,
+                    planId: "enterprise",
+                    amount: 6000,
+                    requestKey: String(longKey.dropLast()) + "j"
+                )
+        )
     }
 }

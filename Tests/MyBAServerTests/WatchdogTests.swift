@@ -5,6 +5,7 @@ import Logging
 import MyBATestSupport
 import Synchronization
 import Testing
+
 @testable import MyBAOps
 
 /// The progress watchdog: a stuck database writer (real binary, the write lock held by another
@@ -12,11 +13,14 @@ import Testing
 /// `/api/health` and logged, and the report clears when progress resumes.
 @Suite("Progress watchdog", .serialized)
 struct WatchdogTests {
-    @Test("writes waiting on a lock held elsewhere: /api/health answers 503 degraded with stalled database_writer and an error is logged; once the lock is free the write completes and health is ok again")
+    @Test(
+        "writes waiting on a lock held elsewhere: /api/health answers 503 degraded with stalled database_writer and an error is logged; once the lock is free the write completes and health is ok again"
+    )
     func writerStallShowsInHealth() async throws {
         let directory = try TemporaryDirectory("myba-watchdog")
         defer { directory.remove() }
-        let databasePath = directory.file("myba.sqlite"), logPath = directory.file("myba.jsonl")
+        let databasePath = directory.file("myba.sqlite")
+        let logPath = directory.file("myba.jsonl")
         let server = try await RunningServer.start(environment: [
             "PORT": "0", "MYBA_DATABASE": databasePath, "MYBA_LOG_FILE": logPath,
             "MYBA_WATCHDOG_STALL_MS": "400", "MYBA_DB_BUSY_TIMEOUT_MS": "20000",
@@ -36,7 +40,10 @@ struct WatchdogTests {
             try await Task.sleep(for: .milliseconds(100))
             let (status, body) = try await server.get("/api/health")
             let object = try jsonObject(String(decoding: body, as: UTF8.self))
-            if status == 503 { stalled = object; break }
+            if status == 503 {
+                stalled = object
+                break
+            }
         }
         #expect(stalled["status"] as? String == "degraded")
         #expect(stalled["stalled"] as? [String] == ["database_writer"])
@@ -57,7 +64,9 @@ struct WatchdogTests {
         #expect(log.contains(#""msg":"watchdog: the database writer is making progress again""#))
     }
 
-    @Test("every thread of the executor blocked (in a process of its own): the watchdog's own thread reports the executor stalled and logs it, then sees it recover")
+    @Test(
+        "every thread of the executor blocked (in a process of its own): the watchdog's own thread reports the executor stalled and logs it, then sees it recover"
+    )
     func executorStall() async throws {
         let run = try await BuiltProduct.run("myba-bench", ["watchdog-probe", "--block-ms", "1500", "--threshold-ms", "300"], timeout: .seconds(60))
         #expect(run.status == 0, "\(run.stderr)")

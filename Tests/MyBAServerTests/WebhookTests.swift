@@ -6,11 +6,13 @@ import HummingbirdTesting
 import MyBATestSupport
 import NIOCore
 import Testing
+
+@testable import MyBAOps
+@testable import MyBAServer
+
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
-@testable import MyBAOps
-@testable import MyBAServer
 
 let stripeWebhookSecret = "whsec_test_stripe_secret_for_myba"
 let clerkWebhookSecret = "whsec_" + Data((0..<32).map { UInt8($0 * 7 % 256) }).base64EncodedString()
@@ -18,40 +20,85 @@ let clerkWebhookSecret = "whsec_" + Data((0..<32).map { UInt8($0 * 7 % 256) }).b
 /// Stripe and Clerk events as they arrive on the wire, signed.
 enum Deliveries {
     static func stripeEvent(id: String, type: String, created: Int? = nil, object: [String: Any]) -> String {
-        let event: [String: Any] = ["id": id, "object": "event", "api_version": "2024-06-20", "created": created ?? Int(Date().timeIntervalSince1970),
-                                    "livemode": false, "type": type, "data": ["object": object]]
+        let event: [String: Any] = [
+            "id": id, "object": "event", "api_version": "2024-06-20", "created": created ?? Int(Date().timeIntervalSince1970),
+            "livemode": false, "type": type, "data": ["object": object],
+        ]
         return String(decoding: try! JSONSerialization.data(withJSONObject: event, options: [.sortedKeys]), as: UTF8.self)
     }
 
-    static func checkoutCompleted(eventId: String, sessionId: String, userId: String, tokens: Int, amount: Int, paymentIntent: String, paid: Bool = true) -> String {
-        stripeEvent(id: eventId, type: "checkout.session.completed", object: [
-            "id": sessionId, "object": "checkout.session", "amount_total": amount, "currency": "usd", "customer": "cus_\(userId)",
-            "client_reference_id": userId, "metadata": ["user_id": userId, "plan_id": "starter", "tokens": String(tokens)],
-            "mode": "payment", "payment_intent": paymentIntent, "payment_status": paid ? "paid" : "unpaid", "status": "complete",
-        ])
+    static func checkoutCompleted(
+        eventId: String,
+        sessionId: String,
+        userId: String,
+        tokens: Int,
+        amount: Int,
+        paymentIntent: String,
+        paid: Bool = true
+    ) -> String {
+        stripeEvent(
+            id: eventId,
+            type: "checkout.session.completed",
+            object: [
+                "id": sessionId, "object": "checkout.session", "amount_total": amount, "currency": "usd", "customer": "cus_\(userId)",
+                "client_reference_id": userId, "metadata": ["user_id": userId, "plan_id": "starter", "tokens": String(tokens)],
+                "mode": "payment", "payment_intent": paymentIntent, "payment_status": paid ? "paid" : "unpaid", "status": "complete",
+            ]
+        )
     }
 
     /// `charge.refunded`: the charge as Stripe saw it at `created` (default now). `userId` is what
     /// MyBA's Checkout puts on the PaymentIntent, which Stripe copies to the charge.
-    static func chargeRefunded(eventId: String, paymentIntent: String, amount: Int, refunded: Int, userId: String? = nil, created: Int? = nil) -> String {
-        stripeEvent(id: eventId, type: "charge.refunded", created: created, object: [
-            "id": "ch_\(paymentIntent)", "object": "charge", "amount": amount, "amount_refunded": refunded,
-            "payment_intent": paymentIntent, "refunded": refunded >= amount,
-            "metadata": userId.map { ["user_id": $0, "checkout": "myba"] } ?? [String: String](),
-        ])
+    static func chargeRefunded(
+        eventId: String,
+        paymentIntent: String,
+        amount: Int,
+        refunded: Int,
+        userId: String? = nil,
+        created: Int? = nil
+    ) -> String {
+        stripeEvent(
+            id: eventId,
+            type: "charge.refunded",
+            created: created,
+            object: [
+                "id": "ch_\(paymentIntent)", "object": "charge", "amount": amount, "amount_refunded": refunded,
+                "payment_intent": paymentIntent, "refunded": refunded >= amount,
+                "metadata": userId.map { ["user_id": $0, "checkout": "myba"] } ?? [String: String](),
+            ]
+        )
     }
 
     /// `charge.refund.updated` for a refund that failed (or was canceled) at Stripe.
-    static func refundFailed(eventId: String, refundId: String, paymentIntent: String, amount: Int, refundCreated: Int, created: Int, status: String = "failed") -> String {
-        stripeEvent(id: eventId, type: "charge.refund.updated", created: created, object: [
-            "id": refundId, "object": "refund", "amount": amount, "charge": "ch_\(paymentIntent)", "payment_intent": paymentIntent,
-            "currency": "usd", "status": status, "failure_reason": "expired_or_canceled_card", "created": refundCreated,
-        ])
+    static func refundFailed(
+        eventId: String,
+        refundId: String,
+        paymentIntent: String,
+        amount: Int,
+        refundCreated: Int,
+        created: Int,
+        status: String = "failed"
+    ) -> String {
+        stripeEvent(
+            id: eventId,
+            type: "charge.refund.updated",
+            created: created,
+            object: [
+                "id": refundId, "object": "refund", "amount": amount, "charge": "ch_\(paymentIntent)", "payment_intent": paymentIntent,
+                "currency": "usd", "status": status, "failure_reason": "expired_or_canceled_card", "created": refundCreated,
+            ]
+        )
     }
 
     static func stripeHeaders(_ body: String, secret: String = stripeWebhookSecret, at date: Date = Date()) -> HTTPFields {
-        [.contentType: "application/json",
-         HTTPField.Name("Stripe-Signature")!: StripeSignature.header(payload: Array(body.utf8), timestamp: Int(date.timeIntervalSince1970), secret: secret)]
+        [
+            .contentType: "application/json",
+            HTTPField.Name("Stripe-Signature")!: StripeSignature.header(
+                payload: Array(body.utf8),
+                timestamp: Int(date.timeIntervalSince1970),
+                secret: secret
+            ),
+        ]
     }
 
     static func clerkUser(type: String, userId: String, email: String? = nil) -> String {
@@ -69,8 +116,10 @@ enum Deliveries {
     static func svixHeaders(_ body: String, id: String, at date: Date = Date()) -> HTTPFields {
         let timestamp = String(Int(date.timeIntervalSince1970))
         let signature = try! SvixSignature.signature(payload: Array(body.utf8), id: id, timestamp: timestamp, secret: clerkWebhookSecret)
-        return [.contentType: "application/json", HTTPField.Name("svix-id")!: id, HTTPField.Name("svix-timestamp")!: timestamp,
-                HTTPField.Name("svix-signature")!: "v1,\(signature)"]
+        return [
+            .contentType: "application/json", HTTPField.Name("svix-id")!: id, HTTPField.Name("svix-timestamp")!: timestamp,
+            HTTPField.Name("svix-signature")!: "v1,\(signature)",
+        ]
     }
 }
 
@@ -89,7 +138,14 @@ struct WebhookTests {
     func concurrentDuplicates() async throws {
         let fixture = try webhookFixture()
         defer { fixture.directory.remove() }
-        let body = Deliveries.checkoutCompleted(eventId: "evt_dup_1", sessionId: "cs_dup_1", userId: "user_buyer", tokens: 50, amount: 1600, paymentIntent: "pi_dup_1")
+        let body = Deliveries.checkoutCompleted(
+            eventId: "evt_dup_1",
+            sessionId: "cs_dup_1",
+            userId: "user_buyer",
+            tokens: 50,
+            amount: 1600,
+            paymentIntent: "pi_dup_1"
+        )
         try await fixture.application().test(.live) { client in
             let port = try #require(client.port)
             let receipts = try await withThrowingTaskGroup(of: (Int, Bool?).self) { group in
@@ -100,7 +156,9 @@ struct WebhookTests {
                         for field in Deliveries.stripeHeaders(body) { request.setValue(field.value, forHTTPHeaderField: field.name.rawName) }
                         request.httpBody = Data(body.utf8)
                         let (data, response) = try await URLSession.shared.data(for: request)
-                        return ((response as! HTTPURLResponse).statusCode, try jsonObject(String(decoding: data, as: UTF8.self))["duplicate"] as? Bool)
+                        return (
+                            (response as! HTTPURLResponse).statusCode, try jsonObject(String(decoding: data, as: UTF8.self))["duplicate"] as? Bool
+                        )
                     }
                 }
                 return try await group.reduce(into: [(Int, Bool?)]()) { $0.append($1) }
@@ -126,7 +184,14 @@ struct WebhookTests {
     func rejected() async throws {
         let fixture = try webhookFixture()
         defer { fixture.directory.remove() }
-        let body = Deliveries.checkoutCompleted(eventId: "evt_bad", sessionId: "cs_bad", userId: "user_x", tokens: 10, amount: 400, paymentIntent: "pi_bad")
+        let body = Deliveries.checkoutCompleted(
+            eventId: "evt_bad",
+            sessionId: "cs_bad",
+            userId: "user_x",
+            tokens: 10,
+            amount: 400,
+            paymentIntent: "pi_bad"
+        )
         let clerkBody = Deliveries.clerkUser(type: "user.created", userId: "user_x", email: "x@example.com")
         try await fixture.application().test(.router) { client in
             var tampered = Deliveries.stripeHeaders(body)
@@ -147,7 +212,12 @@ struct WebhookTests {
                 }
             }
             for date in [Date().addingTimeInterval(-600), Date().addingTimeInterval(600)] {
-                try await client.execute(uri: "/api/webhook/clerk", method: .post, headers: Deliveries.svixHeaders(clerkBody, id: "msg_1", at: date), body: ByteBuffer(string: clerkBody)) { response in
+                try await client.execute(
+                    uri: "/api/webhook/clerk",
+                    method: .post,
+                    headers: Deliveries.svixHeaders(clerkBody, id: "msg_1", at: date),
+                    body: ByteBuffer(string: clerkBody)
+                ) { response in
                     #expect(response.status == .badRequest)
                 }
             }
@@ -164,12 +234,26 @@ struct WebhookTests {
         defer { fixture.directory.remove() }
         try await fixture.application().test(.router) { client in
             func deliver(_ body: String) async throws -> [String: Any] {
-                try await client.execute(uri: "/api/webhook/stripe", method: .post, headers: Deliveries.stripeHeaders(body), body: ByteBuffer(string: body)) { response in
+                try await client.execute(
+                    uri: "/api/webhook/stripe",
+                    method: .post,
+                    headers: Deliveries.stripeHeaders(body),
+                    body: ByteBuffer(string: body)
+                ) { response in
                     #expect(response.status == .ok)
                     return try response.json
                 }
             }
-            _ = try await deliver(Deliveries.checkoutCompleted(eventId: "evt_p1", sessionId: "cs_p1", userId: "user_r", tokens: 50, amount: 2000, paymentIntent: "pi_p1"))
+            _ = try await deliver(
+                Deliveries.checkoutCompleted(
+                    eventId: "evt_p1",
+                    sessionId: "cs_p1",
+                    userId: "user_r",
+                    tokens: 50,
+                    amount: 2000,
+                    paymentIntent: "pi_p1"
+                )
+            )
             // 25 % refunded: 12 of 50 tokens go back (rounded down, in the customer's favour).
             _ = try await deliver(Deliveries.chargeRefunded(eventId: "evt_r1", paymentIntent: "pi_p1", amount: 2000, refunded: 500))
             var balance = try #require(try await fixture.database().balance(userId: "user_r"))
@@ -204,12 +288,29 @@ struct WebhookTests {
         let app = try await fixture.application()
         try await app.test(.router) { client in
             let refund = Deliveries.chargeRefunded(eventId: "evt_early", paymentIntent: "pi_late", amount: 500, refunded: 500, userId: "user_o")
-            try await client.execute(uri: "/api/webhook/stripe", method: .post, headers: Deliveries.stripeHeaders(refund), body: ByteBuffer(string: refund)) { response in
+            try await client.execute(
+                uri: "/api/webhook/stripe",
+                method: .post,
+                headers: Deliveries.stripeHeaders(refund),
+                body: ByteBuffer(string: refund)
+            ) { response in
                 #expect(response.status == .ok)
                 #expect(response.object["status"] as? String == "failed")
             }
-            let purchase = Deliveries.checkoutCompleted(eventId: "evt_late", sessionId: "cs_late", userId: "user_o", tokens: 10, amount: 500, paymentIntent: "pi_late")
-            _ = try await client.execute(uri: "/api/webhook/stripe", method: .post, headers: Deliveries.stripeHeaders(purchase), body: ByteBuffer(string: purchase))
+            let purchase = Deliveries.checkoutCompleted(
+                eventId: "evt_late",
+                sessionId: "cs_late",
+                userId: "user_o",
+                tokens: 10,
+                amount: 500,
+                paymentIntent: "pi_late"
+            )
+            _ = try await client.execute(
+                uri: "/api/webhook/stripe",
+                method: .post,
+                headers: Deliveries.stripeHeaders(purchase),
+                body: ByteBuffer(string: purchase)
+            )
         }
         let database = try fixture.database()
         let failed = try #require(try await database.webhookEvent(source: .stripe, eventId: "evt_early"))
@@ -227,14 +328,21 @@ struct WebhookTests {
         #expect(try await database.verify().isClean)
     }
 
-    @Test("Clerk user.created opens the customer with its primary email and the welcome grant, shared with the API's lazy grant; user.deleted keeps the ledger")
+    @Test(
+        "Clerk user.created opens the customer with its primary email and the welcome grant, shared with the API's lazy grant; user.deleted keeps the ledger"
+    )
     func clerkUsers() async throws {
         let fixture = try webhookFixture()
         defer { fixture.directory.remove() }
         try await fixture.application().test(.router) { client in
             let created = Deliveries.clerkUser(type: "user.created", userId: "user_clerk", email: "ada@example.com")
             for _ in 0..<2 {
-                try await client.execute(uri: "/api/webhook/clerk", method: .post, headers: Deliveries.svixHeaders(created, id: "msg_created"), body: ByteBuffer(string: created)) { response in
+                try await client.execute(
+                    uri: "/api/webhook/clerk",
+                    method: .post,
+                    headers: Deliveries.svixHeaders(created, id: "msg_created"),
+                    body: ByteBuffer(string: created)
+                ) { response in
                     #expect(response.status == .ok)
                 }
             }
@@ -242,9 +350,19 @@ struct WebhookTests {
                 #expect(response.object["tokens"] as? Int == 6)
             }
             let deleted = Deliveries.clerkUser(type: "user.deleted", userId: "user_clerk")
-            _ = try await client.execute(uri: "/api/webhook/clerk", method: .post, headers: Deliveries.svixHeaders(deleted, id: "msg_deleted"), body: ByteBuffer(string: deleted))
+            _ = try await client.execute(
+                uri: "/api/webhook/clerk",
+                method: .post,
+                headers: Deliveries.svixHeaders(deleted, id: "msg_deleted"),
+                body: ByteBuffer(string: deleted)
+            )
             let other = Deliveries.clerkUser(type: "session.created", userId: "user_clerk", email: "ada@example.com")
-            try await client.execute(uri: "/api/webhook/clerk", method: .post, headers: Deliveries.svixHeaders(other, id: "msg_other"), body: ByteBuffer(string: other)) { response in
+            try await client.execute(
+                uri: "/api/webhook/clerk",
+                method: .post,
+                headers: Deliveries.svixHeaders(other, id: "msg_other"),
+                body: ByteBuffer(string: other)
+            ) { response in
                 #expect(response.object["status"] as? String == "ignored")
             }
         }
@@ -268,7 +386,14 @@ struct WebhookCrashTests {
             "PORT": "0", "STRIPE_WEBHOOK_SECRET": stripeWebhookSecret, "MYBA_DATABASE": directory.file("myba.sqlite"),
             "MYBA_LOG_FILE": directory.file("myba.jsonl"), "MYBA_WEBHOOK_RETRY_SECONDS": "1",
         ]
-        let body = Deliveries.checkoutCompleted(eventId: "evt_crash", sessionId: "cs_crash", userId: "user_crash", tokens: 10, amount: 400, paymentIntent: "pi_crash")
+        let body = Deliveries.checkoutCompleted(
+            eventId: "evt_crash",
+            sessionId: "cs_crash",
+            userId: "user_crash",
+            tokens: 10,
+            amount: 400,
+            paymentIntent: "pi_crash"
+        )
 
         let doomed = try await RunningServer.start(environment: environment.merging(["MYBA_FAULT_INJECTION": "kill-after-webhook-store"]) { $1 })
         _ = try? await doomed.post("/api/webhook/stripe", body: body, headers: Deliveries.stripeHeaders(body))
@@ -301,12 +426,16 @@ struct RunningServer {
 
     static func start(environment: [String: String], currentDirectory: String? = nil) async throws -> RunningServer {
         let process = try ChildProcess.start(
-            BuiltProduct.path("myba-server"), [], environment: environment.merging(["PATH": "/usr/bin:/bin"]) { a, _ in a },
-            currentDirectory: currentDirectory)
+            BuiltProduct.path("myba-server"),
+            [],
+            environment: environment.merging(["PATH": "/usr/bin:/bin"]) { a, _ in a },
+            currentDirectory: currentDirectory
+        )
         do {
             let output = try await process.waitForOutput("\"server listening\"")
             for line in output.split(separator: "\n") {
-                if let object = try? jsonObject(String(line)), object["msg"] as? String == "server listening", let port = object["http.port"] as? Int {
+                if let object = try? jsonObject(String(line)), object["msg"] as? String == "server listening", let port = object["http.port"] as? Int
+                {
                     return RunningServer(process: process, port: port)
                 }
             }

@@ -1,6 +1,7 @@
 import CTestSpawn
 import Foundation
 import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -37,11 +38,16 @@ public final class ChildProcess: @unchecked Sendable {
 
     /// Starts `executable` with exactly `environment` (nil: this process's environment).
     public static func start(
-        _ executable: String, _ arguments: [String], environment: [String: String]? = nil, stdin: String? = nil,
+        _ executable: String,
+        _ arguments: [String],
+        environment: [String: String]? = nil,
+        stdin: String? = nil,
         currentDirectory: String? = nil
     ) throws -> ChildProcess {
         // [read, write] of each pipe, close-on-exec: the child gets only the dup2'd copies.
-        var input: [Int32] = [0, 0], out: [Int32] = [0, 0], err: [Int32] = [0, 0]
+        var input: [Int32] = [0, 0]
+        var out: [Int32] = [0, 0]
+        var err: [Int32] = [0, 0]
         guard pipe2(&input, O_CLOEXEC) == 0, pipe2(&out, O_CLOEXEC) == 0, pipe2(&err, O_CLOEXEC) == 0 else {
             throw TestSupportError("pipe2 failed: errno \(errno)")
         }
@@ -59,7 +65,8 @@ public final class ChildProcess: @unchecked Sendable {
         // The spawning thread may block signals (dispatch's threads do) and the test process may
         // ignore some: the child starts with none blocked and every handler at its default, or a
         // server would never see SIGTERM.
-        var empty = sigset_t(), defaults = sigset_t()
+        var empty = sigset_t()
+        var defaults = sigset_t()
         sigemptyset(&empty)
         sigfillset(&defaults)
         sigdelset(&defaults, SIGKILL)
@@ -71,7 +78,7 @@ public final class ChildProcess: @unchecked Sendable {
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         let variables = environment ?? ProcessInfo.processInfo.environment
         let envp = variables.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { (argv + envp).forEach { free($0) } }
+        defer { for pointer in argv + envp { free(pointer) } }
         var pid: pid_t = 0
         let spawned = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
         for fd in [input[0], out[1], err[1]] { close(fd) }
@@ -175,7 +182,8 @@ public final class ChildProcess: @unchecked Sendable {
 
     private func result(timedOut: Bool, timeout: Duration) throws -> ProcessResult {
         let (out, err) = output.withLock { $0 }
-        let stdout = String(decoding: out, as: UTF8.self), stderr = String(decoding: err, as: UTF8.self)
+        let stdout = String(decoding: out, as: UTF8.self)
+        let stderr = String(decoding: err, as: UTF8.self)
         guard !timedOut, let end = termination else {
             throw TestSupportError("\(command) did not end within \(timeout) and was killed; stdout:\n\(stdout)\nstderr:\n\(stderr)")
         }
@@ -187,7 +195,10 @@ public final class ChildProcess: @unchecked Sendable {
     private func startReading(stdout: Int32, stderr: Int32) {
         for fd in [stdout, stderr] { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
         Thread.detachNewThread { [self] in
-            defer { close(stdout); close(stderr) }
+            defer {
+                close(stdout)
+                close(stderr)
+            }
             do {
                 var open = [stdout: true, stderr: true]
                 var buffer = [UInt8](repeating: 0, count: 65536)

@@ -50,8 +50,12 @@ public enum BuiltProduct {
     /// Runs `name` to its end without holding a thread of Swift's cooperative pool (2 threads on
     /// these machines): in-process servers of other tests need them to answer.
     public static func run(
-        _ name: String, _ arguments: [String], environment: [String: String] = [:], stdin: String? = nil,
-        currentDirectory: String? = nil, timeout: Duration = .seconds(120)
+        _ name: String,
+        _ arguments: [String],
+        environment: [String: String] = [:],
+        stdin: String? = nil,
+        currentDirectory: String? = nil,
+        timeout: Duration = .seconds(120)
     ) async throws -> ProcessResult {
         try await start(name, arguments, environment: environment, stdin: stdin, currentDirectory: currentDirectory).wait(timeout: timeout)
     }
@@ -59,7 +63,10 @@ public enum BuiltProduct {
     /// Starts `name` with `environment` added to a minimal environment (so the caller's MYBA_*
     /// variables never leak into a test).
     public static func start(
-        _ name: String, _ arguments: [String], environment: [String: String] = [:], stdin: String? = nil,
+        _ name: String,
+        _ arguments: [String],
+        environment: [String: String] = [:],
+        stdin: String? = nil,
         currentDirectory: String? = nil
     ) throws -> ChildProcess {
         var env = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
@@ -70,8 +77,12 @@ public enum BuiltProduct {
 
     /// `run` for callers already on a thread of their own. Blocks the thread.
     public static func runBlocking(
-        _ name: String, _ arguments: [String], environment: [String: String] = [:], stdin: String? = nil,
-        currentDirectory: String? = nil, timeout: Duration = .seconds(120)
+        _ name: String,
+        _ arguments: [String],
+        environment: [String: String] = [:],
+        stdin: String? = nil,
+        currentDirectory: String? = nil,
+        timeout: Duration = .seconds(120)
     ) throws -> ProcessResult {
         try start(name, arguments, environment: environment, stdin: stdin, currentDirectory: currentDirectory).waitBlocking(timeout: timeout)
     }

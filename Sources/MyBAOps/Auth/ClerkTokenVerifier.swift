@@ -46,7 +46,8 @@ public enum AuthError: Error, Equatable, CustomStringConvertible, Sendable {
         case .missingSubject: return "session token has no subject"
         case .unauthorizedParty: return "session token was issued for a party that is not authorized (MYBA_AUTHORIZED_PARTIES)"
         case .developmentTokenRejected: return "development tokens are not accepted when Clerk keys are configured"
-        case .developmentModeOnly: return "no Clerk key is configured (CLERK_JWT_KEY, CLERK_SECRET_KEY or CLERK_JWKS_URL); in development use `Bearer dev:<userId>`"
+        case .developmentModeOnly:
+            return "no Clerk key is configured (CLERK_JWT_KEY, CLERK_SECRET_KEY or CLERK_JWKS_URL); in development use `Bearer dev:<userId>`"
         case .wrongIssuer: return "session token was issued by another Clerk instance (iss)"
         case .keysUnavailable(let detail): return "cannot load Clerk signing keys: \(detail)"
         }
@@ -90,7 +91,12 @@ public final class ClerkTokenVerifier: Sendable {
     }
 
     /// - Throws: when `CLERK_JWT_KEY` is set but is not an RSA public key.
-    public init(settings: AuthSettings, http: any HTTPClient, logger: Logger = Logger(label: "myba.auth"), now: @escaping @Sendable () -> Date = Date.init) throws {
+    public init(
+        settings: AuthSettings,
+        http: any HTTPClient,
+        logger: Logger = Logger(label: "myba.auth"),
+        now: @escaping @Sendable () -> Date = Date.init
+    ) throws {
         self.settings = settings
         self.http = http
         self.now = now
@@ -128,9 +134,12 @@ public final class ClerkTokenVerifier: Sendable {
             let userId = String(token.dropFirst(4))
             // Shaped like Clerk's ids (`user_…`): anything else would open an account under a
             // name no real sign-in can produce.
-            guard (1...128).contains(userId.utf8.count), userId.utf8.allSatisfy({ byte in
-                (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
-            }) else {
+            guard (1...128).contains(userId.utf8.count),
+                userId.utf8.allSatisfy({ byte in
+                    (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || byte == UInt8(ascii: "_")
+                        || byte == UInt8(ascii: "-")
+                })
+            else {
                 throw AuthError.malformed("development token needs a user id of 1–128 letters, digits, '_' or '-': dev:<userId>")
             }
             return AuthenticatedUser(userId: userId, isDevelopment: true)
@@ -138,9 +147,9 @@ public final class ClerkTokenVerifier: Sendable {
         if isDevelopmentMode { throw AuthError.developmentModeOnly }
         let segments = token.split(separator: ".", omittingEmptySubsequences: false)
         guard segments.count == 3,
-              let headerData = Base64URL.decode(segments[0]),
-              let payloadData = Base64URL.decode(segments[1]),
-              let signature = Base64URL.decode(segments[2])
+            let headerData = Base64URL.decode(segments[0]),
+            let payloadData = Base64URL.decode(segments[1]),
+            let signature = Base64URL.decode(segments[2])
         else { throw AuthError.malformed("expected three base64url segments") }
         guard let header = try? JSONSerialization.jsonObject(with: headerData) as? [String: Any] else {
             throw AuthError.malformed("header is not a JSON object")
@@ -194,7 +203,12 @@ public final class ClerkTokenVerifier: Sendable {
         if let staticKey { return staticKey }
         let kid = kid ?? ""
         let current = now()
-        enum Plan { case use(_RSA.Signing.PublicKey), await(Task<[String: _RSA.Signing.PublicKey], any Error>), unknown, unavailable(String) }
+        enum Plan {
+            case use(_RSA.Signing.PublicKey)
+            case await(Task<[String: _RSA.Signing.PublicKey], any Error>)
+            case unknown
+            case unavailable(String)
+        }
         let plan: Plan = cache.withLock { state in
             let age = state.fetchedAt.map { current.timeIntervalSince($0) }
             let fresh = age.map { $0 < Self.jwksCacheLifetime } ?? false
@@ -204,7 +218,8 @@ public final class ClerkTokenVerifier: Sendable {
             // hit by every request, and the keys held serve meanwhile.
             if let failedAt = state.failedAt, current.timeIntervalSince(failedAt) < Self.failedRefreshRetryInterval {
                 if let key = state.keys[kid], (age ?? .infinity) < Self.maximumKeyStaleness { return .use(key) }
-                return state.keys.isEmpty || (age ?? .infinity) >= Self.maximumKeyStaleness ? .unavailable("the JWKS endpoint failed moments ago") : .unknown
+                return state.keys.isEmpty || (age ?? .infinity) >= Self.maximumKeyStaleness
+                    ? .unavailable("the JWKS endpoint failed moments ago") : .unknown
             }
             // Unknown kids (Clerk may have rotated keys) cause at most one refetch per interval,
             // so a burst of forged tokens cannot become a flood of JWKS requests.
@@ -248,9 +263,12 @@ public final class ClerkTokenVerifier: Sendable {
                     (state.keys[kid], state.fetchedAt.map { current.timeIntervalSince($0) })
                 }
                 if let key = held.0, let age = held.1, age < Self.maximumKeyStaleness {
-                    logger.warning("Clerk JWKS refresh failed; verifying with keys fetched earlier", metadata: [
-                        "error.message": .string(error.description), "auth.keys.age.s": .stringConvertible(Int(age)),
-                    ])
+                    logger.warning(
+                        "Clerk JWKS refresh failed; verifying with keys fetched earlier",
+                        metadata: [
+                            "error.message": .string(error.description), "auth.keys.age.s": .stringConvertible(Int(age)),
+                        ]
+                    )
                     return key
                 }
                 throw error
@@ -270,12 +288,12 @@ public final class ClerkTokenVerifier: Sendable {
         }
         guard response.status == 200 else { throw AuthError.keysUnavailable("JWKS endpoint answered \(response.status)") }
         guard let document = try? JSONSerialization.jsonObject(with: response.body) as? [String: Any],
-              let entries = document["keys"] as? [[String: Any]]
+            let entries = document["keys"] as? [[String: Any]]
         else { throw AuthError.keysUnavailable("JWKS document has no keys") }
         var keys: [String: _RSA.Signing.PublicKey] = [:]
         for entry in entries where entry["kty"] as? String == "RSA" {
             guard let n = (entry["n"] as? String).flatMap(Base64URL.decode), let e = (entry["e"] as? String).flatMap(Base64URL.decode),
-                  let key = try? _RSA.Signing.PublicKey(n: n, e: e)
+                let key = try? _RSA.Signing.PublicKey(n: n, e: e)
             else { continue }
             keys[(entry["kid"] as? String) ?? ""] = key
         }

@@ -47,16 +47,28 @@ struct ChatCompletionsClient: Sendable {
         if let error = object["error"] as? [String: Any] {
             let code = (error["code"] as? NSNumber)?.intValue ?? response.status
             let message = error["message"] as? String ?? "unknown error"
-            throw ProviderError(provider: providerName, status: code, message: message, retryable: code == 429 || code >= 500 || response.status == 200)
+            throw ProviderError(
+                provider: providerName,
+                status: code,
+                message: message,
+                retryable: code == 429 || code >= 500 || response.status == 200
+            )
         }
         guard (200..<300).contains(response.status) else {
-            throw ProviderError(provider: providerName, status: response.status, message: "unexpected status", retryable: response.status >= 500 || response.status == 429)
+            throw ProviderError(
+                provider: providerName,
+                status: response.status,
+                message: "unexpected status",
+                retryable: response.status >= 500 || response.status == 429
+            )
         }
         guard let choices = object["choices"] as? [[String: Any]],
-              let message = choices.first?["message"] as? [String: Any],
-              let content = message["content"] as? String,
-              !content.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
-        else { throw ProviderError(provider: providerName, status: response.status, message: "reply has no choices[0].message.content", retryable: true) }
+            let message = choices.first?["message"] as? [String: Any],
+            let content = message["content"] as? String,
+            !content.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
+        else {
+            throw ProviderError(provider: providerName, status: response.status, message: "reply has no choices[0].message.content", retryable: true)
+        }
         return content
     }
 
@@ -64,8 +76,12 @@ struct ChatCompletionsClient: Sendable {
         var headers = [("Authorization", "Bearer \(apiKey)"), ("Content-Type", "application/json")]
         headers += extraHeaders
         let request = HTTPClientRequest(
-            method: "POST", url: baseURL.appendingPathComponent("chat/completions"), headers: headers,
-            body: try JSONSerialization.data(withJSONObject: body), timeout: timeout)
+            method: "POST",
+            url: baseURL.appendingPathComponent("chat/completions"),
+            headers: headers,
+            body: try JSONSerialization.data(withJSONObject: body),
+            timeout: timeout
+        )
         do {
             return try await http.send(request)
         } catch {
@@ -89,9 +105,12 @@ struct AnthropicClient: Sendable {
             "messages": [["role": "user", "content": input]],
         ]
         let request = HTTPClientRequest(
-            method: "POST", url: baseURL.appendingPathComponent("messages"),
+            method: "POST",
+            url: baseURL.appendingPathComponent("messages"),
             headers: [("x-api-key", apiKey), ("anthropic-version", "2023-06-01"), ("content-type", "application/json")],
-            body: try JSONSerialization.data(withJSONObject: body), timeout: timeout)
+            body: try JSONSerialization.data(withJSONObject: body),
+            timeout: timeout
+        )
         let response: HTTPClientResponse
         do {
             response = try await http.send(request)
@@ -101,10 +120,15 @@ struct AnthropicClient: Sendable {
         let object = try? JSONSerialization.jsonObject(with: response.body) as? [String: Any]
         guard (200..<300).contains(response.status) else {
             let message = ((object?["error"] as? [String: Any])?["message"] as? String) ?? "unexpected status"
-            throw ProviderError(provider: "anthropic", status: response.status, message: message, retryable: response.status == 429 || response.status >= 500)
+            throw ProviderError(
+                provider: "anthropic",
+                status: response.status,
+                message: message,
+                retryable: response.status == 429 || response.status >= 500
+            )
         }
         guard let content = object?["content"] as? [[String: Any]],
-              let text = content.first(where: { $0["type"] as? String == "text" || $0["text"] != nil })?["text"] as? String
+            let text = content.first(where: { $0["type"] as? String == "text" || $0["text"] != nil })?["text"] as? String
         else { throw ProviderError(provider: "anthropic", status: response.status, message: "reply has no content[0].text", retryable: true) }
         return text
     }

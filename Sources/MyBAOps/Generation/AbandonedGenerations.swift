@@ -32,10 +32,14 @@ extension AppDatabase {
     public func releaseAbandonedGenerations(reservedBefore cutoff: Date, limit: Int = 200) async throws -> AbandonedGenerationsReport {
         try await immediateWrite { db in
             let now = Date().truncatedToMilliseconds
-            let rows = try Row.fetchAll(db, sql: """
-                SELECT idempotency_key, payer_kind, payer_id, attempts, request_id FROM generations
-                WHERE status = 'reserved' AND updated_at < ? ORDER BY updated_at LIMIT ?
-                """, arguments: [SQLTimestamp.string(cutoff), limit])
+            let rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT idempotency_key, payer_kind, payer_id, attempts, request_id FROM generations
+                    WHERE status = 'reserved' AND updated_at < ? ORDER BY updated_at LIMIT ?
+                    """,
+                arguments: [SQLTimestamp.string(cutoff), limit]
+            )
             var report = AbandonedGenerationsReport(released: 0, unapplied: [])
             for row in rows {
                 let key: String = row["idempotency_key"]
@@ -44,21 +48,34 @@ extension AppDatabase {
                 do {
                     try db.inSavepoint {
                         try Self.releaseCharge(
-                            key: key, attempt: attempt, payerKind: row["payer_kind"], payerId: row["payer_id"], requestId: row["request_id"],
-                            actor: "system", reason: "generation abandoned", now: now, in: db)
+                            key: key,
+                            attempt: attempt,
+                            payerKind: row["payer_kind"],
+                            payerId: row["payer_id"],
+                            requestId: row["request_id"],
+                            actor: "system",
+                            reason: "generation abandoned",
+                            now: now,
+                            in: db
+                        )
                         return .commit
                     }
                 } catch {
                     // Session ids are bearer credentials: the report (which is logged) names the digest.
                     let payerId: String = row["payer_id"]
-                    problem = row["payer_kind"] as String == "session"
+                    problem =
+                        row["payer_kind"] as String == "session"
                         ? "\(error)".replacingOccurrences(of: payerId, with: SessionDigest.of(payerId)) : "\(error)"
                 }
                 let note = problem.map { "\(Self.unreleasedNote): \($0)" } ?? "abandoned: the server stopped before answering"
-                try db.execute(sql: "UPDATE generations SET status = 'failed', error = ?, updated_at = ? WHERE idempotency_key = ? AND status = 'reserved'",
-                               arguments: [note, SQLTimestamp.string(now), key])
+                try db.execute(
+                    sql: "UPDATE generations SET status = 'failed', error = ?, updated_at = ? WHERE idempotency_key = ? AND status = 'reserved'",
+                    arguments: [note, SQLTimestamp.string(now), key]
+                )
                 if let problem {
-                    report.unapplied.append("\(GenerationRequest.loggable(key: key, payerKind: row["payer_kind"], payerId: row["payer_id"])): \(problem)")
+                    report.unapplied.append(
+                        "\(GenerationRequest.loggable(key: key, payerKind: row["payer_kind"], payerId: row["payer_id"])): \(problem)"
+                    )
                 } else {
                     report.released += 1
                 }
@@ -73,15 +90,35 @@ extension AppDatabase {
 
     /// Gives back the token charged for attempt `attempt` of generation `key`, once (the release
     /// key is unique), to the payer that was charged.
-    static func releaseCharge(key: String, attempt: Int, payerKind: String, payerId: String, requestId: String?, actor: String, reason: String, now: Date, in db: Database) throws {
+    static func releaseCharge(
+        key: String,
+        attempt: Int,
+        payerKind: String,
+        payerId: String,
+        requestId: String?,
+        actor: String,
+        reason: String,
+        now: Date,
+        in db: Database
+    ) throws {
         let chargeKey = TicketGenerator.chargeKey(key, attempt: attempt)
         switch payerKind {
         case "account":
             if try LedgerStatements.entry(idempotencyKey: chargeKey, in: db) != nil {
                 _ = try Self.post(
-                    LedgerPosting(userId: payerId, kind: .release, delta: 1, idempotencyKey: "release:\(chargeKey)", reference: key,
-                                  actor: actor, reason: reason, requestId: requestId),
-                    now: now, in: db)
+                    LedgerPosting(
+                        userId: payerId,
+                        kind: .release,
+                        delta: 1,
+                        idempotencyKey: "release:\(chargeKey)",
+                        reference: key,
+                        actor: actor,
+                        reason: reason,
+                        requestId: requestId
+                    ),
+                    now: now,
+                    in: db
+                )
             }
         case "session":
             _ = try Self.releaseSessionCharge(sessionId: payerId, chargeKey: chargeKey, requestId: requestId, now: now, in: db)
@@ -95,8 +132,12 @@ extension AppDatabase {
     /// already was. A completed one, or a request with no generation, may be credited.
     public func checkManualCredit(forRequest requestId: String, deadlineSeconds: Double) async throws {
         let found = try await writer.read { db in
-            try Row.fetchOne(db, sql: "SELECT status, updated_at, error FROM generations WHERE request_id = ? ORDER BY updated_at DESC LIMIT 1", arguments: [requestId])
-                .map { ($0["status"] as String, $0.timestamp("updated_at") ?? Date(), $0["error"] as String?) }
+            try Row.fetchOne(
+                db,
+                sql: "SELECT status, updated_at, error FROM generations WHERE request_id = ? ORDER BY updated_at DESC LIMIT 1",
+                arguments: [requestId]
+            )
+            .map { ($0["status"] as String, $0.timestamp("updated_at") ?? Date(), $0["error"] as String?) }
         }
         guard let (status, updatedAt, error) = found else { return }
         switch status {
@@ -125,7 +166,8 @@ public enum ManualCreditRefusal: Error, CustomStringConvertible, Sendable {
     public var description: String {
         switch self {
         case .stillReserved(let date):
-            return "refused: this request's generation still holds its token; the reservation sweep gives it back by \(LedgerDates.timestamp(date)) at the latest, so a credit now would pay it twice"
+            return
+                "refused: this request's generation still holds its token; the reservation sweep gives it back by \(LedgerDates.timestamp(date)) at the latest, so a credit now would pay it twice"
         case .alreadyReleased:
             return "refused: this request's generation failed and its token was already given back (a release entry); nothing to credit"
         }
@@ -140,11 +182,14 @@ extension AppDatabase {
     @discardableResult
     public func pruneOwnKeyGenerations(createdBefore cutoff: Date, limit: Int = 1000) async throws -> Int {
         try await immediateWrite { db in
-            try db.execute(sql: """
-                DELETE FROM generations WHERE idempotency_key IN (
-                    SELECT idempotency_key FROM generations
-                    WHERE payer_kind = 'own_key' AND status != 'reserved' AND created_at < ? LIMIT ?)
-                """, arguments: [SQLTimestamp.string(cutoff), limit])
+            try db.execute(
+                sql: """
+                    DELETE FROM generations WHERE idempotency_key IN (
+                        SELECT idempotency_key FROM generations
+                        WHERE payer_kind = 'own_key' AND status != 'reserved' AND created_at < ? LIMIT ?)
+                    """,
+                arguments: [SQLTimestamp.string(cutoff), limit]
+            )
             return db.changesCount
         }
     }

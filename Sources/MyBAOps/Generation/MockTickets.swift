@@ -22,27 +22,39 @@ public enum MockTickets {
         let isBug = ["bug", "error", "crash", "broken", "fix", "fails"].contains(where: mentions)
         let isUrgent = ["urgent", "asap", "outage", "production", "security"].contains(where: mentions)
         var labels = [isBug ? "bug" : "feature"]
-        for (keyword, label) in [("api", "backend"), ("server", "backend"), ("ui", "frontend"), ("page", "frontend"), ("button", "frontend"), ("test", "testing"), ("security", "security"), ("performance", "performance"), ("slow", "performance")]
+        for (keyword, label) in [
+            ("api", "backend"), ("server", "backend"), ("ui", "frontend"), ("page", "frontend"), ("button", "frontend"), ("test", "testing"),
+            ("security", "security"), ("performance", "performance"), ("slow", "performance"),
+        ]
         where mentions(keyword) && !labels.contains(label) {
             labels.append(label)
         }
-        var words = 0, inWord = false
+        var words = 0
+        var inWord = false
         for scalar in text.unicodeScalars {
             let space = isSpace(scalar)
             if !space && !inWord { words += 1 }
             inWord = !space
         }
         let points = words < 15 ? 2 : words < 40 ? 3 : words < 100 ? 5 : 8
-        let criteria = isBug
-            ? ["The problem described can no longer be reproduced", "A regression test covers the failing case", "No new errors appear in the logs after the fix"]
-            : ["The behaviour described works end to end", "Edge cases and invalid input are handled with clear messages", "Tests cover the new behaviour", "Documentation is updated"]
+        let criteria =
+            isBug
+            ? [
+                "The problem described can no longer be reproduced", "A regression test covers the failing case",
+                "No new errors appear in the logs after the fix",
+            ]
+            : [
+                "The behaviour described works end to end", "Edge cases and invalid input are handled with clear messages",
+                "Tests cover the new behaviour", "Documentation is updated",
+            ]
         return Ticket(
             title: (isBug ? "Fix: " : "Implement: ") + summary,
             description: text,
             acceptanceCriteria: criteria,
             priority: isUrgent ? "High" : "Medium",
             storyPoints: points,
-            labels: labels)
+            labels: labels
+        )
     }
 
     /// What `Character.isNewline` calls a line break.

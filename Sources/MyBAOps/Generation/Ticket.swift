@@ -40,8 +40,8 @@ public struct Ticket: Codable, Equatable, Sendable {
 
     static func parseJSON(_ text: String) -> Ticket? {
         guard let start = text.firstIndex(of: "{"), let end = text.lastIndex(of: "}"), start < end,
-              let object = try? JSONSerialization.jsonObject(with: Data(text[start...end].utf8)) as? [String: Any],
-              let title = (object["title"] as? String)?.trimmingCharacters(in: .whitespacesAndNewlines), !title.isEmpty
+            let object = try? JSONSerialization.jsonObject(with: Data(text[start...end].utf8)) as? [String: Any],
+            let title = (object["title"] as? String)?.trimmingCharacters(in: .whitespacesAndNewlines), !title.isEmpty
         else { return nil }
         let criteria = (object["acceptanceCriteria"] ?? object["acceptance_criteria"]) as? [Any] ?? []
         let points: Int? = (object["storyPoints"] ?? object["story_points"]).flatMap { value in
@@ -53,7 +53,8 @@ public struct Ticket: Codable, Equatable, Sendable {
             acceptanceCriteria: criteria.compactMap { ($0 as? String)?.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty },
             priority: normalizedPriority(object["priority"] as? String),
             storyPoints: normalizedPoints(points),
-            labels: ((object["labels"] as? [Any]) ?? []).compactMap { $0 as? String }.map { $0.lowercased() }.filter { !$0.isEmpty })
+            labels: ((object["labels"] as? [Any]) ?? []).compactMap { $0 as? String }.map { $0.lowercased() }.filter { !$0.isEmpty }
+        )
     }
 
     static func parseMarkdown(_ text: String, input: String) -> Ticket {
@@ -70,16 +71,35 @@ public struct Ticket: Codable, Equatable, Sendable {
             if line.hasPrefix("#") {
                 let heading = line.drop { $0 == "#" }.trimmingCharacters(in: .whitespaces)
                 let headingLower = heading.lowercased()
-                if headingLower.contains("acceptance") { section = "criteria" }
-                else if headingLower.contains("description") { section = "description" }
-                else if title == nil { title = heading.replacingOccurrences(of: "Title:", with: "").trimmingCharacters(in: .whitespaces) }
+                if headingLower.contains("acceptance") {
+                    section = "criteria"
+                } else if headingLower.contains("description") {
+                    section = "description"
+                } else if title == nil {
+                    title = heading.replacingOccurrences(of: "Title:", with: "").trimmingCharacters(in: .whitespaces)
+                }
                 continue
             }
-            if let value = labelled(line, "priority") { priority = value; continue }
-            if let value = labelled(line, "story points") { points = Int(value.filter(\.isNumber)); continue }
-            if let value = labelled(line, "labels") { labels = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }; continue }
-            if let value = labelled(line, "title"), title == nil { title = value; continue }
-            if lower.hasPrefix("acceptance criteria") { section = "criteria"; continue }
+            if let value = labelled(line, "priority") {
+                priority = value
+                continue
+            }
+            if let value = labelled(line, "story points") {
+                points = Int(value.filter(\.isNumber))
+                continue
+            }
+            if let value = labelled(line, "labels") {
+                labels = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+                continue
+            }
+            if let value = labelled(line, "title"), title == nil {
+                title = value
+                continue
+            }
+            if lower.hasPrefix("acceptance criteria") {
+                section = "criteria"
+                continue
+            }
             if line.hasPrefix("- ") || line.hasPrefix("* ") || line.first?.isNumber == true && line.contains(". ") {
                 var item = line.drop { $0 == "-" || $0 == "*" || $0.isNumber || $0 == "." || $0 == " " }
                 if item.hasPrefix("[ ]") || item.hasPrefix("[x]") { item = item.dropFirst(3) }
@@ -97,7 +117,8 @@ public struct Ticket: Codable, Equatable, Sendable {
             acceptanceCriteria: criteria,
             priority: normalizedPriority(priority),
             storyPoints: normalizedPoints(points),
-            labels: labels.filter { !$0.isEmpty })
+            labels: labels.filter { !$0.isEmpty }
+        )
     }
 
     private static func labelled(_ line: String, _ label: String) -> String? {

@@ -40,7 +40,17 @@ public struct GenerationRequest: Sendable {
         return SessionDigest.of(payerId) + key.dropFirst(payerId.count)
     }
 
-    public init(input: String, provider: GenerationProvider = .myba, apiKey: String? = nil, model: String? = nil, userId: String? = nil, sessionId: String? = nil, idempotencyKey: String, requestId: String, clientAddress: String? = nil) {
+    public init(
+        input: String,
+        provider: GenerationProvider = .myba,
+        apiKey: String? = nil,
+        model: String? = nil,
+        userId: String? = nil,
+        sessionId: String? = nil,
+        idempotencyKey: String,
+        requestId: String,
+        clientAddress: String? = nil
+    ) {
         self.clientAddress = clientAddress
         self.input = input
         self.provider = provider
@@ -57,13 +67,28 @@ public struct GenerationRequest: Sendable {
     /// session named. The caller's key (`Idempotency-Key`, else the request id) is scoped to
     /// the payer, so two payers' equal keys never meet.
     public static func fromCaller(
-        input: String, provider: GenerationProvider, apiKey: String?, model: String?,
-        signedInUserId: String?, sessionId: String?, requestKey: String, requestId: String, clientAddress: String?
+        input: String,
+        provider: GenerationProvider,
+        apiKey: String?,
+        model: String?,
+        signedInUserId: String?,
+        sessionId: String?,
+        requestKey: String,
+        requestId: String,
+        clientAddress: String?
     ) -> GenerationRequest {
         let session = signedInUserId == nil ? sessionId : nil
         return GenerationRequest(
-            input: input, provider: provider, apiKey: apiKey, model: model, userId: signedInUserId, sessionId: session,
-            idempotencyKey: "\(signedInUserId ?? session ?? "-"):\(requestKey)", requestId: requestId, clientAddress: clientAddress)
+            input: input,
+            provider: provider,
+            apiKey: apiKey,
+            model: model,
+            userId: signedInUserId,
+            sessionId: session,
+            idempotencyKey: "\(signedInUserId ?? session ?? "-"):\(requestKey)",
+            requestId: requestId,
+            clientAddress: clientAddress
+        )
     }
 }
 
@@ -175,7 +200,8 @@ public enum GenerationError: Error, Equatable, CustomStringConvertible, Sendable
         case .overloaded:
             return "the server is generating as many tickets as it takes right now; retry shortly, nothing was spent"
         case .unknownModel(let model, let allowed):
-            return "model \"\(model)\" is not one of MyBA's; use one of \(allowed.joined(separator: ", ")), or leave model out (with your own key, any model)"
+            return
+                "model \"\(model)\" is not one of MyBA's; use one of \(allowed.joined(separator: ", ")), or leave model out (with your own key, any model)"
         }
     }
 }
@@ -242,9 +268,11 @@ public struct TicketGenerator: Sendable {
         let input = request.input
         // Zero-width and direction marks are invisible: an input of only those is empty, and a
         // token spent on it would buy nothing.
-        guard input.unicodeScalars.contains(where: { scalar in
-            !scalar.properties.isWhitespace && ![.format, .control].contains(scalar.properties.generalCategory)
-        }) else { throw GenerationError.invalidInput("input is empty") }
+        guard
+            input.unicodeScalars.contains(where: { scalar in
+                !scalar.properties.isWhitespace && ![.format, .control].contains(scalar.properties.generalCategory)
+            })
+        else { throw GenerationError.invalidInput("input is empty") }
         // Lengths count Unicode code points, as JSON Schema's maxLength does in our contract.
         guard input.unicodeScalars.count <= Self.maxInputCharacters else {
             throw GenerationError.invalidInput("input is \(input.unicodeScalars.count) characters; the limit is \(Self.maxInputCharacters)")
@@ -281,7 +309,8 @@ public struct TicketGenerator: Sendable {
         }
         let payer: Payer = ownKey != nil ? .ownKey(caller.id) : caller
         if case .ownKey = payer, case .session(let sessionId) = caller,
-           try await database.anonymousSession(id: sessionId) == nil {
+            try await database.anonymousSession(id: sessionId) == nil
+        {
             throw AnonymousSessionError.sessionNotFound(sessionId)
         }
         let inputHash = Self.inputHash(request)
@@ -339,14 +368,21 @@ public struct TicketGenerator: Sendable {
             guard let answer = try await complete(request, attempt: attempt, ticket: ticket, provider: reply.provider, model: reply.model) else {
                 // The reservation outlived its deadline and the sweep gave the token back: the
                 // ticket is not handed out for free. A retry with the same key runs anew.
-                logger.warning("generation answered after its reservation was released; not charged, not answered", metadata: [
-                    "generation.key": .string(request.loggableKey)])
+                logger.warning(
+                    "generation answered after its reservation was released; not charged, not answered",
+                    metadata: [
+                        "generation.key": .string(request.loggableKey)
+                    ]
+                )
                 throw GenerationError.providerFailed("the answer came after the reservation's deadline")
             }
             return answer
         case .failure(let error):
             try await fail(request, payer: payer, attempt: attempt, error: error)
-            logger.warning("generation failed; token released", metadata: ["generation.key": .string(request.loggableKey), "error.message": .string(error.description)])
+            logger.warning(
+                "generation failed; token released",
+                metadata: ["generation.key": .string(request.loggableKey), "error.message": .string(error.description)]
+            )
             throw error
         }
     }
@@ -365,11 +401,15 @@ public struct TicketGenerator: Sendable {
             let client = ClientAddress.limitKey(request.clientAddress ?? "unknown")
             limits = OwnKeyLimits(
                 clientKey: AppDatabase.saltedHash("own-key-client", client, secret: addressSecret),
-                perAddress: settings.ownKeyPerHourPerAddress, perAccount: settings.ownKeyPerHourPerAccount)
+                perAddress: settings.ownKeyPerHourPerAddress,
+                perAccount: settings.ownKeyPerHourPerAccount
+            )
         } else {
             limits = nil
         }
-        return try await database.immediateWrite { db in try Self.reserve(request, payer: payer, inputHash: inputHash, answering: nil, ownKey: limits, in: db) }
+        return try await database.immediateWrite { db in
+            try Self.reserve(request, payer: payer, inputHash: inputHash, answering: nil, ownKey: limits, in: db)
+        }
     }
 
     /// The hourly limits on own-key generations, and the caller's hashed address.
@@ -384,8 +424,11 @@ public struct TicketGenerator: Sendable {
     private static func checkOwnKeyLimits(_ limits: OwnKeyLimits, payerId: String, now: Date, in db: Database) throws {
         for (column, value, limit) in [("client_key", limits.clientKey, limits.perAddress), ("payer_id", payerId, limits.perAccount)] {
             let recent = try String.fetchAll(
-                db, sql: "SELECT created_at FROM generations WHERE payer_kind = 'own_key' AND \(column) = ? AND created_at > ? ORDER BY created_at LIMIT ?",
-                arguments: [value, HourlyWindow.start(now), limit])
+                db,
+                sql:
+                    "SELECT created_at FROM generations WHERE payer_kind = 'own_key' AND \(column) = ? AND created_at > ? ORDER BY created_at LIMIT ?",
+                arguments: [value, HourlyWindow.start(now), limit]
+            )
             if let retryAfter = HourlyWindow.retryAfter(oldestFirst: recent, limit: limit, now: now) {
                 throw GenerationError.rateLimited(retryAfterSeconds: retryAfter)
             }
@@ -395,12 +438,19 @@ public struct TicketGenerator: Sendable {
     /// Replays a completed request with this key, or charges a new attempt: marked reserved for
     /// the provider call, or — with `prepared` — completed with that answer at once.
     private static func reserve(
-        _ request: GenerationRequest, payer: Payer, inputHash: String, answering prepared: PreparedAnswer?, ownKey limits: OwnKeyLimits? = nil, in db: Database
+        _ request: GenerationRequest,
+        payer: Payer,
+        inputHash: String,
+        answering prepared: PreparedAnswer?,
+        ownKey limits: OwnKeyLimits? = nil,
+        in db: Database
     ) throws -> Reservation {
         let key = request.idempotencyKey
         let now = Date().truncatedToMilliseconds
         var attempt = 1
-        let lookup = try db.cachedStatement(sql: "SELECT payer_kind, payer_id, input_hash, status, attempts, response FROM generations WHERE idempotency_key = ?")
+        let lookup = try db.cachedStatement(
+            sql: "SELECT payer_kind, payer_id, input_hash, status, attempts, response FROM generations WHERE idempotency_key = ?"
+        )
         if let row = try Row.fetchOne(lookup, arguments: [key]) {
             guard row[0] as String == payer.kind, row[1] as String == payer.id, row[2] as String == inputHash else {
                 throw GenerationError.idempotencyKeyReused
@@ -424,10 +474,27 @@ public struct TicketGenerator: Sendable {
             let deleted = try db.cachedStatement(sql: "SELECT 1 FROM customers WHERE user_id = ? AND deleted_at IS NOT NULL")
             if try Bool.fetchOne(deleted, arguments: [userId]) == true { throw LedgerError.accountDeleted(userId: userId) }
             remaining = try AppDatabase.post(
-                LedgerPosting(userId: userId, kind: .consume, delta: -1, idempotencyKey: chargeKey, reference: key, actor: "api", requestId: request.requestId),
-                now: now, in: db).balance.tokens
+                LedgerPosting(
+                    userId: userId,
+                    kind: .consume,
+                    delta: -1,
+                    idempotencyKey: chargeKey,
+                    reference: key,
+                    actor: "api",
+                    requestId: request.requestId
+                ),
+                now: now,
+                in: db
+            ).balance.tokens
         case .session(let sessionId):
-            remaining = try AppDatabase.chargeSession(sessionId: sessionId, amount: 1, idempotencyKey: chargeKey, requestId: request.requestId, now: now, in: db).remaining
+            remaining = try AppDatabase.chargeSession(
+                sessionId: sessionId,
+                amount: 1,
+                idempotencyKey: chargeKey,
+                requestId: request.requestId,
+                now: now,
+                in: db
+            ).remaining
         case .ownKey:
             remaining = nil
         }
@@ -435,37 +502,56 @@ public struct TicketGenerator: Sendable {
         let stamp = SQLTimestamp.string(now)
         if attempt == 1 {
             if let limits { try checkOwnKeyLimits(limits, payerId: payer.id, now: now, in: db) }
-            let insert = try db.cachedStatement(sql: """
-                INSERT INTO generations (idempotency_key, payer_kind, payer_id, input_hash, status, attempts, request_id, provider, model, response, created_at, updated_at, client_key)
-                VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)
-                """)
+            let insert = try db.cachedStatement(
+                sql: """
+                    INSERT INTO generations (idempotency_key, payer_kind, payer_id, input_hash, status, attempts, request_id, provider, model, response, created_at, updated_at, client_key)
+                    VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)
+                    """
+            )
             try insert.execute(arguments: [
                 key, payer.kind, payer.id, inputHash, answer == nil ? "reserved" : "completed", request.requestId,
                 prepared?.provider, prepared?.model, answer?.json, stamp, stamp, limits?.clientKey,
             ])
         } else {
-            try db.execute(sql: """
-                UPDATE generations SET status = ?, attempts = ?, error = NULL, request_id = ?, provider = ?, model = ?, response = ?, updated_at = ?
-                WHERE idempotency_key = ?
-                """, arguments: [answer == nil ? "reserved" : "completed", attempt, request.requestId, prepared?.provider, prepared?.model, answer?.json, stamp, key])
+            try db.execute(
+                sql: """
+                    UPDATE generations SET status = ?, attempts = ?, error = NULL, request_id = ?, provider = ?, model = ?, response = ?, updated_at = ?
+                    WHERE idempotency_key = ?
+                    """,
+                arguments: [
+                    answer == nil ? "reserved" : "completed", attempt, request.requestId, prepared?.provider, prepared?.model, answer?.json, stamp,
+                    key,
+                ]
+            )
         }
         return answer.map(Reservation.answered) ?? .charged(attempt: attempt)
     }
 
-    private func complete(_ request: GenerationRequest, attempt: Int, ticket: Ticket, provider: String, model: String) async throws -> GenerationAnswer? {
+    private func complete(
+        _ request: GenerationRequest,
+        attempt: Int,
+        ticket: Ticket,
+        provider: String,
+        model: String
+    ) async throws -> GenerationAnswer? {
         let prepared = PreparedAnswer(ticket: ticket, provider: provider, model: model)
         return try await database.immediateWrite { db in try Self.complete(request, attempt: attempt, prepared, in: db) }
     }
 
     /// Whether attempt `attempt` of `key` still holds its reservation (the sweep has not released it).
     private static func stillReserved(_ key: String, attempt: Int, in db: Database) throws -> Bool {
-        try Bool.fetchOne(db, sql: "SELECT 1 FROM generations WHERE idempotency_key = ? AND status = 'reserved' AND attempts = ?", arguments: [key, attempt]) ?? false
+        try Bool.fetchOne(
+            db,
+            sql: "SELECT 1 FROM generations WHERE idempotency_key = ? AND status = 'reserved' AND attempts = ?",
+            arguments: [key, attempt]
+        ) ?? false
     }
 
     /// Stores the answer of a reserved request and returns it with what the caller has left now
     /// (the provider call may have taken a while, and other requests spent meanwhile); nil when
     /// the reservation is no longer held.
-    private static func complete(_ request: GenerationRequest, attempt: Int, _ prepared: PreparedAnswer, in db: Database) throws -> GenerationAnswer? {
+    private static func complete(_ request: GenerationRequest, attempt: Int, _ prepared: PreparedAnswer, in db: Database) throws -> GenerationAnswer?
+    {
         guard try stillReserved(request.idempotencyKey, attempt: attempt, in: db) else { return nil }
         let now = Date().truncatedToMilliseconds
         let remaining: Int
@@ -477,8 +563,10 @@ public struct TicketGenerator: Sendable {
             remaining = 0
         }
         let answer = prepared.answer(tokensRemaining: remaining)
-        try db.execute(sql: "UPDATE generations SET status = 'completed', provider = ?, model = ?, response = ?, updated_at = ? WHERE idempotency_key = ?",
-                       arguments: [prepared.provider, prepared.model, answer.json, SQLTimestamp.string(now), request.idempotencyKey])
+        try db.execute(
+            sql: "UPDATE generations SET status = 'completed', provider = ?, model = ?, response = ?, updated_at = ? WHERE idempotency_key = ?",
+            arguments: [prepared.provider, prepared.model, answer.json, SQLTimestamp.string(now), request.idempotencyKey]
+        )
         return answer
     }
 
@@ -489,19 +577,40 @@ public struct TicketGenerator: Sendable {
             guard try Self.stillReserved(request.idempotencyKey, attempt: attempt, in: db) else { return }
             let now = Date().truncatedToMilliseconds
             try AppDatabase.releaseCharge(
-                key: request.idempotencyKey, attempt: attempt, payerKind: payer.kind, payerId: payer.id, requestId: request.requestId,
-                actor: "api", reason: "generation failed", now: now, in: db)
-            try db.execute(sql: "UPDATE generations SET status = 'failed', error = ?, updated_at = ? WHERE idempotency_key = ?",
-                           arguments: [error.description, SQLTimestamp.string(now), request.idempotencyKey])
+                key: request.idempotencyKey,
+                attempt: attempt,
+                payerKind: payer.kind,
+                payerId: payer.id,
+                requestId: request.requestId,
+                actor: "api",
+                reason: "generation failed",
+                now: now,
+                in: db
+            )
+            try db.execute(
+                sql: "UPDATE generations SET status = 'failed', error = ?, updated_at = ? WHERE idempotency_key = ?",
+                arguments: [error.description, SQLTimestamp.string(now), request.idempotencyKey]
+            )
         }
     }
 
     /// Returns the provider's text (nil for mock templates), the provider and the model used.
-    private func callProviders(_ request: GenerationRequest, ownKey: String?, logger: Logger) async throws -> (text: String?, provider: String, model: String) {
+    private func callProviders(
+        _ request: GenerationRequest,
+        ownKey: String?,
+        logger: Logger
+    ) async throws -> (text: String?, provider: String, model: String) {
         switch request.provider {
         case .openai:
             let model = request.model ?? "gpt-4o-mini"
-            let client = ChatCompletionsClient(providerName: "openai", baseURL: settings.openAIBase, apiKey: ownKey!, extraHeaders: [], timeout: settings.timeoutSeconds, http: http)
+            let client = ChatCompletionsClient(
+                providerName: "openai",
+                baseURL: settings.openAIBase,
+                apiKey: ownKey!,
+                extraHeaders: [],
+                timeout: settings.timeoutSeconds,
+                http: http
+            )
             do {
                 return (try await client.complete(model: model, input: request.input), "openai", model)
             } catch let error as ProviderError {
@@ -518,11 +627,19 @@ public struct TicketGenerator: Sendable {
         case .myba:
             guard let serverKey = settings.openRouterKey else { return (nil, "mock", MockTickets.model) }
             let client = ChatCompletionsClient(
-                providerName: "openrouter", baseURL: settings.openRouterBase, apiKey: serverKey,
-                extraHeaders: [("HTTP-Referer", settings.publicURL), ("X-Title", "MyBA")], timeout: settings.timeoutSeconds, http: http)
+                providerName: "openrouter",
+                baseURL: settings.openRouterBase,
+                apiKey: serverKey,
+                extraHeaders: [("HTTP-Referer", settings.publicURL), ("X-Title", "MyBA")],
+                timeout: settings.timeoutSeconds,
+                http: http
+            )
             // A model the caller chose (one of ours, checked above) goes first.
             var chain = settings.models
-            if let model = request.model { chain.removeAll { $0 == model }; chain.insert(model, at: 0) }
+            if let model = request.model {
+                chain.removeAll { $0 == model }
+                chain.insert(model, at: 0)
+            }
             var failures: [String] = []
             for model in chain {
                 do {
@@ -530,7 +647,12 @@ public struct TicketGenerator: Sendable {
                     return (text, "openrouter", model)
                 } catch let error as ProviderError {
                     let message = Self.redact(error.description, secret: serverKey)
-                    logger.warning("AI model failed", metadata: ["ai.model": .string(model), "error.message": .string(message), "ai.retryable": .stringConvertible(error.retryable)])
+                    logger.warning(
+                        "AI model failed",
+                        metadata: [
+                            "ai.model": .string(model), "error.message": .string(message), "ai.retryable": .stringConvertible(error.retryable),
+                        ]
+                    )
                     failures.append("\(model): \(message)")
                     if !error.retryable { break }
                 }

@@ -190,7 +190,10 @@ final class CurlEngine: @unchecked Sendable {
         var multi = inbox.withLock { $0.multi!.pointer }
         while true {
             let (new, checkCancellations, refusing, stopping) = inbox.withLock { state in
-                defer { state.submitted.removeAll(keepingCapacity: true); state.cancellationNoticed = false }
+                defer {
+                    state.submitted.removeAll(keepingCapacity: true)
+                    state.cancellationNoticed = false
+                }
                 return (state.submitted, state.cancellationNoticed, state.refusing, state.stopping)
             }
             var finished: [(CurlTransfer, Result<HTTPClientResponse, any Error>)] = []
@@ -296,7 +299,7 @@ final class CurlEngine: @unchecked Sendable {
         var list = curl_slist_append(nil, "Expect:")
         for (name, value) in request.headers {
             guard !name.utf8.contains(where: { $0 < 0x21 || $0 > 0x7E || $0 == UInt8(ascii: ":") }),
-                  !value.utf8.contains(where: { $0 == 0x0D || $0 == 0x0A || $0 == 0 })
+                !value.utf8.contains(where: { $0 == 0x0D || $0 == 0x0A || $0 == 0 })
             else {
                 curl_slist_free_all(list)
                 curl_easy_cleanup(handle)
@@ -342,7 +345,9 @@ final class CurlEngine: @unchecked Sendable {
             return .failure(HTTPClientError.connectionFailed(host: transfer.host, detail: "response larger than \(transfer.bodyLimit) bytes"))
         default:
             let detail = String(cString: transfer.errorBuffer)
-            return .failure(HTTPClientError.connectionFailed(host: transfer.host, detail: detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail))
+            return .failure(
+                HTTPClientError.connectionFailed(host: transfer.host, detail: detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail)
+            )
         }
     }
 }
@@ -365,7 +370,9 @@ private let curlHeaderCallback: myba_data_callback = { data, size, count, contex
     guard let data, let context else { return 0 }
     let transfer = Unmanaged<CurlTransfer>.fromOpaque(context).takeUnretainedValue()
     let length = size * count
-    let line = data.withMemoryRebound(to: UInt8.self, capacity: length) { String(decoding: UnsafeBufferPointer(start: $0, count: length), as: UTF8.self) }
+    let line = data.withMemoryRebound(to: UInt8.self, capacity: length) {
+        String(decoding: UnsafeBufferPointer(start: $0, count: length), as: UTF8.self)
+    }
     if line.hasPrefix("HTTP/") {
         transfer.headers = [:]
     } else if let colon = line.firstIndex(of: ":") {

@@ -14,7 +14,8 @@ extension AppDatabase {
         try await writer.read { db in
             guard let customer = try Customer.fetchOne(db, key: userId) else { return nil }
             let balance = try Balance.fetchOne(db, key: userId) ?? .empty(userId: userId, at: customer.createdAt)
-            let entries = try LedgerEntry
+            let entries =
+                try LedgerEntry
                 .filter(Column("user_id") == userId)
                 .order(Column("id").desc)
                 .limit(entryLimit)

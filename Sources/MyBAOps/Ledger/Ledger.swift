@@ -21,9 +21,16 @@ public struct LedgerPosting: Equatable, Sendable {
     public var shortfall: Int = 0
 
     public init(
-        userId: String, kind: LedgerEntryKind, delta: Int, idempotencyKey: String,
-        reference: String? = nil, actor: String, reason: String? = nil, requestId: String? = nil,
-        opening: OpeningBalance? = nil, shortfall: Int = 0
+        userId: String,
+        kind: LedgerEntryKind,
+        delta: Int,
+        idempotencyKey: String,
+        reference: String? = nil,
+        actor: String,
+        reason: String? = nil,
+        requestId: String? = nil,
+        opening: OpeningBalance? = nil,
+        shortfall: Int = 0
     ) {
         self.shortfall = shortfall
         self.userId = userId
@@ -74,23 +81,64 @@ extension AppDatabase {
     /// Spends `amount` tokens, never taking the balance below zero: a consume that does not fit
     /// throws `LedgerError.insufficientTokens` and writes nothing.
     public func consume(
-        userId: String, amount: Int = 1, idempotencyKey: String, reference: String? = nil,
-        actor: String, requestId: String? = nil
+        userId: String,
+        amount: Int = 1,
+        idempotencyKey: String,
+        reference: String? = nil,
+        actor: String,
+        requestId: String? = nil
     ) async throws -> PostingResult {
-        try await post(Self.consumePosting(userId: userId, amount: amount, idempotencyKey: idempotencyKey, reference: reference, actor: actor, requestId: requestId))
+        try await post(
+            Self.consumePosting(
+                userId: userId,
+                amount: amount,
+                idempotencyKey: idempotencyKey,
+                reference: reference,
+                actor: actor,
+                requestId: requestId
+            )
+        )
     }
 
     /// Synchronous `consume`.
     public func consumeSync(
-        userId: String, amount: Int = 1, idempotencyKey: String, reference: String? = nil,
-        actor: String, requestId: String? = nil
+        userId: String,
+        amount: Int = 1,
+        idempotencyKey: String,
+        reference: String? = nil,
+        actor: String,
+        requestId: String? = nil
     ) throws -> PostingResult {
-        try postSync(Self.consumePosting(userId: userId, amount: amount, idempotencyKey: idempotencyKey, reference: reference, actor: actor, requestId: requestId))
+        try postSync(
+            Self.consumePosting(
+                userId: userId,
+                amount: amount,
+                idempotencyKey: idempotencyKey,
+                reference: reference,
+                actor: actor,
+                requestId: requestId
+            )
+        )
     }
 
-    private static func consumePosting(userId: String, amount: Int, idempotencyKey: String, reference: String?, actor: String, requestId: String?) throws -> LedgerPosting {
+    private static func consumePosting(
+        userId: String,
+        amount: Int,
+        idempotencyKey: String,
+        reference: String?,
+        actor: String,
+        requestId: String?
+    ) throws -> LedgerPosting {
         guard amount > 0 else { throw LedgerError.invalidPosting("a consume takes a positive amount, got \(amount)") }
-        return LedgerPosting(userId: userId, kind: .consume, delta: -amount, idempotencyKey: idempotencyKey, reference: reference, actor: actor, requestId: requestId)
+        return LedgerPosting(
+            userId: userId,
+            kind: .consume,
+            delta: -amount,
+            idempotencyKey: idempotencyKey,
+            reference: reference,
+            actor: actor,
+            requestId: requestId
+        )
     }
 
     /// Creates the customer if unknown and grants the welcome tokens once (key `welcome:<userId>`),
@@ -105,8 +153,13 @@ extension AppDatabase {
     @discardableResult
     static func openAccount(userId: String, email: String?, actor: String, requestId: String?, now: Date, in db: Database) throws -> PostingResult {
         let posting = LedgerPosting(
-            userId: userId, kind: .welcome, delta: welcomeGrantTokens, idempotencyKey: "welcome:\(userId)",
-            actor: actor, reason: "welcome grant", requestId: requestId
+            userId: userId,
+            kind: .welcome,
+            delta: welcomeGrantTokens,
+            idempotencyKey: "welcome:\(userId)",
+            actor: actor,
+            reason: "welcome grant",
+            requestId: requestId
         )
         let customer = try insertCustomerIfMissing(userId: userId, email: email, now: now, in: db)
         // A deleted user stays deleted: no request, transfer or late user.created reopens it.
@@ -151,7 +204,7 @@ extension AppDatabase {
 extension AppDatabase {
     static func validateUserId(_ userId: String) throws {
         guard !userId.isEmpty, userId.count <= LedgerLimits.maxUserIdLength,
-              !userId.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
+            !userId.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
         else { throw LedgerError.invalidPosting("user id must be 1–\(LedgerLimits.maxUserIdLength) printable characters") }
     }
 
@@ -165,7 +218,9 @@ extension AppDatabase {
             throw LedgerError.invalidPosting("delta \(posting.delta) is beyond ±\(LedgerLimits.maxAbsoluteDelta)")
         }
         guard posting.kind.allowedSign.admits(posting.delta) else {
-            throw LedgerError.invalidPosting("a \(posting.kind.rawValue) entry takes a \(posting.kind.allowedSign.phrase) delta, got \(posting.delta)")
+            throw LedgerError.invalidPosting(
+                "a \(posting.kind.rawValue) entry takes a \(posting.kind.allowedSign.phrase) delta, got \(posting.delta)"
+            )
         }
         guard !posting.actor.isEmpty else { throw LedgerError.invalidPosting("actor is required") }
         guard posting.shortfall >= 0, posting.shortfall == 0 || posting.kind == .paymentRefund else {
@@ -181,7 +236,9 @@ extension AppDatabase {
             guard posting.kind == .import else {
                 throw LedgerError.invalidPosting("only import entries carry opening counters")
             }
-            for (name, value) in [("tokens_used", opening.tokensUsed), ("tokens_purchased", opening.tokensPurchased), ("tokens_transferred", opening.tokensTransferred)] {
+            for (name, value) in [
+                ("tokens_used", opening.tokensUsed), ("tokens_purchased", opening.tokensPurchased), ("tokens_transferred", opening.tokensTransferred),
+            ] {
                 guard (0...LedgerLimits.maxAbsoluteDelta).contains(value) else {
                     throw LedgerError.invalidPosting("opening \(name) must be between 0 and \(LedgerLimits.maxAbsoluteDelta), got \(value)")
                 }
@@ -221,11 +278,22 @@ extension AppDatabase {
         let effect = posting.kind.effect(delta: posting.delta, at: now, opening: opening)
         let next = current.applying(effect, at: now)
         var entry = LedgerEntry(
-            id: nil, userId: posting.userId, kind: posting.kind, delta: effect.tokens,
-            usedDelta: effect.used, purchasedDelta: effect.purchased, transferredDelta: effect.transferred,
-            setsLastPurchase: effect.setsLastPurchase, setsTransferDate: effect.setsTransferDate,
-            idempotencyKey: posting.idempotencyKey, reference: posting.reference, actor: posting.actor,
-            reason: posting.reason, requestId: posting.requestId, createdAt: now, shortfall: posting.shortfall
+            id: nil,
+            userId: posting.userId,
+            kind: posting.kind,
+            delta: effect.tokens,
+            usedDelta: effect.used,
+            purchasedDelta: effect.purchased,
+            transferredDelta: effect.transferred,
+            setsLastPurchase: effect.setsLastPurchase,
+            setsTransferDate: effect.setsTransferDate,
+            idempotencyKey: posting.idempotencyKey,
+            reference: posting.reference,
+            actor: posting.actor,
+            reason: posting.reason,
+            requestId: posting.requestId,
+            createdAt: now,
+            shortfall: posting.shortfall
         )
         // A replay must be answered even when the balance no longer covers it, so a refusal is
         // decided only after the key is known to be new.

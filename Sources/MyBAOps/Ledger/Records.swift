@@ -42,8 +42,12 @@ public struct LedgerEntry: Codable, Equatable, Sendable {
     /// The effect this entry recorded on the projection.
     public var effect: LedgerEffect {
         LedgerEffect(
-            tokens: delta, used: usedDelta, purchased: purchasedDelta, transferred: transferredDelta,
-            setsLastPurchase: setsLastPurchase, setsTransferDate: setsTransferDate
+            tokens: delta,
+            used: usedDelta,
+            purchased: purchasedDelta,
+            transferred: transferredDelta,
+            setsLastPurchase: setsLastPurchase,
+            setsTransferDate: setsTransferDate
         )
     }
 }
@@ -61,7 +65,16 @@ public struct Balance: Codable, Equatable, Sendable {
 
     /// A zero balance, as a new customer has before any entry.
     public static func empty(userId: String, at date: Date) -> Balance {
-        Balance(userId: userId, tokens: 0, tokensUsed: 0, tokensPurchased: 0, tokensTransferred: 0, lastPurchase: nil, transferDate: nil, updatedAt: date)
+        Balance(
+            userId: userId,
+            tokens: 0,
+            tokensUsed: 0,
+            tokensPurchased: 0,
+            tokensTransferred: 0,
+            lastPurchase: nil,
+            transferDate: nil,
+            updatedAt: date
+        )
     }
 
     /// This balance after `effect`.
@@ -96,8 +109,12 @@ extension Customer: FetchableRecord, PersistableRecord {
 
     public init(row: Row) throws {
         self.init(
-            userId: row["user_id"], email: row["email"], stripeCustomerId: row["stripe_customer_id"],
-            createdAt: row.timestamp("created_at") ?? Date(timeIntervalSince1970: 0), deletedAt: row.timestamp("deleted_at"))
+            userId: row["user_id"],
+            email: row["email"],
+            stripeCustomerId: row["stripe_customer_id"],
+            createdAt: row.timestamp("created_at") ?? Date(timeIntervalSince1970: 0),
+            deletedAt: row.timestamp("deleted_at")
+        )
     }
 
     public func encode(to container: inout PersistenceContainer) throws {
@@ -118,12 +135,23 @@ extension LedgerEntry: FetchableRecord, MutablePersistableRecord {
             throw LedgerError.invalidPosting("stored entry has unknown kind \(kindName)")
         }
         self.init(
-            id: row["id"], userId: row["user_id"], kind: kind, delta: row["delta"],
-            usedDelta: row["used_delta"], purchasedDelta: row["purchased_delta"], transferredDelta: row["transferred_delta"],
-            setsLastPurchase: row.timestamp("sets_last_purchase"), setsTransferDate: row.timestamp("sets_transfer_date"),
-            idempotencyKey: row["idempotency_key"], reference: row["reference"], actor: row["actor"],
-            reason: row["reason"], requestId: row["request_id"],
-            createdAt: row.timestamp("created_at") ?? Date(timeIntervalSince1970: 0), shortfall: row["shortfall"] ?? 0)
+            id: row["id"],
+            userId: row["user_id"],
+            kind: kind,
+            delta: row["delta"],
+            usedDelta: row["used_delta"],
+            purchasedDelta: row["purchased_delta"],
+            transferredDelta: row["transferred_delta"],
+            setsLastPurchase: row.timestamp("sets_last_purchase"),
+            setsTransferDate: row.timestamp("sets_transfer_date"),
+            idempotencyKey: row["idempotency_key"],
+            reference: row["reference"],
+            actor: row["actor"],
+            reason: row["reason"],
+            requestId: row["request_id"],
+            createdAt: row.timestamp("created_at") ?? Date(timeIntervalSince1970: 0),
+            shortfall: row["shortfall"] ?? 0
+        )
     }
 
     public func encode(to container: inout PersistenceContainer) throws {
@@ -155,10 +183,15 @@ extension Balance: FetchableRecord, PersistableRecord {
 
     public init(row: Row) throws {
         self.init(
-            userId: row["user_id"], tokens: row["tokens"], tokensUsed: row["tokens_used"],
-            tokensPurchased: row["tokens_purchased"], tokensTransferred: row["tokens_transferred"],
-            lastPurchase: row.timestamp("last_purchase"), transferDate: row.timestamp("transfer_date"),
-            updatedAt: row.timestamp("updated_at") ?? Date(timeIntervalSince1970: 0))
+            userId: row["user_id"],
+            tokens: row["tokens"],
+            tokensUsed: row["tokens_used"],
+            tokensPurchased: row["tokens_purchased"],
+            tokensTransferred: row["tokens_transferred"],
+            lastPurchase: row.timestamp("last_purchase"),
+            transferDate: row.timestamp("transfer_date"),
+            updatedAt: row.timestamp("updated_at") ?? Date(timeIntervalSince1970: 0)
+        )
     }
 
     public func encode(to container: inout PersistenceContainer) throws {

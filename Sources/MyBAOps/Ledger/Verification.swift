@@ -55,24 +55,45 @@ extension AppDatabase {
         while let entry = try entries.next() {
             entryCount += 1
             let id = entry.id ?? 0
-            let opening = entry.kind == .import ? OpeningBalance(
-                tokensUsed: entry.usedDelta, tokensPurchased: entry.purchasedDelta, tokensTransferred: entry.transferredDelta,
-                lastPurchase: entry.setsLastPurchase, transferDate: entry.setsTransferDate) : nil
+            let opening =
+                entry.kind == .import
+                ? OpeningBalance(
+                    tokensUsed: entry.usedDelta,
+                    tokensPurchased: entry.purchasedDelta,
+                    tokensTransferred: entry.transferredDelta,
+                    lastPurchase: entry.setsLastPurchase,
+                    transferDate: entry.setsTransferDate
+                ) : nil
             let rule = entry.kind.effect(delta: entry.delta, at: entry.createdAt, opening: opening)
             if !entry.kind.allowedSign.admits(entry.delta) || !rule.sameEffect(as: entry.effect)
-                || (entry.kind == .import && [entry.usedDelta, entry.purchasedDelta, entry.transferredDelta].contains { $0 < 0 }) {
-                violations.append(LedgerViolation(
-                    kind: .entryBreaksRule, userId: entry.userId, field: nil,
-                    expected: rule.summary, actual: entry.effect.summary, entryId: id,
-                    message: "entry #\(id) (\(entry.kind.rawValue)) records \(entry.effect.summary), its rule gives \(rule.summary)"))
+                || (entry.kind == .import && [entry.usedDelta, entry.purchasedDelta, entry.transferredDelta].contains { $0 < 0 })
+            {
+                violations.append(
+                    LedgerViolation(
+                        kind: .entryBreaksRule,
+                        userId: entry.userId,
+                        field: nil,
+                        expected: rule.summary,
+                        actual: entry.effect.summary,
+                        entryId: id,
+                        message: "entry #\(id) (\(entry.kind.rawValue)) records \(entry.effect.summary), its rule gives \(rule.summary)"
+                    )
+                )
             }
             let before = replayed[entry.userId] ?? .empty(userId: entry.userId, at: entry.createdAt)
             let after = before.applying(entry.effect, at: entry.createdAt)
             if after.tokens < 0 && before.tokens >= 0 {
-                violations.append(LedgerViolation(
-                    kind: .negativeBalance, userId: entry.userId, field: "tokens",
-                    expected: nil, actual: String(after.tokens), entryId: id,
-                    message: "entry #\(id) took the balance of \(entry.userId) to \(after.tokens)"))
+                violations.append(
+                    LedgerViolation(
+                        kind: .negativeBalance,
+                        userId: entry.userId,
+                        field: "tokens",
+                        expected: nil,
+                        actual: String(after.tokens),
+                        entryId: id,
+                        message: "entry #\(id) took the balance of \(entry.userId) to \(after.tokens)"
+                    )
+                )
             }
             replayed[entry.userId] = after
         }
@@ -80,30 +101,65 @@ extension AppDatabase {
         for userId in Set(customerIds).union(replayed.keys).sorted() {
             let expected = replayed[userId] ?? .empty(userId: userId, at: Date())
             guard let actual = stored[userId] else {
-                violations.append(LedgerViolation(
-                    kind: .missingProjection, userId: userId, field: nil, expected: nil, actual: nil, entryId: nil,
-                    message: "\(userId) has no balance row"))
+                violations.append(
+                    LedgerViolation(
+                        kind: .missingProjection,
+                        userId: userId,
+                        field: nil,
+                        expected: nil,
+                        actual: nil,
+                        entryId: nil,
+                        message: "\(userId) has no balance row"
+                    )
+                )
                 continue
             }
             for field in Balance.projectionFields {
-                let want = field.value(expected), have = field.value(actual)
+                let want = field.value(expected)
+                let have = field.value(actual)
                 if want != have {
-                    violations.append(LedgerViolation(
-                        kind: .projectionMismatch, userId: userId, field: field.name,
-                        expected: want, actual: have, entryId: nil,
-                        message: "\(userId): \(field.name) is \(have), the entries give \(want)"))
+                    violations.append(
+                        LedgerViolation(
+                            kind: .projectionMismatch,
+                            userId: userId,
+                            field: field.name,
+                            expected: want,
+                            actual: have,
+                            entryId: nil,
+                            message: "\(userId): \(field.name) is \(have), the entries give \(want)"
+                        )
+                    )
                 }
             }
-            for (name, value) in [("tokens", actual.tokens), ("tokens_used", actual.tokensUsed), ("tokens_purchased", actual.tokensPurchased), ("tokens_transferred", actual.tokensTransferred)] where value < 0 {
-                violations.append(LedgerViolation(
-                    kind: .negativeBalance, userId: userId, field: name, expected: nil, actual: String(value), entryId: nil,
-                    message: "\(userId): stored \(name) is negative (\(value))"))
+            for (name, value) in [
+                ("tokens", actual.tokens), ("tokens_used", actual.tokensUsed), ("tokens_purchased", actual.tokensPurchased),
+                ("tokens_transferred", actual.tokensTransferred),
+            ] where value < 0 {
+                violations.append(
+                    LedgerViolation(
+                        kind: .negativeBalance,
+                        userId: userId,
+                        field: name,
+                        expected: nil,
+                        actual: String(value),
+                        entryId: nil,
+                        message: "\(userId): stored \(name) is negative (\(value))"
+                    )
+                )
             }
         }
         for userId in Set(stored.keys).subtracting(customerIds).sorted() {
-            violations.append(LedgerViolation(
-                kind: .missingProjection, userId: userId, field: nil, expected: nil, actual: nil, entryId: nil,
-                message: "balance row for \(userId) has no customer"))
+            violations.append(
+                LedgerViolation(
+                    kind: .missingProjection,
+                    userId: userId,
+                    field: nil,
+                    expected: nil,
+                    actual: nil,
+                    entryId: nil,
+                    message: "balance row for \(userId) has no customer"
+                )
+            )
         }
         violations += try verifyAnonymousSessions(in: db)
         return LedgerVerification(checkedCustomers: customerIds.count, checkedEntries: entryCount, violations: violations)
@@ -116,39 +172,67 @@ extension AppDatabase {
     static func verifyAnonymousSessions(in db: Database) throws -> [LedgerViolation] {
         var violations: [LedgerViolation] = []
         let moved = "(SELECT SUM(delta) FROM ledger_entries e WHERE e.kind = 'transfer' AND e.reference = s.id)"
-        let rows = try Row.fetchAll(db, sql: """
-            SELECT s.id, s.used, s.granted, s.transferred_to, s.transferred_tokens,
-                   (SELECT COALESCE(SUM(amount), 0) FROM anonymous_charges c WHERE c.session_id = s.id) AS charged,
-                   \(moved) AS moved,
-                   (SELECT user_id FROM ledger_entries e WHERE e.idempotency_key = 'transfer:' || s.id) AS moved_to
-            FROM anonymous_sessions s
-            WHERE s.used != (SELECT COALESCE(SUM(amount), 0) FROM anonymous_charges c WHERE c.session_id = s.id)
-               OR (s.transferred_to IS NOT NULL AND COALESCE(s.transferred_tokens, 0) != COALESCE(\(moved), 0))
-               OR (s.transferred_to IS NOT NULL AND s.granted - s.used != COALESCE(s.transferred_tokens, 0))
-               OR (s.transferred_to IS NULL AND EXISTS (SELECT 1 FROM ledger_entries e WHERE e.idempotency_key = 'transfer:' || s.id))
-            """)
+        let rows = try Row.fetchAll(
+            db,
+            sql: """
+                SELECT s.id, s.used, s.granted, s.transferred_to, s.transferred_tokens,
+                       (SELECT COALESCE(SUM(amount), 0) FROM anonymous_charges c WHERE c.session_id = s.id) AS charged,
+                       \(moved) AS moved,
+                       (SELECT user_id FROM ledger_entries e WHERE e.idempotency_key = 'transfer:' || s.id) AS moved_to
+                FROM anonymous_sessions s
+                WHERE s.used != (SELECT COALESCE(SUM(amount), 0) FROM anonymous_charges c WHERE c.session_id = s.id)
+                   OR (s.transferred_to IS NOT NULL AND COALESCE(s.transferred_tokens, 0) != COALESCE(\(moved), 0))
+                   OR (s.transferred_to IS NOT NULL AND s.granted - s.used != COALESCE(s.transferred_tokens, 0))
+                   OR (s.transferred_to IS NULL AND EXISTS (SELECT 1 FROM ledger_entries e WHERE e.idempotency_key = 'transfer:' || s.id))
+                """
+        )
         for row in rows {
             let id: String = row["id"]
             let used: Int = row["used"]
             let charged: Int = row["charged"]
             let owner: String = row["transferred_to"] ?? (row["moved_to"] ?? "-")
             if used != charged {
-                violations.append(LedgerViolation(
-                    kind: .sessionMismatch, userId: owner, field: "used", expected: String(charged), actual: String(used), entryId: nil,
-                    message: "anonymous session \(id): used is \(used), its charges sum to \(charged)"))
+                violations.append(
+                    LedgerViolation(
+                        kind: .sessionMismatch,
+                        userId: owner,
+                        field: "used",
+                        expected: String(charged),
+                        actual: String(used),
+                        entryId: nil,
+                        message: "anonymous session \(id): used is \(used), its charges sum to \(charged)"
+                    )
+                )
             } else if row["transferred_to"] as String? != nil, (row["granted"] as Int) - used != (row["transferred_tokens"] as Int? ?? 0),
-                      (row["transferred_tokens"] as Int? ?? 0) == (row["moved"] as Int? ?? 0) {
+                (row["transferred_tokens"] as Int? ?? 0) == (row["moved"] as Int? ?? 0)
+            {
                 let left = (row["granted"] as Int) - used - (row["transferred_tokens"] as Int? ?? 0)
-                violations.append(LedgerViolation(
-                    kind: .sessionMismatch, userId: owner, field: "remainder", expected: "0", actual: String(left), entryId: nil,
-                    message: "anonymous session \(SessionDigest.of(id)) was moved to \(owner) but keeps \(left) token(s) nobody can spend"))
+                violations.append(
+                    LedgerViolation(
+                        kind: .sessionMismatch,
+                        userId: owner,
+                        field: "remainder",
+                        expected: "0",
+                        actual: String(left),
+                        entryId: nil,
+                        message: "anonymous session \(SessionDigest.of(id)) was moved to \(owner) but keeps \(left) token(s) nobody can spend"
+                    )
+                )
             } else {
                 let moved: Int? = row["moved"]
                 let recorded: Int? = row["transferred_tokens"]
-                violations.append(LedgerViolation(
-                    kind: .sessionMismatch, userId: owner, field: "transferred_tokens", expected: moved.map(String.init) ?? "0",
-                    actual: recorded.map(String.init) ?? "null", entryId: nil,
-                    message: "anonymous session \(id): transfer recorded as \(recorded.map(String.init) ?? "none"), the ledger moved \(moved.map(String.init) ?? "nothing")"))
+                violations.append(
+                    LedgerViolation(
+                        kind: .sessionMismatch,
+                        userId: owner,
+                        field: "transferred_tokens",
+                        expected: moved.map(String.init) ?? "0",
+                        actual: recorded.map(String.init) ?? "null",
+                        entryId: nil,
+                        message:
+                            "anonymous session \(id): transfer recorded as \(recorded.map(String.init) ?? "none"), the ledger moved \(moved.map(String.init) ?? "nothing")"
+                    )
+                )
             }
         }
         return violations

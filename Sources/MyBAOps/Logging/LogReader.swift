@@ -1,4 +1,5 @@
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -58,7 +59,10 @@ public struct LogFilter: Sendable {
             guard let object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] else { return false }
             for (key, value) in confirm where object[key] as? String != value { return false }
             if let minimumLevel, let level = object["level"] as? String,
-               (Self.levels.firstIndex(of: level) ?? 0) < (Self.levels.firstIndex(of: minimumLevel) ?? 0) { return false }
+                (Self.levels.firstIndex(of: level) ?? 0) < (Self.levels.firstIndex(of: minimumLevel) ?? 0)
+            {
+                return false
+            }
             if let since, let ts = (object["ts"] as? String).flatMap(LedgerDates.parse), ts < since { return false }
         }
         return true
@@ -72,7 +76,12 @@ public struct LogFilter: Sendable {
 
 /// glibc's `memmem` (two-way search, vectorised), which Glibc's Swift module does not export.
 @_silgen_name("memmem")
-private func systemMemmem(_ haystack: UnsafeRawPointer?, _ haystackLength: Int, _ needle: UnsafeRawPointer?, _ needleLength: Int) -> UnsafeMutableRawPointer?
+private func systemMemmem(
+    _ haystack: UnsafeRawPointer?,
+    _ haystackLength: Int,
+    _ needle: UnsafeRawPointer?,
+    _ needleLength: Int
+) -> UnsafeMutableRawPointer?
 
 /// The offset of the first occurrence of `needle` in `count` bytes at `base`.
 func findBytes(_ needle: [UInt8], in base: UnsafeRawPointer, count: Int) -> Int? {
@@ -146,8 +155,12 @@ public struct LogReader: Sendable {
     /// another inode, or it shrank), the old file is read to its end first, then the new one
     /// from its start, so no line written around a rotation is lost. Returns when `shouldStop`
     /// says so.
-    public func follow(filter: LogFilter, pollInterval: Duration = .milliseconds(100), shouldStop: @Sendable () -> Bool = { false },
-                       onLine: (String) -> Void) async throws {
+    public func follow(
+        filter: LogFilter,
+        pollInterval: Duration = .milliseconds(100),
+        shouldStop: @Sendable () -> Bool = { false },
+        onLine: (String) -> Void
+    ) async throws {
         var handle = FileHandle(forReadingAtPath: path)
         _ = try handle?.seekToEnd()
         var inode = handle.map { Self.inode(of: $0.fileDescriptor) } ?? 0
@@ -167,7 +180,10 @@ public struct LogReader: Sendable {
                 let rotated = UInt64(info.st_ino) != inode
                 let truncated = handle.map { Int(info.st_size) < Int((try? $0.offset()) ?? 0) } ?? false
                 if rotated || truncated || handle == nil, let next = FileHandle(forReadingAtPath: path) {
-                    if let old = handle { drain(old); try? old.close() }
+                    if let old = handle {
+                        drain(old)
+                        try? old.close()
+                    }
                     pending.removeAll()
                     handle = next
                     inode = Self.inode(of: next.fileDescriptor)

@@ -11,7 +11,8 @@ public enum RequestIdentifier {
         var generator = SystemRandomNumberGenerator()
         let milliseconds = UInt64(max(0, (now.timeIntervalSince1970 * 1000).rounded())) & 0xFFFF_FFFF_FFFF
         let random = generator.next() as UInt64
-        let high = (milliseconds << 16) | (random >> 48), low = generator.next() as UInt64
+        let high = (milliseconds << 16) | (random >> 48)
+        let low = generator.next() as UInt64
         let bytes = withUnsafeBytes(of: high.bigEndian, Array.init) + withUnsafeBytes(of: low.bigEndian, Array.init)
         return "req_" + bytes.lowercaseHex
     }

@@ -78,16 +78,20 @@ extension AppDatabase {
     /// Counts for the metrics gauges, in one read transaction.
     public func metricsSnapshot() async throws -> MetricsSnapshot {
         try await writer.read { db in
-            let sessions = try Row.fetchOne(db, sql: """
-                SELECT COUNT(*) FILTER (WHERE transferred_to IS NULL) AS open,
-                       COUNT(*) FILTER (WHERE transferred_to IS NOT NULL) AS transferred
-                FROM anonymous_sessions
-                """)
+            let sessions = try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT COUNT(*) FILTER (WHERE transferred_to IS NULL) AS open,
+                           COUNT(*) FILTER (WHERE transferred_to IS NOT NULL) AS transferred
+                    FROM anonymous_sessions
+                    """
+            )
             return MetricsSnapshot(
                 openAnonymousSessions: sessions?["open"] ?? 0,
                 transferredAnonymousSessions: sessions?["transferred"] ?? 0,
                 customers: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM customers") ?? 0,
-                webhooksPending: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM webhook_events WHERE status IN ('received', 'failed')") ?? 0)
+                webhooksPending: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM webhook_events WHERE status IN ('received', 'failed')") ?? 0
+            )
         }
     }
 }

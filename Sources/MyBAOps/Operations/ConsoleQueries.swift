@@ -47,7 +47,8 @@ public struct AmbiguousCustomer: Error, CustomStringConvertible, Sendable {
     public var candidates: [String]
     public var description: String {
         let shown = candidates.prefix(20).joined(separator: ", ") + (candidates.count > 20 ? ", …" : "")
-        return "\(reference) matches \(candidates.count > 20 ? "more than 20" : String(candidates.count)) customers (\(shown)); name one by its user id"
+        return
+            "\(reference) matches \(candidates.count > 20 ? "more than 20" : String(candidates.count)) customers (\(shown)); name one by its user id"
     }
 }
 
@@ -57,11 +58,18 @@ extension AppDatabase {
     /// operator's change must reach the customer meant, not the first one found.
     public func resolveUserId(_ reference: String) async throws -> String? {
         try await writer.read { db in
-            if let exact = try String.fetchOne(db, sql: "SELECT user_id FROM customers WHERE user_id = ? OR stripe_customer_id = ? ORDER BY user_id = ? DESC LIMIT 1",
-                                               arguments: [reference, reference, reference]) {
+            if let exact = try String.fetchOne(
+                db,
+                sql: "SELECT user_id FROM customers WHERE user_id = ? OR stripe_customer_id = ? ORDER BY user_id = ? DESC LIMIT 1",
+                arguments: [reference, reference, reference]
+            ) {
                 return exact
             }
-            let byEmail = try String.fetchAll(db, sql: "SELECT user_id FROM customers WHERE lower(email) = lower(?) ORDER BY user_id LIMIT 21", arguments: [reference])
+            let byEmail = try String.fetchAll(
+                db,
+                sql: "SELECT user_id FROM customers WHERE lower(email) = lower(?) ORDER BY user_id LIMIT 21",
+                arguments: [reference]
+            )
             guard byEmail.count <= 1 else { throw AmbiguousCustomer(reference: reference, candidates: byEmail) }
             return byEmail.first
         }
@@ -70,8 +78,11 @@ extension AppDatabase {
     /// User ids starting with `prefix`, synchronously: readline's completion callback cannot await.
     public func userIdsSync(prefix: String, limit: Int = 50) throws -> [String] {
         try writer.read { db in
-            try String.fetchAll(db, sql: "SELECT user_id FROM customers WHERE user_id >= ? AND user_id < ? ORDER BY user_id LIMIT ?",
-                                arguments: [prefix, prefix + "\u{10FFFF}", limit])
+            try String.fetchAll(
+                db,
+                sql: "SELECT user_id FROM customers WHERE user_id >= ? AND user_id < ? ORDER BY user_id LIMIT ?",
+                arguments: [prefix, prefix + "\u{10FFFF}", limit]
+            )
         }
     }
 
@@ -90,8 +101,14 @@ extension AppDatabase {
             sql += " LIMIT ?"
             arguments += [limit]
             return try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
-                CustomerListing(userId: row["user_id"], email: row["email"], stripeCustomerId: row["stripe_customer_id"], tokens: row["tokens"],
-                                createdAt: row.timestamp("created_at") ?? Date(timeIntervalSince1970: 0), deleted: row["deleted_at"] != nil)
+                CustomerListing(
+                    userId: row["user_id"],
+                    email: row["email"],
+                    stripeCustomerId: row["stripe_customer_id"],
+                    tokens: row["tokens"],
+                    createdAt: row.timestamp("created_at") ?? Date(timeIntervalSince1970: 0),
+                    deleted: row["deleted_at"] != nil
+                )
             }
         }
     }
@@ -106,12 +123,16 @@ extension AppDatabase {
     /// Webhook events that produced ledger entries for `userId`, newest first.
     public func webhookEvents(forUser userId: String, limit: Int) async throws -> [WebhookEvent] {
         try await writer.read { db in
-            let keys = try Row.fetchAll(db, sql: """
-                SELECT DISTINCT w.source, w.event_id, w.received_at FROM webhook_events w
-                JOIN webhook_event_entries we ON we.source = w.source AND we.event_id = w.event_id
-                JOIN ledger_entries e ON e.id = we.entry_id
-                WHERE e.user_id = ? ORDER BY w.received_at DESC LIMIT ?
-                """, arguments: [userId, limit])
+            let keys = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT DISTINCT w.source, w.event_id, w.received_at FROM webhook_events w
+                    JOIN webhook_event_entries we ON we.source = w.source AND we.event_id = w.event_id
+                    JOIN ledger_entries e ON e.id = we.entry_id
+                    WHERE e.user_id = ? ORDER BY w.received_at DESC LIMIT ?
+                    """,
+                arguments: [userId, limit]
+            )
             return try keys.compactMap { row in
                 try WebhookSource(rawValue: row["source"]).flatMap { try Self.fetchWebhook(source: $0, eventId: row["event_id"], in: db) }
             }
@@ -150,7 +171,11 @@ extension AppDatabase {
         """
 
     public func reapAnonymousSessions(
-        lastSeenBefore cutoff: Date, batch: Int, dryRun: Bool, pause: Duration = .zero, busyRetries: Int = 8
+        lastSeenBefore cutoff: Date,
+        batch: Int,
+        dryRun: Bool,
+        pause: Duration = .zero,
+        busyRetries: Int = 8
     ) async throws -> ReapResult {
         let cutoffText = SQLTimestamp.string(cutoff)
         if dryRun {
@@ -159,17 +184,22 @@ extension AppDatabase {
             }
             return ReapResult(removed: count, batches: 0, cutoff: cutoff, dryRun: true)
         }
-        var removed = 0, batches = 0, refusals = 0
+        var removed = 0
+        var batches = 0
+        var refusals = 0
         while true {
             let started = ContinuousClock.now
             let deleted: Int
             do {
                 deleted = try await immediateWrite { db -> Int in
                     // Oldest first, along the last_seen_at index: fewer pages touched per batch.
-                    try db.execute(sql: """
-                        DELETE FROM anonymous_sessions WHERE id IN (
-                            SELECT id FROM anonymous_sessions s WHERE \(Self.reapable) ORDER BY last_seen_at LIMIT ?)
-                        """, arguments: [cutoffText, batch])
+                    try db.execute(
+                        sql: """
+                            DELETE FROM anonymous_sessions WHERE id IN (
+                                SELECT id FROM anonymous_sessions s WHERE \(Self.reapable) ORDER BY last_seen_at LIMIT ?)
+                            """,
+                        arguments: [cutoffText, batch]
+                    )
                     return db.changesCount
                 }
                 refusals = 0
@@ -200,12 +230,20 @@ extension AppDatabase {
                 customers: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM customers WHERE deleted_at IS NULL") ?? 0,
                 deletedCustomers: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM customers WHERE deleted_at IS NOT NULL") ?? 0,
                 anonymousSessions: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM anonymous_sessions") ?? 0,
-                staleAnonymousSessions: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM anonymous_sessions WHERE transferred_to IS NULL AND last_seen_at < ?", arguments: [staleCutoff]) ?? 0,
+                staleAnonymousSessions: try Int.fetchOne(
+                    db,
+                    sql: "SELECT COUNT(*) FROM anonymous_sessions WHERE transferred_to IS NULL AND last_seen_at < ?",
+                    arguments: [staleCutoff]
+                ) ?? 0,
                 tokensOutstanding: try Int.fetchOne(db, sql: "SELECT COALESCE(SUM(tokens), 0) FROM balances") ?? 0,
-                anonymousTokensOutstanding: try Int.fetchOne(db, sql: "SELECT COALESCE(SUM(granted - used), 0) FROM anonymous_sessions WHERE transferred_to IS NULL") ?? 0,
+                anonymousTokensOutstanding: try Int.fetchOne(
+                    db,
+                    sql: "SELECT COALESCE(SUM(granted - used), 0) FROM anonymous_sessions WHERE transferred_to IS NULL"
+                ) ?? 0,
                 webhookEvents: webhooks,
                 outboxDepth: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM stripe_outbox") ?? 0,
-                ledgerEntries: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries") ?? 0)
+                ledgerEntries: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries") ?? 0
+            )
         }
     }
 }

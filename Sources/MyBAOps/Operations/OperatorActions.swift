@@ -68,8 +68,13 @@ extension AppDatabase {
                 throw LedgerError.wouldGoNegative(userId: posting.userId, field: "tokens", current: current.tokens, change: posting.delta)
             }
             let sign = posting.delta > 0 ? "+" : ""
-            return MutationPlan(userId: posting.userId, before: current, after: after,
-                                entries: ["\(posting.kind.rawValue) \(sign)\(posting.delta) key \(posting.idempotencyKey)"], stripeCalls: stripeCalls)
+            return MutationPlan(
+                userId: posting.userId,
+                before: current,
+                after: after,
+                entries: ["\(posting.kind.rawValue) \(sign)\(posting.delta) key \(posting.idempotencyKey)"],
+                stripeCalls: stripeCalls
+            )
         }
     }
 
@@ -78,9 +83,14 @@ extension AppDatabase {
         try Self.validate(posting)
         return try await immediateWrite { db in
             let result = try Self.post(posting, now: Date(), in: db)
-            try Self.insertAudit(context: context, userId: posting.userId, entryIds: result.entry.id.map { [$0] } ?? [],
-                                 idempotencyKey: posting.idempotencyKey,
-                                 outcome: result.replayed ? "replayed: entry existed, nothing changed" : "posted \(posting.kind.rawValue) \(posting.delta)", in: db)
+            try Self.insertAudit(
+                context: context,
+                userId: posting.userId,
+                entryIds: result.entry.id.map { [$0] } ?? [],
+                idempotencyKey: posting.idempotencyKey,
+                outcome: result.replayed ? "replayed: entry existed, nothing changed" : "posted \(posting.kind.rawValue) \(posting.delta)",
+                in: db
+            )
             return result
         }
     }
@@ -90,11 +100,23 @@ extension AppDatabase {
     public func applyOperatorRefund(paymentId: String, snapshot: RefundSnapshot, by context: OperatorContext) async throws -> RefundOutcome {
         let amountRefunded = snapshot.amountRefunded
         return try await immediateWrite { db in
-            let outcome = try Self.applyRefund(paymentId: paymentId, snapshot: snapshot, actor: "operator:\(context.operatorName)", requestId: nil, now: Date(), in: db)
+            let outcome = try Self.applyRefund(
+                paymentId: paymentId,
+                snapshot: snapshot,
+                actor: "operator:\(context.operatorName)",
+                requestId: nil,
+                now: Date(),
+                in: db
+            )
             let payment = try Self.fetchPayment(id: paymentId, in: db)
-            try Self.insertAudit(context: context, userId: payment?.userId, entryIds: outcome.entry?.id.map { [$0] } ?? [],
-                                 idempotencyKey: outcome.entry?.idempotencyKey,
-                                 outcome: "refunded to \(amountRefunded) cumulative; took \(outcome.taken) tokens, shortfall \(outcome.shortfall)", in: db)
+            try Self.insertAudit(
+                context: context,
+                userId: payment?.userId,
+                entryIds: outcome.entry?.id.map { [$0] } ?? [],
+                idempotencyKey: outcome.entry?.idempotencyKey,
+                outcome: "refunded to \(amountRefunded) cumulative; took \(outcome.taken) tokens, shortfall \(outcome.shortfall)",
+                in: db
+            )
             return outcome
         }
     }
@@ -106,26 +128,51 @@ extension AppDatabase {
         }
     }
 
-    static func insertAudit(context: OperatorContext, userId: String?, entryIds: [Int64], idempotencyKey: String?, outcome: String, in db: Database) throws {
-        try db.execute(sql: """
-            INSERT INTO audit_log (at, operator, command, reason, user_id, entry_ids, idempotency_key, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-            """, arguments: [SQLTimestamp.string(Date()), context.operatorName, context.commandLine, context.reason, userId,
-                             entryIds.map(String.init).joined(separator: ","), idempotencyKey, outcome])
+    static func insertAudit(
+        context: OperatorContext,
+        userId: String?,
+        entryIds: [Int64],
+        idempotencyKey: String?,
+        outcome: String,
+        in db: Database
+    ) throws {
+        try db.execute(
+            sql: """
+                INSERT INTO audit_log (at, operator, command, reason, user_id, entry_ids, idempotency_key, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+            arguments: [
+                SQLTimestamp.string(Date()), context.operatorName, context.commandLine, context.reason, userId,
+                entryIds.map(String.init).joined(separator: ","), idempotencyKey, outcome,
+            ]
+        )
     }
 
     public func auditRecords(limit: Int, userId: String? = nil, operatorName: String? = nil) async throws -> [AuditRecord] {
         try await writer.read { db in
             var sql = "SELECT * FROM audit_log WHERE 1 = 1"
             var arguments: StatementArguments = []
-            if let userId { sql += " AND user_id = ?"; arguments += [userId] }
-            if let operatorName { sql += " AND operator = ?"; arguments += [operatorName] }
+            if let userId {
+                sql += " AND user_id = ?"
+                arguments += [userId]
+            }
+            if let operatorName {
+                sql += " AND operator = ?"
+                arguments += [operatorName]
+            }
             sql += " ORDER BY id DESC LIMIT ?"
             arguments += [limit]
             return try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
-                AuditRecord(id: row["id"], at: row.timestamp("at") ?? Date(timeIntervalSince1970: 0), operatorName: row["operator"], command: row["command"],
-                            reason: row["reason"], userId: row["user_id"],
-                            entryIds: ((row["entry_ids"] as String?) ?? "").split(separator: ",").compactMap { Int64($0) },
-                            idempotencyKey: row["idempotency_key"], outcome: row["outcome"])
+                AuditRecord(
+                    id: row["id"],
+                    at: row.timestamp("at") ?? Date(timeIntervalSince1970: 0),
+                    operatorName: row["operator"],
+                    command: row["command"],
+                    reason: row["reason"],
+                    userId: row["user_id"],
+                    entryIds: ((row["entry_ids"] as String?) ?? "").split(separator: ",").compactMap { Int64($0) },
+                    idempotencyKey: row["idempotency_key"],
+                    outcome: row["outcome"]
+                )
             }
         }
     }

@@ -92,16 +92,30 @@ public struct PaymentRefunds: Sendable {
 
     /// Refunds at Stripe, then records it with its audit row. Returns Stripe's refund id and
     /// what happened to tokens.
-    public func execute(_ prepared: Prepared, stripeReason: String?, idempotencyKey: String?, context: OperatorContext) async throws -> (refundId: String, outcome: RefundOutcome) {
-        let key = idempotencyKey
+    public func execute(
+        _ prepared: Prepared,
+        stripeReason: String?,
+        idempotencyKey: String?,
+        context: OperatorContext
+    ) async throws -> (refundId: String, outcome: RefundOutcome) {
+        let key =
+            idempotencyKey
             ?? StripeClient.refundIdempotencyKey(paymentIntent: prepared.paymentIntentId, amount: prepared.amount, reason: context.reason)
-        let response = try await stripe.createRefund(paymentIntent: prepared.paymentIntentId, amount: prepared.amount, reason: stripeReason, idempotencyKey: key)
+        let response = try await stripe.createRefund(
+            paymentIntent: prepared.paymentIntentId,
+            amount: prepared.amount,
+            reason: stripeReason,
+            idempotencyKey: key
+        )
         let refundId = response["id"] as? String ?? "?"
         let created = (response["created"] as? NSNumber)?.intValue
         do {
             let cumulative = try await stripe.amountRefunded(paymentIntent: prepared.paymentIntentId)
             let outcome = try await database.applyOperatorRefund(
-                paymentId: prepared.paymentIntentId, snapshot: RefundSnapshot(amountRefunded: cumulative, at: created), by: context)
+                paymentId: prepared.paymentIntentId,
+                snapshot: RefundSnapshot(amountRefunded: cumulative, at: created),
+                by: context
+            )
             return (refundId, outcome)
         } catch {
             throw PaymentRefundError.notRecorded(refundId: refundId, amount: prepared.amount, underlying: "\(error)")

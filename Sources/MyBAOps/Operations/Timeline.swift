@@ -23,38 +23,79 @@ extension AppDatabase {
         try await writer.read { db in
             var items: [TimelineItem] = []
             var entries: [LedgerEntry] = []
-            if let requestId { entries += try LedgerEntry.fetchAll(db, sql: "SELECT * FROM ledger_entries WHERE request_id = ?", arguments: [requestId]) }
+            if let requestId {
+                entries += try LedgerEntry.fetchAll(db, sql: "SELECT * FROM ledger_entries WHERE request_id = ?", arguments: [requestId])
+            }
             if let userId { entries += try LedgerEntry.fetchAll(db, sql: "SELECT * FROM ledger_entries WHERE user_id = ?", arguments: [userId]) }
             for entry in entries {
                 let delta = entry.delta > 0 ? "+\(entry.delta)" : String(entry.delta)
-                items.append(TimelineItem(at: entry.createdAt, source: "ledger",
-                                          summary: "#\(entry.id ?? 0) \(entry.kind.rawValue) \(delta) for \(entry.userId) by \(entry.actor) (key \(entry.idempotencyKey))",
-                                          requestId: entry.requestId))
+                items.append(
+                    TimelineItem(
+                        at: entry.createdAt,
+                        source: "ledger",
+                        summary:
+                            "#\(entry.id ?? 0) \(entry.kind.rawValue) \(delta) for \(entry.userId) by \(entry.actor) (key \(entry.idempotencyKey))",
+                        requestId: entry.requestId
+                    )
+                )
             }
             var webhookKeys: [(String, String)] = []
             if let requestId {
-                webhookKeys += try Row.fetchAll(db, sql: "SELECT source, event_id FROM webhook_events WHERE request_id = ?", arguments: [requestId]).map { ($0["source"], $0["event_id"]) }
+                webhookKeys += try Row.fetchAll(db, sql: "SELECT source, event_id FROM webhook_events WHERE request_id = ?", arguments: [requestId])
+                    .map { ($0["source"], $0["event_id"]) }
             }
             if let userId {
-                webhookKeys += try Row.fetchAll(db, sql: """
-                    SELECT DISTINCT we.source, we.event_id FROM webhook_event_entries we JOIN ledger_entries e ON e.id = we.entry_id WHERE e.user_id = ?
-                    """, arguments: [userId]).map { ($0["source"], $0["event_id"]) }
+                webhookKeys += try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT DISTINCT we.source, we.event_id FROM webhook_event_entries we JOIN ledger_entries e ON e.id = we.entry_id WHERE e.user_id = ?
+                        """,
+                    arguments: [userId]
+                ).map { ($0["source"], $0["event_id"]) }
             }
             for (source, eventId) in webhookKeys {
-                guard let webhookSource = WebhookSource(rawValue: source), let event = try Self.fetchWebhook(source: webhookSource, eventId: eventId, in: db) else { continue }
-                items.append(TimelineItem(at: event.receivedAt, source: "webhook", summary: "received \(source) \(event.type) \(eventId)", requestId: event.requestId))
+                guard let webhookSource = WebhookSource(rawValue: source),
+                    let event = try Self.fetchWebhook(source: webhookSource, eventId: eventId, in: db)
+                else { continue }
+                items.append(
+                    TimelineItem(
+                        at: event.receivedAt,
+                        source: "webhook",
+                        summary: "received \(source) \(event.type) \(eventId)",
+                        requestId: event.requestId
+                    )
+                )
                 if let processed = event.processedAt {
-                    items.append(TimelineItem(at: processed, source: "webhook",
-                                              summary: "\(event.status.rawValue) \(eventId) after \(event.attempts) attempt(s): \(event.outcome ?? event.lastError ?? "")", requestId: event.requestId))
+                    items.append(
+                        TimelineItem(
+                            at: processed,
+                            source: "webhook",
+                            summary:
+                                "\(event.status.rawValue) \(eventId) after \(event.attempts) attempt(s): \(event.outcome ?? event.lastError ?? "")",
+                            requestId: event.requestId
+                        )
+                    )
                 } else if let error = event.lastError {
-                    items.append(TimelineItem(at: event.nextAttemptAt ?? event.receivedAt, source: "webhook",
-                                              summary: "\(event.status.rawValue) \(eventId) after \(event.attempts) attempt(s): \(error)", requestId: event.requestId))
+                    items.append(
+                        TimelineItem(
+                            at: event.nextAttemptAt ?? event.receivedAt,
+                            source: "webhook",
+                            summary: "\(event.status.rawValue) \(eventId) after \(event.attempts) attempt(s): \(error)",
+                            requestId: event.requestId
+                        )
+                    )
                 }
             }
             if let userId {
                 for row in try Row.fetchAll(db, sql: "SELECT * FROM audit_log WHERE user_id = ?", arguments: [userId]) {
-                    items.append(TimelineItem(at: row.timestamp("at") ?? Date(timeIntervalSince1970: 0), source: "audit",
-                                              summary: "\(row["operator"] as String): \(row["outcome"] as String) (reason: \((row["reason"] as String?) ?? "-"))", requestId: nil))
+                    items.append(
+                        TimelineItem(
+                            at: row.timestamp("at") ?? Date(timeIntervalSince1970: 0),
+                            source: "audit",
+                            summary: "\(row["operator"] as String): \(row["outcome"] as String) (reason: \((row["reason"] as String?) ?? "-"))",
+                            requestId: nil
+                        )
+                    )
                 }
             }
             return items.filter { since == nil || $0.at >= since! }

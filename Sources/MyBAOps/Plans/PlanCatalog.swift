@@ -79,7 +79,9 @@ public struct PlanCatalog: Codable, Equatable, Sendable {
         var seen = Set<String>()
         for (index, plan) in plans.enumerated() {
             let at = "plan \(index + 1) (\"\(plan.id)\")"
-            if plan.id.isEmpty || plan.id.count > 40 || !plan.id.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-" || $0 == "_") }) {
+            if plan.id.isEmpty || plan.id.count > 40
+                || !plan.id.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-" || $0 == "_") })
+            {
                 problems.append("\(at): id must be 1–40 characters of a–z, 0–9, - or _")
             }
             if !seen.insert(plan.id).inserted { problems.append("\(at): id is used twice") }
@@ -96,7 +98,9 @@ public struct PlanCatalog: Codable, Equatable, Sendable {
         } else {
             // The discounted price is charged too: it must clear Stripe's minimum as well.
             for (index, plan) in plans.enumerated() where (50...99_999_999).contains(plan.amount) && firstPurchaseAmount(of: plan) < 50 {
-                problems.append("plan \(index + 1) (\"\(plan.id)\"): with \(firstPurchaseDiscountPercent) % off a first purchase it costs \(firstPurchaseAmount(of: plan)), under Stripe's minimum charge of 50 minor units")
+                problems.append(
+                    "plan \(index + 1) (\"\(plan.id)\"): with \(firstPurchaseDiscountPercent) % off a first purchase it costs \(firstPurchaseAmount(of: plan)), under Stripe's minimum charge of 50 minor units"
+                )
             }
         }
         return problems

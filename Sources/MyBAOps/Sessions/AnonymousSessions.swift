@@ -79,22 +79,33 @@ extension AppDatabase {
         let addressHash = Self.saltedHash("address", ClientAddress.limitKey(clientAddress), secret: settings.fingerprintSecret)
         return try await immediateWrite { db in
             let now = Date().truncatedToMilliseconds
-            if var existing = try Self.fetchSessions(db, sql: "SELECT * FROM anonymous_sessions WHERE fingerprint_hash = ?", [fingerprintHash]).first {
-                try db.execute(sql: "UPDATE anonymous_sessions SET last_seen_at = ? WHERE id = ?", arguments: [SQLTimestamp.string(now), existing.id])
+            if var existing = try Self.fetchSessions(db, sql: "SELECT * FROM anonymous_sessions WHERE fingerprint_hash = ?", [fingerprintHash]).first
+            {
+                try db.execute(
+                    sql: "UPDATE anonymous_sessions SET last_seen_at = ? WHERE id = ?",
+                    arguments: [SQLTimestamp.string(now), existing.id]
+                )
                 existing.lastSeenAt = now
                 return AnonymousSessionStart(session: existing, created: false)
             }
-            let recent = try String.fetchAll(db, sql: """
-                SELECT created_at FROM anonymous_sessions WHERE client_address_hash = ? AND created_at > ? ORDER BY created_at
-                """, arguments: [addressHash, HourlyWindow.start(now)])
+            let recent = try String.fetchAll(
+                db,
+                sql: """
+                    SELECT created_at FROM anonymous_sessions WHERE client_address_hash = ? AND created_at > ? ORDER BY created_at
+                    """,
+                arguments: [addressHash, HourlyWindow.start(now)]
+            )
             if let retryAfter = HourlyWindow.retryAfter(oldestFirst: recent, limit: settings.sessionsPerHour, now: now) {
                 throw AnonymousSessionError.rateLimited(retryAfterSeconds: retryAfter)
             }
             let session = AnonymousSession(id: Self.newSessionId(), granted: settings.freeTokens, used: 0, createdAt: now, lastSeenAt: now)
-            try db.execute(sql: """
-                INSERT INTO anonymous_sessions (id, fingerprint_hash, client_address_hash, granted, used, created_at, last_seen_at)
-                VALUES (?, ?, ?, ?, 0, ?, ?)
-                """, arguments: [session.id, fingerprintHash, addressHash, session.granted, SQLTimestamp.string(now), SQLTimestamp.string(now)])
+            try db.execute(
+                sql: """
+                    INSERT INTO anonymous_sessions (id, fingerprint_hash, client_address_hash, granted, used, created_at, last_seen_at)
+                    VALUES (?, ?, ?, ?, 0, ?, ?)
+                    """,
+                arguments: [session.id, fingerprintHash, addressHash, session.granted, SQLTimestamp.string(now), SQLTimestamp.string(now)]
+            )
             let granted = session.granted
             db.afterCommit { MyBAMetrics.recordCommittedSession(granted: granted) }
             return AnonymousSessionStart(session: session, created: true)
@@ -112,7 +123,13 @@ extension AppDatabase {
     /// One account receives at most `limit` sessions, ever (`MYBA_MAX_SESSION_TRANSFERS`): free
     /// sessions farmed in many browsers cannot be pooled into one account. Past the limit the
     /// transfer is refused and the session keeps its tokens.
-    public func transferAnonymousSession(sessionId: String, to userId: String, limit: Int = AnonymousSettings().maxTransfersPerAccount, actor: String, requestId: String?) async throws -> TransferResult {
+    public func transferAnonymousSession(
+        sessionId: String,
+        to userId: String,
+        limit: Int = AnonymousSettings().maxTransfersPerAccount,
+        actor: String,
+        requestId: String?
+    ) async throws -> TransferResult {
         try Self.validateUserId(userId)
         return try await immediateWrite { db in
             let now = Date().truncatedToMilliseconds
@@ -128,13 +145,23 @@ extension AppDatabase {
             guard received < limit else { throw AnonymousSessionError.transferLimitReached(limit: limit) }
             let transfersLeft = limit - received - 1
             let remaining = session.remaining
-            try db.execute(sql: """
-                UPDATE anonymous_sessions SET transferred_to = ?, transferred_at = ?, transferred_tokens = ?, last_seen_at = ? WHERE id = ?
-                """, arguments: [userId, SQLTimestamp.string(now), remaining, SQLTimestamp.string(now), sessionId])
+            try db.execute(
+                sql: """
+                    UPDATE anonymous_sessions SET transferred_to = ?, transferred_at = ?, transferred_tokens = ?, last_seen_at = ? WHERE id = ?
+                    """,
+                arguments: [userId, SQLTimestamp.string(now), remaining, SQLTimestamp.string(now), sessionId]
+            )
             if remaining > 0 {
                 let posting = LedgerPosting(
-                    userId: userId, kind: .transfer, delta: remaining, idempotencyKey: "transfer:\(sessionId)",
-                    reference: sessionId, actor: actor, reason: "anonymous session tokens", requestId: requestId)
+                    userId: userId,
+                    kind: .transfer,
+                    delta: remaining,
+                    idempotencyKey: "transfer:\(sessionId)",
+                    reference: sessionId,
+                    actor: actor,
+                    reason: "anonymous session tokens",
+                    requestId: requestId
+                )
                 let result = try Self.post(posting, now: now, in: db)
                 return TransferResult(transferred: remaining, balance: result.balance, transfersLeft: transfersLeft)
             }
@@ -145,17 +172,40 @@ extension AppDatabase {
 
     /// Spends `amount` of the session's free tokens under `idempotencyKey`; a replay of the key
     /// returns the session as it is and spends nothing.
-    public func chargeAnonymousSession(sessionId: String, amount: Int = 1, idempotencyKey: String, requestId: String?) async throws -> AnonymousSession {
+    public func chargeAnonymousSession(
+        sessionId: String,
+        amount: Int = 1,
+        idempotencyKey: String,
+        requestId: String?
+    ) async throws -> AnonymousSession {
         try await immediateWrite { db in
-            try Self.chargeSession(sessionId: sessionId, amount: amount, idempotencyKey: idempotencyKey, requestId: requestId, now: Date().truncatedToMilliseconds, in: db)
+            try Self.chargeSession(
+                sessionId: sessionId,
+                amount: amount,
+                idempotencyKey: idempotencyKey,
+                requestId: requestId,
+                now: Date().truncatedToMilliseconds,
+                in: db
+            )
         }
     }
 
-    static func chargeSession(sessionId: String, amount: Int, idempotencyKey: String, requestId: String?, now: Date, in db: Database) throws -> AnonymousSession {
+    static func chargeSession(
+        sessionId: String,
+        amount: Int,
+        idempotencyKey: String,
+        requestId: String?,
+        now: Date,
+        in db: Database
+    ) throws -> AnonymousSession {
         guard var session = try fetchSession(id: sessionId, in: db) else {
             throw AnonymousSessionError.sessionNotFound(sessionId)
         }
-        if let existing = try Row.fetchOne(db, sql: "SELECT session_id, amount FROM anonymous_charges WHERE idempotency_key = ?", arguments: [idempotencyKey]) {
+        if let existing = try Row.fetchOne(
+            db,
+            sql: "SELECT session_id, amount FROM anonymous_charges WHERE idempotency_key = ?",
+            arguments: [idempotencyKey]
+        ) {
             guard existing["session_id"] as String == sessionId, existing["amount"] as Int == amount else {
                 throw AnonymousSessionError.idempotencyKeyReused(idempotencyKey)
             }
@@ -165,29 +215,42 @@ extension AppDatabase {
         guard session.remaining >= amount else {
             throw AnonymousSessionError.insufficientTokens(sessionId: sessionId, remaining: session.remaining)
         }
-        try db.execute(sql: "INSERT INTO anonymous_charges (session_id, amount, idempotency_key, request_id, created_at) VALUES (?, ?, ?, ?, ?)",
-                       arguments: [sessionId, amount, idempotencyKey, requestId, SQLTimestamp.string(now)])
+        try db.execute(
+            sql: "INSERT INTO anonymous_charges (session_id, amount, idempotency_key, request_id, created_at) VALUES (?, ?, ?, ?, ?)",
+            arguments: [sessionId, amount, idempotencyKey, requestId, SQLTimestamp.string(now)]
+        )
         db.afterCommit { MyBAMetrics.recordCommittedSessionCharge(amount: amount) }
-        try db.execute(sql: "UPDATE anonymous_sessions SET used = used + ?, last_seen_at = ? WHERE id = ?",
-                       arguments: [amount, SQLTimestamp.string(now), sessionId])
+        try db.execute(
+            sql: "UPDATE anonymous_sessions SET used = used + ?, last_seen_at = ? WHERE id = ?",
+            arguments: [amount, SQLTimestamp.string(now), sessionId]
+        )
         session.used += amount
         session.lastSeenAt = now
         return session
     }
 
-    static func releaseSessionCharge(sessionId: String, chargeKey: String, requestId: String?, now: Date, in db: Database) throws -> AnonymousSession {
+    static func releaseSessionCharge(sessionId: String, chargeKey: String, requestId: String?, now: Date, in db: Database) throws -> AnonymousSession
+    {
         guard var session = try fetchSession(id: sessionId, in: db) else {
             throw AnonymousSessionError.sessionNotFound(sessionId)
         }
-        guard let charged = try Int.fetchOne(db, sql: "SELECT amount FROM anonymous_charges WHERE idempotency_key = ? AND session_id = ?", arguments: [chargeKey, sessionId]) else {
+        guard
+            let charged = try Int.fetchOne(
+                db,
+                sql: "SELECT amount FROM anonymous_charges WHERE idempotency_key = ? AND session_id = ?",
+                arguments: [chargeKey, sessionId]
+            )
+        else {
             return session
         }
         let releaseKey = "release:\(chargeKey)"
         if try Bool.fetchOne(db, sql: "SELECT 1 FROM anonymous_charges WHERE idempotency_key = ?", arguments: [releaseKey]) == true {
             return session
         }
-        try db.execute(sql: "INSERT INTO anonymous_charges (session_id, amount, idempotency_key, request_id, created_at) VALUES (?, ?, ?, ?, ?)",
-                       arguments: [sessionId, -charged, releaseKey, requestId, SQLTimestamp.string(now)])
+        try db.execute(
+            sql: "INSERT INTO anonymous_charges (session_id, amount, idempotency_key, request_id, created_at) VALUES (?, ?, ?, ?, ?)",
+            arguments: [sessionId, -charged, releaseKey, requestId, SQLTimestamp.string(now)]
+        )
         db.afterCommit { MyBAMetrics.recordCommittedSessionCharge(amount: -charged) }
         try db.execute(sql: "UPDATE anonymous_sessions SET used = used - ? WHERE id = ?", arguments: [charged, sessionId])
         session.used -= charged
@@ -197,10 +260,23 @@ extension AppDatabase {
             // `transfer` entry referencing the session) instead of vanishing in a session nobody
             // can spend from.
             _ = try post(
-                LedgerPosting(userId: owner, kind: .transfer, delta: charged, idempotencyKey: "release:\(chargeKey)", reference: sessionId,
-                              actor: "system", reason: "a generation of the moved anonymous session failed; its token follows the session", requestId: requestId),
-                now: now, in: db)
-            try db.execute(sql: "UPDATE anonymous_sessions SET transferred_tokens = COALESCE(transferred_tokens, 0) + ? WHERE id = ?", arguments: [charged, sessionId])
+                LedgerPosting(
+                    userId: owner,
+                    kind: .transfer,
+                    delta: charged,
+                    idempotencyKey: "release:\(chargeKey)",
+                    reference: sessionId,
+                    actor: "system",
+                    reason: "a generation of the moved anonymous session failed; its token follows the session",
+                    requestId: requestId
+                ),
+                now: now,
+                in: db
+            )
+            try db.execute(
+                sql: "UPDATE anonymous_sessions SET transferred_tokens = COALESCE(transferred_tokens, 0) + ? WHERE id = ?",
+                arguments: [charged, sessionId]
+            )
             session.transferredTokens = (session.transferredTokens ?? 0) + charged
         }
         return session
@@ -215,11 +291,15 @@ extension AppDatabase {
     static func fetchSessions(_ db: Database, sql: String, _ arguments: StatementArguments) throws -> [AnonymousSession] {
         try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
             AnonymousSession(
-                id: row["id"], granted: row["granted"], used: row["used"],
+                id: row["id"],
+                granted: row["granted"],
+                used: row["used"],
                 createdAt: row.timestamp("created_at") ?? Date(timeIntervalSince1970: 0),
                 lastSeenAt: row.timestamp("last_seen_at") ?? Date(timeIntervalSince1970: 0),
-                transferredTo: row["transferred_to"], transferredAt: row.timestamp("transferred_at"),
-                transferredTokens: row["transferred_tokens"])
+                transferredTo: row["transferred_to"],
+                transferredAt: row.timestamp("transferred_at"),
+                transferredTokens: row["transferred_tokens"]
+            )
         }
     }
 
@@ -234,9 +314,10 @@ extension AppDatabase {
 
     static func newSessionId() -> String {
         var generator = SystemRandomNumberGenerator()
-        return "anon_" + (0..<3).map { _ in
-            let hex = String(generator.next() as UInt64, radix: 16)
-            return String(repeating: "0", count: 16 - hex.count) + hex
-        }.joined()
+        return "anon_"
+            + (0..<3).map { _ in
+                let hex = String(generator.next() as UInt64, radix: 16)
+                return String(repeating: "0", count: 16 - hex.count) + hex
+            }.joined()
     }
 }

@@ -49,7 +49,8 @@ public enum ClientAddress {
         }
         let candidate = String(text)
         guard !candidate.isEmpty, candidate.utf8.count <= 45 else { return nil }
-        var v4 = in_addr(), v6 = in6_addr()
+        var v4 = in_addr()
+        var v6 = in6_addr()
         if inet_pton(AF_INET, candidate, &v4) == 1 || inet_pton(AF_INET6, candidate, &v6) == 1 { return candidate }
         return nil
     }

@@ -53,8 +53,11 @@ extension AppDatabase {
         let url = URL(fileURLWithPath: path)
         if !fileManager.fileExists(atPath: url.path) {
             guard options.createIfMissing else { throw StorageError.databaseMissing(path: url.path) }
-            try fileManager.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true,
-                                            attributes: [.posixPermissions: 0o700])
+            try fileManager.createDirectory(
+                at: url.deletingLastPathComponent(),
+                withIntermediateDirectories: true,
+                attributes: [.posixPermissions: 0o700]
+            )
             // The ledger is customers' data: the owner's only. SQLite gives the WAL and shared-
             // memory files the database file's mode.
             guard fileManager.createFile(atPath: url.path, contents: nil, attributes: [.posixPermissions: 0o600]) else {
@@ -99,7 +102,8 @@ extension AppDatabase {
         do {
             found = try DatabaseQueue(path: path, configuration: configuration).read { db in
                 let tables = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'") ?? 0
-                let migrated = try db.tableExists("grdb_migrations")
+                let migrated =
+                    try db.tableExists("grdb_migrations")
                     && (try Bool.fetchOne(db, sql: "SELECT 1 FROM grdb_migrations WHERE identifier = ?", arguments: [firstMigration]) ?? false)
                 return (Int32(truncatingIfNeeded: try Int.fetchOne(db, sql: "PRAGMA application_id") ?? 0), tables, migrated)
             }
@@ -108,7 +112,9 @@ extension AppDatabase {
         }
         if found.applicationId == applicationId || found.migrated || (found.tables == 0 && found.applicationId == 0) { return }
         throw StorageError.notMyBADatabase(
-            path: path, detail: "application id \(found.applicationId), \(found.tables) table(s) and none of MyBA's migrations")
+            path: path,
+            detail: "application id \(found.applicationId), \(found.tables) table(s) and none of MyBA's migrations"
+        )
     }
 
     /// The connection configuration shared by every MyBA process.
@@ -151,7 +157,8 @@ public enum StorageError: Error, Equatable, CustomStringConvertible, Sendable {
         case .lockFailed(let path, let code):
             return "cannot lock \(path): \(String(cString: strerror(code)))"
         case .lockTimedOut(let path, let holder, let waited):
-            return "waited \(waited) for \(path), held by \(holder ?? "another process"); is a migration or another start-up stuck? Stop that process or retry"
+            return
+                "waited \(waited) for \(path), held by \(holder ?? "another process"); is a migration or another start-up stuck? Stop that process or retry"
         case .notMyBADatabase(let path, let detail):
             return "\(path) is not a MyBA database (\(detail)); nothing was changed. Check --db or MYBA_DATABASE"
         }

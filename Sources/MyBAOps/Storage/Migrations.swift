@@ -42,12 +42,14 @@ extension AppDatabase {
             try db.create(index: "ledger_entries_on_reference", on: "ledger_entries", columns: ["reference"], condition: Column("reference") != nil)
             try db.create(index: "ledger_entries_on_request", on: "ledger_entries", columns: ["request_id"], condition: Column("request_id") != nil)
             // The ledger is append-only, for everyone holding the file, not only for this code.
-            try db.execute(sql: """
-                CREATE TRIGGER ledger_entries_are_append_only_update BEFORE UPDATE ON ledger_entries
-                BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;
-                CREATE TRIGGER ledger_entries_are_append_only_delete BEFORE DELETE ON ledger_entries
-                BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TRIGGER ledger_entries_are_append_only_update BEFORE UPDATE ON ledger_entries
+                    BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;
+                    CREATE TRIGGER ledger_entries_are_append_only_delete BEFORE DELETE ON ledger_entries
+                    BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;
+                    """
+            )
 
             try db.create(table: "balances") { t in
                 t.primaryKey("user_id", .text).references("customers", onDelete: .restrict)
@@ -194,8 +196,11 @@ extension AppDatabase {
         migrator.registerMigration("2026-12-04 anonymous sessions by receiving account") { db in
             // The cap on sessions one account may receive counts them at every transfer.
             try db.create(
-                index: "anonymous_sessions_on_transferred_to", on: "anonymous_sessions", columns: ["transferred_to"],
-                condition: Column("transferred_to") != nil)
+                index: "anonymous_sessions_on_transferred_to",
+                on: "anonymous_sessions",
+                columns: ["transferred_to"],
+                condition: Column("transferred_to") != nil
+            )
         }
 
         migrator.registerMigration("2026-12-04 payment disputes") { db in
@@ -237,11 +242,17 @@ extension AppDatabase {
             // address (a salted hash, like anonymous sessions') and per account instead.
             try db.alter(table: "generations") { t in t.add(column: "client_key", .text) }
             try db.create(
-                index: "generations_own_key_by_client", on: "generations", columns: ["client_key", "created_at"],
-                condition: Column("payer_kind") == "own_key")
+                index: "generations_own_key_by_client",
+                on: "generations",
+                columns: ["client_key", "created_at"],
+                condition: Column("payer_kind") == "own_key"
+            )
             try db.create(
-                index: "generations_own_key_by_payer", on: "generations", columns: ["payer_id", "created_at"],
-                condition: Column("payer_kind") == "own_key")
+                index: "generations_own_key_by_payer",
+                on: "generations",
+                columns: ["payer_id", "created_at"],
+                condition: Column("payer_kind") == "own_key"
+            )
         }
 
         migrator.registerMigration("2026-12-04 application id") { db in
@@ -265,8 +276,11 @@ extension AppDatabase {
             // The session reap spares sessions with a generation still reserved; this keeps that
             // check to the few reserved rows.
             try db.create(
-                index: "generations_reserved_on_payer", on: "generations", columns: ["payer_id"],
-                condition: Column("status") == "reserved")
+                index: "generations_reserved_on_payer",
+                on: "generations",
+                columns: ["payer_id"],
+                condition: Column("status") == "reserved"
+            )
         }
 
         migrator.registerMigration("2026-12-05 refund snapshots and failed refunds") { db in

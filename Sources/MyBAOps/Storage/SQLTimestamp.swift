@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -27,7 +28,10 @@ enum SQLTimestamp {
         let ms = milliseconds(date)
         var seconds = ms / 1000
         var millis = ms % 1000
-        if millis < 0 { millis += 1000; seconds -= 1 }
+        if millis < 0 {
+            millis += 1000
+            seconds -= 1
+        }
         var time = time_t(seconds)
         var parts = tm()
         gmtime_r(&time, &parts)
@@ -61,7 +65,8 @@ enum SQLTimestamp {
         var utf8 = Array(text.utf8)
         if utf8.count == 19 { utf8 += Array(".000".utf8) }
         guard utf8.count >= 23, utf8[4] == 45, utf8[7] == 45, utf8[10] == 32 || utf8[10] == 84,
-              utf8[13] == 58, utf8[16] == 58, utf8[19] == 46 else {
+            utf8[13] == 58, utf8[16] == 58, utf8[19] == 46
+        else {
             return Date.fromDatabaseValue(text.databaseValue)
         }
         func number(_ from: Int, _ count: Int) -> Int? {
@@ -74,8 +79,8 @@ enum SQLTimestamp {
             return value
         }
         guard let year = number(0, 4), let month = number(5, 2), let day = number(8, 2),
-              let hour = number(11, 2), let minute = number(14, 2), let second = number(17, 2),
-              let millis = number(20, 3), (1...12).contains(month), (1...31).contains(day)
+            let hour = number(11, 2), let minute = number(14, 2), let second = number(17, 2),
+            let millis = number(20, 3), (1...12).contains(month), (1...31).contains(day)
         else { return nil }
         let days = daysFromCivil(year: year, month: month, day: day)
         let total = ((Int64(days) * 24 + Int64(hour)) * 60 + Int64(minute)) * 60 + Int64(second)

@@ -92,7 +92,14 @@ public struct CheckoutOpener: Sendable {
             let session: [String: Any]
             do {
                 session = try await stripe.createCheckoutSession(
-                    form, idempotencyKey: StripeClient.checkoutIdempotencyKey(userId: userId, planId: plan.id, amount: amount, requestKey: requestKey + ":" + stripeCustomer))
+                    form,
+                    idempotencyKey: StripeClient.checkoutIdempotencyKey(
+                        userId: userId,
+                        planId: plan.id,
+                        amount: amount,
+                        requestKey: requestKey + ":" + stripeCustomer
+                    )
+                )
             } catch let error as StripeError where error.code == "resource_missing" {
                 // The Stripe customer was deleted at Stripe: forget it and make a new one, once.
                 try await database.unlinkStripeCustomer(stripeCustomer)
@@ -100,7 +107,14 @@ public struct CheckoutOpener: Sendable {
                 form.removeAll { $0.0 == "customer" }
                 form.append(("customer", stripeCustomer))
                 session = try await stripe.createCheckoutSession(
-                    form, idempotencyKey: StripeClient.checkoutIdempotencyKey(userId: userId, planId: plan.id, amount: amount, requestKey: requestKey + ":" + stripeCustomer))
+                    form,
+                    idempotencyKey: StripeClient.checkoutIdempotencyKey(
+                        userId: userId,
+                        planId: plan.id,
+                        amount: amount,
+                        requestKey: requestKey + ":" + stripeCustomer
+                    )
+                )
             }
             guard let id = session["id"] as? String, let url = session["url"] as? String else {
                 throw StripeError(status: 200, type: "api_error", code: nil, message: "Stripe returned a session without id or url", param: nil)
@@ -144,9 +158,13 @@ extension AppDatabase {
     func checkoutRateLimit(userId: String, perHour: Int) async throws -> Int? {
         try await writer.read { db in
             let now = Date()
-            let recent = try String.fetchAll(db, sql: """
-                SELECT created_at FROM checkout_sessions WHERE user_id = ? AND created_at > ? ORDER BY created_at LIMIT ?
-                """, arguments: [userId, HourlyWindow.start(now), perHour])
+            let recent = try String.fetchAll(
+                db,
+                sql: """
+                    SELECT created_at FROM checkout_sessions WHERE user_id = ? AND created_at > ? ORDER BY created_at LIMIT ?
+                    """,
+                arguments: [userId, HourlyWindow.start(now), perHour]
+            )
             return HourlyWindow.retryAfter(oldestFirst: recent, limit: perHour, now: now)
         }
     }
@@ -155,9 +173,13 @@ extension AppDatabase {
     /// recorded before that sequence number.
     func openDiscountedCheckouts(userId: String, before sequence: Int64?) async throws -> [String] {
         try await writer.read { db in
-            try String.fetchAll(db, sql: """
-                SELECT id FROM checkout_sessions WHERE user_id = ? AND discounted = 1 AND status = 'open' AND seq < ? ORDER BY seq
-                """, arguments: [userId, sequence ?? Int64.max])
+            try String.fetchAll(
+                db,
+                sql: """
+                    SELECT id FROM checkout_sessions WHERE user_id = ? AND discounted = 1 AND status = 'open' AND seq < ? ORDER BY seq
+                    """,
+                arguments: [userId, sequence ?? Int64.max]
+            )
         }
     }
 
@@ -165,10 +187,13 @@ extension AppDatabase {
     /// sequence number.
     func recordCheckout(id: String, userId: String, planId: String, amount: Int, discounted: Bool) async throws -> Int64 {
         try await immediateWrite { db in
-            try db.execute(sql: """
-                INSERT INTO checkout_sessions (id, user_id, plan_id, amount, discounted, status, created_at) VALUES (?, ?, ?, ?, ?, 'open', ?)
-                ON CONFLICT (id) DO NOTHING
-                """, arguments: [id, userId, planId, amount, discounted, SQLTimestamp.string(Date())])
+            try db.execute(
+                sql: """
+                    INSERT INTO checkout_sessions (id, user_id, plan_id, amount, discounted, status, created_at) VALUES (?, ?, ?, ?, ?, 'open', ?)
+                    ON CONFLICT (id) DO NOTHING
+                    """,
+                arguments: [id, userId, planId, amount, discounted, SQLTimestamp.string(Date())]
+            )
             return try Int64.fetchOne(db, sql: "SELECT seq FROM checkout_sessions WHERE id = ?", arguments: [id]) ?? 0
         }
     }

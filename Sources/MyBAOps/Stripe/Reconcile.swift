@@ -77,14 +77,28 @@ extension AppDatabase {
                     let local = expected[key] ?? nil
                     let remote = customer.metadata[key]
                     if !Self.sameValue(key: key, local, remote) {
-                        drifts.append(MetadataDrift(userId: userId, stripeCustomerId: customer.id, key: key, local: local, stripe: remote,
-                                                    pendingInOutbox: pending.contains(userId)))
+                        drifts.append(
+                            MetadataDrift(
+                                userId: userId,
+                                stripeCustomerId: customer.id,
+                                key: key,
+                                local: local,
+                                stripe: remote,
+                                pendingInOutbox: pending.contains(userId)
+                            )
+                        )
                     }
                 }
             }
             let missingInStripe = balances.keys.filter { !seen.contains($0) }.sorted()
-            return ReconcileReport(stripeCustomers: customers.count, localCustomers: balances.count, drifts: drifts,
-                                   missingInStripe: missingInStripe, missingLocally: missingLocally.sorted(), pendingOutbox: pending.count)
+            return ReconcileReport(
+                stripeCustomers: customers.count,
+                localCustomers: balances.count,
+                drifts: drifts,
+                missingInStripe: missingInStripe,
+                missingLocally: missingLocally.sorted(),
+                pendingOutbox: pending.count
+            )
         }
     }
 
@@ -145,29 +159,50 @@ extension AppDatabase {
             return ImportOutcome(userId: userId, stripeCustomerId: customer.id, result: "skipped: negative tokens in metadata", tokens: tokens)
         }
         let opening = OpeningBalance(
-            tokensUsed: max(number("tokens_used"), 0), tokensPurchased: max(number("tokens_purchased"), 0),
+            tokensUsed: max(number("tokens_used"), 0),
+            tokensPurchased: max(number("tokens_purchased"), 0),
             tokensTransferred: max(number("tokens_transferred"), 0),
             lastPurchase: customer.metadata["last_purchase"].flatMap(LedgerDates.parse),
-            transferDate: customer.metadata["transfer_date"].flatMap(LedgerDates.parse))
-        let posting = LedgerPosting(userId: userId, kind: .import, delta: tokens, idempotencyKey: "import:\(userId)",
-                                    reference: customer.id, actor: "operator:\(context.operatorName)", reason: context.reason, opening: opening)
+            transferDate: customer.metadata["transfer_date"].flatMap(LedgerDates.parse)
+        )
+        let posting = LedgerPosting(
+            userId: userId,
+            kind: .import,
+            delta: tokens,
+            idempotencyKey: "import:\(userId)",
+            reference: customer.id,
+            actor: "operator:\(context.operatorName)",
+            reason: context.reason,
+            opening: opening
+        )
         return try await immediateWrite { db in
-            func outcome(_ result: String) -> ImportOutcome { ImportOutcome(userId: userId, stripeCustomerId: customer.id, result: result, tokens: tokens) }
+            func outcome(_ result: String) -> ImportOutcome {
+                ImportOutcome(userId: userId, stripeCustomerId: customer.id, result: result, tokens: tokens)
+            }
             if try LedgerStatements.entry(idempotencyKey: posting.idempotencyKey, in: db) != nil { return outcome("already imported") }
             let kinds = try String.fetchAll(db, sql: "SELECT kind FROM ledger_entries WHERE user_id = ?", arguments: [userId])
             let now = Date()
             if kinds.isEmpty {
                 if dryRun { return outcome("would import") }
                 try Self.insertCustomerIfMissing(userId: userId, email: customer.email, now: now, in: db)
-                try db.execute(sql: "UPDATE customers SET stripe_customer_id = ? WHERE user_id = ? AND stripe_customer_id IS NULL AND NOT EXISTS (SELECT 1 FROM customers WHERE stripe_customer_id = ?)",
-                               arguments: [customer.id, userId, customer.id])
+                try db.execute(
+                    sql:
+                        "UPDATE customers SET stripe_customer_id = ? WHERE user_id = ? AND stripe_customer_id IS NULL AND NOT EXISTS (SELECT 1 FROM customers WHERE stripe_customer_id = ?)",
+                    arguments: [customer.id, userId, customer.id]
+                )
                 try Self.validate(posting)
                 let result = try Self.post(posting, now: now, in: db)
                 // The metadata already says this: no push needed.
                 try db.execute(sql: "DELETE FROM stripe_outbox WHERE user_id = ?", arguments: [userId])
                 try db.execute(sql: "DELETE FROM legacy_balance_holds WHERE user_id = ?", arguments: [userId])
-                try Self.insertAudit(context: context, userId: userId, entryIds: result.entry.id.map { [$0] } ?? [], idempotencyKey: posting.idempotencyKey,
-                                     outcome: "imported \(tokens) tokens from \(customer.id)", in: db)
+                try Self.insertAudit(
+                    context: context,
+                    userId: userId,
+                    entryIds: result.entry.id.map { [$0] } ?? [],
+                    idempotencyKey: posting.idempotencyKey,
+                    outcome: "imported \(tokens) tokens from \(customer.id)",
+                    in: db
+                )
                 return outcome("imported")
             }
             let linked = try String.fetchOne(db, sql: "SELECT stripe_customer_id FROM customers WHERE user_id = ?", arguments: [userId])
@@ -178,40 +213,63 @@ extension AppDatabase {
             let mergeable: Set<String> = ["welcome", "transfer", "consume", "release"]
             let others = Set(kinds).subtracting(mergeable)
             guard others.isEmpty else {
-                return outcome("skipped: already has \(kinds.count) ledger entries, some not mergeable (\(others.sorted().joined(separator: ", "))); merge by hand")
+                return outcome(
+                    "skipped: already has \(kinds.count) ledger entries, some not mergeable (\(others.sorted().joined(separator: ", "))); merge by hand"
+                )
             }
-            let welcome = try Int.fetchOne(db, sql: "SELECT delta FROM ledger_entries WHERE idempotency_key = ?", arguments: ["welcome:\(userId)"]) ?? 0
+            let welcome =
+                try Int.fetchOne(db, sql: "SELECT delta FROM ledger_entries WHERE idempotency_key = ?", arguments: ["welcome:\(userId)"]) ?? 0
             let before = try LedgerStatements.balance(userId: userId, in: db)?.tokens ?? 0
             let takeBack = min(welcome, before + tokens)
             if dryRun { return outcome("would merge: +\(tokens) legacy, −\(takeBack) welcome grant given twice") }
             try Self.validate(posting)
             var entryIds = try Self.post(posting, now: now, in: db).entry.id.map { [$0] } ?? []
             if takeBack > 0 {
-                let merge = LedgerPosting(userId: userId, kind: .adjust, delta: -takeBack, idempotencyKey: "import_merge:\(userId)", reference: customer.id,
-                                          actor: "operator:\(context.operatorName)",
-                                          reason: "welcome grant superseded by the legacy balance of \(customer.id) (the old service gave it already)")
+                let merge = LedgerPosting(
+                    userId: userId,
+                    kind: .adjust,
+                    delta: -takeBack,
+                    idempotencyKey: "import_merge:\(userId)",
+                    reference: customer.id,
+                    actor: "operator:\(context.operatorName)",
+                    reason: "welcome grant superseded by the legacy balance of \(customer.id) (the old service gave it already)"
+                )
                 try Self.validate(merge)
                 entryIds += try Self.post(merge, now: now, in: db).entry.id.map { [$0] } ?? []
             }
             // The old service's customer, where the history is, becomes the linked one; one the
             // mirror made meanwhile is left behind as unlinked.
             if let linked, linked != customer.id,
-               try String.fetchOne(db, sql: "SELECT user_id FROM customers WHERE stripe_customer_id = ?", arguments: [customer.id]) == nil {
+                try String.fetchOne(db, sql: "SELECT user_id FROM customers WHERE stripe_customer_id = ?", arguments: [customer.id]) == nil
+            {
                 try db.execute(sql: "UPDATE customers SET stripe_customer_id = ? WHERE user_id = ?", arguments: [customer.id, userId])
-                try db.execute(sql: "INSERT INTO stripe_customer_unlinks (user_id, stripe_customer_id, at) VALUES (?, ?, ?)",
-                               arguments: [userId, linked, SQLTimestamp.string(now)])
+                try db.execute(
+                    sql: "INSERT INTO stripe_customer_unlinks (user_id, stripe_customer_id, at) VALUES (?, ?, ?)",
+                    arguments: [userId, linked, SQLTimestamp.string(now)]
+                )
             } else if linked == nil {
-                try db.execute(sql: "UPDATE customers SET stripe_customer_id = ? WHERE user_id = ? AND NOT EXISTS (SELECT 1 FROM customers WHERE stripe_customer_id = ?)",
-                               arguments: [customer.id, userId, customer.id])
+                try db.execute(
+                    sql:
+                        "UPDATE customers SET stripe_customer_id = ? WHERE user_id = ? AND NOT EXISTS (SELECT 1 FROM customers WHERE stripe_customer_id = ?)",
+                    arguments: [customer.id, userId, customer.id]
+                )
             }
             try db.execute(sql: "DELETE FROM legacy_balance_holds WHERE user_id = ?", arguments: [userId])
             // The merged balance differs from both stores: the mirror writes it.
             try LedgerStatements.enqueueMirror(userId: userId, now: now, in: db)
             // At once: the outbox row may be waiting out the hold.
-            try db.execute(sql: "UPDATE stripe_outbox SET attempts = 0, last_error = NULL, next_attempt_at = ? WHERE user_id = ?",
-                           arguments: [SQLTimestamp.string(now), userId])
-            try Self.insertAudit(context: context, userId: userId, entryIds: entryIds, idempotencyKey: posting.idempotencyKey,
-                                 outcome: "merged \(tokens) legacy tokens from \(customer.id); took back the welcome grant (\(takeBack))", in: db)
+            try db.execute(
+                sql: "UPDATE stripe_outbox SET attempts = 0, last_error = NULL, next_attempt_at = ? WHERE user_id = ?",
+                arguments: [SQLTimestamp.string(now), userId]
+            )
+            try Self.insertAudit(
+                context: context,
+                userId: userId,
+                entryIds: entryIds,
+                idempotencyKey: posting.idempotencyKey,
+                outcome: "merged \(tokens) legacy tokens from \(customer.id); took back the welcome grant (\(takeBack))",
+                in: db
+            )
             return outcome("merged")
         }
     }
@@ -270,7 +328,9 @@ extension AppDatabase {
                 }
                 let pending = try Bool.fetchOne(db, sql: "SELECT 1 FROM stripe_outbox WHERE user_id = ?", arguments: [drift.userId]) ?? false
                 if drift.pendingInOutbox || pending {
-                    plan.skipped.append("\(drift.userId): balance changes still wait in the Stripe outbox; Stripe's value is stale (let the mirror drain, or --fix push)")
+                    plan.skipped.append(
+                        "\(drift.userId): balance changes still wait in the Stripe outbox; Stripe's value is stale (let the mirror drain, or --fix push)"
+                    )
                     continue
                 }
                 guard let balance = try LedgerStatements.balance(userId: drift.userId, in: db) else {
@@ -278,7 +338,9 @@ extension AppDatabase {
                     continue
                 }
                 let last = try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM ledger_entries WHERE user_id = ?", arguments: [drift.userId]) ?? 0
-                plan.steps.append(PullStep(userId: drift.userId, stripeCustomerId: drift.stripeCustomerId, before: balance.tokens, after: remote, lastEntryId: last))
+                plan.steps.append(
+                    PullStep(userId: drift.userId, stripeCustomerId: drift.stripeCustomerId, before: balance.tokens, after: remote, lastEntryId: last)
+                )
             }
             for drift in report.drifts where drift.key != "tokens" {
                 plan.skipped.append("\(drift.userId) \(drift.key): counters and dates follow the ledger; use --fix push")
@@ -301,12 +363,24 @@ extension AppDatabase {
             let delta = step.after - current.tokens
             guard delta != 0 else { return .applied(entryId: nil, tokens: current.tokens) }
             let posting = LedgerPosting(
-                userId: step.userId, kind: .adjust, delta: delta, idempotencyKey: step.key, reference: step.stripeCustomerId,
-                actor: "operator:\(context.operatorName)", reason: "reconcile --fix pull: \(context.reason)")
+                userId: step.userId,
+                kind: .adjust,
+                delta: delta,
+                idempotencyKey: step.key,
+                reference: step.stripeCustomerId,
+                actor: "operator:\(context.operatorName)",
+                reason: "reconcile --fix pull: \(context.reason)"
+            )
             try Self.validate(posting)
             let result = try Self.post(posting, now: Date(), in: db)
-            try Self.insertAudit(context: context, userId: step.userId, entryIds: result.entry.id.map { [$0] } ?? [], idempotencyKey: step.key,
-                                 outcome: "pulled tokens \(current.tokens) → \(step.after)", in: db)
+            try Self.insertAudit(
+                context: context,
+                userId: step.userId,
+                entryIds: result.entry.id.map { [$0] } ?? [],
+                idempotencyKey: step.key,
+                outcome: "pulled tokens \(current.tokens) → \(step.after)",
+                in: db
+            )
             return .applied(entryId: result.entry.id, tokens: result.balance.tokens)
         }
     }

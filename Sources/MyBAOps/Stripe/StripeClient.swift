@@ -1,5 +1,5 @@
-import Foundation
 import Crypto
+import Foundation
 
 /// An error Stripe answered (or the lack of an answer), classified for the person who must act.
 public struct StripeError: Error, CustomStringConvertible, Sendable {
@@ -41,8 +41,11 @@ public struct StripeClient: Sendable {
     public var retryDelayScale: Double
 
     /// `timeout` (per attempt) defaults to the settings' `MYBA_STRIPE_TIMEOUT_MS`.
-    public init(settings: StripeSettings, http: any HTTPClient, maxRetries: Int = 2, timeout: TimeInterval? = nil, retryDelayScale: Double = 1) throws {
-        guard let key = settings.secretKey else { throw StripeError(status: nil, type: "configuration", code: nil, message: "STRIPE_SECRET_KEY is not set", param: nil) }
+    public init(settings: StripeSettings, http: any HTTPClient, maxRetries: Int = 2, timeout: TimeInterval? = nil, retryDelayScale: Double = 1) throws
+    {
+        guard let key = settings.secretKey else {
+            throw StripeError(status: nil, type: "configuration", code: nil, message: "STRIPE_SECRET_KEY is not set", param: nil)
+        }
         self.apiBase = settings.apiBase
         self.secretKey = key
         self.http = http
@@ -82,9 +85,13 @@ public struct StripeClient: Sendable {
     /// it is used for: finding a legacy customer the old service made long ago.
     public func customersNaming(userId: String) async throws -> [[String: Any]] {
         let quoted = userId.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'")
-        let page = try await request("GET", "/v1/customers/search", query: [
-            ("query", "metadata['user_id']:'\(quoted)' OR metadata['clerk_user_id']:'\(quoted)'"), ("limit", "10"),
-        ])
+        let page = try await request(
+            "GET",
+            "/v1/customers/search",
+            query: [
+                ("query", "metadata['user_id']:'\(quoted)' OR metadata['clerk_user_id']:'\(quoted)'"), ("limit", "10"),
+            ]
+        )
         return page["data"] as? [[String: Any]] ?? []
     }
 
@@ -112,7 +119,13 @@ public struct StripeClient: Sendable {
     // MARK: Transport
 
     /// Sends one API request, retrying what stripe-python retries, and returns the JSON object.
-    public func request(_ method: String, _ path: String, query: [(String, String)] = [], form: StripeForm = [], idempotencyKey: String? = nil) async throws -> [String: Any] {
+    public func request(
+        _ method: String,
+        _ path: String,
+        query: [(String, String)] = [],
+        form: StripeForm = [],
+        idempotencyKey: String? = nil
+    ) async throws -> [String: Any] {
         var components = URLComponents(url: apiBase.appendingPathComponent(path), resolvingAgainstBaseURL: false)!
         if !query.isEmpty { components.percentEncodedQuery = Self.encode(query) }
         var headers = [("Authorization", "Bearer \(secretKey)"), ("Stripe-Version", "2024-06-20"), ("User-Agent", "MyBA/\(mybaVersion)")]
@@ -131,7 +144,10 @@ public struct StripeClient: Sendable {
             do {
                 response = try await http.send(request)
             } catch {
-                if attempt <= maxRetries { try await sleep(attempt: attempt, retryAfter: nil); continue }
+                if attempt <= maxRetries {
+                    try await sleep(attempt: attempt, retryAfter: nil)
+                    continue
+                }
                 throw StripeError(status: nil, type: "api_connection_error", code: nil, message: "\(error)", param: nil)
             }
             let object = (try? JSONSerialization.jsonObject(with: response.body) as? [String: Any]) ?? [:]
@@ -143,8 +159,13 @@ public struct StripeClient: Sendable {
                 continue
             }
             let error = object["error"] as? [String: Any] ?? [:]
-            throw StripeError(status: response.status, type: error["type"] as? String ?? "api_error", code: error["code"] as? String,
-                              message: error["message"] as? String ?? "no error message", param: error["param"] as? String)
+            throw StripeError(
+                status: response.status,
+                type: error["type"] as? String ?? "api_error",
+                code: error["code"] as? String,
+                message: error["message"] as? String ?? "no error message",
+                param: error["param"] as? String
+            )
         }
     }
 

@@ -55,10 +55,14 @@ public struct StripeMirror: Sendable {
     @discardableResult
     public func pushDue(limit: Int = 100, logger: Logger) async throws -> (pushed: Int, failed: Int) {
         let due = try await database.writer.read { db in
-            try String.fetchAll(db, sql: "SELECT user_id FROM stripe_outbox WHERE next_attempt_at <= ? ORDER BY pending_since LIMIT ?",
-                                arguments: [SQLTimestamp.string(Date()), limit])
+            try String.fetchAll(
+                db,
+                sql: "SELECT user_id FROM stripe_outbox WHERE next_attempt_at <= ? ORDER BY pending_since LIMIT ?",
+                arguments: [SQLTimestamp.string(Date()), limit]
+            )
         }
-        var pushed = 0, failed = 0
+        var pushed = 0
+        var failed = 0
         for userId in due {
             do {
                 try await push(userId: userId)
@@ -66,17 +70,24 @@ public struct StripeMirror: Sendable {
             } catch let held as LegacyBalanceHeld {
                 // Not a failure: nothing is pushed until the import, checked again hourly.
                 try await database.immediateWrite { db in
-                    try db.execute(sql: "UPDATE stripe_outbox SET last_error = ?, next_attempt_at = ? WHERE user_id = ?",
-                                   arguments: [held.description, SQLTimestamp.string(Date().addingTimeInterval(3600)), userId])
+                    try db.execute(
+                        sql: "UPDATE stripe_outbox SET last_error = ?, next_attempt_at = ? WHERE user_id = ?",
+                        arguments: [held.description, SQLTimestamp.string(Date().addingTimeInterval(3600)), userId]
+                    )
                 }
-                logger.notice("Stripe mirror holds off: legacy balance not imported", metadata: ["user.id": .string(userId), "stripe.customer.id": .string(held.stripeCustomerId)])
+                logger.notice(
+                    "Stripe mirror holds off: legacy balance not imported",
+                    metadata: ["user.id": .string(userId), "stripe.customer.id": .string(held.stripeCustomerId)]
+                )
             } catch {
                 failed += 1
                 let message = "\(error)"
                 try await database.immediateWrite { db in
                     let attempts = (try Int.fetchOne(db, sql: "SELECT attempts FROM stripe_outbox WHERE user_id = ?", arguments: [userId]) ?? 0) + 1
-                    try db.execute(sql: "UPDATE stripe_outbox SET attempts = ?, last_error = ?, next_attempt_at = ? WHERE user_id = ?",
-                                   arguments: [attempts, message, SQLTimestamp.string(Date().addingTimeInterval(Self.backoff(attempts: attempts))), userId])
+                    try db.execute(
+                        sql: "UPDATE stripe_outbox SET attempts = ?, last_error = ?, next_attempt_at = ? WHERE user_id = ?",
+                        arguments: [attempts, message, SQLTimestamp.string(Date().addingTimeInterval(Self.backoff(attempts: attempts))), userId]
+                    )
                 }
                 logger.warning("Stripe mirror push failed", metadata: ["user.id": .string(userId), "error.message": .string(message)])
             }
@@ -94,8 +105,8 @@ public struct StripeMirror: Sendable {
     func push(userId: String, forced: Bool = false) async throws {
         let snapshot = try await database.writer.read { db -> (Int, Int, Customer, Balance)? in
             guard let row = try Row.fetchOne(db, sql: "SELECT changes, attempts FROM stripe_outbox WHERE user_id = ?", arguments: [userId]),
-                  let customer = try Customer.fetchOne(db, key: userId),
-                  let balance = try LedgerStatements.balance(userId: userId, in: db)
+                let customer = try Customer.fetchOne(db, key: userId),
+                let balance = try LedgerStatements.balance(userId: userId, in: db)
             else { return nil }
             return (row["changes"], row["attempts"], customer, balance)
         }
@@ -118,7 +129,13 @@ public struct StripeMirror: Sendable {
         let shown = answer["metadata"] as? [String: String] ?? [:]
         let differing = metadata.filter { shown[$0.key] != $0.value }.map(\.key).sorted()
         guard differing.isEmpty else {
-            throw StripeError(status: nil, type: "api_error", code: "stale_answer", message: "Stripe's answer does not show the values sent for \(differing.joined(separator: ", ")) (a replayed idempotency key?)", param: nil)
+            throw StripeError(
+                status: nil,
+                type: "api_error",
+                code: "stale_answer",
+                message: "Stripe's answer does not show the values sent for \(differing.joined(separator: ", ")) (a replayed idempotency key?)",
+                param: nil
+            )
         }
         try await database.immediateWrite { db in
             try db.execute(sql: "DELETE FROM stripe_outbox WHERE user_id = ? AND changes = ?", arguments: [userId, changes])
@@ -158,13 +175,20 @@ extension AppDatabase {
         // mirror leaves its metadata alone until `import from-stripe` takes that balance over.
         if generation == 0, let legacy = try await legacyCustomer(userId: userId, stripe: stripe) {
             let linked = try await immediateWrite { db -> String in
-                try db.execute(sql: "UPDATE customers SET stripe_customer_id = ? WHERE user_id = ? AND stripe_customer_id IS NULL AND NOT EXISTS (SELECT 1 FROM customers WHERE stripe_customer_id = ?)",
-                               arguments: [legacy.id, userId, legacy.id])
+                try db.execute(
+                    sql:
+                        "UPDATE customers SET stripe_customer_id = ? WHERE user_id = ? AND stripe_customer_id IS NULL AND NOT EXISTS (SELECT 1 FROM customers WHERE stripe_customer_id = ?)",
+                    arguments: [legacy.id, userId, legacy.id]
+                )
                 let linked = try String.fetchOne(db, sql: "SELECT stripe_customer_id FROM customers WHERE user_id = ?", arguments: [userId])
                 if linked == legacy.id, legacy.metadata["tokens"] != nil,
-                   try LedgerStatements.entry(idempotencyKey: "import:\(userId)", in: db) == nil {
-                    try db.execute(sql: "INSERT INTO legacy_balance_holds (user_id, stripe_customer_id, found_at) VALUES (?, ?, ?) ON CONFLICT (user_id) DO NOTHING",
-                                   arguments: [userId, legacy.id, SQLTimestamp.string(Date())])
+                    try LedgerStatements.entry(idempotencyKey: "import:\(userId)", in: db) == nil
+                {
+                    try db.execute(
+                        sql:
+                            "INSERT INTO legacy_balance_holds (user_id, stripe_customer_id, found_at) VALUES (?, ?, ?) ON CONFLICT (user_id) DO NOTHING",
+                        arguments: [userId, legacy.id, SQLTimestamp.string(Date())]
+                    )
                 }
                 return linked ?? legacy.id
             }
@@ -177,14 +201,22 @@ extension AppDatabase {
             }
         }
         let created = try await stripe.createCustomer(
-            email: nil, metadata: ["user_id": userId], idempotencyKey: generation == 0 ? "myba-customer:\(userId)" : "myba-customer:\(userId):\(generation)")
+            email: nil,
+            metadata: ["user_id": userId],
+            idempotencyKey: generation == 0 ? "myba-customer:\(userId)" : "myba-customer:\(userId):\(generation)"
+        )
         guard let id = created["id"] as? String else {
             throw StripeError(status: nil, type: "api_error", code: nil, message: "Stripe returned a customer without id", param: nil)
         }
         let linked = try await linkStripeCustomer(userId: userId, stripeCustomerId: id)
         if let email = customer.email {
             // A key per customer and address: the same parameters whenever it is sent again.
-            _ = try await stripe.request("POST", "/v1/customers/\(linked)", form: [("email", email)], idempotencyKey: "myba-customer-email:\(linked):\(email)")
+            _ = try await stripe.request(
+                "POST",
+                "/v1/customers/\(linked)",
+                form: [("email", email)],
+                idempotencyKey: "myba-customer-email:\(linked):\(email)"
+            )
         }
         try await enqueueMirror(userIds: [userId])
         // The balance keys at once (the mirror's push, which does not come back here).
@@ -205,7 +237,9 @@ extension AppDatabase {
         let records = found.compactMap { object -> (StripeCustomerRecord, Int)? in
             guard let id = object["id"] as? String else { return nil }
             let metadata = (object["metadata"] as? [String: Any] ?? [:]).compactMapValues { $0 as? String }
-            return (StripeCustomerRecord(id: id, email: object["email"] as? String, metadata: metadata), (object["created"] as? NSNumber)?.intValue ?? 0)
+            return (
+                StripeCustomerRecord(id: id, email: object["email"] as? String, metadata: metadata), (object["created"] as? NSNumber)?.intValue ?? 0
+            )
         }
         let unlinked = try await writer.read { db in
             try Set(String.fetchAll(db, sql: "SELECT stripe_customer_id FROM stripe_customer_unlinks WHERE user_id = ?", arguments: [userId]))
@@ -228,12 +262,15 @@ extension AppDatabase {
     }
 
     static func unlinkStripeCustomer(_ stripeCustomerId: String, in db: Database) throws -> Bool {
-        guard let userId = try String.fetchOne(db, sql: "SELECT user_id FROM customers WHERE stripe_customer_id = ?", arguments: [stripeCustomerId]) else {
+        guard let userId = try String.fetchOne(db, sql: "SELECT user_id FROM customers WHERE stripe_customer_id = ?", arguments: [stripeCustomerId])
+        else {
             return false
         }
         try db.execute(sql: "UPDATE customers SET stripe_customer_id = NULL WHERE user_id = ?", arguments: [userId])
-        try db.execute(sql: "INSERT INTO stripe_customer_unlinks (user_id, stripe_customer_id, at) VALUES (?, ?, ?)",
-                       arguments: [userId, stripeCustomerId, SQLTimestamp.string(Date())])
+        try db.execute(
+            sql: "INSERT INTO stripe_customer_unlinks (user_id, stripe_customer_id, at) VALUES (?, ?, ?)",
+            arguments: [userId, stripeCustomerId, SQLTimestamp.string(Date())]
+        )
         // The balance keys go to the new customer once it exists.
         try LedgerStatements.enqueueMirror(userId: userId, now: Date(), in: db)
         return true

@@ -61,12 +61,23 @@ public struct MyBASettings: Equatable, Sendable {
     public var connectionIdleTimeoutSeconds: Double = 30
 
     public init(
-        host: String = "127.0.0.1", port: Int = 3001, databasePath: String = defaultDatabasePath,
-        logFile: String = defaultLogFile, logMaxBytes: Int = 50 * 1024 * 1024, logMaxFiles: Int = 5,
-        logLevel: String = "info", plansFile: String? = nil, environmentName: String = "development",
-        busyTimeoutSeconds: Double = 5, maxBodyBytes: Int = 1024 * 1024,
-        auth: AuthSettings = AuthSettings(), anonymous: AnonymousSettings = AnonymousSettings(), ai: AISettings = AISettings(),
-        stripe: StripeSettings = StripeSettings(), publicURL: String = "http://localhost:5173", faultInjection: Set<String> = []
+        host: String = "127.0.0.1",
+        port: Int = 3001,
+        databasePath: String = defaultDatabasePath,
+        logFile: String = defaultLogFile,
+        logMaxBytes: Int = 50 * 1024 * 1024,
+        logMaxFiles: Int = 5,
+        logLevel: String = "info",
+        plansFile: String? = nil,
+        environmentName: String = "development",
+        busyTimeoutSeconds: Double = 5,
+        maxBodyBytes: Int = 1024 * 1024,
+        auth: AuthSettings = AuthSettings(),
+        anonymous: AnonymousSettings = AnonymousSettings(),
+        ai: AISettings = AISettings(),
+        stripe: StripeSettings = StripeSettings(),
+        publicURL: String = "http://localhost:5173",
+        faultInjection: Set<String> = []
     ) {
         self.stripe = stripe
         self.publicURL = publicURL
@@ -113,20 +124,27 @@ public struct MyBASettings: Equatable, Sendable {
 
         settings.auth.jwtPublicKeyPEM = env.string("CLERK_JWT_KEY").map { $0.replacingOccurrences(of: "\\n", with: "\n") }
         settings.auth.secretKey = env.string("CLERK_SECRET_KEY")
-        settings.auth.jwksURL = try env.url("CLERK_JWKS_URL")
+        settings.auth.jwksURL =
+            try env.url("CLERK_JWKS_URL")
             ?? (settings.auth.secretKey != nil ? URL(string: "https://api.clerk.com/v1/jwks") : nil)
         settings.auth.authorizedParties = env.list("MYBA_AUTHORIZED_PARTIES")
-        settings.auth.issuer = try env.url("CLERK_ISSUER").map { $0.absoluteString.hasSuffix("/") ? String($0.absoluteString.dropLast()) : $0.absoluteString }
+        settings.auth.issuer = try env.url("CLERK_ISSUER").map {
+            $0.absoluteString.hasSuffix("/") ? String($0.absoluteString.dropLast()) : $0.absoluteString
+        }
 
         if let proxies = env.string("MYBA_TRUST_PROXY") {
             guard let count = Int(proxies), (0...10).contains(count) else {
-                throw SettingsError(variable: "MYBA_TRUST_PROXY", problem: "is the number of proxies in front of the server (0–10; 1 for one nginx or load balancer), got \"\(proxies)\"")
+                throw SettingsError(
+                    variable: "MYBA_TRUST_PROXY",
+                    problem: "is the number of proxies in front of the server (0–10; 1 for one nginx or load balancer), got \"\(proxies)\""
+                )
             }
             settings.anonymous.trustedProxies = count
         }
         settings.anonymous.sessionsPerHour = try env.integer("MYBA_ANON_SESSIONS_PER_HOUR", in: 1...1_000_000) ?? settings.anonymous.sessionsPerHour
         settings.anonymous.freeTokens = try env.integer("MYBA_ANON_TOKENS", in: 0...1000) ?? settings.anonymous.freeTokens
-        settings.anonymous.maxTransfersPerAccount = try env.integer("MYBA_MAX_SESSION_TRANSFERS", in: 0...1000) ?? settings.anonymous.maxTransfersPerAccount
+        settings.anonymous.maxTransfersPerAccount =
+            try env.integer("MYBA_MAX_SESSION_TRANSFERS", in: 0...1000) ?? settings.anonymous.maxTransfersPerAccount
         settings.anonymous.fingerprintSecret = env.string("MYBA_FINGERPRINT_SECRET") ?? settings.anonymous.fingerprintSecret
 
         settings.ai.openRouterKey = env.string("OPENROUTER_API_KEY") ?? env.string("OPENAI_API_KEY")
@@ -137,9 +155,13 @@ public struct MyBASettings: Equatable, Sendable {
         if let timeout = try env.integer("MYBA_AI_TIMEOUT_MS", in: 100...600_000) { settings.ai.timeoutSeconds = Double(timeout) / 1000 }
         settings.ai.maxInFlight = try env.integer("MYBA_MAX_GENERATIONS_IN_FLIGHT", in: 1...100_000) ?? settings.ai.maxInFlight
         settings.ai.maxInFlightPerAccount = try env.integer("MYBA_MAX_GENERATIONS_PER_ACCOUNT", in: 1...10_000) ?? settings.ai.maxInFlightPerAccount
-        settings.ai.ownKeyPerHourPerAddress = try env.integer("MYBA_OWN_KEY_PER_HOUR_ADDRESS", in: 1...1_000_000) ?? settings.ai.ownKeyPerHourPerAddress
-        settings.ai.ownKeyPerHourPerAccount = try env.integer("MYBA_OWN_KEY_PER_HOUR_ACCOUNT", in: 1...1_000_000) ?? settings.ai.ownKeyPerHourPerAccount
-        settings.publicURL = try env.url("MYBA_PUBLIC_URL").map { $0.absoluteString.hasSuffix("/") ? String($0.absoluteString.dropLast()) : $0.absoluteString } ?? settings.publicURL
+        settings.ai.ownKeyPerHourPerAddress =
+            try env.integer("MYBA_OWN_KEY_PER_HOUR_ADDRESS", in: 1...1_000_000) ?? settings.ai.ownKeyPerHourPerAddress
+        settings.ai.ownKeyPerHourPerAccount =
+            try env.integer("MYBA_OWN_KEY_PER_HOUR_ACCOUNT", in: 1...1_000_000) ?? settings.ai.ownKeyPerHourPerAccount
+        settings.publicURL =
+            try env.url("MYBA_PUBLIC_URL").map { $0.absoluteString.hasSuffix("/") ? String($0.absoluteString.dropLast()) : $0.absoluteString }
+            ?? settings.publicURL
         settings.ai.publicURL = settings.publicURL
         settings.auth.webhookSecret = env.string("CLERK_WEBHOOK_SECRET")
         settings.stripe.secretKey = env.string("STRIPE_SECRET_KEY")
@@ -157,14 +179,18 @@ public struct MyBASettings: Equatable, Sendable {
         }
         if let ttl = env.string("MYBA_SESSION_TTL") {
             guard let seconds = OperatorDuration.parse(ttl), seconds >= 60 else {
-                throw SettingsError(variable: "MYBA_SESSION_TTL", problem: "must be a duration of at least a minute like 30d, 24h or 90m, got \"\(ttl)\"")
+                throw SettingsError(
+                    variable: "MYBA_SESSION_TTL",
+                    problem: "must be a duration of at least a minute like 30d, 24h or 90m, got \"\(ttl)\""
+                )
             }
             settings.sessionTTLSeconds = seconds
         }
         settings.mirrorIntervalMilliseconds = try env.integer("MYBA_MIRROR_INTERVAL_MS", in: 10...600_000) ?? settings.mirrorIntervalMilliseconds
         settings.webhookRetryIntervalSeconds = try env.integer("MYBA_WEBHOOK_RETRY_SECONDS", in: 1...3600) ?? settings.webhookRetryIntervalSeconds
         settings.checkoutsPerHour = try env.integer("MYBA_CHECKOUTS_PER_HOUR", in: 1...10_000) ?? settings.checkoutsPerHour
-        settings.outboundHTTP.maxConnectionsPerHost = try env.integer("MYBA_HTTP_MAX_CONNECTIONS_PER_HOST", in: 1...10_000) ?? settings.outboundHTTP.maxConnectionsPerHost
+        settings.outboundHTTP.maxConnectionsPerHost =
+            try env.integer("MYBA_HTTP_MAX_CONNECTIONS_PER_HOST", in: 1...10_000) ?? settings.outboundHTTP.maxConnectionsPerHost
         if let idle = try env.integer("MYBA_HTTP_IDLE_CLOSE_MS", in: 100...3_600_000) { settings.outboundHTTP.idleCloseSeconds = Double(idle) / 1000 }
         if let timeout = try env.integer("MYBA_SHUTDOWN_TIMEOUT_MS", in: 500...600_000) { settings.shutdownTimeoutSeconds = Double(timeout) / 1000 }
         if let stall = try env.integer("MYBA_WATCHDOG_STALL_MS", in: 200...600_000) { settings.watchdogStallSeconds = Double(stall) / 1000 }

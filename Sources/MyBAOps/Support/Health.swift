@@ -16,8 +16,10 @@ extension AppDatabase {
     public func health() async -> StorageHealth {
         do {
             let (customers, sessions) = try await writer.read { db in
-                (try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM customers") ?? 0,
-                 try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM anonymous_sessions") ?? 0)
+                (
+                    try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM customers") ?? 0,
+                    try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM anonymous_sessions") ?? 0
+                )
             }
             return StorageHealth(databaseReadable: true, customers: customers, anonymousSessions: sessions, problem: nil)
         } catch {

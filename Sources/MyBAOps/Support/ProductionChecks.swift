@@ -17,7 +17,9 @@ extension MyBASettings {
     public func productionProblems() -> [String] {
         var problems: [String] = []
         if auth.isDevelopmentMode {
-            problems.append("no Clerk key (set CLERK_JWT_KEY, CLERK_SECRET_KEY or CLERK_JWKS_URL): development sign-in (`Bearer dev:<user>`) would accept anyone as anyone")
+            problems.append(
+                "no Clerk key (set CLERK_JWT_KEY, CLERK_SECRET_KEY or CLERK_JWKS_URL): development sign-in (`Bearer dev:<user>`) would accept anyone as anyone"
+            )
         }
         if anonymous.fingerprintSecret == Self.builtInFingerprintSecret {
             problems.append("MYBA_FINGERPRINT_SECRET is not set: the built-in one is public")

@@ -88,20 +88,33 @@ public final class ProgressWatchdog: Sendable {
         let writerSeconds = writerSilence.timeInterval
         let now = Report(
             executorStalledSeconds: executorSilence >= limit ? executorSilence : nil,
-            writerStalledSeconds: writerSeconds >= limit ? writerSeconds : nil)
+            writerStalledSeconds: writerSeconds >= limit ? writerSeconds : nil
+        )
         let before = state.withLock { state -> Report in
             defer { state.report = now }
             return state.report
         }
         if before.executorStalledSeconds == nil, let seconds = now.executorStalledSeconds {
-            logger.error("watchdog: the executor has made no progress", metadata: ["watchdog.stalled": "executor", "stall.seconds": .stringConvertible(seconds)])
+            logger.error(
+                "watchdog: the executor has made no progress",
+                metadata: ["watchdog.stalled": "executor", "stall.seconds": .stringConvertible(seconds)]
+            )
         } else if let seconds = before.executorStalledSeconds, now.executorStalledSeconds == nil {
-            logger.notice("watchdog: the executor is making progress again", metadata: ["watchdog.recovered": "executor", "stall.seconds": .stringConvertible(seconds)])
+            logger.notice(
+                "watchdog: the executor is making progress again",
+                metadata: ["watchdog.recovered": "executor", "stall.seconds": .stringConvertible(seconds)]
+            )
         }
         if before.writerStalledSeconds == nil, let seconds = now.writerStalledSeconds {
-            logger.error("watchdog: the database writer has made no progress", metadata: ["watchdog.stalled": "database_writer", "stall.seconds": .stringConvertible(seconds)])
+            logger.error(
+                "watchdog: the database writer has made no progress",
+                metadata: ["watchdog.stalled": "database_writer", "stall.seconds": .stringConvertible(seconds)]
+            )
         } else if let seconds = before.writerStalledSeconds, now.writerStalledSeconds == nil {
-            logger.notice("watchdog: the database writer is making progress again", metadata: ["watchdog.recovered": "database_writer", "stall.seconds": .stringConvertible(seconds)])
+            logger.notice(
+                "watchdog: the database writer is making progress again",
+                metadata: ["watchdog.recovered": "database_writer", "stall.seconds": .stringConvertible(seconds)]
+            )
         }
     }
 }

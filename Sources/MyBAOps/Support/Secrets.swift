@@ -10,7 +10,8 @@ public enum Secrets {
 
     /// A secret key wherever it stands (inside quotes, after `=`, in JSON), or a JWT.
     /// Only at the start of a word or after a non-alphanumeric (so "risk-free" stays).
-    nonisolated(unsafe) static let embedded = #/(^|[^A-Za-z0-9])((?:sk_|rk_|whsec_|pk_live_|sk-)[A-Za-z0-9_\-]{4,}|eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}(?:\.[A-Za-z0-9_\-]*)?)/#
+    nonisolated(unsafe) static let embedded =
+        #/(^|[^A-Za-z0-9])((?:sk_|rk_|whsec_|pk_live_|sk-)[A-Za-z0-9_\-]{4,}|eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}(?:\.[A-Za-z0-9_\-]*)?)/#
 
     /// True when `line` carries something that must not be stored.
     public static func contains(_ line: String) -> Bool {

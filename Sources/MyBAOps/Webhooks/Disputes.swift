@@ -16,13 +16,25 @@ public struct DisputeOutcome: Equatable, Sendable {
 }
 
 extension AppDatabase {
-    static func disputeOpened(disputeId: String, paymentIntent: String, amount: Int, reason: String?, actor: String, requestId: String?, now: Date, in db: Database) throws -> DisputeOutcome {
+    static func disputeOpened(
+        disputeId: String,
+        paymentIntent: String,
+        amount: Int,
+        reason: String?,
+        actor: String,
+        requestId: String?,
+        now: Date,
+        in db: Database
+    ) throws -> DisputeOutcome {
         guard let payment = try fetchPayment(id: paymentIntent, in: db) else { throw PaymentError.unknownPayment(paymentIntent) }
         let stamp = SQLTimestamp.string(now)
-        try db.execute(sql: """
-            INSERT INTO disputes (id, checkout_session_id, user_id, amount, status, created_at, updated_at) VALUES (?, ?, ?, ?, 'open', ?, ?)
-            ON CONFLICT (id) DO NOTHING
-            """, arguments: [disputeId, payment.checkoutSessionId, payment.userId, amount, stamp, stamp])
+        try db.execute(
+            sql: """
+                INSERT INTO disputes (id, checkout_session_id, user_id, amount, status, created_at, updated_at) VALUES (?, ?, ?, ?, 'open', ?, ?)
+                ON CONFLICT (id) DO NOTHING
+                """,
+            arguments: [disputeId, payment.checkoutSessionId, payment.userId, amount, stamp, stamp]
+        )
         guard let row = try Row.fetchOne(db, sql: "SELECT status, held FROM disputes WHERE id = ?", arguments: [disputeId]) else {
             throw PaymentError.invalidEvent("dispute \(disputeId) could not be recorded")
         }
@@ -38,19 +50,39 @@ extension AppDatabase {
         var entry: LedgerEntry?
         if taken > 0 {
             entry = try post(
-                LedgerPosting(userId: payment.userId, kind: .adjust, delta: -taken, idempotencyKey: "dispute:\(disputeId)",
-                              reference: payment.checkoutSessionId, actor: actor,
-                              reason: "dispute \(disputeId) opened (\(reason ?? "no reason given")): held back", requestId: requestId),
-                now: now, in: db).entry
+                LedgerPosting(
+                    userId: payment.userId,
+                    kind: .adjust,
+                    delta: -taken,
+                    idempotencyKey: "dispute:\(disputeId)",
+                    reference: payment.checkoutSessionId,
+                    actor: actor,
+                    reason: "dispute \(disputeId) opened (\(reason ?? "no reason given")): held back",
+                    requestId: requestId
+                ),
+                now: now,
+                in: db
+            ).entry
         }
-        try db.execute(sql: "UPDATE disputes SET held = 1, taken = ?, shortfall = ?, updated_at = ? WHERE id = ?",
-                       arguments: [taken, owed - taken, stamp, disputeId])
+        try db.execute(
+            sql: "UPDATE disputes SET held = 1, taken = ?, shortfall = ?, updated_at = ? WHERE id = ?",
+            arguments: [taken, owed - taken, stamp, disputeId]
+        )
         var message = "dispute \(disputeId): held back \(taken) tokens of \(payment.userId) for \(payment.checkoutSessionId)"
         if owed > taken { message += "; shortfall \(owed - taken) (already spent)" }
         return DisputeOutcome(message: message, entry: entry)
     }
 
-    static func disputeClosed(disputeId: String, paymentIntent: String, amount: Int, status: String, actor: String, requestId: String?, now: Date, in db: Database) throws -> DisputeOutcome {
+    static func disputeClosed(
+        disputeId: String,
+        paymentIntent: String,
+        amount: Int,
+        status: String,
+        actor: String,
+        requestId: String?,
+        now: Date,
+        in db: Database
+    ) throws -> DisputeOutcome {
         guard status == "won" || status == "lost" else {
             return DisputeOutcome(message: "dispute \(disputeId) closed as \(status); nothing to change", entry: nil)
         }
@@ -59,9 +91,12 @@ extension AppDatabase {
         guard let row = try Row.fetchOne(db, sql: "SELECT status, held, taken FROM disputes WHERE id = ?", arguments: [disputeId]) else {
             // Closed before its creation arrived: remember the verdict; a won dispute then never
             // holds anything, a lost one holds when its creation arrives.
-            try db.execute(sql: """
-                INSERT INTO disputes (id, checkout_session_id, user_id, amount, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [disputeId, payment.checkoutSessionId, payment.userId, amount, status, stamp, stamp])
+            try db.execute(
+                sql: """
+                    INSERT INTO disputes (id, checkout_session_id, user_id, amount, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [disputeId, payment.checkoutSessionId, payment.userId, amount, status, stamp, stamp]
+            )
             return DisputeOutcome(message: "dispute \(disputeId) \(status) before it was opened here; recorded", entry: nil)
         }
         let previous: String = row["status"]
@@ -69,12 +104,26 @@ extension AppDatabase {
         try db.execute(sql: "UPDATE disputes SET status = ?, updated_at = ? WHERE id = ?", arguments: [status, stamp, disputeId])
         let taken: Int = row["taken"]
         guard status == "won", taken > 0 else {
-            return DisputeOutcome(message: status == "won" ? "dispute \(disputeId) won; nothing had been held back" : "dispute \(disputeId) lost; the \(taken) held tokens stay taken back", entry: nil)
+            return DisputeOutcome(
+                message: status == "won"
+                    ? "dispute \(disputeId) won; nothing had been held back" : "dispute \(disputeId) lost; the \(taken) held tokens stay taken back",
+                entry: nil
+            )
         }
         let entry = try post(
-            LedgerPosting(userId: payment.userId, kind: .adjust, delta: taken, idempotencyKey: "dispute_won:\(disputeId)",
-                          reference: payment.checkoutSessionId, actor: actor, reason: "dispute \(disputeId) won: held tokens given back", requestId: requestId),
-            now: now, in: db).entry
+            LedgerPosting(
+                userId: payment.userId,
+                kind: .adjust,
+                delta: taken,
+                idempotencyKey: "dispute_won:\(disputeId)",
+                reference: payment.checkoutSessionId,
+                actor: actor,
+                reason: "dispute \(disputeId) won: held tokens given back",
+                requestId: requestId
+            ),
+            now: now,
+            in: db
+        ).entry
         return DisputeOutcome(message: "dispute \(disputeId) won: gave back \(taken) tokens to \(payment.userId)", entry: entry)
     }
 }

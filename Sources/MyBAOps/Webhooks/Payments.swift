@@ -35,9 +35,12 @@ extension AppDatabase {
         let after = before.applying(LedgerEffect(tokens: -taken, purchased: -taken), at: Date())
         let key = "refund:\(payment.paymentIntentId ?? payment.checkoutSessionId):\(cumulative)"
         return MutationPlan(
-            userId: payment.userId, before: before, after: after,
+            userId: payment.userId,
+            before: before,
+            after: after,
             entries: owed > 0 ? ["payment_refund -\(taken) key \(key)" + (owed > taken ? " (shortfall \(owed - taken))" : "")] : [],
-            stripeCalls: ["POST /v1/refunds payment_intent=\(payment.paymentIntentId ?? "?") amount=\(amount)"])
+            stripeCalls: ["POST /v1/refunds payment_intent=\(payment.paymentIntentId ?? "?") amount=\(amount)"]
+        )
     }
 }
 
@@ -73,7 +76,9 @@ extension AppDatabase {
 
     /// A payment by Checkout Session id (`cs_…`) or PaymentIntent id (`pi_…`).
     static func fetchPayment(id: String, in db: Database) throws -> Payment? {
-        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM payments WHERE checkout_session_id = ? OR payment_intent_id = ?", arguments: [id, id]) else {
+        guard
+            let row = try Row.fetchOne(db, sql: "SELECT * FROM payments WHERE checkout_session_id = ? OR payment_intent_id = ?", arguments: [id, id])
+        else {
             return nil
         }
         // The newest snapshot less the refunds that failed after it was taken (a snapshot of
@@ -81,41 +86,78 @@ extension AppDatabase {
         var refunded: Int = row["refunded_amount"]
         if let paymentIntent: String = row["payment_intent_id"] {
             let snapshotAt: Int? = row["refund_snapshot_at"]
-            let failed = try Int.fetchOne(db, sql: """
-                SELECT COALESCE(SUM(amount), 0) FROM failed_refunds
-                WHERE payment_intent_id = ? AND (? IS NULL OR (refund_created <= ? AND failed_at > ?))
-                """,
-                arguments: [paymentIntent, snapshotAt, snapshotAt, snapshotAt]) ?? 0
+            let failed =
+                try Int.fetchOne(
+                    db,
+                    sql: """
+                        SELECT COALESCE(SUM(amount), 0) FROM failed_refunds
+                        WHERE payment_intent_id = ? AND (? IS NULL OR (refund_created <= ? AND failed_at > ?))
+                        """,
+                    arguments: [paymentIntent, snapshotAt, snapshotAt, snapshotAt]
+                ) ?? 0
             refunded = max(refunded - failed, 0)
         }
         return Payment(
-            checkoutSessionId: row["checkout_session_id"], paymentIntentId: row["payment_intent_id"], userId: row["user_id"],
-            planId: row["plan_id"], tokens: row["tokens"], amountTotal: row["amount_total"], currency: row["currency"],
-            refundedAmount: refunded, refundedTokens: row["refunded_tokens"])
+            checkoutSessionId: row["checkout_session_id"],
+            paymentIntentId: row["payment_intent_id"],
+            userId: row["user_id"],
+            planId: row["plan_id"],
+            tokens: row["tokens"],
+            amountTotal: row["amount_total"],
+            currency: row["currency"],
+            refundedAmount: refunded,
+            refundedTokens: row["refunded_tokens"]
+        )
     }
 
     /// Grants a paid Checkout Session's tokens once (key `purchase:<cs_id>`) and records the payment.
     static func recordPurchase(
-        checkoutSessionId: String, paymentIntentId: String?, stripeCustomerId: String?, userId: String, planId: String?,
-        tokens: Int, amountTotal: Int, currency: String, actor: String, requestId: String?, now: Date, in db: Database
+        checkoutSessionId: String,
+        paymentIntentId: String?,
+        stripeCustomerId: String?,
+        userId: String,
+        planId: String?,
+        tokens: Int,
+        amountTotal: Int,
+        currency: String,
+        actor: String,
+        requestId: String?,
+        now: Date,
+        in db: Database
     ) throws -> PostingResult {
         try insertCustomerIfMissing(userId: userId, email: nil, now: now, in: db)
         if let stripeCustomerId {
             // Keep the first Stripe customer we learn of; never steal one linked to another user.
-            try db.execute(sql: """
-                UPDATE customers SET stripe_customer_id = ?
-                WHERE user_id = ? AND stripe_customer_id IS NULL
-                  AND NOT EXISTS (SELECT 1 FROM customers WHERE stripe_customer_id = ?)
-                """, arguments: [stripeCustomerId, userId, stripeCustomerId])
+            try db.execute(
+                sql: """
+                    UPDATE customers SET stripe_customer_id = ?
+                    WHERE user_id = ? AND stripe_customer_id IS NULL
+                      AND NOT EXISTS (SELECT 1 FROM customers WHERE stripe_customer_id = ?)
+                    """,
+                arguments: [stripeCustomerId, userId, stripeCustomerId]
+            )
         }
         let result = try post(
-            LedgerPosting(userId: userId, kind: .purchase, delta: tokens, idempotencyKey: "purchase:\(checkoutSessionId)",
-                          reference: checkoutSessionId, actor: actor, reason: planId.map { "plan \($0)" }, requestId: requestId),
-            now: now, in: db)
-        try db.execute(sql: """
-            INSERT INTO payments (checkout_session_id, payment_intent_id, user_id, plan_id, tokens, amount_total, currency, created_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (checkout_session_id) DO NOTHING
-            """, arguments: [checkoutSessionId, paymentIntentId, userId, planId, tokens, amountTotal, currency, SQLTimestamp.string(now)])
+            LedgerPosting(
+                userId: userId,
+                kind: .purchase,
+                delta: tokens,
+                idempotencyKey: "purchase:\(checkoutSessionId)",
+                reference: checkoutSessionId,
+                actor: actor,
+                reason: planId.map { "plan \($0)" },
+                requestId: requestId
+            ),
+            now: now,
+            in: db
+        )
+        try db.execute(
+            sql: """
+                INSERT INTO payments (checkout_session_id, payment_intent_id, user_id, plan_id, tokens, amount_total, currency, created_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (checkout_session_id) DO NOTHING
+                """,
+            arguments: [checkoutSessionId, paymentIntentId, userId, planId, tokens, amountTotal, currency, SQLTimestamp.string(now)]
+        )
         return result
     }
 
@@ -128,16 +170,26 @@ extension AppDatabase {
     /// taken is the entry's shortfall); when the share shrinks because a refund failed, the
     /// shortfall is forgiven first and the rest given back. Applying the same state twice
     /// changes nothing, in whatever order the events arrive.
-    static func applyRefund(paymentId: String, snapshot: RefundSnapshot?, actor: String, requestId: String?, now: Date, in db: Database) throws -> RefundOutcome {
+    static func applyRefund(
+        paymentId: String,
+        snapshot: RefundSnapshot?,
+        actor: String,
+        requestId: String?,
+        now: Date,
+        in db: Database
+    ) throws -> RefundOutcome {
         guard var payment = try fetchPayment(id: paymentId, in: db) else { throw PaymentError.unknownPayment(paymentId) }
         if let snapshot {
             guard snapshot.amountRefunded >= 0 else { throw PaymentError.invalidEvent("amount_refunded is negative") }
             let at = snapshot.at ?? Int(now.timeIntervalSince1970)
-            try db.execute(sql: """
-                UPDATE payments SET refunded_amount = ?, refund_snapshot_at = ?
-                WHERE checkout_session_id = ?
-                  AND (refund_snapshot_at IS NULL OR refund_snapshot_at < ? OR (refund_snapshot_at = ? AND refunded_amount < ?))
-                """, arguments: [min(snapshot.amountRefunded, payment.amountTotal), at, payment.checkoutSessionId, at, at, snapshot.amountRefunded])
+            try db.execute(
+                sql: """
+                    UPDATE payments SET refunded_amount = ?, refund_snapshot_at = ?
+                    WHERE checkout_session_id = ?
+                      AND (refund_snapshot_at IS NULL OR refund_snapshot_at < ? OR (refund_snapshot_at = ? AND refunded_amount < ?))
+                    """,
+                arguments: [min(snapshot.amountRefunded, payment.amountTotal), at, payment.checkoutSessionId, at, at, snapshot.amountRefunded]
+            )
             payment = try fetchPayment(id: paymentId, in: db) ?? payment
         }
         let refunded = payment.refundedAmount
@@ -150,29 +202,54 @@ extension AppDatabase {
         if owed > 0 {
             let taken = min(owed, current.tokens)
             let result = try post(
-                LedgerPosting(userId: payment.userId, kind: .paymentRefund, delta: -taken,
-                              idempotencyKey: try uniqueRefundKey("refund:\(paymentKey):\(refunded)", reference: payment.checkoutSessionId, in: db),
-                              reference: payment.checkoutSessionId, actor: actor,
-                              reason: "refund of \(refunded) of \(payment.amountTotal) \(payment.currency)", requestId: requestId, shortfall: owed - taken),
-                now: now, in: db)
+                LedgerPosting(
+                    userId: payment.userId,
+                    kind: .paymentRefund,
+                    delta: -taken,
+                    idempotencyKey: try uniqueRefundKey("refund:\(paymentKey):\(refunded)", reference: payment.checkoutSessionId, in: db),
+                    reference: payment.checkoutSessionId,
+                    actor: actor,
+                    reason: "refund of \(refunded) of \(payment.amountTotal) \(payment.currency)",
+                    requestId: requestId,
+                    shortfall: owed - taken
+                ),
+                now: now,
+                in: db
+            )
             outcome = RefundOutcome(taken: taken, shortfall: owed - taken, givenBack: 0, entry: result.entry, balance: result.balance)
         } else {
             // Tokens the refunds of this payment actually took (what they could not take is owed
             // as shortfall, which a failed refund forgives before anything is given back).
-            let takenSoFar = -(try Int.fetchOne(db, sql: "SELECT COALESCE(SUM(delta), 0) FROM ledger_entries WHERE kind = 'payment_refund' AND reference = ?",
-                                                arguments: [payment.checkoutSessionId]) ?? 0)
+            let takenSoFar =
+                -(try Int.fetchOne(
+                    db,
+                    sql: "SELECT COALESCE(SUM(delta), 0) FROM ledger_entries WHERE kind = 'payment_refund' AND reference = ?",
+                    arguments: [payment.checkoutSessionId]
+                ) ?? 0)
             let shortfall = max(payment.refundedTokens - takenSoFar, 0)
             let givenBack = min(max(-owed - shortfall, 0), max(takenSoFar, 0))
             var entry: LedgerEntry?
             var balance = current
             if givenBack > 0 {
                 let result = try post(
-                    LedgerPosting(userId: payment.userId, kind: .paymentRefund, delta: givenBack,
-                                  idempotencyKey: try uniqueRefundKey("refund_reversed:\(paymentKey):\(refunded)", reference: payment.checkoutSessionId, in: db),
-                                  reference: payment.checkoutSessionId, actor: actor,
-                                  reason: "refunds of \(payment.checkoutSessionId) failed at Stripe: \(refunded) of \(payment.amountTotal) \(payment.currency) stays refunded",
-                                  requestId: requestId),
-                    now: now, in: db)
+                    LedgerPosting(
+                        userId: payment.userId,
+                        kind: .paymentRefund,
+                        delta: givenBack,
+                        idempotencyKey: try uniqueRefundKey(
+                            "refund_reversed:\(paymentKey):\(refunded)",
+                            reference: payment.checkoutSessionId,
+                            in: db
+                        ),
+                        reference: payment.checkoutSessionId,
+                        actor: actor,
+                        reason:
+                            "refunds of \(payment.checkoutSessionId) failed at Stripe: \(refunded) of \(payment.amountTotal) \(payment.currency) stays refunded",
+                        requestId: requestId
+                    ),
+                    now: now,
+                    in: db
+                )
                 entry = result.entry
                 balance = result.balance
             }
@@ -185,23 +262,42 @@ extension AppDatabase {
     /// `base`, or `base:<n>` when the payment's refunds already used it (the same refunded total
     /// reached again after a failed refund is a new movement of tokens, not a replay).
     private static func uniqueRefundKey(_ base: String, reference: String, in db: Database) throws -> String {
-        guard try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM ledger_entries WHERE idempotency_key = ?)", arguments: [base]) == true else { return base }
-        let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries WHERE kind = 'payment_refund' AND reference = ?", arguments: [reference]) ?? 0
+        guard try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM ledger_entries WHERE idempotency_key = ?)", arguments: [base]) == true else {
+            return base
+        }
+        let count =
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries WHERE kind = 'payment_refund' AND reference = ?", arguments: [reference])
+            ?? 0
         return "\(base):\(count)"
     }
 
     /// Records a refund Stripe reports failed or canceled, once per refund, and gives back what
     /// it took if its purchase is known (else when the purchase arrives, since the refunded
     /// amount is always computed net of failed refunds).
-    static func refundFailed(_ failure: FailedRefund, actor: String, requestId: String?, now: Date, in db: Database) throws -> (message: String, outcome: RefundOutcome?) {
+    static func refundFailed(
+        _ failure: FailedRefund,
+        actor: String,
+        requestId: String?,
+        now: Date,
+        in db: Database
+    ) throws -> (message: String, outcome: RefundOutcome?) {
         guard failure.amount > 0 else { throw PaymentError.invalidEvent("refund \(failure.refundId) has no positive amount") }
-        try db.execute(sql: """
-            INSERT INTO failed_refunds (refund_id, payment_intent_id, amount, status, refund_created, failed_at, recorded_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (refund_id) DO NOTHING
-            """, arguments: [failure.refundId, failure.paymentIntentId, failure.amount, failure.status, failure.refundCreated, failure.failedAt, SQLTimestamp.string(now)])
+        try db.execute(
+            sql: """
+                INSERT INTO failed_refunds (refund_id, payment_intent_id, amount, status, refund_created, failed_at, recorded_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (refund_id) DO NOTHING
+                """,
+            arguments: [
+                failure.refundId, failure.paymentIntentId, failure.amount, failure.status, failure.refundCreated, failure.failedAt,
+                SQLTimestamp.string(now),
+            ]
+        )
         guard db.changesCount > 0 else { return ("refund \(failure.refundId) was already recorded as \(failure.status)", nil) }
         guard try fetchPayment(id: failure.paymentIntentId, in: db) != nil else {
-            return ("refund \(failure.refundId) of \(failure.paymentIntentId) \(failure.status); no purchase known for it yet, recorded for when it arrives", nil)
+            return (
+                "refund \(failure.refundId) of \(failure.paymentIntentId) \(failure.status); no purchase known for it yet, recorded for when it arrives",
+                nil
+            )
         }
         let outcome = try applyRefund(paymentId: failure.paymentIntentId, snapshot: nil, actor: actor, requestId: requestId, now: now, in: db)
         var message = "refund \(failure.refundId) of \(failure.paymentIntentId) \(failure.status) at Stripe: gave back \(outcome.givenBack) tokens"
@@ -241,7 +337,8 @@ extension AppDatabase {
     /// purchase entry, and no purchases carried over from the legacy store by the import.
     public func isFirstPurchase(userId: String) async throws -> Bool {
         try await writer.read { db in
-            let purchased = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries WHERE user_id = ? AND kind = 'purchase'", arguments: [userId]) ?? 0
+            let purchased =
+                try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries WHERE user_id = ? AND kind = 'purchase'", arguments: [userId]) ?? 0
             let carried = try Int.fetchOne(db, sql: "SELECT tokens_purchased FROM balances WHERE user_id = ?", arguments: [userId]) ?? 0
             return purchased == 0 && carried == 0
         }
@@ -250,8 +347,10 @@ extension AppDatabase {
     /// Records the customer's Stripe customer id unless one is already set; returns the id in use.
     public func linkStripeCustomer(userId: String, stripeCustomerId: String) async throws -> String {
         try await immediateWrite { db in
-            try db.execute(sql: "UPDATE customers SET stripe_customer_id = ? WHERE user_id = ? AND stripe_customer_id IS NULL",
-                           arguments: [stripeCustomerId, userId])
+            try db.execute(
+                sql: "UPDATE customers SET stripe_customer_id = ? WHERE user_id = ? AND stripe_customer_id IS NULL",
+                arguments: [stripeCustomerId, userId]
+            )
             return try String.fetchOne(db, sql: "SELECT stripe_customer_id FROM customers WHERE user_id = ?", arguments: [userId]) ?? stripeCustomerId
         }
     }

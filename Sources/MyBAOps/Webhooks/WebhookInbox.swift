@@ -65,11 +65,16 @@ extension AppDatabase {
     public func storeWebhook(_ delivery: WebhookDelivery) async throws -> Bool {
         let headers = String(decoding: try JSONSerialization.data(withJSONObject: delivery.headers, options: [.sortedKeys]), as: UTF8.self)
         return try await immediateWrite { db in
-            try db.execute(sql: """
-                INSERT INTO webhook_events (source, event_id, type, body, headers, received_at, request_id, status, attempts)
-                VALUES (?, ?, ?, ?, ?, ?, ?, 'received', 0) ON CONFLICT (source, event_id) DO NOTHING
-                """, arguments: [delivery.source.rawValue, delivery.eventId, delivery.type, delivery.body, headers,
-                                 SQLTimestamp.string(Date()), delivery.requestId])
+            try db.execute(
+                sql: """
+                    INSERT INTO webhook_events (source, event_id, type, body, headers, received_at, request_id, status, attempts)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, 'received', 0) ON CONFLICT (source, event_id) DO NOTHING
+                    """,
+                arguments: [
+                    delivery.source.rawValue, delivery.eventId, delivery.type, delivery.body, headers,
+                    SQLTimestamp.string(Date()), delivery.requestId,
+                ]
+            )
             return db.changesCount == 1
         }
     }
@@ -83,29 +88,52 @@ extension AppDatabase {
     /// ones whose backoff has elapsed, oldest first.
     public func webhooksDue(now: Date = Date(), maxAttempts: Int, limit: Int = 100) async throws -> [(WebhookSource, String)] {
         try await writer.read { db in
-            try Row.fetchAll(db, sql: """
-                SELECT source, event_id FROM webhook_events
-                WHERE (status = 'received' AND received_at <= ?) OR (status = 'failed' AND attempts < ? AND next_attempt_at <= ?)
-                ORDER BY received_at LIMIT ?
-                """, arguments: [SQLTimestamp.string(now.addingTimeInterval(-2)), maxAttempts, SQLTimestamp.string(now), limit])
-                .compactMap { row in WebhookSource(rawValue: row["source"]).map { ($0, row["event_id"] as String) } }
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT source, event_id FROM webhook_events
+                    WHERE (status = 'received' AND received_at <= ?) OR (status = 'failed' AND attempts < ? AND next_attempt_at <= ?)
+                    ORDER BY received_at LIMIT ?
+                    """,
+                arguments: [SQLTimestamp.string(now.addingTimeInterval(-2)), maxAttempts, SQLTimestamp.string(now), limit]
+            )
+            .compactMap { row in WebhookSource(rawValue: row["source"]).map { ($0, row["event_id"] as String) } }
         }
     }
 
     static func fetchWebhook(source: WebhookSource, eventId: String, in db: Database) throws -> WebhookEvent? {
-        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM webhook_events WHERE source = ? AND event_id = ?", arguments: [source.rawValue, eventId]) else {
+        guard
+            let row = try Row.fetchOne(
+                db,
+                sql: "SELECT * FROM webhook_events WHERE source = ? AND event_id = ?",
+                arguments: [source.rawValue, eventId]
+            )
+        else {
             return nil
         }
         let headerText: String = row["headers"]
         let headers = (try? JSONSerialization.jsonObject(with: Data(headerText.utf8)) as? [String: String]) ?? [:]
-        let entryIds = try Int64.fetchAll(db, sql: "SELECT entry_id FROM webhook_event_entries WHERE source = ? AND event_id = ? ORDER BY entry_id",
-                                          arguments: [source.rawValue, eventId])
+        let entryIds = try Int64.fetchAll(
+            db,
+            sql: "SELECT entry_id FROM webhook_event_entries WHERE source = ? AND event_id = ? ORDER BY entry_id",
+            arguments: [source.rawValue, eventId]
+        )
         return WebhookEvent(
-            source: source, eventId: eventId, type: row["type"], body: row["body"], headers: headers,
-            receivedAt: row.timestamp("received_at") ?? Date(timeIntervalSince1970: 0), requestId: row["request_id"],
-            status: WebhookEvent.Status(rawValue: row["status"]) ?? .failed, attempts: row["attempts"], lastError: row["last_error"],
-            nextAttemptAt: row.timestamp("next_attempt_at"), processedAt: row.timestamp("processed_at"), outcome: row["outcome"],
-            entryIds: entryIds)
+            source: source,
+            eventId: eventId,
+            type: row["type"],
+            body: row["body"],
+            headers: headers,
+            receivedAt: row.timestamp("received_at") ?? Date(timeIntervalSince1970: 0),
+            requestId: row["request_id"],
+            status: WebhookEvent.Status(rawValue: row["status"]) ?? .failed,
+            attempts: row["attempts"],
+            lastError: row["last_error"],
+            nextAttemptAt: row.timestamp("next_attempt_at"),
+            processedAt: row.timestamp("processed_at"),
+            outcome: row["outcome"],
+            entryIds: entryIds
+        )
     }
 }
 
@@ -138,10 +166,13 @@ public struct WebhookProcessor: Sendable {
             }
             if !outcome.alreadyDone {
                 MyBAMetrics.recordWebhook(source: source, outcome: outcome.status.rawValue, duration: ContinuousClock.now - started)
-                logger.info("webhook processed", metadata: [
-                    "webhook.source": .string(source.rawValue), "webhook.event.id": .string(eventId),
-                    "webhook.status": .string(outcome.status.rawValue), "webhook.outcome": .string(outcome.message),
-                ])
+                logger.info(
+                    "webhook processed",
+                    metadata: [
+                        "webhook.source": .string(source.rawValue), "webhook.event.id": .string(eventId),
+                        "webhook.status": .string(outcome.status.rawValue), "webhook.outcome": .string(outcome.message),
+                    ]
+                )
             }
             return outcome
         } catch let error as WebhookMissing {
@@ -150,19 +181,32 @@ public struct WebhookProcessor: Sendable {
             let message = "\(error)"
             let attempts = try await database.immediateWrite { db -> Int in
                 let now = Date()
-                let current = try Int.fetchOne(db, sql: "SELECT attempts FROM webhook_events WHERE source = ? AND event_id = ?", arguments: [source.rawValue, eventId]) ?? 0
+                let current =
+                    try Int.fetchOne(
+                        db,
+                        sql: "SELECT attempts FROM webhook_events WHERE source = ? AND event_id = ?",
+                        arguments: [source.rawValue, eventId]
+                    ) ?? 0
                 let attempts = current + 1
-                try db.execute(sql: """
-                    UPDATE webhook_events SET status = 'failed', attempts = ?, last_error = ?, next_attempt_at = ?
-                    WHERE source = ? AND event_id = ? AND status IN ('received', 'failed')
-                    """, arguments: [attempts, message, SQLTimestamp.string(now.addingTimeInterval(Self.backoff(attempts: attempts))), source.rawValue, eventId])
+                try db.execute(
+                    sql: """
+                        UPDATE webhook_events SET status = 'failed', attempts = ?, last_error = ?, next_attempt_at = ?
+                        WHERE source = ? AND event_id = ? AND status IN ('received', 'failed')
+                        """,
+                    arguments: [
+                        attempts, message, SQLTimestamp.string(now.addingTimeInterval(Self.backoff(attempts: attempts))), source.rawValue, eventId,
+                    ]
+                )
                 return attempts
             }
             MyBAMetrics.recordWebhook(source: source, outcome: WebhookEvent.Status.failed.rawValue, duration: ContinuousClock.now - started)
-            logger.error("webhook processing failed", metadata: [
-                "webhook.source": .string(source.rawValue), "webhook.event.id": .string(eventId),
-                "webhook.attempts": .stringConvertible(attempts), "error.message": .string(message),
-            ])
+            logger.error(
+                "webhook processing failed",
+                metadata: [
+                    "webhook.source": .string(source.rawValue), "webhook.event.id": .string(eventId),
+                    "webhook.attempts": .stringConvertible(attempts), "error.message": .string(message),
+                ]
+            )
             return WebhookOutcome(status: .failed, message: message, entryIds: [], alreadyDone: false)
         }
     }
@@ -202,7 +246,13 @@ public struct WebhookProcessor: Sendable {
         var description: String { "no stored webhook event \(eventId)" }
     }
 
-    static func processInTransaction(source: WebhookSource, eventId: String, plans: PlanCatalog, requestId: String?, in db: Database) throws -> WebhookOutcome {
+    static func processInTransaction(
+        source: WebhookSource,
+        eventId: String,
+        plans: PlanCatalog,
+        requestId: String?,
+        in db: Database
+    ) throws -> WebhookOutcome {
         guard let event = try AppDatabase.fetchWebhook(source: source, eventId: eventId, in: db) else { throw WebhookMissing(eventId: eventId) }
         if event.status == .processed || event.status == .ignored {
             return WebhookOutcome(status: event.status, message: event.outcome ?? "", entryIds: event.entryIds, alreadyDone: true)
@@ -218,7 +268,8 @@ public struct WebhookProcessor: Sendable {
         case (.stripe, "customer.deleted"):
             let customer = try dataObject(object)
             let customerId = customer["id"] as? String ?? "?"
-            result = try AppDatabase.unlinkStripeCustomer(customerId, in: db)
+            result =
+                try AppDatabase.unlinkStripeCustomer(customerId, in: db)
                 ? (.processed, "Stripe customer \(customerId) deleted; unlinked, a new one is made on next need", [])
                 : (.ignored, "Stripe customer \(customerId) is not linked to a MyBA customer", [])
         case (.stripe, "checkout.session.expired"):
@@ -241,13 +292,18 @@ public struct WebhookProcessor: Sendable {
         default:
             result = (.ignored, "event type \(event.type) is not handled", [])
         }
-        try db.execute(sql: """
-            UPDATE webhook_events SET status = ?, attempts = attempts + 1, last_error = NULL, next_attempt_at = NULL, processed_at = ?, outcome = ?
-            WHERE source = ? AND event_id = ?
-            """, arguments: [result.status.rawValue, SQLTimestamp.string(now), result.message, source.rawValue, eventId])
+        try db.execute(
+            sql: """
+                UPDATE webhook_events SET status = ?, attempts = attempts + 1, last_error = NULL, next_attempt_at = NULL, processed_at = ?, outcome = ?
+                WHERE source = ? AND event_id = ?
+                """,
+            arguments: [result.status.rawValue, SQLTimestamp.string(now), result.message, source.rawValue, eventId]
+        )
         for entryId in result.entries {
-            try db.execute(sql: "INSERT OR IGNORE INTO webhook_event_entries (source, event_id, entry_id) VALUES (?, ?, ?)",
-                           arguments: [source.rawValue, eventId, entryId])
+            try db.execute(
+                sql: "INSERT OR IGNORE INTO webhook_event_entries (source, event_id, entry_id) VALUES (?, ?, ?)",
+                arguments: [source.rawValue, eventId, entryId]
+            )
         }
         return WebhookOutcome(status: result.status, message: result.message, entryIds: result.entries, alreadyDone: false)
     }
@@ -268,11 +324,21 @@ public struct WebhookProcessor: Sendable {
         (value as? NSNumber)?.intValue ?? (value as? String).flatMap { Int($0) }
     }
 
-    static func checkoutCompleted(_ event: [String: Any], plans: PlanCatalog, requestId: String?, now: Date, in db: Database) throws -> (WebhookEvent.Status, String, [Int64]) {
+    static func checkoutCompleted(
+        _ event: [String: Any],
+        plans: PlanCatalog,
+        requestId: String?,
+        now: Date,
+        in db: Database
+    ) throws -> (WebhookEvent.Status, String, [Int64]) {
         let session = try dataObject(event)
         guard let sessionId = session["id"] as? String else { throw PaymentError.invalidEvent("checkout session has no id") }
         guard session["payment_status"] as? String == "paid" else {
-            return (.ignored, "checkout session \(sessionId) is not paid yet (\(session["payment_status"] as? String ?? "?")); waiting for async_payment_succeeded", [])
+            return (
+                .ignored,
+                "checkout session \(sessionId) is not paid yet (\(session["payment_status"] as? String ?? "?")); waiting for async_payment_succeeded",
+                []
+            )
         }
         let metadata = session["metadata"] as? [String: Any] ?? [:]
         guard let userId = (metadata["user_id"] as? String) ?? (session["client_reference_id"] as? String), !userId.isEmpty else {
@@ -286,41 +352,82 @@ public struct WebhookProcessor: Sendable {
         }
         try AppDatabase.markCheckout(id: sessionId, status: "complete", in: db)
         let result = try AppDatabase.recordPurchase(
-            checkoutSessionId: sessionId, paymentIntentId: idField(session["payment_intent"]), stripeCustomerId: idField(session["customer"]),
-            userId: userId, planId: planId, tokens: tokens, amountTotal: integer(session["amount_total"]) ?? 0,
-            currency: session["currency"] as? String ?? "usd", actor: "webhook:stripe", requestId: requestId, now: now, in: db)
+            checkoutSessionId: sessionId,
+            paymentIntentId: idField(session["payment_intent"]),
+            stripeCustomerId: idField(session["customer"]),
+            userId: userId,
+            planId: planId,
+            tokens: tokens,
+            amountTotal: integer(session["amount_total"]) ?? 0,
+            currency: session["currency"] as? String ?? "usd",
+            actor: "webhook:stripe",
+            requestId: requestId,
+            now: now,
+            in: db
+        )
         // Refunds and disputes of this payment that arrived first failed for want of it, perhaps
         // until their retries ran out, or were ignored as another product's (a charge made
         // before its PaymentIntent carried the user): they are due again now that it is here.
         if !result.replayed, let paymentIntent = idField(session["payment_intent"]) {
-            try db.execute(sql: """
-                UPDATE webhook_events SET status = 'failed', attempts = 0, next_attempt_at = ?
-                WHERE source = 'stripe'
-                  AND (status = 'failed' AND type IN ('charge.refunded', 'charge.dispute.created', 'charge.dispute.closed')
-                       OR status = 'ignored' AND type = 'charge.refunded')
-                  AND instr(body, ?) > 0
-                """, arguments: [SQLTimestamp.string(now), "\"\(paymentIntent)\""])
+            try db.execute(
+                sql: """
+                    UPDATE webhook_events SET status = 'failed', attempts = 0, next_attempt_at = ?
+                    WHERE source = 'stripe'
+                      AND (status = 'failed' AND type IN ('charge.refunded', 'charge.dispute.created', 'charge.dispute.closed')
+                           OR status = 'ignored' AND type = 'charge.refunded')
+                      AND instr(body, ?) > 0
+                    """,
+                arguments: [SQLTimestamp.string(now), "\"\(paymentIntent)\""]
+            )
         }
         let message = result.replayed ? "purchase \(sessionId) was already granted" : "granted \(tokens) tokens to \(userId) for \(sessionId)"
         return (.processed, message, result.entry.id.map { [$0] } ?? [])
     }
 
-    static func dispute(_ event: [String: Any], opened: Bool, requestId: String?, now: Date, in db: Database) throws -> (WebhookEvent.Status, String, [Int64]) {
+    static func dispute(
+        _ event: [String: Any],
+        opened: Bool,
+        requestId: String?,
+        now: Date,
+        in db: Database
+    ) throws -> (WebhookEvent.Status, String, [Int64]) {
         let dispute = try dataObject(event)
         guard let disputeId = dispute["id"] as? String else { throw PaymentError.invalidEvent("dispute has no id") }
         guard let paymentIntent = idField(dispute["payment_intent"]) else {
             return (.ignored, "dispute \(disputeId) has no payment intent; not a Checkout purchase", [])
         }
         guard let amount = integer(dispute["amount"]) else { throw PaymentError.invalidEvent("dispute \(disputeId) has no amount") }
-        let outcome = opened
-            ? try AppDatabase.disputeOpened(disputeId: disputeId, paymentIntent: paymentIntent, amount: amount, reason: dispute["reason"] as? String,
-                                            actor: "webhook:stripe", requestId: requestId, now: now, in: db)
-            : try AppDatabase.disputeClosed(disputeId: disputeId, paymentIntent: paymentIntent, amount: amount, status: dispute["status"] as? String ?? "?",
-                                            actor: "webhook:stripe", requestId: requestId, now: now, in: db)
+        let outcome =
+            opened
+            ? try AppDatabase.disputeOpened(
+                disputeId: disputeId,
+                paymentIntent: paymentIntent,
+                amount: amount,
+                reason: dispute["reason"] as? String,
+                actor: "webhook:stripe",
+                requestId: requestId,
+                now: now,
+                in: db
+            )
+            : try AppDatabase.disputeClosed(
+                disputeId: disputeId,
+                paymentIntent: paymentIntent,
+                amount: amount,
+                status: dispute["status"] as? String ?? "?",
+                actor: "webhook:stripe",
+                requestId: requestId,
+                now: now,
+                in: db
+            )
         return (.processed, outcome.message, outcome.entry?.id.map { [$0] } ?? [])
     }
 
-    static func chargeRefunded(_ event: [String: Any], requestId: String?, now: Date, in db: Database) throws -> (WebhookEvent.Status, String, [Int64]) {
+    static func chargeRefunded(
+        _ event: [String: Any],
+        requestId: String?,
+        now: Date,
+        in db: Database
+    ) throws -> (WebhookEvent.Status, String, [Int64]) {
         let charge = try dataObject(event)
         let chargeId = charge["id"] as? String ?? "?"
         guard let paymentIntent = idField(charge["payment_intent"]) else {
@@ -334,13 +441,21 @@ public struct WebhookProcessor: Sendable {
             // when the purchase arrives).
             let metadata = charge["metadata"] as? [String: Any] ?? [:]
             guard let userId = metadata["user_id"] as? String, !userId.isEmpty else {
-                return (.ignored, "charge \(chargeId) of \(paymentIntent) names no MyBA user and no MyBA purchase is recorded for it; not a MyBA payment", [])
+                return (
+                    .ignored, "charge \(chargeId) of \(paymentIntent) names no MyBA user and no MyBA purchase is recorded for it; not a MyBA payment",
+                    []
+                )
             }
             throw PaymentError.unknownPayment(paymentIntent)
         }
         let outcome = try AppDatabase.applyRefund(
-            paymentId: paymentIntent, snapshot: RefundSnapshot(amountRefunded: refunded, at: integer(event["created"])),
-            actor: "webhook:stripe", requestId: requestId, now: now, in: db)
+            paymentId: paymentIntent,
+            snapshot: RefundSnapshot(amountRefunded: refunded, at: integer(event["created"])),
+            actor: "webhook:stripe",
+            requestId: requestId,
+            now: now,
+            in: db
+        )
         var message: String
         if outcome.givenBack > 0 {
             message = "gave back \(outcome.givenBack) tokens for \(paymentIntent): less is refunded than before"
@@ -355,7 +470,8 @@ public struct WebhookProcessor: Sendable {
 
     /// A Refund object changed (`charge.refund.updated`, `refund.updated`, `refund.failed`):
     /// only a refund that failed or was canceled changes tokens, by giving back what it took.
-    static func refundUpdated(_ event: [String: Any], requestId: String?, now: Date, in db: Database) throws -> (WebhookEvent.Status, String, [Int64]) {
+    static func refundUpdated(_ event: [String: Any], requestId: String?, now: Date, in db: Database) throws -> (WebhookEvent.Status, String, [Int64])
+    {
         let refund = try dataObject(event)
         guard let refundId = refund["id"] as? String else { throw PaymentError.invalidEvent("refund has no id") }
         let status = refund["status"] as? String ?? "?"
@@ -368,8 +484,14 @@ public struct WebhookProcessor: Sendable {
         guard let amount = integer(refund["amount"]), let created = integer(refund["created"]) else {
             throw PaymentError.invalidEvent("refund \(refundId) has no amount or created")
         }
-        let failure = FailedRefund(refundId: refundId, paymentIntentId: paymentIntent, amount: amount, status: status,
-                                   refundCreated: created, failedAt: integer(event["created"]) ?? Int(now.timeIntervalSince1970))
+        let failure = FailedRefund(
+            refundId: refundId,
+            paymentIntentId: paymentIntent,
+            amount: amount,
+            status: status,
+            refundCreated: created,
+            failedAt: integer(event["created"]) ?? Int(now.timeIntervalSince1970)
+        )
         let (message, outcome) = try AppDatabase.refundFailed(failure, actor: "webhook:stripe", requestId: requestId, now: now, in: db)
         return (.processed, message, outcome?.entry?.id.map { [$0] } ?? [])
     }
@@ -393,7 +515,8 @@ public struct WebhookProcessor: Sendable {
         }
         // The mirror worker creates the Stripe customer (metadata user_id and balance keys).
         try LedgerStatements.enqueueMirror(userId: userId, now: now, in: db)
-        let message = result.replayed ? "customer \(userId) existed; welcome grant already given" : "opened \(userId) with \(result.entry.delta) welcome tokens"
+        let message =
+            result.replayed ? "customer \(userId) existed; welcome grant already given" : "opened \(userId) with \(result.entry.delta) welcome tokens"
         return (.processed, message, result.replayed ? [] : (result.entry.id.map { [$0] } ?? []))
     }
 
@@ -421,11 +544,16 @@ public struct WebhookProcessor: Sendable {
         // later request, transfer or user.created opens the account with a welcome grant.
         let existed = try Customer.fetchOne(db, key: userId) != nil
         _ = try AppDatabase.insertCustomerIfMissing(userId: userId, email: nil, now: now, in: db)
-        try db.execute(sql: "UPDATE customers SET deleted_at = ? WHERE user_id = ? AND deleted_at IS NULL", arguments: [SQLTimestamp.string(now), userId])
+        try db.execute(
+            sql: "UPDATE customers SET deleted_at = ? WHERE user_id = ? AND deleted_at IS NULL",
+            arguments: [SQLTimestamp.string(now), userId]
+        )
         if db.changesCount == 0 {
             return (.ignored, "customer \(userId) was already deleted", [])
         }
-        return (.processed, existed ? "marked \(userId) deleted; the ledger is kept" : "recorded \(userId) as deleted before any account was opened", [])
+        return (
+            .processed, existed ? "marked \(userId) deleted; the ledger is kept" : "recorded \(userId) as deleted before any account was opened", []
+        )
     }
 }
 
@@ -435,9 +563,18 @@ extension AppDatabase {
         try await writer.read { db in
             var sql = "SELECT source, event_id FROM webhook_events WHERE 1 = 1"
             var arguments: StatementArguments = []
-            if let status { sql += " AND status = ?"; arguments += [status.rawValue] }
-            if let type { sql += " AND type = ?"; arguments += [type] }
-            if let since { sql += " AND received_at >= ?"; arguments += [SQLTimestamp.string(since)] }
+            if let status {
+                sql += " AND status = ?"
+                arguments += [status.rawValue]
+            }
+            if let type {
+                sql += " AND type = ?"
+                arguments += [type]
+            }
+            if let since {
+                sql += " AND received_at >= ?"
+                arguments += [SQLTimestamp.string(since)]
+            }
             sql += " ORDER BY received_at DESC LIMIT ?"
             arguments += [limit]
             return try Row.fetchAll(db, sql: sql, arguments: arguments).compactMap { row in
@@ -510,9 +647,20 @@ extension WebhookProcessor {
         var report = RecoveryReport(listed: listed, alreadyStored: listed - events.count, recovered: [], failed: [])
         for event in events {
             let body = String(decoding: try JSONSerialization.data(withJSONObject: event.object, options: [.sortedKeys]), as: UTF8.self)
-            let stored = try await database.storeWebhook(WebhookDelivery(
-                source: .stripe, eventId: event.id, type: event.type, body: body, headers: ["recovered-from": "GET /v1/events"], requestId: nil))
-            guard stored else { report.alreadyStored += 1; continue }
+            let stored = try await database.storeWebhook(
+                WebhookDelivery(
+                    source: .stripe,
+                    eventId: event.id,
+                    type: event.type,
+                    body: body,
+                    headers: ["recovered-from": "GET /v1/events"],
+                    requestId: nil
+                )
+            )
+            guard stored else {
+                report.alreadyStored += 1
+                continue
+            }
             let outcome = try await process(source: .stripe, eventId: event.id, logger: logger)
             if outcome.status == .failed { report.failed.append(event.id) } else { report.recovered.append(event.id) }
         }

@@ -38,24 +38,48 @@ public struct WebhookIntake: Sendable {
     public func stripe(payload: [UInt8], signatureHeader: String?, secret: String, requestId: String, logger: Logger) async throws -> Receipt {
         try verified(source: .stripe, logger: logger) { try StripeSignature.verify(payload: payload, header: signatureHeader, secret: secret) }
         guard let event = try? JSONSerialization.jsonObject(with: Data(payload)) as? [String: Any],
-              let eventId = event["id"] as? String, let type = event["type"] as? String
+            let eventId = event["id"] as? String, let type = event["type"] as? String
         else { throw InvalidWebhookEvent(description: "body is not a Stripe event with id and type") }
-        return try await receive(WebhookDelivery(
-            source: .stripe, eventId: eventId, type: type, body: String(decoding: payload, as: UTF8.self),
-            headers: ["stripe-signature": signatureHeader ?? ""], requestId: requestId), logger: logger)
+        return try await receive(
+            WebhookDelivery(
+                source: .stripe,
+                eventId: eventId,
+                type: type,
+                body: String(decoding: payload, as: UTF8.self),
+                headers: ["stripe-signature": signatureHeader ?? ""],
+                requestId: requestId
+            ),
+            logger: logger
+        )
     }
 
     /// A Clerk delivery (Svix headers; the event id is `svix-id`).
-    public func clerk(payload: [UInt8], id: String?, timestamp: String?, signature: String?, secret: String, requestId: String, logger: Logger) async throws -> Receipt {
+    public func clerk(
+        payload: [UInt8],
+        id: String?,
+        timestamp: String?,
+        signature: String?,
+        secret: String,
+        requestId: String,
+        logger: Logger
+    ) async throws -> Receipt {
         try verified(source: .clerk, logger: logger) {
             try SvixSignature.verify(payload: payload, id: id, timestamp: timestamp, signatureHeader: signature, secret: secret)
         }
         guard let event = try? JSONSerialization.jsonObject(with: Data(payload)) as? [String: Any], let type = event["type"] as? String, let id else {
             throw InvalidWebhookEvent(description: "body is not a Clerk event with a type")
         }
-        return try await receive(WebhookDelivery(
-            source: .clerk, eventId: id, type: type, body: String(decoding: payload, as: UTF8.self),
-            headers: ["svix-id": id, "svix-timestamp": timestamp ?? "", "svix-signature": signature ?? ""], requestId: requestId), logger: logger)
+        return try await receive(
+            WebhookDelivery(
+                source: .clerk,
+                eventId: id,
+                type: type,
+                body: String(decoding: payload, as: UTF8.self),
+                headers: ["svix-id": id, "svix-timestamp": timestamp ?? "", "svix-signature": signature ?? ""],
+                requestId: requestId
+            ),
+            logger: logger
+        )
     }
 
     private func verified(source: WebhookSource, logger: Logger, _ check: () throws -> Void) throws {

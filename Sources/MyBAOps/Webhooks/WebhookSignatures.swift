@@ -71,7 +71,14 @@ public enum StripeSignature {
 public enum SvixSignature {
     public static let tolerance: TimeInterval = 300
 
-    public static func verify(payload: some DataProtocol, id: String?, timestamp: String?, signatureHeader: String?, secret: String, now: Date = Date()) throws {
+    public static func verify(
+        payload: some DataProtocol,
+        id: String?,
+        timestamp: String?,
+        signatureHeader: String?,
+        secret: String,
+        now: Date = Date()
+    ) throws {
         guard let id, !id.isEmpty else { throw WebhookSignatureError.missingHeader("svix-id") }
         guard let timestamp, !timestamp.isEmpty else { throw WebhookSignatureError.missingHeader("svix-timestamp") }
         guard let signatureHeader, !signatureHeader.isEmpty else { throw WebhookSignatureError.missingHeader("svix-signature") }
