@@ -14,16 +14,6 @@ import Testing
 import FoundationNetworking
 #endif
 
-func jsonBody(_ object: [String: Any]) -> ByteBuffer {
-    ByteBuffer(bytes: try! JSONSerialization.data(withJSONObject: object))
-}
-
-func bearer(_ token: String) -> HTTPFields {
-    [.authorization: "Bearer \(token)", .contentType: "application/json"]
-}
-
-let jsonHeaders: HTTPFields = [.contentType: "application/json"]
-
 extension TestResponse {
     var errorCode: String? {
         (try? jsonObject(String(buffer: body)))?["error"].flatMap { $0 as? [String: Any] }?["code"] as? String

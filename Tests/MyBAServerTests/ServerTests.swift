@@ -10,40 +10,6 @@ import Testing
 @testable import MyBAOps
 @testable import MyBAServer
 
-/// A server built exactly as `main` builds it, on a temporary directory, logging into memory.
-struct ServerFixture {
-    let directory: TemporaryDirectory
-    let settings: MyBASettings
-    let logs = CapturedLines()
-
-    init(plansFile: String? = nil, configure: (inout MyBASettings) -> Void = { _ in }) throws {
-        directory = try TemporaryDirectory("myba-server")
-        var settings = MyBASettings(
-            port: 0,
-            databasePath: directory.file("data/myba.sqlite"),
-            logFile: directory.file("logs/myba.jsonl"),
-            plansFile: plansFile,
-            maxBodyBytes: 4096
-        )
-        configure(&settings)
-        self.settings = settings
-    }
-
-    func application() async throws -> some ApplicationProtocol {
-        let logs = self.logs
-        let logger = Logger(label: "myba.server") { label in JSONLogHandler(label: label, level: .debug, destination: logs.destination) }
-        return try await buildApplication(settings: settings, logger: logger)
-    }
-
-    func database() throws -> AppDatabase {
-        try AppDatabase.openFile(at: settings.databasePath, options: .init(createIfMissing: false))
-    }
-
-    func logLines() throws -> [[String: Any]] {
-        try logs.all.map(jsonObject)
-    }
-}
-
 extension TestResponse {
     var json: [String: Any] {
         get throws { try jsonObject(String(buffer: body)) }

@@ -16,20 +16,6 @@ import Testing
 import FoundationNetworking
 #endif
 
-/// Runs a Stripe emulator on a free port for the duration of `body`.
-func withStripeEmulator<T: Sendable>(
-    _ emulator: StripeEmulator = StripeEmulator(),
-    _ body: @Sendable (StripeEmulator, URL) async throws -> T
-) async throws -> T {
-    try await emulator.application().test(.live) { client in
-        try await body(emulator, URL(string: "http://127.0.0.1:\(client.port!)")!)
-    }
-}
-
-func stripeClient(_ base: URL, key: String = "sk_test_myba") throws -> StripeClient {
-    try StripeClient(settings: StripeSettings(secretKey: key, apiBase: base), http: CurlHTTPClient(), retryDelayScale: 0.01)
-}
-
 @Suite("Stripe client against the emulator")
 struct StripeClientTests {
     @Test("customers: create, retrieve, merge and unset metadata, list newest first across pages")
