@@ -30,7 +30,7 @@ struct AuditCommand: ConsoleCommand {
         var table = TextTable(["id", "at", "operator", "user", "entries", "outcome", "reason", "command"])
         for record in records {
             table.add([
-                String(record.id), LedgerDates.timestamp(record.at), record.operatorName, record.userId ?? "-",
+                String(record.id), Timestamps.timestamp(record.at), record.operatorName, record.userId ?? "-",
                 record.entryIds.map(String.init).joined(separator: ",").nilIfEmptyDash, record.outcome, record.reason ?? "-", record.command,
             ])
         }

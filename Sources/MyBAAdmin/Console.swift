@@ -149,7 +149,7 @@ final class Console: @unchecked Sendable {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         encoder.dateEncodingStrategy = .custom { date, encoder in
             var container = encoder.singleValueContainer()
-            try container.encode(LedgerDates.timestamp(date))
+            try container.encode(Timestamps.timestamp(date))
         }
         write(String(decoding: try encoder.encode(value), as: UTF8.self))
     }

@@ -36,7 +36,7 @@ func printCustomers(_ customers: [CustomerListing], in console: Console) throws 
     for customer in customers {
         table.add([
             customer.userId, customer.email ?? "-", customer.stripeCustomerId ?? "-", String(customer.tokens),
-            LedgerDates.timestamp(customer.createdAt), customer.deleted ? "yes" : "-",
+            Timestamps.timestamp(customer.createdAt), customer.deleted ? "yes" : "-",
         ])
     }
     console.write(table.render(bold: console.bold))

@@ -42,14 +42,14 @@ struct CustomerShowCommand: ConsoleCommand {
         fields.add(["userId", summary.customer.userId])
         fields.add(["email", summary.customer.email ?? "-"])
         fields.add(["stripeCustomerId", summary.customer.stripeCustomerId ?? "-"])
-        fields.add(["created", LedgerDates.timestamp(summary.customer.createdAt)])
-        if let deleted = summary.customer.deletedAt { fields.add(["deleted", console.red(LedgerDates.timestamp(deleted))]) }
+        fields.add(["created", Timestamps.timestamp(summary.customer.createdAt)])
+        if let deleted = summary.customer.deletedAt { fields.add(["deleted", console.red(Timestamps.timestamp(deleted))]) }
         fields.add(["tokens", String(balance.tokens)])
         fields.add(["tokensUsed", String(balance.tokensUsed)])
         fields.add(["tokensPurchased", String(balance.tokensPurchased)])
         fields.add(["tokensTransferred", String(balance.tokensTransferred)])
-        fields.add(["lastPurchase", balance.lastPurchase.map(LedgerDates.day) ?? "-"])
-        fields.add(["transferDate", balance.transferDate.map(LedgerDates.day) ?? "-"])
+        fields.add(["lastPurchase", balance.lastPurchase.map(Timestamps.day) ?? "-"])
+        fields.add(["transferDate", balance.transferDate.map(Timestamps.day) ?? "-"])
         console.write(fields.render(bold: console.bold))
         console.write("")
         if summary.recentEntries.isEmpty {
@@ -59,7 +59,7 @@ struct CustomerShowCommand: ConsoleCommand {
         var entries = TextTable(["id", "created", "kind", "delta", "actor", "reference", "key", "reason"])
         for entry in summary.recentEntries {
             entries.add([
-                String(entry.id ?? 0), LedgerDates.timestamp(entry.createdAt), entry.kind.rawValue,
+                String(entry.id ?? 0), Timestamps.timestamp(entry.createdAt), entry.kind.rawValue,
                 entry.delta > 0 ? "+\(entry.delta)" : String(entry.delta), entry.actor,
                 entry.reference ?? "-", entry.idempotencyKey, entry.reason ?? "-",
             ])
@@ -70,7 +70,7 @@ struct CustomerShowCommand: ConsoleCommand {
             var table = TextTable(["session", "transferred", "tokens moved", "used"])
             for session in sessions {
                 table.add([
-                    session.id, session.transferredAt.map(LedgerDates.timestamp) ?? "-", String(session.transferredTokens ?? 0), String(session.used),
+                    session.id, session.transferredAt.map(Timestamps.timestamp) ?? "-", String(session.transferredTokens ?? 0), String(session.used),
                 ])
             }
             console.write(table.render(bold: console.bold))
@@ -79,7 +79,7 @@ struct CustomerShowCommand: ConsoleCommand {
             console.write("")
             var table = TextTable(["event", "source", "type", "status", "received"])
             for event in events {
-                table.add([event.eventId, event.source.rawValue, event.type, event.status.rawValue, LedgerDates.timestamp(event.receivedAt)])
+                table.add([event.eventId, event.source.rawValue, event.type, event.status.rawValue, Timestamps.timestamp(event.receivedAt)])
             }
             console.write(table.render(bold: console.bold))
         }
@@ -100,9 +100,9 @@ struct SessionDocument: Encodable {
         sessionId = session.id
         granted = session.granted
         used = session.used
-        lastSeenAt = LedgerDates.timestamp(session.lastSeenAt)
+        lastSeenAt = Timestamps.timestamp(session.lastSeenAt)
         transferredTo = session.transferredTo
-        transferredAt = session.transferredAt.map(LedgerDates.timestamp)
+        transferredAt = session.transferredAt.map(Timestamps.timestamp)
         transferredTokens = session.transferredTokens
     }
 }
@@ -126,7 +126,7 @@ struct WebhookDocument: Encodable {
         source = event.source.rawValue
         type = event.type
         status = event.status.rawValue
-        receivedAt = LedgerDates.timestamp(event.receivedAt)
+        receivedAt = Timestamps.timestamp(event.receivedAt)
         attempts = event.attempts
         outcome = event.outcome
     }
@@ -148,8 +148,8 @@ struct CustomerShowDocument: Encodable {
         balance = BalanceFields(summary.balance)
         email = summary.customer.email
         stripeCustomerId = summary.customer.stripeCustomerId
-        createdAt = LedgerDates.timestamp(summary.customer.createdAt)
-        deletedAt = summary.customer.deletedAt.map(LedgerDates.timestamp)
+        createdAt = Timestamps.timestamp(summary.customer.createdAt)
+        deletedAt = summary.customer.deletedAt.map(Timestamps.timestamp)
         entries = summary.recentEntries.map(EntryDocument.init)
     }
 
@@ -193,6 +193,6 @@ struct EntryDocument: Encodable {
         actor = entry.actor
         reason = entry.reason
         requestId = entry.requestId
-        createdAt = LedgerDates.timestamp(entry.createdAt)
+        createdAt = Timestamps.timestamp(entry.createdAt)
     }
 }

@@ -27,7 +27,7 @@ struct LedgerShowCommand: ConsoleCommand {
         var table = TextTable(["id", "created", "kind", "delta", "actor", "reference", "key", "request", "reason"])
         for entry in entries {
             table.add([
-                String(entry.id ?? 0), LedgerDates.timestamp(entry.createdAt), entry.kind.rawValue,
+                String(entry.id ?? 0), Timestamps.timestamp(entry.createdAt), entry.kind.rawValue,
                 entry.delta > 0 ? "+\(entry.delta)" : String(entry.delta), entry.actor, entry.reference ?? "-",
                 entry.idempotencyKey, entry.requestId ?? "-", (entry.reason ?? "-") + (entry.shortfall > 0 ? " (shortfall \(entry.shortfall))" : ""),
             ])

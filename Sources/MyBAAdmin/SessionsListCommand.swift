@@ -30,7 +30,7 @@ struct SessionsListCommand: ConsoleCommand {
         var table = TextTable(["session", "granted", "used", "last seen", "transferred to"])
         for session in sessions {
             table.add([
-                session.id, String(session.granted), String(session.used), LedgerDates.timestamp(session.lastSeenAt), session.transferredTo ?? "-",
+                session.id, String(session.granted), String(session.used), Timestamps.timestamp(session.lastSeenAt), session.transferredTo ?? "-",
             ])
         }
         console.write(table.render(bold: console.bold))

@@ -58,7 +58,7 @@ struct SessionsReapCommand: ConsoleCommand {
             if console.interactive {
                 let plan = try await database.reapAnonymousSessions(lastSeenBefore: cutoff, batch: batch, dryRun: true, pause: .zero)
                 console.write(
-                    console.bold("plan: remove \(plan.removed) untransferred anonymous session(s) last seen before \(LedgerDates.timestamp(cutoff))")
+                    console.bold("plan: remove \(plan.removed) untransferred anonymous session(s) last seen before \(Timestamps.timestamp(cutoff))")
                 )
             }
             guard try console.approve("reap?", yes: false) else { return }
@@ -99,7 +99,7 @@ struct SessionsReapCommand: ConsoleCommand {
             try console.writeJSON(result)
         } else {
             console.write(
-                "\(dryRun ? "would remove" : "removed") \(result.removed) session(s) last seen before \(LedgerDates.timestamp(cutoff))"
+                "\(dryRun ? "would remove" : "removed") \(result.removed) session(s) last seen before \(Timestamps.timestamp(cutoff))"
                     + (dryRun ? "" : " in \(result.batches) batch(es)")
             )
         }

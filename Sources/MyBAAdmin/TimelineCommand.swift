@@ -39,7 +39,7 @@ struct TimelineCommand: ConsoleCommand {
             let filter = LogFilter(requestId: requestId, userId: userId, since: sinceDate)
             for line in try LogReader(path: logPath).lines(matching: filter) {
                 guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                    let at = (object["ts"] as? String).flatMap(LedgerDates.parse)
+                    let at = (object["ts"] as? String).flatMap(Timestamps.parse)
                 else { continue }
                 let fields = object.keys.filter { !["ts", "level", "msg", "label", "request.id"].contains($0) }.sorted().map {
                     "\($0)=\(object[$0]!)"
@@ -63,7 +63,7 @@ struct TimelineCommand: ConsoleCommand {
             return
         }
         var table = TextTable(["time", "source", "request", "what"])
-        for item in items { table.add([LedgerDates.timestamp(item.at), item.source, item.requestId ?? "-", item.summary]) }
+        for item in items { table.add([Timestamps.timestamp(item.at), item.source, item.requestId ?? "-", item.summary]) }
         console.write(table.render(bold: console.bold))
     }
 }

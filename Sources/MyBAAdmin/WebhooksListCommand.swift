@@ -46,7 +46,7 @@ struct WebhooksListCommand: ConsoleCommand {
             table.add([
                 event.eventId, event.source.rawValue, event.type,
                 event.status == .failed ? console.red(event.status.rawValue) : event.status.rawValue,
-                String(event.attempts), LedgerDates.timestamp(event.receivedAt), event.lastError ?? event.outcome ?? "-",
+                String(event.attempts), Timestamps.timestamp(event.receivedAt), event.lastError ?? event.outcome ?? "-",
             ])
         }
         console.write(table.render(bold: console.bold))

@@ -37,7 +37,7 @@ struct WebhooksRecoverCommand: ConsoleCommand {
             console.write(console.bold("plan: store and process \(missing.count) Stripe event(s) missing from the inbox (\(listed) listed)"))
             var plan = TextTable(["event", "type", "created"])
             for event in missing {
-                plan.add([event.id, event.type, event.created.map { LedgerDates.timestamp(Date(timeIntervalSince1970: TimeInterval($0))) } ?? "-"])
+                plan.add([event.id, event.type, event.created.map { Timestamps.timestamp(Date(timeIntervalSince1970: TimeInterval($0))) } ?? "-"])
             }
             console.write(plan.render(bold: console.bold))
         }

@@ -37,11 +37,11 @@ struct WebhooksShowCommand: ConsoleCommand {
         table.add(["type", event.type])
         table.add(["status", event.status.rawValue])
         table.add(["attempts", String(event.attempts)])
-        table.add(["received", LedgerDates.timestamp(event.receivedAt)])
+        table.add(["received", Timestamps.timestamp(event.receivedAt)])
         table.add(["request id", event.requestId ?? "-"])
         table.add(["outcome", event.outcome ?? "-"])
         table.add(["last error", event.lastError ?? "-"])
-        table.add(["next attempt", event.nextAttemptAt.map(LedgerDates.timestamp) ?? "-"])
+        table.add(["next attempt", event.nextAttemptAt.map(Timestamps.timestamp) ?? "-"])
         table.add(["ledger entries", event.entryIds.isEmpty ? "-" : event.entryIds.map { "#\($0)" }.joined(separator: ", ")])
         for (name, value) in event.headers.sorted(by: { $0.key < $1.key }) { table.add(["header \(name)", value]) }
         console.write(table.render(bold: console.bold))

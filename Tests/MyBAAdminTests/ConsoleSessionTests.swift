@@ -80,7 +80,7 @@ struct ConsoleSessionTests {
             let sessionId = session["id"] as! String
             let paid = try await stripe.request("POST", "/test/checkout/sessions/\(sessionId)/complete")
             let paymentIntent = paid["payment_intent"] as! String
-            _ = try await fixture.database.immediateWrite { db in
+            _ = try await fixture.database.writeInGroupCommit { db in
                 try AppDatabase.recordPurchase(
                     checkoutSessionId: sessionId,
                     paymentIntentId: paymentIntent,

@@ -111,7 +111,7 @@ struct TimelineCommandTests {
         let sources = all.compactMap { $0["source"] as? String }
         #expect(sources.filter { $0 == "ledger" }.count == 4)
         #expect(sources.contains("audit") && sources.contains("log"))
-        let times = all.compactMap { ($0["at"] as? String).flatMap(LedgerDates.parse) }
+        let times = all.compactMap { ($0["at"] as? String).flatMap(Timestamps.parse) }
         #expect(times == times.sorted())
         #expect(try await fixture.admin(["timeline", "req_nothing", "--file", logPath, "--db", fixture.path]).status == 1)
     }

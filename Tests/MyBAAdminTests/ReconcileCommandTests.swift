@@ -65,7 +65,7 @@ struct ReconcileCommandTests {
             #expect(imported.status == 0, "\(imported.stderr)")
             let balance = try #require(try await fixture.database.balance(userId: "user_legacy"))
             #expect((balance.tokens, balance.tokensUsed, balance.tokensPurchased, balance.tokensTransferred) == (17, 40, 50, 1))
-            #expect(balance.lastPurchase.map(LedgerDates.timestamp) == "2025-03-01T10:00:00.000Z")
+            #expect(balance.lastPurchase.map(Timestamps.timestamp) == "2025-03-01T10:00:00.000Z")
             #expect(try await fixture.database.customer(userId: "user_legacy")?.stripeCustomerId == legacy["id"] as? String)
             #expect(try await fixture.database.balance(userId: "user_clerkonly")?.tokens == 3)
             let again = try await fixture.admin(

@@ -35,7 +35,7 @@ struct WebhookCommandTests {
         ])
         #expect(stillFailing.status == 1)
 
-        _ = try await database.immediateWrite { db in
+        _ = try await database.writeInGroupCommit { db in
             try AppDatabase.recordPurchase(
                 checkoutSessionId: "cs_late",
                 paymentIntentId: "pi_late",

@@ -111,7 +111,7 @@ struct GroupCommitTests {
         // A write that changes rows, then throws: none of its changes may survive the batch.
         writes.insert(
             {
-                try await database.immediateWrite { db -> Int in
+                try await database.writeInGroupCommit { db -> Int in
                     try db.execute(sql: "INSERT INTO customers (user_id, created_at) VALUES ('ghost', '2026-01-01 00:00:00.000')")
                     throw Refused()
                 }
@@ -140,7 +140,7 @@ struct GroupCommitTests {
         let database = fixture.database
         let write = { @Sendable (name: String, fails: Bool) -> (@Sendable () async throws -> Void) in
             {
-                try await database.immediateWrite { db in
+                try await database.writeInGroupCommit { db in
                     db.afterCommit { ran.withLock { $0.append(name) } }
                     if fails { throw Refused() }
                 }
@@ -160,7 +160,7 @@ struct GroupCommitTests {
         let database = fixture.database
         let grant = { @Sendable (key: String) -> (@Sendable () async throws -> Int) in
             {
-                try await database.immediateWrite { db -> Int in
+                try await database.writeInGroupCommit { db -> Int in
                     db.afterCommit { ran.withLock { $0.append(key) } }
                     return try AppDatabase.post(
                         LedgerPosting(userId: "user_1", kind: .adjust, delta: 1, idempotencyKey: key, actor: "test", reason: "group commit"),
@@ -172,7 +172,7 @@ struct GroupCommitTests {
         }
         // What a full disk or an I/O error does: SQLite rolls back the whole transaction.
         let abandon: @Sendable () async throws -> Int = {
-            try await database.immediateWrite { db -> Int in
+            try await database.writeInGroupCommit { db -> Int in
                 try db.execute(sql: "ROLLBACK TRANSACTION")
                 throw Refused()
             }

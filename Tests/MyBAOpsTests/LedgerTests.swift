@@ -179,7 +179,7 @@ struct LedgerTests {
         #expect(balance.transferDate == transfer.entry.createdAt)
 
         try await db.createCustomer(userId: "user_legacy")
-        let lastPurchase = try #require(LedgerDates.parse("2025-03-01"))
+        let lastPurchase = try #require(Timestamps.parse("2025-03-01"))
         let imported = try await db.post(
             LedgerPosting(
                 userId: "user_legacy",
@@ -194,7 +194,7 @@ struct LedgerTests {
         #expect(imported.balance.tokensUsed == 40)
         #expect(imported.balance.tokensPurchased == 50)
         #expect(imported.balance.tokensTransferred == 1)
-        #expect(imported.balance.lastPurchase.map(LedgerDates.day) == "2025-03-01")
+        #expect(imported.balance.lastPurchase.map(Timestamps.day) == "2025-03-01")
         #expect(try await db.verify().isClean)
     }
 

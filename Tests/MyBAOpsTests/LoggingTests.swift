@@ -44,9 +44,9 @@ struct LoggingTests {
 
     @Test("timestamps are UTC with milliseconds")
     func timestampFormat() {
-        #expect(LedgerDates.timestamp(Date(timeIntervalSince1970: 1_700_000_000.1234)) == "2023-11-14T22:13:20.123Z")
-        #expect(LedgerDates.timestamp(Date(timeIntervalSince1970: 0)) == "1970-01-01T00:00:00.000Z")
-        #expect(LedgerDates.day(Date(timeIntervalSince1970: 1_700_000_000)) == "2023-11-14")
+        #expect(Timestamps.timestamp(Date(timeIntervalSince1970: 1_700_000_000.1234)) == "2023-11-14T22:13:20.123Z")
+        #expect(Timestamps.timestamp(Date(timeIntervalSince1970: 0)) == "1970-01-01T00:00:00.000Z")
+        #expect(Timestamps.day(Date(timeIntervalSince1970: 1_700_000_000)) == "2023-11-14")
     }
 
     @Test("the log file rotates by size into .1, .2 … keeping whole lines and the newest ones")

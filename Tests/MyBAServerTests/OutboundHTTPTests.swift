@@ -45,7 +45,7 @@ struct OutboundHTTPTests {
         try await withServer { base in
             let client = CurlHTTPClient()
             let response = try await client.send(
-                HTTPClientRequest(
+                OutboundRequest(
                     method: "POST",
                     url: base.appendingPathComponent("echo"),
                     headers: [("X-Custom", "value 1"), ("Content-Type", "application/json")],
@@ -69,27 +69,27 @@ struct OutboundHTTPTests {
             let client = CurlHTTPClient(settings: OutboundHTTPSettings(maxResponseBytes: 1000))
             // The server answers after 3 s: only the deadline can end the call with timedOut.
             do {
-                _ = try await client.send(HTTPClientRequest(method: "GET", url: base.appendingPathComponent("sleep/3000"), timeout: 0.3))
+                _ = try await client.send(OutboundRequest(method: "GET", url: base.appendingPathComponent("sleep/3000"), timeout: 0.3))
                 Issue.record("a silent server answered before the deadline")
-            } catch HTTPClientError.timedOut(let host) {
+            } catch OutboundHTTPError.timedOut(let host) {
                 #expect(host == "127.0.0.1")
             }
             do {
-                _ = try await client.send(HTTPClientRequest(method: "GET", url: base.appendingPathComponent("big/5000"), timeout: 5))
+                _ = try await client.send(OutboundRequest(method: "GET", url: base.appendingPathComponent("big/5000"), timeout: 5))
                 Issue.record("an oversized body was accepted")
-            } catch let error as HTTPClientError {
+            } catch let error as OutboundHTTPError {
                 #expect("\(error)".contains("larger than 1000 bytes"))
             }
             #expect(
-                try await client.send(HTTPClientRequest(method: "GET", url: base.appendingPathComponent("big/1000"), timeout: 5)).body.count == 1000
+                try await client.send(OutboundRequest(method: "GET", url: base.appendingPathComponent("big/1000"), timeout: 5)).body.count == 1000
             )
         }
         // A port nobody listens on (the server above is gone).
         let client = CurlHTTPClient()
         do {
-            _ = try await client.send(HTTPClientRequest(method: "GET", url: URL(string: "http://127.0.0.1:9/")!, timeout: 5))
+            _ = try await client.send(OutboundRequest(method: "GET", url: URL(string: "http://127.0.0.1:9/")!, timeout: 5))
             Issue.record("a refused connection answered")
-        } catch HTTPClientError.connectionFailed(let host, _) {
+        } catch OutboundHTTPError.connectionFailed(let host, _) {
             #expect(host == "127.0.0.1")
         }
         #expect(client.inFlight == 0)
@@ -99,7 +99,7 @@ struct OutboundHTTPTests {
     func cancellation() async throws {
         try await withServer { base in
             let client = CurlHTTPClient()
-            let call = Task { try await client.send(HTTPClientRequest(method: "GET", url: base.appendingPathComponent("sleep/3000"), timeout: 30)) }
+            let call = Task { try await client.send(OutboundRequest(method: "GET", url: base.appendingPathComponent("sleep/3000"), timeout: 30)) }
             try await Task.sleep(for: .milliseconds(200))
             // The server answers after 3 s: a CancellationError means the cancel ended the call.
             call.cancel()
@@ -123,7 +123,7 @@ struct OutboundHTTPTests {
                         let timeout = index % 10 == 0 ? 30 : Double(10 + (index * 7) % 390) / 1000
                         let call = Task {
                             try await client.send(
-                                HTTPClientRequest(method: "GET", url: base.appendingPathComponent("sleep/\(latency)"), timeout: timeout)
+                                OutboundRequest(method: "GET", url: base.appendingPathComponent("sleep/\(latency)"), timeout: timeout)
                             )
                         }
                         if index % 3 == 0 && index % 10 != 0 {
@@ -132,7 +132,7 @@ struct OutboundHTTPTests {
                         }
                         switch await call.result {
                         case .success: return "answered"
-                        case .failure(let error as HTTPClientError): if case .timedOut = error { return "timed out" } else { return "\(error)" }
+                        case .failure(let error as OutboundHTTPError): if case .timedOut = error { return "timed out" } else { return "\(error)" }
                         case .failure(is CancellationError): return "cancelled"
                         case .failure(let error): return "\(error)"
                         }
@@ -144,7 +144,7 @@ struct OutboundHTTPTests {
             #expect(Set(outcomes.keys).isSubset(of: ["answered", "timed out", "cancelled"]), "\(outcomes)")
             #expect(outcomes["answered", default: 0] > 0 && outcomes["timed out", default: 0] + outcomes["cancelled", default: 0] > 0, "\(outcomes)")
             #expect(client.inFlight == 0)
-            let after = try await client.send(HTTPClientRequest(method: "GET", url: base.appendingPathComponent("sleep/1"), timeout: 5))
+            let after = try await client.send(OutboundRequest(method: "GET", url: base.appendingPathComponent("sleep/1"), timeout: 5))
             #expect(after.status == 200)
         }
     }
@@ -154,7 +154,7 @@ struct OutboundHTTPTests {
         try await withServer { base in
             let client = CurlHTTPClient()
             let calls = (0..<20).map { _ in
-                Task { try await client.send(HTTPClientRequest(method: "GET", url: base.appendingPathComponent("sleep/3000"), timeout: 30)) }
+                Task { try await client.send(OutboundRequest(method: "GET", url: base.appendingPathComponent("sleep/3000"), timeout: 30)) }
             }
             for _ in 0..<100 where client.inFlight < 20 { try await Task.sleep(for: .milliseconds(20)) }
             #expect(client.inFlight == 20)
@@ -163,10 +163,10 @@ struct OutboundHTTPTests {
                 do {
                     _ = try await call.value
                     Issue.record("a call survived cancelAll")
-                } catch HTTPClientError.shuttingDown {}
+                } catch OutboundHTTPError.shuttingDown {}
             }
-            await #expect(throws: HTTPClientError.self) {
-                _ = try await client.send(HTTPClientRequest(method: "GET", url: base.appendingPathComponent("sleep/1"), timeout: 5))
+            await #expect(throws: OutboundHTTPError.self) {
+                _ = try await client.send(OutboundRequest(method: "GET", url: base.appendingPathComponent("sleep/1"), timeout: 5))
             }
             #expect(client.inFlight == 0)
         }

@@ -52,7 +52,7 @@ struct ReservationSweepTests {
         func hangingGenerate(_ body: String, _ headers: [(String, String)]) -> Task<Void, Never> {
             Task {
                 _ = try? await http.send(
-                    HTTPClientRequest(
+                    OutboundRequest(
                         method: "POST",
                         url: URL(string: "http://127.0.0.1:\(first.port)/api/generate")!,
                         headers: [("Content-Type", "application/json")] + headers,
@@ -127,7 +127,7 @@ struct ReservationSweepTests {
 
         // The retry runs anew as a second attempt, charged once.
         _ = try await http.send(
-            HTTPClientRequest(
+            OutboundRequest(
                 method: "POST",
                 url: URL(string: "http://127.0.0.1:\(upstreamPort)/control")!,
                 body: Data(#"{"mode":"fast"}"#.utf8),
@@ -186,7 +186,7 @@ struct ReservationSweepTests {
         let http = CurlHTTPClient()
         let call = Task {
             try await http.send(
-                HTTPClientRequest(
+                OutboundRequest(
                     method: "POST",
                     url: URL(string: "http://127.0.0.1:\(server.port)/api/generate")!,
                     headers: [("Content-Type", "application/json")],
@@ -249,10 +249,10 @@ struct ReservationSweepTests {
         )
         defer { server.stop() }
         let http = CurlHTTPClient()
-        func generate(_ user: String, _ key: String) -> Task<HTTPClientResponse, any Error> {
+        func generate(_ user: String, _ key: String) -> Task<OutboundResponse, any Error> {
             Task {
                 try await http.send(
-                    HTTPClientRequest(
+                    OutboundRequest(
                         method: "POST",
                         url: URL(string: "http://127.0.0.1:\(server.port)/api/generate")!,
                         headers: [("Content-Type", "application/json"), ("Authorization", "Bearer dev:\(user)"), ("Idempotency-Key", key)],

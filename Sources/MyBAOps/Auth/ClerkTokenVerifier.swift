@@ -71,7 +71,7 @@ public final class ClerkTokenVerifier: Sendable {
     static let maximumKeyStaleness: TimeInterval = 3600
 
     private let settings: AuthSettings
-    private let http: any HTTPClient
+    private let http: any OutboundHTTPClient
     private let staticKey: _RSA.Signing.PublicKey?
     private let cache = Mutex<KeyCache>(KeyCache())
     private let now: @Sendable () -> Date
@@ -93,7 +93,7 @@ public final class ClerkTokenVerifier: Sendable {
     /// - Throws: when `CLERK_JWT_KEY` is set but is not an RSA public key.
     public init(
         settings: AuthSettings,
-        http: any HTTPClient,
+        http: any OutboundHTTPClient,
         logger: Logger = Logger(label: "myba.auth"),
         now: @escaping @Sendable () -> Date = Date.init
     ) throws {
@@ -280,9 +280,9 @@ public final class ClerkTokenVerifier: Sendable {
         guard let url = settings.jwksURL else { throw AuthError.keysUnavailable("no JWKS URL") }
         var headers = [("Accept", "application/json")]
         if let secret = settings.secretKey { headers.append(("Authorization", "Bearer \(secret)")) }
-        let response: HTTPClientResponse
+        let response: OutboundResponse
         do {
-            response = try await http.send(HTTPClientRequest(method: "GET", url: url, headers: headers, timeout: 10))
+            response = try await http.send(OutboundRequest(method: "GET", url: url, headers: headers, timeout: 10))
         } catch {
             throw AuthError.keysUnavailable("\(error)")
         }

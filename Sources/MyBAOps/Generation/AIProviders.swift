@@ -30,7 +30,7 @@ struct ChatCompletionsClient: Sendable {
     let apiKey: String
     let extraHeaders: [(String, String)]
     let timeout: TimeInterval
-    let http: any HTTPClient
+    let http: any OutboundHTTPClient
 
     func complete(model: String, input: String) async throws -> String {
         let body: [String: Any] = [
@@ -72,10 +72,10 @@ struct ChatCompletionsClient: Sendable {
         return content
     }
 
-    private func send(body: [String: Any]) async throws -> HTTPClientResponse {
+    private func send(body: [String: Any]) async throws -> OutboundResponse {
         var headers = [("Authorization", "Bearer \(apiKey)"), ("Content-Type", "application/json")]
         headers += extraHeaders
-        let request = HTTPClientRequest(
+        let request = OutboundRequest(
             method: "POST",
             url: baseURL.appendingPathComponent("chat/completions"),
             headers: headers,
@@ -95,7 +95,7 @@ struct AnthropicClient: Sendable {
     let baseURL: URL
     let apiKey: String
     let timeout: TimeInterval
-    let http: any HTTPClient
+    let http: any OutboundHTTPClient
 
     func complete(model: String, input: String) async throws -> String {
         let body: [String: Any] = [
@@ -104,14 +104,14 @@ struct AnthropicClient: Sendable {
             "system": TicketPrompt.system,
             "messages": [["role": "user", "content": input]],
         ]
-        let request = HTTPClientRequest(
+        let request = OutboundRequest(
             method: "POST",
             url: baseURL.appendingPathComponent("messages"),
             headers: [("x-api-key", apiKey), ("anthropic-version", "2023-06-01"), ("content-type", "application/json")],
             body: try JSONSerialization.data(withJSONObject: body),
             timeout: timeout
         )
-        let response: HTTPClientResponse
+        let response: OutboundResponse
         do {
             response = try await http.send(request)
         } catch {

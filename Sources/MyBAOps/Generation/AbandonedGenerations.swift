@@ -30,7 +30,7 @@ extension AppDatabase {
     /// in the writer's transaction, and release keys are unique.
     @discardableResult
     public func releaseAbandonedGenerations(reservedBefore cutoff: Date, limit: Int = 200) async throws -> AbandonedGenerationsReport {
-        try await immediateWrite { db in
+        try await writeInGroupCommit { db in
             let now = Date().truncatedToMilliseconds
             let rows = try Row.fetchAll(
                 db,
@@ -167,7 +167,7 @@ public enum ManualCreditRefusal: Error, CustomStringConvertible, Sendable {
         switch self {
         case .stillReserved(let date):
             return
-                "refused: this request's generation still holds its token; the reservation sweep gives it back by \(LedgerDates.timestamp(date)) at the latest, so a credit now would pay it twice"
+                "refused: this request's generation still holds its token; the reservation sweep gives it back by \(Timestamps.timestamp(date)) at the latest, so a credit now would pay it twice"
         case .alreadyReleased:
             return "refused: this request's generation failed and its token was already given back (a release entry); nothing to credit"
         }
@@ -181,7 +181,7 @@ extension AppDatabase {
     /// call would add a row forever. Returns how many were removed.
     @discardableResult
     public func pruneOwnKeyGenerations(createdBefore cutoff: Date, limit: Int = 1000) async throws -> Int {
-        try await immediateWrite { db in
+        try await writeInGroupCommit { db in
             try db.execute(
                 sql: """
                     DELETE FROM generations WHERE idempotency_key IN (

@@ -93,7 +93,7 @@ public struct GenerationRequest: Sendable {
 }
 
 /// What `/api/generate` answers.
-public struct GenerationResult: Codable, Equatable, Sendable {
+public struct TicketResponse: Codable, Equatable, Sendable {
     public var ticket: Ticket
     public var markdown: String
     public var provider: String
@@ -103,8 +103,8 @@ public struct GenerationResult: Codable, Equatable, Sendable {
 
 /// A generation's answer with its JSON, encoded once: the same text is stored for replays and
 /// sent as the response body.
-public struct GenerationAnswer: Sendable {
-    public var result: GenerationResult
+public struct EncodedTicketResponse: Sendable {
+    public var result: TicketResponse
     /// `result` as JSON (`JSONEncoder` defaults, as the API has always sent it).
     public var json: String
     /// True when the key had already been answered: nothing was charged or written.
@@ -114,8 +114,8 @@ public struct GenerationAnswer: Sendable {
 /// An answer written as JSON before the transaction that charges for it, so that the single
 /// writer only appends `tokensRemaining`, which it alone knows, to the rest. The JSON is written
 /// by hand (Foundation's encoder was a tenth of a mock generation's CPU) with the keys in the
-/// order `GenerationResult` declares them; it decodes to the same `GenerationResult`.
-struct PreparedAnswer: Sendable {
+/// order `TicketResponse` declares them; it decodes to the same `TicketResponse`.
+struct TicketResponseDraft: Sendable {
     let ticket: Ticket
     let markdown: String
     let provider: String
@@ -160,12 +160,12 @@ struct PreparedAnswer: Sendable {
         head = bytes
     }
 
-    func answer(tokensRemaining: Int) -> GenerationAnswer {
+    func answer(tokensRemaining: Int) -> EncodedTicketResponse {
         var bytes = head
         bytes.append(contentsOf: String(tokensRemaining).utf8)
         bytes.append(UInt8(ascii: "}"))
-        let result = GenerationResult(ticket: ticket, markdown: markdown, provider: provider, model: model, tokensRemaining: tokensRemaining)
-        return GenerationAnswer(result: result, json: String(decoding: bytes, as: UTF8.self), replayed: false)
+        let result = TicketResponse(ticket: ticket, markdown: markdown, provider: provider, model: model, tokensRemaining: tokensRemaining)
+        return EncodedTicketResponse(result: result, json: String(decoding: bytes, as: UTF8.self), replayed: false)
     }
 }
 
@@ -214,13 +214,18 @@ public struct TicketGenerator: Sendable {
 
     let database: AppDatabase
     let settings: AISettings
-    let http: any HTTPClient
+    let http: any OutboundHTTPClient
     /// Salts the stored hash of a client's address (`MYBA_FINGERPRINT_SECRET`).
     let addressSecret: String
     /// The in-flight caps on provider calls (`MYBA_MAX_GENERATIONS_IN_FLIGHT`, `…_PER_ACCOUNT`).
     let limiter: GenerationLimiter
 
-    public init(database: AppDatabase, settings: AISettings, http: any HTTPClient, addressSecret: String = AnonymousSettings().fingerprintSecret) {
+    public init(
+        database: AppDatabase,
+        settings: AISettings,
+        http: any OutboundHTTPClient,
+        addressSecret: String = AnonymousSettings().fingerprintSecret
+    ) {
         self.database = database
         self.settings = settings
         self.http = http
@@ -255,16 +260,16 @@ public struct TicketGenerator: Sendable {
         /// Charged and marked reserved: the provider is to be called.
         case charged(attempt: Int)
         /// Charged and answered in the same transaction (mock templates).
-        case answered(GenerationAnswer)
-        case replay(GenerationAnswer)
+        case answered(EncodedTicketResponse)
+        case replay(EncodedTicketResponse)
     }
 
-    public func generate(_ request: GenerationRequest, logger: Logger) async throws -> GenerationResult {
+    public func generate(_ request: GenerationRequest, logger: Logger) async throws -> TicketResponse {
         try await answer(request, logger: logger).result
     }
 
     /// Generates (or replays) the ticket of `request`, with the JSON to send.
-    public func answer(_ request: GenerationRequest, logger: Logger) async throws -> GenerationAnswer {
+    public func answer(_ request: GenerationRequest, logger: Logger) async throws -> EncodedTicketResponse {
         let input = request.input
         // Zero-width and direction marks are invisible: an input of only those is empty, and a
         // token spent on it would buy nothing.
@@ -321,8 +326,8 @@ public struct TicketGenerator: Sendable {
             // leaves neither the charge nor the answer.
             // Everything but the remaining balance is encoded before the transaction, which keeps
             // the single writer's share of a request short.
-            let prepared = PreparedAnswer(ticket: MockTickets.ticket(for: input), provider: "mock", model: MockTickets.model)
-            let answer = try await database.immediateWrite { db -> GenerationAnswer in
+            let prepared = TicketResponseDraft(ticket: MockTickets.ticket(for: input), provider: "mock", model: MockTickets.model)
+            let answer = try await database.writeInGroupCommit { db -> EncodedTicketResponse in
                 switch try Self.reserve(request, payer: payer, inputHash: inputHash, answering: prepared, in: db) {
                 case .replay(let answer), .answered(let answer): return answer
                 case .charged: throw GenerationError.providerFailed("a mock generation was reserved without its answer")
@@ -407,7 +412,7 @@ public struct TicketGenerator: Sendable {
         } else {
             limits = nil
         }
-        return try await database.immediateWrite { db in
+        return try await database.writeInGroupCommit { db in
             try Self.reserve(request, payer: payer, inputHash: inputHash, answering: nil, ownKey: limits, in: db)
         }
     }
@@ -441,7 +446,7 @@ public struct TicketGenerator: Sendable {
         _ request: GenerationRequest,
         payer: Payer,
         inputHash: String,
-        answering prepared: PreparedAnswer?,
+        answering prepared: TicketResponseDraft?,
         ownKey limits: OwnKeyLimits? = nil,
         in db: Database
     ) throws -> Reservation {
@@ -458,8 +463,8 @@ public struct TicketGenerator: Sendable {
             switch row[3] as String {
             case "completed":
                 let stored: String = row[5]
-                let result = try JSONDecoder().decode(GenerationResult.self, from: Data(stored.utf8))
-                return .replay(GenerationAnswer(result: result, json: stored, replayed: true))
+                let result = try JSONDecoder().decode(TicketResponse.self, from: Data(stored.utf8))
+                return .replay(EncodedTicketResponse(result: result, json: stored, replayed: true))
             case "reserved":
                 throw GenerationError.inProgress
             default:
@@ -533,9 +538,9 @@ public struct TicketGenerator: Sendable {
         ticket: Ticket,
         provider: String,
         model: String
-    ) async throws -> GenerationAnswer? {
-        let prepared = PreparedAnswer(ticket: ticket, provider: provider, model: model)
-        return try await database.immediateWrite { db in try Self.complete(request, attempt: attempt, prepared, in: db) }
+    ) async throws -> EncodedTicketResponse? {
+        let prepared = TicketResponseDraft(ticket: ticket, provider: provider, model: model)
+        return try await database.writeInGroupCommit { db in try Self.complete(request, attempt: attempt, prepared, in: db) }
     }
 
     /// Whether attempt `attempt` of `key` still holds its reservation (the sweep has not released it).
@@ -550,8 +555,12 @@ public struct TicketGenerator: Sendable {
     /// Stores the answer of a reserved request and returns it with what the caller has left now
     /// (the provider call may have taken a while, and other requests spent meanwhile); nil when
     /// the reservation is no longer held.
-    private static func complete(_ request: GenerationRequest, attempt: Int, _ prepared: PreparedAnswer, in db: Database) throws -> GenerationAnswer?
-    {
+    private static func complete(
+        _ request: GenerationRequest,
+        attempt: Int,
+        _ prepared: TicketResponseDraft,
+        in db: Database
+    ) throws -> EncodedTicketResponse? {
         guard try stillReserved(request.idempotencyKey, attempt: attempt, in: db) else { return nil }
         let now = Date().truncatedToMilliseconds
         let remaining: Int
@@ -571,7 +580,7 @@ public struct TicketGenerator: Sendable {
     }
 
     private func fail(_ request: GenerationRequest, payer: Payer, attempt: Int, error: GenerationError) async throws {
-        try await database.immediateWrite { db in
+        try await database.writeInGroupCommit { db in
             // Released already by the sweep (the call outlived the reservation's deadline):
             // nothing more to give back.
             guard try Self.stillReserved(request.idempotencyKey, attempt: attempt, in: db) else { return }

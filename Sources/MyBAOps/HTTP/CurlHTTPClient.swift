@@ -20,7 +20,7 @@ public struct OutboundHTTPSettings: Equatable, Sendable {
     }
 }
 
-/// `HTTPClient` on libcurl's multi interface, driven by one dedicated thread.
+/// `OutboundHTTPClient` on libcurl's multi interface, driven by one dedicated thread.
 ///
 /// Why not Foundation's URLSession (which is libcurl too): on Linux, cancelling its async
 /// `data(for:)` runs `URLSessionTask.cancel()` inside Swift's cancellation handler, under the
@@ -34,7 +34,7 @@ public struct OutboundHTTPSettings: Equatable, Sendable {
 /// transfer is handed over, waiting for a connection included). Connections are kept in
 /// libcurl's pool, at most `maxConnectionsPerHost` per host, and all closed when the client has
 /// been idle for `idleCloseSeconds`.
-public final class CurlHTTPClient: HTTPClient {
+public final class CurlHTTPClient: OutboundHTTPClient {
     private let engine: CurlEngine
 
     public init(settings: OutboundHTTPSettings = OutboundHTTPSettings()) {
@@ -49,7 +49,7 @@ public final class CurlHTTPClient: HTTPClient {
         engine.stop()
     }
 
-    public func send(_ request: HTTPClientRequest) async throws -> HTTPClientResponse {
+    public func send(_ request: OutboundRequest) async throws -> OutboundResponse {
         let transfer = CurlTransfer(request: request)
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
@@ -63,7 +63,7 @@ public final class CurlHTTPClient: HTTPClient {
         }
     }
 
-    /// Fails every transfer in flight with `HTTPClientError.shuttingDown`, and every later one at
+    /// Fails every transfer in flight with `OutboundHTTPError.shuttingDown`, and every later one at
     /// once: what a server does when its shutdown deadline comes.
     public func cancelAll() {
         engine.refuseAll()
@@ -75,8 +75,8 @@ public final class CurlHTTPClient: HTTPClient {
 
 /// One request and, as it arrives, its response. Mutable fields belong to the engine's thread.
 final class CurlTransfer: @unchecked Sendable {
-    let request: HTTPClientRequest
-    var continuation: CheckedContinuation<HTTPClientResponse, any Error>?
+    let request: OutboundRequest
+    var continuation: CheckedContinuation<OutboundResponse, any Error>?
     let cancelled = Atomic<Bool>(false)
 
     var handle: UnsafeMutableRawPointer?
@@ -92,7 +92,7 @@ final class CurlTransfer: @unchecked Sendable {
     var bodyLimit = 0
     var bodyTooLarge = false
 
-    init(request: HTTPClientRequest) {
+    init(request: OutboundRequest) {
         self.request = request
     }
 
@@ -150,7 +150,7 @@ final class CurlEngine: @unchecked Sendable {
             return false
         }
         if refused {
-            transfer.continuation?.resume(throwing: HTTPClientError.shuttingDown(host: transfer.host))
+            transfer.continuation?.resume(throwing: OutboundHTTPError.shuttingDown(host: transfer.host))
             transfer.continuation = nil
         }
     }
@@ -196,10 +196,10 @@ final class CurlEngine: @unchecked Sendable {
                 }
                 return (state.submitted, state.cancellationNoticed, state.refusing, state.stopping)
             }
-            var finished: [(CurlTransfer, Result<HTTPClientResponse, any Error>)] = []
+            var finished: [(CurlTransfer, Result<OutboundResponse, any Error>)] = []
             for transfer in new {
                 if refusing {
-                    finished.append((transfer, .failure(HTTPClientError.shuttingDown(host: transfer.host))))
+                    finished.append((transfer, .failure(OutboundHTTPError.shuttingDown(host: transfer.host))))
                 } else if transfer.cancelled.load(ordering: .acquiring) {
                     finished.append((transfer, .failure(CancellationError())))
                 } else if let problem = start(transfer, on: multi) {
@@ -210,7 +210,7 @@ final class CurlEngine: @unchecked Sendable {
                 for (handle, transfer) in active {
                     if refusing {
                         remove(handle, from: multi)
-                        finished.append((transfer, .failure(HTTPClientError.shuttingDown(host: transfer.host))))
+                        finished.append((transfer, .failure(OutboundHTTPError.shuttingDown(host: transfer.host))))
                     } else if transfer.cancelled.load(ordering: .acquiring) {
                         remove(handle, from: multi)
                         finished.append((transfer, .failure(CancellationError())))
@@ -266,7 +266,7 @@ final class CurlEngine: @unchecked Sendable {
     /// Sets up the easy handle of `transfer` and adds it; an error when that fails.
     private func start(_ transfer: CurlTransfer, on multi: UnsafeMutableRawPointer) -> (any Error)? {
         guard let handle = curl_easy_init() else {
-            return HTTPClientError.connectionFailed(host: transfer.host, detail: "curl_easy_init failed")
+            return OutboundHTTPError.connectionFailed(host: transfer.host, detail: "curl_easy_init failed")
         }
         transfer.handle = handle
         transfer.bodyLimit = settings.maxResponseBytes
@@ -304,7 +304,7 @@ final class CurlEngine: @unchecked Sendable {
                 curl_slist_free_all(list)
                 curl_easy_cleanup(handle)
                 transfer.handle = nil
-                return HTTPClientError.connectionFailed(host: transfer.host, detail: "header \(name.prefix(40)) cannot be sent")
+                return OutboundHTTPError.connectionFailed(host: transfer.host, detail: "header \(name.prefix(40)) cannot be sent")
             }
             list = curl_slist_append(list, "\(name): \(value)")
         }
@@ -317,7 +317,7 @@ final class CurlEngine: @unchecked Sendable {
             curl_slist_free_all(list)
             transfer.handle = nil
             transfer.headerList = nil
-            return HTTPClientError.connectionFailed(host: transfer.host, detail: String(cString: curl_multi_strerror(added)))
+            return OutboundHTTPError.connectionFailed(host: transfer.host, detail: String(cString: curl_multi_strerror(added)))
         }
         active[handle] = transfer
         connectionsMayBeOpen = true
@@ -333,20 +333,20 @@ final class CurlEngine: @unchecked Sendable {
         transfer.handle = nil
     }
 
-    private func outcome(of transfer: CurlTransfer, code: CURLcode) -> Result<HTTPClientResponse, any Error> {
+    private func outcome(of transfer: CurlTransfer, code: CURLcode) -> Result<OutboundResponse, any Error> {
         switch code {
         case CURLE_OK:
             var status = 0
             _ = myba_easy_getinfo_long(transfer.handle, CURLINFO_RESPONSE_CODE, &status)
-            return .success(HTTPClientResponse(status: status, headers: transfer.headers, body: Data(transfer.body)))
+            return .success(OutboundResponse(status: status, headers: transfer.headers, body: Data(transfer.body)))
         case CURLE_OPERATION_TIMEDOUT:
-            return .failure(HTTPClientError.timedOut(host: transfer.host))
+            return .failure(OutboundHTTPError.timedOut(host: transfer.host))
         case CURLE_WRITE_ERROR where transfer.bodyTooLarge:
-            return .failure(HTTPClientError.connectionFailed(host: transfer.host, detail: "response larger than \(transfer.bodyLimit) bytes"))
+            return .failure(OutboundHTTPError.connectionFailed(host: transfer.host, detail: "response larger than \(transfer.bodyLimit) bytes"))
         default:
             let detail = String(cString: transfer.errorBuffer)
             return .failure(
-                HTTPClientError.connectionFailed(host: transfer.host, detail: detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail)
+                OutboundHTTPError.connectionFailed(host: transfer.host, detail: detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail)
             )
         }
     }

@@ -16,8 +16,8 @@ public struct BalanceFields: Encodable, Sendable {
         tokensUsed = balance.tokensUsed
         tokensPurchased = balance.tokensPurchased
         tokensTransferred = balance.tokensTransferred
-        lastPurchase = balance.lastPurchase.map(LedgerDates.day)
-        transferDate = balance.transferDate.map(LedgerDates.day)
+        lastPurchase = balance.lastPurchase.map(Timestamps.day)
+        transferDate = balance.transferDate.map(Timestamps.day)
     }
 
     public func encode(to encoder: any Encoder) throws {

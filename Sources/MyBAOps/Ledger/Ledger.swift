@@ -69,13 +69,13 @@ extension AppDatabase {
     /// Appends `posting` to the ledger and moves the balance in the same transaction.
     public func post(_ posting: LedgerPosting) async throws -> PostingResult {
         try Self.validate(posting)
-        return try await immediateWrite { db in try Self.post(posting, now: Date(), in: db) }
+        return try await writeInGroupCommit { db in try Self.post(posting, now: Date(), in: db) }
     }
 
     /// Synchronous `post`, for benchmarks and tools without an async context.
     public func postSync(_ posting: LedgerPosting) throws -> PostingResult {
         try Self.validate(posting)
-        return try immediateWriteSync { db in try Self.post(posting, now: Date(), in: db) }
+        return try writeInOwnTransaction { db in try Self.post(posting, now: Date(), in: db) }
     }
 
     /// Spends `amount` tokens, never taking the balance below zero: a consume that does not fit
@@ -145,7 +145,7 @@ extension AppDatabase {
     /// in one transaction. Safe to call on every sign-in and from the Clerk webhook.
     public func openAccount(userId: String, email: String?, actor: String, requestId: String? = nil) async throws -> PostingResult {
         try Self.validateUserId(userId)
-        return try await immediateWrite { db in
+        return try await writeInGroupCommit { db in
             try Self.openAccount(userId: userId, email: email, actor: actor, requestId: requestId, now: Date().truncatedToMilliseconds, in: db)
         }
     }
@@ -171,7 +171,7 @@ extension AppDatabase {
     @discardableResult
     public func createCustomer(userId: String, email: String? = nil) async throws -> Customer {
         try Self.validateUserId(userId)
-        return try await immediateWrite { db in
+        return try await writeInGroupCommit { db in
             try Self.insertCustomerIfMissing(userId: userId, email: email, now: Date().truncatedToMilliseconds, in: db)
         }
     }

@@ -250,8 +250,8 @@ extension LedgerEffect {
         if used != 0 { parts.append("used \(signed(used))") }
         if purchased != 0 { parts.append("purchased \(signed(purchased))") }
         if transferred != 0 { parts.append("transferred \(signed(transferred))") }
-        if let date = setsLastPurchase { parts.append("last_purchase \(LedgerDates.timestamp(date))") }
-        if let date = setsTransferDate { parts.append("transfer_date \(LedgerDates.timestamp(date))") }
+        if let date = setsLastPurchase { parts.append("last_purchase \(Timestamps.timestamp(date))") }
+        if let date = setsTransferDate { parts.append("transfer_date \(Timestamps.timestamp(date))") }
         return parts.joined(separator: ", ")
     }
 
@@ -270,7 +270,7 @@ extension Balance {
         ProjectionField(name: "tokens_used") { String($0.tokensUsed) },
         ProjectionField(name: "tokens_purchased") { String($0.tokensPurchased) },
         ProjectionField(name: "tokens_transferred") { String($0.tokensTransferred) },
-        ProjectionField(name: "last_purchase") { $0.lastPurchase.map(LedgerDates.timestamp) ?? "null" },
-        ProjectionField(name: "transfer_date") { $0.transferDate.map(LedgerDates.timestamp) ?? "null" },
+        ProjectionField(name: "last_purchase") { $0.lastPurchase.map(Timestamps.timestamp) ?? "null" },
+        ProjectionField(name: "transfer_date") { $0.transferDate.map(Timestamps.timestamp) ?? "null" },
     ]
 }

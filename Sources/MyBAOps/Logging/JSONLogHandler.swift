@@ -71,7 +71,7 @@ public struct JSONLogHandler: LogHandler {
     /// same event always renders the same way.
     public static func render(date: Date, level: Logger.Level, message: String, label: String, metadata: Logger.Metadata) -> [UInt8] {
         var out = JSONLineBuilder()
-        out.field("ts", string: LedgerDates.timestamp(date))
+        out.field("ts", string: Timestamps.timestamp(date))
         out.field("level", string: level.rawValue)
         out.field("msg", string: message)
         out.field("label", string: label)

@@ -63,7 +63,7 @@ public struct LogFilter: Sendable {
             {
                 return false
             }
-            if let since, let ts = (object["ts"] as? String).flatMap(LedgerDates.parse), ts < since { return false }
+            if let since, let ts = (object["ts"] as? String).flatMap(Timestamps.parse), ts < since { return false }
         }
         return true
     }

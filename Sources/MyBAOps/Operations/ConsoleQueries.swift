@@ -191,7 +191,7 @@ extension AppDatabase {
             let started = ContinuousClock.now
             let deleted: Int
             do {
-                deleted = try await immediateWrite { db -> Int in
+                deleted = try await writeInGroupCommit { db -> Int in
                     // Oldest first, along the last_seen_at index: fewer pages touched per batch.
                     try db.execute(
                         sql: """

@@ -81,7 +81,7 @@ extension AppDatabase {
     /// Posts an operator's entry and its audit row in one transaction.
     public func postAsOperator(_ posting: LedgerPosting, by context: OperatorContext) async throws -> PostingResult {
         try Self.validate(posting)
-        return try await immediateWrite { db in
+        return try await writeInGroupCommit { db in
             let result = try Self.post(posting, now: Date(), in: db)
             try Self.insertAudit(
                 context: context,
@@ -99,7 +99,7 @@ extension AppDatabase {
     /// `charge.refunded` webhook uses (same key), and its audit row, in one transaction.
     public func applyOperatorRefund(paymentId: String, snapshot: RefundSnapshot, by context: OperatorContext) async throws -> RefundOutcome {
         let amountRefunded = snapshot.amountRefunded
-        return try await immediateWrite { db in
+        return try await writeInGroupCommit { db in
             let outcome = try Self.applyRefund(
                 paymentId: paymentId,
                 snapshot: snapshot,
@@ -123,7 +123,7 @@ extension AppDatabase {
 
     /// Records a console action that changed no ledger entry (or failed).
     public func recordAudit(_ context: OperatorContext, userId: String?, outcome: String) async throws {
-        try await immediateWrite { db in
+        try await writeInGroupCommit { db in
             try Self.insertAudit(context: context, userId: userId, entryIds: [], idempotencyKey: nil, outcome: outcome, in: db)
         }
     }

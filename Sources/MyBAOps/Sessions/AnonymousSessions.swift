@@ -77,7 +77,7 @@ extension AppDatabase {
         let fingerprintHash = Self.saltedHash("fingerprint", fingerprint, secret: settings.fingerprintSecret)
         // IPv6 clients count by their /64: one subscriber holds a whole /64.
         let addressHash = Self.saltedHash("address", ClientAddress.limitKey(clientAddress), secret: settings.fingerprintSecret)
-        return try await immediateWrite { db in
+        return try await writeInGroupCommit { db in
             let now = Date().truncatedToMilliseconds
             if var existing = try Self.fetchSessions(db, sql: "SELECT * FROM anonymous_sessions WHERE fingerprint_hash = ?", [fingerprintHash]).first
             {
@@ -131,7 +131,7 @@ extension AppDatabase {
         requestId: String?
     ) async throws -> TransferResult {
         try Self.validateUserId(userId)
-        return try await immediateWrite { db in
+        return try await writeInGroupCommit { db in
             let now = Date().truncatedToMilliseconds
             guard let session = try Self.fetchSession(id: sessionId, in: db) else {
                 throw AnonymousSessionError.sessionNotFound(sessionId)
@@ -178,7 +178,7 @@ extension AppDatabase {
         idempotencyKey: String,
         requestId: String?
     ) async throws -> AnonymousSession {
-        try await immediateWrite { db in
+        try await writeInGroupCommit { db in
             try Self.chargeSession(
                 sessionId: sessionId,
                 amount: amount,

@@ -173,7 +173,7 @@ extension AppDatabase {
     /// for the lock honours the busy timeout instead of failing on a lock upgrade. Writes that
     /// arrive together share one durable commit, each in its own savepoint (`GroupCommitQueue`);
     /// it returns once its changes are durable.
-    func immediateWrite<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+    func writeInGroupCommit<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         try await groupCommit.write(body)
     }
 
@@ -181,8 +181,8 @@ extension AppDatabase {
     /// (zero when none waits): a stuck disk or a lock held elsewhere shows here.
     public func writerStalledFor() -> Duration { groupCommit.stalledFor() }
 
-    /// Synchronous twin of `immediateWrite` for callers without an async context (benchmarks).
-    func immediateWriteSync<T>(_ body: (Database) throws -> T) throws -> T {
+    /// Synchronous twin of `writeInGroupCommit` for callers without an async context (benchmarks).
+    func writeInOwnTransaction<T>(_ body: (Database) throws -> T) throws -> T {
         try writer.writeWithoutTransaction { db in
             var result: T?
             try db.inTransaction(.immediate) {

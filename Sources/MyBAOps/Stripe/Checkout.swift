@@ -186,7 +186,7 @@ extension AppDatabase {
     /// Records an opened session (a Stripe idempotency replay records nothing new); returns its
     /// sequence number.
     func recordCheckout(id: String, userId: String, planId: String, amount: Int, discounted: Bool) async throws -> Int64 {
-        try await immediateWrite { db in
+        try await writeInGroupCommit { db in
             try db.execute(
                 sql: """
                     INSERT INTO checkout_sessions (id, user_id, plan_id, amount, discounted, status, created_at) VALUES (?, ?, ?, ?, ?, 'open', ?)
@@ -199,7 +199,7 @@ extension AppDatabase {
     }
 
     func markCheckout(id: String, status: String) async throws {
-        try await immediateWrite { db in try Self.markCheckout(id: id, status: status, in: db) }
+        try await writeInGroupCommit { db in try Self.markCheckout(id: id, status: status, in: db) }
     }
 
     /// Open sessions move to `complete` or `expired`; a completed one stays completed.

@@ -109,9 +109,9 @@ extension AppDatabase {
         case (nil, nil): return true
         case let (l?, r?):
             if key == "last_purchase" || key == "transfer_date" {
-                guard let a = LedgerDates.parse(l), let b = LedgerDates.parse(r) else { return l == r }
+                guard let a = Timestamps.parse(l), let b = Timestamps.parse(r) else { return l == r }
                 // A bare day (as some legacy writes were) matches any time of that day.
-                if l.count == 10 || r.count == 10 { return LedgerDates.day(a) == LedgerDates.day(b) }
+                if l.count == 10 || r.count == 10 { return Timestamps.day(a) == Timestamps.day(b) }
                 return abs(a.timeIntervalSince(b)) < 1
             }
             return Int(l) != nil && Int(l) == Int(r) || l == r
@@ -124,7 +124,7 @@ extension AppDatabase {
 
     /// Marks customers for a fresh push of their metadata (`reconcile --fix push`).
     public func enqueueMirror(userIds: [String]) async throws {
-        try await immediateWrite { db in
+        try await writeInGroupCommit { db in
             for userId in userIds { try LedgerStatements.enqueueMirror(userId: userId, now: Date(), in: db) }
         }
     }
@@ -162,8 +162,8 @@ extension AppDatabase {
             tokensUsed: max(number("tokens_used"), 0),
             tokensPurchased: max(number("tokens_purchased"), 0),
             tokensTransferred: max(number("tokens_transferred"), 0),
-            lastPurchase: customer.metadata["last_purchase"].flatMap(LedgerDates.parse),
-            transferDate: customer.metadata["transfer_date"].flatMap(LedgerDates.parse)
+            lastPurchase: customer.metadata["last_purchase"].flatMap(Timestamps.parse),
+            transferDate: customer.metadata["transfer_date"].flatMap(Timestamps.parse)
         )
         let posting = LedgerPosting(
             userId: userId,
@@ -175,7 +175,7 @@ extension AppDatabase {
             reason: context.reason,
             opening: opening
         )
-        return try await immediateWrite { db in
+        return try await writeInGroupCommit { db in
             func outcome(_ result: String) -> ImportOutcome {
                 ImportOutcome(userId: userId, stripeCustomerId: customer.id, result: result, tokens: tokens)
             }
@@ -352,7 +352,7 @@ extension AppDatabase {
     /// Applies one planned step, with its audit row, in one transaction: the difference is taken
     /// there, against the ledger as it is, and only if it is still in the state the plan saw.
     public func applyPull(_ step: PullStep, by context: OperatorContext) async throws -> PullStepOutcome {
-        try await immediateWrite { db in
+        try await writeInGroupCommit { db in
             if try LedgerStatements.entry(idempotencyKey: step.key, in: db) != nil { return .alreadyApplied }
             let last = try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM ledger_entries WHERE user_id = ?", arguments: [step.userId]) ?? 0
             guard last == step.lastEntryId else { return .changedSincePlan("new ledger entries since the plan") }

@@ -28,21 +28,26 @@ public struct StripeError: Error, CustomStringConvertible, Sendable {
 /// Form fields with Stripe's bracketed keys (`metadata[tokens]`, `line_items[0][quantity]`), in order.
 public typealias StripeForm = [(String, String)]
 
-/// A Stripe API client over `HTTPClient`: form-encoded bodies, an `Idempotency-Key` on every
+/// A Stripe API client over `OutboundHTTPClient`: form-encoded bodies, an `Idempotency-Key` on every
 /// POST, retries as stripe-python does them (network errors, 409, 429 and 5xx, honouring
 /// `Stripe-Should-Retry`; delay `min(0.5·2^(n−1), 5)` s with jitter).
 public struct StripeClient: Sendable {
     public let apiBase: URL
     private let secretKey: String
-    private let http: any HTTPClient
+    private let http: any OutboundHTTPClient
     public var maxRetries: Int
     public var timeout: TimeInterval
     /// Scales retry delays (tests use 0).
     public var retryDelayScale: Double
 
     /// `timeout` (per attempt) defaults to the settings' `MYBA_STRIPE_TIMEOUT_MS`.
-    public init(settings: StripeSettings, http: any HTTPClient, maxRetries: Int = 2, timeout: TimeInterval? = nil, retryDelayScale: Double = 1) throws
-    {
+    public init(
+        settings: StripeSettings,
+        http: any OutboundHTTPClient,
+        maxRetries: Int = 2,
+        timeout: TimeInterval? = nil,
+        retryDelayScale: Double = 1
+    ) throws {
         guard let key = settings.secretKey else {
             throw StripeError(status: nil, type: "configuration", code: nil, message: "STRIPE_SECRET_KEY is not set", param: nil)
         }
@@ -136,11 +141,11 @@ public struct StripeClient: Sendable {
             headers.append(("Idempotency-Key", idempotencyKey ?? "myba-\(UUID().uuidString)"))
             body = Data(Self.encode(form).utf8)
         }
-        let request = HTTPClientRequest(method: method, url: components.url!, headers: headers, body: body, timeout: timeout)
+        let request = OutboundRequest(method: method, url: components.url!, headers: headers, body: body, timeout: timeout)
         var attempt = 0
         while true {
             attempt += 1
-            let response: HTTPClientResponse
+            let response: OutboundResponse
             do {
                 response = try await http.send(request)
             } catch {

@@ -14,8 +14,8 @@ public enum StripeMetadataKeys {
             "tokens_used": String(balance.tokensUsed),
             "tokens_purchased": String(balance.tokensPurchased),
             "tokens_transferred": String(balance.tokensTransferred),
-            "last_purchase": balance.lastPurchase.map(LedgerDates.timestamp),
-            "transfer_date": balance.transferDate.map(LedgerDates.timestamp),
+            "last_purchase": balance.lastPurchase.map(Timestamps.timestamp),
+            "transfer_date": balance.transferDate.map(Timestamps.timestamp),
         ]
     }
 }
@@ -69,7 +69,7 @@ public struct StripeMirror: Sendable {
                 pushed += 1
             } catch let held as LegacyBalanceHeld {
                 // Not a failure: nothing is pushed until the import, checked again hourly.
-                try await database.immediateWrite { db in
+                try await database.writeInGroupCommit { db in
                     try db.execute(
                         sql: "UPDATE stripe_outbox SET last_error = ?, next_attempt_at = ? WHERE user_id = ?",
                         arguments: [held.description, SQLTimestamp.string(Date().addingTimeInterval(3600)), userId]
@@ -82,7 +82,7 @@ public struct StripeMirror: Sendable {
             } catch {
                 failed += 1
                 let message = "\(error)"
-                try await database.immediateWrite { db in
+                try await database.writeInGroupCommit { db in
                     let attempts = (try Int.fetchOne(db, sql: "SELECT attempts FROM stripe_outbox WHERE user_id = ?", arguments: [userId]) ?? 0) + 1
                     try db.execute(
                         sql: "UPDATE stripe_outbox SET attempts = ?, last_error = ?, next_attempt_at = ? WHERE user_id = ?",
@@ -137,7 +137,7 @@ public struct StripeMirror: Sendable {
                 param: nil
             )
         }
-        try await database.immediateWrite { db in
+        try await database.writeInGroupCommit { db in
             try db.execute(sql: "DELETE FROM stripe_outbox WHERE user_id = ? AND changes = ?", arguments: [userId, changes])
             if db.changesCount == 0 {
                 // Changed meanwhile: push again soon, without counting it as a failure.
@@ -174,7 +174,7 @@ extension AppDatabase {
         // second one. If it still holds the legacy balance (not imported yet), it is held: the
         // mirror leaves its metadata alone until `import from-stripe` takes that balance over.
         if generation == 0, let legacy = try await legacyCustomer(userId: userId, stripe: stripe) {
-            let linked = try await immediateWrite { db -> String in
+            let linked = try await writeInGroupCommit { db -> String in
                 try db.execute(
                     sql:
                         "UPDATE customers SET stripe_customer_id = ? WHERE user_id = ? AND stripe_customer_id IS NULL AND NOT EXISTS (SELECT 1 FROM customers WHERE stripe_customer_id = ?)",
@@ -258,7 +258,7 @@ extension AppDatabase {
     /// through the API): the next need creates a new one. Returns whether it was linked.
     @discardableResult
     public func unlinkStripeCustomer(_ stripeCustomerId: String) async throws -> Bool {
-        try await immediateWrite { db in try Self.unlinkStripeCustomer(stripeCustomerId, in: db) }
+        try await writeInGroupCommit { db in try Self.unlinkStripeCustomer(stripeCustomerId, in: db) }
     }
 
     static func unlinkStripeCustomer(_ stripeCustomerId: String, in db: Database) throws -> Bool {

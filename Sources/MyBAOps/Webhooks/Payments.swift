@@ -346,7 +346,7 @@ extension AppDatabase {
 
     /// Records the customer's Stripe customer id unless one is already set; returns the id in use.
     public func linkStripeCustomer(userId: String, stripeCustomerId: String) async throws -> String {
-        try await immediateWrite { db in
+        try await writeInGroupCommit { db in
             try db.execute(
                 sql: "UPDATE customers SET stripe_customer_id = ? WHERE user_id = ? AND stripe_customer_id IS NULL",
                 arguments: [stripeCustomerId, userId]

@@ -64,7 +64,7 @@ extension AppDatabase {
     /// which changes nothing.
     public func storeWebhook(_ delivery: WebhookDelivery) async throws -> Bool {
         let headers = String(decoding: try JSONSerialization.data(withJSONObject: delivery.headers, options: [.sortedKeys]), as: UTF8.self)
-        return try await immediateWrite { db in
+        return try await writeInGroupCommit { db in
             try db.execute(
                 sql: """
                     INSERT INTO webhook_events (source, event_id, type, body, headers, received_at, request_id, status, attempts)
@@ -161,7 +161,7 @@ public struct WebhookProcessor: Sendable {
         let plans = self.plans
         let started = ContinuousClock.now
         do {
-            let outcome = try await database.immediateWrite { db in
+            let outcome = try await database.writeInGroupCommit { db in
                 try Self.processInTransaction(source: source, eventId: eventId, plans: plans, requestId: requestId, in: db)
             }
             if !outcome.alreadyDone {
@@ -179,7 +179,7 @@ public struct WebhookProcessor: Sendable {
             throw error
         } catch {
             let message = "\(error)"
-            let attempts = try await database.immediateWrite { db -> Int in
+            let attempts = try await database.writeInGroupCommit { db -> Int in
                 let now = Date()
                 let current =
                     try Int.fetchOne(

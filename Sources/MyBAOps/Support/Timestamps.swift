@@ -2,7 +2,7 @@ import Foundation
 
 /// The date formats MyBA shows: `YYYY-MM-DD` in the API (as the legacy service did) and
 /// RFC 3339 with milliseconds in UTC in logs and the console.
-public enum LedgerDates {
+public enum Timestamps {
     /// `2026-11-25`, UTC.
     public static func day(_ date: Date) -> String {
         let c = utcCalendar.dateComponents([.year, .month, .day], from: date)

@@ -1,8 +1,8 @@
 import Foundation
 
 /// One outbound HTTP request. Every client in MyBAOps (Clerk JWKS, AI providers, Stripe) speaks
-/// through `HTTPClient`, so tests point them at local servers by base URL.
-public struct HTTPClientRequest: Sendable {
+/// through `OutboundHTTPClient`, so tests point them at local servers by base URL.
+public struct OutboundRequest: Sendable {
     public var method: String
     public var url: URL
     public var headers: [(String, String)]
@@ -19,7 +19,7 @@ public struct HTTPClientRequest: Sendable {
     }
 }
 
-public struct HTTPClientResponse: Sendable {
+public struct OutboundResponse: Sendable {
     public var status: Int
     public var headers: [String: String]
     public var body: Data
@@ -37,7 +37,7 @@ public struct HTTPClientResponse: Sendable {
 }
 
 /// Why a request got no HTTP response at all.
-public enum HTTPClientError: Error, CustomStringConvertible, Sendable {
+public enum OutboundHTTPError: Error, CustomStringConvertible, Sendable {
     case timedOut(host: String)
     case connectionFailed(host: String, detail: String)
     /// The client is stopping (server shutdown): the exchange was abandoned or never started.
@@ -53,6 +53,6 @@ public enum HTTPClientError: Error, CustomStringConvertible, Sendable {
 }
 
 /// Sends HTTP requests.
-public protocol HTTPClient: Sendable {
-    func send(_ request: HTTPClientRequest) async throws -> HTTPClientResponse
+public protocol OutboundHTTPClient: Sendable {
+    func send(_ request: OutboundRequest) async throws -> OutboundResponse
 }

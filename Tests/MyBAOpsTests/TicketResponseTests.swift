@@ -24,10 +24,10 @@ struct GenerationAnswerTests {
                 storyPoints: index,
                 labels: index % 3 == 0 ? [] : ["bug", text]
             )
-            let prepared = PreparedAnswer(ticket: ticket, provider: "mock", model: text.isEmpty ? "m" : text)
+            let prepared = TicketResponseDraft(ticket: ticket, provider: "mock", model: text.isEmpty ? "m" : text)
             for remaining in [0, 1, 5, 9_999_999, Int(Int32.max)] {
                 let answer = prepared.answer(tokensRemaining: remaining)
-                let expected = GenerationResult(
+                let expected = TicketResponse(
                     ticket: ticket,
                     markdown: ticket.markdown,
                     provider: "mock",
@@ -35,7 +35,7 @@ struct GenerationAnswerTests {
                     tokensRemaining: remaining
                 )
                 #expect(answer.result == expected)
-                #expect(try JSONDecoder().decode(GenerationResult.self, from: Data(answer.json.utf8)) == expected, "\(answer.json)")
+                #expect(try JSONDecoder().decode(TicketResponse.self, from: Data(answer.json.utf8)) == expected, "\(answer.json)")
                 let ours = try JSONSerialization.jsonObject(with: Data(answer.json.utf8)) as? NSDictionary
                 let foundations = try JSONSerialization.jsonObject(with: JSONEncoder().encode(expected)) as? NSDictionary
                 #expect(ours == foundations)
