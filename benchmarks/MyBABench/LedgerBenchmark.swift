@@ -36,7 +36,11 @@ struct LedgerBenchmark: AsyncParsableCommand {
         try await database.createCustomer(userId: userId)
         let total = operations * rounds * 2
         _ = try await database.post(LedgerPosting(userId: userId, kind: .adjust, delta: total, idempotencyKey: "bench:seed", actor: "bench", reason: "benchmark balance"))
-        try await database.writer.write { db in
+        // The baseline's own connection to the same file: storage keeps its writer to itself.
+        let bareWriter = try DatabasePool(path: path, configuration: AppDatabase.makeConfiguration(busyTimeout: 5))
+        // As durable as the ledger's writer (GRDB lowers it to NORMAL when it enables WAL).
+        try bareWriter.writeWithoutTransaction { try $0.execute(sql: "PRAGMA synchronous = FULL") }
+        try await bareWriter.write { db in
             try db.execute(sql: "CREATE TABLE bench_counter (id INTEGER PRIMARY KEY, value INTEGER NOT NULL)")
             try db.execute(sql: "INSERT INTO bench_counter (id, value) VALUES (1, ?)", arguments: [total])
         }
@@ -47,7 +51,7 @@ struct LedgerBenchmark: AsyncParsableCommand {
         var keyCounter = 0
         for round in 0..<rounds {
             var sides: [() async throws -> Double] = [
-                { try timeIt { try bareUpdates(database.writer, count: operations) } },
+                { try timeIt { try bareUpdates(bareWriter, count: operations) } },
                 {
                     try timeIt {
                         for _ in 0..<operations {

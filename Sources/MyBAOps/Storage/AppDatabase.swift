@@ -6,9 +6,8 @@ import GRDB
 /// It wraps an injected `DatabaseWriter` so production uses a `DatabasePool` on a file shared by
 /// the server and the console, while tests may use a temporary file or an in-memory queue.
 public struct AppDatabase: Sendable {
-    /// The underlying GRDB writer. Exposed for tests and benchmarks; application code uses the
-    /// operations defined on `AppDatabase`.
-    public let writer: any DatabaseWriter
+    /// The underlying GRDB writer: storage's own (tests reach it through `@testable import`).
+    let writer: any DatabaseWriter
     /// Where this process's writes wait to share a durable commit (see `GroupCommitQueue`).
     let groupCommit: GroupCommitQueue
     /// Users known to have an account (see `openAccountOnFirstRequest`).
