@@ -39,7 +39,7 @@ struct LedgerBenchmark: AsyncParsableCommand {
         // The baseline's own connection to the same file: storage keeps its writer to itself.
         let bareWriter = try DatabasePool(path: path, configuration: AppDatabase.makeConfiguration(busyTimeout: 5))
         // As durable as the ledger's writer (GRDB lowers it to NORMAL when it enables WAL).
-        try bareWriter.writeWithoutTransaction { try $0.execute(sql: "PRAGMA synchronous = FULL") }
+        try await bareWriter.writeWithoutTransaction { try $0.execute(sql: "PRAGMA synchronous = FULL") }
         try await bareWriter.write { db in
             try db.execute(sql: "CREATE TABLE bench_counter (id INTEGER PRIMARY KEY, value INTEGER NOT NULL)")
             try db.execute(sql: "INSERT INTO bench_counter (id, value) VALUES (1, ?)", arguments: [total])
