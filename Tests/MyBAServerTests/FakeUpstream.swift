@@ -64,7 +64,14 @@ final class FakeUpstream: Sendable {
     private func chat(_ request: Request, context: some RequestContext, path: String) async throws -> Response {
         let body = try await decodeBody(request)
         let model = body["model"] as? String ?? ""
-        record(request, path: path, body: ["model": model, "messages": (body["messages"] as? [[String: String]]) ?? []])
+        record(
+            request,
+            path: path,
+            body: ["model": model, "messages": (body["messages"] as? [[String: String]]) ?? [], "stream": body["stream"] as? Bool ?? false]
+        )
+        if body["stream"] as? Bool == true, !model.hasPrefix("fail-") {
+            return try await Self.chatStream(model: model)
+        }
         switch model {
         case "fail-429": return try Self.json(["error": ["code": 429, "message": "rate limited upstream"]], status: .tooManyRequests)
         case "fail-500": return try Self.json(["error": ["code": 500, "message": "internal"]], status: .internalServerError)
@@ -95,6 +102,9 @@ final class FakeUpstream: Sendable {
             path: "anthropic",
             body: ["model": model, "max_tokens": (body["max_tokens"] as? Int) ?? -1, "system": (body["system"] as? String) ?? ""]
         )
+        if body["stream"] as? Bool == true, model != "overloaded", model != "fail-401" {
+            return Self.messagesStream(model: model)
+        }
         if model == "overloaded" {
             return try Self.json(
                 ["type": "error", "error": ["type": "overloaded_error", "message": "Overloaded"]],
@@ -113,6 +123,89 @@ final class FakeUpstream: Sendable {
         return try Self.json([
             "id": "msg_1", "type": "message", "role": "assistant", "content": [["type": "text", "text": Self.ticketJSON]], "stop_reason": "end_turn",
         ])
+    }
+
+    /// The pieces a streamed reply carries, cut where a provider's would be: mid-word.
+    static func pieces(of text: String, count: Int = 6) -> [String] {
+        let size = max(text.count / count, 1)
+        var pieces: [String] = []
+        var rest = Substring(text)
+        while !rest.isEmpty {
+            pieces.append(String(rest.prefix(size)))
+            rest = rest.dropFirst(size)
+        }
+        return pieces
+    }
+
+    /// A `text/event-stream` response writing `bytes` in pieces cut at odd places (mid-line, a
+    /// CRLF split), `pause` apart.
+    static func eventStream(_ text: String, pause: Duration = .milliseconds(20)) -> Response {
+        let bytes = Array(text.utf8)
+        return Response(
+            status: .ok,
+            headers: [.contentType: "text/event-stream"],
+            body: ResponseBody { writer in
+                var offset = 0
+                var size = 7
+                while offset < bytes.count {
+                    let end = min(offset + size, bytes.count)
+                    try await writer.write(ByteBuffer(bytes: bytes[offset..<end]))
+                    offset = end
+                    size = size * 3 % 97 + 5
+                    try await Task.sleep(for: pause)
+                }
+                try await writer.finish(nil)
+            }
+        )
+    }
+
+    /// OpenRouter's streamed chat completion: a keep-alive comment, `data:` chunks (CRLF line
+    /// ends on some), and `[DONE]`; `stream-error-mid` fails after two chunks with an `error`
+    /// object, as OpenRouter reports a provider failing mid-stream; `slow` starts after 3 s.
+    static func chatStream(model: String) async throws -> Response {
+        if model == "slow" { try await Task.sleep(for: .seconds(3)) }
+        var text = ": OPENROUTER PROCESSING\n\n"
+        let pieces = Self.pieces(of: "```json\n\(Self.ticketJSON)\n```")
+        for (index, piece) in pieces.enumerated() {
+            if model == "stream-error-mid" && index == 2 {
+                let error = try JSONSerialization.data(withJSONObject: [
+                    "id": "gen-1", "error": ["code": 502, "message": "provider disconnected"],
+                    "choices": [["index": 0, "delta": ["content": ""], "finish_reason": "error"]],
+                ])
+                text += "data: \(String(decoding: error, as: UTF8.self))\n\n"
+                break
+            }
+            let chunk = try JSONSerialization.data(withJSONObject: [
+                "id": "gen-1", "object": "chat.completion.chunk", "choices": [["index": 0, "delta": ["role": "assistant", "content": piece]]],
+            ])
+            text += "data: \(String(decoding: chunk, as: UTF8.self))" + (index % 2 == 0 ? "\r\n\r\n" : "\n\n")
+        }
+        text += "data: [DONE]\n\n"
+        return eventStream(text)
+    }
+
+    /// Anthropic's streaming Messages API; `stream-error-mid` sends an `error` event after the first delta.
+    static func messagesStream(model: String) -> Response {
+        func event(_ name: String, _ object: [String: Any]) -> String {
+            "event: \(name)\ndata: \(String(decoding: try! JSONSerialization.data(withJSONObject: object), as: UTF8.self))\n\n"
+        }
+        var text = event(
+            "message_start",
+            ["type": "message_start", "message": ["id": "msg_1", "type": "message", "role": "assistant", "content": []]]
+        )
+        text += event("content_block_start", ["type": "content_block_start", "index": 0, "content_block": ["type": "text", "text": ""]])
+        text += event("ping", ["type": "ping"])
+        for (index, piece) in Self.pieces(of: Self.ticketJSON).enumerated() {
+            if model == "stream-error-mid" && index == 1 {
+                text += event("error", ["type": "error", "error": ["type": "overloaded_error", "message": "Overloaded"]])
+                return eventStream(text)
+            }
+            text += event("content_block_delta", ["type": "content_block_delta", "index": 0, "delta": ["type": "text_delta", "text": piece]])
+        }
+        text += event("content_block_stop", ["type": "content_block_stop", "index": 0])
+        text += event("message_delta", ["type": "message_delta", "delta": ["stop_reason": "end_turn"]])
+        text += event("message_stop", ["type": "message_stop"])
+        return eventStream(text)
     }
 
     static let ticketJSON =

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A provider call that failed; `retryable` failures move on to the next model in the chain.
 public struct ProviderError: Error, CustomStringConvertible, Sendable {
@@ -72,7 +73,66 @@ struct ChatCompletionsClient: Sendable {
         return content
     }
 
-    private func send(body: [String: Any]) async throws -> OutboundResponse {
+    /// The same call with `stream: true`: each piece of text goes to `onDelta` as the provider
+    /// writes it (SSE `data:` lines, keep-alive comments skipped, `[DONE]` at the end); an
+    /// `error` object in the stream (OpenRouter's mid-stream failures) fails the call.
+    func stream(model: String, input: String, onDelta: @escaping @Sendable (String) -> Void) async throws -> String {
+        let body: [String: Any] = [
+            "model": model,
+            "messages": [["role": "system", "content": TicketPrompt.system], ["role": "user", "content": input]],
+            "max_tokens": 1200,
+            "temperature": 0.3,
+            "stream": true,
+        ]
+        struct State {
+            var parser = ServerSentEventParser()
+            var text = ""
+            var streamError: (code: Int?, message: String)?
+        }
+        let state = Mutex(State())
+        @Sendable func handle(_ events: [ServerSentEventParser.Event]) {
+            for event in events where event.data != "[DONE]" {
+                guard let object = try? JSONSerialization.jsonObject(with: Data(event.data.utf8)) as? [String: Any] else { continue }
+                if let error = object["error"] as? [String: Any] {
+                    state.withLock { $0.streamError = ((error["code"] as? NSNumber)?.intValue, error["message"] as? String ?? "error in stream") }
+                    continue
+                }
+                guard let choices = object["choices"] as? [[String: Any]], let delta = choices.first?["delta"] as? [String: Any],
+                    let content = delta["content"] as? String, !content.isEmpty
+                else { continue }
+                let accepted = state.withLock { state -> Bool in
+                    guard state.streamError == nil else { return false }
+                    state.text += content
+                    return true
+                }
+                if accepted { onDelta(content) }
+            }
+        }
+        let response = try await send(body: body) { chunk in
+            handle(state.withLock { $0.parser.feed(chunk) })
+        }
+        guard (200..<300).contains(response.status) else {
+            let object = try? JSONSerialization.jsonObject(with: response.body) as? [String: Any]
+            let message = ((object?["error"] as? [String: Any])?["message"] as? String) ?? "unexpected status"
+            throw ProviderError(
+                provider: providerName,
+                status: response.status,
+                message: message,
+                retryable: response.status >= 500 || response.status == 429
+            )
+        }
+        handle(state.withLock { $0.parser.finish() })
+        let (text, streamError) = state.withLock { ($0.text, $0.streamError) }
+        if let streamError {
+            throw ProviderError(provider: providerName, status: streamError.code, message: streamError.message, retryable: true)
+        }
+        guard !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            throw ProviderError(provider: providerName, status: response.status, message: "the stream carried no content", retryable: true)
+        }
+        return text
+    }
+
+    private func send(body: [String: Any], onChunk: (@Sendable ([UInt8]) -> Void)? = nil) async throws -> OutboundResponse {
         var headers = [("Authorization", "Bearer \(apiKey)"), ("Content-Type", "application/json")]
         headers += extraHeaders
         let request = OutboundRequest(
@@ -83,6 +143,7 @@ struct ChatCompletionsClient: Sendable {
             timeout: timeout
         )
         do {
+            if let onChunk { return try await http.send(request, onChunk: onChunk) }
             return try await http.send(request)
         } catch {
             throw ProviderError(provider: providerName, status: nil, message: "\(error)", retryable: true)
@@ -130,6 +191,78 @@ struct AnthropicClient: Sendable {
         guard let content = object?["content"] as? [[String: Any]],
             let text = content.first(where: { $0["type"] as? String == "text" || $0["text"] != nil })?["text"] as? String
         else { throw ProviderError(provider: "anthropic", status: response.status, message: "reply has no content[0].text", retryable: true) }
+        return text
+    }
+}
+
+extension AnthropicClient {
+    /// The streaming Messages API: `content_block_delta` events carry the text (`text_delta`),
+    /// an `error` event fails the call, `message_stop` ends it.
+    func stream(model: String, input: String, onDelta: @escaping @Sendable (String) -> Void) async throws -> String {
+        let body: [String: Any] = [
+            "model": model,
+            "max_tokens": 1200,
+            "system": TicketPrompt.system,
+            "messages": [["role": "user", "content": input]],
+            "stream": true,
+        ]
+        let request = OutboundRequest(
+            method: "POST",
+            url: baseURL.appendingPathComponent("messages"),
+            headers: [("x-api-key", apiKey), ("anthropic-version", "2023-06-01"), ("content-type", "application/json")],
+            body: try JSONSerialization.data(withJSONObject: body),
+            timeout: timeout
+        )
+        struct State {
+            var parser = ServerSentEventParser()
+            var text = ""
+            var streamError: String?
+        }
+        let state = Mutex(State())
+        @Sendable func handle(_ events: [ServerSentEventParser.Event]) {
+            for event in events {
+                guard let object = try? JSONSerialization.jsonObject(with: Data(event.data.utf8)) as? [String: Any] else { continue }
+                switch object["type"] as? String ?? event.name {
+                case "error":
+                    let message = (object["error"] as? [String: Any])?["message"] as? String ?? "error in stream"
+                    state.withLock { $0.streamError = message }
+                case "content_block_delta":
+                    guard let delta = object["delta"] as? [String: Any], delta["type"] as? String == "text_delta",
+                        let text = delta["text"] as? String, !text.isEmpty
+                    else { continue }
+                    let accepted = state.withLock { state -> Bool in
+                        guard state.streamError == nil else { return false }
+                        state.text += text
+                        return true
+                    }
+                    if accepted { onDelta(text) }
+                default:
+                    continue
+                }
+            }
+        }
+        let response: OutboundResponse
+        do {
+            response = try await http.send(request) { chunk in handle(state.withLock { $0.parser.feed(chunk) }) }
+        } catch {
+            throw ProviderError(provider: "anthropic", status: nil, message: "\(error)", retryable: true)
+        }
+        guard (200..<300).contains(response.status) else {
+            let object = try? JSONSerialization.jsonObject(with: response.body) as? [String: Any]
+            let message = ((object?["error"] as? [String: Any])?["message"] as? String) ?? "unexpected status"
+            throw ProviderError(
+                provider: "anthropic",
+                status: response.status,
+                message: message,
+                retryable: response.status == 429 || response.status >= 500
+            )
+        }
+        handle(state.withLock { $0.parser.finish() })
+        let (text, streamError) = state.withLock { ($0.text, $0.streamError) }
+        if let streamError { throw ProviderError(provider: "anthropic", status: nil, message: streamError, retryable: true) }
+        guard !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            throw ProviderError(provider: "anthropic", status: response.status, message: "the stream carried no content", retryable: true)
+        }
         return text
     }
 }

@@ -77,3 +77,14 @@ extension Array where Element == UInt8 {
         return false
     }
 }
+
+extension MockTickets {
+    /// The ticket as a provider would write it (its JSON), in the pieces a stream carries: one
+    /// line at a time, each with its newline.
+    static func streamedText(of ticket: Ticket) -> [String] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let text = (try? encoder.encode(ticket)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        return text.split(separator: "\n", omittingEmptySubsequences: false).map { $0 + "\n" }
+    }
+}

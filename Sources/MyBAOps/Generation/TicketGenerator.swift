@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import GRDB
 import Logging
+import Synchronization
 
 /// Which AI the caller asked for.
 public enum GenerationProvider: String, Codable, Sendable {
@@ -268,8 +269,24 @@ public struct TicketGenerator: Sendable {
         try await answer(request, logger: logger).result
     }
 
-    /// Generates (or replays) the ticket of `request`, with the JSON to send.
-    public func answer(_ request: GenerationRequest, logger: Logger) async throws -> EncodedTicketResponse {
+    /// What a streaming caller hears while its ticket is made.
+    public enum Progress: Sendable, Equatable {
+        /// The token is charged (or the answer is a replay): from here on the answer is a stream,
+        /// and every failure is reported in it; before, a failure is an ordinary error answer.
+        case started
+        /// A piece of the ticket's text as the provider writes it.
+        case delta(String)
+    }
+
+    /// Generates (or replays) the ticket of `request`, with the JSON to send. With `progress`,
+    /// the provider is asked to stream and each piece of text is passed on as it comes; once a
+    /// piece has been passed on, a failing model is not followed by the next one (the caller
+    /// would see two tickets' text run together): the generation fails and its token is released.
+    public func answer(
+        _ request: GenerationRequest,
+        logger: Logger,
+        progress: (@Sendable (Progress) -> Void)? = nil
+    ) async throws -> EncodedTicketResponse {
         let input = request.input
         // Zero-width and direction marks are invisible: an input of only those is empty, and a
         // token spent on it would buy nothing.
@@ -334,6 +351,13 @@ public struct TicketGenerator: Sendable {
                 }
             }
             if answer.replayed { logger.info("generation replayed", metadata: ["generation.key": .string(request.loggableKey)]) }
+            if let progress {
+                // Mock templates stream too: the ticket's text, a line at a time.
+                progress(.started)
+                if !answer.replayed {
+                    for line in MockTickets.streamedText(of: answer.result.ticket) { progress(.delta(line)) }
+                }
+            }
             return answer
         }
 
@@ -353,14 +377,18 @@ public struct TicketGenerator: Sendable {
         switch try await reserve(request, payer: payer, inputHash: inputHash) {
         case .replay(let answer), .answered(let answer):
             if answer.replayed { logger.info("generation replayed", metadata: ["generation.key": .string(request.loggableKey)]) }
+            progress?(.started)
             return answer
         case .charged(let number):
             attempt = number
         }
+        progress?(.started)
 
         let outcome: Result<(text: String?, provider: String, model: String), GenerationError>
         do {
-            outcome = .success(try await callProviders(request, ownKey: ownKey, logger: logger))
+            var onDelta: (@Sendable (String) -> Void)?
+            if let progress { onDelta = { @Sendable text in progress(.delta(text)) } }
+            outcome = .success(try await callProviders(request, ownKey: ownKey, logger: logger, onDelta: onDelta))
         } catch let error as GenerationError {
             outcome = .failure(error)
         } catch {
@@ -607,8 +635,18 @@ public struct TicketGenerator: Sendable {
     private func callProviders(
         _ request: GenerationRequest,
         ownKey: String?,
-        logger: Logger
+        logger: Logger,
+        onDelta: (@Sendable (String) -> Void)? = nil
     ) async throws -> (text: String?, provider: String, model: String) {
+        // Whether any text has reached a streaming caller (then no other model may follow).
+        let delivered = DeliveredFlag()
+        var passOn: (@Sendable (String) -> Void)?
+        if let onDelta {
+            passOn = { @Sendable text in
+                delivered.value.store(true, ordering: .relaxed)
+                onDelta(text)
+            }
+        }
         switch request.provider {
         case .openai:
             let model = request.model ?? "gpt-4o-mini"
@@ -621,7 +659,11 @@ public struct TicketGenerator: Sendable {
                 http: http
             )
             do {
-                return (try await client.complete(model: model, input: request.input), "openai", model)
+                let text =
+                    if let passOn { try await client.stream(model: model, input: request.input, onDelta: passOn) } else {
+                        try await client.complete(model: model, input: request.input)
+                    }
+                return (text, "openai", model)
             } catch let error as ProviderError {
                 throw GenerationError.providerFailed(Self.redact(error.description, secret: ownKey!))
             }
@@ -629,7 +671,11 @@ public struct TicketGenerator: Sendable {
             let model = request.model ?? "claude-3-5-haiku-latest"
             let client = AnthropicClient(baseURL: settings.anthropicBase, apiKey: ownKey!, timeout: settings.timeoutSeconds, http: http)
             do {
-                return (try await client.complete(model: model, input: request.input), "anthropic", model)
+                let text =
+                    if let passOn { try await client.stream(model: model, input: request.input, onDelta: passOn) } else {
+                        try await client.complete(model: model, input: request.input)
+                    }
+                return (text, "anthropic", model)
             } catch let error as ProviderError {
                 throw GenerationError.providerFailed(Self.redact(error.description, secret: ownKey!))
             }
@@ -652,7 +698,10 @@ public struct TicketGenerator: Sendable {
             var failures: [String] = []
             for model in chain {
                 do {
-                    let text = try await client.complete(model: model, input: request.input)
+                    let text =
+                        if let passOn { try await client.stream(model: model, input: request.input, onDelta: passOn) } else {
+                            try await client.complete(model: model, input: request.input)
+                        }
                     return (text, "openrouter", model)
                 } catch let error as ProviderError {
                     let message = Self.redact(error.description, secret: serverKey)
@@ -663,7 +712,7 @@ public struct TicketGenerator: Sendable {
                         ]
                     )
                     failures.append("\(model): \(message)")
-                    if !error.retryable { break }
+                    if !error.retryable || delivered.value.load(ordering: .relaxed) { break }
                 }
             }
             throw GenerationError.providerFailed(Secrets.mask("every AI model failed (\(failures.joined(separator: "; ")))"))
@@ -681,4 +730,9 @@ public struct TicketGenerator: Sendable {
 
 extension String {
     var nilIfEmpty: String? { isEmpty ? nil : self }
+}
+
+/// Set once a streamed piece of text has reached the caller.
+private final class DeliveredFlag: Sendable {
+    let value = Atomic<Bool>(false)
 }

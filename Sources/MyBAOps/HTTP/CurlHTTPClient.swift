@@ -50,7 +50,18 @@ public final class CurlHTTPClient: OutboundHTTPClient {
     }
 
     public func send(_ request: OutboundRequest) async throws -> OutboundResponse {
+        try await send(request, onChunk: nil)
+    }
+
+    /// Streams: `onChunk` runs on the client's thread as each piece arrives, so it must only hand
+    /// the bytes over (to an `AsyncStream`, say), never wait.
+    public func send(_ request: OutboundRequest, onChunk: @escaping @Sendable ([UInt8]) -> Void) async throws -> OutboundResponse {
+        try await send(request, onChunk: Optional(onChunk))
+    }
+
+    private func send(_ request: OutboundRequest, onChunk: (@Sendable ([UInt8]) -> Void)?) async throws -> OutboundResponse {
         let transfer = CurlTransfer(request: request)
+        transfer.onChunk = onChunk
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 transfer.continuation = continuation
@@ -91,6 +102,8 @@ final class CurlTransfer: @unchecked Sendable {
     var headers: [String: String] = [:]
     var bodyLimit = 0
     var bodyTooLarge = false
+    /// Called with each piece of the body as it arrives (streamed answers).
+    var onChunk: (@Sendable ([UInt8]) -> Void)?
 
     init(request: OutboundRequest) {
         self.request = request
@@ -361,7 +374,11 @@ private let curlBodyCallback: myba_data_callback = { data, size, count, context 
         transfer.bodyTooLarge = true
         return 0
     }
-    data.withMemoryRebound(to: UInt8.self, capacity: length) { transfer.body.append(contentsOf: UnsafeBufferPointer(start: $0, count: length)) }
+    data.withMemoryRebound(to: UInt8.self, capacity: length) { pointer in
+        let chunk = UnsafeBufferPointer(start: pointer, count: length)
+        transfer.body.append(contentsOf: chunk)
+        transfer.onChunk?(Array(chunk))
+    }
     return length
 }
 

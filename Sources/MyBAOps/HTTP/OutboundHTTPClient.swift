@@ -55,4 +55,16 @@ public enum OutboundHTTPError: Error, CustomStringConvertible, Sendable {
 /// Sends HTTP requests.
 public protocol OutboundHTTPClient: Sendable {
     func send(_ request: OutboundRequest) async throws -> OutboundResponse
+    /// Sends `request`, handing each piece of the response body to `onChunk` as it arrives (a
+    /// streamed answer), and returns the whole response at the end.
+    func send(_ request: OutboundRequest, onChunk: @escaping @Sendable ([UInt8]) -> Void) async throws -> OutboundResponse
+}
+
+extension OutboundHTTPClient {
+    /// A client that cannot stream hands over the whole body at once.
+    public func send(_ request: OutboundRequest, onChunk: @escaping @Sendable ([UInt8]) -> Void) async throws -> OutboundResponse {
+        let response = try await send(request)
+        onChunk(Array(response.body))
+        return response
+    }
 }
