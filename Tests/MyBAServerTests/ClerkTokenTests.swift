@@ -97,9 +97,13 @@ struct ClerkTokenTests {
         let rotated = try TokenFactory(kid: "kid_two")
         upstream.jwks.withLock { $0 = [first.jwk] }
         try await upstream.run { base in
+            // The verifier's clock stands still: a loaded machine must not stretch the test past
+            // the unknown-kid interval.
+            let clock = TestClock()
             let verifier = try ClerkTokenVerifier(
                 settings: AuthSettings(secretKey: "sk_test_clerk", jwksURL: base.appendingPathComponent("v1/jwks")),
-                http: CurlHTTPClient()
+                http: CurlHTTPClient(),
+                now: { clock.now }
             )
             _ = try await verifier.verify(token: try first.token())
             _ = try await verifier.verify(token: try first.token(sub: "user_other"))
@@ -117,10 +121,11 @@ struct ClerkTokenTests {
     }
 
     /// A clock the test moves.
+    /// A clock the test moves, and which otherwise stands still.
     final class TestClock: Sendable {
-        let offset = Mutex<TimeInterval>(0)
-        func advance(_ seconds: TimeInterval) { offset.withLock { $0 += seconds } }
-        var now: Date { Date().addingTimeInterval(offset.withLock { $0 }) }
+        let current = Mutex<Date>(Date())
+        func advance(_ seconds: TimeInterval) { current.withLock { $0 = $0.addingTimeInterval(seconds) } }
+        var now: Date { current.withLock { $0 } }
     }
 
     @Test(

@@ -50,7 +50,7 @@ struct UpstreamTextTests {
                 settings.ai.models = ["fail-401"]
                 settings.ai.openRouterBase = base.appendingPathComponent("api/v1")
                 settings.ai.openAIBase = base.appendingPathComponent("v1")
-                settings.ai.timeoutSeconds = 2
+                settings.ai.timeoutSeconds = 10
             }
             defer { fixture.directory.remove() }
             try await fixture.application().test(.router) { client in

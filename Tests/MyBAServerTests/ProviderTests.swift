@@ -13,7 +13,9 @@ import Testing
 /// formats, including their failures.
 @Suite("AI providers")
 struct ProviderTests {
-    func fixture(upstream base: URL, models: [String], key: String? = "sk-or-server-secret-123", timeout: Double = 1) throws -> ServerFixture {
+    /// A provider call's deadline is generous (a loaded machine must not turn a quick answer into
+    /// a timeout); the test of the `slow` model sets its own, well below that model's 3 s.
+    func fixture(upstream base: URL, models: [String], key: String? = "sk-or-server-secret-123", timeout: Double = 10) throws -> ServerFixture {
         try ServerFixture { settings in
             settings.ai.openRouterKey = key
             settings.ai.models = models
@@ -29,7 +31,7 @@ struct ProviderTests {
     func fallbackChain() async throws {
         let upstream = FakeUpstream()
         try await upstream.run { base in
-            let fixture = try fixture(upstream: base, models: ["fail-429", "fail-500", "slow", "error-200", "ok-json"])
+            let fixture = try fixture(upstream: base, models: ["fail-429", "fail-500", "slow", "error-200", "ok-json"], timeout: 1)
             defer { fixture.directory.remove() }
             try await fixture.application().test(.router) { client in
                 try await client.execute(

@@ -174,8 +174,9 @@ struct HostileClientTests {
         defer { directory.remove() }
         let server = try await RunningServer.start(environment: ["PORT": "0", "MYBA_CONNECTION_IDLE_MS": "1500"], currentDirectory: directory.path)
         defer { server.process.send(SIGKILL) }
-        let stalled = (0..<2000).compactMap { _ in
-            Self.stalledConnection(port: server.port, sending: "GET /api/health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        let port = server.port
+        let stalled = try await onOwnThread {
+            (0..<2000).compactMap { _ in Self.stalledConnection(port: port, sending: "GET /api/health HTTP/1.1\r\nHost: x\r\nX-Slow: ") }
         }
         defer { for fd in stalled { close(fd) } }
         #expect(stalled.count > 1900)
@@ -186,7 +187,7 @@ struct HostileClientTests {
         #expect(try jsonObject(String(decoding: data, as: UTF8.self))["status"] as? String == "ok")
         #expect(ContinuousClock.now - started < .seconds(1))
 
-        let closed = Self.closedByServer(stalled, timeout: .seconds(8))
+        let closed = try await onOwnThread { Self.closedByServer(stalled, timeout: .seconds(8)) }
         #expect(closed == stalled.count, "\(stalled.count - closed) stalled connections still open")
 
         var oversized = URLRequest(url: URL(string: "http://127.0.0.1:\(server.port)/api/health")!)

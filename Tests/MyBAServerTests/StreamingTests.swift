@@ -43,7 +43,7 @@ struct StreamingTests {
             settings.ai.openRouterBase = base.appendingPathComponent("api/v1")
             settings.ai.openAIBase = base.appendingPathComponent("v1")
             settings.ai.anthropicBase = base.appendingPathComponent("v1")
-            settings.ai.timeoutSeconds = 5
+            settings.ai.timeoutSeconds = 30
         }
     }
 
@@ -170,17 +170,21 @@ struct StreamingTests {
                 let request =
                     "POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: text/event-stream\r\n"
                     + "Authorization: Bearer dev:user_gone\r\nIdempotency-Key: gone-1\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
-                let socket = try #require(HostileClientTests.stalledConnection(port: port, sending: request))
-                // Read until the first delta has arrived, then hang up.
-                var received = ""
-                var buffer = [UInt8](repeating: 0, count: 4096)
-                let deadline = ContinuousClock.now + .seconds(10)
-                while !received.contains("event: delta") && ContinuousClock.now < deadline {
-                    let count = recv(socket, &buffer, buffer.count, 0)
-                    if count <= 0 { break }
-                    received += String(decoding: buffer[..<count], as: UTF8.self)
+                // Read until the first delta has arrived, then hang up (on a thread of its own: the
+                // reads block).
+                let received = try await onOwnThread { () -> String in
+                    guard let socket = HostileClientTests.stalledConnection(port: port, sending: request) else { return "" }
+                    defer { close(socket) }
+                    var received = ""
+                    var buffer = [UInt8](repeating: 0, count: 4096)
+                    let deadline = ContinuousClock.now + .seconds(20)
+                    while !received.contains("event: delta") && ContinuousClock.now < deadline {
+                        let count = recv(socket, &buffer, buffer.count, 0)
+                        if count <= 0 { break }
+                        received += String(decoding: buffer[..<count], as: UTF8.self)
+                    }
+                    return received
                 }
-                close(socket)
                 #expect(received.contains("event: delta"))
                 #expect(!received.contains("event: ticket"))
 

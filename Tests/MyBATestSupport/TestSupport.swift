@@ -110,3 +110,14 @@ public final class CapturedLines: Sendable {
         LogDestination { line in self.lines.withLock { $0.append(String(decoding: line, as: UTF8.self)) } }
     }
 }
+
+/// Runs blocking work (sockets, `poll`, waits) on a thread of its own: on the cooperative pool,
+/// which has a thread per core, it would stall every other test's tasks meanwhile.
+public func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = Thread {
+            do { continuation.resume(returning: try body()) } catch { continuation.resume(throwing: error) }
+        }
+        thread.start()
+    }
+}
