@@ -58,7 +58,8 @@ class FixedLatencyUpstream:
                     payload = json.dumps({"id": "gen-bench", "choices": [{"index": 0, "message": {"role": "assistant", "content": TICKET}}]}).encode()
                     writer.write(f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n".encode() + payload)
                     await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError, ValueError):
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError, ValueError, asyncio.CancelledError):
+            # Cancelled: the run is over and its loop closes the idle connections.
             pass
         finally:
             self.open -= 1
@@ -164,7 +165,7 @@ async def run_one(args, latency: float, clients: int, streamed: bool) -> dict:
     database = os.path.join(workdir, "myba.sqlite")
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PORT": "0", "MYBA_DATABASE": database,
-        "MYBA_LOG_FILE": os.path.join(workdir, "myba.jsonl"), "MYBA_LOG_LEVEL": "warning",
+        "MYBA_LOG_FILE": os.path.join(workdir, "myba.jsonl"),
         "OPENROUTER_API_KEY": "sk-or-bench", "OPENROUTER_API_BASE": f"http://127.0.0.1:{upstream_port}/api/v1",
         "MYBA_AI_MODELS": "bench-model", "MYBA_AI_TIMEOUT_MS": str(int(latency * 4000 + 5000)),
         "MYBA_MAX_GENERATIONS_IN_FLIGHT": "4096", "MYBA_HTTP_MAX_CONNECTIONS_PER_HOST": "4096",
