@@ -23,22 +23,6 @@ struct DisputeTests {
         )
     }
 
-    /// Delivers `bodies` in order (each twice, as Stripe may) and returns the user's balance.
-    func deliver(_ bodies: [String], to client: some TestClientProtocol) async throws {
-        for body in bodies {
-            for _ in 0..<2 {
-                try await client.execute(
-                    uri: "/api/webhook/stripe",
-                    method: .post,
-                    headers: Deliveries.stripeHeaders(body),
-                    body: ByteBuffer(string: body)
-                ) { response in
-                    #expect(response.status == .ok)
-                }
-            }
-        }
-    }
-
     @Test(
         "a dispute holds back what is left of the purchase's tokens (never below zero, the rest as shortfall) and a won dispute gives them back, once each however often delivered"
     )
@@ -54,7 +38,7 @@ struct DisputeTests {
                 amount: 500,
                 paymentIntent: "pi_disp"
             )
-            try await deliver([purchase], to: client)
+            try await Deliveries.deliverTwice([purchase], to: client)
             // The buyer (opened by the purchase, so no welcome grant) spends 4 of the 10 bought;
             // the dispute holds back the 6 left, 4 short.
             for index in 0..<4 {
@@ -62,7 +46,7 @@ struct DisputeTests {
                 headers[.contentType] = "application/json"
                 _ = try await client.execute(uri: "/api/generate", method: .post, headers: headers, body: jsonBody(["input": "Ticket \(index)"]))
             }
-            try await deliver(
+            try await Deliveries.deliverTwice(
                 [
                     Self.dispute(
                         eventId: "evt_dp1",
@@ -81,7 +65,7 @@ struct DisputeTests {
         let opened = try #require(try await database.webhookEvent(source: .stripe, eventId: "evt_dp1"))
         #expect(opened.outcome?.contains("held back 6 tokens") == true && opened.outcome?.contains("shortfall 4") == true, "\(opened.outcome ?? "")")
         try await fixture.application().test(.router) { client in
-            try await deliver(
+            try await Deliveries.deliverTwice(
                 [
                     Self.dispute(
                         eventId: "evt_dp1_won",
@@ -109,7 +93,7 @@ struct DisputeTests {
         let fixture = try webhookFixture()
         defer { fixture.directory.remove() }
         try await fixture.application().test(.router) { client in
-            try await deliver(
+            try await Deliveries.deliverTwice(
                 [
                     Deliveries.checkoutCompleted(
                         eventId: "evt_buy2",
@@ -126,7 +110,7 @@ struct DisputeTests {
         let database = try fixture.database()
         _ = try await database.post(LedgerPosting(userId: "user_spent", kind: .consume, delta: -10, idempotencyKey: "spent-10", actor: "test"))
         try await fixture.application().test(.router) { client in
-            try await deliver(
+            try await Deliveries.deliverTwice(
                 [
                     Self.dispute(
                         eventId: "evt_dp2",
@@ -159,7 +143,7 @@ struct DisputeTests {
         let fixture = try webhookFixture()
         defer { fixture.directory.remove() }
         try await fixture.application().test(.router) { client in
-            try await deliver(
+            try await Deliveries.deliverTwice(
                 [
                     Deliveries.checkoutCompleted(
                         eventId: "evt_buy3",

@@ -13,25 +13,12 @@ import Testing
 /// formats, including their failures.
 @Suite("AI providers")
 struct ProviderTests {
-    /// A provider call's deadline is generous (a loaded machine must not turn a quick answer into
-    /// a timeout); the test of the `slow` model sets its own, well below that model's 3 s.
-    func fixture(upstream base: URL, models: [String], key: String? = "sk-or-server-secret-123", timeout: Double = 10) throws -> ServerFixture {
-        try ServerFixture { settings in
-            settings.ai.openRouterKey = key
-            settings.ai.models = models
-            settings.ai.openRouterBase = base.appendingPathComponent("api/v1")
-            settings.ai.openAIBase = base.appendingPathComponent("v1")
-            settings.ai.anthropicBase = base.appendingPathComponent("v1")
-            settings.ai.timeoutSeconds = timeout
-            settings.ai.publicURL = "https://myba.example"
-        }
-    }
 
     @Test("the model chain falls through 429, 500, a timeout and HTTP 200 with an error body to the first model that answers; one token is spent")
     func fallbackChain() async throws {
         let upstream = FakeUpstream()
         try await upstream.run { base in
-            let fixture = try fixture(upstream: base, models: ["fail-429", "fail-500", "slow", "error-200", "ok-json"], timeout: 1)
+            let fixture = try providerFixture(upstream: base, models: ["fail-429", "fail-500", "slow", "error-200", "ok-json"], timeout: 1)
             defer { fixture.directory.remove() }
             try await fixture.application().test(.router) { client in
                 try await client.execute(
@@ -72,7 +59,7 @@ struct ProviderTests {
     func allFail() async throws {
         let upstream = FakeUpstream()
         try await upstream.run { base in
-            let fixture = try fixture(upstream: base, models: ["fail-500", "error-200"])
+            let fixture = try providerFixture(upstream: base, models: ["fail-500", "error-200"])
             defer { fixture.directory.remove() }
             try await fixture.application().test(.router) { client in
                 try await client.execute(
@@ -121,7 +108,7 @@ struct ProviderTests {
     func nonRetryable() async throws {
         let upstream = FakeUpstream()
         try await upstream.run { base in
-            let fixture = try fixture(upstream: base, models: ["fail-401", "ok-json"])
+            let fixture = try providerFixture(upstream: base, models: ["fail-401", "ok-json"])
             defer { fixture.directory.remove() }
             try await fixture.application().test(.router) { client in
                 try await client.execute(uri: "/api/generate", method: .post, headers: bearer("dev:user_x"), body: jsonBody(["input": "Anything"])) {
@@ -139,7 +126,7 @@ struct ProviderTests {
     func markdownAnswer() async throws {
         let upstream = FakeUpstream()
         try await upstream.run { base in
-            let fixture = try fixture(upstream: base, models: ["ok-markdown"])
+            let fixture = try providerFixture(upstream: base, models: ["ok-markdown"])
             defer { fixture.directory.remove() }
             try await fixture.application().test(.router) { client in
                 try await client.execute(uri: "/api/generate", method: .post, headers: bearer("dev:user_md"), body: jsonBody(["input": "CSV export"]))
@@ -160,7 +147,7 @@ struct ProviderTests {
     func ownKeys() async throws {
         let upstream = FakeUpstream()
         try await upstream.run { base in
-            let fixture = try fixture(upstream: base, models: ["ok-json"])
+            let fixture = try providerFixture(upstream: base, models: ["ok-json"])
             defer { fixture.directory.remove() }
             let openAIKey = "sk-proj-user-own-key-abcdef123456"
             let anthropicKey = "sk-ant-user-own-key-987654"

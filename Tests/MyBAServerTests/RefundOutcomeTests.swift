@@ -14,24 +14,6 @@ import Testing
 /// events over HTTP, in either order, each delivered twice.
 @Suite("Refund outcomes")
 struct RefundOutcomeTests {
-    func deliver(_ bodies: [String], to client: some TestClientProtocol) async throws -> [String] {
-        var statuses: [String] = []
-        for body in bodies {
-            for _ in 0..<2 {
-                let status = try await client.execute(
-                    uri: "/api/webhook/stripe",
-                    method: .post,
-                    headers: Deliveries.stripeHeaders(body),
-                    body: ByteBuffer(string: body)
-                ) { response in
-                    #expect(response.status == .ok)
-                    return try response.json["status"] as? String ?? "?"
-                }
-                statuses.append(status)
-            }
-        }
-        return statuses
-    }
 
     @Test(
         "a refund that fails at Stripe gives back what it took, whichever of its events comes first; a failed refund forgives the shortfall before it gives anything back"
@@ -41,7 +23,7 @@ struct RefundOutcomeTests {
         defer { fixture.directory.remove() }
         let t = Int(Date().timeIntervalSince1970) - 1000
         try await fixture.application().test(.router) { client in
-            _ = try await deliver(
+            _ = try await Deliveries.deliverTwice(
                 [
                     Deliveries.checkoutCompleted(
                         eventId: "evt_buy",
@@ -59,7 +41,7 @@ struct RefundOutcomeTests {
 
             // Refund re_1 failed; its failure is delivered before the charge snapshot that
             // still counted it. Nothing is ever taken.
-            _ = try await deliver(
+            _ = try await Deliveries.deliverTwice(
                 [
                     Deliveries.refundFailed(
                         eventId: "evt_re1_failed",
@@ -85,7 +67,7 @@ struct RefundOutcomeTests {
 
             // Refund re_2 (the charge snapshot after re_1's failure no longer counts it): the 2
             // tokens left are taken, 8 are short.
-            _ = try await deliver(
+            _ = try await Deliveries.deliverTwice(
                 [
                     Deliveries.chargeRefunded(
                         eventId: "evt_re2",
@@ -101,7 +83,7 @@ struct RefundOutcomeTests {
             #expect(try await database.balance(userId: "user_rf")?.tokens == 0)
 
             // re_2 fails too: the 8 short are forgiven, the 2 taken come back.
-            let statuses = try await deliver(
+            let statuses = try await Deliveries.deliverTwice(
                 [
                     Deliveries.refundFailed(
                         eventId: "evt_re2_failed",
@@ -120,7 +102,7 @@ struct RefundOutcomeTests {
             #expect(event.outcome?.contains("gave back 2 tokens") == true, "\(event.outcome ?? "")")
 
             // An old snapshot delivered late (taken before re_2 failed) changes nothing.
-            _ = try await deliver(
+            _ = try await Deliveries.deliverTwice(
                 [
                     Deliveries.chargeRefunded(
                         eventId: "evt_re2_again",
@@ -148,7 +130,7 @@ struct RefundOutcomeTests {
         defer { fixture.directory.remove() }
         let t = Int(Date().timeIntervalSince1970) - 1000
         try await fixture.application().test(.router) { client in
-            _ = try await deliver(
+            _ = try await Deliveries.deliverTwice(
                 [
                     Deliveries.checkoutCompleted(
                         eventId: "evt_buy_c",
@@ -171,7 +153,7 @@ struct RefundOutcomeTests {
             )
             let database = try fixture.database()
             #expect(try await database.balance(userId: "user_c")?.tokens == 5)
-            let pending = try await deliver(
+            let pending = try await Deliveries.deliverTwice(
                 [
                     Deliveries.refundFailed(
                         eventId: "evt_pending",
@@ -187,7 +169,7 @@ struct RefundOutcomeTests {
             )
             #expect(pending == ["ignored", "ignored"])
             #expect(try await database.balance(userId: "user_c")?.tokens == 5)
-            _ = try await deliver(
+            _ = try await Deliveries.deliverTwice(
                 [
                     Deliveries.refundFailed(
                         eventId: "evt_canceled",
@@ -211,12 +193,12 @@ struct RefundOutcomeTests {
         let fixture = try webhookFixture()
         defer { fixture.directory.remove() }
         try await fixture.application().test(.router) { client in
-            let foreign = try await deliver(
+            let foreign = try await Deliveries.deliverTwice(
                 [Deliveries.chargeRefunded(eventId: "evt_foreign", paymentIntent: "pi_other_product", amount: 900, refunded: 900)],
                 to: client
             )
             #expect(foreign == ["ignored", "ignored"])
-            let ours = try await deliver(
+            let ours = try await Deliveries.deliverTwice(
                 [Deliveries.chargeRefunded(eventId: "evt_ours_early", paymentIntent: "pi_ours", amount: 500, refunded: 500, userId: "user_ours")],
                 to: client
             )

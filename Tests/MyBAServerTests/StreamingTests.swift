@@ -36,17 +36,6 @@ struct StreamingTests {
         try events.filter { $0.name == "delta" }.map { try jsonObject($0.data)["text"] as? String ?? "" }.joined()
     }
 
-    func fixture(upstream base: URL, models: [String], key: String? = "sk-or-server-secret-123") throws -> ServerFixture {
-        try ServerFixture { settings in
-            settings.ai.openRouterKey = key
-            settings.ai.models = models
-            settings.ai.openRouterBase = base.appendingPathComponent("api/v1")
-            settings.ai.openAIBase = base.appendingPathComponent("v1")
-            settings.ai.anthropicBase = base.appendingPathComponent("v1")
-            settings.ai.timeoutSeconds = 30
-        }
-    }
-
     static let streamHeaders: HTTPFields = [.contentType: "application/json", .accept: "text/event-stream", .authorization: "Bearer dev:user_stream"]
 
     @Test(
@@ -55,7 +44,7 @@ struct StreamingTests {
     func openRouterStream() async throws {
         let upstream = FakeUpstream()
         try await upstream.run { base in
-            let fixture = try fixture(upstream: base, models: ["ok-json"])
+            let fixture = try providerFixture(upstream: base, models: ["ok-json"])
             defer { fixture.directory.remove() }
             try await fixture.application().test(.live) { client in
                 try await client.execute(uri: "/api/generate", method: .post, headers: Self.streamHeaders, body: jsonBody(["input": "CSV export"])) {
@@ -85,7 +74,7 @@ struct StreamingTests {
     func mockAndOwnKeys() async throws {
         let upstream = FakeUpstream()
         try await upstream.run { base in
-            let fixture = try fixture(upstream: base, models: ["ok-json"], key: nil)
+            let fixture = try providerFixture(upstream: base, models: ["ok-json"], key: nil)
             defer { fixture.directory.remove() }
             try await fixture.application().test(.live) { client in
                 try await client.execute(uri: "/api/generate", method: .post, headers: Self.streamHeaders, body: jsonBody(["input": "CSV export"])) {
@@ -116,7 +105,7 @@ struct StreamingTests {
     func midStreamFailure() async throws {
         let upstream = FakeUpstream()
         try await upstream.run { base in
-            let fixture = try fixture(upstream: base, models: ["stream-error-mid", "ok-json"])
+            let fixture = try providerFixture(upstream: base, models: ["stream-error-mid", "ok-json"])
             defer { fixture.directory.remove() }
             try await fixture.application().test(.live) { client in
                 try await client.execute(uri: "/api/generate", method: .post, headers: Self.streamHeaders, body: jsonBody(["input": "CSV export"])) {
@@ -162,7 +151,7 @@ struct StreamingTests {
     func disconnectMidStream() async throws {
         let upstream = FakeUpstream()
         try await upstream.run { base in
-            let fixture = try fixture(upstream: base, models: ["ok-json"])
+            let fixture = try providerFixture(upstream: base, models: ["ok-json"])
             defer { fixture.directory.remove() }
             try await fixture.application().test(.live) { client in
                 let port = try #require(client.port)

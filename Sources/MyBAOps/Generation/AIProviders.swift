@@ -84,52 +84,23 @@ struct ChatCompletionsClient: Sendable {
             "temperature": 0.3,
             "stream": true,
         ]
-        struct State {
-            var parser = ServerSentEventParser()
-            var text = ""
-            var streamError: (code: Int?, message: String)?
-        }
-        let state = Mutex(State())
+        let reply = StreamedReply()
         @Sendable func handle(_ events: [ServerSentEventParser.Event]) {
             for event in events where event.data != "[DONE]" {
                 guard let object = try? JSONSerialization.jsonObject(with: Data(event.data.utf8)) as? [String: Any] else { continue }
                 if let error = object["error"] as? [String: Any] {
-                    state.withLock { $0.streamError = ((error["code"] as? NSNumber)?.intValue, error["message"] as? String ?? "error in stream") }
+                    reply.fail(code: (error["code"] as? NSNumber)?.intValue, message: error["message"] as? String ?? "error in stream")
                     continue
                 }
                 guard let choices = object["choices"] as? [[String: Any]], let delta = choices.first?["delta"] as? [String: Any],
-                    let content = delta["content"] as? String, !content.isEmpty
+                    let content = delta["content"] as? String
                 else { continue }
-                let accepted = state.withLock { state -> Bool in
-                    guard state.streamError == nil else { return false }
-                    state.text += content
-                    return true
-                }
-                if accepted { onDelta(content) }
+                if reply.append(content) { onDelta(content) }
             }
         }
-        let response = try await send(body: body) { chunk in
-            handle(state.withLock { $0.parser.feed(chunk) })
-        }
-        guard (200..<300).contains(response.status) else {
-            let object = try? JSONSerialization.jsonObject(with: response.body) as? [String: Any]
-            let message = ((object?["error"] as? [String: Any])?["message"] as? String) ?? "unexpected status"
-            throw ProviderError(
-                provider: providerName,
-                status: response.status,
-                message: message,
-                retryable: response.status >= 500 || response.status == 429
-            )
-        }
-        handle(state.withLock { $0.parser.finish() })
-        let (text, streamError) = state.withLock { ($0.text, $0.streamError) }
-        if let streamError {
-            throw ProviderError(provider: providerName, status: streamError.code, message: streamError.message, retryable: true)
-        }
-        guard !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
-            throw ProviderError(provider: providerName, status: response.status, message: "the stream carried no content", retryable: true)
-        }
-        return text
+        let response = try await send(body: body) { chunk in handle(reply.events(from: chunk)) }
+        handle(reply.lastEvents())
+        return try reply.text(provider: providerName, response: response)
     }
 
     private func send(body: [String: Any], onChunk: (@Sendable ([UInt8]) -> Void)? = nil) async throws -> OutboundResponse {
@@ -213,29 +184,17 @@ extension AnthropicClient {
             body: try JSONSerialization.data(withJSONObject: body),
             timeout: timeout
         )
-        struct State {
-            var parser = ServerSentEventParser()
-            var text = ""
-            var streamError: String?
-        }
-        let state = Mutex(State())
+        let reply = StreamedReply()
         @Sendable func handle(_ events: [ServerSentEventParser.Event]) {
             for event in events {
                 guard let object = try? JSONSerialization.jsonObject(with: Data(event.data.utf8)) as? [String: Any] else { continue }
                 switch object["type"] as? String ?? event.name {
                 case "error":
-                    let message = (object["error"] as? [String: Any])?["message"] as? String ?? "error in stream"
-                    state.withLock { $0.streamError = message }
+                    reply.fail(code: nil, message: (object["error"] as? [String: Any])?["message"] as? String ?? "error in stream")
                 case "content_block_delta":
-                    guard let delta = object["delta"] as? [String: Any], delta["type"] as? String == "text_delta",
-                        let text = delta["text"] as? String, !text.isEmpty
+                    guard let delta = object["delta"] as? [String: Any], delta["type"] as? String == "text_delta", let text = delta["text"] as? String
                     else { continue }
-                    let accepted = state.withLock { state -> Bool in
-                        guard state.streamError == nil else { return false }
-                        state.text += text
-                        return true
-                    }
-                    if accepted { onDelta(text) }
+                    if reply.append(text) { onDelta(text) }
                 default:
                     continue
                 }
@@ -243,25 +202,65 @@ extension AnthropicClient {
         }
         let response: OutboundResponse
         do {
-            response = try await http.send(request) { chunk in handle(state.withLock { $0.parser.feed(chunk) }) }
+            response = try await http.send(request) { chunk in handle(reply.events(from: chunk)) }
         } catch {
             throw ProviderError(provider: "anthropic", status: nil, message: "\(error)", retryable: true)
         }
+        handle(reply.lastEvents())
+        return try reply.text(provider: "anthropic", response: response)
+    }
+}
+
+/// What a streamed reply has carried so far: the events parsed from its chunks (which arrive on
+/// the HTTP client's thread), the text passed on, and a failure reported inside the stream.
+final class StreamedReply: Sendable {
+    private struct State {
+        var parser = ServerSentEventParser()
+        var text = ""
+        var failure: (code: Int?, message: String)?
+    }
+
+    private let state = Mutex(State())
+
+    func events(from chunk: [UInt8]) -> [ServerSentEventParser.Event] { state.withLock { $0.parser.feed(chunk) } }
+
+    /// The last event, when the body ended without its blank line.
+    func lastEvents() -> [ServerSentEventParser.Event] { state.withLock { $0.parser.finish() } }
+
+    /// Adds a piece of text unless it is empty or the stream has failed; true when it was added
+    /// (and is to be passed on).
+    func append(_ piece: String) -> Bool {
+        guard !piece.isEmpty else { return false }
+        return state.withLock { state in
+            guard state.failure == nil else { return false }
+            state.text += piece
+            return true
+        }
+    }
+
+    func fail(code: Int?, message: String) {
+        state.withLock { state in
+            if state.failure == nil { state.failure = (code, message) }
+        }
+    }
+
+    /// The text, once the response is complete: a status that is not 2xx (its error object's
+    /// message), a failure inside the stream, or no text at all is a `ProviderError`.
+    func text(provider: String, response: OutboundResponse) throws -> String {
         guard (200..<300).contains(response.status) else {
             let object = try? JSONSerialization.jsonObject(with: response.body) as? [String: Any]
             let message = ((object?["error"] as? [String: Any])?["message"] as? String) ?? "unexpected status"
             throw ProviderError(
-                provider: "anthropic",
+                provider: provider,
                 status: response.status,
                 message: message,
-                retryable: response.status == 429 || response.status >= 500
+                retryable: response.status >= 500 || response.status == 429
             )
         }
-        handle(state.withLock { $0.parser.finish() })
-        let (text, streamError) = state.withLock { ($0.text, $0.streamError) }
-        if let streamError { throw ProviderError(provider: "anthropic", status: nil, message: streamError, retryable: true) }
+        let (text, failure) = state.withLock { ($0.text, $0.failure) }
+        if let failure { throw ProviderError(provider: provider, status: failure.code, message: failure.message, retryable: true) }
         guard !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
-            throw ProviderError(provider: "anthropic", status: response.status, message: "the stream carried no content", retryable: true)
+            throw ProviderError(provider: provider, status: response.status, message: "the stream carried no content", retryable: true)
         }
         return text
     }

@@ -123,3 +123,27 @@ enum Deliveries {
         ]
     }
 }
+
+extension Deliveries {
+    /// Posts each signed Stripe event in `bodies`, in order, twice (as Stripe may), expecting 200
+    /// each time; returns the receipts' statuses (`processed`, `ignored`, `failed`…).
+    @discardableResult
+    static func deliverTwice(_ bodies: [String], to client: some TestClientProtocol) async throws -> [String] {
+        var statuses: [String] = []
+        for body in bodies {
+            for _ in 0..<2 {
+                let status = try await client.execute(
+                    uri: "/api/webhook/stripe",
+                    method: .post,
+                    headers: stripeHeaders(body),
+                    body: ByteBuffer(string: body)
+                ) { response in
+                    #expect(response.status == .ok)
+                    return try response.json["status"] as? String ?? "?"
+                }
+                statuses.append(status)
+            }
+        }
+        return statuses
+    }
+}

@@ -132,3 +132,18 @@ func withStripeEmulator<T: Sendable>(
 func stripeClient(_ base: URL, key: String = "sk_test_myba") throws -> StripeClient {
     try StripeClient(settings: StripeSettings(secretKey: key, apiBase: base), http: CurlHTTPClient(), retryDelayScale: 0.01)
 }
+
+/// A server whose AI providers (OpenRouter, OpenAI, Anthropic) are the local `FakeUpstream` at
+/// `base`. A provider call's deadline is generous: a loaded machine must not turn a quick answer
+/// into a timeout; a test of timeouts sets its own.
+func providerFixture(upstream base: URL, models: [String], key: String? = "sk-or-server-secret-123", timeout: Double = 10) throws -> ServerFixture {
+    try ServerFixture { settings in
+        settings.ai.openRouterKey = key
+        settings.ai.models = models
+        settings.ai.openRouterBase = base.appendingPathComponent("api/v1")
+        settings.ai.openAIBase = base.appendingPathComponent("v1")
+        settings.ai.anthropicBase = base.appendingPathComponent("v1")
+        settings.ai.timeoutSeconds = timeout
+        settings.ai.publicURL = "https://myba.example"
+    }
+}
