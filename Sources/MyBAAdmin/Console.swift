@@ -139,6 +139,20 @@ final class Console: @unchecked Sendable {
         return database
     }
 
+    /// Forgets the open database (a restore is about to replace its file).
+    func closeDatabase() {
+        openedDatabase = nil
+    }
+
+    /// A progress line on standard error, rewritten in place (`nil` ends it). Only on a terminal.
+    static func writeProgress(_ text: String?) {
+        if let text {
+            FileHandle.standardError.write(Data(("\r\u{1B}[2K" + text).utf8))
+        } else {
+            FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8))
+        }
+    }
+
     func write(_ text: String) {
         FileHandle.standardOutput.write(Data((text.hasSuffix("\n") ? text : text + "\n").utf8))
     }

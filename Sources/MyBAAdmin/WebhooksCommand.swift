@@ -7,6 +7,8 @@ struct WebhooksCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "webhooks",
         abstract: "List, show and replay stored webhook events.",
-        subcommands: [WebhooksListCommand.self, WebhooksShowCommand.self, WebhooksReplayCommand.self, WebhooksRecoverCommand.self]
+        subcommands: [
+            WebhooksListCommand.self, WebhooksShowCommand.self, WebhooksReplayCommand.self, WebhooksRecoverCommand.self, WebhooksPruneCommand.self,
+        ]
     )
 }

@@ -46,6 +46,9 @@ struct MyBAServer {
         MetricsSystem.bootstrap(metricsFactory)
         do {
             let server = try await buildServer(settings: settings, logger: logger, metricsRegistry: metricsRegistry)
+            // Held until the process ends: `myba-admin db restore` refuses while it is.
+            let presence = try ServerPresence(databasePath: settings.databasePath)
+            defer { withExtendedLifetime(presence) {} }
             // The deadline is listed last so that it hears SIGTERM first (services stop in reverse).
             let group = ServiceGroup(
                 configuration: .init(

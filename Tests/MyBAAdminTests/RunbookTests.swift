@@ -36,7 +36,10 @@ struct RunbookTests {
     /// apply them twice over.
     static func asDryRun(_ command: String) -> String {
         let changesData =
-            ["tokens ", "payment refund", "sessions reap", "import ", "webhooks replay", "webhooks recover"].contains { command.hasPrefix($0) }
+            ["tokens ", "payment refund", "sessions reap", "import ", "webhooks replay", "webhooks recover", "webhooks prune", "db restore"].contains
+        {
+            command.hasPrefix($0)
+        }
             || (command.hasPrefix("reconcile") && command.contains("--fix"))
         return changesData && !command.contains("--dry-run") ? command + " --dry-run" : command
     }
@@ -86,7 +89,12 @@ struct RunbookTests {
         logger.warning("webhook rejected", metadata: ["error.message": "no signature matches the body"])
         logger.info("request", metadata: ["http.status": .stringConvertible(400)])
 
-        let commands = all
+        // Runbooks name backups under /var/backups/myba/: here, a directory of the fixture's
+        // holding the backup the restore runbook names.
+        let backups = fixture.directory.file("backups")
+        try FileManager.default.createDirectory(atPath: backups, withIntermediateDirectories: true)
+        _ = try database.backup(to: backups + "/myba-2026-12-04.sqlite")
+        let commands = all.map { $0.replacingOccurrences(of: "/var/backups/myba/", with: backups + "/") }
         try await StripeEmulator().application().test(.live) { client in
             let environment = [
                 "STRIPE_SECRET_KEY": "sk_test_runbooks", "STRIPE_API_BASE": "http://127.0.0.1:\(client.port!)",
@@ -116,5 +124,35 @@ struct RunbookTests {
             stdin: all.joined(separator: "\n") + "\n"
         )
         #expect(fine.status == 0, "\(fine.stderr)")
+    }
+
+    /// The `myba-admin` invocations of a crontab, without the program path, the shell's
+    /// redirections and what follows them.
+    static func cronCommands(in text: String) -> [String] {
+        text.split(separator: "\n").compactMap { line -> String? in
+            guard !line.hasPrefix("#"), let start = line.range(of: "myba-admin ") else { return nil }
+            var command = String(line[start.upperBound...])
+            for stop in [" >>", " >", " ||", " 2>&1"] {
+                if let range = command.range(of: stop) { command = String(command[..<range.lowerBound]) }
+            }
+            return command.replacingOccurrences(of: "$(date +\\%F)", with: "2026-12-05")
+        }
+    }
+
+    @Test("every myba-admin line of deploy/myba.crontab parses (myba-admin --check), and the unit starts the server binary")
+    func deploymentFiles() async throws {
+        let deploy = Self.directory.deletingLastPathComponent().appendingPathComponent("deploy")
+        let crontab = try String(contentsOf: deploy.appendingPathComponent("myba.crontab"), encoding: .utf8)
+        let commands = Self.cronCommands(in: crontab)
+        #expect(commands.count >= 5)
+        #expect(commands.contains { $0.hasPrefix("db backup") } && commands.contains { $0.hasPrefix("db check") })
+        let checked = try await BuiltProduct.run(
+            "myba-admin",
+            ["--check", "--db", "/nonexistent/never-opened.sqlite"],
+            stdin: commands.joined(separator: "\n") + "\n"
+        )
+        #expect(checked.status == 0, "\(checked.stderr)")
+        let unit = try String(contentsOf: deploy.appendingPathComponent("myba-server.service"), encoding: .utf8)
+        #expect(unit.contains("ExecStart=/usr/local/bin/myba-server") && unit.contains("UMask=0077"))
     }
 }
