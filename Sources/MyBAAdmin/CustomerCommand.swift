@@ -5,6 +5,6 @@ struct CustomerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "customer",
         abstract: "Inspect customers.",
-        subcommands: [CustomerShowCommand.self, CustomerListCommand.self, CustomerFindCommand.self]
+        subcommands: [CustomerShowCommand.self, CustomerListCommand.self, CustomerFindCommand.self, CustomerForgetCommand.self]
     )
 }

@@ -169,3 +169,59 @@ struct MaintenanceTests {
         #expect(try await database.auditRecords(limit: 1).first?.outcome.contains("pruned the bodies of 1") == true)
     }
 }
+
+@Suite("myba-admin customer forget")
+struct CustomerForgetTests {
+    @Test("forget removes the email from every table (webhook bodies and audit command lines included), keeps the ledger verifying, and is audited")
+    func forgetErasesTheEmail() async throws {
+        let fixture = try await AdminFixture()
+        defer { fixture.directory.remove() }
+        let database = fixture.database
+        let clerk =
+            #"{"type":"user.updated","data":{"id":"user_alice","primary_email_address_id":"idn_1","email_addresses":[{"id":"idn_1","email_address":"alice@example.com"}]}}"#
+        _ = try await database.storeWebhook(
+            WebhookDelivery(
+                source: .clerk,
+                eventId: "msg_alice",
+                type: "user.updated",
+                body: clerk,
+                headers: ["svix-id": "msg_alice"],
+                requestId: nil
+            )
+        )
+        #expect(
+            try await fixture.admin(["tokens", "adjust", "alice@example.com", "+1", "--reason", "goodwill", "--yes", "--db", fixture.path]).status
+                == 0
+        )
+        let before = try #require(try await database.balance(userId: "user_alice"))
+
+        let refused = try await fixture.admin(["customer", "forget", "alice@example.com", "--reason", "GDPR request 17", "--db", fixture.path])
+        #expect(refused.status == 1)
+        let forgotten = try await fixture.admin([
+            "customer", "forget", "alice@example.com", "--reason", "GDPR request 17", "--yes", "--json", "--db", fixture.path,
+        ])
+        #expect(forgotten.status == 0, "\(forgotten.stderr)")
+        #expect((try jsonObject(forgotten.stdout))["webhookBodiesRemoved"] as? Int == 1)
+
+        // No text column of any table still holds the address.
+        let found = try await database.writer.read { db -> [String] in
+            var found: [String] = []
+            for table in try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'") {
+                for column in try Row.fetchAll(db, sql: "PRAGMA table_info(\"\(table)\")").map({ $0["name"] as String }) {
+                    let hits =
+                        try Int.fetchOne(
+                            db,
+                            sql: "SELECT COUNT(*) FROM \"\(table)\" WHERE instr(CAST(\"\(column)\" AS TEXT), 'alice@example.com') > 0"
+                        ) ?? 0
+                    if hits > 0 { found.append("\(table).\(column)") }
+                }
+            }
+            return found
+        }
+        #expect(found.isEmpty, "the email is still in \(found)")
+        let after = try #require(try await database.balance(userId: "user_alice"))
+        #expect(after.tokens == before.tokens && after.tokensPurchased == before.tokensPurchased)
+        #expect(try await database.verify().isClean)
+        #expect(try await database.auditRecords(limit: 1).first?.outcome.hasPrefix("forgot user_alice") == true)
+    }
+}

@@ -324,3 +324,58 @@ extension JSONEncoder {
         return encoder
     }
 }
+
+/// What erasing a customer's personal data changed.
+public struct ForgetReport: Codable, Equatable, Sendable {
+    public var userId: String
+    public var emailRemoved: Bool
+    public var webhookBodiesRemoved: Int
+    public var auditCommandLinesScrubbed: Int
+}
+
+extension AppDatabase {
+    /// Erasure on request: the customer's email, the bodies and headers of webhook events naming
+    /// them (their id or email), and the email in audit command lines go. The ledger's amounts,
+    /// ids and the audit rows themselves stay, so balances still verify and what was done stays
+    /// known; the Stripe customer is left to Stripe's own deletion. One transaction, audited.
+    public func forgetCustomer(userId: String, dryRun: Bool, by context: OperatorContext) async throws -> ForgetReport {
+        let work: @Sendable (Database) throws -> ForgetReport = { db in
+            guard let customer = try Customer.fetchOne(db, key: userId) else { throw LedgerError.unknownCustomer(userId: userId) }
+            var needles = [userId]
+            if let email = customer.email, !email.isEmpty { needles.append(email) }
+            let matching = needles.map { _ in "instr(body, ?) > 0 OR instr(headers, ?) > 0" }.joined(separator: " OR ")
+            let arguments = StatementArguments(needles.flatMap { [$0, $0] })
+            let bodies =
+                try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM webhook_events WHERE body != '' AND (\(matching))", arguments: arguments) ?? 0
+            let email = customer.email
+            let auditLines =
+                try email.map {
+                    try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM audit_log WHERE instr(command, ?) > 0", arguments: [$0]) ?? 0
+                } ?? 0
+            let report = ForgetReport(userId: userId, emailRemoved: email != nil, webhookBodiesRemoved: bodies, auditCommandLinesScrubbed: auditLines)
+            guard !dryRun else { return report }
+            try db.execute(sql: "UPDATE customers SET email = NULL WHERE user_id = ?", arguments: [userId])
+            try db.execute(sql: "UPDATE webhook_events SET body = '', headers = '{}' WHERE body != '' AND (\(matching))", arguments: arguments)
+            if let email {
+                try db.execute(
+                    sql: "UPDATE audit_log SET command = replace(command, ?, '[forgotten]') WHERE instr(command, ?) > 0",
+                    arguments: [email, email]
+                )
+            }
+            try Self.insertAudit(
+                context: OperatorContext(
+                    operatorName: context.operatorName,
+                    commandLine: email.map { context.commandLine.replacingOccurrences(of: $0, with: "[forgotten]") } ?? context.commandLine,
+                    reason: context.reason
+                ),
+                userId: userId,
+                entryIds: [],
+                idempotencyKey: nil,
+                outcome: "forgot \(userId): email removed, \(bodies) webhook bodies removed, \(auditLines) audit command lines scrubbed",
+                in: db
+            )
+            return report
+        }
+        return dryRun ? try await writer.read(work) : try await writeInGroupCommit(work)
+    }
+}
