@@ -28,6 +28,14 @@ struct TokensAdjustCommand: ConsoleCommand {
     @Option(help: "Idempotency key, stored as operator:<key> (default: a fresh one); reuse it to make a retried script safe.")
     var key: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "The payment (cs_…) this credit stands for, when its purchase event is missing: when the event lands later, the purchase is granted and this credit settled against it, so the tokens are had once.",
+            valueName: "cs_…"
+        )
+    )
+    var payment: String?
+
     var delta: Int? {
         guard change.first == "+" || change.first == "-", let value = Int(change.dropFirst()), value > 0 else { return nil }
         return change.first == "-" ? -value : value
@@ -38,6 +46,11 @@ struct TokensAdjustCommand: ConsoleCommand {
             throw ValidationError("give exactly one signed change, like +5 or -3; got \(changes.isEmpty ? "none" : changes.joined(separator: " "))")
         }
         guard delta != nil else { throw ValidationError("the change must be signed and non-zero, like +5 or -3; got \(change)") }
+        if let payment {
+            guard payment.hasPrefix("cs_") else { throw ValidationError("--payment takes the Checkout Session id (cs_…), got \(payment)") }
+            guard (delta ?? 0) > 0 else { throw ValidationError("a credit for a payment adds tokens: +N") }
+            guard key == nil else { throw ValidationError("--payment makes the key itself (one credit per payment); leave --key out") }
+        }
         if let key, (try? OperatorKey.ledgerKey(key)) == nil {
             throw ValidationError("--key must be 1–200 characters without control characters")
         }
@@ -50,6 +63,35 @@ struct TokensAdjustCommand: ConsoleCommand {
             ledgerKey = try key.map(OperatorKey.ledgerKey) ?? "adjust:\(userId):\(UUID().uuidString)"
         } catch let error as LedgerError {
             throw ConsoleFailure(code: error.code, description: error.description)
+        }
+        if let payment {
+            let posting = LedgerPosting(
+                userId: userId,
+                kind: .adjust,
+                delta: delta!,
+                idempotencyKey: ManualPurchaseCredit.key(payment),
+                reference: payment,
+                actor: "operator:\(console.operatorName)",
+                reason: mutation.reasonText
+            )
+            let plan = try await console.database().plan(posting)
+            guard try console.confirm(plan, options: mutation, title: "credit \(userId) \(change) for the payment \(payment)") else { return }
+            let result: PostingResult
+            do {
+                result = try await console.database().postManualPurchaseCredit(
+                    userId: userId,
+                    tokens: delta!,
+                    checkoutSessionId: payment,
+                    by: console.operatorContext(reason: mutation.reasonText)
+                )
+            } catch let error as LedgerError {
+                throw ConsoleFailure(code: error.code, description: error.description)
+            }
+            console.write(
+                console.green(result.replayed ? "already credited" : "credited") + ": \(userId) now has \(result.balance.tokens); "
+                    + "when the purchase of \(payment) arrives, it is granted and this credit settled against it"
+            )
+            return
         }
         let posting = LedgerPosting(
             userId: userId,

@@ -427,3 +427,60 @@ struct LegacyBeforeImportTests {
         }
     }
 }
+
+@Suite("A manual credit and a late purchase event")
+struct ManualPurchaseCreditTests {
+    @Test(
+        "tokens adjust --payment credits a purchase whose event is missing; when webhooks recover brings the event, the purchase is granted and the credit settled: the tokens are had once; a credit for a granted payment is refused"
+    )
+    func manualCreditThenLateEvent() async throws {
+        let fixture = try await AdminFixture()
+        defer { fixture.directory.remove() }
+        try await ReconcileCommandTests.withEmulator { stripe, environment in
+            let session = try await ReconcileCommandTests.paidStarter(stripe, key: "cs-manual")
+            let sessionId = try #require(session["id"] as? String)
+            let before = try #require(try await fixture.database.balance(userId: "user_alice"))
+            // The complaint: paid, no tokens (the event never came). The runbook's last resort.
+            let credit = try await fixture.admin(
+                [
+                    "tokens", "adjust", "alice@example.com", "+10", "--payment", sessionId, "--reason", "paid, no tokens, ticket 4720", "--yes",
+                    "--db", fixture.path,
+                ],
+                environment: environment
+            )
+            #expect(credit.status == 0, "\(credit.stdout)\(credit.stderr)")
+            #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == before.tokens + 10)
+            // The same credit again changes nothing.
+            let again = try await fixture.admin(
+                ["tokens", "adjust", "alice@example.com", "+10", "--payment", sessionId, "--reason", "retry", "--yes", "--db", fixture.path],
+                environment: environment
+            )
+            #expect(again.status == 0)
+            #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == before.tokens + 10)
+
+            // Later the event is recovered from Stripe: granted, and the credit settled.
+            let recovered = try await fixture.admin(
+                ["webhooks", "recover", "--since", "1h", "--yes", "--reason", "missed events", "--db", fixture.path],
+                environment: environment
+            )
+            #expect(recovered.status == 0, "\(recovered.stderr)")
+            let after = try #require(try await fixture.database.balance(userId: "user_alice"))
+            #expect(after.tokens == before.tokens + 10)
+            #expect(after.tokensPurchased == before.tokensPurchased + 10)
+            let keys = try await fixture.database.entries(userId: "user_alice", limit: 10).map(\.idempotencyKey)
+            #expect(
+                keys.contains("manual_purchase:\(sessionId)") && keys.contains("purchase:\(sessionId)")
+                    && keys.contains("manual_purchase_settled:\(sessionId)")
+            )
+            #expect(try await fixture.database.verify().isClean)
+
+            // Once the purchase is granted, a manual credit for it is refused.
+            let late = try await fixture.admin(
+                ["tokens", "adjust", "alice@example.com", "+10", "--payment", sessionId, "--reason", "again", "--yes", "--db", fixture.path],
+                environment: environment
+            )
+            #expect(late.status == 1)
+            #expect(late.stderr.contains("already granted"), "\(late.stderr)")
+        }
+    }
+}

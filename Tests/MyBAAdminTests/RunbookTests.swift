@@ -32,6 +32,28 @@ struct RunbookTests {
         return found
     }
 
+    /// `myba-admin …` written in prose as code (`` `myba-admin webhooks show …` ``), outside the
+    /// `sh` blocks: commands the operator is told to run that the suite would never run.
+    static func inlineCommands(in text: String) -> [String] {
+        var inCode = false
+        var found: [String] = []
+        for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.hasPrefix("```") {
+                inCode.toggle()
+                continue
+            }
+            guard !inCode else { continue }
+            for match in line.matches(of: /`myba-admin ([a-z]+ [a-z][^`]*)`/) {
+                let words = match.output.1.split(separator: " ")
+                // A bare command name (`myba-admin webhooks replay --failed` in passing) names a
+                // command; one with a concrete argument is an instruction to run it.
+                if words.count > 2 || words.contains(where: { $0.contains("_") || $0.contains("@") }) { found.append(String(match.output.1)) }
+            }
+        }
+        return found
+    }
+
     /// Commands that change data run as dry runs: the runbook shows them, the test must not
     /// apply them twice over.
     static func asDryRun(_ command: String) -> String {
@@ -53,7 +75,11 @@ struct RunbookTests {
         var all: [String] = []
         for file in files {
             #expect(index.contains("(\(file))"), "\(file) is not linked from runbooks/README.md")
-            let commands = Self.commands(in: try String(contentsOf: Self.directory.appendingPathComponent(file), encoding: .utf8))
+            let text = try String(contentsOf: Self.directory.appendingPathComponent(file), encoding: .utf8)
+            let commands = Self.commands(in: text)
+            // Every command an operator is told to run is in an `sh` block, so this suite runs it.
+            let inline = Self.inlineCommands(in: text)
+            #expect(inline.isEmpty, "\(file) names myba-admin commands outside an sh block: \(inline)")
             #expect(!commands.isEmpty, "\(file) shows no myba-admin command")
             all += commands
         }
@@ -81,6 +107,25 @@ struct RunbookTests {
                 )
             }
         }
+        // A purchase event that failed (its session names no plan or token count), as in
+        // purchase-without-tokens.md.
+        let failing =
+            #"{"id":"evt_1Q2w3e","object":"event","type":"checkout.session.completed","data":{"object":{"id":"cs_test_nofund","object":"checkout.session","amount_total":500,"currency":"usd","metadata":{"user_id":"user_2abc"},"payment_intent":"pi_test_nofund","payment_status":"paid","status":"complete"}}}"#
+        _ = try await database.storeWebhook(
+            WebhookDelivery(
+                source: .stripe,
+                eventId: "evt_1Q2w3e",
+                type: "checkout.session.completed",
+                body: failing,
+                headers: ["stripe-signature": "t=1,v1=x"],
+                requestId: "req_1a2b3c"
+            )
+        )
+        _ = try await WebhookProcessor(database: database, plans: .standard).process(
+            source: .stripe,
+            eventId: "evt_1Q2w3e",
+            logger: Logger(label: "test")
+        )
         let logPath = fixture.directory.file("myba.jsonl")
         let writer = try RotatingFileWriter(path: logPath, maxBytes: 1 << 20, maxFiles: 2)
         var logger = Logger(label: "myba.server") { JSONLogHandler(label: $0, destination: .file(writer)) }

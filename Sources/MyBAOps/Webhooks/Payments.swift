@@ -151,6 +151,27 @@ extension AppDatabase {
             now: now,
             in: db
         )
+        // An operator who credited this payment by hand before its event arrived
+        // (`tokens adjust … --payment cs_…`): the purchase is granted as usual, so its counters
+        // are right, and the manual credit is settled against it, once, so the tokens are had once.
+        if !result.replayed, let manual = try LedgerStatements.entry(idempotencyKey: ManualPurchaseCredit.key(checkoutSessionId), in: db),
+            manual.delta > 0
+        {
+            _ = try post(
+                LedgerPosting(
+                    userId: manual.userId,
+                    kind: .adjust,
+                    delta: -min(manual.delta, tokens),
+                    idempotencyKey: ManualPurchaseCredit.settlementKey(checkoutSessionId),
+                    reference: checkoutSessionId,
+                    actor: actor,
+                    reason: "the purchase of \(checkoutSessionId) arrived: the manual credit #\(manual.id ?? 0) standing for it is settled",
+                    requestId: requestId
+                ),
+                now: now,
+                in: db
+            )
+        }
         try db.execute(
             sql: """
                 INSERT INTO payments (checkout_session_id, payment_intent_id, user_id, plan_id, tokens, amount_total, currency, created_at)
@@ -352,6 +373,63 @@ extension AppDatabase {
                 arguments: [stripeCustomerId, userId]
             )
             return try String.fetchOne(db, sql: "SELECT stripe_customer_id FROM customers WHERE user_id = ?", arguments: [userId]) ?? stripeCustomerId
+        }
+    }
+}
+
+/// A credit an operator gives by hand for a payment whose purchase event has not arrived
+/// (`tokens adjust USER +N --payment cs_…`). Its key names the payment, so there is one per
+/// payment; when the purchase lands, the purchase is granted and this credit settled against it.
+public enum ManualPurchaseCredit {
+    public static func key(_ checkoutSessionId: String) -> String { "manual_purchase:\(checkoutSessionId)" }
+    static func settlementKey(_ checkoutSessionId: String) -> String { "manual_purchase_settled:\(checkoutSessionId)" }
+
+    /// Why a manual credit for `checkoutSessionId` is refused, or nil.
+    static func refusal(checkoutSessionId: String, delta: Int, in db: Database) throws -> String? {
+        guard checkoutSessionId.hasPrefix("cs_") else { return "--payment takes the Checkout Session id (cs_…)" }
+        guard delta > 0 else { return "a manual credit for a payment adds tokens (+N)" }
+        if try LedgerStatements.entry(idempotencyKey: "purchase:\(checkoutSessionId)", in: db) != nil {
+            return "the purchase of \(checkoutSessionId) was already granted by its event; nothing to credit"
+        }
+        return nil
+    }
+}
+
+extension AppDatabase {
+    /// Posts an operator's credit standing for the payment `checkoutSessionId`, with its audit
+    /// row; refused (nothing written) when the purchase was granted already — checked in the
+    /// same transaction, so a purchase landing meanwhile cannot make it a second grant.
+    public func postManualPurchaseCredit(
+        userId: String,
+        tokens: Int,
+        checkoutSessionId: String,
+        by context: OperatorContext
+    ) async throws -> PostingResult {
+        try await writeInGroupCommit { db in
+            if let refusal = try ManualPurchaseCredit.refusal(checkoutSessionId: checkoutSessionId, delta: tokens, in: db) {
+                throw LedgerError.invalidPosting(refusal)
+            }
+            let posting = LedgerPosting(
+                userId: userId,
+                kind: .adjust,
+                delta: tokens,
+                idempotencyKey: ManualPurchaseCredit.key(checkoutSessionId),
+                reference: checkoutSessionId,
+                actor: "operator:\(context.operatorName)",
+                reason: context.reason
+            )
+            try Self.validate(posting)
+            let result = try Self.post(posting, now: Date(), in: db)
+            try Self.insertAudit(
+                context: context,
+                userId: userId,
+                entryIds: result.entry.id.map { [$0] } ?? [],
+                idempotencyKey: posting.idempotencyKey,
+                outcome: result.replayed
+                    ? "replayed: the manual credit for \(checkoutSessionId) existed" : "credited \(tokens) for \(checkoutSessionId) by hand",
+                in: db
+            )
+            return result
         }
     }
 }
