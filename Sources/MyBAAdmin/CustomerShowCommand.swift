@@ -43,7 +43,9 @@ struct CustomerShowCommand: ConsoleCommand {
         fields.add(["email", summary.customer.email ?? "-"])
         fields.add(["stripeCustomerId", summary.customer.stripeCustomerId ?? "-"])
         fields.add(["created", Timestamps.timestamp(summary.customer.createdAt)])
-        if let deleted = summary.customer.deletedAt { fields.add(["deleted", console.red(Timestamps.timestamp(deleted))]) }
+        if let deleted = summary.customer.deletedAt {
+            fields.add(["deleted", Timestamps.timestamp(deleted)]) { column, text in column == 1 ? console.red(text) : text }
+        }
         fields.add(["tokens", String(balance.tokens)])
         fields.add(["tokensUsed", String(balance.tokensUsed)])
         fields.add(["tokensPurchased", String(balance.tokensPurchased)])

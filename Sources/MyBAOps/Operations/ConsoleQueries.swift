@@ -120,23 +120,38 @@ extension AppDatabase {
         }
     }
 
-    /// Webhook events that produced ledger entries for `userId`, newest first.
+    /// Webhook events of `userId`, newest first: those that produced ledger entries for them, and
+    /// every stored event that names them — their user id, Stripe customer id or email as a JSON
+    /// string in the body (a failed or ignored event made no entry, and is what an operator
+    /// looks for).
     public func webhookEvents(forUser userId: String, limit: Int) async throws -> [WebhookEvent] {
         try await writer.read { db in
-            let keys = try Row.fetchAll(
-                db,
-                sql: """
-                    SELECT DISTINCT w.source, w.event_id, w.received_at FROM webhook_events w
-                    JOIN webhook_event_entries we ON we.source = w.source AND we.event_id = w.event_id
-                    JOIN ledger_entries e ON e.id = we.entry_id
-                    WHERE e.user_id = ? ORDER BY w.received_at DESC LIMIT ?
-                    """,
-                arguments: [userId, limit]
-            )
-            return try keys.compactMap { row in
-                try WebhookSource(rawValue: row["source"]).flatMap { try Self.fetchWebhook(source: $0, eventId: row["event_id"], in: db) }
+            try Self.webhookKeys(namingUser: userId, limit: limit, in: db).compactMap { key in
+                try Self.fetchWebhook(source: key.source, eventId: key.eventId, in: db)
             }
         }
+    }
+
+    static func webhookKeys(namingUser userId: String, limit: Int, in db: Database) throws -> [(source: WebhookSource, eventId: String)] {
+        var needles = [userId]
+        if let customer = try Customer.fetchOne(db, key: userId) {
+            if let stripeId = customer.stripeCustomerId { needles.append(stripeId) }
+            if let email = customer.email, !email.isEmpty { needles.append(email) }
+        }
+        let quoted = needles.map { "\"" + $0 + "\"" }
+        let rows = try Row.fetchAll(
+            db,
+            sql: """
+                SELECT source, event_id, received_at FROM webhook_events w
+                WHERE EXISTS (
+                    SELECT 1 FROM webhook_event_entries we JOIN ledger_entries e ON e.id = we.entry_id
+                    WHERE we.source = w.source AND we.event_id = w.event_id AND e.user_id = ?)
+                  OR \(quoted.map { _ in "instr(w.body, ?) > 0" }.joined(separator: " OR "))
+                ORDER BY received_at DESC LIMIT ?
+                """,
+            arguments: StatementArguments([userId] + quoted) + [limit]
+        )
+        return rows.compactMap { row in WebhookSource(rawValue: row["source"]).map { ($0, row["event_id"]) } }
     }
 
     /// Anonymous sessions, newest activity first; `staleAfter` keeps only untransferred sessions

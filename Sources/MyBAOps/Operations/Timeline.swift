@@ -45,13 +45,7 @@ extension AppDatabase {
                     .map { ($0["source"], $0["event_id"]) }
             }
             if let userId {
-                webhookKeys += try Row.fetchAll(
-                    db,
-                    sql: """
-                        SELECT DISTINCT we.source, we.event_id FROM webhook_event_entries we JOIN ledger_entries e ON e.id = we.entry_id WHERE e.user_id = ?
-                        """,
-                    arguments: [userId]
-                ).map { ($0["source"], $0["event_id"]) }
+                webhookKeys += try Self.webhookKeys(namingUser: userId, limit: 10_000, in: db).map { ($0.source.rawValue, $0.eventId) }
             }
             for (source, eventId) in webhookKeys {
                 guard let webhookSource = WebhookSource(rawValue: source),
@@ -65,7 +59,17 @@ extension AppDatabase {
                         requestId: event.requestId
                     )
                 )
-                if let processed = event.processedAt {
+                if event.status == .failed || event.status == .received {
+                    items.append(
+                        TimelineItem(
+                            at: event.receivedAt,
+                            source: "webhook",
+                            summary:
+                                "\(event.status.rawValue) \(eventId) after \(event.attempts) attempt(s): \(event.lastError ?? "not processed yet")",
+                            requestId: event.requestId
+                        )
+                    )
+                } else if let processed = event.processedAt {
                     items.append(
                         TimelineItem(
                             at: processed,
