@@ -103,7 +103,9 @@ struct WebhookCommandTests {
 
 @Suite("From the customer to their events")
 struct CustomerEventsTests {
-    @Test("a failed event that made no entry is found from the customer: webhooks list --customer, customer show and timeline list every event naming them, with status and last error; another customer's event is not listed")
+    @Test(
+        "a failed event that made no entry is found from the customer: webhooks list --customer, customer show and timeline list every event naming them, with status and last error; another customer's event is not listed"
+    )
     func failedEventsVisibleFromTheCustomer() async throws {
         let fixture = try await AdminFixture()
         defer { fixture.directory.remove() }
@@ -115,16 +117,24 @@ struct CustomerEventsTests {
         }
         // No plan and no token count: fails, names user_alice only in its metadata.
         try await store(
-            "evt_alice_failed", type: "checkout.session.completed",
-            body: #"{"id":"evt_alice_failed","type":"checkout.session.completed","data":{"object":{"id":"cs_alice_x","amount_total":500,"currency":"usd","metadata":{"user_id":"user_alice"},"payment_status":"paid"}}}"#)
+            "evt_alice_failed",
+            type: "checkout.session.completed",
+            body:
+                #"{"id":"evt_alice_failed","type":"checkout.session.completed","data":{"object":{"id":"cs_alice_x","amount_total":500,"currency":"usd","metadata":{"user_id":"user_alice"},"payment_status":"paid"}}}"#
+        )
         try await store(
-            "evt_bob_failed", type: "checkout.session.completed",
-            body: #"{"id":"evt_bob_failed","type":"checkout.session.completed","data":{"object":{"id":"cs_bob_x","amount_total":500,"currency":"usd","metadata":{"user_id":"user_bob"},"payment_status":"paid"}}}"#)
+            "evt_bob_failed",
+            type: "checkout.session.completed",
+            body:
+                #"{"id":"evt_bob_failed","type":"checkout.session.completed","data":{"object":{"id":"cs_bob_x","amount_total":500,"currency":"usd","metadata":{"user_id":"user_bob"},"payment_status":"paid"}}}"#
+        )
         #expect(try await database.webhookEvent(source: .stripe, eventId: "evt_alice_failed")?.status == .failed)
 
         let listed = try await fixture.admin(["webhooks", "list", "--customer", "alice@example.com", "--json", "--db", fixture.path])
         #expect(listed.status == 0, "\(listed.stderr)")
-        let ids = try #require(try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]]).compactMap { $0["eventId"] as? String }
+        let ids = try #require(try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]]).compactMap {
+            $0["eventId"] as? String
+        }
         #expect(ids.contains("evt_alice_failed") && !ids.contains("evt_bob_failed"), "\(ids)")
         let shown = try await fixture.admin(["customer", "show", "alice@example.com", "--db", fixture.path])
         #expect(shown.stdout.contains("evt_alice_failed") && shown.stdout.contains("failed"), "\(shown.stdout)")
