@@ -10,15 +10,21 @@ struct StatsCommand: ConsoleCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Option(help: ArgumentHelp("A session not seen for this long counts as stale.", valueName: "duration"))
-    var staleAfter = "7d"
+    @Option(
+        help: ArgumentHelp(
+            "A session not seen for this long counts as stale (default: MYBA_SESSION_TTL, else 30d — what the reap removes).",
+            valueName: "duration"
+        )
+    )
+    var staleAfter: String?
 
     func validate() throws {
-        _ = try parseDuration(staleAfter, option: "--stale-after")
+        if let staleAfter { _ = try parseDuration(staleAfter, option: "--stale-after") }
     }
 
     func execute(in console: Console) async throws {
-        let stats = try await console.database().stats(staleAfter: try parseDuration(staleAfter, option: "--stale-after"))
+        let staleSeconds = try staleAfter.map { try parseDuration($0, option: "--stale-after") } ?? console.settings.staleSessionSeconds
+        let stats = try await console.database().stats(staleAfter: staleSeconds)
         if console.json {
             try console.writeJSON(stats)
             return
@@ -27,7 +33,7 @@ struct StatsCommand: ConsoleCommand {
         table.add(["customers", String(stats.customers)])
         table.add(["customers deleted", String(stats.deletedCustomers)])
         table.add(["anonymous sessions", String(stats.anonymousSessions)])
-        table.add(["anonymous sessions stale (\(staleAfter))", String(stats.staleAnonymousSessions)])
+        table.add(["anonymous sessions stale (\(staleAfter ?? "\(Int(staleSeconds / 86400))d"))", String(stats.staleAnonymousSessions)])
         table.add(["tokens outstanding (accounts)", String(stats.tokensOutstanding)])
         table.add(["tokens outstanding (anonymous)", String(stats.anonymousTokensOutstanding)])
         table.add(["ledger entries", String(stats.ledgerEntries)])

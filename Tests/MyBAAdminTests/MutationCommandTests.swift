@@ -159,6 +159,11 @@ struct MutationCommandTests {
         }
         let dry = try await fixture.admin(["sessions", "reap", "--older-than", "30d", "--dry-run", "--json", "--db", fixture.path])
         #expect(try jsonObject(dry.stdout)["removed"] as? Int == 298)
+        // `stats` calls stale what the reap removes: one setting (MYBA_SESSION_TTL, else 30 days).
+        let stats = try await fixture.admin(["stats", "--json", "--db", fixture.path])
+        #expect(try jsonObject(stats.stdout)["staleAnonymousSessions"] as? Int == 298)
+        let ttl = try await fixture.admin(["stats", "--json", "--db", fixture.path], environment: ["MYBA_SESSION_TTL": "5000d"])
+        #expect(try jsonObject(ttl.stdout)["staleAnonymousSessions"] as? Int == 0)
         #expect(try await fixture.database.anonymousSessionCount() == 300)
         let bad = try await fixture.admin(["sessions", "reap", "--older-than", "30 days", "--db", fixture.path])
         #expect(bad.status == 2)

@@ -43,6 +43,11 @@ public struct MyBASettings: Equatable, Sendable {
     /// `MYBA_SESSION_TTL` (`30d`, `24h` …): the server reaps untransferred anonymous sessions not
     /// seen for this long; `nil` leaves it to `myba-admin sessions reap`.
     public var sessionTTLSeconds: Double?
+
+    /// How long unseen makes an anonymous session stale, for every reader of the word (`stats`,
+    /// `sessions list --stale-after` by default, the reaping runbook's cron line): the server's
+    /// `MYBA_SESSION_TTL` when set, else 30 days.
+    public var staleSessionSeconds: Double { sessionTTLSeconds ?? 30 * 86400 }
     /// `MYBA_MIRROR_INTERVAL_MS`: how often the Stripe mirror drains the outbox.
     public var mirrorIntervalMilliseconds: Int = 1000
     /// `MYBA_CHECKOUTS_PER_HOUR`: Checkout Sessions one account may open per hour.
