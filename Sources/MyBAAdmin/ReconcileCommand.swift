@@ -58,17 +58,29 @@ struct ReconcileCommand: ConsoleCommand {
         if showProgress { Console.writeError("") }
         var report = try await database.reconcile(against: customers, onlyUser: userId)
         var fixed: [String] = []
-        if let fix, !report.drifts.isEmpty {
-            let users = Array(Set(report.drifts.map(\.userId))).sorted()
+        let missing = fix == .push ? report.missingInStripe : []
+        if let fix, !report.drifts.isEmpty || !missing.isEmpty {
+            // Customers missing in Stripe (signed up while it was out) are pushed too: the push
+            // creates them, through the code the outbox runs.
+            let users = Array(Set(report.drifts.map(\.userId)).union(missing)).sorted()
             switch fix {
             case .push:
-                for user in users { console.write("plan: push \(user)'s ledger values to Stripe") }
+                for user in users {
+                    console.write("plan: push \(user)'s ledger values to Stripe" + (missing.contains(user) ? " (creating the Stripe customer)" : ""))
+                }
                 if !dryRun, try !console.approve("push \(users.count) customer(s)?", yes: yes) {
                     throw ConsoleFailure(code: "not_confirmed", description: "not applied")
                 }
                 let mirror = StripeMirror(database: database, stripe: stripe)
                 for user in users {
-                    if !dryRun { try await mirror.pushNow(userId: user) }
+                    if !dryRun {
+                        do {
+                            try await mirror.pushNow(userId: user)
+                        } catch let error as StripeError where error.code == "resource_missing" {
+                            // Linked to a customer deleted at Stripe: now unlinked, so a new one is made.
+                            try await mirror.pushNow(userId: user)
+                        }
+                    }
                     fixed.append("\(dryRun ? "would push" : "pushed") \(user)")
                 }
                 if !dryRun {

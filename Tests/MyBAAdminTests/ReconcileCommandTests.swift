@@ -83,8 +83,14 @@ struct ReconcileCommandTests {
             #expect(report["missingInStripe"] as? [String] == ["user_alice"])
             #expect((report["drifts"] as? [Any])?.count == 0, "\(report["drifts"] ?? "")")
 
-            // Push creates the missing Stripe customer; then drift one key in Stripe and pull it.
-            _ = try await fixture.database.ensureStripeCustomer(userId: "user_alice", stripe: stripe)
+            // --fix push creates the customer missing in Stripe (signed up during an outage), with
+            // the code the outbox runs; then drift one key in Stripe and pull it.
+            let created = try await fixture.admin(
+                ["reconcile", "--fix", "push", "--yes", "--reason", "after the outage", "--db", fixture.path],
+                environment: environment
+            )
+            #expect(created.status == 0, "\(created.stdout)\(created.stderr)")
+            #expect(created.stdout.contains("creating the Stripe customer"), "\(created.stdout)")
             let clean = try await fixture.admin(["reconcile", "--db", fixture.path], environment: environment)
             #expect(clean.status == 0, "\(clean.stdout)\(clean.stderr)")
             _ = try await stripe.updateCustomerMetadata(
