@@ -88,12 +88,14 @@ extension AppDatabase {
                 existing.lastSeenAt = now
                 return AnonymousSessionStart(session: existing, created: false)
             }
+            // The address index walks the hour oldest first and stops at the limit: the check
+            // costs the same however many sessions one address made (a raised limit, a farm).
             let recent = try String.fetchAll(
                 db,
                 sql: """
-                    SELECT created_at FROM anonymous_sessions WHERE client_address_hash = ? AND created_at > ? ORDER BY created_at
+                    SELECT created_at FROM anonymous_sessions WHERE client_address_hash = ? AND created_at > ? ORDER BY created_at LIMIT ?
                     """,
-                arguments: [addressHash, HourlyWindow.start(now)]
+                arguments: [addressHash, HourlyWindow.start(now), settings.sessionsPerHour]
             )
             if let retryAfter = HourlyWindow.retryAfter(oldestFirst: recent, limit: settings.sessionsPerHour, now: now) {
                 throw AnonymousSessionError.rateLimited(retryAfterSeconds: retryAfter)
