@@ -58,38 +58,24 @@ struct ReconcileCommand: ConsoleCommand {
         if showProgress { Console.writeError("") }
         var report = try await database.reconcile(against: customers, onlyUser: userId)
         var fixed: [String] = []
-        let missing = fix == .push ? report.missingInStripe : []
-        if let fix, !report.drifts.isEmpty || !missing.isEmpty {
-            // Customers missing in Stripe (signed up while it was out) are pushed too: the push
-            // creates them, through the code the outbox runs.
-            let users = Array(Set(report.drifts.map(\.userId)).union(missing)).sorted()
+        let pushSteps = fix == .push ? StripeMirror.pushPlan(report) : []
+        if let fix, !report.drifts.isEmpty || !pushSteps.isEmpty {
             switch fix {
             case .push:
-                for user in users {
-                    console.write("plan: push \(user)'s ledger values to Stripe" + (missing.contains(user) ? " (creating the Stripe customer)" : ""))
+                for step in pushSteps {
+                    console.write("plan: push \(step.userId)'s ledger values to Stripe" + (step.creating ? " (creating the Stripe customer)" : ""))
                 }
-                if !dryRun, try !console.approve("push \(users.count) customer(s)?", yes: yes) {
+                if !dryRun, try !console.approve("push \(pushSteps.count) customer(s)?", yes: yes) {
                     throw ConsoleFailure(code: "not_confirmed", description: "not applied")
                 }
-                let mirror = StripeMirror(database: database, stripe: stripe)
-                for user in users {
-                    if !dryRun {
-                        do {
-                            try await mirror.pushNow(userId: user)
-                        } catch let error as StripeError where error.code == "resource_missing" {
-                            // Linked to a customer deleted at Stripe: now unlinked, so a new one is made.
-                            try await mirror.pushNow(userId: user)
-                        }
-                    }
-                    fixed.append("\(dryRun ? "would push" : "pushed") \(user)")
-                }
                 if !dryRun {
-                    try await database.recordAudit(
-                        console.operatorContext(reason: reason ?? ""),
-                        userId: userId,
-                        outcome: "reconcile --fix push: \(users.count) customer(s)"
+                    try await StripeMirror(database: database, stripe: stripe).applyPush(
+                        pushSteps,
+                        by: console.operatorContext(reason: reason ?? ""),
+                        onlyUser: userId
                     )
                 }
+                fixed += pushSteps.map { "\(dryRun ? "would push" : "pushed") \($0.userId)" }
             case .pull:
                 let plan = try await database.planPull(report)
                 if !console.json {

@@ -283,6 +283,33 @@ extension StripeMirror {
         try await database.enqueueMirror(userIds: [userId])
         try await push(userId: userId, forced: true)
     }
+
+    /// One customer `reconcile --fix push` writes to Stripe.
+    public struct PushStep: Codable, Equatable, Sendable {
+        public var userId: String
+        /// Missing in Stripe (an account opened while Stripe was out): the push creates it.
+        public var creating: Bool
+    }
+
+    /// The customers `reconcile --fix push` writes: those whose metadata drifts, and those
+    /// missing in Stripe, which the push creates through the outbox's own code.
+    public static func pushPlan(_ report: ReconcileReport) -> [PushStep] {
+        let drifting = Set(report.drifts.map(\.userId))
+        return drifting.union(report.missingInStripe).sorted().map { PushStep(userId: $0, creating: !drifting.contains($0)) }
+    }
+
+    /// Pushes each step now (a customer linked to one deleted at Stripe is unlinked by the first
+    /// try and created anew by the second), then writes one audit row.
+    public func applyPush(_ steps: [PushStep], by context: OperatorContext, onlyUser: String?) async throws {
+        for step in steps {
+            do {
+                try await pushNow(userId: step.userId)
+            } catch let error as StripeError where error.code == "resource_missing" {
+                try await pushNow(userId: step.userId)
+            }
+        }
+        try await database.recordAudit(context, userId: onlyUser, outcome: "reconcile --fix push: \(steps.count) customer(s)")
+    }
 }
 
 /// One customer's step of `reconcile --fix pull`: Stripe's `tokens` into the ledger.
