@@ -13,6 +13,11 @@ if [ ! -x .venv/bin/python ] || ! cmp -s "$requirements" "$stamp"; then
   cp "$requirements" "$stamp"
 fi
 
+# The time limit below needs these; without them a hang would stall CI instead of failing it.
+for tool in ps pkill setsid stdbuf; do
+  command -v "$tool" > /dev/null || { echo "scripts/test.sh: $tool is missing (install procps, util-linux, coreutils): the time limit cannot be enforced" >&2; exit 2; }
+done
+
 swift build --build-tests
 
 # A test that hangs must fail the run, not stall it: the whole test run is bounded
@@ -35,6 +40,11 @@ for _ in $(seq 100); do
   if [ "$sid" = "$runner" ]; then session=$runner; break; fi
   sleep 0.05
 done
+if [ -z "$session" ]; then
+  echo "scripts/test.sh: could not find the test run's session: the time limit cannot be enforced" >&2
+  kill "$runner" 2>/dev/null || true
+  exit 2
+fi
 stop_session() {
   if [ -n "$session" ]; then pkill "-$1" -s "$session" 2>/dev/null || true; fi
 }
@@ -56,6 +66,16 @@ wait "$watchdog" 2>/dev/null || true
 # Whatever the tests started and left behind (servers, fuzzers) goes with them.
 stop_session KILL
 sleep 0.2
+# A whole run (no filter) that ran far fewer tests than the suite has did not test the project:
+# a target not built, a filter matching nothing. The floor is kept in Tests/minimum-test-count.
+if [ "$status" -eq 0 ] && [ "$#" -eq 0 ]; then
+  ran=$(grep -oE 'Test run with [0-9]+ tests' "$log" | tail -1 | grep -oE '[0-9]+' || echo 0)
+  floor=$(cat Tests/minimum-test-count)
+  if [ "${ran:-0}" -lt "$floor" ]; then
+    echo "scripts/test.sh: only ${ran:-0} tests ran; the suite has at least $floor (Tests/minimum-test-count)" >&2
+    status=1
+  fi
+fi
 if [ "$status" -ne 0 ]; then
   echo "swift test ended with status $status" >&2
   python3 - "$log" >&2 <<'PY'

@@ -218,4 +218,46 @@ struct ClerkTokenTests {
             try await strict.verify(token: try factory.token(iss: "https://evil.example"))
         }
     }
+
+    /// Tokens made outside the project (PyJWT), so a bug shared by our encoder and our verifier
+    /// cannot hide: every verdict with the clock pinned to the vectors' `now`.
+    @Test("the verifier gives each Clerk token made by PyJWT its verdict (Tests/Fixtures/clerk-session-tokens.json), from a JWKS and from the PEM")
+    func externalVectors() async throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let data = try Data(contentsOf: root.appendingPathComponent("Tests/Fixtures/clerk-session-tokens.json"))
+        let vectors = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let now = Date(timeIntervalSince1970: try #require(vectors["now"] as? Double))
+        let issuer = try #require(vectors["issuer"] as? String)
+        let parties = try #require(vectors["authorizedParties"] as? [String])
+        // (name, token, valid, why), Sendable for the server's closure.
+        let tokens = try #require(vectors["tokens"] as? [[String: Any]]).map {
+            ($0["name"] as? String ?? "?", $0["token"] as? String ?? "", $0["valid"] as? Bool == true, $0["why"] as? String ?? "")
+        }
+        let pem = try #require(vectors["publicKeyPEM"] as? String)
+        let upstream = FakeUpstream()
+        // The stand-in serves string members only (`key_ops`, an array, is not needed to verify).
+        let keys = try #require((vectors["jwks"] as? [String: Any])?["keys"] as? [[String: Any]]).map { $0.compactMapValues { $0 as? String } }
+        upstream.jwks.withLock { $0 = keys }
+        try await upstream.run { base in
+            var fromJWKS = AuthSettings(secretKey: "sk_test_vectors", jwksURL: base.appendingPathComponent("v1/jwks"), authorizedParties: parties)
+            fromJWKS.issuer = issuer
+            var fromPEM = AuthSettings(jwtPublicKeyPEM: pem, authorizedParties: parties)
+            fromPEM.issuer = issuer
+            for settings in [fromJWKS, fromPEM] {
+                let verifier = try ClerkTokenVerifier(settings: settings, http: CurlHTTPClient(), now: { now })
+                // A PEM carries no key id: a token signed by that key verifies whatever kid it
+                // names (as Clerk's SDKs do with a jwtKey); the kid verdict is the JWKS's.
+                for (name, token, valid, why) in tokens where settings.jwtPublicKeyPEM == nil || why != "kid" {
+                    let outcome: Result<AuthenticatedUser, any Error>
+                    do { outcome = .success(try await verifier.verify(token: token)) } catch { outcome = .failure(error) }
+                    switch (valid, outcome) {
+                    case (true, .success(let user)): #expect(user.userId.hasPrefix("user_"), "\(name)")
+                    case (false, .failure(let error)): #expect(error is AuthError, "\(name): \(error)")
+                    case (true, .failure(let error)): Issue.record("\(name) must verify, refused: \(error)")
+                    case (false, .success): Issue.record("\(name) must be refused (\(why)), but verified")
+                    }
+                }
+            }
+        }
+    }
 }
