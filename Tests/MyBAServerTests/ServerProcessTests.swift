@@ -151,14 +151,18 @@ struct HostileClientTests {
     static func closedByServer(_ fds: [Int32], timeout: Duration) -> Int {
         var open = Set(fds)
         let deadline = ContinuousClock.now + timeout
-        while !open.isEmpty && ContinuousClock.now < deadline {
+        // At least one pass, so a zero timeout asks "closed by now?".
+        repeat {
             var pollers = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-            guard poll(&pollers, nfds_t(pollers.count), 200) > 0 else { continue }
-            for poller in pollers where poller.revents != 0 {
-                var byte: UInt8 = 0
-                if recv(poller.fd, &byte, 1, Int32(MSG_DONTWAIT)) <= 0 { open.remove(poller.fd) }
+            let left = deadline - ContinuousClock.now
+            let wait = left > .zero ? Int32(min(200, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)) : 0
+            if poll(&pollers, nfds_t(pollers.count), wait) > 0 {
+                for poller in pollers where poller.revents != 0 {
+                    var byte: UInt8 = 0
+                    if recv(poller.fd, &byte, 1, Int32(MSG_DONTWAIT)) <= 0 { open.remove(poller.fd) }
+                }
             }
-        }
+        } while !open.isEmpty && ContinuousClock.now < deadline
         return fds.count - open.count
     }
 
@@ -172,7 +176,7 @@ struct HostileClientTests {
         setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
         let directory = try TemporaryDirectory("myba-slowloris")
         defer { directory.remove() }
-        let server = try await RunningServer.start(environment: ["PORT": "0", "MYBA_CONNECTION_IDLE_MS": "1500"], currentDirectory: directory.path)
+        let server = try await RunningServer.start(environment: ["PORT": "0", "MYBA_CONNECTION_IDLE_MS": "12000"], currentDirectory: directory.path)
         defer { server.process.send(SIGKILL) }
         let port = server.port
         let stalled = try await onOwnThread {
@@ -181,13 +185,15 @@ struct HostileClientTests {
         defer { for fd in stalled { close(fd) } }
         #expect(stalled.count > 1900)
 
-        let started = ContinuousClock.now
         let (data, response) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(server.port)/api/health")!)
         #expect((response as? HTTPURLResponse)?.statusCode == 200)
         #expect(try jsonObject(String(decoding: data, as: UTF8.self))["status"] as? String == "ok")
-        #expect(ContinuousClock.now - started < .seconds(1))
+        // Served while the slowloris still held its connections (none closed yet): not queued
+        // behind them. Outcomes, not a stopwatch: a loaded machine only makes this slower.
+        let closedWhileServed = try await onOwnThread { Self.closedByServer(stalled, timeout: .zero) }
+        #expect(closedWhileServed < stalled.count / 2, "the answer came only after \(closedWhileServed) stalled connections were closed")
 
-        let closed = try await onOwnThread { Self.closedByServer(stalled, timeout: .seconds(8)) }
+        let closed = try await onOwnThread { Self.closedByServer(stalled, timeout: .seconds(30)) }
         #expect(closed == stalled.count, "\(stalled.count - closed) stalled connections still open")
 
         var oversized = URLRequest(url: URL(string: "http://127.0.0.1:\(server.port)/api/health")!)
