@@ -270,3 +270,64 @@ struct DatabaseBusyTests {
         #expect(try await fixture.database().balance(userId: "user_busy")?.tokens == 10)
     }
 }
+
+@Suite("Webhook claims")
+struct WebhookClaimTests {
+    @Test(
+        "an asynchronous payment: checkout.session.completed unpaid is ignored, async_payment_succeeded grants the tokens, once however often delivered"
+    )
+    func asyncPaymentGrants() async throws {
+        let fixture = try webhookFixture()
+        defer { fixture.directory.remove() }
+        try await fixture.application().test(.router) { client in
+            let unpaid = Deliveries.checkoutCompleted(
+                eventId: "evt_async_1",
+                sessionId: "cs_async",
+                userId: "user_async",
+                tokens: 10,
+                amount: 500,
+                paymentIntent: "pi_async",
+                paid: false
+            )
+            let first = try await Deliveries.deliverTwice([unpaid], to: client)
+            #expect(first.first == "ignored")
+            let paid = Deliveries.stripeEvent(
+                id: "evt_async_2",
+                type: "checkout.session.async_payment_succeeded",
+                object: [
+                    "id": "cs_async", "object": "checkout.session", "amount_total": 500, "currency": "usd", "customer": "cus_user_async",
+                    "client_reference_id": "user_async", "metadata": ["user_id": "user_async", "plan_id": "starter", "tokens": "10"],
+                    "mode": "payment", "payment_intent": "pi_async", "payment_status": "paid", "status": "complete",
+                ]
+            )
+            let second = try await Deliveries.deliverTwice([paid], to: client)
+            #expect(second == ["processed", "processed"])
+        }
+        let balance = try #require(try await fixture.database().balance(userId: "user_async"))
+        #expect((balance.tokens, balance.tokensPurchased) == (10, 10))
+        #expect(try await fixture.database().verify().isClean)
+    }
+
+    @Test("the retry schedule: 5 s, 10 s, 20 s … doubling up to an hour, and an event stops being due after ten attempts")
+    func retrySchedule() async throws {
+        #expect((1...12).map { WebhookProcessor.backoff(attempts: $0) } == [5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560, 3600, 3600])
+        #expect(WebhookProcessor.maxAttempts == 10)
+        let fixture = try webhookFixture()
+        defer { fixture.directory.remove() }
+        let database = try AppDatabase.openFile(at: fixture.settings.databasePath)
+        let refund = Deliveries.chargeRefunded(eventId: "evt_retry", paymentIntent: "pi_missing", amount: 500, refunded: 500, userId: "user_x")
+        _ = try await database.storeWebhook(
+            WebhookDelivery(source: .stripe, eventId: "evt_retry", type: "charge.refunded", body: refund, headers: [:], requestId: nil)
+        )
+        let processor = WebhookProcessor(database: database, plans: .standard)
+        for attempt in 1...WebhookProcessor.maxAttempts {
+            #expect(try await processor.process(source: .stripe, eventId: "evt_retry", logger: .init(label: "test")).status == .failed)
+            let event = try #require(try await database.webhookEvent(source: .stripe, eventId: "evt_retry"))
+            #expect(event.attempts == attempt)
+            let wait = try #require(event.nextAttemptAt).timeIntervalSince(Date())
+            #expect(abs(wait - WebhookProcessor.backoff(attempts: attempt)) < 5, "attempt \(attempt): next in \(wait) s")
+        }
+        let due = try await database.webhooksDue(now: Date().addingTimeInterval(86400), maxAttempts: WebhookProcessor.maxAttempts)
+        #expect(!due.map(\.1).contains("evt_retry"))
+    }
+}

@@ -202,3 +202,29 @@ struct HostileClientTests {
         #expect((refused?.1 as? HTTPURLResponse)?.statusCode != 200)
     }
 }
+
+/// Claims the README makes that had no test (issue 23).
+@Suite("myba-server claims")
+struct ServerClaimTests {
+    @Test("SIGINT stops the server gracefully (exit 0), as SIGTERM does; a publishable Stripe key stops start-up naming STRIPE_SECRET_KEY")
+    func sigintAndPublishableKey() async throws {
+        let directory = try TemporaryDirectory("myba-sigint")
+        defer { directory.remove() }
+        let server = try await RunningServer.start(environment: ["PORT": "0"], currentDirectory: directory.path)
+        defer { server.process.send(SIGKILL) }
+        server.process.send(SIGINT)
+        let ending = try await server.process.wait(timeout: .seconds(30))
+        #expect(!ending.bySignal && ending.status == 0, "\(ending.stderr)")
+        let logText = try String(contentsOfFile: directory.file("data/logs/myba.jsonl"), encoding: .utf8)
+        #expect(logText.contains("\"server stopped\""))
+
+        let publishable = try await BuiltProduct.run(
+            "myba-server",
+            [],
+            environment: ["PORT": "0", "STRIPE_SECRET_KEY": "pk_test_publishable"],
+            currentDirectory: directory.path
+        )
+        #expect(publishable.status == 1)
+        #expect(publishable.stderr.contains("STRIPE_SECRET_KEY"), "\(publishable.stderr)")
+    }
+}
