@@ -185,11 +185,7 @@ extension AppDatabase {
             if kinds.isEmpty {
                 if dryRun { return outcome("would import") }
                 try Self.insertCustomerIfMissing(userId: userId, email: customer.email, now: now, in: db)
-                try db.execute(
-                    sql:
-                        "UPDATE customers SET stripe_customer_id = ? WHERE user_id = ? AND stripe_customer_id IS NULL AND NOT EXISTS (SELECT 1 FROM customers WHERE stripe_customer_id = ?)",
-                    arguments: [customer.id, userId, customer.id]
-                )
+                try Self.linkStripeCustomerIfFree(customer.id, userId: userId, in: db)
                 try Self.validate(posting)
                 let result = try Self.post(posting, now: now, in: db)
                 // The metadata already says this: no push needed.
@@ -242,18 +238,9 @@ extension AppDatabase {
             if let linked, linked != customer.id,
                 try String.fetchOne(db, sql: "SELECT user_id FROM customers WHERE stripe_customer_id = ?", arguments: [customer.id]) == nil
             {
-                try db.execute(sql: "UPDATE customers SET stripe_customer_id = ? WHERE user_id = ?", arguments: [customer.id, userId])
-                try db.execute(
-                    sql: "INSERT INTO stripe_customer_unlinks (user_id, stripe_customer_id, at) VALUES (?, ?, ?)",
-                    arguments: [userId, linked, SQLTimestamp.string(now)]
-                )
-            } else if linked == nil {
-                try db.execute(
-                    sql:
-                        "UPDATE customers SET stripe_customer_id = ? WHERE user_id = ? AND NOT EXISTS (SELECT 1 FROM customers WHERE stripe_customer_id = ?)",
-                    arguments: [customer.id, userId, customer.id]
-                )
+                try Self.unlinkStripeCustomer(linked, in: db)
             }
+            try Self.linkStripeCustomerIfFree(customer.id, userId: userId, in: db)
             try db.execute(sql: "DELETE FROM legacy_balance_holds WHERE user_id = ?", arguments: [userId])
             // The merged balance differs from both stores: the mirror writes it.
             try LedgerStatements.enqueueMirror(userId: userId, now: now, in: db)

@@ -175,12 +175,7 @@ extension AppDatabase {
         // mirror leaves its metadata alone until `import from-stripe` takes that balance over.
         if generation == 0, let legacy = try await legacyCustomer(userId: userId, stripe: stripe) {
             let linked = try await writeInGroupCommit { db -> String in
-                try db.execute(
-                    sql:
-                        "UPDATE customers SET stripe_customer_id = ? WHERE user_id = ? AND stripe_customer_id IS NULL AND NOT EXISTS (SELECT 1 FROM customers WHERE stripe_customer_id = ?)",
-                    arguments: [legacy.id, userId, legacy.id]
-                )
-                let linked = try String.fetchOne(db, sql: "SELECT stripe_customer_id FROM customers WHERE user_id = ?", arguments: [userId])
+                let linked = try Self.linkStripeCustomerIfFree(legacy.id, userId: userId, in: db)
                 if linked == legacy.id, legacy.metadata["tokens"] != nil,
                     try LedgerStatements.entry(idempotencyKey: "import:\(userId)", in: db) == nil
                 {
@@ -261,6 +256,23 @@ extension AppDatabase {
         try await writeInGroupCommit { db in try Self.unlinkStripeCustomer(stripeCustomerId, in: db) }
     }
 
+    /// Links `stripeCustomerId` to `userId` unless the user already has one, or that Stripe
+    /// customer belongs to another user (the first one learned of is kept; none is ever stolen).
+    /// Returns the user's Stripe customer id afterwards.
+    @discardableResult
+    static func linkStripeCustomerIfFree(_ stripeCustomerId: String, userId: String, in db: Database) throws -> String? {
+        try db.execute(
+            sql: """
+                UPDATE customers SET stripe_customer_id = ?
+                WHERE user_id = ? AND stripe_customer_id IS NULL
+                  AND NOT EXISTS (SELECT 1 FROM customers WHERE stripe_customer_id = ?)
+                """,
+            arguments: [stripeCustomerId, userId, stripeCustomerId]
+        )
+        return try String.fetchOne(db, sql: "SELECT stripe_customer_id FROM customers WHERE user_id = ?", arguments: [userId])
+    }
+
+    @discardableResult
     static func unlinkStripeCustomer(_ stripeCustomerId: String, in db: Database) throws -> Bool {
         guard let userId = try String.fetchOne(db, sql: "SELECT user_id FROM customers WHERE stripe_customer_id = ?", arguments: [stripeCustomerId])
         else {

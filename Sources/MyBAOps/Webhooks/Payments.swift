@@ -126,17 +126,7 @@ extension AppDatabase {
         in db: Database
     ) throws -> PostingResult {
         try insertCustomerIfMissing(userId: userId, email: nil, now: now, in: db)
-        if let stripeCustomerId {
-            // Keep the first Stripe customer we learn of; never steal one linked to another user.
-            try db.execute(
-                sql: """
-                    UPDATE customers SET stripe_customer_id = ?
-                    WHERE user_id = ? AND stripe_customer_id IS NULL
-                      AND NOT EXISTS (SELECT 1 FROM customers WHERE stripe_customer_id = ?)
-                    """,
-                arguments: [stripeCustomerId, userId, stripeCustomerId]
-            )
-        }
+        if let stripeCustomerId { try linkStripeCustomerIfFree(stripeCustomerId, userId: userId, in: db) }
         let result = try post(
             LedgerPosting(
                 userId: userId,
