@@ -148,6 +148,18 @@ struct TerminalEscapeTests {
     /// ESC, BEL, a right-to-left override: what a hostile token header, webhook or log field carries.
     static let hostile = "{\"alg\":\"\u{1B}]0;x\u{07}\u{1B}[2J\"} \u{202E}evil"
 
+    /// The server's log of the fixture with one line carrying `hostile` (request `req_hostile`,
+    /// user `user_alice`); returns its path.
+    static func writeHostileLog(in fixture: AdminFixture) throws -> String {
+        let logPath = fixture.directory.file("logs/myba.jsonl")
+        let writer = try RotatingFileWriter(path: logPath, maxBytes: 1 << 20, maxFiles: 1)
+        var logger = Logger(label: "myba.server") { JSONLogHandler(label: $0, level: .info, destination: .file(writer)) }
+        logger[metadataKey: "request.id"] = "req_hostile"
+        logger[metadataKey: "user.id"] = "user_alice"
+        logger.notice("authentication failed", metadata: ["auth.header": .string(hostile)])
+        return logPath
+    }
+
     static func clean(_ output: String) -> Bool {
         !output.unicodeScalars.contains { $0.value == 0x1B || $0.value == 0x07 || $0.value == 0x202E }
     }
@@ -156,12 +168,7 @@ struct TerminalEscapeTests {
     func hostileTextEscaped() async throws {
         let fixture = try await AdminFixture()
         defer { fixture.directory.remove() }
-        let logPath = fixture.directory.file("logs/myba.jsonl")
-        let writer = try RotatingFileWriter(path: logPath, maxBytes: 1 << 20, maxFiles: 1)
-        var logger = Logger(label: "myba.server") { JSONLogHandler(label: $0, level: .info, destination: .file(writer)) }
-        logger[metadataKey: "request.id"] = "req_hostile"
-        logger[metadataKey: "user.id"] = "user_alice"
-        logger.notice("authentication failed", metadata: ["auth.header": .string(Self.hostile)])
+        let logPath = try Self.writeHostileLog(in: fixture)
         _ = try await fixture.database.storeWebhook(
             WebhookDelivery(
                 source: .stripe,
@@ -189,11 +196,7 @@ struct TerminalEscapeTests {
     func underATerminal() async throws {
         let fixture = try await AdminFixture()
         defer { fixture.directory.remove() }
-        let logPath = fixture.directory.file("logs/myba.jsonl")
-        let writer = try RotatingFileWriter(path: logPath, maxBytes: 1 << 20, maxFiles: 1)
-        var logger = Logger(label: "myba.server") { JSONLogHandler(label: $0, level: .info, destination: .file(writer)) }
-        logger[metadataKey: "request.id"] = "req_hostile"
-        logger.notice("authentication failed", metadata: ["auth.header": .string(Self.hostile)])
+        let logPath = try Self.writeHostileLog(in: fixture)
         let terminal = TerminalSession()
         try await terminal.start("env MYBA_LOG_FILE=\(logPath) \(BuiltProduct.path("myba-admin")) --db \(fixture.path)")
         defer { terminal.stop() }

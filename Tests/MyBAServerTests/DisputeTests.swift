@@ -38,7 +38,7 @@ struct DisputeTests {
                 amount: 500,
                 paymentIntent: "pi_disp"
             )
-            try await Deliveries.deliverTwice([purchase], to: client)
+            _ = try await Deliveries.deliverTwice([purchase], to: client)
             // The buyer (opened by the purchase, so no welcome grant) spends 4 of the 10 bought;
             // the dispute holds back the 6 left, 4 short.
             for index in 0..<4 {
@@ -46,7 +46,7 @@ struct DisputeTests {
                 headers[.contentType] = "application/json"
                 _ = try await client.execute(uri: "/api/generate", method: .post, headers: headers, body: jsonBody(["input": "Ticket \(index)"]))
             }
-            try await Deliveries.deliverTwice(
+            _ = try await Deliveries.deliverTwice(
                 [
                     Self.dispute(
                         eventId: "evt_dp1",
@@ -65,7 +65,7 @@ struct DisputeTests {
         let opened = try #require(try await database.webhookEvent(source: .stripe, eventId: "evt_dp1"))
         #expect(opened.outcome?.contains("held back 6 tokens") == true && opened.outcome?.contains("shortfall 4") == true, "\(opened.outcome ?? "")")
         try await fixture.application().test(.router) { client in
-            try await Deliveries.deliverTwice(
+            _ = try await Deliveries.deliverTwice(
                 [
                     Self.dispute(
                         eventId: "evt_dp1_won",
@@ -93,7 +93,7 @@ struct DisputeTests {
         let fixture = try webhookFixture()
         defer { fixture.directory.remove() }
         try await fixture.application().test(.router) { client in
-            try await Deliveries.deliverTwice(
+            _ = try await Deliveries.deliverTwice(
                 [
                     Deliveries.checkoutCompleted(
                         eventId: "evt_buy2",
@@ -110,7 +110,7 @@ struct DisputeTests {
         let database = try fixture.database()
         _ = try await database.post(LedgerPosting(userId: "user_spent", kind: .consume, delta: -10, idempotencyKey: "spent-10", actor: "test"))
         try await fixture.application().test(.router) { client in
-            try await Deliveries.deliverTwice(
+            _ = try await Deliveries.deliverTwice(
                 [
                     Self.dispute(
                         eventId: "evt_dp2",
@@ -143,7 +143,7 @@ struct DisputeTests {
         let fixture = try webhookFixture()
         defer { fixture.directory.remove() }
         try await fixture.application().test(.router) { client in
-            try await Deliveries.deliverTwice(
+            _ = try await Deliveries.deliverTwice(
                 [
                     Deliveries.checkoutCompleted(
                         eventId: "evt_buy3",
