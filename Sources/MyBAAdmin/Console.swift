@@ -111,11 +111,6 @@ final class Console: @unchecked Sendable {
         return true
     }
 
-    /// The plans the server sells (`MYBA_PLANS_FILE`, else the built-in ones).
-    func plans() throws -> PlanCatalog {
-        try settings.plansFile.map(PlanCatalog.load(contentsOf:)) ?? .standard
-    }
-
     /// Resolves `user_…`, an email or `cus_…` to a user id, or fails naming it.
     func userId(for reference: String) async throws -> String {
         let resolved: String?

@@ -79,9 +79,14 @@ struct CustomerShowCommand: ConsoleCommand {
         }
         if !events.isEmpty {
             console.write("")
-            var table = TextTable(["event", "source", "type", "status", "received"])
+            // The cause sits beside a failed event: the operator needs no second command to see it.
+            var table = TextTable(["event", "source", "type", "status", "received", "last error"])
             for event in events {
-                table.add([event.eventId, event.source.rawValue, event.type, event.status.rawValue, Timestamps.timestamp(event.receivedAt)])
+                let error = event.status == .failed ? event.lastError.map { $0.count > 100 ? $0.prefix(99) + "…" : $0 } ?? "-" : "-"
+                table.add(
+                    [event.eventId, event.source.rawValue, event.type, event.status.rawValue, Timestamps.timestamp(event.receivedAt), error],
+                    style: { column, text in column == 3 && event.status == .failed ? console.red(text) : text }
+                )
             }
             console.write(table.render(bold: console.bold))
         }

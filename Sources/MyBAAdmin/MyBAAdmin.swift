@@ -17,7 +17,7 @@ struct MyBAAdmin: AsyncParsableCommand {
         subcommands: [
             CustomerCommand.self, LedgerCommand.self, TokensCommand.self, PaymentCommand.self,
             SessionsCommand.self, WebhooksCommand.self, LogsCommand.self, TimelineCommand.self, ReconcileCommand.self, ImportCommand.self,
-            AuditCommand.self, StatsCommand.self, DatabaseCommand.self,
+            AuditCommand.self, StatsCommand.self, DatabaseCommand.self, PlansCommand.self,
         ]
     )
 

@@ -123,9 +123,37 @@ struct ReconcileCommand: ConsoleCommand {
                 }
                 console.write(table.render(bold: console.bold))
             }
-            for user in report.missingInStripe { console.write("missing in Stripe: \(user)") }
+            let waitingUsers = Set(report.waiting.map(\.userId))
+            for user in report.missingInStripe {
+                console.write("missing in Stripe: \(user)" + (waitingUsers.contains(user) ? " (waiting in the outbox, which creates it)" : ""))
+            }
             for user in report.missingLocally { console.write("missing locally:   \(user) (import from-stripe takes legacy balances over)") }
             for line in fixed { console.write(line) }
+            if !report.waiting.isEmpty {
+                // Work the mirror will do by itself, apart from drift nothing will heal.
+                var table = TextTable(["waiting in the outbox", "pending since", "attempts", "next attempt", "last error"])
+                let now = Date()
+                for row in report.waiting {
+                    let due = row.nextAttemptAt.timeIntervalSince(now)
+                    table.add([
+                        row.userId, Timestamps.timestamp(row.pendingSince), String(row.attempts),
+                        Timestamps.timestamp(row.nextAttemptAt) + (due > 0 ? " (in \(Int(due.rounded(.up))) s)" : " (due now)"),
+                        row.lastError ?? "-",
+                    ])
+                }
+                console.write(table.render(bold: console.bold))
+            }
+            if report.onlyWaiting, let next = report.waiting.map(\.nextAttemptAt).min() {
+                console.write(
+                    "every difference waits in the Stripe outbox: the server's mirror sends it (next attempt \(Timestamps.timestamp(next))); "
+                        + "run reconcile again after that, or --fix push now"
+                )
+            } else if !report.isClean {
+                let real =
+                    report.drifts.filter { !waitingUsers.contains($0.userId) }.count
+                    + report.missingInStripe.filter { !waitingUsers.contains($0) }.count + report.missingLocally.count
+                console.write("\(real) difference(s) nothing is about to heal: --fix push (ledger right) or --fix pull (Stripe right)")
+            }
             console.write(
                 "\(report.stripeCustomers) Stripe customers, \(report.localCustomers) local; \(report.drifts.count) drift(s), "
                     + "\(report.missingInStripe.count) missing in Stripe, \(report.missingLocally.count) missing locally, \(report.pendingOutbox) pending in the outbox"

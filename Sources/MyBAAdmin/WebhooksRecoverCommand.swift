@@ -31,10 +31,11 @@ struct WebhooksRecoverCommand: ConsoleCommand {
     func execute(in console: Console) async throws {
         let database = try console.database()
         let sinceDate = Date().addingTimeInterval(-(try parseDuration(since, option: "--since")))
-        let processor = WebhookProcessor(database: database, plans: try console.plans())
+        let processor = WebhookProcessor(database: database)
         let (listed, missing) = try await processor.missingEvents(from: try console.stripeClient(), since: sinceDate)
         if !console.json && (mutation.dryRun || !mutation.yes) {
             console.write(console.bold("plan: store and process \(missing.count) Stripe event(s) missing from the inbox (\(listed) listed)"))
+            console.write("plans in force: \(try await database.installedPlans().label)")
             var plan = TextTable(["event", "type", "created"])
             for event in missing {
                 plan.add([event.id, event.type, event.created.map { Timestamps.timestamp(Date(timeIntervalSince1970: TimeInterval($0))) } ?? "-"])

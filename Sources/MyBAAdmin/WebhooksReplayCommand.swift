@@ -38,6 +38,12 @@ struct WebhooksReplayCommand: ConsoleCommand {
         var entryIds: [Int64]
     }
 
+    struct ReplayReport: Encodable {
+        /// The plan catalog the processing read (`plans show`).
+        var plansVersion: Int
+        var events: [ReplayResult]
+    }
+
     func execute(in console: Console) async throws {
         let database = try console.database()
         var targets: [WebhookEvent] = []
@@ -52,7 +58,9 @@ struct WebhooksReplayCommand: ConsoleCommand {
                 targets.append(event)
             }
         }
-        let processor = WebhookProcessor(database: database, plans: try console.plans())
+        let processor = WebhookProcessor(database: database)
+        // Replays decide from the catalog the server uses (stored in the database); say which.
+        let plans = try await database.installedPlans()
         // The plan: the live processing of each event, run and rolled back.
         var plan = TextTable(["event", "type", "now", "replay would"])
         var previews: [ReplayResult] = []
@@ -64,9 +72,10 @@ struct WebhooksReplayCommand: ConsoleCommand {
         }
         if mutation.dryRun {
             if console.json {
-                try console.writeJSON(previews)
+                try console.writeJSON(ReplayReport(plansVersion: plans.version, events: previews))
             } else {
                 console.write(console.bold("plan: replay \(targets.count) event(s)"))
+                console.write("plans in force: \(plans.label)")
                 console.write(plan.render(bold: console.bold))
                 console.write("dry run: nothing changed")
             }
@@ -74,6 +83,7 @@ struct WebhooksReplayCommand: ConsoleCommand {
         }
         if !console.json && !mutation.yes {
             console.write(console.bold("plan: replay \(targets.count) event(s)"))
+            console.write("plans in force: \(plans.label)")
             console.write(plan.render(bold: console.bold))
         }
         guard try console.approve("replay?", yes: mutation.yes) else { return }
@@ -96,8 +106,9 @@ struct WebhooksReplayCommand: ConsoleCommand {
             )
         }
         if console.json {
-            try console.writeJSON(results)
+            try console.writeJSON(ReplayReport(plansVersion: plans.version, events: results))
         } else {
+            console.write("plans used: \(plans.label)")
             var table = TextTable(["event", "status", "result"])
             for result in results { table.add([result.eventId, result.status, result.message]) }
             console.write(table.render(bold: console.bold))

@@ -11,7 +11,6 @@ import ServiceLifecycle
 struct ServerDependencies: Sendable {
     var settings: MyBASettings
     var database: AppDatabase
-    var plans: PlanCatalog
     var startedAt: Date
     var verifier: ClerkTokenVerifier
     var generator: TicketGenerator
@@ -33,20 +32,31 @@ func buildDependencies(
     logger: Logger,
     metricsRegistry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()
 ) async throws -> ServerDependencies {
-    let plans = try settings.plansFile.map(PlanCatalog.load(contentsOf:)) ?? .standard
+    // A bad plans file stops start-up before the database is touched.
+    let plansFile = try settings.plansFile.map { ($0, try PlanCatalog.load(contentsOf: $0)) }
     let database = try AppDatabase.openFile(
         at: settings.databasePath,
         options: .init(busyTimeout: settings.busyTimeoutSeconds, createIfMissing: true)
     )
+    if let (path, catalog) = plansFile {
+        switch try await database.adoptPlansFile(catalog, path: path) {
+        case .installed(let installed):
+            logger.notice("plans file installed", metadata: ["plans.version": .stringConvertible(installed.version), "plans.source": .string(path)])
+        case .unchanged(let current):
+            logger.info(
+                "plans file unchanged since it was installed; the catalog in force stays",
+                metadata: ["plans.version": .stringConvertible(current.version), "plans.source": .string(current.source)]
+            )
+        }
+    }
     let http = CurlHTTPClient(settings: settings.outboundHTTP)
     return ServerDependencies(
         settings: settings,
         database: database,
-        plans: plans,
         startedAt: Date(),
         verifier: try ClerkTokenVerifier(settings: settings.auth, http: http),
         generator: TicketGenerator(database: database, settings: settings.ai, http: http, addressSecret: settings.anonymous.fingerprintSecret),
-        webhookProcessor: WebhookProcessor(database: database, plans: plans),
+        webhookProcessor: WebhookProcessor(database: database),
         stripe: settings.stripe.secretKey == nil ? nil : try StripeClient(settings: settings.stripe, http: http),
         metricsRegistry: metricsRegistry,
         http: http,
@@ -102,6 +112,7 @@ func buildServer(
         logger.notice("payments disabled: STRIPE_SECRET_KEY is not set; balance changes wait in the Stripe outbox")
     }
     let router = buildRouter(dependencies)
+    let plans = try await database.installedPlans()
     if settings.auth.isDevelopmentMode {
         logger.warning(
             "DEVELOPMENT AUTH: no Clerk key is configured (CLERK_JWT_KEY, CLERK_SECRET_KEY or CLERK_JWKS_URL); any `Bearer dev:<userId>` is accepted as that user. Never run like this in production.",
@@ -116,7 +127,8 @@ func buildServer(
             "http.port": .stringConvertible(settings.port),
             "myba.env": .string(settings.environmentName),
             "myba.version": .string(mybaVersion),
-            "plans.source": .string(settings.plansFile ?? "built-in"),
+            "plans.version": .stringConvertible(plans.version),
+            "plans.source": .string(plans.source),
             "auth.mode": .string(settings.auth.isDevelopmentMode ? "development" : "clerk"),
             "ai.provider": .string(generator.defaultProviderName),
             "stripe.api": .string(settings.stripe.secretKey == nil ? "disabled" : settings.stripe.apiBase.absoluteString),
@@ -179,7 +191,7 @@ func buildRouter(_ dependencies: ServerDependencies) -> Router<MyBARequestContex
         atPath: "/metrics"
     )
     router.addRoutes(OpenAPIController().endpoints, atPath: "/openapi.json")
-    router.addRoutes(PlansController(catalog: dependencies.plans).endpoints, atPath: "/api/plans")
+    router.addRoutes(PlansController(database: dependencies.database).endpoints, atPath: "/api/plans")
     router.addRoutes(
         AnonymousSessionController(database: dependencies.database, settings: dependencies.settings.anonymous).endpoints,
         atPath: "/api/anonymous-session"
@@ -191,7 +203,7 @@ func buildRouter(_ dependencies: ServerDependencies) -> Router<MyBARequestContex
     )
     router.addRoutes(GenerateController(generator: dependencies.generator).endpoints, atPath: "/api/generate")
     router.addRoutes(
-        CheckoutController(settings: dependencies.settings, database: dependencies.database, plans: dependencies.plans, stripe: dependencies.stripe)
+        CheckoutController(settings: dependencies.settings, database: dependencies.database, stripe: dependencies.stripe)
             .endpoints,
         atPath: "/api/create-checkout-session"
     )

@@ -7,7 +7,6 @@ import MyBAOps
 struct CheckoutController {
     let settings: MyBASettings
     let database: AppDatabase
-    let plans: PlanCatalog
     let stripe: StripeClient?
 
     var endpoints: RouteCollection<MyBARequestContext> {
@@ -37,7 +36,6 @@ struct CheckoutController {
         let opener = CheckoutOpener(
             database: database,
             stripe: stripe,
-            plans: plans,
             publicURL: settings.publicURL,
             perHour: settings.checkoutsPerHour
         )

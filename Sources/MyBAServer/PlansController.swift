@@ -1,9 +1,9 @@
 import Hummingbird
 import MyBAOps
 
-/// `GET /api/plans`: what is on sale, in cents.
+/// `GET /api/plans`: what is on sale, in cents (the catalog installed in the database).
 struct PlansController {
-    let catalog: PlanCatalog
+    let database: AppDatabase
 
     var endpoints: RouteCollection<MyBARequestContext> {
         RouteCollection(context: MyBARequestContext.self)
@@ -11,7 +11,7 @@ struct PlansController {
     }
 
     @Sendable func list(_ request: Request, context: MyBARequestContext) async throws -> PlanCatalog {
-        catalog
+        try await database.installedPlans().catalog
     }
 }
 

@@ -120,7 +120,7 @@ struct ConsoleSessionTests {
             _ = try await fixture.database.storeWebhook(
                 WebhookDelivery(source: .stripe, eventId: event["id"] as! String, type: "charge.refunded", body: body, headers: [:], requestId: nil)
             )
-            let outcome = try await WebhookProcessor(database: fixture.database, plans: .standard)
+            let outcome = try await WebhookProcessor(database: fixture.database)
                 .process(source: .stripe, eventId: event["id"] as! String, logger: Logger(label: "test"))
             #expect(outcome.status == .processed)
             #expect(outcome.entryIds.isEmpty)

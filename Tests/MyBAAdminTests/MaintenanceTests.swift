@@ -129,7 +129,7 @@ struct MaintenanceTests {
         let fixture = try await AdminFixture()
         defer { fixture.directory.remove() }
         let database = fixture.database
-        let intake = WebhookIntake(database: database, processor: WebhookProcessor(database: database, plans: .standard))
+        let intake = WebhookIntake(database: database, processor: WebhookProcessor(database: database))
         let purchase =
             #"{"id":"evt_old_buy","object":"event","type":"checkout.session.completed","data":{"object":{"id":"cs_old","object":"checkout.session","amount_total":500,"currency":"usd","metadata":{"user_id":"user_alice","plan_id":"starter","tokens":"10"},"payment_intent":"pi_old","payment_status":"paid","status":"complete"}}}"#
         let delivery = WebhookDelivery(

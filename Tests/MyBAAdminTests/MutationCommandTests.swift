@@ -346,3 +346,46 @@ struct AmbiguousCustomerTests {
         #expect(try await fixture.database.balance(userId: "user_twin_b")?.tokens == 11)
     }
 }
+
+@Suite("myba-admin plans")
+struct PlansCommandTests {
+    @Test(
+        "plans set shows what changes, needs --reason and --yes off a terminal, refuses a bad file naming the problem; plans show names the version"
+    )
+    func setAndShow() async throws {
+        let fixture = try await AdminFixture()
+        defer { fixture.directory.remove() }
+        let good = fixture.directory.file("plans.json")
+        try #"{"plans":[{"id":"starter","name":"Starter","tokens":12,"amount":500,"currency":"usd"}],"firstPurchaseDiscountPercent":20}"#
+            .write(toFile: good, atomically: true, encoding: .utf8)
+        let bad = fixture.directory.file("bad.json")
+        try #"{"plans":[{"id":"starter","name":"Starter","tokens":-1,"amount":500,"currency":"usd"}],"firstPurchaseDiscountPercent":20}"#
+            .write(toFile: bad, atomically: true, encoding: .utf8)
+
+        let shown = try await fixture.admin(["plans", "show", "--db", fixture.path])
+        #expect(shown.status == 0 && shown.stdout.contains("plans version 0 (built-in)"), "\(shown.stdout)")
+        #expect(shown.stdout.contains("5.00 USD") && shown.stdout.contains("4.00 USD"), "\(shown.stdout)")
+
+        #expect(try await fixture.admin(["plans", "set", "--from", good, "--db", fixture.path]).status == 2)
+        let dry = try await fixture.admin(["plans", "set", "--from", good, "--reason", "more tokens", "--dry-run", "--db", fixture.path])
+        #expect(dry.status == 0 && dry.stdout.contains("dry run: nothing changed"), "\(dry.stdout)")
+        #expect(dry.stdout.contains("Starter: 12 tokens for 5.00 USD *"), "\(dry.stdout)")
+        #expect(dry.stdout.contains("professional") && dry.stdout.contains("no longer sold"), "\(dry.stdout)")
+        let unconfirmed = try await fixture.admin(["plans", "set", "--from", good, "--reason", "more tokens", "--db", fixture.path])
+        #expect(unconfirmed.status == 1 && unconfirmed.stderr.contains("--yes"))
+        let refused = try await fixture.admin(["plans", "set", "--from", bad, "--reason", "typo", "--yes", "--db", fixture.path])
+        #expect(refused.status == 1 && refused.stderr.contains("tokens must be between 1 and 1000000"), "\(refused.stderr)")
+        #expect(try await fixture.database.installedPlans().version == 0)
+
+        let set = try await fixture.admin(["plans", "set", "--from", good, "--reason", "more tokens", "--yes", "--db", fixture.path])
+        #expect(set.status == 0 && set.stdout.contains("installed plans version 1 (console"), "\(set.stdout)\(set.stderr)")
+        #expect(try await fixture.database.installedPlans().catalog.plan(id: "starter")?.tokens == 12)
+        let same = try await fixture.admin(["plans", "set", "--from", good, "--reason", "again", "--yes", "--db", fixture.path])
+        #expect(same.status == 1 && same.stderr.contains("nothing to install"), "\(same.stderr)")
+        let history = try await fixture.admin(["plans", "show", "--history", "5", "--json", "--db", fixture.path])
+        let document = try jsonObject(history.stdout)
+        #expect((document["current"] as? [String: Any])?["version"] as? Int == 1)
+        #expect((document["history"] as? [[String: Any]])?.first?["installedBy"] as? String != nil)
+        #expect(try await fixture.database.auditRecords(limit: 5).contains { $0.reason == "more tokens" })
+    }
+}

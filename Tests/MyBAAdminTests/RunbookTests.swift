@@ -58,10 +58,12 @@ struct RunbookTests {
     /// apply them twice over.
     static func asDryRun(_ command: String) -> String {
         let changesData =
-            ["tokens ", "payment refund", "sessions reap", "import ", "webhooks replay", "webhooks recover", "webhooks prune", "db restore"].contains
-        {
-            command.hasPrefix($0)
-        }
+            [
+                "tokens ", "payment refund", "sessions reap", "import ", "webhooks replay", "webhooks recover", "webhooks prune", "db restore",
+                "plans set",
+            ].contains {
+                command.hasPrefix($0)
+            }
             || (command.hasPrefix("reconcile") && command.contains("--fix"))
         return changesData && !command.contains("--dry-run") ? command + " --dry-run" : command
     }
@@ -121,7 +123,7 @@ struct RunbookTests {
                 requestId: "req_1a2b3c"
             )
         )
-        _ = try await WebhookProcessor(database: database, plans: .standard).process(
+        _ = try await WebhookProcessor(database: database).process(
             source: .stripe,
             eventId: "evt_1Q2w3e",
             logger: Logger(label: "test")
@@ -139,7 +141,13 @@ struct RunbookTests {
         let backups = fixture.directory.file("backups")
         try FileManager.default.createDirectory(atPath: backups, withIntermediateDirectories: true)
         _ = try database.backup(to: backups + "/myba-2026-12-04.sqlite")
-        let commands = all.map { $0.replacingOccurrences(of: "/var/backups/myba/", with: backups + "/") }
+        // …and the plans file the catalog runbook installs.
+        let plansFile = fixture.directory.file("plans.json")
+        try #"{"plans":[{"id":"team","name":"Team","tokens":500,"amount":12000,"currency":"usd"}],"firstPurchaseDiscountPercent":0}"#
+            .write(toFile: plansFile, atomically: true, encoding: .utf8)
+        let commands = all.map {
+            $0.replacingOccurrences(of: "/var/backups/myba/", with: backups + "/").replacingOccurrences(of: "/etc/myba/plans.json", with: plansFile)
+        }
         try await StripeEmulator().application().test(.live) { client in
             let environment = [
                 "STRIPE_SECRET_KEY": "sk_test_runbooks", "STRIPE_API_BASE": "http://127.0.0.1:\(client.port!)",

@@ -319,7 +319,7 @@ struct WebhookClaimTests {
         _ = try await database.storeWebhook(
             WebhookDelivery(source: .stripe, eventId: "evt_retry", type: "charge.refunded", body: refund, headers: [:], requestId: nil)
         )
-        let processor = WebhookProcessor(database: database, plans: .standard)
+        let processor = WebhookProcessor(database: database)
         for attempt in 1...WebhookProcessor.maxAttempts {
             // The failure is stamped between these two instants, however loaded the machine.
             let before = Date().addingTimeInterval(-0.001)

@@ -203,7 +203,7 @@ struct WebhookTests {
         // The retry worker's pass, once the backoff has elapsed.
         let due = try await database.webhooksDue(now: Date().addingTimeInterval(60), maxAttempts: WebhookProcessor.maxAttempts)
         #expect(due.map(\.1) == ["evt_early"])
-        let processor = WebhookProcessor(database: database, plans: .standard)
+        let processor = WebhookProcessor(database: database)
         _ = try await processor.process(source: .stripe, eventId: "evt_early", logger: .init(label: "test"))
         #expect(try await database.webhookEvent(source: .stripe, eventId: "evt_early")?.status == .processed)
         #expect(try await database.balance(userId: "user_o")?.tokens == 0)

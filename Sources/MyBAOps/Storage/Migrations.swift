@@ -312,6 +312,19 @@ extension AppDatabase {
             }
         }
 
+        migrator.registerMigration("2026-12-05 plan catalogs") { db in
+            // The catalog in force is the newest row; none means the built-in plans. Kept whole
+            // (never updated), so a version number names exactly what a decision used.
+            try db.create(table: "plan_catalogs") { t in
+                t.autoIncrementedPrimaryKey("version")
+                t.column("catalog", .text).notNull()
+                t.column("source", .text).notNull()
+                t.column("installed_by", .text).notNull()
+                t.column("reason", .text)
+                t.column("installed_at", .datetime).notNull()
+            }
+        }
+
         return migrator
     }
 }

@@ -44,19 +44,20 @@ public enum CheckoutError: Error, CustomStringConvertible, Sendable {
 public struct CheckoutOpener: Sendable {
     let database: AppDatabase
     let stripe: StripeClient
-    let plans: PlanCatalog
     let publicURL: String
     let perHour: Int
 
-    public init(database: AppDatabase, stripe: StripeClient, plans: PlanCatalog, publicURL: String, perHour: Int) {
+    /// The plans are read from the database on each opening (`InstalledPlans`): an operator's
+    /// `plans set` is on sale at once.
+    public init(database: AppDatabase, stripe: StripeClient, publicURL: String, perHour: Int) {
         self.database = database
         self.stripe = stripe
-        self.plans = plans
         self.publicURL = publicURL
         self.perHour = perHour
     }
 
     public func open(userId: String, planId: String, requestKey: String, logger: Logger) async throws -> OpenedCheckout {
+        let plans = try await database.installedPlans().catalog
         guard let plan = plans.plan(id: planId) else { throw CheckoutError.unknownPlan(planId, known: plans.plans.map(\.id)) }
         if let retryAfter = try await database.checkoutRateLimit(userId: userId, perHour: perHour) {
             throw CheckoutError.rateLimited(retryAfterSeconds: retryAfter)

@@ -23,7 +23,26 @@ public struct ReconcileReport: Codable, Equatable, Sendable {
     /// Stripe customers carrying a user id unknown locally.
     public var missingLocally: [String]
     public var pendingOutbox: Int
+    /// The outbox rows of the customers above that differ: work the mirror will do by itself,
+    /// with when it next tries and why the last try failed.
+    public var waiting: [PendingPush] = []
     public var isClean: Bool { drifts.isEmpty && missingInStripe.isEmpty && missingLocally.isEmpty }
+    /// Every difference is a customer whose changes wait in the outbox: it heals by itself
+    /// (after `waiting`'s next attempts) unless those keep failing.
+    public var onlyWaiting: Bool {
+        let waitingUsers = Set(waiting.map(\.userId))
+        return !isClean && missingLocally.isEmpty && drifts.allSatisfy { waitingUsers.contains($0.userId) }
+            && missingInStripe.allSatisfy(waitingUsers.contains)
+    }
+}
+
+/// A customer's row in the Stripe outbox, as reconcile reports it.
+public struct PendingPush: Codable, Equatable, Sendable {
+    public var userId: String
+    public var pendingSince: Date
+    public var attempts: Int
+    public var nextAttemptAt: Date
+    public var lastError: String?
 }
 
 /// A Stripe customer as reconcile and import read it.
@@ -91,13 +110,29 @@ extension AppDatabase {
                 }
             }
             let missingInStripe = balances.keys.filter { !seen.contains($0) }.sorted()
+            let differing = Set(drifts.map(\.userId)).union(missingInStripe)
+            let waiting = try Row.fetchAll(
+                db,
+                sql: "SELECT user_id, pending_since, attempts, next_attempt_at, last_error FROM stripe_outbox ORDER BY next_attempt_at"
+            ).compactMap { row -> PendingPush? in
+                let userId: String = row["user_id"]
+                guard differing.contains(userId) else { return nil }
+                return PendingPush(
+                    userId: userId,
+                    pendingSince: row["pending_since"],
+                    attempts: row["attempts"],
+                    nextAttemptAt: row["next_attempt_at"],
+                    lastError: row["last_error"]
+                )
+            }
             return ReconcileReport(
                 stripeCustomers: customers.count,
                 localCustomers: balances.count,
                 drifts: drifts,
                 missingInStripe: missingInStripe,
                 missingLocally: missingLocally.sorted(),
-                pendingOutbox: pending.count
+                pendingOutbox: pending.count,
+                waiting: waiting
             )
         }
     }

@@ -145,11 +145,11 @@ public struct WebhookProcessor: Sendable {
     public static let maxAttempts = 10
 
     let database: AppDatabase
-    let plans: PlanCatalog
 
-    public init(database: AppDatabase, plans: PlanCatalog) {
+    /// Plans come from the database at the moment of processing (`InstalledPlans`), so the
+    /// server, its retries and a console replay decide from the same catalog.
+    public init(database: AppDatabase) {
         self.database = database
-        self.plans = plans
     }
 
     /// Delay before retry number `attempts` (1-based): 5 s, 10 s, 20 s … capped at one hour.
@@ -158,11 +158,10 @@ public struct WebhookProcessor: Sendable {
     }
 
     public func process(source: WebhookSource, eventId: String, requestId: String? = nil, logger: Logger) async throws -> WebhookOutcome {
-        let plans = self.plans
         let started = ContinuousClock.now
         do {
             let outcome = try await database.writeInGroupCommit { db in
-                try Self.processInTransaction(source: source, eventId: eventId, plans: plans, requestId: requestId, in: db)
+                try Self.processInTransaction(source: source, eventId: eventId, requestId: requestId, in: db)
             }
             if !outcome.alreadyDone {
                 MyBAMetrics.recordWebhook(source: source, outcome: outcome.status.rawValue, duration: ContinuousClock.now - started)
@@ -214,12 +213,11 @@ public struct WebhookProcessor: Sendable {
     /// What processing the event now would do, with nothing kept: the live processing runs in a
     /// transaction that is rolled back (the console's plan for `webhooks replay`).
     public func preview(source: WebhookSource, eventId: String) async throws -> WebhookOutcome {
-        let plans = self.plans
-        return try await database.writer.writeWithoutTransaction { db in
+        try await database.writer.writeWithoutTransaction { db in
             var outcome: WebhookOutcome?
             try db.inTransaction(.immediate) {
                 do {
-                    outcome = try Self.processInTransaction(source: source, eventId: eventId, plans: plans, requestId: nil, in: db)
+                    outcome = try Self.processInTransaction(source: source, eventId: eventId, requestId: nil, in: db)
                 } catch let error as WebhookMissing {
                     throw error
                 } catch {
@@ -249,7 +247,6 @@ public struct WebhookProcessor: Sendable {
     static func processInTransaction(
         source: WebhookSource,
         eventId: String,
-        plans: PlanCatalog,
         requestId: String?,
         in db: Database
     ) throws -> WebhookOutcome {
@@ -264,7 +261,7 @@ public struct WebhookProcessor: Sendable {
         let result: (status: WebhookEvent.Status, message: String, entries: [Int64])
         switch (source, event.type) {
         case (.stripe, "checkout.session.completed"), (.stripe, "checkout.session.async_payment_succeeded"):
-            result = try checkoutCompleted(object, plans: plans, requestId: requestId ?? event.requestId, now: now, in: db)
+            result = try checkoutCompleted(object, requestId: requestId ?? event.requestId, now: now, in: db)
         case (.stripe, "customer.deleted"):
             let customer = try dataObject(object)
             let customerId = customer["id"] as? String ?? "?"
@@ -326,7 +323,6 @@ public struct WebhookProcessor: Sendable {
 
     static func checkoutCompleted(
         _ event: [String: Any],
-        plans: PlanCatalog,
         requestId: String?,
         now: Date,
         in db: Database
@@ -347,7 +343,21 @@ public struct WebhookProcessor: Sendable {
             return (.ignored, "checkout session \(sessionId) names no MyBA user (metadata.user_id or client_reference_id); not a MyBA purchase", [])
         }
         let planId = metadata["plan_id"] as? String
-        guard let tokens = integer(metadata["tokens"]) ?? planId.flatMap({ plans.plan(id: $0)?.tokens }), tokens > 0 else {
+        // MyBA's own sessions carry their token count; the catalog decides for the others (a
+        // payment link, the old service's sessions), and the outcome names the version it used.
+        var decidedBy = ""
+        var tokens = integer(metadata["tokens"])
+        if tokens == nil, let planId {
+            let installed = try AppDatabase.installedPlans(in: db)
+            tokens = installed.catalog.plan(id: planId)?.tokens
+            decidedBy = " (plan \(planId) in plans \(installed.label))"
+            if tokens == nil {
+                throw PaymentError.invalidEvent(
+                    "checkout session \(sessionId): plan \"\(planId)\" is not in plans \(installed.label) and the session carries no metadata.tokens"
+                )
+            }
+        }
+        guard let tokens, tokens > 0 else {
             throw PaymentError.invalidEvent("checkout session \(sessionId) carries no token count (metadata.tokens or a known plan_id)")
         }
         try AppDatabase.markCheckout(id: sessionId, status: "complete", in: db)
@@ -380,7 +390,8 @@ public struct WebhookProcessor: Sendable {
                 arguments: [SQLTimestamp.string(now), "\"\(paymentIntent)\""]
             )
         }
-        let message = result.replayed ? "purchase \(sessionId) was already granted" : "granted \(tokens) tokens to \(userId) for \(sessionId)"
+        let message =
+            result.replayed ? "purchase \(sessionId) was already granted" : "granted \(tokens) tokens to \(userId) for \(sessionId)\(decidedBy)"
         return (.processed, message, result.entry.id.map { [$0] } ?? [])
     }
 

@@ -1,0 +1,120 @@
+import Foundation
+import GRDB
+
+/// The plan catalog in force, with the version that identifies it.
+///
+/// The catalog lives in the database, so the server, its retry worker and a console replay
+/// decide from the same plans: an operator's change (`plans set`) takes effect at once
+/// everywhere, with no restart and no second file to keep in step.
+public struct InstalledPlans: Codable, Equatable, Sendable {
+    /// 0 for the built-in plans, then 1, 2, … for each catalog installed.
+    public var version: Int
+    public var catalog: PlanCatalog
+    /// `built-in`, `file:<path>` (the server's `MYBA_PLANS_FILE`) or `console`.
+    public var source: String
+    public var installedAt: Date?
+    public var installedBy: String?
+
+    public static let builtIn = InstalledPlans(version: 0, catalog: .standard, source: "built-in", installedAt: nil, installedBy: nil)
+
+    /// `version 3 (console, 2026-12-05T04:00:00Z)`: how replies and logs name a catalog.
+    public var label: String {
+        guard let installedAt else { return "version \(version) (\(source))" }
+        return "version \(version) (\(source), \(Timestamps.timestamp(installedAt)))"
+    }
+}
+
+/// What installing the `MYBA_PLANS_FILE` catalog at start-up did.
+public enum PlansFileAdoption: Sendable, Equatable {
+    /// The file differs from what the server last installed from it: it is the new version.
+    case installed(InstalledPlans)
+    /// The file is what the server installed from it before; the current catalog (perhaps
+    /// changed since by an operator) stays.
+    case unchanged(current: InstalledPlans)
+}
+
+extension PlanCatalog {
+    /// The catalog as stored: keys sorted, so equal catalogs store equal text.
+    var canonicalJSON: String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
+    }
+}
+
+extension AppDatabase {
+    /// The catalog in force now.
+    public func installedPlans() async throws -> InstalledPlans {
+        try await writer.read { db in try Self.installedPlans(in: db) }
+    }
+
+    /// Every catalog installed, newest first (the built-in one is not listed).
+    public func planHistory(limit: Int) async throws -> [InstalledPlans] {
+        try await writer.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM plan_catalogs ORDER BY version DESC LIMIT ?", arguments: [limit]).map(Self.installedPlans(row:))
+        }
+    }
+
+    static func installedPlans(in db: Database) throws -> InstalledPlans {
+        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM plan_catalogs ORDER BY version DESC LIMIT 1") else { return .builtIn }
+        return try installedPlans(row: row)
+    }
+
+    private static func installedPlans(row: Row) throws -> InstalledPlans {
+        let text: String = row["catalog"]
+        let catalog = try JSONDecoder().decode(PlanCatalog.self, from: Data(text.utf8))
+        return InstalledPlans(
+            version: row["version"],
+            catalog: catalog,
+            source: row["source"],
+            installedAt: row["installed_at"] as Date?,
+            installedBy: row["installed_by"]
+        )
+    }
+
+    /// Installs the server's `MYBA_PLANS_FILE` catalog when the file changed since the server
+    /// last installed it. A restart with an unchanged file therefore keeps a catalog an
+    /// operator set since, and an edited file takes over at the next start.
+    public func adoptPlansFile(_ catalog: PlanCatalog, path: String) async throws -> PlansFileAdoption {
+        let text = catalog.canonicalJSON
+        return try await writeInGroupCommit { db in
+            let lastFromFile = try String.fetchOne(
+                db,
+                sql: "SELECT catalog FROM plan_catalogs WHERE source LIKE 'file:%' ORDER BY version DESC LIMIT 1"
+            )
+            if lastFromFile == text { return .unchanged(current: try Self.installedPlans(in: db)) }
+            return .installed(try Self.insertPlans(text, source: "file:\(path)", by: "server", reason: nil, in: db))
+        }
+    }
+
+    /// An operator's new catalog (`plans set`), audited in the same transaction.
+    public func installPlans(_ catalog: PlanCatalog, by context: OperatorContext) async throws -> InstalledPlans {
+        if let problem = catalog.problems.first { throw PlanCatalogError(path: "given", problem: problem) }
+        return try await writeInGroupCommit { db in
+            let installed = try Self.insertPlans(
+                catalog.canonicalJSON,
+                source: "console",
+                by: "operator:\(context.operatorName)",
+                reason: context.reason,
+                in: db
+            )
+            try Self.insertAudit(
+                context: context,
+                userId: nil,
+                entryIds: [],
+                idempotencyKey: nil,
+                outcome: "installed plan catalog \(installed.label)",
+                in: db
+            )
+            return installed
+        }
+    }
+
+    private static func insertPlans(_ text: String, source: String, by actor: String, reason: String?, in db: Database) throws -> InstalledPlans {
+        try db.execute(
+            sql: "INSERT INTO plan_catalogs (catalog, source, installed_by, reason, installed_at) VALUES (?, ?, ?, ?, ?)",
+            arguments: [text, source, actor, reason, SQLTimestamp.string(Date())]
+        )
+        return try installedPlans(in: db)
+    }
+}
