@@ -31,6 +31,10 @@ struct TransferController {
         if let claimed = body.userId, claimed != user.userId {
             throw APIError(.forbidden, code: "forbidden", message: "userId does not match the signed-in user")
         }
+        // Ignored, but a count below zero is no count: malformed input changes nothing.
+        if let claimed = body.remainingTokens, claimed < 0 {
+            throw APIError(.badRequest, code: "invalid_json", message: "remainingTokens must be 0 or more")
+        }
         let result = try await database.transferAnonymousSession(
             sessionId: body.sessionId,
             to: user.userId,

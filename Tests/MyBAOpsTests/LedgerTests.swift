@@ -249,24 +249,51 @@ struct LedgerTests {
         defer { fixture.directory.remove() }
         try await fixture.customer("user_1", tokens: 100)
         let database = fixture.database
-        // 300 consumes over 150 distinct keys (each sent twice) race 20 purchases of 1 token.
-        let succeeded = await withTaskGroup(of: String?.self) { group in
+        // 300 consumes over 150 distinct keys (each sent twice) race 20 purchases of 1 token. Each
+        // outcome is counted: the only failure allowed is "not enough tokens".
+        enum Outcome: Sendable {
+            case consumed(String)
+            case replayed, insufficient, purchased
+            case unexpected(String)
+        }
+        let outcomes = await withTaskGroup(of: Outcome.self) { group in
             for index in 0..<300 {
                 group.addTask {
                     let key = "gen:\(index / 2)"
-                    return (try? await database.consume(userId: "user_1", idempotencyKey: key, actor: "api")).flatMap { $0.replayed ? nil : key }
+                    do {
+                        let result = try await database.consume(userId: "user_1", idempotencyKey: key, actor: "api")
+                        return result.replayed ? .replayed : .consumed(key)
+                    } catch LedgerError.insufficientTokens {
+                        return .insufficient
+                    } catch {
+                        return .unexpected("\(error)")
+                    }
                 }
             }
             for index in 0..<20 {
                 group.addTask {
-                    _ = try? await database.post(
-                        LedgerPosting(userId: "user_1", kind: .purchase, delta: 1, idempotencyKey: "purchase:\(index)", actor: "webhook:stripe")
-                    )
-                    return nil
+                    do {
+                        _ = try await database.post(
+                            LedgerPosting(userId: "user_1", kind: .purchase, delta: 1, idempotencyKey: "purchase:\(index)", actor: "webhook:stripe")
+                        )
+                        return .purchased
+                    } catch {
+                        return .unexpected("\(error)")
+                    }
                 }
             }
-            return await group.reduce(into: Set<String>()) { if let key = $1 { $0.insert(key) } }
+            return await group.reduce(into: [Outcome]()) { $0.append($1) }
         }
+        let unexpected = outcomes.compactMap { if case .unexpected(let error) = $0 { error } else { nil } }
+        #expect(unexpected.isEmpty, "\(unexpected)")
+        #expect(outcomes.filter { if case .purchased = $0 { true } else { false } }.count == 20)
+        let succeeded = Set(outcomes.compactMap { if case .consumed(let key) = $0 { key } else { nil } })
+        let consumedCount = outcomes.filter { if case .consumed = $0 { true } else { false } }.count
+        let replayed = outcomes.filter { if case .replayed = $0 { true } else { false } }.count
+        let insufficient = outcomes.filter { if case .insufficient = $0 { true } else { false } }.count
+        // No key is consumed twice, and every request is accounted for.
+        #expect(consumedCount == succeeded.count)
+        #expect(consumedCount + replayed + insufficient == 300)
         // How many consumes fit depends on when the purchases land; the books must balance anyway.
         let balance = try #require(try await database.balance(userId: "user_1"))
         #expect(succeeded.count >= 100 && succeeded.count <= 120)

@@ -87,14 +87,25 @@ struct GenerationAnswerTests {
         let fixture = try LedgerFixture()
         defer { fixture.directory.remove() }
         let database = fixture.database
-        let grants = await withTaskGroup(of: Int.self) { group in
+        // Every call must succeed: one opens the account, the others see it open. An error (a
+        // busy database, a constraint) is a failure, never a quiet "not granted".
+        let results = await withTaskGroup(of: Result<Bool, any Error>.self) { group in
             for index in 0..<20 {
                 group.addTask {
-                    (try? await database.openAccountOnFirstRequest(userId: "user_new", actor: "api", requestId: "req_\(index)")) == nil ? 0 : 1
+                    do {
+                        return .success(
+                            try await database.openAccountOnFirstRequest(userId: "user_new", actor: "api", requestId: "req_\(index)") != nil
+                        )
+                    } catch {
+                        return .failure(error)
+                    }
                 }
             }
-            return await group.reduce(0, +)
+            return await group.reduce(into: [Result<Bool, any Error>]()) { $0.append($1) }
         }
+        let failures = results.compactMap { if case .failure(let error) = $0 { "\(error)" } else { nil } }
+        #expect(failures.isEmpty, "\(failures)")
+        let grants = results.filter { if case .success(true) = $0 { true } else { false } }.count
         #expect(grants == 1)
         #expect(try await database.balance(userId: "user_new")?.tokens == 6)
         #expect(try await database.openAccountOnFirstRequest(userId: "user_new", actor: "api", requestId: "req_late") == nil)

@@ -88,13 +88,22 @@ struct ContractTests {
         try await fixture.application().test(.router) { client in
             // A customer and an anonymous session exist, so ids that look like theirs are tempting.
             _ = try await client.execute(uri: "/api/user-tokens/user_a", method: .get, headers: bearer("dev:user_a")) { $0.status }
-            _ = try await client.execute(uri: "/api/anonymous-session", method: .post, headers: jsonHeaders, body: jsonBody(["fingerprint": "fp-a"]))
-            { $0.status }
+            let sessionA = try await client.execute(
+                uri: "/api/anonymous-session",
+                method: .post,
+                headers: jsonHeaders,
+                body: jsonBody(["fingerprint": "fp-a"])
+            ) { try #require(try $0.json["sessionId"] as? String) }
             let database = try fixture.database()
             let before = try await storedState(database)
             var headers = hostile.headers
             if headers[.contentType] == nil, hostile.body != nil { headers[.contentType] = "application/json" }
-            try await client.execute(uri: hostile.path, method: hostile.method, headers: headers, body: hostile.body.map { ByteBuffer(bytes: $0) }) {
+            // A case aimed at the real session names it SESSION_A.
+            var body = hostile.body
+            if let bytes = body, let text = String(validating: bytes, as: UTF8.self), text.contains("SESSION_A") {
+                body = Array(text.replacingOccurrences(of: "SESSION_A", with: sessionA).utf8)
+            }
+            try await client.execute(uri: hostile.path, method: hostile.method, headers: headers, body: body.map { ByteBuffer(bytes: $0) }) {
                 response in
                 #expect((400...499).contains(Int(response.status.code)), "\(hostile.name): \(response.status) \(String(buffer: response.body))")
                 if let expected = hostile.status { #expect(response.status.code == expected, "\(hostile.name): \(String(buffer: response.body))") }
@@ -189,7 +198,14 @@ struct HostileCase: Sendable, CustomTestStringConvertible {
             path: "/api/transfer-anonymous-tokens",
             headers: userA,
             body: json(#"{"sessionId":"anon_x","remainingTokens":-5}"#),
-            status: 404
+            status: 400
+        ),
+        HostileCase(
+            name: "negative remainingTokens for a real session",
+            path: "/api/transfer-anonymous-tokens",
+            headers: userA,
+            body: json(#"{"sessionId":"SESSION_A","remainingTokens":-5}"#),
+            status: 400
         ),
         HostileCase(
             name: "integer overflow",
@@ -255,10 +271,24 @@ struct HostileCase: Sendable, CustomTestStringConvertible {
             status: 400
         ),
         HostileCase(
-            name: "NUL in a webhook signature",
+            name: "NUL in a body with a bad signature",
             path: "/api/webhook/stripe",
             headers: [HTTPField.Name("Stripe-Signature")!: "t=1,v1=00"],
             body: json(#"{"id":"evt_1\u0000","type":"checkout.session.completed"}"#),
+            status: 400
+        ),
+        HostileCase(
+            name: "NUL in a validly signed body's event id",
+            path: "/api/webhook/stripe",
+            headers: Deliveries.stripeHeaders(#"{"id":"evt_1\u0000","type":"checkout.session.completed"}"#),
+            body: json(#"{"id":"evt_1\u0000","type":"checkout.session.completed"}"#),
+            status: 400
+        ),
+        HostileCase(
+            name: "control characters in a validly signed body's event type",
+            path: "/api/webhook/stripe",
+            headers: Deliveries.stripeHeaders(#"{"id":"evt_2","type":"checkout.session.completed\u001b[31m"}"#),
+            body: json(#"{"id":"evt_2","type":"checkout.session.completed\u001b[31m"}"#),
             status: 400
         ),
         HostileCase(name: "unknown method on a known path", method: .delete, path: "/api/health", status: 405),

@@ -40,6 +40,7 @@ public struct WebhookIntake: Sendable {
         guard let event = try? JSONSerialization.jsonObject(with: Data(payload)) as? [String: Any],
             let eventId = event["id"] as? String, let type = event["type"] as? String
         else { throw InvalidWebhookEvent(description: "body is not a Stripe event with id and type") }
+        try Self.checkIdentifiers(eventId: eventId, type: type)
         return try await receive(
             WebhookDelivery(
                 source: .stripe,
@@ -69,6 +70,7 @@ public struct WebhookIntake: Sendable {
         guard let event = try? JSONSerialization.jsonObject(with: Data(payload)) as? [String: Any], let type = event["type"] as? String, let id else {
             throw InvalidWebhookEvent(description: "body is not a Clerk event with a type")
         }
+        try Self.checkIdentifiers(eventId: id, type: type)
         return try await receive(
             WebhookDelivery(
                 source: .clerk,
@@ -80,6 +82,21 @@ public struct WebhookIntake: Sendable {
             ),
             logger: logger
         )
+    }
+
+    /// Event ids and types become keys, log values and console cells: even a correctly signed
+    /// event (a leaked secret, a bug upstream) may not bring control characters or a megabyte id.
+    /// Stripe's are `evt_…` and dotted lowercase types, Svix's `msg_…`.
+    static func checkIdentifiers(eventId: String, type: String) throws {
+        func plausible(_ text: String, extra: Set<Character>) -> Bool {
+            (1...255).contains(text.utf8.count) && text.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || extra.contains($0)) }
+        }
+        guard plausible(eventId, extra: ["_", "-"]) else {
+            throw InvalidWebhookEvent(description: "event id must be 1–255 characters of A–Z, a–z, 0–9, '_' or '-'")
+        }
+        guard plausible(type, extra: ["_", "-", "."]) else {
+            throw InvalidWebhookEvent(description: "event type must be 1–255 characters of A–Z, a–z, 0–9, '_', '-' or '.'")
+        }
     }
 
     private func verified(source: WebhookSource, logger: Logger, _ check: () throws -> Void) throws {
