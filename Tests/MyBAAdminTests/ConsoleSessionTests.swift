@@ -39,6 +39,13 @@ struct ConsoleSessionTests {
         try await terminal.type("C-u")
         try await terminal.type("tokens adjust user_alice +1 --reason 'key sk_live_0123456789abcdef' --dry-run", "Enter")
         _ = try await terminal.waitFor("dry run: nothing changed")
+        // Lines naming other kinds of secret run, and stay out of the history file as well.
+        try await terminal.type("tokens adjust user_alice +1 --reason 'restricted rk_live_0123456789abcdef' --dry-run", "Enter")
+        _ = try await terminal.waitFor("dry run: nothing changed")
+        try await terminal.type("tokens adjust user_alice +1 --reason 'whsec_abcdefabcdef0123456789' --dry-run", "Enter")
+        _ = try await terminal.waitFor("dry run: nothing changed")
+        try await terminal.type("stats --api-key plain-provider-key-123456", "Enter")
+        _ = try await terminal.waitFor("--api-key")
         try await terminal.type("tokens adjust user_alice +1 --reason goodwill", "Enter")
         _ = try await terminal.waitFor("apply? type yes to confirm:")
         try await terminal.type("yes", "Enter")
@@ -50,7 +57,9 @@ struct ConsoleSessionTests {
         let saved = try String(contentsOfFile: history, encoding: .utf8)
         #expect(saved.contains("customer show user_alice"))
         #expect(saved.contains("--reason goodwill"))
-        #expect(!saved.contains("sk_live"), "a secret reached the history file: \(saved)")
+        for secret in ["sk_live", "rk_live", "whsec_", "plain-provider-key"] {
+            #expect(!saved.contains(secret), "a secret (\(secret)) reached the history file: \(saved)")
+        }
 
         // A second run recalls the first run's lines with the up arrow.
         let second = TerminalSession()
@@ -129,6 +138,36 @@ struct ConsoleSessionTests {
             #expect(audit.first?.operatorName == "ann")
             #expect(audit.first?.entryIds.count == 1)
             #expect(try await fixture.database.verify().isClean)
+        }
+    }
+}
+
+@Suite("The console's prompt colours")
+struct PromptColourTests {
+    @Test("on a terminal, a production database's prompt is white on red; a development one is cyan; NO_COLOR turns both off")
+    func productionPromptIsRed() async throws {
+        let fixture = try await AdminFixture()
+        defer { fixture.directory.remove() }
+        let history = fixture.directory.file("history")
+        for (environment, noColor, expected) in [
+            ("production", false, "\u{1B}[1;37;41m"), ("development", false, "\u{1B}[36m"), ("production", true, nil),
+        ] as [(String, Bool, String?)] {
+            let terminal = TerminalSession()
+            // The tmux server keeps the environment it started with (NO_COLOR may be in it).
+            try await terminal.start(
+                "env -u NO_COLOR MYBA_ADMIN_HISTORY=\(history) MYBA_ENV=\(environment) \(noColor ? "NO_COLOR=1" : "") TERM=xterm-256color \(BuiltProduct.path("myba-admin")) --db \(fixture.path)"
+            )
+            defer { terminal.stop() }
+            _ = try await terminal.waitFor("myba-admin [\(environment)]")
+            let screen = try await terminal.screen(escapes: true)
+            let promptLine = try #require(screen.split(separator: "\n").first { $0.contains("myba-admin [") }.map(String.init))
+            if let expected {
+                // tmux re-encodes attributes; compare what they mean: bold/white/red, or cyan.
+                let wanted = expected.contains("41") ? ["41m", "37", "1"] : ["36m"]
+                #expect(wanted.allSatisfy { promptLine.contains($0) } && promptLine.contains("\u{1B}["), "\(promptLine.debugDescription)")
+            } else {
+                #expect(!promptLine.contains("\u{1B}[4") && !promptLine.contains("\u{1B}[3"), "\(promptLine.debugDescription)")
+            }
         }
     }
 }

@@ -42,6 +42,8 @@ struct MaintenanceTests {
         #expect(posted > before.count)
         let manifest = try jsonObject(backup.stdout)
         #expect((manifest["ledgerEntries"] as? Int ?? 0) >= before.count)
+        // The schema is named by the newest migration in shipping order (not by sorting names).
+        #expect(manifest["schemaVersion"] as? String == AppDatabase.migrator.migrations.last, "\(manifest)")
         #expect(FileManager.default.fileExists(atPath: backupPath + ".manifest.json"))
         #expect(try FileManager.default.contentsOfDirectory(atPath: fixture.directory.file("backups")).allSatisfy { !$0.contains("partial") })
         // Never over an existing file.

@@ -71,6 +71,17 @@ struct MetricsTests {
         #expect(try await server.post("/api/webhook/stripe", body: body, headers: Deliveries.stripeHeaders(body)).0 == 200)
         #expect(try await server.post("/api/webhook/stripe", body: body, headers: Deliveries.stripeHeaders(body)).0 == 200)
         #expect(try await server.post("/api/webhook/stripe", body: body, headers: Deliveries.stripeHeaders(body, secret: "whsec_wrong")).0 == 400)
+        // A full refund takes the purchase's tokens back.
+        let refund = Deliveries.chargeRefunded(
+            eventId: "evt_metrics_refund",
+            paymentIntent: "pi_metrics",
+            amount: 800,
+            refunded: 800,
+            userId: "user_buyer"
+        )
+        #expect(try await server.post("/api/webhook/stripe", body: refund, headers: Deliveries.stripeHeaders(refund)).0 == 200)
+        // The oldest outbox row is old enough to show in whole seconds.
+        try await Task.sleep(for: .milliseconds(1200))
 
         let (status, data) = try await server.get("/metrics")
         #expect(status == 200)
@@ -90,17 +101,29 @@ struct MetricsTests {
         #expect(samples.value("myba_tokens_granted_total", ["kind": "purchase"]) == 10)
         #expect(samples.value("myba_tokens_granted_total", ["kind": "anonymous_session"]) == 3)
         #expect(samples.value("myba_tokens_consumed_total", ["payer": "account"]) == 2)
+        #expect(samples.value("myba_tokens_removed_total", ["kind": "payment_refund"]) == 10)
 
-        #expect(samples.value("myba_webhook_events_total", ["source": "stripe", "outcome": "processed"]) == 1)
+        #expect(samples.value("myba_webhook_events_total", ["source": "stripe", "outcome": "processed"]) == 2)
         #expect(samples.value("myba_webhook_events_total", ["source": "stripe", "outcome": "duplicate"]) == 1)
         #expect(samples.value("myba_webhook_events_total", ["source": "stripe", "outcome": "rejected"]) == 1)
-        #expect(samples.value("myba_webhook_processing_seconds_count", ["source": "stripe"]) == 1)
+        #expect(samples.value("myba_webhook_processing_seconds_count", ["source": "stripe"]) == 2)
 
         // No Stripe key: both customers' balance changes wait in the outbox.
         #expect(samples.value("myba_stripe_outbox_pending") == 2)
+        #expect((samples.value("myba_stripe_outbox_oldest_pending_seconds") ?? -1) >= 1)
         #expect(samples.value("myba_anonymous_sessions", ["state": "open"]) == 1)
         #expect(samples.value("myba_customers") == 2)
         #expect(samples.value("myba_webhook_events_pending") == 0)
+
+        // /api/health reports the same outbox to an operator (its counts are refreshed every 5 s).
+        var health: [String: Any] = [:]
+        for _ in 0..<80 {
+            health = try jsonObject(String(decoding: try await server.get("/api/health").1, as: UTF8.self))
+            if health["outboxDepth"] as? Int == 2 { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(health["outboxDepth"] as? Int == 2, "\(health)")
+        #expect((health["outboxOldestPendingSeconds"] as? Int ?? -1) >= 1, "\(health)")
     }
 
     @Test("/metrics: a peer off loopback gets 403 even with a forged X-Forwarded-For; a token opens it from anywhere; MYBA_METRICS_PUBLIC serves all")

@@ -127,6 +127,16 @@ extension AppDatabase {
     }
 
     /// Checks a backup file (integrity, MyBA's, its schema) and describes it.
+    /// The newest migration applied, in the migrator's order (identifiers of one day do not sort
+    /// by when they shipped). One this code does not know (a newer build's) comes last.
+    static func schemaVersion(in db: Database) throws -> String? {
+        let applied = try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations ORDER BY rowid")
+        let known = Set(migrator.migrations)
+        if let unknown = applied.last(where: { !known.contains($0) }) { return unknown }
+        let appliedSet = Set(applied)
+        return migrator.migrations.last { appliedSet.contains($0) }
+    }
+
     public static func inspectBackup(at path: String, source: String? = nil) throws -> BackupManifest {
         guard FileManager.default.fileExists(atPath: path) else { throw MaintenanceError.notABackup(path, why: "no such file") }
         var configuration = Configuration()
@@ -142,9 +152,7 @@ extension AppDatabase {
         do {
             facts = try queue.read { db in
                 let integrity = try String.fetchAll(db, sql: "PRAGMA integrity_check").joined(separator: "; ")
-                let version =
-                    try db.tableExists("grdb_migrations")
-                    ? try String.fetchOne(db, sql: "SELECT identifier FROM grdb_migrations ORDER BY identifier DESC LIMIT 1") : nil
+                let version = try db.tableExists("grdb_migrations") ? try Self.schemaVersion(in: db) : nil
                 let entries = try db.tableExists("ledger_entries") ? try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries") ?? 0 : 0
                 let last = try db.tableExists("ledger_entries") ? try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM ledger_entries") ?? 0 : 0
                 return (integrity, version, entries, last)

@@ -28,9 +28,10 @@ struct TerminalSession {
         _ = try await Self.tmux(arguments)
     }
 
-    func screen() async throws -> String {
+    /// The visible text; with `escapes`, the colours and attributes too (as SGR sequences).
+    func screen(escapes: Bool = false) async throws -> String {
         let name = self.name
-        return try await Self.tmux(["capture-pane", "-t", name, "-p"]).stdout
+        return try await Self.tmux(["capture-pane", "-t", name, "-p"] + (escapes ? ["-e"] : [])).stdout
     }
 
     /// Waits until the screen contains `text`.
