@@ -7,6 +7,8 @@
                   only for requests that ended inside a time window
   repl            time myba-admin from spawn (under a pseudo-terminal) until its prompt shows
   insert-sessions write N stale, untransferred anonymous sessions in one transaction
+  insert-ledger   write U customers and N ledger entries (adjust) with their balances in one
+                  transaction, so that `myba-admin ledger verify` is clean (benchmarks/backup.sh)
   wrk             parse wrk --latency output into JSON
 """
 import argparse
@@ -232,6 +234,59 @@ def cmd_insert_sessions(args):
     print()
 
 
+def cmd_insert_ledger(args):
+    """U customers named PREFIX1..U, each with N/U ledger entries and the balance they sum to, as
+    the ledger writes them: kind 'adjust' (its rule moves `tokens` only, so verify recomputes
+    tokens = SUM(delta) and nothing else), a user's first entry funding it with --funding tokens
+    (so that the benchmark's generations never run out) and every other one +1, a random
+    idempotency key and request id like the server's, UTC timestamps in SQLTimestamp's form
+    spread over the past (ids and times increase together), actor 'bench'. Entries rotate over
+    the users, as a real ledger interleaves them. One transaction, the rows made by SQL itself
+    (a recursive CTE) so a million take seconds. No stripe_outbox rows: the seeded history is
+    old, long mirrored (verify and db check do not look at the outbox)."""
+    if args.users < 1 or args.count < args.users:
+        sys.stderr.write("insert-ledger needs 1 <= --users <= --count\n")
+        sys.exit(2)
+    connection = sqlite3.connect(args.db, isolation_level=None)
+    connection.execute("PRAGMA busy_timeout = 5000")
+    connection.execute("PRAGMA foreign_keys = ON")
+    connection.execute("PRAGMA cache_size = -524288")  # 512 MiB: the random-key indexes stay in memory
+    connection.execute("CREATE TEMP TABLE bench_users (i INTEGER PRIMARY KEY, user_id TEXT NOT NULL)")
+    connection.executemany("INSERT INTO bench_users VALUES (?, ?)",
+                           ((i, f"{args.user_prefix}{i}") for i in range(1, args.users + 1)))
+    spacing = args.spacing
+    start = time.perf_counter()
+    connection.execute("BEGIN IMMEDIATE")
+    connection.execute("""
+        INSERT INTO customers (user_id, email, created_at)
+        SELECT user_id, NULL, strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || (? * ? + 3600) || ' seconds')
+        FROM bench_users ORDER BY i
+        """, (args.count, spacing))
+    connection.execute("""
+        WITH RECURSIVE seq(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM seq WHERE n + 1 < ?)
+        INSERT INTO ledger_entries (user_id, kind, delta, idempotency_key, actor, reason, request_id, created_at)
+        SELECT u.user_id, 'adjust', CASE WHEN n < ? THEN ? ELSE 1 END,
+               'bench:' || lower(hex(randomblob(16))), 'bench', 'benchmark seed', lower(hex(randomblob(16))),
+               strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || ((? - n) * ?) || ' seconds')
+        FROM seq JOIN bench_users u ON u.i = n % ? + 1
+        """, (args.count, args.users, args.funding, args.count, spacing, args.users))
+    connection.execute("""
+        INSERT INTO balances (user_id, tokens, tokens_used, tokens_purchased, tokens_transferred, updated_at)
+        SELECT e.user_id, SUM(e.delta), 0, 0, 0, MAX(e.created_at)
+        FROM ledger_entries e JOIN bench_users u ON u.user_id = e.user_id
+        GROUP BY e.user_id
+        """)
+    connection.execute("COMMIT")
+    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    seconds = time.perf_counter() - start
+    entries = connection.execute("SELECT COUNT(*) FROM ledger_entries").fetchone()[0]
+    customers = connection.execute("SELECT COUNT(*) FROM customers").fetchone()[0]
+    connection.close()
+    json.dump({"inserted": args.count, "users": args.users, "seconds": seconds, "entries": entries,
+               "customers": customers, "bytes": os.path.getsize(args.db)}, sys.stdout)
+    print()
+
+
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
 
 
@@ -298,6 +353,15 @@ def main():
     p.add_argument("--db", required=True)
     p.add_argument("--count", type=int, default=1_000_000)
     p.set_defaults(run=cmd_insert_sessions)
+
+    p = commands.add_parser("insert-ledger")
+    p.add_argument("--db", required=True)
+    p.add_argument("--count", type=int, default=1_000_000, help="ledger entries")
+    p.add_argument("--users", type=int, default=1000)
+    p.add_argument("--user-prefix", default="user_bench")
+    p.add_argument("--funding", type=int, default=1_000_000, help="delta of each user's first entry")
+    p.add_argument("--spacing", type=int, default=30, help="seconds between consecutive entries")
+    p.set_defaults(run=cmd_insert_ledger)
 
     p = commands.add_parser("wrk")
     p.add_argument("file")
