@@ -132,7 +132,7 @@ actor EmulatorState {
         case ("GET", let p) where p.count == 3 && p[1] == "payment_intents": return retrieve(paymentIntents[p[2]], kind: "payment_intent", id: p[2])
         case ("GET", ["v1", "events"]):
             var selected = events.reversed().filter { event in
-                (query["type"].map { $0 == event["type"] as? String } ?? true)
+                (query["type"].map { Self.typeMatches($0, event["type"] as? String ?? "") } ?? true)
                     && (query["created[gte]"].flatMap(Int.init).map { ($0) <= (event["created"] as? Int ?? 0) } ?? true)
             }
             if let types = query["types[0]"] { selected = selected.filter { $0["type"] as? String == types } }
@@ -144,6 +144,12 @@ actor EmulatorState {
         default:
             return Self.error(404, type: "invalid_request_error", message: "Unrecognized request URL (\(method): /\(parts.joined(separator: "/"))).")
         }
+    }
+
+    /// Stripe's `type` filter: an event name, or a group with `*` as a wildcard (`charge.*`, `*`).
+    static func typeMatches(_ pattern: String, _ type: String) -> Bool {
+        guard let star = pattern.firstIndex(of: "*") else { return pattern == type }
+        return type.hasPrefix(pattern[..<star]) && type.hasSuffix(pattern[pattern.index(after: star)...])
     }
 
     // MARK: Customers

@@ -255,37 +255,33 @@ public struct WebhookProcessor: Sendable {
             return WebhookOutcome(status: event.status, message: event.outcome ?? "", entryIds: event.entryIds, alreadyDone: true)
         }
         let now = Date().truncatedToMilliseconds
-        guard let object = try? JSONSerialization.jsonObject(with: Data(event.body.utf8)) as? [String: Any] else {
-            throw PaymentError.invalidEvent("body is not a JSON object")
-        }
+        let body = Data(event.body.utf8)
         let result: (status: WebhookEvent.Status, message: String, entries: [Int64])
         switch (source, event.type) {
         case (.stripe, "checkout.session.completed"), (.stripe, "checkout.session.async_payment_succeeded"):
-            result = try checkoutCompleted(object, requestId: requestId ?? event.requestId, now: now, in: db)
+            result = try checkoutCompleted(body, requestId: requestId ?? event.requestId, now: now, in: db)
         case (.stripe, "customer.deleted"):
-            let customer = try dataObject(object)
-            let customerId = customer["id"] as? String ?? "?"
+            let customerId = try decodeEvent(StripeCustomer.self, body, what: "customer.deleted").object.id
             result =
                 try AppDatabase.unlinkStripeCustomer(customerId, in: db)
                 ? (.processed, "Stripe customer \(customerId) deleted; unlinked, a new one is made on next need", [])
                 : (.ignored, "Stripe customer \(customerId) is not linked to a MyBA customer", [])
         case (.stripe, "checkout.session.expired"):
-            let session = try dataObject(object)
-            let sessionId = session["id"] as? String ?? "?"
+            let sessionId = try decodeEvent(StripeCheckoutSession.self, body, what: "checkout.session.expired").object.id
             try AppDatabase.markCheckout(id: sessionId, status: "expired", in: db)
             result = (.processed, "checkout session \(sessionId) expired", [])
         case (.stripe, "charge.refunded"):
-            result = try chargeRefunded(object, requestId: requestId ?? event.requestId, now: now, in: db)
+            result = try chargeRefunded(body, requestId: requestId ?? event.requestId, now: now, in: db)
         case (.stripe, "charge.refund.updated"), (.stripe, "refund.updated"), (.stripe, "refund.failed"):
-            result = try refundUpdated(object, requestId: requestId ?? event.requestId, now: now, in: db)
+            result = try refundUpdated(body, requestId: requestId ?? event.requestId, now: now, in: db)
         case (.stripe, "charge.dispute.created"), (.stripe, "charge.dispute.closed"):
-            result = try dispute(object, opened: event.type == "charge.dispute.created", requestId: requestId ?? event.requestId, now: now, in: db)
+            result = try dispute(body, opened: event.type == "charge.dispute.created", requestId: requestId ?? event.requestId, now: now, in: db)
         case (.clerk, "user.created"):
-            result = try userCreated(object, requestId: requestId ?? event.requestId, now: now, in: db)
+            result = try userCreated(body, requestId: requestId ?? event.requestId, now: now, in: db)
         case (.clerk, "user.deleted"):
-            result = try userDeleted(object, now: now, in: db)
+            result = try userDeleted(body, now: now, in: db)
         case (.clerk, "user.updated"):
-            result = try userUpdated(object, in: db)
+            result = try userUpdated(body, in: db)
         default:
             result = (.ignored, "event type \(event.type) is not handled", [])
         }
@@ -305,48 +301,50 @@ public struct WebhookProcessor: Sendable {
         return WebhookOutcome(status: result.status, message: result.message, entryIds: result.entries, alreadyDone: false)
     }
 
-    private static func dataObject(_ event: [String: Any]) throws -> [String: Any] {
-        guard let data = event["data"] as? [String: Any], let object = data["object"] as? [String: Any] else {
-            throw PaymentError.invalidEvent("event has no data.object")
+    /// The event with its `data.object` read as `Object`; a body that is not one fails the event
+    /// naming the field (a retry will not change it, but an operator's replay after a fix may).
+    static func decodeEvent<Object: Decodable>(_ type: Object.Type, _ body: Data, what: String) throws -> StripeEvent<Object> {
+        do {
+            return try StripeWire.decode(StripeEvent<Object>.self, from: body)
+        } catch {
+            throw PaymentError.invalidEvent("\(what): \(StripeWire.explain(error))")
         }
-        return object
     }
 
-    /// An id that Stripe may send as a string or as an expanded object.
-    private static func idField(_ value: Any?) -> String? {
-        (value as? String) ?? ((value as? [String: Any])?["id"] as? String)
-    }
-
-    private static func integer(_ value: Any?) -> Int? {
-        (value as? NSNumber)?.intValue ?? (value as? String).flatMap { Int($0) }
+    static func decodeClerkUser(_ body: Data, what: String) throws -> ClerkUserEvent.User {
+        do {
+            return try StripeWire.decode(ClerkUserEvent.self, from: body).data
+        } catch {
+            throw PaymentError.invalidEvent("\(what): \(StripeWire.explain(error))")
+        }
     }
 
     static func checkoutCompleted(
-        _ event: [String: Any],
+        _ body: Data,
         requestId: String?,
         now: Date,
         in db: Database
     ) throws -> (WebhookEvent.Status, String, [Int64]) {
-        let session = try dataObject(event)
-        guard let sessionId = session["id"] as? String else { throw PaymentError.invalidEvent("checkout session has no id") }
-        guard session["payment_status"] as? String == "paid" else {
+        let session = try decodeEvent(StripeCheckoutSession.self, body, what: "checkout session").object
+        let sessionId = session.id
+        guard session.paymentStatus == "paid" else {
             return (
                 .ignored,
-                "checkout session \(sessionId) is not paid yet (\(session["payment_status"] as? String ?? "?")); waiting for async_payment_succeeded",
+                "checkout session \(sessionId) is not paid yet (\(session.paymentStatus ?? "?")); waiting for async_payment_succeeded",
                 []
             )
         }
-        let metadata = session["metadata"] as? [String: Any] ?? [:]
-        guard let userId = (metadata["user_id"] as? String) ?? (session["client_reference_id"] as? String), !userId.isEmpty else {
+        let metadata = session.metadata ?? StripeMetadata()
+        guard let userId = metadata["user_id"] ?? session.clientReferenceId, !userId.isEmpty else {
             // Another product on the same Stripe account: not MyBA's to grant, and no retry will
             // make it so.
             return (.ignored, "checkout session \(sessionId) names no MyBA user (metadata.user_id or client_reference_id); not a MyBA purchase", [])
         }
-        let planId = metadata["plan_id"] as? String
+        let planId = metadata["plan_id"]
         // MyBA's own sessions carry their token count; the catalog decides for the others (a
         // payment link, the old service's sessions), and the outcome names the version it used.
         var decidedBy = ""
-        var tokens = integer(metadata["tokens"])
+        var tokens = metadata["tokens"].flatMap { Int($0) }
         if tokens == nil, let planId {
             let installed = try AppDatabase.installedPlans(in: db)
             tokens = installed.catalog.plan(id: planId)?.tokens
@@ -363,13 +361,13 @@ public struct WebhookProcessor: Sendable {
         try AppDatabase.markCheckout(id: sessionId, status: "complete", in: db)
         let result = try AppDatabase.recordPurchase(
             checkoutSessionId: sessionId,
-            paymentIntentId: idField(session["payment_intent"]),
-            stripeCustomerId: idField(session["customer"]),
+            paymentIntentId: session.paymentIntent?.id,
+            stripeCustomerId: session.customer?.id,
             userId: userId,
             planId: planId,
             tokens: tokens,
-            amountTotal: integer(session["amount_total"]) ?? 0,
-            currency: session["currency"] as? String ?? "usd",
+            amountTotal: session.amountTotal ?? 0,
+            currency: session.currency ?? "usd",
             actor: "webhook:stripe",
             requestId: requestId,
             now: now,
@@ -378,7 +376,7 @@ public struct WebhookProcessor: Sendable {
         // Refunds and disputes of this payment that arrived first failed for want of it, perhaps
         // until their retries ran out, or were ignored as another product's (a charge made
         // before its PaymentIntent carried the user): they are due again now that it is here.
-        if !result.replayed, let paymentIntent = idField(session["payment_intent"]) {
+        if !result.replayed, let paymentIntent = session.paymentIntent?.id {
             try db.execute(
                 sql: """
                     UPDATE webhook_events SET status = 'failed', attempts = 0, next_attempt_at = ?
@@ -396,25 +394,25 @@ public struct WebhookProcessor: Sendable {
     }
 
     static func dispute(
-        _ event: [String: Any],
+        _ body: Data,
         opened: Bool,
         requestId: String?,
         now: Date,
         in db: Database
     ) throws -> (WebhookEvent.Status, String, [Int64]) {
-        let dispute = try dataObject(event)
-        guard let disputeId = dispute["id"] as? String else { throw PaymentError.invalidEvent("dispute has no id") }
-        guard let paymentIntent = idField(dispute["payment_intent"]) else {
+        let dispute = try decodeEvent(StripeDispute.self, body, what: "dispute").object
+        let disputeId = dispute.id
+        guard let paymentIntent = dispute.paymentIntent?.id else {
             return (.ignored, "dispute \(disputeId) has no payment intent; not a Checkout purchase", [])
         }
-        guard let amount = integer(dispute["amount"]) else { throw PaymentError.invalidEvent("dispute \(disputeId) has no amount") }
+        let amount = dispute.amount
         let outcome =
             opened
             ? try AppDatabase.disputeOpened(
                 disputeId: disputeId,
                 paymentIntent: paymentIntent,
                 amount: amount,
-                reason: dispute["reason"] as? String,
+                reason: dispute.reason,
                 actor: "webhook:stripe",
                 requestId: requestId,
                 now: now,
@@ -424,7 +422,7 @@ public struct WebhookProcessor: Sendable {
                 disputeId: disputeId,
                 paymentIntent: paymentIntent,
                 amount: amount,
-                status: dispute["status"] as? String ?? "?",
+                status: dispute.status,
                 actor: "webhook:stripe",
                 requestId: requestId,
                 now: now,
@@ -434,24 +432,24 @@ public struct WebhookProcessor: Sendable {
     }
 
     static func chargeRefunded(
-        _ event: [String: Any],
+        _ body: Data,
         requestId: String?,
         now: Date,
         in db: Database
     ) throws -> (WebhookEvent.Status, String, [Int64]) {
-        let charge = try dataObject(event)
-        let chargeId = charge["id"] as? String ?? "?"
-        guard let paymentIntent = idField(charge["payment_intent"]) else {
+        let event = try decodeEvent(StripeCharge.self, body, what: "charge")
+        let charge = event.object
+        let chargeId = charge.id
+        guard let paymentIntent = charge.paymentIntent?.id else {
             return (.ignored, "charge \(chargeId) has no payment intent; not a Checkout purchase", [])
         }
-        guard let refunded = integer(charge["amount_refunded"]) else { throw PaymentError.invalidEvent("charge has no amount_refunded") }
+        let refunded = charge.amountRefunded
         if try AppDatabase.fetchPayment(id: paymentIntent, in: db) == nil {
             // MyBA's Checkout Sessions put the user on the PaymentIntent, which Stripe copies to
             // its charge: without it the payment is another product's, and no retry makes it
             // MyBA's. With it, the purchase event is late, and this one is retried (and re-queued
             // when the purchase arrives).
-            let metadata = charge["metadata"] as? [String: Any] ?? [:]
-            guard let userId = metadata["user_id"] as? String, !userId.isEmpty else {
+            guard let userId = charge.metadata?["user_id"], !userId.isEmpty else {
                 return (
                     .ignored, "charge \(chargeId) of \(paymentIntent) names no MyBA user and no MyBA purchase is recorded for it; not a MyBA payment",
                     []
@@ -461,7 +459,7 @@ public struct WebhookProcessor: Sendable {
         }
         let outcome = try AppDatabase.applyRefund(
             paymentId: paymentIntent,
-            snapshot: RefundSnapshot(amountRefunded: refunded, at: integer(event["created"])),
+            snapshot: RefundSnapshot(amountRefunded: refunded, at: event.created),
             actor: "webhook:stripe",
             requestId: requestId,
             now: now,
@@ -481,39 +479,34 @@ public struct WebhookProcessor: Sendable {
 
     /// A Refund object changed (`charge.refund.updated`, `refund.updated`, `refund.failed`):
     /// only a refund that failed or was canceled changes tokens, by giving back what it took.
-    static func refundUpdated(_ event: [String: Any], requestId: String?, now: Date, in db: Database) throws -> (WebhookEvent.Status, String, [Int64])
-    {
-        let refund = try dataObject(event)
-        guard let refundId = refund["id"] as? String else { throw PaymentError.invalidEvent("refund has no id") }
-        let status = refund["status"] as? String ?? "?"
+    static func refundUpdated(_ body: Data, requestId: String?, now: Date, in db: Database) throws -> (WebhookEvent.Status, String, [Int64]) {
+        let event = try decodeEvent(StripeRefund.self, body, what: "refund")
+        let refund = event.object
+        let refundId = refund.id
+        let status = refund.status ?? "?"
         guard status == "failed" || status == "canceled" else {
             return (.ignored, "refund \(refundId) is \(status); charge.refunded applies refunds", [])
         }
-        guard let paymentIntent = idField(refund["payment_intent"]) else {
+        guard let paymentIntent = refund.paymentIntent?.id else {
             return (.ignored, "refund \(refundId) has no payment intent; not a Checkout purchase", [])
-        }
-        guard let amount = integer(refund["amount"]), let created = integer(refund["created"]) else {
-            throw PaymentError.invalidEvent("refund \(refundId) has no amount or created")
         }
         let failure = FailedRefund(
             refundId: refundId,
             paymentIntentId: paymentIntent,
-            amount: amount,
+            amount: refund.amount,
             status: status,
-            refundCreated: created,
-            failedAt: integer(event["created"]) ?? Int(now.timeIntervalSince1970)
+            refundCreated: refund.created,
+            failedAt: event.created ?? Int(now.timeIntervalSince1970)
         )
         let (message, outcome) = try AppDatabase.refundFailed(failure, actor: "webhook:stripe", requestId: requestId, now: now, in: db)
         return (.processed, message, outcome?.entry?.id.map { [$0] } ?? [])
     }
 
-    static func userCreated(_ event: [String: Any], requestId: String?, now: Date, in db: Database) throws -> (WebhookEvent.Status, String, [Int64]) {
-        guard let user = event["data"] as? [String: Any], let userId = user["id"] as? String, !userId.isEmpty else {
-            throw PaymentError.invalidEvent("user.created has no data.id")
-        }
-        let primaryId = user["primary_email_address_id"] as? String
-        let addresses = user["email_addresses"] as? [[String: Any]] ?? []
-        let email = (addresses.first { $0["id"] as? String == primaryId } ?? addresses.first)?["email_address"] as? String
+    static func userCreated(_ body: Data, requestId: String?, now: Date, in db: Database) throws -> (WebhookEvent.Status, String, [Int64]) {
+        let user = try decodeClerkUser(body, what: "user.created")
+        let userId = user.id
+        guard !userId.isEmpty else { throw PaymentError.invalidEvent("user.created: data.id is empty") }
+        let email = user.primaryEmail
         let result: PostingResult
         do {
             result = try AppDatabase.openAccount(userId: userId, email: email, actor: "webhook:clerk", requestId: requestId, now: now, in: db)
@@ -532,13 +525,11 @@ public struct WebhookProcessor: Sendable {
     }
 
     /// Keeps the customer's email the user's primary address, so that the console finds them by it.
-    static func userUpdated(_ event: [String: Any], in db: Database) throws -> (WebhookEvent.Status, String, [Int64]) {
-        guard let user = event["data"] as? [String: Any], let userId = user["id"] as? String, !userId.isEmpty else {
-            throw PaymentError.invalidEvent("user.updated has no data.id")
-        }
-        let primaryId = user["primary_email_address_id"] as? String
-        let addresses = user["email_addresses"] as? [[String: Any]] ?? []
-        guard let email = (addresses.first { $0["id"] as? String == primaryId } ?? addresses.first)?["email_address"] as? String else {
+    static func userUpdated(_ body: Data, in db: Database) throws -> (WebhookEvent.Status, String, [Int64]) {
+        let user = try decodeClerkUser(body, what: "user.updated")
+        let userId = user.id
+        guard !userId.isEmpty else { throw PaymentError.invalidEvent("user.updated: data.id is empty") }
+        guard let email = user.primaryEmail else {
             return (.ignored, "user.updated for \(userId) carries no email address", [])
         }
         try db.execute(sql: "UPDATE customers SET email = ? WHERE user_id = ? AND deleted_at IS NULL", arguments: [email, userId])
@@ -547,10 +538,8 @@ public struct WebhookProcessor: Sendable {
             : (.processed, "email of \(userId) is now its primary address", [])
     }
 
-    static func userDeleted(_ event: [String: Any], now: Date, in db: Database) throws -> (WebhookEvent.Status, String, [Int64]) {
-        guard let user = event["data"] as? [String: Any], let userId = user["id"] as? String else {
-            throw PaymentError.invalidEvent("user.deleted has no data.id")
-        }
+    static func userDeleted(_ body: Data, now: Date, in db: Database) throws -> (WebhookEvent.Status, String, [Int64]) {
+        let userId = try decodeClerkUser(body, what: "user.deleted").id
         // A user deleted before their first request gets a deleted customer row, so that no
         // later request, transfer or user.created opens the account with a welcome grant.
         let existed = try Customer.fetchOne(db, key: userId) != nil

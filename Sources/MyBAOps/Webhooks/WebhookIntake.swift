@@ -37,9 +37,10 @@ public struct WebhookIntake: Sendable {
     /// A Stripe delivery (`Stripe-Signature`, the whole `whsec_` secret).
     public func stripe(payload: [UInt8], signatureHeader: String?, secret: String, requestId: String, logger: Logger) async throws -> Receipt {
         try verified(source: .stripe, logger: logger) { try StripeSignature.verify(payload: payload, header: signatureHeader, secret: secret) }
-        guard let event = try? JSONSerialization.jsonObject(with: Data(payload)) as? [String: Any],
-            let eventId = event["id"] as? String, let type = event["type"] as? String
-        else { throw InvalidWebhookEvent(description: "body is not a Stripe event with id and type") }
+        guard let header = try? StripeWire.decode(StripeEventHeader.self, from: Data(payload)) else {
+            throw InvalidWebhookEvent(description: "body is not a Stripe event with id and type")
+        }
+        let (eventId, type) = (header.id, header.type)
         try Self.checkIdentifiers(eventId: eventId, type: type)
         return try await receive(
             WebhookDelivery(
@@ -67,7 +68,8 @@ public struct WebhookIntake: Sendable {
         try verified(source: .clerk, logger: logger) {
             try SvixSignature.verify(payload: payload, id: id, timestamp: timestamp, signatureHeader: signature, secret: secret)
         }
-        guard let event = try? JSONSerialization.jsonObject(with: Data(payload)) as? [String: Any], let type = event["type"] as? String, let id else {
+        struct ClerkEventHeader: Decodable { var type: String }
+        guard let type = try? StripeWire.decode(ClerkEventHeader.self, from: Data(payload)).type, let id else {
             throw InvalidWebhookEvent(description: "body is not a Clerk event with a type")
         }
         try Self.checkIdentifiers(eventId: id, type: type)
