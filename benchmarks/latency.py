@@ -135,6 +135,40 @@ async def drive(port: int, clients: int, latency: float, seconds: float, streame
     return results, time.monotonic() - began
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """This process's CPU time: the clients and the stand-in share its one event loop."""
+    times = os.times()
+    return times.user + times.system
+
+
+def server_side_latencies(log: str) -> list:
+    """The server's own duration.ms (seconds) of every POST /api/generate, from its access log:
+    compared with the clients' times it says how much of the latency the server added."""
+    durations = []
+    with open(log, "rb") as handle:
+        for raw in handle:
+            if b'"msg":"request"' not in raw or b"/api/generate" not in raw:
+                continue
+            line = json.loads(raw)
+            if line.get("http.path") == "/api/generate" and line.get("http.method") == "POST":
+                durations.append(float(line["duration.ms"]) / 1000)
+    return durations
+
+
+def listen_overflows() -> int:
+    """The kernel's count of connections dropped because a listen queue was full (all sockets)."""
+    with open("/proc/net/netstat") as handle:
+        lines = [line.split() for line in handle if line.startswith("TcpExt:")]
+    return int(dict(zip(lines[0][1:], lines[1][1:])).get("ListenOverflows", 0))
+
+
 def peak_rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as handle:
         for line in handle:
@@ -173,7 +207,12 @@ async def run_one(args, latency: float, clients: int, streamed: bool) -> dict:
     server = Server(args.server, workdir, env)
     try:
         tag = f"{int(latency * 1000)}_{clients}_{'s' if streamed else 'p'}"
+        server_cpu_before, driver_cpu_before = cpu_seconds(server.process.pid), own_cpu_seconds()
+        overflows_before = listen_overflows()
         results, elapsed = await drive(server.port, clients, latency, args.seconds * (1 if latency <= 1 else 1.5), streamed, tag)
+        server_cpu = cpu_seconds(server.process.pid) - server_cpu_before
+        driver_cpu = own_cpu_seconds() - driver_cpu_before
+        overflows = listen_overflows() - overflows_before
         rss = peak_rss_mb(server.process.pid)
     finally:
         server.stop()
@@ -182,6 +221,7 @@ async def run_one(args, latency: float, clients: int, streamed: bool) -> dict:
     errors = len(results) - len(answered)
     verified, exact, spent = ledger_exact(args.admin, database, len(answered))
     latencies = [r[1] for r in answered]
+    served = server_side_latencies(os.path.join(workdir, "myba.jsonl"))
     firsts = [r[2] for r in answered if r[2] is not None]
     return {
         "latency_s": latency, "clients": clients, "mode": "stream" if streamed else "plain",
@@ -192,17 +232,32 @@ async def run_one(args, latency: float, clients: int, streamed: bool) -> dict:
         "first_delta_minus_upstream_ms": round((statistics.median(firsts) - latency / 4) * 1000, 1) if firsts else None,
         "first_delta_p99_minus_upstream_ms": round((percentile(firsts, 0.99) - latency / 4) * 1000, 1) if firsts else None,
         "peak_rss_mb": round(rss, 1), "errors": errors, "ledger_verify_clean": verified, "spent_equals_answered": exact,
+        # Where the two cores went: the server's and the driver's (clients + stand-in, one Python
+        # process, so at most one core) average cores, and the server's CPU per ticket, which
+        # bounds what the server alone could answer: cores / (CPU s per ticket).
+        "server_cores": round(server_cpu / elapsed, 2), "driver_cores": round(driver_cpu / elapsed, 2),
+        "server_cpu_ms_per_ticket": round(server_cpu / len(answered) * 1000, 2) if answered else None,
+        # The same percentiles from the server's access log (request received to answer written).
+        "server_p50_ratio": round(statistics.median(served) / latency, 3) if served else None,
+        "server_p99_ratio": round(percentile(served, 0.99) / latency, 3) if served else None,
+        # Connections the kernel dropped for a full listen queue during the run (each one waits a
+        # SYN retransmission, a whole second, before it is even accepted).
+        "listen_overflows": overflows,
     }
 
 
 def table(rows) -> str:
-    header = "| L | C | mode | tickets/s | ÷ C/L | p50 ÷ L | p99 ÷ L | first delta − upstream's (p50 / p99 ms) | peak RSS MB | errors | ledger exact |"
-    lines = [header, "|" + "---|" * 11]
+    header = (
+        "| L | C | mode | tickets/s | ÷ C/L | p50 ÷ L | p99 ÷ L | first delta − upstream's (p50 / p99 ms) | peak RSS MB | errors | ledger exact "
+        "| server cores | driver cores | server CPU ms / ticket | server's own p50 / p99 ÷ L | listen overflows |"
+    )
+    lines = [header, "|" + "---|" * 16]
     for r in rows:
         first = "—" if r["first_delta_minus_upstream_ms"] is None else f"{r['first_delta_minus_upstream_ms']} / {r['first_delta_p99_minus_upstream_ms']}"
         lines.append(
             f"| {r['latency_s']:g} s | {r['clients']} | {r['mode']} | {r['tickets_per_s']} | {r['throughput_ratio']} | {r['p50_ratio']} | "
-            f"{r['p99_ratio']} | {first} | {r['peak_rss_mb']} | {r['errors']} | {'yes' if r['ledger_verify_clean'] and r['spent_equals_answered'] else 'NO'} |")
+            f"{r['p99_ratio']} | {first} | {r['peak_rss_mb']} | {r['errors']} | {'yes' if r['ledger_verify_clean'] and r['spent_equals_answered'] else 'NO'} | "
+            f"{r['server_cores']} | {r['driver_cores']} | {r['server_cpu_ms_per_ticket']} | {r['server_p50_ratio']} / {r['server_p99_ratio']} | {r['listen_overflows']} |")
     return "\n".join(lines)
 
 

@@ -150,7 +150,7 @@ func buildServer(
     let application = Application(
         router: router,
         server: .http1(configuration: http1),
-        configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: nil),
+        configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: nil, backlog: settings.listenBacklog),
         services: services,
         onServerRunning: { channel in
             logger.info(

@@ -76,6 +76,8 @@ struct PlansAndSettingsTests {
         #expect(defaults.anonymous.trustedProxies == 0)
         #expect(defaults.outboundHTTP.maxConnectionsPerHost == 512)
         #expect(defaults.shutdownTimeoutSeconds == 10)
+        #expect(defaults.listenBacklog == 4096)
+        #expect(try MyBASettings.fromEnvironment(["MYBA_LISTEN_BACKLOG": "512"]).listenBacklog == 512)
         let tuned = try MyBASettings.fromEnvironment([
             "MYBA_TRUST_PROXY": "2", "MYBA_HTTP_MAX_CONNECTIONS_PER_HOST": "64", "MYBA_HTTP_IDLE_CLOSE_MS": "1500",
             "MYBA_SHUTDOWN_TIMEOUT_MS": "4000", "MYBA_WATCHDOG_STALL_MS": "800",
@@ -87,6 +89,7 @@ struct PlansAndSettingsTests {
         for (name, value) in [
             ("PORT", "eighty"), ("PORT", "70000"), ("MYBA_LOG_MAX_BYTES", "10"), ("MYBA_LOG_LEVEL", "loud"), ("MYBA_DB_BUSY_TIMEOUT_MS", "0"),
             ("MYBA_TRUST_PROXY", "true"), ("MYBA_TRUST_PROXY", "11"), ("MYBA_HTTP_MAX_CONNECTIONS_PER_HOST", "0"), ("MYBA_SHUTDOWN_TIMEOUT_MS", "10"),
+            ("MYBA_LISTEN_BACKLOG", "0"),
         ] {
             let error = try #require(throws: SettingsError.self) { try MyBASettings.fromEnvironment([name: value]) }
             #expect(error.variable == name)

@@ -126,7 +126,6 @@ extension AppDatabase {
         }
     }
 
-    /// Checks a backup file (integrity, MyBA's, its schema) and describes it.
     /// The newest migration applied, in the migrator's order (identifiers of one day do not sort
     /// by when they shipped). One this code does not know (a newer build's) comes last.
     static func schemaVersion(in db: Database) throws -> String? {
@@ -137,6 +136,7 @@ extension AppDatabase {
         return migrator.migrations.last { appliedSet.contains($0) }
     }
 
+    /// Checks a backup file (integrity, MyBA's, its schema) and describes it.
     public static func inspectBackup(at path: String, source: String? = nil) throws -> BackupManifest {
         guard FileManager.default.fileExists(atPath: path) else { throw MaintenanceError.notABackup(path, why: "no such file") }
         var configuration = Configuration()

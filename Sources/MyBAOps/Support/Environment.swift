@@ -64,6 +64,10 @@ public struct MyBASettings: Equatable, Sendable {
     /// `MYBA_CONNECTION_IDLE_MS`: a client connection that has not sent a complete request head
     /// for this long (a slowloris), or idles that long between requests, is closed.
     public var connectionIdleTimeoutSeconds: Double = 30
+    /// `MYBA_LISTEN_BACKLOG`: connections the kernel queues before the server accepts them. A
+    /// burst larger than the queue (hundreds of clients connecting at once) is dropped, and each
+    /// dropped client retries its SYN a full second later (capped by `net.core.somaxconn`).
+    public var listenBacklog: Int = 4096
 
     public init(
         host: String = "127.0.0.1",
@@ -200,6 +204,7 @@ public struct MyBASettings: Equatable, Sendable {
         if let timeout = try env.integer("MYBA_SHUTDOWN_TIMEOUT_MS", in: 500...600_000) { settings.shutdownTimeoutSeconds = Double(timeout) / 1000 }
         if let stall = try env.integer("MYBA_WATCHDOG_STALL_MS", in: 200...600_000) { settings.watchdogStallSeconds = Double(stall) / 1000 }
         if let idle = try env.integer("MYBA_CONNECTION_IDLE_MS", in: 200...3_600_000) { settings.connectionIdleTimeoutSeconds = Double(idle) / 1000 }
+        if let backlog = try env.integer("MYBA_LISTEN_BACKLOG", in: 16...65535) { settings.listenBacklog = backlog }
         return settings
     }
 }
