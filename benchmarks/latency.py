@@ -8,11 +8,16 @@ the way), p50 and p99 latency ÷ L, for streams the time to the first delta minu
 ledger is exact afterwards (`myba-admin ledger verify` clean, tokens spent = tickets answered).
 
 Clients are signed in (`Bearer dev:…`); a client moves to a fresh account every 6 tickets (the
-welcome grant), so no request is refused for want of tokens. Standard library only; loopback.
+welcome grant), so no request is refused for want of tokens. Their first requests are spread over
+L (independent users), and what is measured starts after that ramp; `--lockstep` starts them all
+at once instead (a burst of C requests every L). Also per run: the CPU of the server, the clients
+and the stand-in (its own process), the server's own p50/p99 from its access log, and the
+kernel's listen-queue overflows. Standard library only; loopback.
 """
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import sqlite3
 import statistics
@@ -83,6 +88,19 @@ class FixedLatencyUpstream:
         await writer.drain()
 
 
+def serve_upstream(latency: float, port_pipe) -> None:
+    """The stand-in in a process of its own, so that its event loop neither waits on the
+    clients' nor hides in their CPU time."""
+    raise_fd_limit(65536)
+
+    async def main():
+        listener = await asyncio.start_server(FixedLatencyUpstream(latency).handle, "127.0.0.1", 0, backlog=8192)
+        port_pipe.send(listener.sockets[0].getsockname()[1])
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
 async def generate(port: int, user: str, key: str, streamed: bool, timeout: float):
     """One ticket: (ok, seconds to the answer, seconds to the first delta or None)."""
     started = time.monotonic()
@@ -119,20 +137,28 @@ async def generate(port: int, user: str, key: str, streamed: bool, timeout: floa
     return ok, elapsed, first
 
 
-async def drive(port: int, clients: int, latency: float, seconds: float, streamed: bool, tag: str):
-    stop_at = time.monotonic() + seconds
+async def drive(port: int, clients: int, latency: float, seconds: float, streamed: bool, tag: str, stagger: bool):
+    """Each client asks for tickets back to back until the time is up. Staggered, client i makes
+    its first request at i/C × L, so that the C clients are spread over the upstream's latency
+    as independent users are; in lockstep they all start at once and stay in waves (a burst of
+    C requests every L). Results: (ok, seconds, first delta, started, ended)."""
+    began = time.monotonic()
+    stop_at = began + seconds
     results = []
 
     async def client(index: int):
+        if stagger:
+            await asyncio.sleep(index / clients * latency)
         count = 0
         while time.monotonic() < stop_at:
             user = f"bench_{tag}_{index}_{count // 6}"
-            results.append(await generate(port, user, f"{tag}-{index}-{count}", streamed, timeout=latency * 4 + 10))
+            started = time.monotonic()
+            ok, elapsed, first = await generate(port, user, f"{tag}-{index}-{count}", streamed, timeout=latency * 4 + 10)
+            results.append((ok, elapsed, first, started, time.monotonic()))
             count += 1
 
-    began = time.monotonic()
     await asyncio.gather(*(client(i) for i in range(clients)))
-    return results, time.monotonic() - began
+    return results, began, time.monotonic()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -143,7 +169,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def own_cpu_seconds() -> float:
-    """This process's CPU time: the clients and the stand-in share its one event loop."""
+    """This process's CPU time: the clients' (the stand-in runs in a process of its own)."""
     times = os.times()
     return times.user + times.system
 
@@ -192,9 +218,10 @@ def percentile(values, share):
 
 
 async def run_one(args, latency: float, clients: int, streamed: bool) -> dict:
-    upstream = FixedLatencyUpstream(latency)
-    listener = await asyncio.start_server(upstream.handle, "127.0.0.1", 0, backlog=8192)
-    upstream_port = listener.sockets[0].getsockname()[1]
+    receiving, sending = multiprocessing.get_context("fork").Pipe(duplex=False)
+    upstream = multiprocessing.get_context("fork").Process(target=serve_upstream, args=(latency, sending), daemon=True)
+    upstream.start()
+    upstream_port = receiving.recv()
     workdir = tempfile.mkdtemp(prefix="myba-latency-")
     database = os.path.join(workdir, "myba.sqlite")
     env = {
@@ -207,26 +234,36 @@ async def run_one(args, latency: float, clients: int, streamed: bool) -> dict:
     server = Server(args.server, workdir, env)
     try:
         tag = f"{int(latency * 1000)}_{clients}_{'s' if streamed else 'p'}"
-        server_cpu_before, driver_cpu_before = cpu_seconds(server.process.pid), own_cpu_seconds()
+        server_cpu_before, driver_cpu_before, upstream_cpu_before = cpu_seconds(server.process.pid), own_cpu_seconds(), cpu_seconds(upstream.pid)
         overflows_before = listen_overflows()
-        results, elapsed = await drive(server.port, clients, latency, args.seconds * (1 if latency <= 1 else 1.5), streamed, tag)
+        seconds = args.seconds * (1 if latency <= 1 else 1.5) + (latency if args.stagger else 0)
+        results, began, ended = await drive(server.port, clients, latency, seconds, streamed, tag, args.stagger)
+        # Staggered, the first L seconds are the ramp: measured are the requests started after
+        # it, and the answers that arrived after it.
+        window = began + (latency if args.stagger else 0)
+        elapsed = ended - window
         server_cpu = cpu_seconds(server.process.pid) - server_cpu_before
         driver_cpu = own_cpu_seconds() - driver_cpu_before
+        upstream_cpu = cpu_seconds(upstream.pid) - upstream_cpu_before
         overflows = listen_overflows() - overflows_before
         rss = peak_rss_mb(server.process.pid)
     finally:
         server.stop()
-        listener.close()
-    answered = [r for r in results if r[0]]
-    errors = len(results) - len(answered)
-    verified, exact, spent = ledger_exact(args.admin, database, len(answered))
+        upstream.terminate()
+        upstream.join(10)
+    every_answer = [r for r in results if r[0]]
+    errors = len(results) - len(every_answer)
+    verified, exact, spent = ledger_exact(args.admin, database, len(every_answer))
+    answered = [r for r in every_answer if r[3] >= window]
+    delivered = len([r for r in every_answer if r[4] >= window])
     latencies = [r[1] for r in answered]
     served = server_side_latencies(os.path.join(workdir, "myba.jsonl"))
     firsts = [r[2] for r in answered if r[2] is not None]
     return {
         "latency_s": latency, "clients": clients, "mode": "stream" if streamed else "plain",
-        "tickets": len(answered), "seconds": round(elapsed, 1), "tickets_per_s": round(len(answered) / elapsed, 1),
-        "throughput_ratio": round(len(answered) / elapsed / (clients / latency), 3),
+        "arrivals": "staggered" if args.stagger else "lockstep",
+        "tickets": delivered, "seconds": round(elapsed, 1), "tickets_per_s": round(delivered / elapsed, 1),
+        "throughput_ratio": round(delivered / elapsed / (clients / latency), 3),
         "p50_ratio": round(statistics.median(latencies) / latency, 3) if latencies else None,
         "p99_ratio": round(percentile(latencies, 0.99) / latency, 3) if latencies else None,
         "first_delta_minus_upstream_ms": round((statistics.median(firsts) - latency / 4) * 1000, 1) if firsts else None,
@@ -235,8 +272,9 @@ async def run_one(args, latency: float, clients: int, streamed: bool) -> dict:
         # Where the two cores went: the server's and the driver's (clients + stand-in, one Python
         # process, so at most one core) average cores, and the server's CPU per ticket, which
         # bounds what the server alone could answer: cores / (CPU s per ticket).
-        "server_cores": round(server_cpu / elapsed, 2), "driver_cores": round(driver_cpu / elapsed, 2),
-        "server_cpu_ms_per_ticket": round(server_cpu / len(answered) * 1000, 2) if answered else None,
+        "server_cores": round(server_cpu / (ended - began), 2), "driver_cores": round(driver_cpu / (ended - began), 2),
+        "upstream_cores": round(upstream_cpu / (ended - began), 2),
+        "server_cpu_ms_per_ticket": round(server_cpu / len(every_answer) * 1000, 2) if every_answer else None,
         # The same percentiles from the server's access log (request received to answer written).
         "server_p50_ratio": round(statistics.median(served) / latency, 3) if served else None,
         "server_p99_ratio": round(percentile(served, 0.99) / latency, 3) if served else None,
@@ -248,16 +286,16 @@ async def run_one(args, latency: float, clients: int, streamed: bool) -> dict:
 
 def table(rows) -> str:
     header = (
-        "| L | C | mode | tickets/s | ÷ C/L | p50 ÷ L | p99 ÷ L | first delta − upstream's (p50 / p99 ms) | peak RSS MB | errors | ledger exact "
-        "| server cores | driver cores | server CPU ms / ticket | server's own p50 / p99 ÷ L | listen overflows |"
+        "| L | C | arrivals | mode | tickets/s | ÷ C/L | p50 ÷ L | p99 ÷ L | first delta − upstream's (p50 / p99 ms) | peak RSS MB | errors | ledger exact "
+        "| server / clients / stand-in cores | server CPU ms / ticket | server's own p50 / p99 ÷ L | listen overflows |"
     )
     lines = [header, "|" + "---|" * 16]
     for r in rows:
         first = "—" if r["first_delta_minus_upstream_ms"] is None else f"{r['first_delta_minus_upstream_ms']} / {r['first_delta_p99_minus_upstream_ms']}"
         lines.append(
-            f"| {r['latency_s']:g} s | {r['clients']} | {r['mode']} | {r['tickets_per_s']} | {r['throughput_ratio']} | {r['p50_ratio']} | "
+            f"| {r['latency_s']:g} s | {r['clients']} | {r['arrivals']} | {r['mode']} | {r['tickets_per_s']} | {r['throughput_ratio']} | {r['p50_ratio']} | "
             f"{r['p99_ratio']} | {first} | {r['peak_rss_mb']} | {r['errors']} | {'yes' if r['ledger_verify_clean'] and r['spent_equals_answered'] else 'NO'} | "
-            f"{r['server_cores']} | {r['driver_cores']} | {r['server_cpu_ms_per_ticket']} | {r['server_p50_ratio']} / {r['server_p99_ratio']} | {r['listen_overflows']} |")
+            f"{r['server_cores']} / {r['driver_cores']} / {r['upstream_cores']} | {r['server_cpu_ms_per_ticket']} | {r['server_p50_ratio']} / {r['server_p99_ratio']} | {r['listen_overflows']} |")
     return "\n".join(lines)
 
 
@@ -270,6 +308,9 @@ def main() -> None:
     parser.add_argument("--modes", default="plain,stream")
     parser.add_argument("--seconds", type=float, default=10, help="load per run (×1.5 above L = 1 s)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--lockstep", dest="stagger", action="store_false",
+        help="start every client at once (waves of C requests every L) instead of spreading their first requests over L")
     args = parser.parse_args()
     raise_fd_limit(65536)
     rows = []
