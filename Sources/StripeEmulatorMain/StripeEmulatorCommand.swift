@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Hummingbird
 import Logging
 import StripeEmulator
@@ -60,6 +61,8 @@ struct StripeEmulatorCommand: AsyncParsableCommand {
             port: port,
             onServerRunning: { port in
                 print("stripe-emulator listening on http://\(host):\(port)")
+                // A pipe (a supervisor, a script waiting for the port) sees the line at once.
+                fflush(nil)
             }
         ).runService()
     }

@@ -389,3 +389,31 @@ struct PlansCommandTests {
         #expect(try await fixture.database.auditRecords(limit: 5).contains { $0.reason == "more tokens" })
     }
 }
+
+@Suite("Audit rows and their ledger entries")
+struct AuditTransactionTests {
+    @Test("the audit row is written in the ledger entry's transaction: when the audit insert fails, the adjustment is not applied either")
+    func auditAndEntryCommitTogether() async throws {
+        let fixture = try await AdminFixture()
+        defer { fixture.directory.remove() }
+        let before = try #require(try await fixture.database.balance(userId: "user_alice"))
+        let entriesBefore = try await fixture.database.entries(userId: "user_alice", limit: 100).count
+        // The audit log refuses every row (a full disk, a broken table, as far as the command knows).
+        try await fixture.database.writeInGroupCommit { db in
+            try db.execute(sql: "CREATE TRIGGER audit_refuses BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'audit log unavailable'); END")
+        }
+        let refused = try await fixture.admin(["tokens", "adjust", "user_alice", "+5", "--reason", "goodwill", "--yes", "--db", fixture.path])
+        #expect(refused.status == 1, "\(refused.stdout)\(refused.stderr)")
+        #expect(try await fixture.database.balance(userId: "user_alice") == before)
+        #expect(try await fixture.database.entries(userId: "user_alice", limit: 100).count == entriesBefore)
+        #expect(try await fixture.database.verify().isClean)
+
+        try await fixture.database.writeInGroupCommit { db in try db.execute(sql: "DROP TRIGGER audit_refuses") }
+        let applied = try await fixture.admin(["tokens", "adjust", "user_alice", "+5", "--reason", "goodwill", "--yes", "--db", fixture.path])
+        #expect(applied.status == 0, "\(applied.stderr)")
+        #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == before.tokens + 5)
+        let audit = try #require(try await fixture.database.auditRecords(limit: 1).first)
+        let entry = try #require(try await fixture.database.entries(userId: "user_alice", limit: 1).first)
+        #expect(audit.entryIds == [entry.id].compactMap { $0 }, "the audit row names the entry it wrote")
+    }
+}

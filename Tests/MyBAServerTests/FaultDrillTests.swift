@@ -68,8 +68,28 @@ func raiseOpenFileLimit(to wanted: rlim_t) -> rlim_t {
 /// The drills of issue 7, each bounded in time and on loopback, against the real binary.
 @Suite("Fault drills", .serialized)
 struct FaultDrillTests {
-    @Test("1000 concurrent generate calls on a balance of 10: exactly 10 tickets, 990 × 402, balance 0, ledger verify clean")
-    func thousandGeneratesOnTen() async throws {
+    @Test(
+        "1000 concurrent generate calls on a balance of 10, with mock tickets and through a provider answering after 3 s (reserve, call, complete): exactly 10 tickets, 990 × 402, balance 0, ledger verify clean",
+        arguments: ["mock", "provider"]
+    )
+    func thousandGeneratesOnTen(path: String) async throws {
+        guard path == "provider" else {
+            try await Self.thousandGeneratesOnTen(environment: [:], expectedProvider: "mock")
+            return
+        }
+        // The production path: every call reserves its token, waits on the provider, completes.
+        try await FakeUpstream().run { base in
+            try await Self.thousandGeneratesOnTen(
+                environment: [
+                    "OPENROUTER_API_KEY": "sk-or-drill", "OPENROUTER_API_BASE": base.absoluteString + "/api/v1", "MYBA_AI_MODELS": "slow",
+                    "MYBA_AI_TIMEOUT_MS": "30000", "MYBA_MAX_GENERATIONS_PER_ACCOUNT": "1000", "MYBA_MAX_GENERATIONS_IN_FLIGHT": "2000",
+                ],
+                expectedProvider: "openrouter"
+            )
+        }
+    }
+
+    static func thousandGeneratesOnTen(environment: [String: String], expectedProvider: String) async throws {
         let directory = try TemporaryDirectory("myba-drill-generate")
         defer { directory.remove() }
         let databasePath = directory.file("myba.sqlite")
@@ -83,9 +103,9 @@ struct FaultDrillTests {
         // 1000 client sockets here and 1000 in the server, each within its own limit.
         let limit = raiseOpenFileLimit(to: 4096)
         let connections = limit >= 2200 ? 1000 : Int(limit) - 200
-        let server = try await RunningServer.start(environment: [
-            "PORT": "0", "MYBA_DATABASE": databasePath, "MYBA_LOG_FILE": directory.file("myba.jsonl"),
-        ])
+        let server = try await RunningServer.start(
+            environment: ["PORT": "0", "MYBA_DATABASE": databasePath, "MYBA_LOG_FILE": directory.file("myba.jsonl")].merging(environment) { $1 }
+        )
         defer { server.stop() }
         let client = DrillClient(port: server.port, connections: connections)
         var headers: HTTPFields = [.authorization: "Bearer dev:user_drill"]
@@ -105,9 +125,13 @@ struct FaultDrillTests {
         #expect(balance.tokens == 0)
         #expect(balance.tokensUsed == 10)
         let completed = try await database.writer.read { db in
-            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM generations WHERE payer_id = 'user_drill' AND status = 'completed'")
+            try String.fetchAll(db, sql: "SELECT provider FROM generations WHERE payer_id = 'user_drill' AND status = 'completed'")
         }
-        #expect(completed == 10)
+        #expect(completed == Array(repeating: expectedProvider, count: 10), "\(completed)")
+        let reserved = try await database.writer.read { db in
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM generations WHERE status = 'reserved'")
+        }
+        #expect(reserved == 0)
         let report = try await database.verify()
         #expect(report.isClean, "\(report.violations)")
     }
