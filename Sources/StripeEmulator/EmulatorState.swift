@@ -28,6 +28,14 @@ public struct StripeFaults: Codable, Equatable, Sendable {
     }
 }
 
+/// An API request as the emulator received it: what a client sent, for checks against Stripe's
+/// documented parameters.
+public struct RecordedStripeRequest: Codable, Sendable, Equatable {
+    public var method: String
+    public var path: String
+    public var parameters: [String]
+}
+
 /// A webhook endpoint the emulator delivers signed events to.
 public struct EmulatorWebhookEndpoint: Codable, Sendable {
     public var url: String
@@ -88,7 +96,12 @@ actor EmulatorState {
 
     // MARK: Dispatch
 
-    func noteRequest() { requestCount += 1 }
+    private(set) var recorded: [RecordedStripeRequest] = []
+
+    func noteRequest(_ request: RecordedStripeRequest) {
+        requestCount += 1
+        recorded.append(request)
+    }
 
     func handle(method: String, path: String, query: [String: String], form: [String: Any], idempotencyKey: String?) -> EmulatorReply {
         let parts = path.split(separator: "/").map(String.init)

@@ -23,6 +23,21 @@ public struct StripeEmulator: Sendable {
     public func addWebhookEndpoint(_ endpoint: EmulatorWebhookEndpoint) async { await state.addEndpoint(endpoint) }
     /// How many API requests reached the emulator (faulted ones included).
     public func requestCount() async -> Int { await state.requestCount }
+    /// Every API request so far (not `/test/…`), with its parameter names as sent.
+    public func recordedRequests() async -> [RecordedStripeRequest] { await state.recorded }
+
+    static func decoded(_ text: Substring) -> String {
+        let plain = String(text).replacingOccurrences(of: "+", with: " ")
+        return plain.removingPercentEncoding ?? plain
+    }
+
+    /// The names in a form body (`line_items[0][price_data][currency]`, …), decoded.
+    static func formKeys(_ body: String) -> [String] {
+        body.split(separator: "&").compactMap { pair in
+            let key = pair.split(separator: "=", maxSplits: 1).first.map(String.init) ?? ""
+            return key.replacingOccurrences(of: "+", with: " ").removingPercentEncoding
+        }
+    }
 
     public func buildRouter() -> Router<EmulatorRequestContext> {
         let router = Router(context: EmulatorRequestContext.self)
@@ -76,7 +91,13 @@ public struct StripeEmulator: Sendable {
                     )
                 )
             }
-            await state.noteRequest()
+            await state.noteRequest(
+                RecordedStripeRequest(
+                    method: request.method.rawValue,
+                    path: path,
+                    parameters: request.uri.queryParameters.map { Self.decoded($0.key) } + Self.formKeys(body)
+                )
+            )
             let faults = await state.currentFaults()
             if faults.latencyMilliseconds > 0 { try await Task.sleep(for: .milliseconds(faults.latencyMilliseconds)) }
             if Double.random(in: 0..<1) < faults.dropShare, let channel = context.channel {
@@ -100,7 +121,8 @@ public struct StripeEmulator: Sendable {
             }
         }
         var query: [String: String] = [:]
-        for (key, value) in request.uri.queryParameters { query[String(key)] = String(value) }
+        // Stripe reads `created%5Bgte%5D` as `created[gte]`; Hummingbird decodes values only.
+        for (key, value) in request.uri.queryParameters { query[Self.decoded(key)] = String(value) }
         let form = request.method == .post ? EmulatorState.parseForm(body) : [:]
         let reply = await state.handle(
             method: request.method.rawValue,

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import Logging
 import MyBATestSupport
 import NIOCore
 import StripeEmulator
@@ -150,6 +151,74 @@ struct StripeShapeTests {
         }
     }
 
+    @Test(
+        "every parameter MyBA sends — checkout, customer search, creation and update, refunds, the events and customers lists — is one Stripe documents (stripe-python's generated parameter types)"
+    )
+    func parametersAreDocumented() async throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let python = root.appendingPathComponent(".venv/bin/python").path
+        try #require(
+            FileManager.default.isExecutableFile(atPath: python),
+            "no .venv: run the tests with scripts/test.sh, which installs stripe-python"
+        )
+        let directory = try TemporaryDirectory("myba-stripe-params")
+        defer { directory.remove() }
+        let database = try AppDatabase.openFile(at: directory.file("myba.sqlite"))
+        let logger = Logger(label: "test")
+        let recorded = try await withStripeEmulator { emulator, base in
+            let stripe = try stripeClient(base)
+            _ = try await database.openAccount(userId: "user_params", email: "params@example.com", actor: "test")
+            // Checkout as the server opens it (customer search and creation, the session, and
+            // the expiry of an older discounted one), twice.
+            let opener = CheckoutOpener(database: database, stripe: stripe, publicURL: "https://app.example", perHour: 10)
+            _ = try await opener.open(userId: "user_params", planId: "starter", requestKey: "params-1", logger: logger)
+            let opened = try await opener.open(userId: "user_params", planId: "professional", requestKey: "params-2", logger: logger)
+            // Paid, then processed as the webhook would be; the mirror pushes the balance.
+            let paid = try await stripe.request("POST", "/test/checkout/sessions/\(opened.sessionId)/complete")
+            for event in try await stripe.events(type: "checkout.session.completed", since: Date().addingTimeInterval(-60)) {
+                let body = String(decoding: try JSONSerialization.data(withJSONObject: event), as: UTF8.self)
+                _ = try await WebhookIntake(database: database, processor: WebhookProcessor(database: database))
+                    .receive(
+                        WebhookDelivery(
+                            source: .stripe,
+                            eventId: event["id"] as! String,
+                            type: "checkout.session.completed",
+                            body: body,
+                            headers: [:],
+                            requestId: nil
+                        ),
+                        logger: logger
+                    )
+            }
+            _ = try await StripeMirror(database: database, stripe: stripe).pushDue(logger: logger)
+            // An operator's refund, a recovery's event listing, reconcile's customer listing.
+            let refunds = PaymentRefunds(database: database, stripe: stripe)
+            let prepared = try await refunds.prepare(paymentId: try #require(paid["payment_intent"] as? String), amount: 100)
+            _ = try await refunds.execute(
+                prepared,
+                stripeReason: "requested_by_customer",
+                idempotencyKey: nil,
+                context: OperatorContext(operatorName: "test", commandLine: "payment refund", reason: "check")
+            )
+            _ = try await WebhookProcessor(database: database).missingEvents(from: stripe, since: Date().addingTimeInterval(-3600))
+            _ = try await stripe.allCustomers()
+            return await emulator.recordedRequests()
+        }
+        let endpoints = Set(recorded.map { "\($0.method) \($0.path.split(separator: "/").prefix(3).joined(separator: "/"))" })
+        #expect(
+            endpoints.isSuperset(of: [
+                "POST v1/checkout/sessions", "GET v1/customers/search", "GET v1/customers", "POST v1/customers", "POST v1/refunds", "GET v1/events",
+            ]),
+            "\(endpoints)"
+        )
+        let file = directory.file("requests.json")
+        try JSONEncoder().encode(recorded).write(to: URL(fileURLWithPath: file))
+        let check = try await ChildProcess.start(python, [root.appendingPathComponent("Tests/sdk/stripe_params_check.py").path, file])
+            .wait(timeout: .seconds(120))
+        #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+        #expect(check.stderr.contains("checked"), "\(check.stderr)")
+    }
+
     /// Fields of `actual` that Stripe's example lacks or types differently (null on either side,
     /// and an id where Stripe shows the expanded object or the reverse, are both Stripe's ways).
     static func compare(_ actual: [String: Any], _ example: [String: Any], path: String, skip: Set<String> = []) -> [String] {
@@ -183,6 +252,21 @@ struct StripeShapeTests {
             if String(cString: number.objCType) == "c" || type(of: value) == Bool.self { return "boolean" }
             return String(cString: number.objCType) == "d" || String(cString: number.objCType) == "f" ? "number" : "integer"
         default: return "\(type(of: value))"
+        }
+    }
+}
+
+@Suite("The emulator reads queries as Stripe does")
+struct EmulatorQueryTests {
+    @Test("GET /v1/events?created%5Bgte%5D=… filters by creation time, as Stripe reads the encoded brackets")
+    func encodedBracketsFilter() async throws {
+        try await withStripeEmulator { _, base in
+            let stripe = try stripeClient(base)
+            _ = try await stripe.createCustomer(email: "early@example.com", metadata: [:], idempotencyKey: "early")
+            // Every event so far is older than half a minute from now: none may come back.
+            let later = try await stripe.events(type: "*", since: Date().addingTimeInterval(30))
+            #expect(later.isEmpty, "\(later.count) events newer than the future")
+            #expect(try await stripe.events(type: "*", since: Date().addingTimeInterval(-60)).count >= 1)
         }
     }
 }
