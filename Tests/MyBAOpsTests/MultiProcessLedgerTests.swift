@@ -40,6 +40,13 @@ struct MultiProcessLedgerTests {
         #expect(balance.tokens == 0)
         #expect(balance.tokensUsed == 120)
         #expect(try await database.verify().isClean)
+        // The race was a race: in commit order the two processes' consumes alternate, rather than
+        // one process finishing before the other began.
+        let order = try await database.writer.read { db in
+            try String.fetchAll(db, sql: "SELECT idempotency_key FROM ledger_entries WHERE kind = 'consume' ORDER BY id")
+        }.map { $0.contains("p0") ? "0" : "1" }
+        let switches = zip(order, order.dropFirst()).filter { $0 != $1 }.count
+        #expect(Set(order) == ["0", "1"] && switches >= 4, "commit order by process: \(order.joined())")
     }
 
     @Test("eight processes opening a brand-new file at the same moment all migrate it without error")

@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import HummingbirdTesting
 import MyBATestSupport
+import Synchronization
 import Testing
 
 @testable import MyBAOps
@@ -29,44 +30,84 @@ struct ReapUnderLoadTests {
         }
         _ = try await database.openAccount(userId: "user_load", email: nil, actor: "test")
         _ = try await database.post(
-            LedgerPosting(userId: "user_load", kind: .adjust, delta: 1000, idempotencyKey: "load", actor: "test", reason: "load")
+            LedgerPosting(userId: "user_load", kind: .adjust, delta: 100_000, idempotencyKey: "load", actor: "test", reason: "load")
         )
-        try await app.test(.live) { client in
+        let databasePath = fixture.settings.databasePath
+        let generated = try await app.test(.live) { client -> Int in
             let port = try #require(client.port)
-            async let reap = BuiltProduct.run(
-                "myba-admin",
-                ["sessions", "reap", "--older-than", "30d", "--yes", "--batch", "200", "--json", "--db", fixture.settings.databasePath]
-            )
-            let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
-                for index in 0..<200 {
-                    group.addTask {
-                        var request: URLRequest
-                        if index % 2 == 0 {
-                            request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)/api/generate")!)
+            let reapStarted = ContinuousClock.now
+            let reapEnded = ReapEnd()
+            async let reaped = Self.reap(databasePath, markingEndIn: reapEnded)
+            let results = try await Self.load(port: port, until: reapEnded)
+            let reap = try await reaped
+            let ended = try #require(reapEnded.instant.withLock { $0 })
+            #expect(results.allSatisfy { $0.status == 200 }, "\(Dictionary(grouping: results.map(\.status), by: { $0 }).mapValues(\.count))")
+            #expect(reap.status == 0, "\(reap.stderr)")
+            #expect(try jsonObject(reap.stdout)["removed"] as? Int == 20_000)
+            // The load and the reap overlapped: requests were answered while the reap ran.
+            let during = results.filter { $0.at > reapStarted && $0.at < ended }.count
+            #expect(during >= 10, "\(during) requests answered while the reap ran (\(ended - reapStarted))")
+            #expect(try await database.anonymousSessionCount() == results.filter { $0.kind == "session" }.count)
+            return results.filter { $0.kind == "generate" }.count
+        }
+        #expect(try await database.balance(userId: "user_load")?.tokensUsed == generated)
+        #expect(try await database.verify().isClean)
+    }
+
+    static func reap(_ databasePath: String, markingEndIn end: ReapEnd) async throws -> ProcessResult {
+        let result = try await BuiltProduct.run(
+            "myba-admin",
+            // Paced (at least 100 batches × 30 ms) so that the overlap does not hang on how fast
+            // a loaded machine runs the two sides.
+            ["sessions", "reap", "--older-than", "30d", "--yes", "--batch", "200", "--pause-ms", "30", "--json", "--db", databasePath]
+        )
+        end.instant.withLock { $0 = ContinuousClock.now }
+        return result
+    }
+
+    /// Eight clients keep the server busy until the reap has returned (and for 25 requests each
+    /// at least), each answer's time kept.
+    static func load(port: Int, until end: ReapEnd) async throws -> [LoadAnswer] {
+        try await withThrowingTaskGroup(of: [LoadAnswer].self) { group in
+            for worker in 0..<8 {
+                group.addTask {
+                    var done: [LoadAnswer] = []
+                    var index = worker
+                    while end.instant.withLock({ $0 == nil }) || done.count < 25 {
+                        let kind = index % 2 == 0 ? "generate" : "session"
+                        var request = URLRequest(
+                            url: URL(string: "http://127.0.0.1:\(port)/api/\(kind == "generate" ? "generate" : "anonymous-session")")!
+                        )
+                        if kind == "generate" {
                             request.setValue("Bearer dev:user_load", forHTTPHeaderField: "Authorization")
                             request.httpBody = try JSONSerialization.data(withJSONObject: ["input": "load \(index)"])
                         } else {
-                            request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)/api/anonymous-session")!)
                             request.httpBody = try JSONSerialization.data(withJSONObject: ["fingerprint": "fresh-\(index)"])
                         }
                         request.httpMethod = "POST"
                         request.setValue("application/json", forHTTPHeaderField: "Content-Type")
                         let (_, response) = try await URLSession.shared.data(for: request)
-                        return (response as! HTTPURLResponse).statusCode
+                        done.append(LoadAnswer(kind: kind, status: (response as! HTTPURLResponse).statusCode, at: ContinuousClock.now))
+                        index += 8
                     }
+                    return done
                 }
-                return try await group.reduce(into: [Int]()) { $0.append($1) }
             }
-            let reaped = try await reap
-            #expect(statuses.count == 200)
-            #expect(statuses.allSatisfy { $0 == 200 }, "\(Dictionary(grouping: statuses, by: { $0 }).mapValues(\.count))")
-            #expect(reaped.status == 0, "\(reaped.stderr)")
-            #expect(try jsonObject(reaped.stdout)["removed"] as? Int == 20_000)
+            return try await group.reduce(into: [LoadAnswer]()) { $0 += $1 }
         }
-        #expect(try await database.anonymousSessionCount() == 100)
-        #expect(try await database.balance(userId: "user_load")?.tokensUsed == 100)
-        #expect(try await database.verify().isClean)
     }
+}
+
+/// One request of the load beside the reap, and when its answer came.
+struct LoadAnswer: Sendable {
+    var kind: String
+    var status: Int
+    var at: ContinuousClock.Instant
+}
+
+/// When the reap returned; read by the load's clients to know when to stop.
+final class ReapEnd: Sendable {
+    let instant = Mutex<ContinuousClock.Instant?>(nil)
 }
 
 @Suite("Server session reaper")

@@ -119,7 +119,14 @@ extension AppDatabase {
     /// The connection configuration shared by every MyBA process.
     public static func makeConfiguration(busyTimeout: TimeInterval) -> Configuration {
         var config = Configuration()
-        config.busyMode = .timeout(busyTimeout)
+        // SQLite's own timeout handler sleeps up to 100 ms between tries. Against a writer that
+        // commits back to back (the server under load) a process waiting that long keeps missing
+        // the moments the lock is free: a console reap took a second per batch. Trying every
+        // millisecond, up to the same timeout, finds those moments.
+        config.busyMode = .callback { retries in
+            usleep(1_000)
+            return Double(retries + 1) * 0.001 < busyTimeout
+        }
         config.foreignKeysEnabled = true
         config.prepareDatabase { db in
             // A committed token movement must survive power loss, not only a process crash.
