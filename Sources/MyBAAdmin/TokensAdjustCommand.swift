@@ -74,7 +74,12 @@ struct TokensAdjustCommand: ConsoleCommand {
                 actor: "operator:\(console.operatorName)",
                 reason: mutation.reasonText
             )
-            let plan = try await console.database().plan(posting)
+            let plan: MutationPlan
+            do {
+                plan = try await console.database().planManualPurchaseCredit(posting, checkoutSessionId: payment)
+            } catch let error as LedgerError {
+                throw ConsoleFailure(code: error.code, description: error.description)
+            }
             guard try console.confirm(plan, options: mutation, title: "credit \(userId) \(change) for the payment \(payment)") else { return }
             let result: PostingResult
             do {

@@ -68,6 +68,34 @@ struct RunbookTests {
         return changesData && !command.contains("--dry-run") ? command + " --dry-run" : command
     }
 
+    /// A runbook fix as an operator applies it off a terminal: as written, with `--yes`.
+    static func asApplied(_ command: String) -> String {
+        let changes = asDryRun(command) != command
+        return changes && !command.contains("--dry-run") && !command.contains("--yes") ? command + " --yes" : command
+    }
+
+    /// What a fix applied for real must answer in the runbooks' scenario, where it differs from
+    /// "exit 0": the refusals and outputs the runbooks name.
+    /// Each entry applies to the `occurrence`-th command of its file that starts with `prefix`.
+    static let appliedExpectations: [(file: String, prefix: String, occurrence: Int, status: Int32, phrase: String?)] = [
+        // The scenario's failed purchase names a plan the catalog lacks: replays before the fix
+        // still fail, and say why; after `plans set` the replay grants it.
+        ("purchase-without-tokens.md", "webhooks replay evt_1Q2w3e", 1, 1, "plan \"team\" is not in plans version 0 (built-in)"),
+        ("purchase-without-tokens.md", "webhooks replay --failed", 1, 1, "still fail"),
+        ("purchase-without-tokens.md", "plans set", 1, 0, "installed plans version 1"),
+        ("purchase-without-tokens.md", "webhooks replay evt_1Q2w3e", 2, 0, "plans used: version 1 (console"),
+        // The payment's purchase is in the ledger: the last resort is refused, dry run included.
+        ("purchase-without-tokens.md", "tokens adjust user_2abc +10 --payment cs_test_a1", 1, 1, "already granted by its event"),
+        ("purchase-without-tokens.md", "tokens adjust user_2abc +10 --payment cs_test_a1", 2, 1, "already granted by its event"),
+        ("customer-dispute-and-refund.md", "webhooks replay --failed", 1, 1, "still fail"),
+        // The duplicate payment of the scenario is unknown to this Stripe: Stripe refuses, nothing changes.
+        (
+            "tokens-granted-twice.md", "payment refund cs_test_dup --stripe-reason duplicate --reason \"duplicate charge, ticket 4712\"", 2, 1,
+            "pi_test_dup"
+        ),
+        ("session-reaping.md", "sessions reap --older-than 30d --dry-run --json", 1, 0, "\"dryRun\""),
+    ]
+
     @Test("every runbook is in the index, and every myba-admin line in it runs against a prepared database, log and Stripe emulator")
     func commandsRun() async throws {
         let files = try FileManager.default.contentsOfDirectory(atPath: Self.directory.path).filter { $0.hasSuffix(".md") && $0 != "README.md" }
@@ -75,6 +103,7 @@ struct RunbookTests {
         #expect(files.count >= 7)
         let index = try String(contentsOf: Self.directory.appendingPathComponent("README.md"), encoding: .utf8)
         var all: [String] = []
+        var byFile: [(file: String, commands: [String])] = []
         for file in files {
             #expect(index.contains("(\(file))"), "\(file) is not linked from runbooks/README.md")
             let text = try String(contentsOf: Self.directory.appendingPathComponent(file), encoding: .utf8)
@@ -84,6 +113,7 @@ struct RunbookTests {
             #expect(inline.isEmpty, "\(file) names myba-admin commands outside an sh block: \(inline)")
             #expect(!commands.isEmpty, "\(file) shows no myba-admin command")
             all += commands
+            byFile.append((file, commands))
         }
 
         // The scenario the runbooks' examples name.
@@ -112,7 +142,7 @@ struct RunbookTests {
         // A purchase event that failed (its session names no plan or token count), as in
         // purchase-without-tokens.md.
         let failing =
-            #"{"id":"evt_1Q2w3e","object":"event","type":"checkout.session.completed","data":{"object":{"id":"cs_test_nofund","object":"checkout.session","amount_total":500,"currency":"usd","metadata":{"user_id":"user_2abc"},"payment_intent":"pi_test_nofund","payment_status":"paid","status":"complete"}}}"#
+            #"{"id":"evt_1Q2w3e","object":"event","type":"checkout.session.completed","data":{"object":{"id":"cs_test_nofund","object":"checkout.session","amount_total":500,"currency":"usd","metadata":{"user_id":"user_2abc","plan_id":"team"},"payment_intent":"pi_test_nofund","payment_status":"paid","status":"complete"}}}"#
         _ = try await database.storeWebhook(
             WebhookDelivery(
                 source: .stripe,
@@ -145,9 +175,14 @@ struct RunbookTests {
         let plansFile = fixture.directory.file("plans.json")
         try #"{"plans":[{"id":"team","name":"Team","tokens":500,"amount":12000,"currency":"usd"}],"firstPurchaseDiscountPercent":0}"#
             .write(toFile: plansFile, atomically: true, encoding: .utf8)
-        let commands = all.map {
-            $0.replacingOccurrences(of: "/var/backups/myba/", with: backups + "/").replacingOccurrences(of: "/etc/myba/plans.json", with: plansFile)
+        @Sendable func localized(_ command: String) -> String {
+            command.replacingOccurrences(of: "/var/backups/myba/", with: backups + "/").replacingOccurrences(
+                of: "/etc/myba/plans.json",
+                with: plansFile
+            )
         }
+        let commands = all.map(localized)
+        let runbooks = byFile.map { (file: $0.file, commands: $0.commands.map(localized)) }
         try await StripeEmulator().application().test(.live) { client in
             let environment = [
                 "STRIPE_SECRET_KEY": "sk_test_runbooks", "STRIPE_API_BASE": "http://127.0.0.1:\(client.port!)",
@@ -156,8 +191,41 @@ struct RunbookTests {
             for command in commands {
                 let line = Self.asDryRun(command)
                 let result = try await fixture.admin(["--db", fixture.path], environment: environment, stdin: line + "\n")
-                let acceptable: Set<Int32> = command.hasPrefix("reconcile") || command.hasPrefix("ledger verify") ? [0, 3] : [0]
+                // The scenario's payment cs_test_a1 was granted by its event: the runbook's last
+                // resort is refused for it, its dry run too.
+                let refused =
+                    command.hasPrefix("tokens adjust user_2abc +10 --payment cs_test_a1") && result.stderr.contains("already granted by its event")
+                let acceptable: Set<Int32> = command.hasPrefix("reconcile") || command.hasPrefix("ledger verify") ? [0, 3] : refused ? [1] : [0]
                 #expect(acceptable.contains(result.status), "runbook command failed (exit \(result.status)): myba-admin \(line)\n\(result.stderr)")
+            }
+
+            // Then each runbook for real, in order, on a disposable copy of the same scenario:
+            // the fixes apply (with --yes, as off a terminal), say what the runbook tells the
+            // operator to look for, and leave the copy's books clean.
+            for (file, fileCommands) in runbooks {
+                let copy = fixture.directory.file("copy-\(file).sqlite")
+                _ = try database.backup(to: copy)
+                var seen: [String: Int] = [:]
+                for command in fileCommands {
+                    let line = Self.asApplied(command)
+                    let result = try await fixture.admin(["--db", copy], environment: environment, stdin: line + "\n")
+                    let output = result.stdout + result.stderr
+                    let expectation = Self.appliedExpectations.first { expected in
+                        guard expected.file == file, command.hasPrefix(expected.prefix) else { return false }
+                        return expected.occurrence == (seen[expected.prefix] ?? 0) + 1
+                    }
+                    for prefix in Set(Self.appliedExpectations.filter { $0.file == file && command.hasPrefix($0.prefix) }.map(\.prefix)) {
+                        seen[prefix, default: 0] += 1
+                    }
+                    let acceptable: Set<Int32> =
+                        expectation.map { [$0.status] } ?? (command.hasPrefix("reconcile") || command.hasPrefix("ledger verify") ? [0, 3] : [0])
+                    #expect(acceptable.contains(result.status), "\(file), applied (exit \(result.status)): myba-admin \(line)\n\(output)")
+                    if let phrase = expectation?.phrase {
+                        #expect(output.contains(phrase), "\(file): myba-admin \(line) did not say \"\(phrase)\":\n\(output)")
+                    }
+                }
+                let report = try await AppDatabase.openFile(at: copy).verify()
+                #expect(report.isClean, "\(file) left the books unclean: \(report.violations)")
             }
         }
         // Nothing a runbook example did (dry runs, reads) broke the books.

@@ -24,13 +24,14 @@ struct MultiProcessLedgerTests {
                 "consume-worker", "--db", path, "--user", "user_1", "--attempts", "100", "--key-prefix", "p\(index)", "--concurrency", "4",
             ])
         }
-        // Open the gate only when both are running, so their consumes overlap.
+        // Open the gate only when both have opened the database, so their consumes overlap.
+        for worker in workers { _ = try await worker.waitForOutput("ready") }
         _ = FileManager.default.createFile(atPath: path + ".go", contents: nil)
         var lines: [String] = []
         for worker in workers {
             let result = try await worker.wait()
             #expect(result.status == 0, "worker failed: \(result.stderr)")
-            lines += result.stdout.split(separator: "\n").map(String.init)
+            lines += result.stdout.split(separator: "\n").map(String.init).filter { $0 != "ready" }
         }
         #expect(lines.count == 200)
         #expect(lines.filter { $0.hasPrefix("error") }.isEmpty, "\(lines.filter { $0.hasPrefix("error") })")

@@ -33,8 +33,12 @@ struct ConsumeWorker: AsyncParsableCommand {
         let gate = db + ".go"
         if create { try await waitForGate(gate) }
         let database = try AppDatabase.openFile(at: db, options: .init(busyTimeout: 30, createIfMissing: create))
-        if !create { try await waitForGate(gate) }
         let output = FileHandle.standardOutput
+        if !create {
+            // Opened: say so, so that the gate opens only when every worker can start at once.
+            output.write(Data("ready\n".utf8))
+            try await waitForGate(gate)
+        }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for lane in 0..<concurrency {
                 group.addTask {

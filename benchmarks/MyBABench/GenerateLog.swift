@@ -30,9 +30,15 @@ struct GenerateLog: AsyncParsableCommand {
         while written < target {
             let requestId = index % every == 0 ? "req_needle" : "req_\(String(index, radix: 16))"
             let line = JSONLogHandler.render(
-                date: start.addingTimeInterval(Double(index) / 1000), level: .info, message: "request", label: "myba.server",
-                metadata: ["request.id": .string(requestId), "user.id": .string("user_\(index % 997)"), "http.method": "POST",
-                           "http.path": "/api/generate", "http.status": .stringConvertible(200), "duration.ms": .stringConvertible(1.234)])
+                date: start.addingTimeInterval(Double(index) / 1000),
+                level: .info,
+                message: "request",
+                label: "myba.server",
+                metadata: [
+                    "request.id": .string(requestId), "user.id": .string("user_\(index % 997)"), "http.method": "POST",
+                    "http.path": "/api/generate", "http.status": .stringConvertible(200), "duration.ms": .stringConvertible(1.234),
+                ]
+            )
             chunk += line
             written += line.count
             index += 1

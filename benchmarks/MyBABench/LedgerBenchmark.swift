@@ -35,7 +35,9 @@ struct LedgerBenchmark: AsyncParsableCommand {
         let userId = "user_bench"
         try await database.createCustomer(userId: userId)
         let total = operations * rounds * 2
-        _ = try await database.post(LedgerPosting(userId: userId, kind: .adjust, delta: total, idempotencyKey: "bench:seed", actor: "bench", reason: "benchmark balance"))
+        _ = try await database.post(
+            LedgerPosting(userId: userId, kind: .adjust, delta: total, idempotencyKey: "bench:seed", actor: "bench", reason: "benchmark balance")
+        )
         // The baseline's own connection to the same file: storage keeps its writer to itself.
         let bareWriter = try DatabasePool(path: path, configuration: AppDatabase.makeConfiguration(busyTimeout: 5))
         // As durable as the ledger's writer (GRDB lowers it to NORMAL when it enables WAL).
@@ -56,7 +58,12 @@ struct LedgerBenchmark: AsyncParsableCommand {
                     try timeIt {
                         for _ in 0..<operations {
                             keyCounter += 1
-                            _ = try database.consumeSync(userId: userId, idempotencyKey: "gen:req_\(keyCounter)", actor: "api", requestId: "req_\(keyCounter)")
+                            _ = try database.consumeSync(
+                                userId: userId,
+                                idempotencyKey: "gen:req_\(keyCounter)",
+                                actor: "api",
+                                requestId: "req_\(keyCounter)"
+                            )
                         }
                     }
                 },
@@ -70,7 +77,12 @@ struct LedgerBenchmark: AsyncParsableCommand {
                             group.addTask {
                                 for index in stride(from: lane, to: operations, by: concurrency) {
                                     let key = base + index + 1
-                                    _ = try await database.consume(userId: userId, idempotencyKey: "gen:req_\(key)", actor: "api", requestId: "req_\(key)")
+                                    _ = try await database.consume(
+                                        userId: userId,
+                                        idempotencyKey: "gen:req_\(key)",
+                                        actor: "api",
+                                        requestId: "req_\(key)"
+                                    )
                                 }
                             }
                         }
@@ -96,9 +108,13 @@ struct LedgerBenchmark: AsyncParsableCommand {
         print("| --- | ---: | ---: |")
         print("| bare `UPDATE` transaction (BEGIN IMMEDIATE; UPDATE one row; COMMIT) | \(format(bareRate)) | 1.00 |")
         print("| ledger consume, synchronous, one caller | \(format(syncRate)) | \(String(format: "%.2f", syncRate / bareRate)) |")
-        print("| ledger consume, async, \(concurrency) concurrent callers (as the server makes it) | \(format(asyncRate)) | \(String(format: "%.2f", asyncRate / bareRate)) |")
+        print(
+            "| ledger consume, async, \(concurrency) concurrent callers (as the server makes it) | \(format(asyncRate)) | \(String(format: "%.2f", asyncRate / bareRate)) |"
+        )
         print("")
-        print("\(rounds) rounds × \(operations) operations per side, WAL, synchronous=FULL, one file; goal: ledger ≥ 0.50 × bare. Ledger verify after the run: \(verification.isClean ? "clean" : "\(verification.violations.count) violations") over \(verification.checkedEntries) entries.")
+        print(
+            "\(rounds) rounds × \(operations) operations per side, WAL, synchronous=FULL, one file; goal: ledger ≥ 0.50 × bare. Ledger verify after the run: \(verification.isClean ? "clean" : "\(verification.violations.count) violations") over \(verification.checkedEntries) entries."
+        )
     }
 }
 

@@ -8,7 +8,10 @@ import StripeEmulator
 /// `reconcile` against the bare paginated listing it is built on, with N customers on the
 /// emulator and the same N in the ledger, in one run.
 struct ReconcileBenchmark: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "reconcile", abstract: "Reconcile vs bare listing of N Stripe customers; prints a Markdown table.")
+    static let configuration = CommandConfiguration(
+        commandName: "reconcile",
+        abstract: "Reconcile vs bare listing of N Stripe customers; prints a Markdown table."
+    )
 
     @Option(help: "Customers on the emulator and in the ledger.")
     var customers = 10_000
@@ -21,9 +24,13 @@ struct ReconcileBenchmark: AsyncParsableCommand {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let database = try AppDatabase.openFile(at: directory + "/myba.sqlite")
         let emulator = StripeEmulator()
-        let count = customers, rounds = self.rounds
+        let count = customers
+        let rounds = self.rounds
         let (bare, reconcile) = try await emulator.application().test(.live) { client -> (Double, Double) in
-            let stripe = try StripeClient(settings: StripeSettings(secretKey: "sk_bench", apiBase: URL(string: "http://127.0.0.1:\(client.port!)")!), http: CurlHTTPClient())
+            let stripe = try StripeClient(
+                settings: StripeSettings(secretKey: "sk_bench", apiBase: URL(string: "http://127.0.0.1:\(client.port!)")!),
+                http: CurlHTTPClient()
+            )
             // Fill both sides: N customers with matching metadata.
             try await withThrowingTaskGroup(of: Void.self) { fill in
                 for lane in 0..<8 {
@@ -31,13 +38,18 @@ struct ReconcileBenchmark: AsyncParsableCommand {
                         for index in stride(from: lane, to: count, by: 8) {
                             let userId = "user_bench_\(index)"
                             let opened = try await database.openAccount(userId: userId, email: nil, actor: "bench")
-                            _ = try await stripe.createCustomer(email: nil, metadata: StripeMetadataKeys.metadata(for: opened.balance).compactMapValues { $0 }, idempotencyKey: "bench-\(index)")
+                            _ = try await stripe.createCustomer(
+                                email: nil,
+                                metadata: StripeMetadataKeys.metadata(for: opened.balance).compactMapValues { $0 },
+                                idempotencyKey: "bench-\(index)"
+                            )
                         }
                     }
                 }
                 try await fill.waitForAll()
             }
-            var bareTimes: [Double] = [], reconcileTimes: [Double] = []
+            var bareTimes: [Double] = []
+            var reconcileTimes: [Double] = []
             for round in 0..<rounds {
                 for side in (round % 2 == 0 ? [0, 1] : [1, 0]) {
                     let start = ContinuousClock.now
@@ -56,7 +68,9 @@ struct ReconcileBenchmark: AsyncParsableCommand {
         print("| measure | median seconds | ratio |")
         print("| --- | ---: | ---: |")
         print("| bare paginated listing of \(count) customers | \(String(format: "%.3f", bare)) | 1.00 |")
-        print("| reconcile (listing + comparison with the ledger) | \(String(format: "%.3f", reconcile)) | \(String(format: "%.2f", reconcile / bare)) |")
+        print(
+            "| reconcile (listing + comparison with the ledger) | \(String(format: "%.3f", reconcile)) | \(String(format: "%.2f", reconcile / bare)) |"
+        )
         print("")
         print("\(rounds) rounds, alternating; goal: reconcile ≤ 1.5 × the bare listing.")
     }

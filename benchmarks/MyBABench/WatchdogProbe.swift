@@ -10,7 +10,8 @@ import Synchronization
 struct WatchdogProbe: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "watchdog-probe",
-        abstract: "Block the cooperative pool for a while; print the watchdog's log lines and reports as JSON.")
+        abstract: "Block the cooperative pool for a while; print the watchdog's log lines and reports as JSON."
+    )
 
     @Option(help: "How long the pool stays blocked, in milliseconds.")
     var blockMs = 1500
@@ -35,7 +36,10 @@ struct WatchdogProbe: AsyncParsableCommand {
             while Date() < deadline {
                 Thread.sleep(forTimeInterval: 0.02)
                 let report = watchdog.report()
-                if !report.isHealthy { during.withLock { $0 = report }; return }
+                if !report.isHealthy {
+                    during.withLock { $0 = report }
+                    return
+                }
             }
         }
         observer.start()

@@ -386,6 +386,16 @@ public enum ManualPurchaseCredit {
 }
 
 extension AppDatabase {
+    /// The plan of a manual credit for `checkoutSessionId`, refused as the credit itself would
+    /// be (a purchase already granted): a dry run never shows a plan the real run refuses.
+    public func planManualPurchaseCredit(_ posting: LedgerPosting, checkoutSessionId: String) async throws -> MutationPlan {
+        let refusal = try await writer.read { db in
+            try ManualPurchaseCredit.refusal(checkoutSessionId: checkoutSessionId, delta: posting.delta, in: db)
+        }
+        if let refusal { throw LedgerError.invalidPosting(refusal) }
+        return try await plan(posting)
+    }
+
     /// Posts an operator's credit standing for the payment `checkoutSessionId`, with its audit
     /// row; refused (nothing written) when the purchase was granted already — checked in the
     /// same transaction, so a purchase landing meanwhile cannot make it a second grant.
