@@ -18,7 +18,8 @@ struct ProviderTests {
     func fallbackChain() async throws {
         let upstream = FakeUpstream()
         try await upstream.run { base in
-            let fixture = try providerFixture(upstream: base, models: ["fail-429", "fail-500", "slow", "error-200", "ok-json"], timeout: 1)
+            // 2 s per call: "slow" (3 s) times out, and a loaded machine still answers the others in time.
+            let fixture = try providerFixture(upstream: base, models: ["fail-429", "fail-500", "slow", "error-200", "ok-json"], timeout: 2)
             defer { fixture.directory.remove() }
             try await fixture.application().test(.router) { client in
                 try await client.execute(

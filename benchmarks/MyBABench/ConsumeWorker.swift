@@ -39,6 +39,10 @@ struct ConsumeWorker: AsyncParsableCommand {
             output.write(Data("ready\n".utf8))
             try await waitForGate(gate)
         }
+        // When this worker began and ended racing, in wall-clock milliseconds: the test checks
+        // that the workers' races overlapped.
+        output.write(Data("started \(Int(Date().timeIntervalSince1970 * 1000))\n".utf8))
+        defer { output.write(Data("finished \(Int(Date().timeIntervalSince1970 * 1000))\n".utf8)) }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for lane in 0..<concurrency {
                 group.addTask {

@@ -287,17 +287,40 @@ public final class ClerkTokenVerifier: Sendable {
             throw AuthError.keysUnavailable("\(error)")
         }
         guard response.status == 200 else { throw AuthError.keysUnavailable("JWKS endpoint answered \(response.status)") }
-        guard let document = try? JSONSerialization.jsonObject(with: response.body) as? [String: Any],
-            let entries = document["keys"] as? [[String: Any]]
-        else { throw AuthError.keysUnavailable("JWKS document has no keys") }
+        guard let document = try? JSONDecoder().decode(JSONWebKeySet.self, from: response.body) else {
+            throw AuthError.keysUnavailable("JWKS document has no keys")
+        }
         var keys: [String: _RSA.Signing.PublicKey] = [:]
-        for entry in entries where entry["kty"] as? String == "RSA" {
-            guard let n = (entry["n"] as? String).flatMap(Base64URL.decode), let e = (entry["e"] as? String).flatMap(Base64URL.decode),
+        for entry in document.keys where entry.kty == "RSA" {
+            guard let n = entry.n.flatMap(Base64URL.decode), let e = entry.e.flatMap(Base64URL.decode),
                 let key = try? _RSA.Signing.PublicKey(n: n, e: e)
             else { continue }
-            keys[(entry["kid"] as? String) ?? ""] = key
+            keys[entry.kid ?? ""] = key
         }
         return keys
+    }
+}
+
+/// A JWKS document (RFC 7517): the keys MyBA can use are RSA ones; others are skipped.
+struct JSONWebKeySet: Decodable, Sendable {
+    var keys: [Key]
+
+    struct Key: Decodable, Sendable {
+        var kty: String?
+        var kid: String?
+        var n: String?
+        var e: String?
+
+        enum CodingKeys: String, CodingKey { case kty, kid, n, e }
+
+        /// One odd key (a field of another type) is skipped, not the whole set.
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            kty = try? container.decodeIfPresent(String.self, forKey: .kty)
+            kid = try? container.decodeIfPresent(String.self, forKey: .kid)
+            n = try? container.decodeIfPresent(String.self, forKey: .n)
+            e = try? container.decodeIfPresent(String.self, forKey: .e)
+        }
     }
 }
 

@@ -34,20 +34,15 @@ struct ChatCompletionsClient: Sendable {
     let http: any OutboundHTTPClient
 
     func complete(model: String, input: String) async throws -> String {
-        let body: [String: Any] = [
-            "model": model,
-            "messages": [["role": "system", "content": TicketPrompt.system], ["role": "user", "content": input]],
-            "max_tokens": 1200,
-            "temperature": 0.3,
-        ]
+        let body = ChatCompletionsRequest(model: model, messages: Self.messages(input))
         let response = try await send(body: body)
-        guard let object = try? JSONSerialization.jsonObject(with: response.body) as? [String: Any] else {
+        guard let reply = ProviderWire.decode(ChatCompletionsReply.self, from: response.body) else {
             throw ProviderError(provider: providerName, status: response.status, message: "reply is not JSON", retryable: response.status >= 500)
         }
         // OpenRouter reports some generation failures with HTTP 200 and an `error` object.
-        if let error = object["error"] as? [String: Any] {
-            let code = (error["code"] as? NSNumber)?.intValue ?? response.status
-            let message = error["message"] as? String ?? "unknown error"
+        if let error = reply.error {
+            let code = error.code ?? response.status
+            let message = error.message ?? "unknown error"
             throw ProviderError(
                 provider: providerName,
                 status: code,
@@ -63,10 +58,7 @@ struct ChatCompletionsClient: Sendable {
                 retryable: response.status >= 500 || response.status == 429
             )
         }
-        guard let choices = object["choices"] as? [[String: Any]],
-            let message = choices.first?["message"] as? [String: Any],
-            let content = message["content"] as? String,
-            !content.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
+        guard let content = reply.choices?.first?.message?.content, !content.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
         else {
             throw ProviderError(provider: providerName, status: response.status, message: "reply has no choices[0].message.content", retryable: true)
         }
@@ -77,24 +69,16 @@ struct ChatCompletionsClient: Sendable {
     /// writes it (SSE `data:` lines, keep-alive comments skipped, `[DONE]` at the end); an
     /// `error` object in the stream (OpenRouter's mid-stream failures) fails the call.
     func stream(model: String, input: String, onDelta: @escaping @Sendable (String) -> Void) async throws -> String {
-        let body: [String: Any] = [
-            "model": model,
-            "messages": [["role": "system", "content": TicketPrompt.system], ["role": "user", "content": input]],
-            "max_tokens": 1200,
-            "temperature": 0.3,
-            "stream": true,
-        ]
+        let body = ChatCompletionsRequest(model: model, messages: Self.messages(input), stream: true)
         let reply = StreamedReply()
         @Sendable func handle(_ events: [ServerSentEventParser.Event]) {
             for event in events where event.data != "[DONE]" {
-                guard let object = try? JSONSerialization.jsonObject(with: Data(event.data.utf8)) as? [String: Any] else { continue }
-                if let error = object["error"] as? [String: Any] {
-                    reply.fail(code: (error["code"] as? NSNumber)?.intValue, message: error["message"] as? String ?? "error in stream")
+                guard let chunk = ProviderWire.decode(ChatCompletionsReply.self, from: Data(event.data.utf8)) else { continue }
+                if let error = chunk.error {
+                    reply.fail(code: error.code, message: error.message ?? "error in stream")
                     continue
                 }
-                guard let choices = object["choices"] as? [[String: Any]], let delta = choices.first?["delta"] as? [String: Any],
-                    let content = delta["content"] as? String
-                else { continue }
+                guard let content = chunk.choices?.first?.delta?.content else { continue }
                 if reply.append(content) { onDelta(content) }
             }
         }
@@ -103,14 +87,18 @@ struct ChatCompletionsClient: Sendable {
         return try reply.text(provider: providerName, response: response)
     }
 
-    private func send(body: [String: Any], onChunk: (@Sendable ([UInt8]) -> Void)? = nil) async throws -> OutboundResponse {
+    static func messages(_ input: String) -> [ChatMessage] {
+        [ChatMessage(role: "system", content: TicketPrompt.system), ChatMessage(role: "user", content: input)]
+    }
+
+    private func send(body: ChatCompletionsRequest, onChunk: (@Sendable ([UInt8]) -> Void)? = nil) async throws -> OutboundResponse {
         var headers = [("Authorization", "Bearer \(apiKey)"), ("Content-Type", "application/json")]
         headers += extraHeaders
         let request = OutboundRequest(
             method: "POST",
             url: baseURL.appendingPathComponent("chat/completions"),
             headers: headers,
-            body: try JSONSerialization.data(withJSONObject: body),
+            body: try ProviderWire.encode(body),
             timeout: timeout
         )
         do {
@@ -130,17 +118,12 @@ struct AnthropicClient: Sendable {
     let http: any OutboundHTTPClient
 
     func complete(model: String, input: String) async throws -> String {
-        let body: [String: Any] = [
-            "model": model,
-            "max_tokens": 1200,
-            "system": TicketPrompt.system,
-            "messages": [["role": "user", "content": input]],
-        ]
+        let body = AnthropicRequest(model: model, system: TicketPrompt.system, messages: [ChatMessage(role: "user", content: input)])
         let request = OutboundRequest(
             method: "POST",
             url: baseURL.appendingPathComponent("messages"),
             headers: [("x-api-key", apiKey), ("anthropic-version", "2023-06-01"), ("content-type", "application/json")],
-            body: try JSONSerialization.data(withJSONObject: body),
+            body: try ProviderWire.encode(body),
             timeout: timeout
         )
         let response: OutboundResponse
@@ -149,9 +132,8 @@ struct AnthropicClient: Sendable {
         } catch {
             throw ProviderError(provider: "anthropic", status: nil, message: "\(error)", retryable: true)
         }
-        let object = try? JSONSerialization.jsonObject(with: response.body) as? [String: Any]
         guard (200..<300).contains(response.status) else {
-            let message = ((object?["error"] as? [String: Any])?["message"] as? String) ?? "unexpected status"
+            let message = ProviderWire.decode(ProviderErrorEnvelope.self, from: response.body)?.error?.message ?? "unexpected status"
             throw ProviderError(
                 provider: "anthropic",
                 status: response.status,
@@ -159,8 +141,8 @@ struct AnthropicClient: Sendable {
                 retryable: response.status == 429 || response.status >= 500
             )
         }
-        guard let content = object?["content"] as? [[String: Any]],
-            let text = content.first(where: { $0["type"] as? String == "text" || $0["text"] != nil })?["text"] as? String
+        guard let blocks = ProviderWire.decode(AnthropicReply.self, from: response.body)?.content,
+            let text = blocks.first(where: { $0.type == "text" || $0.text != nil })?.text
         else { throw ProviderError(provider: "anthropic", status: response.status, message: "reply has no content[0].text", retryable: true) }
         return text
     }
@@ -170,30 +152,28 @@ extension AnthropicClient {
     /// The streaming Messages API: `content_block_delta` events carry the text (`text_delta`),
     /// an `error` event fails the call, `message_stop` ends it.
     func stream(model: String, input: String, onDelta: @escaping @Sendable (String) -> Void) async throws -> String {
-        let body: [String: Any] = [
-            "model": model,
-            "max_tokens": 1200,
-            "system": TicketPrompt.system,
-            "messages": [["role": "user", "content": input]],
-            "stream": true,
-        ]
+        let body = AnthropicRequest(
+            model: model,
+            system: TicketPrompt.system,
+            messages: [ChatMessage(role: "user", content: input)],
+            stream: true
+        )
         let request = OutboundRequest(
             method: "POST",
             url: baseURL.appendingPathComponent("messages"),
             headers: [("x-api-key", apiKey), ("anthropic-version", "2023-06-01"), ("content-type", "application/json")],
-            body: try JSONSerialization.data(withJSONObject: body),
+            body: try ProviderWire.encode(body),
             timeout: timeout
         )
         let reply = StreamedReply()
         @Sendable func handle(_ events: [ServerSentEventParser.Event]) {
             for event in events {
-                guard let object = try? JSONSerialization.jsonObject(with: Data(event.data.utf8)) as? [String: Any] else { continue }
-                switch object["type"] as? String ?? event.name {
+                guard let object = ProviderWire.decode(AnthropicStreamEvent.self, from: Data(event.data.utf8)) else { continue }
+                switch object.type ?? event.name {
                 case "error":
-                    reply.fail(code: nil, message: (object["error"] as? [String: Any])?["message"] as? String ?? "error in stream")
+                    reply.fail(code: nil, message: object.error?.message ?? "error in stream")
                 case "content_block_delta":
-                    guard let delta = object["delta"] as? [String: Any], delta["type"] as? String == "text_delta", let text = delta["text"] as? String
-                    else { continue }
+                    guard let delta = object.delta, delta.type == "text_delta", let text = delta.text else { continue }
                     if reply.append(text) { onDelta(text) }
                 default:
                     continue
@@ -248,8 +228,7 @@ final class StreamedReply: Sendable {
     /// message), a failure inside the stream, or no text at all is a `ProviderError`.
     func text(provider: String, response: OutboundResponse) throws -> String {
         guard (200..<300).contains(response.status) else {
-            let object = try? JSONSerialization.jsonObject(with: response.body) as? [String: Any]
-            let message = ((object?["error"] as? [String: Any])?["message"] as? String) ?? "unexpected status"
+            let message = ProviderWire.decode(ProviderErrorEnvelope.self, from: response.body)?.error?.message ?? "unexpected status"
             throw ProviderError(
                 provider: provider,
                 status: response.status,
