@@ -86,7 +86,7 @@ struct ConsoleSessionTests {
                 ],
                 idempotencyKey: "cs-admin"
             )
-            let sessionId = session["id"] as! String
+            let sessionId = session.id
             let paid = try await stripe.request("POST", "/test/checkout/sessions/\(sessionId)/complete")
             let paymentIntent = paid["payment_intent"] as! String
             _ = try await fixture.database.writeInGroupCommit { db in

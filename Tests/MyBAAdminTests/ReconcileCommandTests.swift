@@ -33,7 +33,7 @@ struct ReconcileCommandTests {
             ],
             idempotencyKey: key
         )
-        return try await stripe.request("POST", "/test/checkout/sessions/\(session["id"] as! String)/complete")
+        return try await stripe.request("POST", "/test/checkout/sessions/\(session.id)/complete")
     }
 
     @Test("import takes legacy metadata balances over once; reconcile finds drift (exit 3), --fix push and --fix pull clear it")
@@ -66,7 +66,7 @@ struct ReconcileCommandTests {
             let balance = try #require(try await fixture.database.balance(userId: "user_legacy"))
             #expect((balance.tokens, balance.tokensUsed, balance.tokensPurchased, balance.tokensTransferred) == (17, 40, 50, 1))
             #expect(balance.lastPurchase.map(Timestamps.timestamp) == "2025-03-01T10:00:00.000Z")
-            #expect(try await fixture.database.customer(userId: "user_legacy")?.stripeCustomerId == legacy["id"] as? String)
+            #expect(try await fixture.database.customer(userId: "user_legacy")?.stripeCustomerId == legacy.id)
             #expect(try await fixture.database.balance(userId: "user_clerkonly")?.tokens == 3)
             let again = try await fixture.admin(
                 ["import", "from-stripe", "--reason", "legacy store", "--yes", "--db", fixture.path],
@@ -94,7 +94,7 @@ struct ReconcileCommandTests {
             let clean = try await fixture.admin(["reconcile", "--db", fixture.path], environment: environment)
             #expect(clean.status == 0, "\(clean.stdout)\(clean.stderr)")
             _ = try await stripe.updateCustomerMetadata(
-                legacy["id"] as! String,
+                legacy.id,
                 metadata: ["tokens": "99", "tokens_used": "1"],
                 idempotencyKey: "drift-1"
             )
@@ -114,9 +114,9 @@ struct ReconcileCommandTests {
                 environment: environment
             )
             #expect(pushed.status == 0, "\(pushed.stdout)\(pushed.stderr)")
-            #expect((try await stripe.retrieveCustomer(legacy["id"] as! String)["metadata"] as? [String: String])?["tokens"] == "17")
+            #expect((try await stripe.retrieveCustomer(legacy.id).metadata)?["tokens"] == "17")
 
-            _ = try await stripe.updateCustomerMetadata(legacy["id"] as! String, metadata: ["tokens": "20"], idempotencyKey: "drift-2")
+            _ = try await stripe.updateCustomerMetadata(legacy.id, metadata: ["tokens": "20"], idempotencyKey: "drift-2")
             let pulled = try await fixture.admin(
                 ["reconcile", "--fix", "pull", "--yes", "--reason", "support granted in Stripe", "--db", fixture.path],
                 environment: environment
@@ -194,7 +194,7 @@ struct ReconcileCommandTests {
                 environment: environment
             )
             #expect(pushed.status == 0, "\(pushed.stdout)\(pushed.stderr)")
-            #expect((try await stripe.retrieveCustomer(customerId)["metadata"] as? [String: String])?["tokens"] == String(tokens))
+            #expect((try await stripe.retrieveCustomer(customerId).metadata)?["tokens"] == String(tokens))
         }
     }
 
@@ -348,7 +348,7 @@ struct LegacyBeforeImportTests {
         defer { fixture.directory.remove() }
         try await ReconcileCommandTests.withEmulator { stripe, environment in
             let legacy = try #require(
-                try await stripe.createCustomer(email: "back@example.com", metadata: Self.legacyMetadata, idempotencyKey: "legacy-back")["id"]
+                try await stripe.createCustomer(email: "back@example.com", metadata: Self.legacyMetadata, idempotencyKey: "legacy-back").id
                     as? String
             )
             // First request after the switch: welcome grant, then two tickets.
@@ -358,8 +358,8 @@ struct LegacyBeforeImportTests {
             _ = try await mirror.pushDue(logger: .init(label: "test"))
             // No second Stripe customer, and the legacy balance is untouched.
             let naming = try await stripe.customersNaming(userId: "user_back")
-            #expect(naming.map { $0["id"] as? String } == [legacy])
-            #expect((try await stripe.retrieveCustomer(legacy)["metadata"] as? [String: String])?["tokens"] == "17")
+            #expect(naming.map(\.id) == [legacy])
+            #expect((try await stripe.retrieveCustomer(legacy).metadata)?["tokens"] == "17")
             #expect(try await fixture.database.customer(userId: "user_back")?.stripeCustomerId == legacy)
             // An operator's forced push is refused with the reason, not written over the balance.
             let push = try await fixture.admin(
@@ -368,7 +368,7 @@ struct LegacyBeforeImportTests {
             )
             #expect(push.status != 0)
             #expect(push.stdout.contains("import from-stripe") || push.stderr.contains("import from-stripe"), "\(push.stdout)\(push.stderr)")
-            #expect((try await stripe.retrieveCustomer(legacy)["metadata"] as? [String: String])?["tokens"] == "17")
+            #expect((try await stripe.retrieveCustomer(legacy).metadata)?["tokens"] == "17")
 
             let dry = try await fixture.admin(
                 ["import", "from-stripe", "--reason", "legacy store", "--dry-run", "--db", fixture.path],
@@ -387,7 +387,7 @@ struct LegacyBeforeImportTests {
             #expect(try await fixture.database.verify().isClean)
             // The mirror now writes the merged balance to the legacy customer.
             _ = try await mirror.pushDue(logger: .init(label: "test"))
-            #expect((try await stripe.retrieveCustomer(legacy)["metadata"] as? [String: String])?["tokens"] == "15")
+            #expect((try await stripe.retrieveCustomer(legacy).metadata)?["tokens"] == "15")
             let again = try await fixture.admin(
                 ["import", "from-stripe", "--reason", "legacy store", "--yes", "--db", fixture.path],
                 environment: environment
@@ -405,7 +405,7 @@ struct LegacyBeforeImportTests {
         defer { fixture.directory.remove() }
         try await ReconcileCommandTests.withEmulator { stripe, environment in
             let legacy = try #require(
-                try await stripe.createCustomer(email: nil, metadata: Self.legacyMetadata, idempotencyKey: "legacy-back")["id"] as? String
+                try await stripe.createCustomer(email: nil, metadata: Self.legacyMetadata, idempotencyKey: "legacy-back").id
             )
             _ = try await fixture.database.openAccount(userId: "user_back", email: nil, actor: "api")
             let duplicate = try #require(
@@ -413,7 +413,7 @@ struct LegacyBeforeImportTests {
                     email: nil,
                     metadata: ["user_id": "user_back", "tokens": "6", "tokens_used": "0", "tokens_purchased": "0"],
                     idempotencyKey: "dup"
-                )["id"] as? String
+                ).id
             )
             _ = try await fixture.database.linkStripeCustomer(userId: "user_back", stripeCustomerId: duplicate)
             let imported = try await fixture.admin(

@@ -271,7 +271,7 @@ struct IncidentBench {
             ],
             idempotencyKey: key
         )
-        let sessionId = try #require(session["id"] as? String)
+        let sessionId = try #require(session.id)
         _ = try await stripe.request("POST", "/test/checkout/sessions/\(sessionId)/complete")
         return try await eventId(forSession: sessionId)
     }

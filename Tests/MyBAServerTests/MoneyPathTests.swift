@@ -397,7 +397,7 @@ struct MoneyPathTests {
             #expect(try await checkout() == 200)
             let second = try #require(try await database.customer(userId: "user_cus")?.stripeCustomerId)
             #expect(second != first)
-            #expect((try await stripe.retrieveCustomer(second)["metadata"] as? [String: String])?["user_id"] == "user_cus")
+            #expect((try await stripe.retrieveCustomer(second).metadata)?["user_id"] == "user_cus")
 
             // Deleted with our webhook endpoint listening: customer.deleted unlinks it at once.
             await emulator.addWebhookEndpoint(
@@ -441,7 +441,7 @@ struct MoneyPathTests {
             #expect(try await server.post("/api/generate", body: #"{"input":"Export reports as CSV"}"#, headers: user).0 == 200)
             let (status, body) = try await server.post("/api/create-checkout-session", body: #"{"planId":"starter"}"#, headers: user)
             #expect(status == 200, "\(String(decoding: body, as: UTF8.self))")
-            let customers = try await stripe.listCustomers().data.filter { ($0["metadata"] as? [String: String])?["user_id"] == "user_idem" }
+            let customers = try await stripe.listCustomers().data.filter { $0.metadata?["user_id"] == "user_idem" }
             #expect(customers.count == 1)
         }
     }

@@ -87,7 +87,7 @@ struct StripeEmulatorProcessTests {
                 ],
                 idempotencyKey: "hook-1"
             )
-            _ = try await stripe.request("POST", "/test/checkout/sessions/\(session["id"] as! String)/complete")
+            _ = try await stripe.request("POST", "/test/checkout/sessions/\(session.id)/complete")
             let deadline = ContinuousClock.now + .seconds(10)
             while received.withLock({ $0.isEmpty }) && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
             let deliveries = received.withLock { $0 }

@@ -29,22 +29,22 @@ struct StripeClientTests {
                     metadata: ["user_id": "user_\(index)", "tokens": "6"],
                     idempotencyKey: "k\(index)"
                 )
-                ids.append(customer["id"] as! String)
+                ids.append(customer.id)
             }
             let updated = try await stripe.updateCustomerMetadata(
                 ids[0],
                 metadata: ["tokens": "9", "last_purchase": nil, "tokens_used": "1"],
                 idempotencyKey: "u1"
             )
-            #expect(updated["metadata"] as? [String: String] == ["user_id": "user_0", "tokens": "9", "tokens_used": "1"])
+            #expect(updated.metadata?.values == ["user_id": "user_0", "tokens": "9", "tokens_used": "1"])
             let unset = try await stripe.updateCustomerMetadata(ids[0], metadata: ["tokens_used": nil], idempotencyKey: "u2")
-            #expect((unset["metadata"] as? [String: String])?["tokens_used"] == nil)
-            #expect(try await stripe.retrieveCustomer(ids[0])["email"] as? String == "c0@example.com")
+            #expect(unset.metadata?["tokens_used"] == nil)
+            #expect(try await stripe.retrieveCustomer(ids[0]).email == "c0@example.com")
             var seen: [String] = []
             var cursor: String?
             repeat {
                 let page = try await stripe.listCustomers(limit: 2, startingAfter: cursor)
-                seen += page.data.compactMap { $0["id"] as? String }
+                seen += page.data.map(\.id)
                 cursor = page.hasMore ? seen.last : nil
             } while cursor != nil
             #expect(seen == ids.reversed())
@@ -57,7 +57,7 @@ struct StripeClientTests {
             let stripe = try stripeClient(base)
             let first = try await stripe.createCustomer(email: "a@example.com", metadata: [:], idempotencyKey: "same-key")
             let again = try await stripe.createCustomer(email: "a@example.com", metadata: [:], idempotencyKey: "same-key")
-            #expect(first["id"] as? String == again["id"] as? String)
+            #expect(first.id == again.id)
             let error = try await #require(throws: StripeError.self) {
                 _ = try await stripe.createCustomer(email: "b@example.com", metadata: [:], idempotencyKey: "same-key")
             }
@@ -228,8 +228,8 @@ struct CheckoutTests {
                 }
                 let customers = try await stripeClient(stripeBase).listCustomers().data
                 #expect(customers.count == 1)
-                #expect(customers.first?["email"] as? String == "new@example.com")
-                let metadata = customers.first?["metadata"] as? [String: String]
+                #expect(customers.first?.email == "new@example.com")
+                let metadata = customers.first?.metadata?.values
                 #expect(metadata?["user_id"] == "user_new")
                 #expect(metadata?["tokens"] == "6")
                 #expect(metadata?["tokens_used"] == "0")
@@ -291,14 +291,14 @@ struct CheckoutTests {
                 let customers = try await stripe.listCustomers().data
                 #expect(customers.count == 5)
                 for customer in customers {
-                    let metadata = try #require(customer["metadata"] as? [String: String])
+                    let metadata = try #require(customer.metadata?.values)
                     let userId = try #require(metadata["user_id"])
                     let balance = try #require(try await database.balance(userId: userId))
                     #expect(metadata["tokens"] == "3")
                     #expect(metadata["tokens_used"] == "3")
                     #expect(metadata["tokens_purchased"] == "0")
                     #expect(metadata["tokens"] == String(balance.tokens))
-                    #expect(try await database.customer(userId: userId)?.stripeCustomerId == customer["id"] as? String)
+                    #expect(try await database.customer(userId: userId)?.stripeCustomerId == customer.id)
                 }
             }
         }

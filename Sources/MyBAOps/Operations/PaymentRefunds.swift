@@ -107,8 +107,8 @@ public struct PaymentRefunds: Sendable {
             reason: stripeReason,
             idempotencyKey: key
         )
-        let refundId = response["id"] as? String ?? "?"
-        let created = (response["created"] as? NSNumber)?.intValue
+        let refundId = response.id
+        let created = response.created
         do {
             let cumulative = try await stripe.amountRefunded(paymentIntent: prepared.paymentIntentId)
             let outcome = try await database.applyOperatorRefund(

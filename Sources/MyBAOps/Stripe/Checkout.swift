@@ -90,7 +90,7 @@ public struct CheckoutOpener: Sendable {
                 ("payment_intent_data[metadata][checkout]", "myba"),
                 ("customer", stripeCustomer),
             ]
-            let session: [String: Any]
+            let session: StripeCheckoutSession
             do {
                 session = try await stripe.createCheckoutSession(
                     form,
@@ -117,9 +117,10 @@ public struct CheckoutOpener: Sendable {
                     )
                 )
             }
-            guard let id = session["id"] as? String, let url = session["url"] as? String else {
-                throw StripeError(status: 200, type: "api_error", code: nil, message: "Stripe returned a session without id or url", param: nil)
+            guard let url = session.url else {
+                throw StripeError(status: 200, type: "api_error", code: nil, message: "Stripe returned a session without a url", param: nil)
             }
+            let id = session.id
             let sequence = try await database.recordCheckout(id: id, userId: userId, planId: plan.id, amount: amount, discounted: discounted)
             if discounted {
                 // Discounted sessions opened meanwhile by other requests: the newest stays open.
@@ -141,13 +142,13 @@ public struct CheckoutOpener: Sendable {
     /// had expired on its own). Recorded either way.
     private func close(_ sessionId: String, logger: Logger) async throws -> Closed {
         do {
-            _ = try await stripe.request("POST", "/v1/checkout/sessions/\(sessionId)/expire", idempotencyKey: "myba-expire:\(sessionId)")
+            _ = try await stripe.expireCheckoutSession(sessionId, idempotencyKey: "myba-expire:\(sessionId)")
             try await database.markCheckout(id: sessionId, status: "expired")
             logger.info("discounted checkout expired for a newer one", metadata: ["stripe.checkout_session.id": .string(sessionId)])
             return .expired
         } catch let error as StripeError where error.status == 400 {
-            let session = try await stripe.request("GET", "/v1/checkout/sessions/\(sessionId)")
-            let paid = session["status"] as? String == "complete" || session["payment_status"] as? String == "paid"
+            let session = try await stripe.retrieveCheckoutSession(sessionId)
+            let paid = session.status == "complete" || session.paymentStatus == "paid"
             try await database.markCheckout(id: sessionId, status: paid ? "complete" : "expired")
             return paid ? .paid : .expired
         }

@@ -51,6 +51,16 @@ public struct StripeCustomerRecord: Sendable {
     public var email: String?
     public var metadata: [String: String]
 
+    public init(id: String, email: String?, metadata: [String: String]) {
+        self.id = id
+        self.email = email
+        self.metadata = metadata
+    }
+
+    public init(_ customer: StripeCustomer) {
+        self.init(id: customer.id, email: customer.email, metadata: customer.metadata?.values ?? [:])
+    }
+
     /// The MyBA user id: `user_id`, or the legacy `clerk_user_id`.
     public var userId: String? { metadata["user_id"] ?? metadata["clerk_user_id"] }
 }
@@ -62,13 +72,9 @@ extension StripeClient {
         var cursor: String?
         repeat {
             let page = try await listCustomers(limit: 100, startingAfter: cursor)
-            for object in page.data {
-                guard let id = object["id"] as? String else { continue }
-                let metadata = (object["metadata"] as? [String: Any] ?? [:]).compactMapValues { $0 as? String }
-                records.append(StripeCustomerRecord(id: id, email: object["email"] as? String, metadata: metadata))
-            }
+            records += page.data.map(StripeCustomerRecord.init)
             progress(records.count)
-            cursor = page.hasMore ? (page.data.last?["id"] as? String) : nil
+            cursor = page.hasMore ? page.data.last?.id : nil
         } while cursor != nil
         return records
     }

@@ -61,69 +61,100 @@ public struct StripeClient: Sendable {
 
     // MARK: Customers
 
-    public func createCustomer(email: String?, metadata: [String: String], idempotencyKey: String) async throws -> [String: Any] {
+    public func createCustomer(email: String?, metadata: [String: String], idempotencyKey: String) async throws -> StripeCustomer {
         var form: StripeForm = metadata.sorted { $0.key < $1.key }.map { ("metadata[\($0.key)]", $0.value) }
         if let email { form.append(("email", email)) }
-        return try await request("POST", "/v1/customers", form: form, idempotencyKey: idempotencyKey)
+        return try await request(StripeCustomer.self, "POST", "/v1/customers", form: form, idempotencyKey: idempotencyKey)
     }
 
-    public func retrieveCustomer(_ id: String) async throws -> [String: Any] {
-        try await request("GET", "/v1/customers/\(id)")
+    public func retrieveCustomer(_ id: String) async throws -> StripeCustomer {
+        try await request(StripeCustomer.self, "GET", "/v1/customers/\(id)")
     }
 
     /// Merges `metadata` into the customer's; a `nil` value unsets that key.
-    public func updateCustomerMetadata(_ id: String, metadata: [String: String?], idempotencyKey: String) async throws -> [String: Any] {
+    public func updateCustomerMetadata(_ id: String, metadata: [String: String?], idempotencyKey: String) async throws -> StripeCustomer {
         let form: StripeForm = metadata.sorted { $0.key < $1.key }.map { ("metadata[\($0.key)]", $0.value ?? "") }
-        return try await request("POST", "/v1/customers/\(id)", form: form, idempotencyKey: idempotencyKey)
+        return try await request(StripeCustomer.self, "POST", "/v1/customers/\(id)", form: form, idempotencyKey: idempotencyKey)
     }
 
     /// One page of customers, newest first.
-    public func listCustomers(limit: Int = 100, startingAfter: String? = nil) async throws -> (data: [[String: Any]], hasMore: Bool) {
+    public func listCustomers(limit: Int = 100, startingAfter: String? = nil) async throws -> StripeList<StripeCustomer> {
         var query = [("limit", String(limit))]
         if let startingAfter { query.append(("starting_after", startingAfter)) }
-        let page = try await request("GET", "/v1/customers", query: query)
-        return (page["data"] as? [[String: Any]] ?? [], page["has_more"] as? Bool ?? false)
+        return try await request(StripeList<StripeCustomer>.self, "GET", "/v1/customers", query: query)
     }
 
     /// Customers whose metadata names `userId` (`user_id`, or the legacy `clerk_user_id`),
     /// through Stripe's search API. Search lags writes by up to a minute, which is fine for what
     /// it is used for: finding a legacy customer the old service made long ago.
-    public func customersNaming(userId: String) async throws -> [[String: Any]] {
+    public func customersNaming(userId: String) async throws -> [StripeCustomer] {
         let quoted = userId.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'")
-        let page = try await request(
+        return try await request(
+            StripeList<StripeCustomer>.self,
             "GET",
             "/v1/customers/search",
             query: [
                 ("query", "metadata['user_id']:'\(quoted)' OR metadata['clerk_user_id']:'\(quoted)'"), ("limit", "10"),
             ]
-        )
-        return page["data"] as? [[String: Any]] ?? []
+        ).data
     }
 
     // MARK: Checkout and refunds
 
-    public func createCheckoutSession(_ form: StripeForm, idempotencyKey: String) async throws -> [String: Any] {
-        try await request("POST", "/v1/checkout/sessions", form: form, idempotencyKey: idempotencyKey)
+    public func createCheckoutSession(_ form: StripeForm, idempotencyKey: String) async throws -> StripeCheckoutSession {
+        try await request(StripeCheckoutSession.self, "POST", "/v1/checkout/sessions", form: form, idempotencyKey: idempotencyKey)
+    }
+
+    public func retrieveCheckoutSession(_ id: String) async throws -> StripeCheckoutSession {
+        try await request(StripeCheckoutSession.self, "GET", "/v1/checkout/sessions/\(id)")
+    }
+
+    public func expireCheckoutSession(_ id: String, idempotencyKey: String) async throws -> StripeCheckoutSession {
+        try await request(StripeCheckoutSession.self, "POST", "/v1/checkout/sessions/\(id)/expire", idempotencyKey: idempotencyKey)
     }
 
     /// How much of a PaymentIntent's charge Stripe has refunded, whatever this ledger has heard.
     public func amountRefunded(paymentIntent: String) async throws -> Int {
-        let intent = try await request("GET", "/v1/payment_intents/\(paymentIntent)")
-        guard let chargeId = (intent["latest_charge"] as? String) ?? ((intent["latest_charge"] as? [String: Any])?["id"] as? String) else { return 0 }
-        let charge = try await request("GET", "/v1/charges/\(chargeId)")
-        return (charge["amount_refunded"] as? NSNumber)?.intValue ?? 0
+        let intent = try await request(StripePaymentIntent.self, "GET", "/v1/payment_intents/\(paymentIntent)")
+        guard let chargeId = intent.latestCharge?.id else { return 0 }
+        return try await request(StripeCharge.self, "GET", "/v1/charges/\(chargeId)").amountRefunded
     }
 
-    public func createRefund(paymentIntent: String, amount: Int?, reason: String?, idempotencyKey: String) async throws -> [String: Any] {
+    public func createRefund(paymentIntent: String, amount: Int?, reason: String?, idempotencyKey: String) async throws -> StripeRefund {
         var form: StripeForm = [("payment_intent", paymentIntent)]
         if let amount { form.append(("amount", String(amount))) }
         if let reason { form.append(("reason", reason)) }
-        return try await request("POST", "/v1/refunds", form: form, idempotencyKey: idempotencyKey)
+        return try await request(StripeRefund.self, "POST", "/v1/refunds", form: form, idempotencyKey: idempotencyKey)
     }
 
     // MARK: Transport
 
-    /// Sends one API request, retrying what stripe-python retries, and returns the JSON object.
+    /// One API request whose answer is decoded as `type`; an answer of another shape is an
+    /// `api_error` naming the field.
+    public func request<T: Decodable>(
+        _ type: T.Type,
+        _ method: String,
+        _ path: String,
+        query: [(String, String)] = [],
+        form: StripeForm = [],
+        idempotencyKey: String? = nil
+    ) async throws -> T {
+        let body = try await send(method, path, query: query, form: form, idempotencyKey: idempotencyKey)
+        do {
+            return try StripeWire.decode(type, from: body)
+        } catch {
+            throw StripeError(
+                status: 200,
+                type: "api_error",
+                code: "unexpected_answer",
+                message: "Stripe's answer to \(method) \(path) is not a \(type): \(StripeWire.explain(error))",
+                param: nil
+            )
+        }
+    }
+
+    /// One API request whose answer is kept as a JSON object: for the emulator's `/test/…`
+    /// routes and tools that look at whole objects (MyBA's own calls use the typed form).
     public func request(
         _ method: String,
         _ path: String,
@@ -131,6 +162,19 @@ public struct StripeClient: Sendable {
         form: StripeForm = [],
         idempotencyKey: String? = nil
     ) async throws -> [String: Any] {
+        let body = try await send(method, path, query: query, form: form, idempotencyKey: idempotencyKey)
+        return (try? JSONSerialization.jsonObject(with: body) as? [String: Any]) ?? [:]
+    }
+
+    /// Sends one API request, retrying what stripe-python retries; returns the body of a 2xx
+    /// answer, or throws Stripe's error.
+    func send(
+        _ method: String,
+        _ path: String,
+        query: [(String, String)],
+        form: StripeForm,
+        idempotencyKey: String?
+    ) async throws -> Data {
         var components = URLComponents(url: apiBase.appendingPathComponent(path), resolvingAgainstBaseURL: false)!
         if !query.isEmpty { components.percentEncodedQuery = Self.encode(query) }
         var headers = [("Authorization", "Bearer \(secretKey)"), ("Stripe-Version", "2024-06-20"), ("User-Agent", "MyBA/\(mybaVersion)")]
@@ -155,21 +199,20 @@ public struct StripeClient: Sendable {
                 }
                 throw StripeError(status: nil, type: "api_connection_error", code: nil, message: "\(error)", param: nil)
             }
-            let object = (try? JSONSerialization.jsonObject(with: response.body) as? [String: Any]) ?? [:]
-            if (200..<300).contains(response.status) { return object }
+            if (200..<300).contains(response.status) { return response.body }
             let shouldRetryHeader = response.header("Stripe-Should-Retry")
             let retryable = shouldRetryHeader.map { $0 == "true" } ?? (response.status == 409 || response.status == 429 || response.status >= 500)
             if retryable && attempt <= maxRetries {
                 try await sleep(attempt: attempt, retryAfter: response.header("Retry-After").flatMap(Double.init))
                 continue
             }
-            let error = object["error"] as? [String: Any] ?? [:]
+            let error = (try? StripeWire.decode(StripeErrorEnvelope.self, from: response.body))?.error
             throw StripeError(
                 status: response.status,
-                type: error["type"] as? String ?? "api_error",
-                code: error["code"] as? String,
-                message: error["message"] as? String ?? "no error message",
-                param: error["param"] as? String
+                type: error?.type ?? "api_error",
+                code: error?.code,
+                message: error?.message ?? "no error message",
+                param: error?.param
             )
         }
     }

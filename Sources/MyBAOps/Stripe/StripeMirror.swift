@@ -118,7 +118,7 @@ public struct StripeMirror: Sendable {
         }
         let version = SQLTimestamp.milliseconds(balance.updatedAt)
         let key = forced ? "myba-mirror-forced:\(stripeId):\(UUID().uuidString)" : "myba-mirror:\(stripeId):\(version):\(changes):\(attempts)"
-        let answer: [String: Any]
+        let answer: StripeCustomer
         do {
             answer = try await stripe.updateCustomerMetadata(stripeId, metadata: metadata, idempotencyKey: key)
         } catch let error as StripeError where error.code == "resource_missing" {
@@ -126,7 +126,7 @@ public struct StripeMirror: Sendable {
             try await database.unlinkStripeCustomer(stripeId)
             throw error
         }
-        let shown = answer["metadata"] as? [String: String] ?? [:]
+        let shown = answer.metadata?.values ?? [:]
         let differing = metadata.filter { shown[$0.key] != $0.value }.map(\.key).sorted()
         guard differing.isEmpty else {
             throw StripeError(
@@ -200,13 +200,11 @@ extension AppDatabase {
             metadata: ["user_id": userId],
             idempotencyKey: generation == 0 ? "myba-customer:\(userId)" : "myba-customer:\(userId):\(generation)"
         )
-        guard let id = created["id"] as? String else {
-            throw StripeError(status: nil, type: "api_error", code: nil, message: "Stripe returned a customer without id", param: nil)
-        }
-        let linked = try await linkStripeCustomer(userId: userId, stripeCustomerId: id)
+        let linked = try await linkStripeCustomer(userId: userId, stripeCustomerId: created.id)
         if let email = customer.email {
             // A key per customer and address: the same parameters whenever it is sent again.
             _ = try await stripe.request(
+                StripeCustomer.self,
                 "POST",
                 "/v1/customers/\(linked)",
                 form: [("email", email)],
@@ -223,18 +221,14 @@ extension AppDatabase {
     /// service), or nil. Stripe accounts without the search API answer 4xx: then there is none
     /// to find, and a new customer is made as before.
     func legacyCustomer(userId: String, stripe: StripeClient) async throws -> StripeCustomerRecord? {
-        let found: [[String: Any]]
+        let found: [StripeCustomer]
         do {
             found = try await stripe.customersNaming(userId: userId)
         } catch let error as StripeError where (error.status ?? 0) >= 400 && (error.status ?? 0) < 500 && error.status != 429 {
             return nil
         }
-        let records = found.compactMap { object -> (StripeCustomerRecord, Int)? in
-            guard let id = object["id"] as? String else { return nil }
-            let metadata = (object["metadata"] as? [String: Any] ?? [:]).compactMapValues { $0 as? String }
-            return (
-                StripeCustomerRecord(id: id, email: object["email"] as? String, metadata: metadata), (object["created"] as? NSNumber)?.intValue ?? 0
-            )
+        let records = found.map { customer in
+            (StripeCustomerRecord(customer), customer.created ?? 0)
         }
         let unlinked = try await writer.read { db in
             try Set(String.fetchAll(db, sql: "SELECT stripe_customer_id FROM stripe_customer_unlinks WHERE user_id = ?", arguments: [userId]))

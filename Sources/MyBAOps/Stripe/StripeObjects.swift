@@ -170,8 +170,31 @@ public struct StripeCustomer: Decodable, Sendable {
     public var id: String
     public var email: String?
     public var metadata: StripeMetadata?
+    public var created: Int?
     /// Present (true) on a deleted customer's object.
     public var deleted: Bool?
+}
+
+public struct StripePaymentIntent: Decodable, Sendable {
+    public var id: String
+    public var latestCharge: StripeReference?
+
+    enum CodingKeys: String, CodingKey {
+        case id
+        case latestCharge = "latest_charge"
+    }
+}
+
+/// `{"error": {"type", "code", "message", "param"}}` of a refused request.
+struct StripeErrorEnvelope: Decodable, Sendable {
+    var error: Body?
+
+    struct Body: Decodable, Sendable {
+        var type: String?
+        var code: String?
+        var message: String?
+        var param: String?
+    }
 }
 
 /// A page of a list endpoint.
