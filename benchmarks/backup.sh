@@ -63,40 +63,18 @@ field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.ar
 now() { date +%s.%N; }
 seconds_between() { python3 -c "print(f'{$2 - $1:.2f}')"; }
 
-# --- tools -------------------------------------------------------------------------------------
-missing=()
-for tool in wrk curl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
-if ((${#missing[@]})); then
-  say "installing ${missing[*]}"
-  sudo_cmd=()
-  if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
-  export DEBIAN_FRONTEND=noninteractive
-  "${sudo_cmd[@]}" apt-get update -qq >&2
-  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-fi
-
-# --- build -------------------------------------------------------------------------------------
-if ((build)); then
-  for product in myba-server myba-admin; do
-    say "building $product (release, $scratch)"
-    swift build -c release --scratch-path "$scratch" --product "$product" >&2
-  done
-fi
-bin="$root/$scratch/release"
-case "$scratch" in /*) bin="$scratch/release" ;; esac
-server_bin="$bin/myba-server"
-admin_bin="$bin/myba-admin"
-for binary in "$server_bin" "$admin_bin"; do
-  [ -x "$binary" ] || { echo "missing $binary (build it or drop --no-build)" >&2; exit 1; }
-done
+# --- tools and build (benchmarks/bench_server.sh) ------------------------------------------------
+# shellcheck source=benchmarks/bench_server.sh
+source "$root/benchmarks/bench_server.sh"
+bench_install_tools wrk curl
+bench_build_and_locate
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ -n "$(git status --porcelain --untracked-files=no -- Sources Package.swift Package.resolved 2>/dev/null)" ]; then
   commit="$commit (+ uncommitted changes in Sources)"
 fi
 
-# --- temp dir, server, cleanup, wrk (shared with the other benchmark scripts) ---------------------
-# shellcheck source=benchmarks/bench_server.sh
-source "$root/benchmarks/bench_server.sh"
+# --- temp dir, server, cleanup ------------------------------------------------------------------
+bench_prepare_work
 
 # run_admin NAME COMMAND…: myba-admin with stdout to $work/NAME.out and stderr to $work/NAME.err;
 # sets admin_exit and admin_seconds (never fails the run: the table reports the exit status).

@@ -1,19 +1,53 @@
-# Shared by benchmarks/server.sh and benchmarks/backup.sh (sourced, not run): the temp dir, the
-# release server on the bench database, wrk runs, and the clean-up. Expects `server_bin`,
-# `threads`, `connections`, `say` and `helper` to be set by the script that sources it; sets
-# `work`, `db`, `secret`, `server_pid`, `background_pids`, and (per start) `log`, `port`, `url`.
+# Shared by benchmarks/server.sh and benchmarks/backup.sh (sourced, not run). Expects `root`,
+# `scratch`, `build`, `threads`, `connections`, `say` and `helper` from the script that sources it.
+#   bench_install_tools TOOL…   apt-get what is missing
+#   bench_build_and_locate       release builds (unless build=0); sets server_bin, admin_bin
+#   bench_prepare_work           the temp dir and clean-up; sets work, db, secret, server_pid
+#   start_server LABEL, run_wrk NAME SECONDS ARGS…, check_server WHAT, stop_server
+
+bench_install_tools() {
+  local missing=() tool
+  for tool in "$@"; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+  ((${#missing[@]})) || return 0
+  say "installing ${missing[*]}"
+  local sudo_cmd=()
+  if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq >&2
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+
+bench_build_and_locate() {
+  if ((build)); then
+    for product in myba-server myba-admin; do
+      say "building $product (release, $scratch)"
+      swift build -c release --scratch-path "$scratch" --product "$product" >&2
+    done
+  fi
+  local bin="$root/$scratch/release"
+  case "$scratch" in /*) bin="$scratch/release" ;; esac
+  server_bin="$bin/myba-server"
+  admin_bin="$bin/myba-admin"
+  for binary in "$server_bin" "$admin_bin"; do
+    [ -x "$binary" ] || { echo "missing $binary (build it or drop --no-build)" >&2; exit 1; }
+  done
+}
 
 # --- temp dir, servers, cleanup ------------------------------------------------------------------
-work=$(mktemp -d "${TMPDIR:-/tmp}/mybabench.XXXXXX")
-# The server runs as a copy named mbench-srv (and no path with "myba-server" in it), so that a
-# developer's `pkill myba-server` / `pkill -f myba-server` on this machine does not stop it
-# mid-run (it did: a graceful "server stopped" in the middle of a wrk run).
-cp "$server_bin" "$work/mbench-srv"
-server_bin="$work/mbench-srv"
-db="$work/myba.sqlite"
-secret="whsec_bench_$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
-server_pid=""
-background_pids=()
+bench_prepare_work() {
+  work=$(mktemp -d "${TMPDIR:-/tmp}/mybabench.XXXXXX")
+  # The server runs as a copy named mbench-srv (and no path with "myba-server" in it), so that a
+  # developer's `pkill myba-server` / `pkill -f myba-server` on this machine does not stop it
+  # mid-run (it did: a graceful "server stopped" in the middle of a wrk run).
+  cp "$server_bin" "$work/mbench-srv"
+  server_bin="$work/mbench-srv"
+  db="$work/myba.sqlite"
+  secret="whsec_bench_$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+  server_pid=""
+  background_pids=()
+  trap cleanup EXIT
+  trap 'exit 130' INT TERM
+}
 
 stop_server() {
   [ -n "$server_pid" ] || return 0
@@ -31,8 +65,6 @@ cleanup() {
   stop_server
   if [ "${MYBA_BENCH_KEEP:-0}" = 1 ]; then say "kept $work"; else rm -rf "$work"; fi
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # start_server LABEL: a release server on a free loopback port with the bench database, mock AI,
 # development auth, Stripe webhooks on (no Stripe API), no session reaper of its own.

@@ -69,36 +69,14 @@ say() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 helper() { python3 "$root/benchmarks/server_bench.py" "$@"; }
 field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$@"; }
 
-# --- tools -------------------------------------------------------------------------------------
-missing=()
-for tool in wrk hyperfine curl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
-if ((${#missing[@]})); then
-  say "installing ${missing[*]}"
-  sudo_cmd=()
-  if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
-  export DEBIAN_FRONTEND=noninteractive
-  "${sudo_cmd[@]}" apt-get update -qq >&2
-  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-fi
-
-# --- build -------------------------------------------------------------------------------------
-if ((build)); then
-  for product in myba-server myba-admin; do
-    say "building $product (release, $scratch)"
-    swift build -c release --scratch-path "$scratch" --product "$product" >&2
-  done
-fi
-bin="$root/$scratch/release"
-case "$scratch" in /*) bin="$scratch/release" ;; esac
-server_bin="$bin/myba-server"
-admin_bin="$bin/myba-admin"
-for binary in "$server_bin" "$admin_bin"; do
-  [ -x "$binary" ] || { echo "missing $binary (build it or drop --no-build)" >&2; exit 1; }
-done
-
-# --- temp dir, server, cleanup, wrk (shared with the other benchmark scripts) ---------------------
+# --- tools and build (benchmarks/bench_server.sh) ------------------------------------------------
 # shellcheck source=benchmarks/bench_server.sh
 source "$root/benchmarks/bench_server.sh"
+bench_install_tools wrk hyperfine curl
+bench_build_and_locate
+
+# --- temp dir, server, cleanup ------------------------------------------------------------------
+bench_prepare_work
 export BENCH_USERS=$users BENCH_USER_PREFIX=user_bench
 
 # --- 1. health vs generate -------------------------------------------------------------------------
