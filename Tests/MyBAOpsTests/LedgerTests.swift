@@ -333,6 +333,29 @@ struct StorageSettingsTests {
         try await fixture.customer("user_waits", tokens: 1)
         #expect(ContinuousClock.now - started >= .milliseconds(200), "the write did not wait for the lock")
         #expect(try await holder.wait().status == 0)
+
+        // A lock held past the busy timeout fails the write after about that long (wall clock,
+        // however long each retry's sleep takes), not several times it.
+        let impatient = try AppDatabase.openFile(at: fixture.database.path, options: .init(busyTimeout: 0.3))
+        let longHolder = try ChildProcess.start(
+            "/usr/bin/env",
+            [
+                "python3", "-c",
+                "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None); c.execute('BEGIN IMMEDIATE'); "
+                    + "print('locked', flush=True); time.sleep(3); c.execute('COMMIT')",
+                fixture.database.path,
+            ]
+        )
+        _ = try await longHolder.waitForOutput("locked")
+        let tried = ContinuousClock.now
+        await #expect(throws: (any Error).self) {
+            _ = try await impatient.post(
+                LedgerPosting(userId: "user_waits", kind: .adjust, delta: 1, idempotencyKey: "impatient", actor: "test", reason: "busy")
+            )
+        }
+        let waited = ContinuousClock.now - tried
+        #expect(waited >= .milliseconds(250) && waited < .milliseconds(2500), "\(waited)")
+        _ = try await longHolder.wait()
         let reader = try await fixture.database.writer.read { db in
             [try Int.fetchOne(db, sql: "PRAGMA synchronous")!, try Int.fetchOne(db, sql: "PRAGMA foreign_keys")!]
         }
@@ -340,5 +363,40 @@ struct StorageSettingsTests {
         #expect(journal == "wal")
         #expect(writer == [2, 1])
         #expect(reader == [2, 1])
+    }
+}
+
+@Suite("Manual credits for a payment")
+struct ManualPurchaseCreditTests {
+    @Test(
+        "a hand credit naming a MyBA checkout is refused for anyone but its buyer (the late purchase would be settled against the wrong account), plan and post alike"
+    )
+    func onlyTheBuyer() async throws {
+        let fixture = try LedgerFixture()
+        defer { fixture.directory.remove() }
+        let database = fixture.database
+        try await fixture.customer("user_buyer", tokens: 0)
+        try await fixture.customer("user_other", tokens: 0)
+        _ = try await database.recordCheckout(id: "cs_test_owned", userId: "user_buyer", planId: "starter", amount: 500, discounted: false)
+        let context = OperatorContext(operatorName: "ops", commandLine: "tokens adjust", reason: "ticket 1")
+        let posting = LedgerPosting(
+            userId: "user_other",
+            kind: .adjust,
+            delta: 10,
+            idempotencyKey: ManualPurchaseCredit.key("cs_test_owned"),
+            reference: "cs_test_owned",
+            actor: "operator:ops"
+        )
+        let planned = await #expect(throws: LedgerError.self) {
+            _ = try await database.planManualPurchaseCredit(posting, checkoutSessionId: "cs_test_owned")
+        }
+        #expect("\(planned.map { "\($0)" } ?? "")".contains("opened by user_buyer"))
+        await #expect(throws: LedgerError.self) {
+            _ = try await database.postManualPurchaseCredit(userId: "user_other", tokens: 10, checkoutSessionId: "cs_test_owned", by: context)
+        }
+        #expect(try await database.balance(userId: "user_other")?.tokens == 0)
+        let credited = try await database.postManualPurchaseCredit(userId: "user_buyer", tokens: 10, checkoutSessionId: "cs_test_owned", by: context)
+        #expect(credited.balance.tokens == 10)
+        #expect(try await database.verify().isClean)
     }
 }

@@ -101,12 +101,18 @@ public struct PaymentRefunds: Sendable {
         let key =
             idempotencyKey
             ?? StripeClient.refundIdempotencyKey(paymentIntent: prepared.paymentIntentId, amount: prepared.amount, reason: context.reason)
-        let response = try await stripe.createRefund(
-            paymentIntent: prepared.paymentIntentId,
-            amount: prepared.amount,
-            reason: stripeReason,
-            idempotencyKey: key
-        )
+        let response: StripeRefund
+        do {
+            response = try await stripe.createRefund(
+                paymentIntent: prepared.paymentIntentId,
+                amount: prepared.amount,
+                reason: stripeReason,
+                idempotencyKey: key
+            )
+        } catch let error as StripeError where error.code == "unexpected_answer" {
+            // Stripe answered 2xx: the money moved even though its answer could not be read.
+            throw PaymentRefundError.notRecorded(refundId: "?", amount: prepared.amount, underlying: "\(error)")
+        }
         let refundId = response.id
         let created = response.created
         do {

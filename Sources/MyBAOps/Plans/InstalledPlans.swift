@@ -82,7 +82,11 @@ extension AppDatabase {
                 db,
                 sql: "SELECT catalog FROM plan_catalogs WHERE source LIKE 'file:%' ORDER BY version DESC LIMIT 1"
             )
-            if lastFromFile == text { return .unchanged(current: try Self.installedPlans(in: db)) }
+            // Compared as catalogs, not as text: a later build writing the same catalog another
+            // way must not count as an edited file and undo an operator's `plans set`.
+            if let lastFromFile, (try? JSONDecoder().decode(PlanCatalog.self, from: Data(lastFromFile.utf8))) == catalog {
+                return .unchanged(current: try Self.installedPlans(in: db))
+            }
             return .installed(try Self.insertPlans(text, source: "file:\(path)", by: "server", reason: nil, in: db))
         }
     }

@@ -124,8 +124,14 @@ extension AppDatabase {
         // the moments the lock is free: a console reap took a second per batch. Trying every
         // millisecond, up to the same timeout, finds those moments.
         config.busyMode = .callback { retries in
+            // Wall-clock time, not the count of sleeps: on a loaded machine a 1 ms sleep takes
+            // longer, and counting them would stretch the timeout several-fold. The start is
+            // kept per thread: a connection's busy waits run on its own thread, one at a time.
+            let now = ContinuousClock.now
+            if retries == 0 { BusyWait.started = now }
+            guard now - (BusyWait.started ?? now) < .milliseconds(Int64(busyTimeout * 1000)) else { return false }
             usleep(1_000)
-            return Double(retries + 1) * 0.001 < busyTimeout
+            return true
         }
         config.foreignKeysEnabled = true
         config.prepareDatabase { db in
@@ -133,6 +139,32 @@ extension AppDatabase {
             try db.execute(sql: "PRAGMA synchronous = FULL")
         }
         return config
+    }
+}
+
+/// When the current thread's wait for another process's lock began.
+enum BusyWait {
+    private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key) { pointer in pointer.map { Unmanaged<Box>.fromOpaque($0).release() } }
+        return key
+    }()
+
+    private final class Box {
+        var instant: ContinuousClock.Instant?
+    }
+
+    static var started: ContinuousClock.Instant? {
+        get { pthread_getspecific(key).map { Unmanaged<Box>.fromOpaque($0).takeUnretainedValue().instant } ?? nil }
+        set {
+            if let pointer = pthread_getspecific(key) {
+                Unmanaged<Box>.fromOpaque(pointer).takeUnretainedValue().instant = newValue
+            } else {
+                let box = Box()
+                box.instant = newValue
+                pthread_setspecific(key, Unmanaged.passRetained(box).toOpaque())
+            }
+        }
     }
 }
 

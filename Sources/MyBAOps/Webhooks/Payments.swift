@@ -375,11 +375,19 @@ public enum ManualPurchaseCredit {
     static func settlementKey(_ checkoutSessionId: String) -> String { "manual_purchase_settled:\(checkoutSessionId)" }
 
     /// Why a manual credit for `checkoutSessionId` is refused, or nil.
-    static func refusal(checkoutSessionId: String, delta: Int, in db: Database) throws -> String? {
+    static func refusal(checkoutSessionId: String, userId: String, delta: Int, in db: Database) throws -> String? {
         guard checkoutSessionId.hasPrefix("cs_") else { return "--payment takes the Checkout Session id (cs_…)" }
         guard delta > 0 else { return "a manual credit for a payment adds tokens (+N)" }
         if try LedgerStatements.entry(idempotencyKey: "purchase:\(checkoutSessionId)", in: db) != nil {
             return "the purchase of \(checkoutSessionId) was already granted by its event; nothing to credit"
+        }
+        // The purchase is settled against whoever was credited for it: crediting someone else
+        // would, once the event lands, take the tokens from the wrong account (or fail the
+        // purchase when that account has spent them).
+        if let buyer = try String.fetchOne(db, sql: "SELECT user_id FROM checkout_sessions WHERE id = ?", arguments: [checkoutSessionId]),
+            buyer != userId
+        {
+            return "\(checkoutSessionId) was opened by \(buyer), not \(userId); credit the buyer"
         }
         return nil
     }
@@ -390,7 +398,7 @@ extension AppDatabase {
     /// be (a purchase already granted): a dry run never shows a plan the real run refuses.
     public func planManualPurchaseCredit(_ posting: LedgerPosting, checkoutSessionId: String) async throws -> MutationPlan {
         let refusal = try await writer.read { db in
-            try ManualPurchaseCredit.refusal(checkoutSessionId: checkoutSessionId, delta: posting.delta, in: db)
+            try ManualPurchaseCredit.refusal(checkoutSessionId: checkoutSessionId, userId: posting.userId, delta: posting.delta, in: db)
         }
         if let refusal { throw LedgerError.invalidPosting(refusal) }
         return try await plan(posting)
@@ -406,7 +414,7 @@ extension AppDatabase {
         by context: OperatorContext
     ) async throws -> PostingResult {
         try await writeInGroupCommit { db in
-            if let refusal = try ManualPurchaseCredit.refusal(checkoutSessionId: checkoutSessionId, delta: tokens, in: db) {
+            if let refusal = try ManualPurchaseCredit.refusal(checkoutSessionId: checkoutSessionId, userId: userId, delta: tokens, in: db) {
                 throw LedgerError.invalidPosting(refusal)
             }
             let posting = LedgerPosting(
