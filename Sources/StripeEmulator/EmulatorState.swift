@@ -468,11 +468,16 @@ actor EmulatorState {
 
     /// Parses a form body with bracketed keys into nested dictionaries (`line_items[0][x]` →
     /// `["line_items": ["0": ["x": …]]]`).
+    /// A form or query key as Stripe reads it: `+` is a space, then percent-decoding.
+    static func formKey(_ raw: Substring) -> String {
+        String(raw).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String(raw)
+    }
+
     static func parseForm(_ body: String) -> [String: Any] {
         var root: [String: Any] = [:]
         for pair in body.split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            let rawKey = String(parts[0]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String(parts[0])
+            let rawKey = formKey(parts[0])
             let value = parts.count > 1 ? (String(parts[1]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? "") : ""
             var path: [String] = []
             if let bracket = rawKey.firstIndex(of: "[") {

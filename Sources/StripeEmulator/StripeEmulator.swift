@@ -26,17 +26,10 @@ public struct StripeEmulator: Sendable {
     /// Every API request so far (not `/test/…`), with its parameter names as sent.
     public func recordedRequests() async -> [RecordedStripeRequest] { await state.recorded }
 
-    static func decoded(_ text: Substring) -> String {
-        let plain = String(text).replacingOccurrences(of: "+", with: " ")
-        return plain.removingPercentEncoding ?? plain
-    }
-
-    /// The names in a form body (`line_items[0][price_data][currency]`, …), decoded.
+    /// The names in a form body (`line_items[0][price_data][currency]`, …), decoded as the form
+    /// itself is (`EmulatorState.parseForm`).
     static func formKeys(_ body: String) -> [String] {
-        body.split(separator: "&").compactMap { pair in
-            let key = pair.split(separator: "=", maxSplits: 1).first.map(String.init) ?? ""
-            return key.replacingOccurrences(of: "+", with: " ").removingPercentEncoding
-        }
+        body.split(separator: "&").map { pair in EmulatorState.formKey(pair.split(separator: "=", maxSplits: 1).first ?? "") }
     }
 
     public func buildRouter() -> Router<EmulatorRequestContext> {
@@ -95,7 +88,7 @@ public struct StripeEmulator: Sendable {
                 RecordedStripeRequest(
                     method: request.method.rawValue,
                     path: path,
-                    parameters: request.uri.queryParameters.map { Self.decoded($0.key) } + Self.formKeys(body)
+                    parameters: request.uri.queryParameters.map { EmulatorState.formKey($0.key) } + Self.formKeys(body)
                 )
             )
             let faults = await state.currentFaults()
@@ -122,7 +115,7 @@ public struct StripeEmulator: Sendable {
         }
         var query: [String: String] = [:]
         // Stripe reads `created%5Bgte%5D` as `created[gte]`; Hummingbird decodes values only.
-        for (key, value) in request.uri.queryParameters { query[Self.decoded(key)] = String(value) }
+        for (key, value) in request.uri.queryParameters { query[EmulatorState.formKey(key)] = String(value) }
         let form = request.method == .post ? EmulatorState.parseForm(body) : [:]
         let reply = await state.handle(
             method: request.method.rawValue,

@@ -11,27 +11,6 @@ import Testing
 /// Runbooks are read at 3 a.m.: every command they show must exist as written.
 @Suite("Runbooks")
 struct RunbookTests {
-    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("runbooks")
-
-    /// The `myba-admin` lines of a runbook's ```sh blocks, without the program name and comments.
-    static func commands(in text: String) -> [String] {
-        var inShell = false
-        var found: [String] = []
-        for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            let line = raw.trimmingCharacters(in: .whitespaces)
-            if line.hasPrefix("```") {
-                inShell = line == "```sh"
-                continue
-            }
-            guard inShell, line.hasPrefix("myba-admin ") else { continue }
-            var command = String(line.dropFirst("myba-admin ".count))
-            if let comment = command.range(of: "  #") { command = String(command[..<comment.lowerBound]) }
-            found.append(command.trimmingCharacters(in: .whitespaces))
-        }
-        return found
-    }
-
     /// `myba-admin …` written in prose as code (`` `myba-admin webhooks show …` ``), outside the
     /// `sh` blocks: commands the operator is told to run that the suite would never run.
     static func inlineCommands(in text: String) -> [String] {
@@ -98,16 +77,16 @@ struct RunbookTests {
 
     @Test("every runbook is in the index, and every myba-admin line in it runs against a prepared database, log and Stripe emulator")
     func commandsRun() async throws {
-        let files = try FileManager.default.contentsOfDirectory(atPath: Self.directory.path).filter { $0.hasSuffix(".md") && $0 != "README.md" }
+        let files = try FileManager.default.contentsOfDirectory(atPath: Runbooks.directory.path).filter { $0.hasSuffix(".md") && $0 != "README.md" }
             .sorted()
         #expect(files.count >= 7)
-        let index = try String(contentsOf: Self.directory.appendingPathComponent("README.md"), encoding: .utf8)
+        let index = try String(contentsOf: Runbooks.directory.appendingPathComponent("README.md"), encoding: .utf8)
         var all: [String] = []
         var byFile: [(file: String, commands: [String])] = []
         for file in files {
             #expect(index.contains("(\(file))"), "\(file) is not linked from runbooks/README.md")
-            let text = try String(contentsOf: Self.directory.appendingPathComponent(file), encoding: .utf8)
-            let commands = Self.commands(in: text)
+            let text = try String(contentsOf: Runbooks.directory.appendingPathComponent(file), encoding: .utf8)
+            let commands = Runbooks.commands(in: text)
             // Every command an operator is told to run is in an `sh` block, so this suite runs it.
             let inline = Self.inlineCommands(in: text)
             #expect(inline.isEmpty, "\(file) names myba-admin commands outside an sh block: \(inline)")
@@ -262,7 +241,7 @@ struct RunbookTests {
 
     @Test("every myba-admin line of deploy/myba.crontab parses (myba-admin --check), and the unit starts the server binary")
     func deploymentFiles() async throws {
-        let deploy = Self.directory.deletingLastPathComponent().appendingPathComponent("deploy")
+        let deploy = Runbooks.directory.deletingLastPathComponent().appendingPathComponent("deploy")
         let crontab = try String(contentsOf: deploy.appendingPathComponent("myba.crontab"), encoding: .utf8)
         let commands = Self.cronCommands(in: crontab)
         #expect(commands.count >= 5)

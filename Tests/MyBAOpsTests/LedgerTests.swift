@@ -318,17 +318,22 @@ struct StorageSettingsTests {
         let writer = try await fixture.database.writer.write { db in
             [try Int.fetchOne(db, sql: "PRAGMA synchronous")!, try Int.fetchOne(db, sql: "PRAGMA foreign_keys")!]
         }
+        /// Another process (Python's sqlite3) holding the file's write lock for `seconds`.
+        func holdWriteLock(for seconds: Double) async throws -> ChildProcess {
+            let holder = try ChildProcess.start(
+                "/usr/bin/env",
+                [
+                    "python3", "-c",
+                    "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None); c.execute('BEGIN IMMEDIATE'); "
+                        + "print('locked', flush=True); time.sleep(float(sys.argv[2])); c.execute('COMMIT')",
+                    fixture.database.path, String(seconds),
+                ]
+            )
+            _ = try await holder.waitForOutput("locked")
+            return holder
+        }
         // Another process holds the write lock for 300 ms: a write here waits for it, then commits.
-        let holder = try ChildProcess.start(
-            "/usr/bin/env",
-            [
-                "python3", "-c",
-                "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None); c.execute('BEGIN IMMEDIATE'); "
-                    + "print('locked', flush=True); time.sleep(0.3); c.execute('COMMIT')",
-                fixture.database.path,
-            ]
-        )
-        _ = try await holder.waitForOutput("locked")
+        let holder = try await holdWriteLock(for: 0.3)
         let started = ContinuousClock.now
         try await fixture.customer("user_waits", tokens: 1)
         #expect(ContinuousClock.now - started >= .milliseconds(200), "the write did not wait for the lock")
@@ -337,16 +342,7 @@ struct StorageSettingsTests {
         // A lock held past the busy timeout fails the write after about that long (wall clock,
         // however long each retry's sleep takes), not several times it.
         let impatient = try AppDatabase.openFile(at: fixture.database.path, options: .init(busyTimeout: 0.3))
-        let longHolder = try ChildProcess.start(
-            "/usr/bin/env",
-            [
-                "python3", "-c",
-                "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None); c.execute('BEGIN IMMEDIATE'); "
-                    + "print('locked', flush=True); time.sleep(3); c.execute('COMMIT')",
-                fixture.database.path,
-            ]
-        )
-        _ = try await longHolder.waitForOutput("locked")
+        let longHolder = try await holdWriteLock(for: 3)
         let tried = ContinuousClock.now
         await #expect(throws: (any Error).self) {
             _ = try await impatient.post(

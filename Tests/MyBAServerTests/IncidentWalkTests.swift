@@ -345,21 +345,7 @@ final class Walk {
     init(_ bench: IncidentBench, runbook: String) throws {
         self.bench = bench
         self.runbook = runbook
-        let runbooks = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("runbooks")
-        let text = try String(contentsOf: runbooks.appendingPathComponent(runbook), encoding: .utf8)
-        var inShell = false
-        var shapes: [(words: [String], options: Set<String>)] = []
-        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            if line.hasPrefix("```") {
-                inShell = line == "```sh"
-                continue
-            }
-            guard inShell, line.hasPrefix("myba-admin ") else { continue }
-            let command = String(line.dropFirst("myba-admin ".count)).split(separator: "#").first.map(String.init) ?? ""
-            shapes.append(Self.shape(Self.words(command)))
-        }
-        self.shapes = shapes
+        shapes = try Runbooks.commands(ofFile: runbook).map { Self.shape(Self.words($0)) }
     }
 
     func run(_ line: String) async throws -> ProcessResult {

@@ -15,15 +15,17 @@ import Testing
 /// MyBA's emulator, which a lenient reading on both sides would let drift together.
 @Suite("Stripe's own shapes")
 struct StripeShapeTests {
-    static let file: Data = {
+    /// Each example object's JSON, read from the file once.
+    static let examples: [String: Data] = {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        return try! Data(contentsOf: root.appendingPathComponent("Tests/Fixtures/stripe-fixtures3.json"))
+        let file = try! Data(contentsOf: root.appendingPathComponent("Tests/Fixtures/stripe-fixtures3.json"))
+        let resources = (try! JSONSerialization.jsonObject(with: file) as! [String: Any])["resources"] as! [String: Any]
+        return resources.mapValues { try! JSONSerialization.data(withJSONObject: $0) }
     }()
 
     /// Stripe's example `name` object (a fresh copy each time).
     static func fixture(_ name: String) -> [String: Any] {
-        let resources = (try! JSONSerialization.jsonObject(with: file) as! [String: Any])["resources"] as! [String: Any]
-        return resources[name] as! [String: Any]
+        try! JSONSerialization.jsonObject(with: examples[name]!) as! [String: Any]
     }
 
     static func data(_ object: Any) throws -> Data { try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) }

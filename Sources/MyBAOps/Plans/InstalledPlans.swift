@@ -78,13 +78,10 @@ extension AppDatabase {
     public func adoptPlansFile(_ catalog: PlanCatalog, path: String) async throws -> PlansFileAdoption {
         let text = catalog.canonicalJSON
         return try await writeInGroupCommit { db in
-            let lastFromFile = try String.fetchOne(
-                db,
-                sql: "SELECT catalog FROM plan_catalogs WHERE source LIKE 'file:%' ORDER BY version DESC LIMIT 1"
-            )
+            let lastFromFile = try Row.fetchOne(db, sql: "SELECT * FROM plan_catalogs WHERE source LIKE 'file:%' ORDER BY version DESC LIMIT 1")
             // Compared as catalogs, not as text: a later build writing the same catalog another
             // way must not count as an edited file and undo an operator's `plans set`.
-            if let lastFromFile, (try? JSONDecoder().decode(PlanCatalog.self, from: Data(lastFromFile.utf8))) == catalog {
+            if let lastFromFile, (try? Self.installedPlans(row: lastFromFile))?.catalog == catalog {
                 return .unchanged(current: try Self.installedPlans(in: db))
             }
             return .installed(try Self.insertPlans(text, source: "file:\(path)", by: "server", reason: nil, in: db))

@@ -304,16 +304,16 @@ public struct WebhookProcessor: Sendable {
     /// The event with its `data.object` read as `Object`; a body that is not one fails the event
     /// naming the field (a retry will not change it, but an operator's replay after a fix may).
     static func decodeEvent<Object: Decodable>(_ type: Object.Type, _ body: Data, what: String) throws -> StripeEvent<Object> {
-        do {
-            return try StripeWire.decode(StripeEvent<Object>.self, from: body)
-        } catch {
-            throw PaymentError.invalidEvent("\(what): \(StripeWire.explain(error))")
-        }
+        try decodeBody(StripeEvent<Object>.self, body, what: what)
     }
 
     static func decodeClerkUser(_ body: Data, what: String) throws -> ClerkUserEvent.User {
+        try decodeBody(ClerkUserEvent.self, body, what: what).data
+    }
+
+    private static func decodeBody<T: Decodable>(_ type: T.Type, _ body: Data, what: String) throws -> T {
         do {
-            return try StripeWire.decode(ClerkUserEvent.self, from: body).data
+            return try StripeWire.decode(type, from: body)
         } catch {
             throw PaymentError.invalidEvent("\(what): \(StripeWire.explain(error))")
         }
