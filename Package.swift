@@ -51,9 +51,20 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
-            // The OpenAPI contract, compiled into the binary as bytes.
-            resources: [.embedInCode("Resources/openapi.json")]
+            // The OpenAPI contract and the web page, compiled into the binary as bytes: a copied
+            // executable serves both, and there is no build step for the page.
+            resources: [
+                .embedInCode("Resources/openapi.json"),
+                .embedInCode("Resources/web/index.html"),
+                .embedInCode("Resources/web/app.js"),
+                .embedInCode("Resources/web/api.js"),
+                .embedInCode("Resources/web/auth.js"),
+                .embedInCode("Resources/web/ticket.js"),
+                .embedInCode("Resources/web/app.css"),
+                .embedInCode("Resources/web/icon.svg"),
+            ]
         ),
         // GNU readline (libreadline-dev) for the console's line editing, history and completion.
         .systemLibrary(name: "CReadline", path: "Sources/CReadline"),

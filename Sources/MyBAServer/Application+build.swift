@@ -191,6 +191,8 @@ func buildRouter(_ dependencies: ServerDependencies) -> Router<MyBARequestContex
         atPath: "/metrics"
     )
     router.addRoutes(OpenAPIController().endpoints, atPath: "/openapi.json")
+    router.addRoutes(WebPageController(settings: dependencies.settings).endpoints)
+    router.addRoutes(AccountController(database: dependencies.database).endpoints, atPath: "/api/account")
     router.addRoutes(PlansController(database: dependencies.database).endpoints, atPath: "/api/plans")
     router.addRoutes(
         AnonymousSessionController(database: dependencies.database, settings: dependencies.settings.anonymous).endpoints,

@@ -36,7 +36,7 @@ struct CheckoutController {
         let opener = CheckoutOpener(
             database: database,
             stripe: stripe,
-            publicURL: settings.publicURL,
+            publicURL: settings.checkoutReturnBase(requestAuthority: request.head.authority),
             perHour: settings.checkoutsPerHour
         )
         let opened = try await opener.open(

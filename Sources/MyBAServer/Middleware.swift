@@ -263,6 +263,7 @@ struct AuthenticationMiddleware: RouterMiddleware {
             context.logger[metadataKey: "user.id"] = .string(user.userId)
             if let opened = try await database.openAccountOnFirstRequest(userId: user.userId, actor: "api", requestId: context.requestId) {
                 context.logger.info("customer opened with welcome grant", metadata: ["tokens.granted": .stringConvertible(opened.entry.delta)])
+                context.welcomeGranted = opened.entry.delta
             }
         }
         return try await next(request, context)

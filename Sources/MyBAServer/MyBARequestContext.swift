@@ -10,6 +10,8 @@ struct MyBARequestContext: RequestContext {
     var bodyLimit: Int = 1024 * 1024
     /// Set by `AuthenticationMiddleware` when a valid bearer token came with the request.
     var user: AuthenticatedUser?
+    /// The welcome grant this request opened the account with; nil when it existed before.
+    var welcomeGranted: Int?
     /// The peer's address; behind trusted proxies, the hop of `X-Forwarded-For` they vouch for.
     var clientAddress: String
     /// The address of the connection itself, never taken from a header a client can write.

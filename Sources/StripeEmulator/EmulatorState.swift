@@ -11,12 +11,22 @@ public struct StripeFaults: Codable, Equatable, Sendable {
     public var latencyMilliseconds: Int
     /// Share of requests whose connection is closed without an answer (0…1).
     public var dropShare: Double
+    /// How long the hosted checkout page's Pay waits before delivering the purchase event: the
+    /// buyer is back on `success_url` first, as often happens with Stripe.
+    public var webhookDelayMilliseconds: Int
 
-    public init(rateLimitShare: Double = 0, serverErrorShare: Double = 0, latencyMilliseconds: Int = 0, dropShare: Double = 0) {
+    public init(
+        rateLimitShare: Double = 0,
+        serverErrorShare: Double = 0,
+        latencyMilliseconds: Int = 0,
+        dropShare: Double = 0,
+        webhookDelayMilliseconds: Int = 0
+    ) {
         self.rateLimitShare = rateLimitShare
         self.serverErrorShare = serverErrorShare
         self.latencyMilliseconds = latencyMilliseconds
         self.dropShare = dropShare
+        self.webhookDelayMilliseconds = webhookDelayMilliseconds
     }
 
     public init(from decoder: any Decoder) throws {
@@ -25,6 +35,7 @@ public struct StripeFaults: Codable, Equatable, Sendable {
         serverErrorShare = try container.decodeIfPresent(Double.self, forKey: .serverErrorShare) ?? 0
         latencyMilliseconds = try container.decodeIfPresent(Int.self, forKey: .latencyMilliseconds) ?? 0
         dropShare = try container.decodeIfPresent(Double.self, forKey: .dropShare) ?? 0
+        webhookDelayMilliseconds = try container.decodeIfPresent(Int.self, forKey: .webhookDelayMilliseconds) ?? 0
     }
 }
 
@@ -48,6 +59,17 @@ public struct EmulatorWebhookEndpoint: Codable, Sendable {
 }
 
 /// One answer of the emulator, plus the events it must deliver afterwards.
+/// A Checkout Session as its hosted page shows it.
+struct HostedSession: Sendable {
+    var id: String
+    var product: String
+    var amountTotal: Int
+    var currency: String
+    var status: String
+    var successURL: String?
+    var cancelURL: String?
+}
+
 struct EmulatorReply: Sendable {
     var status: Int
     var body: Data
@@ -72,6 +94,10 @@ actor EmulatorState {
     var faults: StripeFaults
     var clock = Int(Date().timeIntervalSince1970)
     var requestCount = 0
+    /// Where a browser reaches this emulator: the hosted checkout page's origin in a session's `url`.
+    var checkoutOrigin = "http://127.0.0.1:12111"
+    /// The product line of each Checkout Session, for its hosted page.
+    var sessionProducts: [String: String] = [:]
 
     init(endpoints: [EmulatorWebhookEndpoint], faults: StripeFaults) {
         self.endpoints = endpoints
@@ -103,7 +129,15 @@ actor EmulatorState {
         recorded.append(request)
     }
 
-    func handle(method: String, path: String, query: [String: String], form: [String: Any], idempotencyKey: String?) -> EmulatorReply {
+    func handle(
+        method: String,
+        path: String,
+        query: [String: String],
+        form: [String: Any],
+        idempotencyKey: String?,
+        origin: String = "http://127.0.0.1:12111"
+    ) -> EmulatorReply {
+        checkoutOrigin = origin
         let parts = path.split(separator: "/").map(String.init)
         if method == "POST", let key = idempotencyKey, !parts.starts(with: ["test"]) {
             let fingerprint = "\(method) \(path) \(Self.canonical(form))"
@@ -267,6 +301,23 @@ actor EmulatorState {
 
     // MARK: Checkout
 
+    /// What the hosted checkout page shows of a session.
+    func hostedSession(_ id: String) -> HostedSession? {
+        guard let session = sessions[id] else { return nil }
+        return HostedSession(
+            id: id,
+            product: sessionProducts[id] ?? "Payment",
+            amountTotal: session["amount_total"] as? Int ?? 0,
+            currency: session["currency"] as? String ?? "usd",
+            status: session["status"] as? String ?? "open",
+            successURL: session["success_url"] as? String,
+            cancelURL: session["cancel_url"] as? String
+        )
+    }
+
+    /// The hosted page's Pay button: what `POST /test/checkout/sessions/{id}/complete` does.
+    func payHostedSession(_ id: String) -> EmulatorReply { completeSession(id) }
+
     private func createSession(_ form: [String: Any]) -> EmulatorReply {
         guard form["mode"] as? String == "payment" else {
             return Self.error(400, type: "invalid_request_error", message: "Only mode=payment is emulated.", param: "mode")
@@ -289,9 +340,10 @@ actor EmulatorState {
             "customer": form["customer"] as? String ?? NSNull(), "client_reference_id": form["client_reference_id"] as? String ?? NSNull(),
             "metadata": form["metadata"] as? [String: Any] ?? [:], "payment_intent": NSNull(), "payment_status": "unpaid", "status": "open",
             "success_url": successURL, "cancel_url": form["cancel_url"] as? String ?? NSNull(),
-            "url": "https://checkout.stripe.com/c/pay/\(id)",
+            "url": "\(checkoutOrigin)/checkout/\(id)",
         ]
         sessions[id] = session
+        sessionProducts[id] = (priceData["product_data"] as? [String: Any])?["name"] as? String ?? "Payment"
         intentMetadata[id] = (form["payment_intent_data"] as? [String: Any])?["metadata"] as? [String: Any] ?? [:]
         return Self.ok(session)
     }

@@ -72,6 +72,9 @@ public struct StripeEmulator: Sendable {
             await state.addEndpoint(endpoint)
             return json(EmulatorState.ok(["url": endpoint.url]))
         }
+        if path.hasPrefix("/checkout/") {
+            return try await hostedCheckout(request, path: path)
+        }
         if !isTestRoute {
             guard let authorization = request.headers[.authorization], authorization.hasPrefix("Bearer "),
                 String(authorization.dropFirst(7)).hasPrefix("sk_") || String(authorization.dropFirst(7)).hasPrefix("rk_")
@@ -122,7 +125,8 @@ public struct StripeEmulator: Sendable {
             path: path,
             query: query,
             form: form,
-            idempotencyKey: request.headers[HTTPField.Name("Idempotency-Key")!]
+            idempotencyKey: request.headers[HTTPField.Name("Idempotency-Key")!],
+            origin: Self.origin(authority: request.head.authority)
         )
         if !reply.deliveries.isEmpty {
             let endpoints = await state.webhookEndpoints()
@@ -152,6 +156,70 @@ public struct StripeEmulator: Sendable {
                 _ = try? await URLSession.shared.data(for: request)
             }
         }
+    }
+
+    /// Where a browser reaches this emulator, from the `Host` the API client used (the same
+    /// loopback address); anything unusual falls back to the default port.
+    static func origin(authority: String?) -> String {
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]")
+        guard let authority, !authority.isEmpty, authority.count <= 262, authority.allSatisfy(allowed.contains) else {
+            return "http://127.0.0.1:12111"
+        }
+        return "http://\(authority)"
+    }
+
+    /// The hosted checkout page a session's `url` points at: `GET /checkout/{id}` shows the
+    /// product and amount with Pay and Cancel; Pay completes the session, delivers the signed
+    /// `checkout.session.completed` (before redirecting to `success_url` with
+    /// `{CHECKOUT_SESSION_ID}` filled in, or `webhookDelayMilliseconds` after it), and Cancel
+    /// redirects to `cancel_url`, as Stripe's page does for a buyer who goes back.
+    func hostedCheckout(_ request: Request, path: String) async throws -> Response {
+        let parts = path.split(separator: "/").map(String.init)
+        guard parts.count >= 2, let hosted = await state.hostedSession(parts[1]) else {
+            return html(status: .notFound, page: HostedCheckoutPage.message(title: "Checkout not found", text: "This checkout link does not exist."))
+        }
+        let id = parts[1]
+        switch (request.method, parts.count > 2 ? parts[2] : nil) {
+        case (.get, nil):
+            return html(status: .ok, page: HostedCheckoutPage.page(hosted))
+        case (.post, "pay"):
+            let reply = await state.payHostedSession(id)
+            guard reply.status == 200 else {
+                let message =
+                    (try? JSONSerialization.jsonObject(with: reply.body) as? [String: Any])
+                    .flatMap { ($0["error"] as? [String: Any])?["message"] as? String } ?? "This checkout cannot be paid."
+                return html(status: .badRequest, page: HostedCheckoutPage.message(title: "Payment not possible", text: message))
+            }
+            let endpoints = await state.webhookEndpoints()
+            let delay = await state.currentFaults().webhookDelayMilliseconds
+            if delay > 0 {
+                Task {
+                    try? await Task.sleep(for: .milliseconds(delay))
+                    await Self.deliver(reply.deliveries, to: endpoints)
+                }
+            } else {
+                await Self.deliver(reply.deliveries, to: endpoints)
+            }
+            let success = (hosted.successURL ?? "/").replacingOccurrences(of: "{CHECKOUT_SESSION_ID}", with: id)
+            return Response(status: .seeOther, headers: [.location: success])
+        case (.post, "cancel"):
+            let cancel = hosted.cancelURL ?? hosted.successURL ?? "/"
+            return Response(status: .seeOther, headers: [.location: cancel])
+        default:
+            return html(status: .notFound, page: HostedCheckoutPage.message(title: "Not found", text: "Nothing is served here."))
+        }
+    }
+
+    private func html(status: HTTPResponse.Status, page: String) -> Response {
+        Response(
+            status: status,
+            headers: [
+                .contentType: "text/html; charset=utf-8", .cacheControl: "no-store",
+                HTTPField.Name("Content-Security-Policy")!:
+                    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' http: https:; base-uri 'none'",
+            ],
+            body: .init(byteBuffer: ByteBuffer(string: page))
+        )
     }
 
     private func json(_ reply: EmulatorReply) -> Response {

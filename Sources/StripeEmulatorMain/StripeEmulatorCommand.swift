@@ -10,7 +10,8 @@ struct StripeEmulatorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stripe-emulator",
         abstract: "Serve a Stripe-compatible API (customers, Checkout, refunds, events, webhooks) on loopback.",
-        discussion: "Any sk_… key is accepted. POST /test/checkout/sessions/{id}/complete pays a session; POST /test/faults sets faults at run time."
+        discussion:
+            "Any sk_… key is accepted. A session's url is a hosted checkout page here (/checkout/{id}) with Pay and Cancel. POST /test/checkout/sessions/{id}/complete pays a session; POST /test/faults sets faults at run time."
     )
 
     @Option(help: "Port to listen on (0 picks a free one).")
@@ -37,7 +38,11 @@ struct StripeEmulatorCommand: AsyncParsableCommand {
     @Option(help: "Share of API requests whose connection is dropped without an answer (0–1).")
     var dropShare = 0.0
 
+    @Option(help: "Milliseconds the hosted checkout page's Pay waits before delivering the purchase event.")
+    var webhookDelay = 0
+
     func validate() throws {
+        guard webhookDelay >= 0, latency >= 0 else { throw ValidationError("--latency and --webhook-delay are milliseconds, 0 or more") }
         guard (0...1).contains(rateLimitShare), (0...1).contains(serverErrorShare), (0...1).contains(dropShare),
             rateLimitShare + serverErrorShare <= 1
         else {
@@ -52,7 +57,8 @@ struct StripeEmulatorCommand: AsyncParsableCommand {
                 rateLimitShare: rateLimitShare,
                 serverErrorShare: serverErrorShare,
                 latencyMilliseconds: latency,
-                dropShare: dropShare
+                dropShare: dropShare,
+                webhookDelayMilliseconds: webhookDelay
             )
         )
         let host = self.host

@@ -62,7 +62,7 @@ struct ServerProcessTests {
 struct ProductionStartTests {
     static let complete = [
         "PORT": "0", "MYBA_ENV": "production", "CLERK_JWKS_URL": "http://127.0.0.1:9/jwks",
-        "CLERK_WEBHOOK_SECRET": "whsec_" + String(repeating: "A", count: 32),
+        "CLERK_WEBHOOK_SECRET": "whsec_" + String(repeating: "A", count: 32), "CLERK_PUBLISHABLE_KEY": "pk_live_Y2xlcmsuYXBwLmV4YW1wbGUk",
         "MYBA_FINGERPRINT_SECRET": "a-long-private-fingerprint-secret", "OPENROUTER_API_KEY": "sk-or-test", "MYBA_PUBLIC_URL": "https://app.example",
         "STRIPE_SECRET_KEY": "sk_live_production_key", "STRIPE_WEBHOOK_SECRET": "whsec_live", "STRIPE_API_BASE": "http://127.0.0.1:9",
     ]
@@ -96,13 +96,22 @@ struct ProductionStartTests {
         #expect(live.status == 1)
         #expect(live.stderr.contains("STRIPE_WEBHOOK_SECRET") && live.stderr.contains("development sign-in"), "\(live.stderr)")
 
-        for (name, value) in [("MYBA_FAULT_INJECTION", "kill-after-webhook-store"), ("STRIPE_SECRET_KEY", "sk_test_in_production")] {
+        for (name, value) in [
+            ("MYBA_FAULT_INJECTION", "kill-after-webhook-store"), ("STRIPE_SECRET_KEY", "sk_test_in_production"),
+            ("CLERK_PUBLISHABLE_KEY", "pk_live_bm90LWEta2V5"),
+        ] {
             var environment = Self.complete
             environment[name] = value
             let refused = try await BuiltProduct.run("myba-server", [], environment: environment, currentDirectory: directory.path)
             #expect(refused.status == 1)
             #expect(refused.stderr.contains(name), "\(refused.stderr)")
         }
+        // Clerk sign-in without the key the page needs to load Clerk's SDK.
+        var withoutPublishableKey = Self.complete
+        withoutPublishableKey["CLERK_PUBLISHABLE_KEY"] = nil
+        let refused = try await BuiltProduct.run("myba-server", [], environment: withoutPublishableKey, currentDirectory: directory.path)
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("CLERK_PUBLISHABLE_KEY is missing"), "\(refused.stderr)")
     }
 
     @Test("a complete production configuration starts; a development token is refused (401), and the files it makes are its owner's only")

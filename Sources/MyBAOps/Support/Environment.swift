@@ -173,6 +173,16 @@ public struct MyBASettings: Equatable, Sendable {
             ?? settings.publicURL
         settings.ai.publicURL = settings.publicURL
         settings.auth.webhookSecret = env.string("CLERK_WEBHOOK_SECRET")
+        if let key = env.string("CLERK_PUBLISHABLE_KEY") {
+            guard AuthSettings.frontendAPIHost(publishableKey: key) != nil else {
+                throw SettingsError(
+                    variable: "CLERK_PUBLISHABLE_KEY",
+                    problem: "must be a Clerk publishable key (pk_test_… or pk_live_… naming the Frontend API), as the dashboard shows it"
+                )
+            }
+            settings.auth.publishableKey = key
+        }
+        settings.auth.browserSDKURL = try env.url("MYBA_CLERK_JS_URL")
         settings.stripe.secretKey = env.string("STRIPE_SECRET_KEY")
         if let key = settings.stripe.secretKey, !key.hasPrefix("sk_") && !key.hasPrefix("rk_") {
             throw SettingsError(variable: "STRIPE_SECRET_KEY", problem: "must be a secret key (sk_… or rk_…), not a publishable one")
@@ -225,6 +235,12 @@ public struct AuthSettings: Equatable, Sendable {
     public var issuer: String?
     /// `CLERK_WEBHOOK_SECRET`: the Svix signing secret (`whsec_…`) of Clerk's webhooks.
     public var webhookSecret: String?
+    /// `CLERK_PUBLISHABLE_KEY` (`pk_test_…`, `pk_live_…`): the web page loads Clerk's browser SDK
+    /// from the instance's Frontend API, which the key names.
+    public var publishableKey: String?
+    /// `MYBA_CLERK_JS_URL`: where the page loads Clerk's browser SDK from instead of the Frontend
+    /// API (a pinned copy, or the tests' stand-in).
+    public var browserSDKURL: URL?
 
     public init(jwtPublicKeyPEM: String? = nil, secretKey: String? = nil, jwksURL: URL? = nil, authorizedParties: [String] = []) {
         self.jwtPublicKeyPEM = jwtPublicKeyPEM
@@ -235,6 +251,31 @@ public struct AuthSettings: Equatable, Sendable {
 
     /// True when no Clerk key of any kind is configured: `Bearer dev:<userId>` is accepted.
     public var isDevelopmentMode: Bool { jwtPublicKeyPEM == nil && jwksURL == nil }
+
+    /// The Frontend API host a publishable key names: the key is `pk_test_` or `pk_live_`
+    /// followed by the base64 of `<host>$`. Nil for anything else.
+    public static func frontendAPIHost(publishableKey: String) -> String? {
+        guard publishableKey.hasPrefix("pk_test_") || publishableKey.hasPrefix("pk_live_") else { return nil }
+        var encoded = String(publishableKey.dropFirst(8))
+        while encoded.count % 4 != 0 { encoded += "=" }
+        guard let data = Data(base64Encoded: encoded), let decoded = String(data: data, encoding: .utf8), decoded.hasSuffix("$") else {
+            return nil
+        }
+        let host = String(decoded.dropLast())
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")
+        guard !host.isEmpty, host.count <= 253, host.allSatisfy(allowed.contains) else { return nil }
+        return host
+    }
+
+    /// Where the page loads Clerk's browser SDK from: `MYBA_CLERK_JS_URL`, else the script
+    /// Clerk documents for a page without a build step on the key's Frontend API. Nil without a
+    /// publishable key.
+    public var browserSDKScriptURL: URL? {
+        guard let publishableKey else { return nil }
+        if let browserSDKURL { return browserSDKURL }
+        guard let host = Self.frontendAPIHost(publishableKey: publishableKey) else { return nil }
+        return URL(string: "https://\(host)/npm/@clerk/clerk-js@5/dist/clerk.browser.js")
+    }
 }
 
 /// Anonymous visitors' free tokens and the limits on creating sessions.
@@ -351,4 +392,19 @@ struct EnvironmentReader {
 
 extension Array {
     var nilIfEmpty: Self? { isEmpty ? nil : self }
+}
+
+extension MyBASettings {
+    /// Where Checkout sends a buyer back to: `MYBA_PUBLIC_URL`. Unset (development only: a
+    /// production server refuses to start without it), the address the browser used to reach
+    /// this server, so the local journey returns to the page it left; a `Host` that is not a
+    /// plain `host[:port]` falls back to the listening address.
+    public func checkoutReturnBase(requestAuthority: String?) -> String {
+        guard publicURL == MyBASettings().publicURL else { return publicURL }
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]")
+        if let authority = requestAuthority, !authority.isEmpty, authority.count <= 262, authority.allSatisfy(allowed.contains) {
+            return "http://\(authority)"
+        }
+        return "http://\(host == "0.0.0.0" ? "127.0.0.1" : host):\(port)"
+    }
 }

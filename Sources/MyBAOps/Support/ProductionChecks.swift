@@ -29,6 +29,9 @@ extension MyBASettings {
         if stripe.secretKey != nil && stripe.webhookSecret == nil {
             problems.append("STRIPE_WEBHOOK_SECRET is missing: Stripe's purchase and refund events would be refused")
         }
+        if !auth.isDevelopmentMode && auth.publishableKey == nil {
+            problems.append("CLERK_PUBLISHABLE_KEY is missing: the web page could not sign anyone in")
+        }
         if !auth.isDevelopmentMode && auth.webhookSecret == nil {
             problems.append("CLERK_WEBHOOK_SECRET is missing: Clerk's user events (sign-up, deletion) would be refused")
         }
