@@ -97,7 +97,7 @@ struct AdminCommandTests {
         #expect(clean.stdout.contains("clean"))
 
         _ = try await fixture.database.openAccount(userId: "user_bob", email: nil, actor: "api")
-        try await fixture.database.writer.write { db in
+        try await fixture.database.writerForTests.write { db in
             try db.execute(sql: "UPDATE balances SET tokens = 999 WHERE user_id = 'user_alice'")
             try db.execute(sql: "UPDATE balances SET tokens_used = 7 WHERE user_id = 'user_bob'")
         }

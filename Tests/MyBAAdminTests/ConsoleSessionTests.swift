@@ -89,7 +89,7 @@ struct ConsoleSessionTests {
             let sessionId = session.id
             let paid = try await stripe.request("POST", "/test/checkout/sessions/\(sessionId)/complete")
             let paymentIntent = paid["payment_intent"] as! String
-            _ = try await fixture.database.writeInGroupCommit { db in
+            _ = try await fixture.database.write { tx in
                 try AppDatabase.recordPurchase(
                     checkoutSessionId: sessionId,
                     paymentIntentId: paymentIntent,
@@ -102,7 +102,7 @@ struct ConsoleSessionTests {
                     actor: "test",
                     requestId: nil,
                     now: Date(),
-                    in: db
+                    in: tx
                 )
             }
             #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == 104)

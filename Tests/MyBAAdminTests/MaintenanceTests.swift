@@ -56,7 +56,7 @@ struct MaintenanceTests {
         #expect(restored.status == 0, "\(restored.stderr)")
         let copy = try AppDatabase.openFile(at: target, options: .init(createIfMissing: false))
         #expect(try await copy.verify().isClean)
-        let present = try await copy.writer.read { db in try Set(Int64.fetchAll(db, sql: "SELECT id FROM ledger_entries")) }
+        let present = try await copy.writerForTests.read { db in try Set(Int64.fetchAll(db, sql: "SELECT id FROM ledger_entries")) }
         #expect(Set(before).isSubset(of: present), "\(Set(before).subtracting(present).count) acknowledged entries missing")
         let check = try await fixture.admin(["db", "check", "--db", target])
         #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
@@ -77,7 +77,7 @@ struct MaintenanceTests {
         }
         let backupPath = fixture.directory.file("good.sqlite")
         #expect(try await fixture.admin(["db", "backup", "--to", backupPath, "--db", fixture.path]).status == 0)
-        let (pageSize, rootPage) = try await fixture.database.writer.read { db in
+        let (pageSize, rootPage) = try await fixture.database.writerForTests.read { db in
             (
                 try Int.fetchOne(db, sql: "PRAGMA page_size") ?? 4096,
                 try Int.fetchOne(db, sql: "SELECT rootpage FROM sqlite_master WHERE name = 'ledger_entries'") ?? 2
@@ -92,11 +92,13 @@ struct MaintenanceTests {
         #expect(check.status == 3, "\(check.stdout)\(check.stderr)")
         #expect(check.stdout.contains("integrity"), "\(check.stdout)")
 
-        let entriesBefore = try await fixture.database.writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries") }
+        let entriesBefore = try await fixture.database.writerForTests.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries") }
         let refused = try await fixture.admin(["db", "restore", "--from", damaged, "--yes", "--reason", "drill", "--db", fixture.path])
         #expect(refused.status == 1)
         #expect(refused.stderr.contains("not a usable MyBA backup"), "\(refused.stderr)")
-        #expect(try await fixture.database.writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries") } == entriesBefore)
+        #expect(
+            try await fixture.database.writerForTests.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries") } == entriesBefore
+        )
     }
 
     @Test("restore refuses while a myba-server runs on the database, and works once it has stopped")
@@ -149,7 +151,7 @@ struct MaintenanceTests {
             WebhookDelivery(source: .stripe, eventId: "evt_old_refund", type: "charge.refunded", body: refund, headers: [:], requestId: nil),
             logger: Logger(label: "test")
         )
-        try await database.writer.write { db in try db.execute(sql: "UPDATE webhook_events SET received_at = '2026-01-01 00:00:00.000'") }
+        try await database.writerForTests.write { db in try db.execute(sql: "UPDATE webhook_events SET received_at = '2026-01-01 00:00:00.000'") }
         let balance = try #require(try await database.balance(userId: "user_alice")).tokens
 
         #expect(try await fixture.admin(["webhooks", "prune", "--older-than", "2h", "--yes", "--reason", "r", "--db", fixture.path]).status == 2)
@@ -206,7 +208,7 @@ struct CustomerForgetTests {
         #expect((try jsonObject(forgotten.stdout))["webhookBodiesRemoved"] as? Int == 1)
 
         // No text column of any table still holds the address.
-        let found = try await database.writer.read { db -> [String] in
+        let found = try await database.writerForTests.read { db -> [String] in
             var found: [String] = []
             for table in try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'") {
                 for column in try Row.fetchAll(db, sql: "PRAGMA table_info(\"\(table)\")").map({ $0["name"] as String }) {

@@ -8,11 +8,11 @@ import Testing
 @Suite("myba-admin mutations, script mode and queries")
 struct MutationCommandTests {
     func entryCount(_ fixture: AdminFixture) async throws -> Int {
-        try await fixture.database.writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries")! }
+        try await fixture.database.writerForTests.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries")! }
     }
 
     func auditCount(_ fixture: AdminFixture) async throws -> Int {
-        try await fixture.database.writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM audit_log")! }
+        try await fixture.database.writerForTests.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM audit_log")! }
     }
 
     @Test(
@@ -154,7 +154,7 @@ struct MutationCommandTests {
         _ = try await fixture.database.chargeAnonymousSession(sessionId: ids[0], idempotencyKey: "c0", requestId: nil)
         _ = try await fixture.database.transferAnonymousSession(sessionId: ids[1], to: "user_alice", actor: "api", requestId: nil)
         let recent = ids[299]
-        try await fixture.database.writer.write { db in
+        try await fixture.database.writerForTests.write { db in
             try db.execute(sql: "UPDATE anonymous_sessions SET last_seen_at = '2026-01-01 00:00:00.000' WHERE id != ?", arguments: [recent])
         }
         let dry = try await fixture.admin(["sessions", "reap", "--older-than", "30d", "--dry-run", "--json", "--db", fixture.path])
@@ -208,7 +208,7 @@ struct OperatorKeyTests {
             "tokens", "adjust", "user_alice", "+2", "--key", "purchase:cs_test_ns", "--reason", "typo", "--yes", "--db", fixture.path,
         ])
         #expect(applied.status == 0, "\(applied.stderr)")
-        let keys = try await fixture.database.writer.read { db in
+        let keys = try await fixture.database.writerForTests.read { db in
             try String.fetchAll(db, sql: "SELECT idempotency_key FROM ledger_entries WHERE idempotency_key LIKE '%cs_test_ns'")
         }
         #expect(keys == ["operator:purchase:cs_test_ns"])
@@ -249,7 +249,7 @@ struct ManualCreditTests {
     func refundChecksTheGeneration() async throws {
         let fixture = try await AdminFixture()
         defer { fixture.directory.remove() }
-        try await fixture.database.writer.write { db in
+        try await fixture.database.writerForTests.write { db in
             let now = SQLTimestamp.string(Date())
             for (key, status, request) in [
                 ("user_alice:a", "reserved", "req_reserved"), ("user_alice:b", "failed", "req_failed"), ("user_alice:c", "completed", "req_done"),
@@ -314,7 +314,7 @@ struct ForeignDatabaseTests {
         let fixture = try await AdminFixture()
         defer { fixture.directory.remove() }
         #expect(try await fixture.admin(["customer", "list", "--db", fixture.path]).status == 0)
-        let applicationId = try await fixture.database.writer.read { db in try Int.fetchOne(db, sql: "PRAGMA application_id") }
+        let applicationId = try await fixture.database.writerForTests.read { db in try Int.fetchOne(db, sql: "PRAGMA application_id") }
         #expect(applicationId == Int(AppDatabase.applicationId))
     }
 }
@@ -399,7 +399,7 @@ struct AuditTransactionTests {
         let before = try #require(try await fixture.database.balance(userId: "user_alice"))
         let entriesBefore = try await fixture.database.entries(userId: "user_alice", limit: 100).count
         // The audit log refuses every row (a full disk, a broken table, as far as the command knows).
-        try await fixture.database.writeInGroupCommit { db in
+        try await fixture.database.writeRawForTests { db in
             try db.execute(sql: "CREATE TRIGGER audit_refuses BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'audit log unavailable'); END")
         }
         let refused = try await fixture.admin(["tokens", "adjust", "user_alice", "+5", "--reason", "goodwill", "--yes", "--db", fixture.path])
@@ -408,7 +408,7 @@ struct AuditTransactionTests {
         #expect(try await fixture.database.entries(userId: "user_alice", limit: 100).count == entriesBefore)
         #expect(try await fixture.database.verify().isClean)
 
-        try await fixture.database.writeInGroupCommit { db in try db.execute(sql: "DROP TRIGGER audit_refuses") }
+        try await fixture.database.writeRawForTests { db in try db.execute(sql: "DROP TRIGGER audit_refuses") }
         let applied = try await fixture.admin(["tokens", "adjust", "user_alice", "+5", "--reason", "goodwill", "--yes", "--db", fixture.path])
         #expect(applied.status == 0, "\(applied.stderr)")
         #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == before.tokens + 5)

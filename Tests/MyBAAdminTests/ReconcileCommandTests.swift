@@ -142,7 +142,7 @@ struct ReconcileCommandTests {
 
             // A step applies once: the same plan applied again changes nothing. (user_alice's
             // outbox is taken as drained, as the server's mirror would have it.)
-            try await fixture.database.writer.write { db in try db.execute(sql: "DELETE FROM stripe_outbox WHERE user_id = 'user_alice'") }
+            try await fixture.database.writerForTests.write { db in try db.execute(sql: "DELETE FROM stripe_outbox WHERE user_id = 'user_alice'") }
             let step = try #require(
                 try await fixture.database.planPull(
                     ReconcileReport(

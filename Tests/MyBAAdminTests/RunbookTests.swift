@@ -100,7 +100,7 @@ struct RunbookTests {
         defer { fixture.directory.remove() }
         let database = fixture.database
         _ = try await database.openAccount(userId: "user_2abc", email: "ada@example.com", actor: "api", requestId: "req_1a2b3c")
-        _ = try await database.writeInGroupCommit { db in
+        _ = try await database.write { tx in
             for (session, intent, tokens, amount) in [("cs_test_a1", "pi_test_a1", 10, 400), ("cs_test_dup", "pi_test_dup", 10, 500)] {
                 _ = try AppDatabase.recordPurchase(
                     checkoutSessionId: session,
@@ -114,7 +114,7 @@ struct RunbookTests {
                     actor: "test",
                     requestId: nil,
                     now: Date(),
-                    in: db
+                    in: tx
                 )
             }
         }

@@ -35,7 +35,7 @@ struct WebhookCommandTests {
         ])
         #expect(stillFailing.status == 1)
 
-        _ = try await database.writeInGroupCommit { db in
+        _ = try await database.write { tx in
             try AppDatabase.recordPurchase(
                 checkoutSessionId: "cs_late",
                 paymentIntentId: "pi_late",
@@ -48,7 +48,7 @@ struct WebhookCommandTests {
                 actor: "test",
                 requestId: nil,
                 now: Date(),
-                in: db
+                in: tx
             )
         }
         // The mutation conventions: a reason is required; the plan is the live processing run

@@ -18,7 +18,7 @@ struct GenerationLedgerTests {
         // What a process leaves behind when it dies during the provider call.
         let retry = GenerationRequest(input: "Add search", userId: "user_1", idempotencyKey: "user_1:req_a", requestId: "req_a2")
         let hash = TicketGenerator.inputHash(retry)
-        try await database.writer.write { db in
+        try await database.writerForTests.write { db in
             let then = SQLTimestamp.string(Date().addingTimeInterval(-3600))
             for (key, kind, payer) in [("user_1:req_a", "account", "user_1"), ("\(session.session.id):req_b", "session", session.session.id)] {
                 try db.execute(
@@ -36,7 +36,7 @@ struct GenerationLedgerTests {
                     actor: "api"
                 ),
                 now: Date(),
-                in: db
+                in: StorageTransaction(db)
             )
             _ = try AppDatabase.chargeSession(
                 sessionId: session.session.id,
@@ -44,7 +44,7 @@ struct GenerationLedgerTests {
                 idempotencyKey: TicketGenerator.chargeKey("\(session.session.id):req_b", attempt: 1),
                 requestId: nil,
                 now: Date(),
-                in: db
+                in: StorageTransaction(db)
             )
         }
         #expect(try await database.balance(userId: "user_1")?.tokens == 5)
@@ -73,7 +73,7 @@ struct GenerationLedgerTests {
             .id
         let kept = try await database.startAnonymousSession(fingerprint: "fp-kept", clientAddress: "127.0.0.1", settings: AnonymousSettings()).session
             .id
-        try await database.writer.write { db in
+        try await database.writerForTests.write { db in
             let then = SQLTimestamp.string(Date().addingTimeInterval(-3600))
             for (key, kind, payer) in [("\(gone):k", "session", gone), ("\(kept):k", "session", kept), ("user_1:k", "account", "user_1")] {
                 try db.execute(
@@ -89,7 +89,7 @@ struct GenerationLedgerTests {
                     idempotencyKey: TicketGenerator.chargeKey("\(session):k", attempt: 1),
                     requestId: nil,
                     now: Date(),
-                    in: db
+                    in: StorageTransaction(db)
                 )
             }
             _ = try AppDatabase.post(
@@ -101,21 +101,21 @@ struct GenerationLedgerTests {
                     actor: "api"
                 ),
                 now: Date(),
-                in: db
+                in: StorageTransaction(db)
             )
             try db.execute(sql: "UPDATE anonymous_sessions SET last_seen_at = ?", arguments: [then])
         }
         // The reap leaves both sessions alone while their generations are reserved.
         #expect(try await database.reapAnonymousSessions(lastSeenBefore: Date(), batch: 100, dryRun: false).removed == 0)
         // A session removed anyway (by hand, or by an older reap).
-        try await database.writer.write { db in try db.execute(sql: "DELETE FROM anonymous_sessions WHERE id = ?", arguments: [gone]) }
+        try await database.writerForTests.write { db in try db.execute(sql: "DELETE FROM anonymous_sessions WHERE id = ?", arguments: [gone]) }
 
         let report = try await database.releaseAbandonedGenerations(reservedBefore: Date().addingTimeInterval(-60))
         #expect(report.released == 2)
         #expect(report.unapplied.count == 1)
         #expect(report.unapplied.first?.contains(SessionDigest.of(gone)) == true)
         #expect(report.unapplied.first?.contains(gone) == false)
-        let rows = try await database.writer.read { db in
+        let rows = try await database.writerForTests.read { db in
             try Row.fetchAll(db, sql: "SELECT idempotency_key, status, error FROM generations ORDER BY idempotency_key").map {
                 ($0["idempotency_key"] as String, $0["status"] as String, $0["error"] as String?)
             }
@@ -134,7 +134,7 @@ struct GenerationLedgerTests {
         let fixture = try LedgerFixture()
         defer { fixture.directory.remove() }
         let database = fixture.database
-        try await database.writer.write { db in
+        try await database.writerForTests.write { db in
             let old = SQLTimestamp.string(Date().addingTimeInterval(-2 * 86_400))
             let new = SQLTimestamp.string(Date())
             let rows: [(String, String, String, String)] = [
@@ -151,7 +151,7 @@ struct GenerationLedgerTests {
         }
         #expect(try await database.pruneOwnKeyGenerations(createdBefore: Date().addingTimeInterval(-86_400), limit: 1) == 1)
         #expect(try await database.pruneOwnKeyGenerations(createdBefore: Date().addingTimeInterval(-86_400)) == 1)
-        let left = try await database.writer.read { db in
+        let left = try await database.writerForTests.read { db in
             try String.fetchAll(db, sql: "SELECT idempotency_key FROM generations ORDER BY idempotency_key")
         }
         #expect(left == ["acct:1", "own:3", "own:4"])
@@ -169,13 +169,13 @@ struct GenerationLedgerTests {
         #expect(moved.transferred == 2)
         #expect(moved.balance.tokens == 8)
         #expect(try await database.verify().isClean)
-        try await database.writer.write { db in
+        try await database.writerForTests.write { db in
             try db.execute(sql: "UPDATE anonymous_sessions SET used = 0, transferred_tokens = 3")
         }
         let report = try await database.verify()
         #expect(report.violations.map(\.kind) == [.sessionMismatch])
         #expect(report.violations.first?.field == "used")
-        try await database.writer.write { db in try db.execute(sql: "UPDATE anonymous_sessions SET used = 1") }
+        try await database.writerForTests.write { db in try db.execute(sql: "UPDATE anonymous_sessions SET used = 1") }
         let second = try await database.verify()
         #expect(second.violations.first?.field == "transferred_tokens")
         #expect(second.violations.first?.expected == "2")

@@ -28,14 +28,14 @@ private struct GroupCommitFixture {
     init() throws {
         ledger = try LedgerFixture()
         let counter = self.counter
-        try ledger.database.writer.writeWithoutTransaction { db in db.add(transactionObserver: counter, extent: .databaseLifetime) }
+        try ledger.database.writerForTests.writeWithoutTransaction { db in db.add(transactionObserver: counter, extent: .databaseLifetime) }
     }
 
     /// Runs `writes` while the writer is held, releases it once all of them wait in the queue,
     /// and returns their outcomes in the order given.
     func inOneBatch<T: Sendable>(_ writes: [@Sendable () async throws -> T]) async throws -> [Result<T, any Error>] {
         let gate = DispatchSemaphore(value: 0)
-        database.writer.asyncWriteWithoutTransaction { _ in gate.wait() }
+        database.writerForTests.asyncWriteWithoutTransaction { _ in gate.wait() }
         // One at a time, each queued before the next starts: tasks started together may reach
         // the queue in any order on a loaded machine, and the order given is the queue order.
         var tasks: [Task<Result<T, any Error>, Never>] = []
@@ -58,7 +58,7 @@ private struct GroupCommitFixture {
     }
 
     func count(_ sql: String) async throws -> Int {
-        try await database.writer.read { db in try Int.fetchOne(db, sql: sql)! }
+        try await database.writerForTests.read { db in try Int.fetchOne(db, sql: sql)! }
     }
 }
 
@@ -111,7 +111,7 @@ struct GroupCommitTests {
         // A write that changes rows, then throws: none of its changes may survive the batch.
         writes.insert(
             {
-                try await database.writeInGroupCommit { db -> Int in
+                try await database.writeRawForTests { db -> Int in
                     try db.execute(sql: "INSERT INTO customers (user_id, created_at) VALUES ('ghost', '2026-01-01 00:00:00.000')")
                     throw Refused()
                 }
@@ -140,8 +140,8 @@ struct GroupCommitTests {
         let database = fixture.database
         let write = { @Sendable (name: String, fails: Bool) -> (@Sendable () async throws -> Void) in
             {
-                try await database.writeInGroupCommit { db in
-                    db.afterCommit { ran.withLock { $0.append(name) } }
+                try await database.write { tx in
+                    tx.afterCommit { ran.withLock { $0.append(name) } }
                     if fails { throw Refused() }
                 }
             }
@@ -160,19 +160,19 @@ struct GroupCommitTests {
         let database = fixture.database
         let grant = { @Sendable (key: String) -> (@Sendable () async throws -> Int) in
             {
-                try await database.writeInGroupCommit { db -> Int in
-                    db.afterCommit { ran.withLock { $0.append(key) } }
+                try await database.write { tx -> Int in
+                    tx.afterCommit { ran.withLock { $0.append(key) } }
                     return try AppDatabase.post(
                         LedgerPosting(userId: "user_1", kind: .adjust, delta: 1, idempotencyKey: key, actor: "test", reason: "group commit"),
                         now: Date(),
-                        in: db
+                        in: tx
                     ).balance.tokens
                 }
             }
         }
         // What a full disk or an I/O error does: SQLite rolls back the whole transaction.
         let abandon: @Sendable () async throws -> Int = {
-            try await database.writeInGroupCommit { db -> Int in
+            try await database.writeRawForTests { db -> Int in
                 try db.execute(sql: "ROLLBACK TRANSACTION")
                 throw Refused()
             }

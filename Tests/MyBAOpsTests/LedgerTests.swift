@@ -204,10 +204,10 @@ struct LedgerTests {
         defer { fixture.directory.remove() }
         try await fixture.customer("user_1", tokens: 5)
         await #expect(throws: DatabaseError.self) {
-            try await fixture.database.writer.write { db in try db.execute(sql: "UPDATE ledger_entries SET delta = 500") }
+            try await fixture.database.writerForTests.write { db in try db.execute(sql: "UPDATE ledger_entries SET delta = 500") }
         }
         await #expect(throws: DatabaseError.self) {
-            try await fixture.database.writer.write { db in try db.execute(sql: "DELETE FROM ledger_entries") }
+            try await fixture.database.writerForTests.write { db in try db.execute(sql: "DELETE FROM ledger_entries") }
         }
         #expect(try await fixture.entryCount() == 1)
         #expect(try await fixture.database.verify().isClean)
@@ -237,7 +237,8 @@ struct LedgerTests {
         #expect(outcomes.filter { $0 == "ok" }.count == 1)
         #expect(outcomes.filter { $0 == "insufficient" }.count == 49)
         #expect(try await database.balance(userId: "user_1")?.tokens == 0)
-        let consumes = try await database.writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries WHERE kind = 'consume'")!
+        let consumes = try await database.writerForTests.read { db in
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries WHERE kind = 'consume'")!
         }
         #expect(consumes == 1)
         #expect(try await database.verify().isClean)
@@ -300,7 +301,8 @@ struct LedgerTests {
         #expect(balance.tokensUsed == succeeded.count)
         #expect(balance.tokensPurchased == 20)
         #expect(balance.tokens == 100 + 20 - succeeded.count)
-        let consumes = try await database.writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries WHERE kind = 'consume'")!
+        let consumes = try await database.writerForTests.read { db in
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries WHERE kind = 'consume'")!
         }
         #expect(consumes == succeeded.count)
         #expect(try await database.verify().isClean)
@@ -315,7 +317,7 @@ struct StorageSettingsTests {
     func pragmas() async throws {
         let fixture = try LedgerFixture()
         defer { fixture.directory.remove() }
-        let writer = try await fixture.database.writer.write { db in
+        let writer = try await fixture.database.writerForTests.write { db in
             [try Int.fetchOne(db, sql: "PRAGMA synchronous")!, try Int.fetchOne(db, sql: "PRAGMA foreign_keys")!]
         }
         /// Another process (Python's sqlite3) holding the file's write lock for `seconds`.
@@ -352,10 +354,10 @@ struct StorageSettingsTests {
         let waited = ContinuousClock.now - tried
         #expect(waited >= .milliseconds(250) && waited < .milliseconds(2500), "\(waited)")
         _ = try await longHolder.wait()
-        let reader = try await fixture.database.writer.read { db in
+        let reader = try await fixture.database.writerForTests.read { db in
             [try Int.fetchOne(db, sql: "PRAGMA synchronous")!, try Int.fetchOne(db, sql: "PRAGMA foreign_keys")!]
         }
-        let journal = try await fixture.database.writer.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode")! }
+        let journal = try await fixture.database.writerForTests.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode")! }
         #expect(journal == "wal")
         #expect(writer == [2, 1])
         #expect(reader == [2, 1])

@@ -49,7 +49,7 @@ struct MultiProcessLedgerTests {
         #expect(try await database.verify().isClean)
         // Both won tokens. (Commit order need not alternate: a writer committing back to back can
         // keep the lock for several batches, which is why the windows are what is checked.)
-        let order = try await database.writer.read { db in
+        let order = try await database.writerForTests.read { db in
             try String.fetchAll(db, sql: "SELECT idempotency_key FROM ledger_entries WHERE kind = 'consume' ORDER BY id")
         }.map { $0.contains("p0") ? "0" : "1" }
         #expect(Set(order) == ["0", "1"], "commit order by process: \(order.joined())")
@@ -72,7 +72,7 @@ struct MultiProcessLedgerTests {
         }
         let database = try AppDatabase.openFile(at: path, options: .init(createIfMissing: false))
         #expect(try await database.verify().isClean)
-        let applied = try await database.writer.read { db in try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations") }
+        let applied = try await database.writerForTests.read { db in try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations") }
         #expect(applied == AppDatabase.migrator.migrations)
     }
 
@@ -103,7 +103,7 @@ struct MultiProcessLedgerTests {
             let acknowledged = Set(result.stdout.split(separator: "\n").filter { $0.hasPrefix("ok ") }.map { String($0.dropFirst(3)) })
             #expect(!acknowledged.isEmpty, "the worker was killed before it consumed anything; raise the sleep")
             let committed = Set(
-                try await database.writer.read { db in
+                try await database.writerForTests.read { db in
                     try String.fetchAll(
                         db,
                         sql: "SELECT idempotency_key FROM ledger_entries WHERE idempotency_key LIKE ?",

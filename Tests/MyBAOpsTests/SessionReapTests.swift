@@ -12,7 +12,7 @@ struct SessionReapTests {
     func makeStaleSessions(_ count: Int, at path: String) async throws -> AppDatabase {
         let database = try AppDatabase.openFile(at: path, options: .init(busyTimeout: 0.05, createIfMissing: true))
         let old = SQLTimestamp.string(Date().addingTimeInterval(-90 * 86_400))
-        try await database.writer.write { db in
+        try await database.writerForTests.write { db in
             for index in 0..<count {
                 try db.execute(
                     sql: """
@@ -31,7 +31,7 @@ struct SessionReapTests {
         let other = try AppDatabase.openFile(at: path, options: .init(busyTimeout: 5, createIfMissing: false))
         let held = AsyncStream<Void>.makeStream()
         let task = Task {
-            try await other.writer.writeWithoutTransaction { db in
+            try await other.writerForTests.writeWithoutTransaction { db in
                 try db.execute(sql: "BEGIN IMMEDIATE")
                 held.continuation.yield()
                 Thread.sleep(forTimeInterval: duration.timeInterval)
@@ -58,7 +58,7 @@ struct SessionReapTests {
         try await holder.value
         #expect(result.removed == 250)
         #expect(result.batches == 7)
-        #expect(try await database.writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM anonymous_sessions") } == 0)
+        #expect(try await database.writerForTests.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM anonymous_sessions") } == 0)
     }
 
     @Test("a reap that loses the lock for good stops with the count of what it already removed")
@@ -80,7 +80,7 @@ struct SessionReapTests {
                 busyRetries: 1
             )
         }
-        while try await database.writer.read({ db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM anonymous_sessions") }) == 100 {
+        while try await database.writerForTests.read({ db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM anonymous_sessions") }) == 100 {
             try await Task.sleep(for: .milliseconds(5))
         }
         let holder = try await holdWriteLock(at: path, for: .seconds(6))
@@ -93,7 +93,7 @@ struct SessionReapTests {
             #expect(stopped.description.contains("removing 40 session(s)") && stopped.description.contains("run the reap again"))
         }
         try await holder.value
-        #expect(try await database.writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM anonymous_sessions") } == 60)
+        #expect(try await database.writerForTests.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM anonymous_sessions") } == 60)
     }
 }
 
@@ -109,7 +109,7 @@ struct StorageHealthProbeTests {
         try await database.createCustomer(userId: "user_1")
         #expect(await probe.check().storage.customers == 0, "within its age the count is reused")
         #expect(await StorageHealthProbe(database: database, countsMaxAge: .zero).check().storage.customers == 1)
-        try await database.writer.write { db in
+        try await database.writerForTests.write { db in
             try db.execute(sql: "PRAGMA foreign_keys = OFF")
             try db.execute(sql: "DROP TABLE balances")
         }

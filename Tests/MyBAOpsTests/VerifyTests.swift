@@ -27,7 +27,7 @@ struct VerifyTests {
     func editedProjection() async throws {
         let fixture = try await populated()
         defer { fixture.directory.remove() }
-        try await fixture.database.writer.write { db in
+        try await fixture.database.writerForTests.write { db in
             try db.execute(sql: "UPDATE balances SET tokens = 100, tokens_used = 0 WHERE user_id = 'user_1'")
         }
         let report = try await fixture.database.verify()
@@ -44,7 +44,7 @@ struct VerifyTests {
     func negativeBalance() async throws {
         let fixture = try await populated()
         defer { fixture.directory.remove() }
-        try await fixture.database.writer.write { db in
+        try await fixture.database.writerForTests.write { db in
             // Only a hand edit with CHECK constraints switched off can store this.
             try db.execute(sql: "PRAGMA ignore_check_constraints = ON")
             try db.execute(sql: "UPDATE balances SET tokens = -3 WHERE user_id = 'user_2'")
@@ -59,7 +59,7 @@ struct VerifyTests {
     func rogueEntry() async throws {
         let fixture = try await populated()
         defer { fixture.directory.remove() }
-        try await fixture.database.writer.write { db in
+        try await fixture.database.writerForTests.write { db in
             try db.execute(
                 sql: """
                     INSERT INTO ledger_entries (user_id, kind, delta, used_delta, idempotency_key, actor, created_at)
@@ -77,7 +77,7 @@ struct VerifyTests {
     func missingProjection() async throws {
         let fixture = try await populated()
         defer { fixture.directory.remove() }
-        try await fixture.database.writer.write { db in try db.execute(sql: "DELETE FROM balances WHERE user_id = 'user_2'") }
+        try await fixture.database.writerForTests.write { db in try db.execute(sql: "DELETE FROM balances WHERE user_id = 'user_2'") }
         let report = try await fixture.database.verify()
         #expect(report.violations.map(\.kind) == [.missingProjection])
         #expect(report.violations.first?.userId == "user_2")

@@ -348,7 +348,8 @@ struct APITests {
                 }
             }
             // Fingerprints are stored hashed.
-            let raw = try await fixture.database().writer.read { db in try String.fetchAll(db, sql: "SELECT fingerprint_hash FROM anonymous_sessions")
+            let raw = try await fixture.database().writerForTests.read { db in
+                try String.fetchAll(db, sql: "SELECT fingerprint_hash FROM anonymous_sessions")
             }
             #expect(!raw.isEmpty && raw.allSatisfy { $0.count == 64 && !$0.contains("fp-") })
         }

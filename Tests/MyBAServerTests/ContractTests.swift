@@ -14,7 +14,7 @@ import Testing
 /// Every table's row count and the sum of balances: a request that "changes nothing" leaves this
 /// exactly as it was.
 func storedState(_ database: AppDatabase) async throws -> [String: Int] {
-    try await database.writer.read { db in
+    try await database.writerForTests.read { db in
         var state: [String: Int] = [:]
         for table in [
             "customers", "ledger_entries", "balances", "anonymous_sessions", "anonymous_charges", "generations", "webhook_events", "stripe_outbox",

@@ -285,7 +285,7 @@ struct LatePurchaseTests {
                 body: ByteBuffer(string: refund)
             )
             // Its retries ran out while the purchase was missing.
-            try await fixture.database().writer.write { db in
+            try await fixture.database().writerForTests.write { db in
                 try db.execute(
                     sql: "UPDATE webhook_events SET attempts = ? WHERE event_id = 'evt_refund_first'",
                     arguments: [WebhookProcessor.maxAttempts]

@@ -124,11 +124,11 @@ struct FaultDrillTests {
         let balance = try #require(try await database.balance(userId: "user_drill"))
         #expect(balance.tokens == 0)
         #expect(balance.tokensUsed == 10)
-        let completed = try await database.writer.read { db in
+        let completed = try await database.writerForTests.read { db in
             try String.fetchAll(db, sql: "SELECT provider FROM generations WHERE payer_id = 'user_drill' AND status = 'completed'")
         }
         #expect(completed == Array(repeating: expectedProvider, count: 10), "\(completed)")
-        let reserved = try await database.writer.read { db in
+        let reserved = try await database.writerForTests.read { db in
             try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM generations WHERE status = 'reserved'")
         }
         #expect(reserved == 0)
@@ -169,7 +169,7 @@ struct FaultDrillTests {
         #expect(statuses == [200: 1000], "\(statuses)")
 
         let database = try AppDatabase.openFile(at: databasePath, options: .init(createIfMissing: false))
-        let (events, purchases, purchased) = try await database.writer.read { db in
+        let (events, purchases, purchased) = try await database.writerForTests.read { db in
             (
                 try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM webhook_events WHERE event_id LIKE 'evt_dup_%' AND status = 'processed'") ?? 0,
                 try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries WHERE kind = 'purchase'") ?? 0,
@@ -283,7 +283,7 @@ struct FaultDrillTests {
         defer { server.stop() }
         let deadline = ContinuousClock.now + .seconds(30)
         while ContinuousClock.now < deadline {
-            let pending = try await database.writer.read { db in
+            let pending = try await database.writerForTests.read { db in
                 try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM webhook_events WHERE status IN ('received', 'failed')") ?? 0
             }
             if pending == 0 { break }
@@ -294,7 +294,7 @@ struct FaultDrillTests {
         #expect(state.acknowledgedGenerations.count > 50, "the load barely ran: \(state.acknowledgedGenerations.count) generations")
         #expect(state.acknowledgedEvents.count > 20, "the load barely ran: \(state.acknowledgedEvents.count) events")
         #expect(state.acknowledgedTransfers.count > 50, "the load barely ran: \(state.acknowledgedTransfers.count) transfers")
-        try await database.writer.read { db in
+        try await database.writerForTests.read { db in
             for eventId in state.acknowledgedEvents.sorted() {
                 let status = try String.fetchOne(
                     db,

@@ -160,7 +160,7 @@ struct IncidentWalkTests {
             }
             // Time passes for 25 of them.
             let stale = Array(sessions.prefix(25))
-            try await bench.database.writeInGroupCommit { db in
+            try await bench.database.writeRawForTests { db in
                 for id in stale {
                     try db.execute(
                         sql: "UPDATE anonymous_sessions SET created_at = ?, last_seen_at = ? WHERE id = ?",

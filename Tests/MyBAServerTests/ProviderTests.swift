@@ -208,7 +208,7 @@ struct ProviderTests {
             let database = try fixture.database()
             #expect(try await database.balance(userId: "user_own")?.tokens == 6)
             #expect(fixture.logs.all.allSatisfy { !$0.contains(openAIKey) && !$0.contains(anthropicKey) })
-            let stored = try await database.writer.read { db in
+            let stored = try await database.writerForTests.read { db in
                 try String.fetchAll(db, sql: "SELECT COALESCE(response, '') || COALESCE(error, '') FROM generations")
             }
             #expect(stored.allSatisfy { !$0.contains(openAIKey) && !$0.contains(anthropicKey) })

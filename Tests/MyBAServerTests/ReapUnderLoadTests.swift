@@ -19,7 +19,7 @@ struct ReapUnderLoadTests {
         defer { fixture.directory.remove() }
         let app = try await fixture.application()
         let database = try fixture.database()
-        try await database.writer.write { db in
+        try await database.writerForTests.write { db in
             let statement = try db.makeStatement(
                 sql: """
                     INSERT INTO anonymous_sessions (id, fingerprint_hash, client_address_hash, granted, used, created_at, last_seen_at)
@@ -119,7 +119,7 @@ struct ServerReaperTests {
         let app = try await fixture.application()
         let database = try fixture.database()
         let fresh = try await database.startAnonymousSession(fingerprint: "fresh", clientAddress: "a", settings: AnonymousSettings())
-        try await database.writer.write { db in
+        try await database.writerForTests.write { db in
             for index in 0..<50 {
                 try db.execute(
                     sql: """

@@ -67,7 +67,9 @@ struct ReservationSweepTests {
             hangingGenerate(#"{"input":"Export reports as CSV","sessionId":"\#(sessionId)"}"#, []),
         ]
         func reserved() async throws -> Int {
-            try await database.writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM generations WHERE status = 'reserved'") ?? 0 }
+            try await database.writerForTests.read { db in
+                try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM generations WHERE status = 'reserved'") ?? 0
+            }
         }
         // Watched and killed from a thread of its own: on a machine busy with the whole suite,
         // this process's executor can lag for seconds, and the kill must land while both calls
@@ -77,7 +79,7 @@ struct ReservationSweepTests {
             Thread.detachNewThread {
                 for _ in 0..<1500 {
                     let count =
-                        (try? database.writer.read { db in
+                        (try? database.writerForTests.read { db in
                             try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM generations WHERE status = 'reserved'") ?? 0
                         }) ?? 0
                     if count == 2 {
@@ -91,7 +93,7 @@ struct ReservationSweepTests {
             }
         }
         #expect(sawBoth)
-        let generations = try await database.writer.read { db in
+        let generations = try await database.writerForTests.read { db in
             try Row.fetchAll(db, sql: "SELECT payer_kind, status, error FROM generations").map {
                 "\($0["payer_kind"] as String) \($0["status"] as String) \($0["error"] as String? ?? "")"
             }
@@ -102,7 +104,7 @@ struct ReservationSweepTests {
         for call in calls { _ = await call.value }
         #expect(try await database.balance(userId: "user_sweep")?.tokens == 5)
         // The anonymous session is removed while the server is down (as an older reap did).
-        try await database.writer.write { db in try db.execute(sql: "DELETE FROM anonymous_sessions WHERE id = ?", arguments: [sessionId]) }
+        try await database.writerForTests.write { db in try db.execute(sql: "DELETE FROM anonymous_sessions WHERE id = ?", arguments: [sessionId]) }
 
         let second = try await RunningServer.start(environment: environment)
         defer { second.stop() }
@@ -137,7 +139,7 @@ struct ReservationSweepTests {
         let retry = try await second.post("/api/generate", body: #"{"input":"Export reports as CSV"}"#, headers: user)
         #expect(retry.0 == 200)
         #expect(try jsonObject(String(decoding: retry.1, as: UTF8.self))["tokensRemaining"] as? Int == 5)
-        let attempts = try await database.writer.read { db in
+        let attempts = try await database.writerForTests.read { db in
             try Row.fetchOne(db, sql: "SELECT status, attempts FROM generations WHERE payer_id = 'user_sweep'").map {
                 ($0["status"] as String, $0["attempts"] as Int)
             }
@@ -145,7 +147,8 @@ struct ReservationSweepTests {
         #expect(attempts?.0 == "completed" && attempts?.1 == 2)
 
         // The session's reservation was closed, recorded and logged, never fatal.
-        let closed = try await database.writer.read { db in try String.fetchOne(db, sql: "SELECT error FROM generations WHERE payer_kind = 'session'")
+        let closed = try await database.writerForTests.read { db in
+            try String.fetchOne(db, sql: "SELECT error FROM generations WHERE payer_kind = 'session'")
         }
         #expect(closed?.contains("could not be given back") == true)
         let log = try String(contentsOfFile: logPath, encoding: .utf8)
@@ -219,7 +222,7 @@ struct ReservationSweepTests {
             .session.id
         _ = try await database.chargeAnonymousSession(sessionId: other, idempotencyKey: "old-way-charge", requestId: nil)
         _ = try await database.transferAnonymousSession(sessionId: other, to: "user_inflight", actor: "test", requestId: nil)
-        try await database.writer.write { db in
+        try await database.writerForTests.write { db in
             try db.execute(
                 sql: "INSERT INTO anonymous_charges (session_id, amount, idempotency_key, created_at) VALUES (?, -1, 'release:old-way-charge', ?)",
                 arguments: [other, SQLTimestamp.string(Date())]
@@ -264,7 +267,9 @@ struct ReservationSweepTests {
         }
         let database = try AppDatabase.openFile(at: databasePath, options: .init(createIfMissing: false))
         func reserved() async throws -> Int {
-            try await database.writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM generations WHERE status = 'reserved'") ?? 0 }
+            try await database.writerForTests.read { db in
+                try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM generations WHERE status = 'reserved'") ?? 0
+            }
         }
         let hanging = [generate("user_caps_a", "a1"), generate("user_caps_a", "a2")]
         for _ in 0..<500 where try await reserved() < 2 { try await Task.sleep(for: .milliseconds(20)) }

@@ -180,7 +180,7 @@ struct StreamingTests {
                 var status: String?
                 for _ in 0..<100 where status != "completed" {
                     try await Task.sleep(for: .milliseconds(50))
-                    status = try await fixture.database().writer.read { db in
+                    status = try await fixture.database().writerForTests.read { db in
                         try String.fetchOne(db, sql: "SELECT status FROM generations WHERE idempotency_key LIKE '%gone-1'")
                     }
                 }

@@ -104,7 +104,7 @@ struct WebhookTests {
                 }
             }
         }
-        let stored = try await fixture.database().writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM webhook_events")! }
+        let stored = try await fixture.database().writerForTests.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM webhook_events")! }
         #expect(stored == 0)
         #expect(try fixture.logLines().filter { $0["msg"] as? String == "webhook rejected" }.allSatisfy { $0["request.id"] != nil })
         #expect(try fixture.logLines().filter { $0["msg"] as? String == "webhook rejected" }.count == 6)

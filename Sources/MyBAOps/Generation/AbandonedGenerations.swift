@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 
 /// How long a generation may hold its reserved token. A live generation never holds it longer:
 /// every model of the chain runs to its own deadline at most (waiting for a connection
@@ -30,51 +29,36 @@ extension AppDatabase {
     /// in the writer's transaction, and release keys are unique.
     @discardableResult
     public func releaseAbandonedGenerations(reservedBefore cutoff: Date, limit: Int = 200) async throws -> AbandonedGenerationsReport {
-        try await writeInGroupCommit { db in
+        try await write { tx in
             let now = Date().truncatedToMilliseconds
-            let rows = try Row.fetchAll(
-                db,
-                sql: """
-                    SELECT idempotency_key, payer_kind, payer_id, attempts, request_id FROM generations
-                    WHERE status = 'reserved' AND updated_at < ? ORDER BY updated_at LIMIT ?
-                    """,
-                arguments: [SQLTimestamp.string(cutoff), limit]
-            )
             var report = AbandonedGenerationsReport(released: 0, unapplied: [])
-            for row in rows {
-                let key: String = row["idempotency_key"]
-                let attempt: Int = row["attempts"]
+            for row in try tx.generations.reserved(before: cutoff, limit: limit) {
                 var problem: String?
                 do {
-                    try db.inSavepoint {
+                    try tx.savepoint {
                         try Self.releaseCharge(
-                            key: key,
-                            attempt: attempt,
-                            payerKind: row["payer_kind"],
-                            payerId: row["payer_id"],
-                            requestId: row["request_id"],
+                            key: row.key,
+                            attempt: row.attempts,
+                            payerKind: row.payerKind,
+                            payerId: row.payerId,
+                            requestId: row.requestId,
                             actor: "system",
                             reason: "generation abandoned",
                             now: now,
-                            in: db
+                            in: tx
                         )
-                        return .commit
                     }
                 } catch {
                     // Session ids are bearer credentials: the report (which is logged) names the digest.
-                    let payerId: String = row["payer_id"]
                     problem =
-                        row["payer_kind"] as String == "session"
-                        ? "\(error)".replacingOccurrences(of: payerId, with: SessionDigest.of(payerId)) : "\(error)"
+                        row.payerKind == "session"
+                        ? "\(error)".replacingOccurrences(of: row.payerId, with: SessionDigest.of(row.payerId)) : "\(error)"
                 }
                 let note = problem.map { "\(Self.unreleasedNote): \($0)" } ?? "abandoned: the server stopped before answering"
-                try db.execute(
-                    sql: "UPDATE generations SET status = 'failed', error = ?, updated_at = ? WHERE idempotency_key = ? AND status = 'reserved'",
-                    arguments: [note, SQLTimestamp.string(now), key]
-                )
+                try tx.generations.closeAbandoned(key: row.key, note: note, at: now)
                 if let problem {
                     report.unapplied.append(
-                        "\(GenerationRequest.loggable(key: key, payerKind: row["payer_kind"], payerId: row["payer_id"])): \(problem)"
+                        "\(GenerationRequest.loggable(key: row.key, payerKind: row.payerKind, payerId: row.payerId)): \(problem)"
                     )
                 } else {
                     report.released += 1
@@ -99,12 +83,12 @@ extension AppDatabase {
         actor: String,
         reason: String,
         now: Date,
-        in db: Database
+        in tx: StorageTransaction
     ) throws {
         let chargeKey = TicketGenerator.chargeKey(key, attempt: attempt)
         switch payerKind {
         case "account":
-            if try LedgerStatements.entry(idempotencyKey: chargeKey, in: db) != nil {
+            if try tx.ledger.entry(idempotencyKey: chargeKey) != nil {
                 _ = try Self.post(
                     LedgerPosting(
                         userId: payerId,
@@ -117,11 +101,11 @@ extension AppDatabase {
                         requestId: requestId
                     ),
                     now: now,
-                    in: db
+                    in: tx
                 )
             }
         case "session":
-            _ = try Self.releaseSessionCharge(sessionId: payerId, chargeKey: chargeKey, requestId: requestId, now: now, in: db)
+            _ = try Self.releaseSessionCharge(sessionId: payerId, chargeKey: chargeKey, requestId: requestId, now: now, in: tx)
         default:
             break
         }
@@ -131,14 +115,7 @@ extension AppDatabase {
     /// itself: one still reserved is released by the sweep (by the time given), one failed
     /// already was. A completed one, or a request with no generation, may be credited.
     public func checkManualCredit(forRequest requestId: String, deadlineSeconds: Double) async throws {
-        let found = try await writer.read { db in
-            try Row.fetchOne(
-                db,
-                sql: "SELECT status, updated_at, error FROM generations WHERE request_id = ? ORDER BY updated_at DESC LIMIT 1",
-                arguments: [requestId]
-            )
-            .map { ($0["status"] as String, $0.timestamp("updated_at") ?? Date(), $0["error"] as String?) }
-        }
+        let found = try await read { tx in try tx.generations.latest(requestId: requestId) }
         guard let (status, updatedAt, error) = found else { return }
         switch status {
         case "reserved":
@@ -181,16 +158,6 @@ extension AppDatabase {
     /// call would add a row forever. Returns how many were removed.
     @discardableResult
     public func pruneOwnKeyGenerations(createdBefore cutoff: Date, limit: Int = 1000) async throws -> Int {
-        try await writeInGroupCommit { db in
-            try db.execute(
-                sql: """
-                    DELETE FROM generations WHERE idempotency_key IN (
-                        SELECT idempotency_key FROM generations
-                        WHERE payer_kind = 'own_key' AND status != 'reserved' AND created_at < ? LIMIT ?)
-                    """,
-                arguments: [SQLTimestamp.string(cutoff), limit]
-            )
-            return db.changesCount
-        }
+        try await write { tx in try tx.generations.pruneOwnKey(createdBefore: cutoff, limit: limit) }
     }
 }

@@ -1,6 +1,5 @@
 import Crypto
 import Foundation
-import GRDB
 import Logging
 import Synchronization
 
@@ -344,8 +343,8 @@ public struct TicketGenerator: Sendable {
             // Everything but the remaining balance is encoded before the transaction, which keeps
             // the single writer's share of a request short.
             let prepared = TicketResponseDraft(ticket: MockTickets.ticket(for: input), provider: "mock", model: MockTickets.model)
-            let answer = try await database.writeInGroupCommit { db -> EncodedTicketResponse in
-                switch try Self.reserve(request, payer: payer, inputHash: inputHash, answering: prepared, in: db) {
+            let answer = try await database.write { tx -> EncodedTicketResponse in
+                switch try Self.reserve(request, payer: payer, inputHash: inputHash, answering: prepared, in: tx) {
                 case .replay(let answer), .answered(let answer): return answer
                 case .charged: throw GenerationError.providerFailed("a mock generation was reserved without its answer")
                 }
@@ -440,8 +439,8 @@ public struct TicketGenerator: Sendable {
         } else {
             limits = nil
         }
-        return try await database.writeInGroupCommit { db in
-            try Self.reserve(request, payer: payer, inputHash: inputHash, answering: nil, ownKey: limits, in: db)
+        return try await database.write { tx in
+            try Self.reserve(request, payer: payer, inputHash: inputHash, answering: nil, ownKey: limits, in: tx)
         }
     }
 
@@ -454,14 +453,12 @@ public struct TicketGenerator: Sendable {
 
     /// Refuses a new own-key generation past either hourly limit, with the seconds until the
     /// oldest one counted leaves the window.
-    private static func checkOwnKeyLimits(_ limits: OwnKeyLimits, payerId: String, now: Date, in db: Database) throws {
-        for (column, value, limit) in [("client_key", limits.clientKey, limits.perAddress), ("payer_id", payerId, limits.perAccount)] {
-            let recent = try String.fetchAll(
-                db,
-                sql:
-                    "SELECT created_at FROM generations WHERE payer_kind = 'own_key' AND \(column) = ? AND created_at > ? ORDER BY created_at LIMIT ?",
-                arguments: [value, HourlyWindow.start(now), limit]
-            )
+    private static func checkOwnKeyLimits(_ limits: OwnKeyLimits, payerId: String, now: Date, in tx: StorageTransaction) throws {
+        let scopes: [(GenerationStore.OwnKeyScope, String, Int)] = [
+            (.client, limits.clientKey, limits.perAddress), (.payer, payerId, limits.perAccount),
+        ]
+        for (scope, value, limit) in scopes {
+            let recent = try tx.generations.ownKeyCreationTimes(scope, value, since: HourlyWindow.start(now), limit: limit)
             if let retryAfter = HourlyWindow.retryAfter(oldestFirst: recent, limit: limit, now: now) {
                 throw GenerationError.rateLimited(retryAfterSeconds: retryAfter)
             }
@@ -476,27 +473,24 @@ public struct TicketGenerator: Sendable {
         inputHash: String,
         answering prepared: TicketResponseDraft?,
         ownKey limits: OwnKeyLimits? = nil,
-        in db: Database
+        in tx: StorageTransaction
     ) throws -> Reservation {
         let key = request.idempotencyKey
         let now = Date().truncatedToMilliseconds
         var attempt = 1
-        let lookup = try db.cachedStatement(
-            sql: "SELECT payer_kind, payer_id, input_hash, status, attempts, response FROM generations WHERE idempotency_key = ?"
-        )
-        if let row = try Row.fetchOne(lookup, arguments: [key]) {
-            guard row[0] as String == payer.kind, row[1] as String == payer.id, row[2] as String == inputHash else {
+        if let row = try tx.generations.lookup(key: key) {
+            guard row.payerKind == payer.kind, row.payerId == payer.id, row.inputHash == inputHash else {
                 throw GenerationError.idempotencyKeyReused
             }
-            switch row[3] as String {
+            switch row.status {
             case "completed":
-                let stored: String = row[5]
+                let stored = row.response!
                 let result = try JSONDecoder().decode(TicketResponse.self, from: Data(stored.utf8))
                 return .replay(EncodedTicketResponse(result: result, json: stored, replayed: true))
             case "reserved":
                 throw GenerationError.inProgress
             default:
-                attempt = (row[4] as Int) + 1
+                attempt = row.attempts + 1
             }
         }
         let chargeKey = Self.chargeKey(key, attempt: attempt)
@@ -504,8 +498,7 @@ public struct TicketGenerator: Sendable {
         switch payer {
         case .account(let userId):
             // The sign-in check trusts what it saw for a few seconds; spending checks now.
-            let deleted = try db.cachedStatement(sql: "SELECT 1 FROM customers WHERE user_id = ? AND deleted_at IS NOT NULL")
-            if try Bool.fetchOne(deleted, arguments: [userId]) == true { throw LedgerError.accountDeleted(userId: userId) }
+            if try tx.ledger.isDeleted(userId: userId) { throw LedgerError.accountDeleted(userId: userId) }
             remaining = try AppDatabase.post(
                 LedgerPosting(
                     userId: userId,
@@ -517,7 +510,7 @@ public struct TicketGenerator: Sendable {
                     requestId: request.requestId
                 ),
                 now: now,
-                in: db
+                in: tx
             ).balance.tokens
         case .session(let sessionId):
             remaining = try AppDatabase.chargeSession(
@@ -526,35 +519,38 @@ public struct TicketGenerator: Sendable {
                 idempotencyKey: chargeKey,
                 requestId: request.requestId,
                 now: now,
-                in: db
+                in: tx
             ).remaining
         case .ownKey:
             remaining = nil
         }
         let answer = prepared.map { $0.answer(tokensRemaining: remaining ?? 0) }
-        let stamp = SQLTimestamp.string(now)
+        let status = answer == nil ? "reserved" : "completed"
         if attempt == 1 {
-            if let limits { try checkOwnKeyLimits(limits, payerId: payer.id, now: now, in: db) }
-            let insert = try db.cachedStatement(
-                sql: """
-                    INSERT INTO generations (idempotency_key, payer_kind, payer_id, input_hash, status, attempts, request_id, provider, model, response, created_at, updated_at, client_key)
-                    VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)
-                    """
+            if let limits { try checkOwnKeyLimits(limits, payerId: payer.id, now: now, in: tx) }
+            try tx.generations.insertFirstAttempt(
+                key: key,
+                payerKind: payer.kind,
+                payerId: payer.id,
+                inputHash: inputHash,
+                status: status,
+                requestId: request.requestId,
+                provider: prepared?.provider,
+                model: prepared?.model,
+                response: answer?.json,
+                at: now,
+                clientKey: limits?.clientKey
             )
-            try insert.execute(arguments: [
-                key, payer.kind, payer.id, inputHash, answer == nil ? "reserved" : "completed", request.requestId,
-                prepared?.provider, prepared?.model, answer?.json, stamp, stamp, limits?.clientKey,
-            ])
         } else {
-            try db.execute(
-                sql: """
-                    UPDATE generations SET status = ?, attempts = ?, error = NULL, request_id = ?, provider = ?, model = ?, response = ?, updated_at = ?
-                    WHERE idempotency_key = ?
-                    """,
-                arguments: [
-                    answer == nil ? "reserved" : "completed", attempt, request.requestId, prepared?.provider, prepared?.model, answer?.json, stamp,
-                    key,
-                ]
+            try tx.generations.updateForAttempt(
+                key: key,
+                attempt: attempt,
+                status: status,
+                requestId: request.requestId,
+                provider: prepared?.provider,
+                model: prepared?.model,
+                response: answer?.json,
+                at: now
             )
         }
         return answer.map(Reservation.answered) ?? .charged(attempt: attempt)
@@ -568,16 +564,7 @@ public struct TicketGenerator: Sendable {
         model: String
     ) async throws -> EncodedTicketResponse? {
         let prepared = TicketResponseDraft(ticket: ticket, provider: provider, model: model)
-        return try await database.writeInGroupCommit { db in try Self.complete(request, attempt: attempt, prepared, in: db) }
-    }
-
-    /// Whether attempt `attempt` of `key` still holds its reservation (the sweep has not released it).
-    private static func stillReserved(_ key: String, attempt: Int, in db: Database) throws -> Bool {
-        try Bool.fetchOne(
-            db,
-            sql: "SELECT 1 FROM generations WHERE idempotency_key = ? AND status = 'reserved' AND attempts = ?",
-            arguments: [key, attempt]
-        ) ?? false
+        return try await database.write { tx in try Self.complete(request, attempt: attempt, prepared, in: tx) }
     }
 
     /// Stores the answer of a reserved request and returns it with what the caller has left now
@@ -587,31 +574,29 @@ public struct TicketGenerator: Sendable {
         _ request: GenerationRequest,
         attempt: Int,
         _ prepared: TicketResponseDraft,
-        in db: Database
+        in tx: StorageTransaction
     ) throws -> EncodedTicketResponse? {
-        guard try stillReserved(request.idempotencyKey, attempt: attempt, in: db) else { return nil }
+        // The sweep may have released it (the call outlived the reservation's deadline).
+        guard try tx.generations.isReserved(key: request.idempotencyKey, attempt: attempt) else { return nil }
         let now = Date().truncatedToMilliseconds
         let remaining: Int
         if let userId = request.userId {
-            remaining = try LedgerStatements.balance(userId: userId, in: db)?.tokens ?? 0
+            remaining = try tx.ledger.balance(userId: userId)?.tokens ?? 0
         } else if let sessionId = request.sessionId {
-            remaining = try AppDatabase.fetchSession(id: sessionId, in: db)?.remaining ?? 0
+            remaining = try tx.sessions.session(id: sessionId)?.remaining ?? 0
         } else {
             remaining = 0
         }
         let answer = prepared.answer(tokensRemaining: remaining)
-        try db.execute(
-            sql: "UPDATE generations SET status = 'completed', provider = ?, model = ?, response = ?, updated_at = ? WHERE idempotency_key = ?",
-            arguments: [prepared.provider, prepared.model, answer.json, SQLTimestamp.string(now), request.idempotencyKey]
-        )
+        try tx.generations.complete(key: request.idempotencyKey, provider: prepared.provider, model: prepared.model, response: answer.json, at: now)
         return answer
     }
 
     private func fail(_ request: GenerationRequest, payer: Payer, attempt: Int, error: GenerationError) async throws {
-        try await database.writeInGroupCommit { db in
+        try await database.write { tx in
             // Released already by the sweep (the call outlived the reservation's deadline):
             // nothing more to give back.
-            guard try Self.stillReserved(request.idempotencyKey, attempt: attempt, in: db) else { return }
+            guard try tx.generations.isReserved(key: request.idempotencyKey, attempt: attempt) else { return }
             let now = Date().truncatedToMilliseconds
             try AppDatabase.releaseCharge(
                 key: request.idempotencyKey,
@@ -622,12 +607,9 @@ public struct TicketGenerator: Sendable {
                 actor: "api",
                 reason: "generation failed",
                 now: now,
-                in: db
+                in: tx
             )
-            try db.execute(
-                sql: "UPDATE generations SET status = 'failed', error = ?, updated_at = ? WHERE idempotency_key = ?",
-                arguments: [error.description, SQLTimestamp.string(now), request.idempotencyKey]
-            )
+            try tx.generations.fail(key: request.idempotencyKey, error: error.description, at: now)
         }
     }
 

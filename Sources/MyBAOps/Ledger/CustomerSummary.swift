@@ -1,4 +1,4 @@
-import GRDB
+import Foundation
 
 /// A customer with its balance and newest entries, read from one snapshot.
 public struct CustomerSummary: Equatable, Sendable {
@@ -11,15 +11,10 @@ public struct CustomerSummary: Equatable, Sendable {
 extension AppDatabase {
     /// The summary of `userId`, or `nil` for an unknown customer.
     public func customerSummary(userId: String, entryLimit: Int) async throws -> CustomerSummary? {
-        try await writer.read { db in
-            guard let customer = try Customer.fetchOne(db, key: userId) else { return nil }
-            let balance = try Balance.fetchOne(db, key: userId) ?? .empty(userId: userId, at: customer.createdAt)
-            let entries =
-                try LedgerEntry
-                .filter(Column("user_id") == userId)
-                .order(Column("id").desc)
-                .limit(entryLimit)
-                .fetchAll(db)
+        try await read { tx in
+            guard let customer = try tx.ledger.customer(userId: userId) else { return nil }
+            let balance = try tx.ledger.balance(userId: userId) ?? .empty(userId: userId, at: customer.createdAt)
+            let entries = try tx.ledger.entries(userId: userId, limit: entryLimit)
             return CustomerSummary(customer: customer, balance: balance, recentEntries: entries)
         }
     }

@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 
 /// A request to append one entry to the ledger.
 public struct LedgerPosting: Equatable, Sendable {
@@ -69,13 +68,13 @@ extension AppDatabase {
     /// Appends `posting` to the ledger and moves the balance in the same transaction.
     public func post(_ posting: LedgerPosting) async throws -> PostingResult {
         try Self.validate(posting)
-        return try await writeInGroupCommit { db in try Self.post(posting, now: Date(), in: db) }
+        return try await write { tx in try Self.post(posting, now: Date(), in: tx) }
     }
 
     /// Synchronous `post`, for benchmarks and tools without an async context.
     public func postSync(_ posting: LedgerPosting) throws -> PostingResult {
         try Self.validate(posting)
-        return try writeInOwnTransaction { db in try Self.post(posting, now: Date(), in: db) }
+        return try writeAlone { tx in try Self.post(posting, now: Date(), in: tx) }
     }
 
     /// Spends `amount` tokens, never taking the balance below zero: a consume that does not fit
@@ -145,13 +144,20 @@ extension AppDatabase {
     /// in one transaction. Safe to call on every sign-in and from the Clerk webhook.
     public func openAccount(userId: String, email: String?, actor: String, requestId: String? = nil) async throws -> PostingResult {
         try Self.validateUserId(userId)
-        return try await writeInGroupCommit { db in
-            try Self.openAccount(userId: userId, email: email, actor: actor, requestId: requestId, now: Date().truncatedToMilliseconds, in: db)
+        return try await write { tx in
+            try Self.openAccount(userId: userId, email: email, actor: actor, requestId: requestId, now: Date().truncatedToMilliseconds, in: tx)
         }
     }
 
     @discardableResult
-    static func openAccount(userId: String, email: String?, actor: String, requestId: String?, now: Date, in db: Database) throws -> PostingResult {
+    static func openAccount(
+        userId: String,
+        email: String?,
+        actor: String,
+        requestId: String?,
+        now: Date,
+        in tx: StorageTransaction
+    ) throws -> PostingResult {
         let posting = LedgerPosting(
             userId: userId,
             kind: .welcome,
@@ -161,42 +167,35 @@ extension AppDatabase {
             reason: "welcome grant",
             requestId: requestId
         )
-        let customer = try insertCustomerIfMissing(userId: userId, email: email, now: now, in: db)
+        let customer = try tx.ledger.createCustomerIfMissing(userId: userId, email: email, now: now)
         // A deleted user stays deleted: no request, transfer or late user.created reopens it.
         if customer.deletedAt != nil { throw LedgerError.accountDeleted(userId: userId) }
-        return try post(posting, now: now, in: db)
+        return try post(posting, now: now, in: tx)
     }
 
     /// Creates the customer and its zero balance when missing; returns the stored customer.
     @discardableResult
     public func createCustomer(userId: String, email: String? = nil) async throws -> Customer {
         try Self.validateUserId(userId)
-        return try await writeInGroupCommit { db in
-            try Self.insertCustomerIfMissing(userId: userId, email: email, now: Date().truncatedToMilliseconds, in: db)
+        return try await write { tx in
+            try tx.ledger.createCustomerIfMissing(userId: userId, email: email, now: Date().truncatedToMilliseconds)
         }
     }
 
     /// The balance of `userId`, or `nil` for an unknown customer.
     public func balance(userId: String) async throws -> Balance? {
-        try await writer.read { db in try Balance.fetchOne(db, key: userId) }
+        try await read { tx in try tx.ledger.balance(userId: userId) }
     }
 
     /// The customer `userId`, or `nil`.
     public func customer(userId: String) async throws -> Customer? {
-        try await writer.read { db in try Customer.fetchOne(db, key: userId) }
+        try await read { tx in try tx.ledger.customer(userId: userId) }
     }
 
     /// The newest `limit` entries of `userId`, newest first.
     public func entries(userId: String, limit: Int) async throws -> [LedgerEntry] {
-        try await writer.read { db in
-            try LedgerEntry
-                .filter(Column("user_id") == userId)
-                .order(Column("id").desc)
-                .limit(limit)
-                .fetchAll(db)
-        }
+        try await read { tx in try tx.ledger.entries(userId: userId, limit: limit) }
     }
-
 }
 
 // MARK: - Rules
@@ -246,30 +245,13 @@ extension AppDatabase {
         }
     }
 
-    @discardableResult
-    static func insertCustomerIfMissing(userId: String, email: String?, now: Date, in db: Database) throws -> Customer {
-        if let existing = try Customer.fetchOne(db, key: userId) {
-            if existing.email == nil, let email {
-                var updated = existing
-                updated.email = email
-                try updated.update(db)
-                return updated
-            }
-            return existing
-        }
-        let customer = Customer(userId: userId, email: email, createdAt: now)
-        try customer.insert(db)
-        try Balance.empty(userId: userId, at: now).insert(db)
-        return customer
-    }
-
     /// The heart of the ledger. Runs inside an IMMEDIATE transaction: the balance check, the
     /// entry and the projection update commit together or not at all. A key that already exists
     /// makes the insert a no-op, and the original entry is compared and returned instead.
-    static func post(_ posting: LedgerPosting, now: Date, in db: Database) throws -> PostingResult {
+    static func post(_ posting: LedgerPosting, now: Date, in tx: StorageTransaction) throws -> PostingResult {
         let now = now.truncatedToMilliseconds
-        guard let current = try LedgerStatements.balance(userId: posting.userId, in: db) else {
-            if let existing = try LedgerStatements.entry(idempotencyKey: posting.idempotencyKey, in: db) {
+        guard let current = try tx.ledger.balance(userId: posting.userId) else {
+            if let existing = try tx.ledger.entry(idempotencyKey: posting.idempotencyKey) {
                 throw LedgerError.idempotencyKeyReused(key: posting.idempotencyKey, existingEntryId: existing.id ?? 0)
             }
             throw LedgerError.unknownCustomer(userId: posting.userId)
@@ -298,12 +280,12 @@ extension AppDatabase {
         // A replay must be answered even when the balance no longer covers it, so a refusal is
         // decided only after the key is known to be new.
         let refusal = Self.refusal(current: current, next: next, posting: posting)
-        if refusal == nil, try LedgerStatements.insertIfNewKey(&entry, in: db) {
-            try LedgerStatements.update(next, in: db)
-            try LedgerStatements.enqueueMirror(userId: posting.userId, now: now, in: db)
+        if refusal == nil, try tx.ledger.insertIfNewKey(&entry) {
+            try tx.ledger.update(next)
+            try tx.outbox.enqueue(userId: posting.userId, now: now)
             return PostingResult(entry: entry, balance: next, replayed: false)
         }
-        if let existing = try LedgerStatements.entry(idempotencyKey: posting.idempotencyKey, in: db) {
+        if let existing = try tx.ledger.entry(idempotencyKey: posting.idempotencyKey) {
             guard existing.matches(posting) else {
                 throw LedgerError.idempotencyKeyReused(key: posting.idempotencyKey, existingEntryId: existing.id ?? 0)
             }

@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 
 /// One way the stored data breaks a ledger rule.
 public struct LedgerViolation: Codable, Equatable, Sendable {
@@ -40,19 +39,18 @@ extension AppDatabase {
     /// that differs, every negative balance (stored or at any point of the history), every entry
     /// whose recorded effect breaks its kind's rule, and every missing projection row.
     public func verify() async throws -> LedgerVerification {
-        try await writer.read { db in try Self.verify(in: db) }
+        try await read { tx in try Self.verify(in: tx) }
     }
 
-    static func verify(in db: Database) throws -> LedgerVerification {
+    static func verify(in tx: StorageTransaction) throws -> LedgerVerification {
         var violations: [LedgerViolation] = []
         var stored: [String: Balance] = [:]
-        for balance in try Balance.fetchAll(db) { stored[balance.userId] = balance }
-        let customerIds = try String.fetchAll(db, sql: "SELECT user_id FROM customers")
+        for balance in try tx.ledger.allBalances() { stored[balance.userId] = balance }
+        let customerIds = try tx.ledger.customerIds()
 
         var replayed: [String: Balance] = [:]
         var entryCount = 0
-        let entries = try LedgerEntry.order(Column("user_id"), Column("id")).fetchCursor(db)
-        while let entry = try entries.next() {
+        try tx.ledger.forEachEntryByUser { entry in
             entryCount += 1
             let id = entry.id ?? 0
             let opening =
@@ -161,7 +159,7 @@ extension AppDatabase {
                 )
             )
         }
-        violations += try verifyAnonymousSessions(in: db)
+        violations += try verifyAnonymousSessions(in: tx)
         return LedgerVerification(checkedCustomers: customerIds.count, checkedEntries: entryCount, violations: violations)
     }
 
@@ -169,28 +167,13 @@ extension AppDatabase {
     /// received (`transfer` entries referencing the session: the move, and tokens of generations
     /// that failed after it) equals its recorded `transferred_tokens`; and a moved session keeps
     /// nothing back (`granted − used = transferred_tokens`): a token left there is lost.
-    static func verifyAnonymousSessions(in db: Database) throws -> [LedgerViolation] {
+    static func verifyAnonymousSessions(in tx: StorageTransaction) throws -> [LedgerViolation] {
         var violations: [LedgerViolation] = []
-        let moved = "(SELECT SUM(delta) FROM ledger_entries e WHERE e.kind = 'transfer' AND e.reference = s.id)"
-        let rows = try Row.fetchAll(
-            db,
-            sql: """
-                SELECT s.id, s.used, s.granted, s.transferred_to, s.transferred_tokens,
-                       (SELECT COALESCE(SUM(amount), 0) FROM anonymous_charges c WHERE c.session_id = s.id) AS charged,
-                       \(moved) AS moved,
-                       (SELECT user_id FROM ledger_entries e WHERE e.idempotency_key = 'transfer:' || s.id) AS moved_to
-                FROM anonymous_sessions s
-                WHERE s.used != (SELECT COALESCE(SUM(amount), 0) FROM anonymous_charges c WHERE c.session_id = s.id)
-                   OR (s.transferred_to IS NOT NULL AND COALESCE(s.transferred_tokens, 0) != COALESCE(\(moved), 0))
-                   OR (s.transferred_to IS NOT NULL AND s.granted - s.used != COALESCE(s.transferred_tokens, 0))
-                   OR (s.transferred_to IS NULL AND EXISTS (SELECT 1 FROM ledger_entries e WHERE e.idempotency_key = 'transfer:' || s.id))
-                """
-        )
-        for row in rows {
-            let id: String = row["id"]
-            let used: Int = row["used"]
-            let charged: Int = row["charged"]
-            let owner: String = row["transferred_to"] ?? (row["moved_to"] ?? "-")
+        for row in try tx.queries.sessionsDisagreeingWithLedger() {
+            let id = row.id
+            let used = row.used
+            let charged = row.charged
+            let owner = row.transferredTo ?? (row.movedTo ?? "-")
             if used != charged {
                 violations.append(
                     LedgerViolation(
@@ -203,10 +186,10 @@ extension AppDatabase {
                         message: "anonymous session \(id): used is \(used), its charges sum to \(charged)"
                     )
                 )
-            } else if row["transferred_to"] as String? != nil, (row["granted"] as Int) - used != (row["transferred_tokens"] as Int? ?? 0),
-                (row["transferred_tokens"] as Int? ?? 0) == (row["moved"] as Int? ?? 0)
+            } else if row.transferredTo != nil, row.granted - used != (row.transferredTokens ?? 0),
+                (row.transferredTokens ?? 0) == (row.moved ?? 0)
             {
-                let left = (row["granted"] as Int) - used - (row["transferred_tokens"] as Int? ?? 0)
+                let left = row.granted - used - (row.transferredTokens ?? 0)
                 violations.append(
                     LedgerViolation(
                         kind: .sessionMismatch,
@@ -219,8 +202,8 @@ extension AppDatabase {
                     )
                 )
             } else {
-                let moved: Int? = row["moved"]
-                let recorded: Int? = row["transferred_tokens"]
+                let moved = row.moved
+                let recorded = row.transferredTokens
                 violations.append(
                     LedgerViolation(
                         kind: .sessionMismatch,

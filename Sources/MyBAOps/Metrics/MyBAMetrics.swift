@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import Metrics
 
 /// Every metric MyBA records, named in one place (docs/metrics.md lists them with their labels).
@@ -77,22 +76,7 @@ public struct MetricsSnapshot: Sendable, Equatable {
 extension AppDatabase {
     /// Counts for the metrics gauges, in one read transaction.
     public func metricsSnapshot() async throws -> MetricsSnapshot {
-        try await writer.read { db in
-            let sessions = try Row.fetchOne(
-                db,
-                sql: """
-                    SELECT COUNT(*) FILTER (WHERE transferred_to IS NULL) AS open,
-                           COUNT(*) FILTER (WHERE transferred_to IS NOT NULL) AS transferred
-                    FROM anonymous_sessions
-                    """
-            )
-            return MetricsSnapshot(
-                openAnonymousSessions: sessions?["open"] ?? 0,
-                transferredAnonymousSessions: sessions?["transferred"] ?? 0,
-                customers: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM customers") ?? 0,
-                webhooksPending: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM webhook_events WHERE status IN ('received', 'failed')") ?? 0
-            )
-        }
+        try await read { tx in try tx.queries.metricsSnapshot() }
     }
 }
 

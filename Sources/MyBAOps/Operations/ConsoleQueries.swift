@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 
 /// A line of `customer list` / `customer find`.
 public struct CustomerListing: Codable, Equatable, Sendable {
@@ -57,19 +56,9 @@ extension AppDatabase {
     /// several customers names none of them: `AmbiguousCustomer` lists the candidates, since an
     /// operator's change must reach the customer meant, not the first one found.
     public func resolveUserId(_ reference: String) async throws -> String? {
-        try await writer.read { db in
-            if let exact = try String.fetchOne(
-                db,
-                sql: "SELECT user_id FROM customers WHERE user_id = ? OR stripe_customer_id = ? ORDER BY user_id = ? DESC LIMIT 1",
-                arguments: [reference, reference, reference]
-            ) {
-                return exact
-            }
-            let byEmail = try String.fetchAll(
-                db,
-                sql: "SELECT user_id FROM customers WHERE lower(email) = lower(?) ORDER BY user_id LIMIT 21",
-                arguments: [reference]
-            )
+        try await read { tx in
+            if let exact = try tx.queries.userId(idOrStripeCustomerId: reference) { return exact }
+            let byEmail = try tx.queries.userIds(email: reference, limit: 21)
             guard byEmail.count <= 1 else { throw AmbiguousCustomer(reference: reference, candidates: byEmail) }
             return byEmail.first
         }
@@ -77,47 +66,16 @@ extension AppDatabase {
 
     /// User ids starting with `prefix`, synchronously: readline's completion callback cannot await.
     public func userIdsSync(prefix: String, limit: Int = 50) throws -> [String] {
-        try writer.read { db in
-            try String.fetchAll(
-                db,
-                sql: "SELECT user_id FROM customers WHERE user_id >= ? AND user_id < ? ORDER BY user_id LIMIT ?",
-                arguments: [prefix, prefix + "\u{10FFFF}", limit]
-            )
-        }
+        try readSync { tx in try tx.queries.userIds(prefix: prefix, limit: limit) }
     }
 
     public func listCustomers(limit: Int, sortByTokens: Bool, matching text: String? = nil) async throws -> [CustomerListing] {
-        try await writer.read { db in
-            var sql = """
-                SELECT c.user_id, c.email, c.stripe_customer_id, c.created_at, c.deleted_at, COALESCE(b.tokens, 0) AS tokens
-                FROM customers c LEFT JOIN balances b ON b.user_id = c.user_id
-                """
-            var arguments: StatementArguments = []
-            if let text {
-                sql += " WHERE instr(lower(c.user_id), lower(?)) > 0 OR instr(lower(COALESCE(c.email, '')), lower(?)) > 0 OR c.stripe_customer_id = ?"
-                arguments += [text, text, text]
-            }
-            sql += sortByTokens ? " ORDER BY tokens DESC, c.user_id" : " ORDER BY c.created_at DESC, c.user_id"
-            sql += " LIMIT ?"
-            arguments += [limit]
-            return try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
-                CustomerListing(
-                    userId: row["user_id"],
-                    email: row["email"],
-                    stripeCustomerId: row["stripe_customer_id"],
-                    tokens: row["tokens"],
-                    createdAt: row.timestamp("created_at") ?? Date(timeIntervalSince1970: 0),
-                    deleted: row["deleted_at"] != nil
-                )
-            }
-        }
+        try await read { tx in try tx.queries.customerListings(limit: limit, sortByTokens: sortByTokens, matching: text) }
     }
 
     /// Sessions transferred into `userId`'s account.
     public func sessionsTransferred(to userId: String) async throws -> [AnonymousSession] {
-        try await writer.read { db in
-            try Self.fetchSessions(db, sql: "SELECT * FROM anonymous_sessions WHERE transferred_to = ? ORDER BY transferred_at DESC", [userId])
-        }
+        try await read { tx in try tx.sessions.transferred(to: userId) }
     }
 
     /// Webhook events of `userId`, newest first: those that produced ledger entries for them, and
@@ -125,48 +83,18 @@ extension AppDatabase {
     /// string in the body (a failed or ignored event made no entry, and is what an operator
     /// looks for).
     public func webhookEvents(forUser userId: String, limit: Int) async throws -> [WebhookEvent] {
-        try await writer.read { db in
-            try Self.webhookKeys(namingUser: userId, limit: limit, in: db).compactMap { key in
-                try Self.fetchWebhook(source: key.source, eventId: key.eventId, in: db)
+        try await read { tx in
+            try tx.queries.webhookKeys(namingUser: userId, limit: limit).compactMap { key in
+                try tx.inbox.event(source: key.source, eventId: key.eventId)
             }
         }
-    }
-
-    static func webhookKeys(namingUser userId: String, limit: Int, in db: Database) throws -> [(source: WebhookSource, eventId: String)] {
-        var needles = [userId]
-        if let customer = try Customer.fetchOne(db, key: userId) {
-            if let stripeId = customer.stripeCustomerId { needles.append(stripeId) }
-            if let email = customer.email, !email.isEmpty { needles.append(email) }
-        }
-        let quoted = needles.map { "\"" + $0 + "\"" }
-        let rows = try Row.fetchAll(
-            db,
-            sql: """
-                SELECT source, event_id, received_at FROM webhook_events w
-                WHERE EXISTS (
-                    SELECT 1 FROM webhook_event_entries we JOIN ledger_entries e ON e.id = we.entry_id
-                    WHERE we.source = w.source AND we.event_id = w.event_id AND e.user_id = ?)
-                  OR \(quoted.map { _ in "instr(w.body, ?) > 0" }.joined(separator: " OR "))
-                ORDER BY received_at DESC LIMIT ?
-                """,
-            arguments: StatementArguments([userId] + quoted) + [limit]
-        )
-        return rows.compactMap { row in WebhookSource(rawValue: row["source"]).map { ($0, row["event_id"]) } }
     }
 
     /// Anonymous sessions, newest activity first; `staleAfter` keeps only untransferred sessions
     /// last seen longer ago than that.
     public func listAnonymousSessions(staleAfter: TimeInterval?, limit: Int) async throws -> [AnonymousSession] {
-        try await writer.read { db in
-            var sql = "SELECT * FROM anonymous_sessions"
-            var arguments: StatementArguments = []
-            if let staleAfter {
-                sql += " WHERE transferred_to IS NULL AND last_seen_at < ?"
-                arguments += [SQLTimestamp.string(Date().addingTimeInterval(-staleAfter))]
-            }
-            sql += " ORDER BY last_seen_at DESC LIMIT ?"
-            arguments += [limit]
-            return try Self.fetchSessions(db, sql: sql, arguments)
+        try await read { tx in
+            try tx.sessions.list(lastSeenBefore: staleAfter.map { Date().addingTimeInterval(-$0) }, limit: limit)
         }
     }
 
@@ -177,14 +105,8 @@ extension AppDatabase {
     /// that takes the lock back at once starves the server's writes (and the other way round).
     /// A batch refused with "database is locked" is retried with back-off; when it keeps being
     /// refused, ``ReapInterrupted`` reports what was already removed. Two overlapping reaps never
-    /// fail or count a session twice: each batch counts what it deleted.
-    /// The sessions a reap removes (`s`, last seen before `?`): never transferred, and with no
-    /// generation still reserved, whose token must be given back to the session first.
-    static let reapable = """
-        s.transferred_to IS NULL AND s.last_seen_at < ?
-          AND NOT EXISTS (SELECT 1 FROM generations g WHERE g.status = 'reserved' AND g.payer_id = s.id AND g.payer_kind = 'session')
-        """
-
+    /// fail or count a session twice: each batch counts what it deleted. Sessions with a
+    /// generation still reserved are spared: its token must be given back to the session first.
     public func reapAnonymousSessions(
         lastSeenBefore cutoff: Date,
         batch: Int,
@@ -192,11 +114,8 @@ extension AppDatabase {
         pause: Duration = .zero,
         busyRetries: Int = 8
     ) async throws -> ReapResult {
-        let cutoffText = SQLTimestamp.string(cutoff)
         if dryRun {
-            let count = try await writer.read { db in
-                try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM anonymous_sessions s WHERE \(Self.reapable)", arguments: [cutoffText]) ?? 0
-            }
+            let count = try await read { tx in try tx.sessions.reapableCount(lastSeenBefore: cutoff) }
             return ReapResult(removed: count, batches: 0, cutoff: cutoff, dryRun: true)
         }
         var removed = 0
@@ -206,19 +125,9 @@ extension AppDatabase {
             let started = ContinuousClock.now
             let deleted: Int
             do {
-                deleted = try await writeInGroupCommit { db -> Int in
-                    // Oldest first, along the last_seen_at index: fewer pages touched per batch.
-                    try db.execute(
-                        sql: """
-                            DELETE FROM anonymous_sessions WHERE id IN (
-                                SELECT id FROM anonymous_sessions s WHERE \(Self.reapable) ORDER BY last_seen_at LIMIT ?)
-                            """,
-                        arguments: [cutoffText, batch]
-                    )
-                    return db.changesCount
-                }
+                deleted = try await write { tx in try tx.sessions.reap(lastSeenBefore: cutoff, batch: batch) }
                 refusals = 0
-            } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED {
+            } catch  where StorageError.classify(error) == .busy {
                 refusals += 1
                 guard refusals <= busyRetries else {
                     throw ReapInterrupted(result: ReapResult(removed: removed, batches: batches, cutoff: cutoff, dryRun: false), reason: "\(error)")
@@ -235,31 +144,7 @@ extension AppDatabase {
     }
 
     public func stats(staleAfter: TimeInterval) async throws -> SystemStats {
-        try await writer.read { db in
-            let staleCutoff = SQLTimestamp.string(Date().addingTimeInterval(-staleAfter))
-            var webhooks: [String: Int] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT status, COUNT(*) AS n FROM webhook_events GROUP BY status") {
-                webhooks[row["status"]] = row["n"]
-            }
-            return SystemStats(
-                customers: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM customers WHERE deleted_at IS NULL") ?? 0,
-                deletedCustomers: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM customers WHERE deleted_at IS NOT NULL") ?? 0,
-                anonymousSessions: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM anonymous_sessions") ?? 0,
-                staleAnonymousSessions: try Int.fetchOne(
-                    db,
-                    sql: "SELECT COUNT(*) FROM anonymous_sessions WHERE transferred_to IS NULL AND last_seen_at < ?",
-                    arguments: [staleCutoff]
-                ) ?? 0,
-                tokensOutstanding: try Int.fetchOne(db, sql: "SELECT COALESCE(SUM(tokens), 0) FROM balances") ?? 0,
-                anonymousTokensOutstanding: try Int.fetchOne(
-                    db,
-                    sql: "SELECT COALESCE(SUM(granted - used), 0) FROM anonymous_sessions WHERE transferred_to IS NULL"
-                ) ?? 0,
-                webhookEvents: webhooks,
-                outboxDepth: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM stripe_outbox") ?? 0,
-                ledgerEntries: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries") ?? 0
-            )
-        }
+        try await read { tx in try tx.queries.stats(staleBefore: Date().addingTimeInterval(-staleAfter)) }
     }
 }
 

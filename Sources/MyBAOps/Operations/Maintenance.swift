@@ -1,6 +1,5 @@
 import Crypto
 import Foundation
-import GRDB
 
 #if canImport(Glibc)
 import Glibc
@@ -93,7 +92,7 @@ public struct DatabaseStatus: Codable, Equatable, Sendable {
 
 extension AppDatabase {
     /// The last migration this build knows.
-    static var latestMigration: String { migrator.migrations.last ?? "" }
+    static var latestMigration: String { migrationNames.last ?? "" }
 
     /// An online, consistent copy while servers write (SQLite's backup API, a step of pages at a
     /// time so writers wait only briefly), written under a temporary name, checked (integrity,
@@ -105,13 +104,7 @@ extension AppDatabase {
         let partial = path + ".partial-\(getpid())"
         defer { try? fileManager.removeItem(atPath: partial) }
         do {
-            let destination = try DatabaseQueue(path: partial)
-            try writer.backup(to: destination, pagesPerStep: 256) { step in
-                progress(step.completedPageCount, step.totalPageCount)
-            }
-            // The copy keeps the source's WAL mode: back to a single self-contained file.
-            try destination.writeWithoutTransaction { try $0.execute(sql: "PRAGMA journal_mode = DELETE") }
-            try destination.close()
+            try copyPages(to: partial, progress: progress)
             let manifest = try Self.inspectBackup(at: partial, source: self.path)
             try fileManager.moveItem(atPath: partial, toPath: path)
             let data = try JSONEncoder.pretty.encode(manifest)
@@ -126,51 +119,21 @@ extension AppDatabase {
         }
     }
 
-    /// The newest migration applied, in the migrator's order (identifiers of one day do not sort
-    /// by when they shipped). One this code does not know (a newer build's) comes last.
-    static func schemaVersion(in db: Database) throws -> String? {
-        let applied = try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations ORDER BY rowid")
-        let known = Set(migrator.migrations)
-        if let unknown = applied.last(where: { !known.contains($0) }) { return unknown }
-        let appliedSet = Set(applied)
-        return migrator.migrations.last { appliedSet.contains($0) }
-    }
-
     /// Checks a backup file (integrity, MyBA's, its schema) and describes it.
     public static func inspectBackup(at path: String, source: String? = nil) throws -> BackupManifest {
         guard FileManager.default.fileExists(atPath: path) else { throw MaintenanceError.notABackup(path, why: "no such file") }
-        var configuration = Configuration()
-        configuration.readonly = true
-        let queue: DatabaseQueue
-        do {
-            queue = try DatabaseQueue(path: path, configuration: configuration)
-        } catch {
-            throw MaintenanceError.notABackup(path, why: "\(error)")
-        }
-        defer { try? queue.close() }
-        let facts: (String, String?, Int, Int64)
-        do {
-            facts = try queue.read { db in
-                let integrity = try String.fetchAll(db, sql: "PRAGMA integrity_check").joined(separator: "; ")
-                let version = try db.tableExists("grdb_migrations") ? try Self.schemaVersion(in: db) : nil
-                let entries = try db.tableExists("ledger_entries") ? try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries") ?? 0 : 0
-                let last = try db.tableExists("ledger_entries") ? try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM ledger_entries") ?? 0 : 0
-                return (integrity, version, entries, last)
-            }
-        } catch {
-            throw MaintenanceError.notABackup(path, why: "\(error)")
-        }
-        guard facts.0 == "ok" else { throw MaintenanceError.notABackup(path, why: "integrity check: \(facts.0.prefix(300))") }
-        guard let version = facts.1, migrator.migrations.contains(version) else {
-            throw MaintenanceError.notABackup(path, why: "no MyBA schema this build knows (\(facts.1 ?? "none"))")
+        let facts = try MaintenanceStore.backupFacts(at: path)
+        guard facts.integrity == "ok" else { throw MaintenanceError.notABackup(path, why: "integrity check: \(facts.integrity.prefix(300))") }
+        guard let version = facts.schemaVersion, migrationNames.contains(version) else {
+            throw MaintenanceError.notABackup(path, why: "no MyBA schema this build knows (\(facts.schemaVersion ?? "none"))")
         }
         let data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
         return BackupManifest(
             createdAt: Timestamps.timestamp(Date()),
             source: source ?? path,
             schemaVersion: version,
-            ledgerEntries: facts.2,
-            lastEntryId: facts.3,
+            ledgerEntries: facts.entries,
+            lastEntryId: facts.lastEntryId,
             bytes: data.count,
             sha256: SHA256.hash(data: data).lowercaseHex
         )
@@ -179,47 +142,23 @@ extension AppDatabase {
     /// `PRAGMA integrity_check`, foreign keys, `ledger verify`, and the inbox and generation
     /// invariants; empty when all is well.
     public func check(reservationDeadlineSeconds: Double) async throws -> [CheckProblem] {
-        var problems = try await writer.read { db -> [CheckProblem] in
-            var problems: [CheckProblem] = []
-            do {
-                for line in try String.fetchAll(db, sql: "PRAGMA integrity_check") where line != "ok" {
-                    problems.append(CheckProblem(check: "integrity", detail: line))
-                }
-            } catch let error as DatabaseError where error.resultCode == .SQLITE_CORRUPT || error.resultCode == .SQLITE_NOTADB {
-                // Damage bad enough that the check itself cannot walk the file.
-                problems.append(CheckProblem(check: "integrity", detail: error.message ?? "database disk image is malformed"))
-                return problems
-            }
-            for row in try Row.fetchAll(db, sql: "PRAGMA foreign_key_check") {
-                problems.append(
-                    CheckProblem(
-                        check: "foreign_key",
-                        detail: "\(row[0] as String? ?? "?") row \(row[1] as Int64? ?? 0) → \(row[2] as String? ?? "?")"
-                    )
-                )
+        var problems = try await read { tx -> [CheckProblem] in
+            let integrity = try tx.maintenance.integrityProblems()
+            var problems = integrity.lines.map { CheckProblem(check: "integrity", detail: $0) }
+            // Damage bad enough that the check itself cannot walk the file.
+            if integrity.unreadable { return problems }
+            for detail in try tx.maintenance.foreignKeyViolations() {
+                problems.append(CheckProblem(check: "foreign_key", detail: detail))
             }
             // A purchase event marked processed must have posted (or found) its grant.
-            for eventId in try String.fetchAll(
-                db,
-                sql: """
-                    SELECT event_id FROM webhook_events e WHERE source = 'stripe' AND status = 'processed'
-                      AND type IN ('checkout.session.completed', 'checkout.session.async_payment_succeeded')
-                      AND NOT EXISTS (SELECT 1 FROM webhook_event_entries x WHERE x.source = e.source AND x.event_id = e.event_id)
-                      AND outcome NOT LIKE '%already granted%'
-                    """
-            ) {
+            for eventId in try tx.inbox.processedPurchasesWithoutEntry() {
                 problems.append(CheckProblem(check: "webhook_without_entry", detail: "\(eventId) is processed but posted no purchase"))
             }
-            let cutoff = SQLTimestamp.string(Date().addingTimeInterval(-reservationDeadlineSeconds))
-            for row in try Row.fetchAll(
-                db,
-                sql: "SELECT idempotency_key, updated_at FROM generations WHERE status = 'reserved' AND updated_at < ?",
-                arguments: [cutoff]
-            ) {
+            for reservation in try tx.generations.staleReservations(before: Date().addingTimeInterval(-reservationDeadlineSeconds)) {
                 problems.append(
                     CheckProblem(
                         check: "stale_reservation",
-                        detail: "generation reserved since \(row[1] as String? ?? "?") (past its deadline; the server's sweep releases it)"
+                        detail: "generation reserved since \(reservation.updatedAt ?? "?") (past its deadline; the server's sweep releases it)"
                     )
                 )
             }
@@ -235,62 +174,41 @@ extension AppDatabase {
     /// The schema, sizes, row counts and oldest pending work.
     public func status() async throws -> DatabaseStatus {
         let path = self.path
-        let applied = try await writer.read { db in try Self.migrator.appliedIdentifiers(db) }
+        let applied = try await read { tx in try tx.maintenance.appliedMigrations() }
         @Sendable func size(_ path: String) -> Int { (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0 }
-        return try await writer.read { db in
-            var rows: [String: Int] = [:]
-            for table in try String.fetchAll(
-                db,
-                sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
-            ) {
-                rows[table] = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \"\(table)\"") ?? 0
-            }
-            return DatabaseStatus(
+        return try await read { tx in
+            DatabaseStatus(
                 path: path,
-                migrationsApplied: Self.migrator.migrations.filter { applied.contains($0) },
-                migrationsPending: Self.migrator.migrations.filter { !applied.contains($0) },
+                migrationsApplied: Self.migrationNames.filter { applied.contains($0) },
+                migrationsPending: Self.migrationNames.filter { !applied.contains($0) },
                 fileBytes: size(path),
                 walBytes: size(path + "-wal"),
-                rows: rows,
-                oldestPendingWebhook: try String.fetchOne(
-                    db,
-                    sql: "SELECT MIN(received_at) FROM webhook_events WHERE status IN ('received', 'failed')"
-                ),
-                oldestOutboxRow: try String.fetchOne(db, sql: "SELECT MIN(pending_since) FROM stripe_outbox"),
-                oldestReservation: try String.fetchOne(db, sql: "SELECT MIN(updated_at) FROM generations WHERE status = 'reserved'")
+                rows: try tx.maintenance.rowCounts(),
+                oldestPendingWebhook: try tx.inbox.oldestPendingText(),
+                oldestOutboxRow: try tx.outbox.oldestPendingSinceText(),
+                oldestReservation: try tx.generations.oldestReservationText()
             )
         }
     }
 
     /// How many processed or ignored events received before `cutoff` still keep their body.
     public func prunableWebhooks(before cutoff: Date) async throws -> Int {
-        try await writer.read { db in
-            try Int.fetchOne(
-                db,
-                sql: "SELECT COUNT(*) FROM webhook_events WHERE status IN ('processed', 'ignored') AND received_at < ? AND body != ''",
-                arguments: [SQLTimestamp.string(cutoff)]
-            ) ?? 0
-        }
+        try await read { tx in try tx.inbox.prunableCount(before: cutoff) }
     }
 
     /// Drops the bodies and headers (emails, addresses) of processed and ignored events received
     /// before `cutoff`; their ids and outcomes stay, so a redelivery is still recognised. Failed
     /// and unprocessed events are kept whole. Audited with the count.
     public func pruneWebhooks(before cutoff: Date, by context: OperatorContext) async throws -> Int {
-        try await writeInGroupCommit { db in
-            try db.execute(
-                sql:
-                    "UPDATE webhook_events SET body = '', headers = '{}' WHERE status IN ('processed', 'ignored') AND received_at < ? AND body != ''",
-                arguments: [SQLTimestamp.string(cutoff)]
-            )
-            let pruned = db.changesCount
+        try await write { tx in
+            let pruned = try tx.inbox.prune(before: cutoff)
             try Self.insertAudit(
                 context: context,
                 userId: nil,
                 entryIds: [],
                 idempotencyKey: nil,
                 outcome: "pruned the bodies of \(pruned) webhook events received before \(Timestamps.timestamp(cutoff))",
-                in: db
+                in: tx
             )
             return pruned
         }
@@ -311,14 +229,14 @@ extension AppDatabase {
         }
         try fileManager.moveItem(atPath: partial, toPath: path)
         let restored = try openFile(at: path, options: .init(createIfMissing: false))
-        try restored.writer.write { db in
+        try restored.writeAlone { tx in
             try insertAudit(
                 context: context,
                 userId: nil,
                 entryIds: [],
                 idempotencyKey: nil,
                 outcome: "restored from \(backup); the file before is at \(aside)",
-                in: db
+                in: tx
             )
         }
         return aside
@@ -347,29 +265,18 @@ extension AppDatabase {
     /// ids and the audit rows themselves stay, so balances still verify and what was done stays
     /// known; the Stripe customer is left to Stripe's own deletion. One transaction, audited.
     public func forgetCustomer(userId: String, dryRun: Bool, by context: OperatorContext) async throws -> ForgetReport {
-        let work: @Sendable (Database) throws -> ForgetReport = { db in
-            guard let customer = try Customer.fetchOne(db, key: userId) else { throw LedgerError.unknownCustomer(userId: userId) }
+        let work: @Sendable (StorageTransaction) throws -> ForgetReport = { tx in
+            guard let customer = try tx.ledger.customer(userId: userId) else { throw LedgerError.unknownCustomer(userId: userId) }
             var needles = [userId]
             if let email = customer.email, !email.isEmpty { needles.append(email) }
-            let matching = needles.map { _ in "instr(body, ?) > 0 OR instr(headers, ?) > 0" }.joined(separator: " OR ")
-            let arguments = StatementArguments(needles.flatMap { [$0, $0] })
-            let bodies =
-                try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM webhook_events WHERE body != '' AND (\(matching))", arguments: arguments) ?? 0
+            let bodies = try tx.inbox.countNaming(needles)
             let email = customer.email
-            let auditLines =
-                try email.map {
-                    try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM audit_log WHERE instr(command, ?) > 0", arguments: [$0]) ?? 0
-                } ?? 0
+            let auditLines = try email.map { try tx.audit.commandCount(containing: $0) } ?? 0
             let report = ForgetReport(userId: userId, emailRemoved: email != nil, webhookBodiesRemoved: bodies, auditCommandLinesScrubbed: auditLines)
             guard !dryRun else { return report }
-            try db.execute(sql: "UPDATE customers SET email = NULL WHERE user_id = ?", arguments: [userId])
-            try db.execute(sql: "UPDATE webhook_events SET body = '', headers = '{}' WHERE body != '' AND (\(matching))", arguments: arguments)
-            if let email {
-                try db.execute(
-                    sql: "UPDATE audit_log SET command = replace(command, ?, '[forgotten]') WHERE instr(command, ?) > 0",
-                    arguments: [email, email]
-                )
-            }
+            try tx.ledger.clearEmail(userId: userId)
+            try tx.inbox.scrubNaming(needles)
+            if let email { try tx.audit.scrubCommands(email) }
             try Self.insertAudit(
                 context: OperatorContext(
                     operatorName: context.operatorName,
@@ -380,10 +287,10 @@ extension AppDatabase {
                 entryIds: [],
                 idempotencyKey: nil,
                 outcome: "forgot \(userId): email removed, \(bodies) webhook bodies removed, \(auditLines) audit command lines scrubbed",
-                in: db
+                in: tx
             )
             return report
         }
-        return dryRun ? try await writer.read(work) : try await writeInGroupCommit(work)
+        return dryRun ? try await read(work) : try await write(work)
     }
 }

@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 
 /// Who runs a console mutation and how it was typed (secrets already masked).
 public struct OperatorContext: Sendable {
@@ -58,8 +57,8 @@ extension AppDatabase {
     /// The plan of posting `posting`: the balance before and after, without writing anything.
     public func plan(_ posting: LedgerPosting, stripeCalls: [String] = []) async throws -> MutationPlan {
         try Self.validate(posting)
-        return try await writer.read { db in
-            guard let current = try LedgerStatements.balance(userId: posting.userId, in: db) else {
+        return try await read { tx in
+            guard let current = try tx.ledger.balance(userId: posting.userId) else {
                 throw LedgerError.unknownCustomer(userId: posting.userId)
             }
             let effect = posting.kind.effect(delta: posting.delta, at: Date(), opening: posting.opening)
@@ -81,15 +80,15 @@ extension AppDatabase {
     /// Posts an operator's entry and its audit row in one transaction.
     public func postAsOperator(_ posting: LedgerPosting, by context: OperatorContext) async throws -> PostingResult {
         try Self.validate(posting)
-        return try await writeInGroupCommit { db in
-            let result = try Self.post(posting, now: Date(), in: db)
+        return try await write { tx in
+            let result = try Self.post(posting, now: Date(), in: tx)
             try Self.insertAudit(
                 context: context,
                 userId: posting.userId,
                 entryIds: result.entry.id.map { [$0] } ?? [],
                 idempotencyKey: posting.idempotencyKey,
                 outcome: result.replayed ? "replayed: entry existed, nothing changed" : "posted \(posting.kind.rawValue) \(posting.delta)",
-                in: db
+                in: tx
             )
             return result
         }
@@ -99,23 +98,23 @@ extension AppDatabase {
     /// `charge.refunded` webhook uses (same key), and its audit row, in one transaction.
     public func applyOperatorRefund(paymentId: String, snapshot: RefundSnapshot, by context: OperatorContext) async throws -> RefundOutcome {
         let amountRefunded = snapshot.amountRefunded
-        return try await writeInGroupCommit { db in
+        return try await write { tx in
             let outcome = try Self.applyRefund(
                 paymentId: paymentId,
                 snapshot: snapshot,
                 actor: "operator:\(context.operatorName)",
                 requestId: nil,
                 now: Date(),
-                in: db
+                in: tx
             )
-            let payment = try Self.fetchPayment(id: paymentId, in: db)
+            let payment = try tx.payments.payment(id: paymentId)
             try Self.insertAudit(
                 context: context,
                 userId: payment?.userId,
                 entryIds: outcome.entry?.id.map { [$0] } ?? [],
                 idempotencyKey: outcome.entry?.idempotencyKey,
                 outcome: "refunded to \(amountRefunded) cumulative; took \(outcome.taken) tokens, shortfall \(outcome.shortfall)",
-                in: db
+                in: tx
             )
             return outcome
         }
@@ -123,8 +122,8 @@ extension AppDatabase {
 
     /// Records a console action that changed no ledger entry (or failed).
     public func recordAudit(_ context: OperatorContext, userId: String?, outcome: String) async throws {
-        try await writeInGroupCommit { db in
-            try Self.insertAudit(context: context, userId: userId, entryIds: [], idempotencyKey: nil, outcome: outcome, in: db)
+        try await write { tx in
+            try Self.insertAudit(context: context, userId: userId, entryIds: [], idempotencyKey: nil, outcome: outcome, in: tx)
         }
     }
 
@@ -134,46 +133,12 @@ extension AppDatabase {
         entryIds: [Int64],
         idempotencyKey: String?,
         outcome: String,
-        in db: Database
+        in tx: StorageTransaction
     ) throws {
-        try db.execute(
-            sql: """
-                INSERT INTO audit_log (at, operator, command, reason, user_id, entry_ids, idempotency_key, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                """,
-            arguments: [
-                SQLTimestamp.string(Date()), context.operatorName, context.commandLine, context.reason, userId,
-                entryIds.map(String.init).joined(separator: ","), idempotencyKey, outcome,
-            ]
-        )
+        try tx.audit.insert(context: context, userId: userId, entryIds: entryIds, idempotencyKey: idempotencyKey, outcome: outcome)
     }
 
     public func auditRecords(limit: Int, userId: String? = nil, operatorName: String? = nil) async throws -> [AuditRecord] {
-        try await writer.read { db in
-            var sql = "SELECT * FROM audit_log WHERE 1 = 1"
-            var arguments: StatementArguments = []
-            if let userId {
-                sql += " AND user_id = ?"
-                arguments += [userId]
-            }
-            if let operatorName {
-                sql += " AND operator = ?"
-                arguments += [operatorName]
-            }
-            sql += " ORDER BY id DESC LIMIT ?"
-            arguments += [limit]
-            return try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
-                AuditRecord(
-                    id: row["id"],
-                    at: row.timestamp("at") ?? Date(timeIntervalSince1970: 0),
-                    operatorName: row["operator"],
-                    command: row["command"],
-                    reason: row["reason"],
-                    userId: row["user_id"],
-                    entryIds: ((row["entry_ids"] as String?) ?? "").split(separator: ",").compactMap { Int64($0) },
-                    idempotencyKey: row["idempotency_key"],
-                    outcome: row["outcome"]
-                )
-            }
-        }
+        try await read { tx in try tx.audit.records(limit: limit, userId: userId, operatorName: operatorName) }
     }
 }

@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 
 /// One moment in a request's or a customer's history, from any of the sources.
 public struct TimelineItem: Codable, Equatable, Sendable {
@@ -20,13 +19,13 @@ public struct TimelineItem: Codable, Equatable, Sendable {
 extension AppDatabase {
     /// Ledger entries, webhook deliveries and audit rows of a request or a customer, in time order.
     public func timelineRecords(requestId: String?, userId: String?, since: Date?) async throws -> [TimelineItem] {
-        try await writer.read { db in
+        try await read { tx in
             var items: [TimelineItem] = []
             var entries: [LedgerEntry] = []
             if let requestId {
-                entries += try LedgerEntry.fetchAll(db, sql: "SELECT * FROM ledger_entries WHERE request_id = ?", arguments: [requestId])
+                entries += try tx.queries.entries(requestId: requestId)
             }
-            if let userId { entries += try LedgerEntry.fetchAll(db, sql: "SELECT * FROM ledger_entries WHERE user_id = ?", arguments: [userId]) }
+            if let userId { entries += try tx.queries.entries(userId: userId) }
             for entry in entries {
                 let delta = entry.delta > 0 ? "+\(entry.delta)" : String(entry.delta)
                 items.append(
@@ -41,15 +40,14 @@ extension AppDatabase {
             }
             var webhookKeys: [(String, String)] = []
             if let requestId {
-                webhookKeys += try Row.fetchAll(db, sql: "SELECT source, event_id FROM webhook_events WHERE request_id = ?", arguments: [requestId])
-                    .map { ($0["source"], $0["event_id"]) }
+                webhookKeys += try tx.inbox.keys(requestId: requestId)
             }
             if let userId {
-                webhookKeys += try Self.webhookKeys(namingUser: userId, limit: 10_000, in: db).map { ($0.source.rawValue, $0.eventId) }
+                webhookKeys += try tx.queries.webhookKeys(namingUser: userId, limit: 10_000).map { ($0.source.rawValue, $0.eventId) }
             }
             for (source, eventId) in webhookKeys {
                 guard let webhookSource = WebhookSource(rawValue: source),
-                    let event = try Self.fetchWebhook(source: webhookSource, eventId: eventId, in: db)
+                    let event = try tx.inbox.event(source: webhookSource, eventId: eventId)
                 else { continue }
                 items.append(
                     TimelineItem(
@@ -91,12 +89,12 @@ extension AppDatabase {
                 }
             }
             if let userId {
-                for row in try Row.fetchAll(db, sql: "SELECT * FROM audit_log WHERE user_id = ?", arguments: [userId]) {
+                for record in try tx.audit.records(userId: userId) {
                     items.append(
                         TimelineItem(
-                            at: row.timestamp("at") ?? Date(timeIntervalSince1970: 0),
+                            at: record.at,
                             source: "audit",
-                            summary: "\(row["operator"] as String): \(row["outcome"] as String) (reason: \((row["reason"] as String?) ?? "-"))",
+                            summary: "\(record.operatorName): \(record.outcome) (reason: \(record.reason ?? "-"))",
                             requestId: nil
                         )
                     )

@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 
 /// The plan catalog in force, with the version that identifies it.
 ///
@@ -45,31 +44,12 @@ extension PlanCatalog {
 extension AppDatabase {
     /// The catalog in force now.
     public func installedPlans() async throws -> InstalledPlans {
-        try await writer.read { db in try Self.installedPlans(in: db) }
+        try await read { tx in try tx.plans.installed() }
     }
 
     /// Every catalog installed, newest first (the built-in one is not listed).
     public func planHistory(limit: Int) async throws -> [InstalledPlans] {
-        try await writer.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM plan_catalogs ORDER BY version DESC LIMIT ?", arguments: [limit]).map(Self.installedPlans(row:))
-        }
-    }
-
-    static func installedPlans(in db: Database) throws -> InstalledPlans {
-        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM plan_catalogs ORDER BY version DESC LIMIT 1") else { return .builtIn }
-        return try installedPlans(row: row)
-    }
-
-    private static func installedPlans(row: Row) throws -> InstalledPlans {
-        let text: String = row["catalog"]
-        let catalog = try JSONDecoder().decode(PlanCatalog.self, from: Data(text.utf8))
-        return InstalledPlans(
-            version: row["version"],
-            catalog: catalog,
-            source: row["source"],
-            installedAt: row["installed_at"] as Date?,
-            installedBy: row["installed_by"]
-        )
+        try await read { tx in try tx.plans.history(limit: limit) }
     }
 
     /// Installs the server's `MYBA_PLANS_FILE` catalog when the file changed since the server
@@ -77,27 +57,25 @@ extension AppDatabase {
     /// operator set since, and an edited file takes over at the next start.
     public func adoptPlansFile(_ catalog: PlanCatalog, path: String) async throws -> PlansFileAdoption {
         let text = catalog.canonicalJSON
-        return try await writeInGroupCommit { db in
-            let lastFromFile = try Row.fetchOne(db, sql: "SELECT * FROM plan_catalogs WHERE source LIKE 'file:%' ORDER BY version DESC LIMIT 1")
+        return try await write { tx in
             // Compared as catalogs, not as text: a later build writing the same catalog another
             // way must not count as an edited file and undo an operator's `plans set`.
-            if let lastFromFile, (try? Self.installedPlans(row: lastFromFile))?.catalog == catalog {
-                return .unchanged(current: try Self.installedPlans(in: db))
+            if try tx.plans.lastCatalogFromFile() == catalog {
+                return .unchanged(current: try tx.plans.installed())
             }
-            return .installed(try Self.insertPlans(text, source: "file:\(path)", by: "server", reason: nil, in: db))
+            return .installed(try tx.plans.insert(text, source: "file:\(path)", by: "server", reason: nil))
         }
     }
 
     /// An operator's new catalog (`plans set`), audited in the same transaction.
     public func installPlans(_ catalog: PlanCatalog, by context: OperatorContext) async throws -> InstalledPlans {
         if let problem = catalog.problems.first { throw PlanCatalogError(path: "given", problem: problem) }
-        return try await writeInGroupCommit { db in
-            let installed = try Self.insertPlans(
+        return try await write { tx in
+            let installed = try tx.plans.insert(
                 catalog.canonicalJSON,
                 source: "console",
                 by: "operator:\(context.operatorName)",
-                reason: context.reason,
-                in: db
+                reason: context.reason
             )
             try Self.insertAudit(
                 context: context,
@@ -105,17 +83,9 @@ extension AppDatabase {
                 entryIds: [],
                 idempotencyKey: nil,
                 outcome: "installed plan catalog \(installed.label)",
-                in: db
+                in: tx
             )
             return installed
         }
-    }
-
-    private static func insertPlans(_ text: String, source: String, by actor: String, reason: String?, in db: Database) throws -> InstalledPlans {
-        try db.execute(
-            sql: "INSERT INTO plan_catalogs (catalog, source, installed_by, reason, installed_at) VALUES (?, ?, ?, ?, ?)",
-            arguments: [text, source, actor, reason, SQLTimestamp.string(Date())]
-        )
-        return try installedPlans(in: db)
     }
 }

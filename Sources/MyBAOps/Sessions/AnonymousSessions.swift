@@ -1,6 +1,5 @@
 import Crypto
 import Foundation
-import GRDB
 
 /// An anonymous visitor's session and its free tokens.
 public struct AnonymousSession: Equatable, Sendable {
@@ -77,45 +76,29 @@ extension AppDatabase {
         let fingerprintHash = Self.saltedHash("fingerprint", fingerprint, secret: settings.fingerprintSecret)
         // IPv6 clients count by their /64: one subscriber holds a whole /64.
         let addressHash = Self.saltedHash("address", ClientAddress.limitKey(clientAddress), secret: settings.fingerprintSecret)
-        return try await writeInGroupCommit { db in
+        return try await write { tx in
             let now = Date().truncatedToMilliseconds
-            if var existing = try Self.fetchSessions(db, sql: "SELECT * FROM anonymous_sessions WHERE fingerprint_hash = ?", [fingerprintHash]).first
-            {
-                try db.execute(
-                    sql: "UPDATE anonymous_sessions SET last_seen_at = ? WHERE id = ?",
-                    arguments: [SQLTimestamp.string(now), existing.id]
-                )
+            if var existing = try tx.sessions.session(fingerprintHash: fingerprintHash) {
+                try tx.sessions.touch(id: existing.id, at: now)
                 existing.lastSeenAt = now
                 return AnonymousSessionStart(session: existing, created: false)
             }
             // The address index walks the hour oldest first and stops at the limit: the check
             // costs the same however many sessions one address made (a raised limit, a farm).
-            let recent = try String.fetchAll(
-                db,
-                sql: """
-                    SELECT created_at FROM anonymous_sessions WHERE client_address_hash = ? AND created_at > ? ORDER BY created_at LIMIT ?
-                    """,
-                arguments: [addressHash, HourlyWindow.start(now), settings.sessionsPerHour]
-            )
+            let recent = try tx.sessions.creationTimes(addressHash: addressHash, since: HourlyWindow.start(now), limit: settings.sessionsPerHour)
             if let retryAfter = HourlyWindow.retryAfter(oldestFirst: recent, limit: settings.sessionsPerHour, now: now) {
                 throw AnonymousSessionError.rateLimited(retryAfterSeconds: retryAfter)
             }
             let session = AnonymousSession(id: Self.newSessionId(), granted: settings.freeTokens, used: 0, createdAt: now, lastSeenAt: now)
-            try db.execute(
-                sql: """
-                    INSERT INTO anonymous_sessions (id, fingerprint_hash, client_address_hash, granted, used, created_at, last_seen_at)
-                    VALUES (?, ?, ?, ?, 0, ?, ?)
-                    """,
-                arguments: [session.id, fingerprintHash, addressHash, session.granted, SQLTimestamp.string(now), SQLTimestamp.string(now)]
-            )
+            try tx.sessions.insert(session, fingerprintHash: fingerprintHash, addressHash: addressHash)
             let granted = session.granted
-            db.afterCommit { MyBAMetrics.recordCommittedSession(granted: granted) }
+            tx.afterCommit { MyBAMetrics.recordCommittedSession(granted: granted) }
             return AnonymousSessionStart(session: session, created: true)
         }
     }
 
     public func anonymousSession(id: String) async throws -> AnonymousSession? {
-        try await writer.read { db in try Self.fetchSession(id: id, in: db) }
+        try await read { tx in try tx.sessions.session(id: id) }
     }
 
     /// Moves what the session has left to `userId`'s account, once: the session is marked
@@ -133,26 +116,21 @@ extension AppDatabase {
         requestId: String?
     ) async throws -> TransferResult {
         try Self.validateUserId(userId)
-        return try await writeInGroupCommit { db in
+        return try await write { tx in
             let now = Date().truncatedToMilliseconds
-            guard let session = try Self.fetchSession(id: sessionId, in: db) else {
+            guard let session = try tx.sessions.session(id: sessionId) else {
                 throw AnonymousSessionError.sessionNotFound(sessionId)
             }
-            try Self.openAccount(userId: userId, email: nil, actor: actor, requestId: requestId, now: now, in: db)
-            let received = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM anonymous_sessions WHERE transferred_to = ?", arguments: [userId]) ?? 0
+            try Self.openAccount(userId: userId, email: nil, actor: actor, requestId: requestId, now: now, in: tx)
+            let received = try tx.sessions.transferCount(to: userId)
             guard session.transferredTo == nil else {
-                let balance = try LedgerStatements.balance(userId: userId, in: db) ?? .empty(userId: userId, at: now)
+                let balance = try tx.ledger.balance(userId: userId) ?? .empty(userId: userId, at: now)
                 return TransferResult(transferred: 0, balance: balance, transfersLeft: max(limit - received, 0))
             }
             guard received < limit else { throw AnonymousSessionError.transferLimitReached(limit: limit) }
             let transfersLeft = limit - received - 1
             let remaining = session.remaining
-            try db.execute(
-                sql: """
-                    UPDATE anonymous_sessions SET transferred_to = ?, transferred_at = ?, transferred_tokens = ?, last_seen_at = ? WHERE id = ?
-                    """,
-                arguments: [userId, SQLTimestamp.string(now), remaining, SQLTimestamp.string(now), sessionId]
-            )
+            try tx.sessions.markTransferred(id: sessionId, to: userId, tokens: remaining, at: now)
             if remaining > 0 {
                 let posting = LedgerPosting(
                     userId: userId,
@@ -164,10 +142,10 @@ extension AppDatabase {
                     reason: "anonymous session tokens",
                     requestId: requestId
                 )
-                let result = try Self.post(posting, now: now, in: db)
+                let result = try Self.post(posting, now: now, in: tx)
                 return TransferResult(transferred: remaining, balance: result.balance, transfersLeft: transfersLeft)
             }
-            let balance = try LedgerStatements.balance(userId: userId, in: db) ?? .empty(userId: userId, at: now)
+            let balance = try tx.ledger.balance(userId: userId) ?? .empty(userId: userId, at: now)
             return TransferResult(transferred: 0, balance: balance, transfersLeft: transfersLeft)
         }
     }
@@ -180,14 +158,14 @@ extension AppDatabase {
         idempotencyKey: String,
         requestId: String?
     ) async throws -> AnonymousSession {
-        try await writeInGroupCommit { db in
+        try await write { tx in
             try Self.chargeSession(
                 sessionId: sessionId,
                 amount: amount,
                 idempotencyKey: idempotencyKey,
                 requestId: requestId,
                 now: Date().truncatedToMilliseconds,
-                in: db
+                in: tx
             )
         }
     }
@@ -198,17 +176,13 @@ extension AppDatabase {
         idempotencyKey: String,
         requestId: String?,
         now: Date,
-        in db: Database
+        in tx: StorageTransaction
     ) throws -> AnonymousSession {
-        guard var session = try fetchSession(id: sessionId, in: db) else {
+        guard var session = try tx.sessions.session(id: sessionId) else {
             throw AnonymousSessionError.sessionNotFound(sessionId)
         }
-        if let existing = try Row.fetchOne(
-            db,
-            sql: "SELECT session_id, amount FROM anonymous_charges WHERE idempotency_key = ?",
-            arguments: [idempotencyKey]
-        ) {
-            guard existing["session_id"] as String == sessionId, existing["amount"] as Int == amount else {
+        if let existing = try tx.sessions.charge(idempotencyKey: idempotencyKey) {
+            guard existing.sessionId == sessionId, existing.amount == amount else {
                 throw AnonymousSessionError.idempotencyKeyReused(idempotencyKey)
             }
             return session
@@ -217,44 +191,34 @@ extension AppDatabase {
         guard session.remaining >= amount else {
             throw AnonymousSessionError.insufficientTokens(sessionId: sessionId, remaining: session.remaining)
         }
-        try db.execute(
-            sql: "INSERT INTO anonymous_charges (session_id, amount, idempotency_key, request_id, created_at) VALUES (?, ?, ?, ?, ?)",
-            arguments: [sessionId, amount, idempotencyKey, requestId, SQLTimestamp.string(now)]
-        )
-        db.afterCommit { MyBAMetrics.recordCommittedSessionCharge(amount: amount) }
-        try db.execute(
-            sql: "UPDATE anonymous_sessions SET used = used + ?, last_seen_at = ? WHERE id = ?",
-            arguments: [amount, SQLTimestamp.string(now), sessionId]
-        )
+        try tx.sessions.insertCharge(sessionId: sessionId, amount: amount, idempotencyKey: idempotencyKey, requestId: requestId, at: now)
+        tx.afterCommit { MyBAMetrics.recordCommittedSessionCharge(amount: amount) }
+        try tx.sessions.addUsed(amount, sessionId: sessionId, at: now)
         session.used += amount
         session.lastSeenAt = now
         return session
     }
 
-    static func releaseSessionCharge(sessionId: String, chargeKey: String, requestId: String?, now: Date, in db: Database) throws -> AnonymousSession
-    {
-        guard var session = try fetchSession(id: sessionId, in: db) else {
+    static func releaseSessionCharge(
+        sessionId: String,
+        chargeKey: String,
+        requestId: String?,
+        now: Date,
+        in tx: StorageTransaction
+    ) throws -> AnonymousSession {
+        guard var session = try tx.sessions.session(id: sessionId) else {
             throw AnonymousSessionError.sessionNotFound(sessionId)
         }
-        guard
-            let charged = try Int.fetchOne(
-                db,
-                sql: "SELECT amount FROM anonymous_charges WHERE idempotency_key = ? AND session_id = ?",
-                arguments: [chargeKey, sessionId]
-            )
-        else {
+        guard let charged = try tx.sessions.chargedAmount(idempotencyKey: chargeKey, sessionId: sessionId) else {
             return session
         }
         let releaseKey = "release:\(chargeKey)"
-        if try Bool.fetchOne(db, sql: "SELECT 1 FROM anonymous_charges WHERE idempotency_key = ?", arguments: [releaseKey]) == true {
+        if try tx.sessions.chargeExists(idempotencyKey: releaseKey) {
             return session
         }
-        try db.execute(
-            sql: "INSERT INTO anonymous_charges (session_id, amount, idempotency_key, request_id, created_at) VALUES (?, ?, ?, ?, ?)",
-            arguments: [sessionId, -charged, releaseKey, requestId, SQLTimestamp.string(now)]
-        )
-        db.afterCommit { MyBAMetrics.recordCommittedSessionCharge(amount: -charged) }
-        try db.execute(sql: "UPDATE anonymous_sessions SET used = used - ? WHERE id = ?", arguments: [charged, sessionId])
+        try tx.sessions.insertCharge(sessionId: sessionId, amount: -charged, idempotencyKey: releaseKey, requestId: requestId, at: now)
+        tx.afterCommit { MyBAMetrics.recordCommittedSessionCharge(amount: -charged) }
+        try tx.sessions.subtractUsed(charged, sessionId: sessionId)
         session.used -= charged
         if let owner = session.transferredTo {
             // The session was moved to an account while this generation was in flight: its
@@ -273,12 +237,9 @@ extension AppDatabase {
                     requestId: requestId
                 ),
                 now: now,
-                in: db
+                in: tx
             )
-            try db.execute(
-                sql: "UPDATE anonymous_sessions SET transferred_tokens = COALESCE(transferred_tokens, 0) + ? WHERE id = ?",
-                arguments: [charged, sessionId]
-            )
+            try tx.sessions.addTransferredTokens(charged, sessionId: sessionId)
             session.transferredTokens = (session.transferredTokens ?? 0) + charged
         }
         return session
@@ -286,27 +247,7 @@ extension AppDatabase {
 
     /// The number of anonymous sessions.
     public func anonymousSessionCount() async throws -> Int {
-        try await writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM anonymous_sessions") ?? 0 }
-    }
-
-    /// The sessions a `SELECT * FROM anonymous_sessions …` query returns.
-    static func fetchSessions(_ db: Database, sql: String, _ arguments: StatementArguments) throws -> [AnonymousSession] {
-        try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
-            AnonymousSession(
-                id: row["id"],
-                granted: row["granted"],
-                used: row["used"],
-                createdAt: row.timestamp("created_at") ?? Date(timeIntervalSince1970: 0),
-                lastSeenAt: row.timestamp("last_seen_at") ?? Date(timeIntervalSince1970: 0),
-                transferredTo: row["transferred_to"],
-                transferredAt: row.timestamp("transferred_at"),
-                transferredTokens: row["transferred_tokens"]
-            )
-        }
-    }
-
-    static func fetchSession(id: String, in db: Database) throws -> AnonymousSession? {
-        try fetchSessions(db, sql: "SELECT * FROM anonymous_sessions WHERE id = ?", [id]).first
+        try await read { tx in try tx.sessions.count() }
     }
 
     static func saltedHash(_ purpose: String, _ value: String, secret: String) -> String {

@@ -6,8 +6,9 @@ import GRDB
 /// It wraps an injected `DatabaseWriter` so production uses a `DatabasePool` on a file shared by
 /// the server and the console, while tests may use a temporary file or an in-memory queue.
 public struct AppDatabase: Sendable {
-    /// The underlying GRDB writer: storage's own (tests reach it through `@testable import`).
-    let writer: any DatabaseWriter
+    /// The underlying GRDB writer: storage's own. Everything else goes through `read`, `write`
+    /// and the stores of `StorageTransaction`, so a second backend has one seam to fill.
+    private let writer: any DatabaseWriter
     /// Where this process's writes wait to share a durable commit (see `GroupCommitQueue`).
     let groupCommit: GroupCommitQueue
     /// Users known to have an account (see `openAccountOnFirstRequest`).
@@ -22,6 +23,15 @@ public struct AppDatabase: Sendable {
 
     /// The database's path, or `nil` for an in-memory database.
     public var path: String { writer.path }
+
+    /// The raw connection, for tests that inspect or damage rows on purpose.
+    var writerForTests: any DatabaseWriter { writer }
+
+    /// A raw write in the group commit, for tests of the group commit itself and for tests
+    /// that change rows in ways no store offers.
+    func writeRawForTests<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await groupCommit.write(body)
+    }
 }
 
 // MARK: - Opening files
@@ -206,28 +216,64 @@ public enum StorageError: Error, Equatable, CustomStringConvertible, Sendable {
 // MARK: - Transactions
 
 extension AppDatabase {
+    /// Runs `body` in one read transaction: a consistent snapshot, never blocked by writers.
+    func read<T: Sendable>(_ body: @escaping @Sendable (StorageTransaction) throws -> T) async throws -> T {
+        try await writer.read { db in try body(StorageTransaction(db)) }
+    }
+
+    /// Synchronous `read`, for callers that cannot await (readline's completion callback).
+    func readSync<T>(_ body: (StorageTransaction) throws -> T) throws -> T {
+        try writer.read { db in try body(StorageTransaction(db)) }
+    }
+
     /// Runs `body` in an IMMEDIATE transaction: the write lock is taken at BEGIN, so a
     /// read-check-write sequence cannot be interleaved with another process's writer, and waiting
     /// for the lock honours the busy timeout instead of failing on a lock upgrade. Writes that
     /// arrive together share one durable commit, each in its own savepoint (`GroupCommitQueue`);
     /// it returns once its changes are durable.
-    func writeInGroupCommit<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
-        try await groupCommit.write(body)
+    func write<T: Sendable>(_ body: @escaping @Sendable (StorageTransaction) throws -> T) async throws -> T {
+        try await groupCommit.write { db in try body(StorageTransaction(db)) }
+    }
+
+    /// `write` in a transaction of its own, synchronously, for callers without an async context
+    /// (benchmarks, tools).
+    func writeAlone<T>(_ body: (StorageTransaction) throws -> T) throws -> T {
+        try writer.writeWithoutTransaction { db in
+            var result: T?
+            try db.inTransaction(.immediate) {
+                result = try body(StorageTransaction(db))
+                return .commit
+            }
+            return result!
+        }
+    }
+
+    /// Runs `body` in an IMMEDIATE transaction that is always rolled back: what a write would
+    /// do, with nothing kept (dry runs that must see exactly what the real run would).
+    func writeAndRollBack<T: Sendable>(_ body: @escaping @Sendable (StorageTransaction) throws -> T) async throws -> T {
+        try await writer.writeWithoutTransaction { db in
+            var result: T?
+            try db.inTransaction(.immediate) {
+                result = try body(StorageTransaction(db))
+                return .rollback
+            }
+            return result!
+        }
     }
 
     /// How long this process's writes have waited on a writer that committed nothing meanwhile
     /// (zero when none waits): a stuck disk or a lock held elsewhere shows here.
     public func writerStalledFor() -> Duration { groupCommit.stalledFor() }
 
-    /// Synchronous twin of `writeInGroupCommit` for callers without an async context (benchmarks).
-    func writeInOwnTransaction<T>(_ body: (Database) throws -> T) throws -> T {
-        try writer.writeWithoutTransaction { db in
-            var result: T?
-            try db.inTransaction(.immediate) {
-                result = try body(db)
-                return .commit
-            }
-            return result!
+    /// Copies the database, online, into a new file at `path` (SQLite's backup API, a step of
+    /// pages at a time so writers wait only briefly), as one self-contained file.
+    func copyPages(to path: String, progress: @escaping @Sendable (_ done: Int, _ total: Int) -> Void) throws {
+        let destination = try DatabaseQueue(path: path)
+        try writer.backup(to: destination, pagesPerStep: 256) { step in
+            progress(step.completedPageCount, step.totalPageCount)
         }
+        // The copy keeps the source's WAL mode: back to a single self-contained file.
+        try destination.writeWithoutTransaction { try $0.execute(sql: "PRAGMA journal_mode = DELETE") }
+        try destination.close()
     }
 }

@@ -1,6 +1,9 @@
 import GRDB
 
 extension AppDatabase {
+    /// The names of every migration, in order.
+    static var migrationNames: [String] { migrator.migrations }
+
     /// Every schema change, in order. A shipped migration is never edited: add a new one.
     /// Migrations use raw table and column names, never app types, so they stay valid as the
     /// Swift code evolves.

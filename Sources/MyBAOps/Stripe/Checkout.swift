@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import Logging
 
 /// A Checkout Session opened for a customer.
@@ -158,15 +157,9 @@ public struct CheckoutOpener: Sendable {
 extension AppDatabase {
     /// Seconds until the account may open another checkout, or nil when it may now.
     func checkoutRateLimit(userId: String, perHour: Int) async throws -> Int? {
-        try await writer.read { db in
+        try await read { tx in
             let now = Date()
-            let recent = try String.fetchAll(
-                db,
-                sql: """
-                    SELECT created_at FROM checkout_sessions WHERE user_id = ? AND created_at > ? ORDER BY created_at LIMIT ?
-                    """,
-                arguments: [userId, HourlyWindow.start(now), perHour]
-            )
+            let recent = try tx.payments.checkoutCreationTimes(userId: userId, since: HourlyWindow.start(now), limit: perHour)
             return HourlyWindow.retryAfter(oldestFirst: recent, limit: perHour, now: now)
         }
     }
@@ -174,38 +167,18 @@ extension AppDatabase {
     /// The account's discounted sessions still open, oldest first; with `before`, only those
     /// recorded before that sequence number.
     func openDiscountedCheckouts(userId: String, before sequence: Int64?) async throws -> [String] {
-        try await writer.read { db in
-            try String.fetchAll(
-                db,
-                sql: """
-                    SELECT id FROM checkout_sessions WHERE user_id = ? AND discounted = 1 AND status = 'open' AND seq < ? ORDER BY seq
-                    """,
-                arguments: [userId, sequence ?? Int64.max]
-            )
-        }
+        try await read { tx in try tx.payments.openDiscountedCheckouts(userId: userId, before: sequence ?? Int64.max) }
     }
 
     /// Records an opened session (a Stripe idempotency replay records nothing new); returns its
     /// sequence number.
     func recordCheckout(id: String, userId: String, planId: String, amount: Int, discounted: Bool) async throws -> Int64 {
-        try await writeInGroupCommit { db in
-            try db.execute(
-                sql: """
-                    INSERT INTO checkout_sessions (id, user_id, plan_id, amount, discounted, status, created_at) VALUES (?, ?, ?, ?, ?, 'open', ?)
-                    ON CONFLICT (id) DO NOTHING
-                    """,
-                arguments: [id, userId, planId, amount, discounted, SQLTimestamp.string(Date())]
-            )
-            return try Int64.fetchOne(db, sql: "SELECT seq FROM checkout_sessions WHERE id = ?", arguments: [id]) ?? 0
+        try await write { tx in
+            try tx.payments.recordCheckout(id: id, userId: userId, planId: planId, amount: amount, discounted: discounted, at: Date())
         }
     }
 
     func markCheckout(id: String, status: String) async throws {
-        try await writeInGroupCommit { db in try Self.markCheckout(id: id, status: status, in: db) }
-    }
-
-    /// Open sessions move to `complete` or `expired`; a completed one stays completed.
-    static func markCheckout(id: String, status: String, in db: Database) throws {
-        try db.execute(sql: "UPDATE checkout_sessions SET status = ? WHERE id = ? AND status = 'open'", arguments: [status, id])
+        try await write { tx in try tx.payments.markCheckout(id: id, status: status) }
     }
 }

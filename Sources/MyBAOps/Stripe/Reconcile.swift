@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import Logging
 
 /// One difference between the ledger's projection and a customer's Stripe metadata.
@@ -83,10 +82,10 @@ extension StripeClient {
 extension AppDatabase {
     /// Compares `customers` (from Stripe) with the local projection, key by key.
     public func reconcile(against customers: [StripeCustomerRecord], onlyUser: String? = nil) async throws -> ReconcileReport {
-        try await writer.read { db in
+        try await read { tx in
             var balances: [String: Balance] = [:]
-            for balance in try Balance.fetchAll(db) where onlyUser == nil || balance.userId == onlyUser { balances[balance.userId] = balance }
-            let pending = Set(try String.fetchAll(db, sql: "SELECT user_id FROM stripe_outbox"))
+            for balance in try tx.ledger.allBalances() where onlyUser == nil || balance.userId == onlyUser { balances[balance.userId] = balance }
+            let pending = Set(try tx.outbox.userIds())
             var drifts: [MetadataDrift] = []
             var seen = Set<String>()
             var missingLocally: [String] = []
@@ -117,20 +116,7 @@ extension AppDatabase {
             }
             let missingInStripe = balances.keys.filter { !seen.contains($0) }.sorted()
             let differing = Set(drifts.map(\.userId)).union(missingInStripe)
-            let waiting = try Row.fetchAll(
-                db,
-                sql: "SELECT user_id, pending_since, attempts, next_attempt_at, last_error FROM stripe_outbox ORDER BY next_attempt_at"
-            ).compactMap { row -> PendingPush? in
-                let userId: String = row["user_id"]
-                guard differing.contains(userId) else { return nil }
-                return PendingPush(
-                    userId: userId,
-                    pendingSince: row["pending_since"],
-                    attempts: row["attempts"],
-                    nextAttemptAt: row["next_attempt_at"],
-                    lastError: row["last_error"]
-                )
-            }
+            let waiting = try tx.outbox.rows().filter { differing.contains($0.userId) }
             return ReconcileReport(
                 stripeCustomers: customers.count,
                 localCustomers: balances.count,
@@ -165,8 +151,8 @@ extension AppDatabase {
 
     /// Marks customers for a fresh push of their metadata (`reconcile --fix push`).
     public func enqueueMirror(userIds: [String]) async throws {
-        try await writeInGroupCommit { db in
-            for userId in userIds { try LedgerStatements.enqueueMirror(userId: userId, now: Date(), in: db) }
+        try await write { tx in
+            for userId in userIds { try tx.outbox.enqueue(userId: userId, now: Date()) }
         }
     }
 }
@@ -216,34 +202,34 @@ extension AppDatabase {
             reason: context.reason,
             opening: opening
         )
-        return try await writeInGroupCommit { db in
+        return try await write { tx in
             func outcome(_ result: String) -> ImportOutcome {
                 ImportOutcome(userId: userId, stripeCustomerId: customer.id, result: result, tokens: tokens)
             }
-            if try LedgerStatements.entry(idempotencyKey: posting.idempotencyKey, in: db) != nil { return outcome("already imported") }
-            let kinds = try String.fetchAll(db, sql: "SELECT kind FROM ledger_entries WHERE user_id = ?", arguments: [userId])
+            if try tx.ledger.entry(idempotencyKey: posting.idempotencyKey) != nil { return outcome("already imported") }
+            let kinds = try tx.ledger.kinds(userId: userId)
             let now = Date()
             if kinds.isEmpty {
                 if dryRun { return outcome("would import") }
-                try Self.insertCustomerIfMissing(userId: userId, email: customer.email, now: now, in: db)
-                try Self.linkStripeCustomerIfFree(customer.id, userId: userId, in: db)
+                try tx.ledger.createCustomerIfMissing(userId: userId, email: customer.email, now: now)
+                try tx.ledger.linkStripeCustomerIfFree(customer.id, userId: userId)
                 try Self.validate(posting)
-                let result = try Self.post(posting, now: now, in: db)
+                let result = try Self.post(posting, now: now, in: tx)
                 // The metadata already says this: no push needed.
-                try db.execute(sql: "DELETE FROM stripe_outbox WHERE user_id = ?", arguments: [userId])
-                try db.execute(sql: "DELETE FROM legacy_balance_holds WHERE user_id = ?", arguments: [userId])
+                try tx.outbox.remove(userId: userId)
+                try tx.stripeCustomers.removeLegacyHold(userId: userId)
                 try Self.insertAudit(
                     context: context,
                     userId: userId,
                     entryIds: result.entry.id.map { [$0] } ?? [],
                     idempotencyKey: posting.idempotencyKey,
                     outcome: "imported \(tokens) tokens from \(customer.id)",
-                    in: db
+                    in: tx
                 )
                 return outcome("imported")
             }
-            let linked = try String.fetchOne(db, sql: "SELECT stripe_customer_id FROM customers WHERE user_id = ?", arguments: [userId])
-            let held = try String.fetchOne(db, sql: "SELECT stripe_customer_id FROM legacy_balance_holds WHERE user_id = ?", arguments: [userId])
+            let linked = try tx.ledger.stripeCustomerId(userId: userId)
+            let held = try tx.stripeCustomers.legacyHold(userId: userId)
             if linked == customer.id && held != customer.id {
                 return outcome("skipped: the mirror's own Stripe customer for \(userId) (its metadata is this ledger's balance)")
             }
@@ -254,13 +240,12 @@ extension AppDatabase {
                     "skipped: already has \(kinds.count) ledger entries, some not mergeable (\(others.sorted().joined(separator: ", "))); merge by hand"
                 )
             }
-            let welcome =
-                try Int.fetchOne(db, sql: "SELECT delta FROM ledger_entries WHERE idempotency_key = ?", arguments: ["welcome:\(userId)"]) ?? 0
-            let before = try LedgerStatements.balance(userId: userId, in: db)?.tokens ?? 0
+            let welcome = try tx.ledger.delta(idempotencyKey: "welcome:\(userId)") ?? 0
+            let before = try tx.ledger.balance(userId: userId)?.tokens ?? 0
             let takeBack = min(welcome, before + tokens)
             if dryRun { return outcome("would merge: +\(tokens) legacy, −\(takeBack) welcome grant given twice") }
             try Self.validate(posting)
-            var entryIds = try Self.post(posting, now: now, in: db).entry.id.map { [$0] } ?? []
+            var entryIds = try Self.post(posting, now: now, in: tx).entry.id.map { [$0] } ?? []
             if takeBack > 0 {
                 let merge = LedgerPosting(
                     userId: userId,
@@ -272,31 +257,26 @@ extension AppDatabase {
                     reason: "welcome grant superseded by the legacy balance of \(customer.id) (the old service gave it already)"
                 )
                 try Self.validate(merge)
-                entryIds += try Self.post(merge, now: now, in: db).entry.id.map { [$0] } ?? []
+                entryIds += try Self.post(merge, now: now, in: tx).entry.id.map { [$0] } ?? []
             }
             // The old service's customer, where the history is, becomes the linked one; one the
             // mirror made meanwhile is left behind as unlinked.
-            if let linked, linked != customer.id,
-                try String.fetchOne(db, sql: "SELECT user_id FROM customers WHERE stripe_customer_id = ?", arguments: [customer.id]) == nil
-            {
-                try Self.unlinkStripeCustomer(linked, in: db)
+            if let linked, linked != customer.id, try tx.ledger.userId(stripeCustomerId: customer.id) == nil {
+                try Self.unlinkStripeCustomer(linked, in: tx)
             }
-            try Self.linkStripeCustomerIfFree(customer.id, userId: userId, in: db)
-            try db.execute(sql: "DELETE FROM legacy_balance_holds WHERE user_id = ?", arguments: [userId])
+            try tx.ledger.linkStripeCustomerIfFree(customer.id, userId: userId)
+            try tx.stripeCustomers.removeLegacyHold(userId: userId)
             // The merged balance differs from both stores: the mirror writes it.
-            try LedgerStatements.enqueueMirror(userId: userId, now: now, in: db)
+            try tx.outbox.enqueue(userId: userId, now: now)
             // At once: the outbox row may be waiting out the hold.
-            try db.execute(
-                sql: "UPDATE stripe_outbox SET attempts = 0, last_error = NULL, next_attempt_at = ? WHERE user_id = ?",
-                arguments: [SQLTimestamp.string(now), userId]
-            )
+            try tx.outbox.makeDue(userId: userId, now: now)
             try Self.insertAudit(
                 context: context,
                 userId: userId,
                 entryIds: entryIds,
                 idempotencyKey: posting.idempotencyKey,
                 outcome: "merged \(tokens) legacy tokens from \(customer.id); took back the welcome grant (\(takeBack))",
-                in: db
+                in: tx
             )
             return outcome("merged")
         }
@@ -374,25 +354,25 @@ extension AppDatabase {
     /// outbox is not drained is skipped: its Stripe value is stale (after an outage it lacks
     /// everything since), and pulling it would undo real purchases and spends.
     public func planPull(_ report: ReconcileReport) async throws -> PullPlan {
-        try await writer.read { db in
+        try await read { tx in
             var plan = PullPlan(steps: [], skipped: [])
             for drift in report.drifts where drift.key == "tokens" {
                 guard let remote = drift.stripe.flatMap(Int.init), remote >= 0 else {
                     plan.skipped.append("\(drift.userId): Stripe tokens \(drift.stripe ?? "missing") is not a count")
                     continue
                 }
-                let pending = try Bool.fetchOne(db, sql: "SELECT 1 FROM stripe_outbox WHERE user_id = ?", arguments: [drift.userId]) ?? false
+                let pending = try tx.outbox.contains(userId: drift.userId)
                 if drift.pendingInOutbox || pending {
                     plan.skipped.append(
                         "\(drift.userId): balance changes still wait in the Stripe outbox; Stripe's value is stale (let the mirror drain, or --fix push)"
                     )
                     continue
                 }
-                guard let balance = try LedgerStatements.balance(userId: drift.userId, in: db) else {
+                guard let balance = try tx.ledger.balance(userId: drift.userId) else {
                     plan.skipped.append("\(drift.userId): no local customer")
                     continue
                 }
-                let last = try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM ledger_entries WHERE user_id = ?", arguments: [drift.userId]) ?? 0
+                let last = try tx.ledger.lastEntryId(userId: drift.userId)
                 plan.steps.append(
                     PullStep(userId: drift.userId, stripeCustomerId: drift.stripeCustomerId, before: balance.tokens, after: remote, lastEntryId: last)
                 )
@@ -407,14 +387,14 @@ extension AppDatabase {
     /// Applies one planned step, with its audit row, in one transaction: the difference is taken
     /// there, against the ledger as it is, and only if it is still in the state the plan saw.
     public func applyPull(_ step: PullStep, by context: OperatorContext) async throws -> PullStepOutcome {
-        try await writeInGroupCommit { db in
-            if try LedgerStatements.entry(idempotencyKey: step.key, in: db) != nil { return .alreadyApplied }
-            let last = try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM ledger_entries WHERE user_id = ?", arguments: [step.userId]) ?? 0
+        try await write { tx in
+            if try tx.ledger.entry(idempotencyKey: step.key) != nil { return .alreadyApplied }
+            let last = try tx.ledger.lastEntryId(userId: step.userId)
             guard last == step.lastEntryId else { return .changedSincePlan("new ledger entries since the plan") }
-            if try Bool.fetchOne(db, sql: "SELECT 1 FROM stripe_outbox WHERE user_id = ?", arguments: [step.userId]) ?? false {
+            if try tx.outbox.contains(userId: step.userId) {
                 return .changedSincePlan("the Stripe outbox is not drained")
             }
-            guard let current = try LedgerStatements.balance(userId: step.userId, in: db) else { return .changedSincePlan("no local customer") }
+            guard let current = try tx.ledger.balance(userId: step.userId) else { return .changedSincePlan("no local customer") }
             let delta = step.after - current.tokens
             guard delta != 0 else { return .applied(entryId: nil, tokens: current.tokens) }
             let posting = LedgerPosting(
@@ -427,14 +407,14 @@ extension AppDatabase {
                 reason: "reconcile --fix pull: \(context.reason)"
             )
             try Self.validate(posting)
-            let result = try Self.post(posting, now: Date(), in: db)
+            let result = try Self.post(posting, now: Date(), in: tx)
             try Self.insertAudit(
                 context: context,
                 userId: step.userId,
                 entryIds: result.entry.id.map { [$0] } ?? [],
                 idempotencyKey: step.key,
                 outcome: "pulled tokens \(current.tokens) → \(step.after)",
-                in: db
+                in: tx
             )
             return .applied(entryId: result.entry.id, tokens: result.balance.tokens)
         }

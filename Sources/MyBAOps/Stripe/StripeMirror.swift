@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import Logging
 
 /// The legacy Stripe-metadata view of a balance: the keys the old Node service read and wrote.
@@ -28,9 +27,9 @@ public struct OutboxStatus: Equatable, Sendable {
 
 extension AppDatabase {
     public func outboxStatus(now: Date = Date()) async throws -> OutboxStatus {
-        try await writer.read { db in
-            let depth = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM stripe_outbox") ?? 0
-            let oldest = try String.fetchOne(db, sql: "SELECT MIN(pending_since) FROM stripe_outbox").flatMap(SQLTimestamp.date)
+        try await read { tx in
+            let depth = try tx.outbox.count()
+            let oldest = try tx.outbox.oldestPendingSinceText().flatMap(SQLTimestamp.date)
             return OutboxStatus(depth: depth, oldestPendingSeconds: oldest.map { max(0, Int(now.timeIntervalSince($0))) })
         }
     }
@@ -54,13 +53,7 @@ public struct StripeMirror: Sendable {
     /// Pushes every due customer once; returns (pushed, failed).
     @discardableResult
     public func pushDue(limit: Int = 100, logger: Logger) async throws -> (pushed: Int, failed: Int) {
-        let due = try await database.writer.read { db in
-            try String.fetchAll(
-                db,
-                sql: "SELECT user_id FROM stripe_outbox WHERE next_attempt_at <= ? ORDER BY pending_since LIMIT ?",
-                arguments: [SQLTimestamp.string(Date()), limit]
-            )
-        }
+        let due = try await database.read { tx in try tx.outbox.due(now: Date(), limit: limit) }
         var pushed = 0
         var failed = 0
         for userId in due {
@@ -69,11 +62,8 @@ public struct StripeMirror: Sendable {
                 pushed += 1
             } catch let held as LegacyBalanceHeld {
                 // Not a failure: nothing is pushed until the import, checked again hourly.
-                try await database.writeInGroupCommit { db in
-                    try db.execute(
-                        sql: "UPDATE stripe_outbox SET last_error = ?, next_attempt_at = ? WHERE user_id = ?",
-                        arguments: [held.description, SQLTimestamp.string(Date().addingTimeInterval(3600)), userId]
-                    )
+                try await database.write { tx in
+                    try tx.outbox.postpone(userId: userId, until: Date().addingTimeInterval(3600), note: held.description)
                 }
                 logger.notice(
                     "Stripe mirror holds off: legacy balance not imported",
@@ -82,11 +72,13 @@ public struct StripeMirror: Sendable {
             } catch {
                 failed += 1
                 let message = "\(error)"
-                try await database.writeInGroupCommit { db in
-                    let attempts = (try Int.fetchOne(db, sql: "SELECT attempts FROM stripe_outbox WHERE user_id = ?", arguments: [userId]) ?? 0) + 1
-                    try db.execute(
-                        sql: "UPDATE stripe_outbox SET attempts = ?, last_error = ?, next_attempt_at = ? WHERE user_id = ?",
-                        arguments: [attempts, message, SQLTimestamp.string(Date().addingTimeInterval(Self.backoff(attempts: attempts))), userId]
+                try await database.write { tx in
+                    let attempts = (try tx.outbox.attempts(userId: userId) ?? 0) + 1
+                    try tx.outbox.recordFailure(
+                        userId: userId,
+                        attempts: attempts,
+                        error: message,
+                        nextAttemptAt: Date().addingTimeInterval(Self.backoff(attempts: attempts))
                     )
                 }
                 logger.warning("Stripe mirror push failed", metadata: ["user.id": .string(userId), "error.message": .string(message)])
@@ -103,12 +95,12 @@ public struct StripeMirror: Sendable {
     /// values is a failure (the next attempt's key differs, as it carries the attempt count).
     /// `forced` (an operator's push) always uses a fresh key.
     func push(userId: String, forced: Bool = false) async throws {
-        let snapshot = try await database.writer.read { db -> (Int, Int, Customer, Balance)? in
-            guard let row = try Row.fetchOne(db, sql: "SELECT changes, attempts FROM stripe_outbox WHERE user_id = ?", arguments: [userId]),
-                let customer = try Customer.fetchOne(db, key: userId),
-                let balance = try LedgerStatements.balance(userId: userId, in: db)
+        let snapshot = try await database.read { tx -> (Int, Int, Customer, Balance)? in
+            guard let row = try tx.outbox.changesAndAttempts(userId: userId),
+                let customer = try tx.ledger.customer(userId: userId),
+                let balance = try tx.ledger.balance(userId: userId)
             else { return nil }
-            return (row["changes"], row["attempts"], customer, balance)
+            return (row.changes, row.attempts, customer, balance)
         }
         guard let (changes, attempts, _, balance) = snapshot else { return }
         let metadata = StripeMetadataKeys.metadata(for: balance)
@@ -137,11 +129,10 @@ public struct StripeMirror: Sendable {
                 param: nil
             )
         }
-        try await database.writeInGroupCommit { db in
-            try db.execute(sql: "DELETE FROM stripe_outbox WHERE user_id = ? AND changes = ?", arguments: [userId, changes])
-            if db.changesCount == 0 {
+        try await database.write { tx in
+            if try !tx.outbox.remove(userId: userId, ifChanges: changes) {
                 // Changed meanwhile: push again soon, without counting it as a failure.
-                try db.execute(sql: "UPDATE stripe_outbox SET attempts = 0, last_error = NULL WHERE user_id = ?", arguments: [userId])
+                try tx.outbox.resetAttempts(userId: userId)
             }
         }
     }
@@ -167,23 +158,17 @@ extension AppDatabase {
     public func ensureStripeCustomer(userId: String, stripe: StripeClient, pushBalance: Bool = true) async throws -> String {
         guard let customer = try await customer(userId: userId) else { throw LedgerError.unknownCustomer(userId: userId) }
         if let id = customer.stripeCustomerId { return id }
-        let generation = try await writer.read { db in
-            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM stripe_customer_unlinks WHERE user_id = ?", arguments: [userId]) ?? 0
-        }
+        let generation = try await read { tx in try tx.stripeCustomers.unlinkCount(userId: userId) }
         // A customer the old service made for this user is theirs: use it rather than make a
         // second one. If it still holds the legacy balance (not imported yet), it is held: the
         // mirror leaves its metadata alone until `import from-stripe` takes that balance over.
         if generation == 0, let legacy = try await legacyCustomer(userId: userId, stripe: stripe) {
-            let linked = try await writeInGroupCommit { db -> String in
-                let linked = try Self.linkStripeCustomerIfFree(legacy.id, userId: userId, in: db)
+            let linked = try await write { tx -> String in
+                let linked = try tx.ledger.linkStripeCustomerIfFree(legacy.id, userId: userId)
                 if linked == legacy.id, legacy.metadata["tokens"] != nil,
-                    try LedgerStatements.entry(idempotencyKey: "import:\(userId)", in: db) == nil
+                    try tx.ledger.entry(idempotencyKey: "import:\(userId)") == nil
                 {
-                    try db.execute(
-                        sql:
-                            "INSERT INTO legacy_balance_holds (user_id, stripe_customer_id, found_at) VALUES (?, ?, ?) ON CONFLICT (user_id) DO NOTHING",
-                        arguments: [userId, legacy.id, SQLTimestamp.string(Date())]
-                    )
+                    try tx.stripeCustomers.insertLegacyHoldIfNew(userId: userId, stripeCustomerId: legacy.id, at: Date())
                 }
                 return linked ?? legacy.id
             }
@@ -230,55 +215,29 @@ extension AppDatabase {
         let records = found.map { customer in
             (StripeCustomerRecord(customer), customer.created ?? 0)
         }
-        let unlinked = try await writer.read { db in
-            try Set(String.fetchAll(db, sql: "SELECT stripe_customer_id FROM stripe_customer_unlinks WHERE user_id = ?", arguments: [userId]))
-        }
+        let unlinked = try await read { tx in try tx.stripeCustomers.unlinkedIds(userId: userId) }
         return records.filter { !unlinked.contains($0.0.id) }.min { $0.1 < $1.1 }?.0
     }
 
     /// The Stripe customer whose legacy balance awaits `import from-stripe`, if any.
     public func legacyBalanceHold(userId: String) async throws -> String? {
-        try await writer.read { db in
-            try String.fetchOne(db, sql: "SELECT stripe_customer_id FROM legacy_balance_holds WHERE user_id = ?", arguments: [userId])
-        }
+        try await read { tx in try tx.stripeCustomers.legacyHold(userId: userId) }
     }
 
     /// Forgets a Stripe customer that no longer exists at Stripe (deleted in the dashboard or
     /// through the API): the next need creates a new one. Returns whether it was linked.
     @discardableResult
     public func unlinkStripeCustomer(_ stripeCustomerId: String) async throws -> Bool {
-        try await writeInGroupCommit { db in try Self.unlinkStripeCustomer(stripeCustomerId, in: db) }
-    }
-
-    /// Links `stripeCustomerId` to `userId` unless the user already has one, or that Stripe
-    /// customer belongs to another user (the first one learned of is kept; none is ever stolen).
-    /// Returns the user's Stripe customer id afterwards.
-    @discardableResult
-    static func linkStripeCustomerIfFree(_ stripeCustomerId: String, userId: String, in db: Database) throws -> String? {
-        try db.execute(
-            sql: """
-                UPDATE customers SET stripe_customer_id = ?
-                WHERE user_id = ? AND stripe_customer_id IS NULL
-                  AND NOT EXISTS (SELECT 1 FROM customers WHERE stripe_customer_id = ?)
-                """,
-            arguments: [stripeCustomerId, userId, stripeCustomerId]
-        )
-        return try String.fetchOne(db, sql: "SELECT stripe_customer_id FROM customers WHERE user_id = ?", arguments: [userId])
+        try await write { tx in try Self.unlinkStripeCustomer(stripeCustomerId, in: tx) }
     }
 
     @discardableResult
-    static func unlinkStripeCustomer(_ stripeCustomerId: String, in db: Database) throws -> Bool {
-        guard let userId = try String.fetchOne(db, sql: "SELECT user_id FROM customers WHERE stripe_customer_id = ?", arguments: [stripeCustomerId])
-        else {
-            return false
-        }
-        try db.execute(sql: "UPDATE customers SET stripe_customer_id = NULL WHERE user_id = ?", arguments: [userId])
-        try db.execute(
-            sql: "INSERT INTO stripe_customer_unlinks (user_id, stripe_customer_id, at) VALUES (?, ?, ?)",
-            arguments: [userId, stripeCustomerId, SQLTimestamp.string(Date())]
-        )
+    static func unlinkStripeCustomer(_ stripeCustomerId: String, in tx: StorageTransaction) throws -> Bool {
+        guard let userId = try tx.ledger.userId(stripeCustomerId: stripeCustomerId) else { return false }
+        try tx.ledger.clearStripeCustomer(userId: userId)
+        try tx.stripeCustomers.recordUnlink(userId: userId, stripeCustomerId: stripeCustomerId, at: Date())
         // The balance keys go to the new customer once it exists.
-        try LedgerStatements.enqueueMirror(userId: userId, now: Date(), in: db)
+        try tx.outbox.enqueue(userId: userId, now: Date())
         return true
     }
 }

@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import Synchronization
 
 /// What `/api/health` reports about storage.
@@ -15,12 +14,7 @@ extension AppDatabase {
     /// must answer when storage is broken.
     public func health() async -> StorageHealth {
         do {
-            let (customers, sessions) = try await writer.read { db in
-                (
-                    try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM customers") ?? 0,
-                    try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM anonymous_sessions") ?? 0
-                )
-            }
+            let (customers, sessions) = try await read { tx in (try tx.queries.customerCount(), try tx.sessions.count()) }
             return StorageHealth(databaseReadable: true, customers: customers, anonymousSessions: sessions, problem: nil)
         } catch {
             return StorageHealth(databaseReadable: false, customers: nil, anonymousSessions: nil, problem: "\(error)")
@@ -49,9 +43,7 @@ public final class StorageHealthProbe: Sendable {
     public func check() async -> Report {
         do {
             // The tables the API cannot work without, read on every call.
-            _ = try await database.writer.read { db in
-                (try Int.fetchOne(db, sql: "SELECT 1 FROM customers LIMIT 1"), try Int.fetchOne(db, sql: "SELECT 1 FROM balances LIMIT 1"))
-            }
+            try await database.read { tx in try tx.queries.probeCoreTables() }
         } catch {
             cached.withLock { $0 = nil }
             return Report(storage: StorageHealth(databaseReadable: false, customers: nil, anonymousSessions: nil, problem: "\(error)"), outbox: nil)

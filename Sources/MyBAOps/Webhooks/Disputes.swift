@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 
 /// A chargeback: the customer's bank disputes a purchase.
 ///
@@ -24,28 +23,27 @@ extension AppDatabase {
         actor: String,
         requestId: String?,
         now: Date,
-        in db: Database
+        in tx: StorageTransaction
     ) throws -> DisputeOutcome {
-        guard let payment = try fetchPayment(id: paymentIntent, in: db) else { throw PaymentError.unknownPayment(paymentIntent) }
-        let stamp = SQLTimestamp.string(now)
-        try db.execute(
-            sql: """
-                INSERT INTO disputes (id, checkout_session_id, user_id, amount, status, created_at, updated_at) VALUES (?, ?, ?, ?, 'open', ?, ?)
-                ON CONFLICT (id) DO NOTHING
-                """,
-            arguments: [disputeId, payment.checkoutSessionId, payment.userId, amount, stamp, stamp]
+        guard let payment = try tx.payments.payment(id: paymentIntent) else { throw PaymentError.unknownPayment(paymentIntent) }
+        try tx.payments.insertOpenDisputeIfNew(
+            id: disputeId,
+            checkoutSessionId: payment.checkoutSessionId,
+            userId: payment.userId,
+            amount: amount,
+            at: now
         )
-        guard let row = try Row.fetchOne(db, sql: "SELECT status, held FROM disputes WHERE id = ?", arguments: [disputeId]) else {
+        guard let row = try tx.payments.dispute(id: disputeId) else {
             throw PaymentError.invalidEvent("dispute \(disputeId) could not be recorded")
         }
-        if row["held"] as Bool { return DisputeOutcome(message: "dispute \(disputeId) was already applied", entry: nil) }
-        if row["status"] as String == "won" {
+        if row.held { return DisputeOutcome(message: "dispute \(disputeId) was already applied", entry: nil) }
+        if row.status == "won" {
             return DisputeOutcome(message: "dispute \(disputeId) was already won; nothing held back", entry: nil)
         }
         // The disputed share of the purchase, less what refunds already took back.
         let share = payment.tokensRefunded(atCumulativeAmount: amount)
         let owed = max(min(share, payment.tokens - payment.refundedTokens), 0)
-        let balance = try LedgerStatements.balance(userId: payment.userId, in: db) ?? .empty(userId: payment.userId, at: now)
+        let balance = try tx.ledger.balance(userId: payment.userId) ?? .empty(userId: payment.userId, at: now)
         let taken = min(owed, balance.tokens)
         var entry: LedgerEntry?
         if taken > 0 {
@@ -61,13 +59,10 @@ extension AppDatabase {
                     requestId: requestId
                 ),
                 now: now,
-                in: db
+                in: tx
             ).entry
         }
-        try db.execute(
-            sql: "UPDATE disputes SET held = 1, taken = ?, shortfall = ?, updated_at = ? WHERE id = ?",
-            arguments: [taken, owed - taken, stamp, disputeId]
-        )
+        try tx.payments.markDisputeHeld(id: disputeId, taken: taken, shortfall: owed - taken, at: now)
         var message = "dispute \(disputeId): held back \(taken) tokens of \(payment.userId) for \(payment.checkoutSessionId)"
         if owed > taken { message += "; shortfall \(owed - taken) (already spent)" }
         return DisputeOutcome(message: message, entry: entry)
@@ -81,28 +76,29 @@ extension AppDatabase {
         actor: String,
         requestId: String?,
         now: Date,
-        in db: Database
+        in tx: StorageTransaction
     ) throws -> DisputeOutcome {
         guard status == "won" || status == "lost" else {
             return DisputeOutcome(message: "dispute \(disputeId) closed as \(status); nothing to change", entry: nil)
         }
-        guard let payment = try fetchPayment(id: paymentIntent, in: db) else { throw PaymentError.unknownPayment(paymentIntent) }
-        let stamp = SQLTimestamp.string(now)
-        guard let row = try Row.fetchOne(db, sql: "SELECT status, held, taken FROM disputes WHERE id = ?", arguments: [disputeId]) else {
+        guard let payment = try tx.payments.payment(id: paymentIntent) else { throw PaymentError.unknownPayment(paymentIntent) }
+        guard let row = try tx.payments.dispute(id: disputeId) else {
             // Closed before its creation arrived: remember the verdict; a won dispute then never
             // holds anything, a lost one holds when its creation arrives.
-            try db.execute(
-                sql: """
-                    INSERT INTO disputes (id, checkout_session_id, user_id, amount, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
-                    """,
-                arguments: [disputeId, payment.checkoutSessionId, payment.userId, amount, status, stamp, stamp]
+            try tx.payments.insertClosedDispute(
+                id: disputeId,
+                checkoutSessionId: payment.checkoutSessionId,
+                userId: payment.userId,
+                amount: amount,
+                status: status,
+                at: now
             )
             return DisputeOutcome(message: "dispute \(disputeId) \(status) before it was opened here; recorded", entry: nil)
         }
-        let previous: String = row["status"]
+        let previous = row.status
         guard previous == "open" else { return DisputeOutcome(message: "dispute \(disputeId) was already \(previous)", entry: nil) }
-        try db.execute(sql: "UPDATE disputes SET status = ?, updated_at = ? WHERE id = ?", arguments: [status, stamp, disputeId])
-        let taken: Int = row["taken"]
+        try tx.payments.setDisputeStatus(id: disputeId, status: status, at: now)
+        let taken = row.taken
         guard status == "won", taken > 0 else {
             return DisputeOutcome(
                 message: status == "won"
@@ -122,7 +118,7 @@ extension AppDatabase {
                 requestId: requestId
             ),
             now: now,
-            in: db
+            in: tx
         ).entry
         return DisputeOutcome(message: "dispute \(disputeId) won: gave back \(taken) tokens to \(payment.userId)", entry: entry)
     }

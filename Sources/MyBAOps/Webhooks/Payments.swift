@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 
 /// A paid Checkout Session, as refunds see it.
 public struct Payment: Equatable, Sendable {
@@ -71,43 +70,7 @@ public enum PaymentError: Error, Equatable, CustomStringConvertible, Sendable {
 
 extension AppDatabase {
     public func payment(id: String) async throws -> Payment? {
-        try await writer.read { db in try Self.fetchPayment(id: id, in: db) }
-    }
-
-    /// A payment by Checkout Session id (`cs_…`) or PaymentIntent id (`pi_…`).
-    static func fetchPayment(id: String, in db: Database) throws -> Payment? {
-        guard
-            let row = try Row.fetchOne(db, sql: "SELECT * FROM payments WHERE checkout_session_id = ? OR payment_intent_id = ?", arguments: [id, id])
-        else {
-            return nil
-        }
-        // The newest snapshot less the refunds that failed after it was taken (a snapshot of
-        // unknown time, from before snapshots were dated, counts as older than every failure).
-        var refunded: Int = row["refunded_amount"]
-        if let paymentIntent: String = row["payment_intent_id"] {
-            let snapshotAt: Int? = row["refund_snapshot_at"]
-            let failed =
-                try Int.fetchOne(
-                    db,
-                    sql: """
-                        SELECT COALESCE(SUM(amount), 0) FROM failed_refunds
-                        WHERE payment_intent_id = ? AND (? IS NULL OR (refund_created <= ? AND failed_at > ?))
-                        """,
-                    arguments: [paymentIntent, snapshotAt, snapshotAt, snapshotAt]
-                ) ?? 0
-            refunded = max(refunded - failed, 0)
-        }
-        return Payment(
-            checkoutSessionId: row["checkout_session_id"],
-            paymentIntentId: row["payment_intent_id"],
-            userId: row["user_id"],
-            planId: row["plan_id"],
-            tokens: row["tokens"],
-            amountTotal: row["amount_total"],
-            currency: row["currency"],
-            refundedAmount: refunded,
-            refundedTokens: row["refunded_tokens"]
-        )
+        try await read { tx in try tx.payments.payment(id: id) }
     }
 
     /// Grants a paid Checkout Session's tokens once (key `purchase:<cs_id>`) and records the payment.
@@ -123,10 +86,10 @@ extension AppDatabase {
         actor: String,
         requestId: String?,
         now: Date,
-        in db: Database
+        in tx: StorageTransaction
     ) throws -> PostingResult {
-        try insertCustomerIfMissing(userId: userId, email: nil, now: now, in: db)
-        if let stripeCustomerId { try linkStripeCustomerIfFree(stripeCustomerId, userId: userId, in: db) }
+        try tx.ledger.createCustomerIfMissing(userId: userId, email: nil, now: now)
+        if let stripeCustomerId { try tx.ledger.linkStripeCustomerIfFree(stripeCustomerId, userId: userId) }
         let result = try post(
             LedgerPosting(
                 userId: userId,
@@ -139,12 +102,12 @@ extension AppDatabase {
                 requestId: requestId
             ),
             now: now,
-            in: db
+            in: tx
         )
         // An operator who credited this payment by hand before its event arrived
         // (`tokens adjust … --payment cs_…`): the purchase is granted as usual, so its counters
         // are right, and the manual credit is settled against it, once, so the tokens are had once.
-        if !result.replayed, let manual = try LedgerStatements.entry(idempotencyKey: ManualPurchaseCredit.key(checkoutSessionId), in: db),
+        if !result.replayed, let manual = try tx.ledger.entry(idempotencyKey: ManualPurchaseCredit.key(checkoutSessionId)),
             manual.delta > 0
         {
             _ = try post(
@@ -159,15 +122,18 @@ extension AppDatabase {
                     requestId: requestId
                 ),
                 now: now,
-                in: db
+                in: tx
             )
         }
-        try db.execute(
-            sql: """
-                INSERT INTO payments (checkout_session_id, payment_intent_id, user_id, plan_id, tokens, amount_total, currency, created_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (checkout_session_id) DO NOTHING
-                """,
-            arguments: [checkoutSessionId, paymentIntentId, userId, planId, tokens, amountTotal, currency, SQLTimestamp.string(now)]
+        try tx.payments.insertIfNew(
+            checkoutSessionId: checkoutSessionId,
+            paymentIntentId: paymentIntentId,
+            userId: userId,
+            planId: planId,
+            tokens: tokens,
+            amountTotal: amountTotal,
+            currency: currency,
+            at: now
         )
         return result
     }
@@ -187,26 +153,24 @@ extension AppDatabase {
         actor: String,
         requestId: String?,
         now: Date,
-        in db: Database
+        in tx: StorageTransaction
     ) throws -> RefundOutcome {
-        guard var payment = try fetchPayment(id: paymentId, in: db) else { throw PaymentError.unknownPayment(paymentId) }
+        guard var payment = try tx.payments.payment(id: paymentId) else { throw PaymentError.unknownPayment(paymentId) }
         if let snapshot {
             guard snapshot.amountRefunded >= 0 else { throw PaymentError.invalidEvent("amount_refunded is negative") }
             let at = snapshot.at ?? Int(now.timeIntervalSince1970)
-            try db.execute(
-                sql: """
-                    UPDATE payments SET refunded_amount = ?, refund_snapshot_at = ?
-                    WHERE checkout_session_id = ?
-                      AND (refund_snapshot_at IS NULL OR refund_snapshot_at < ? OR (refund_snapshot_at = ? AND refunded_amount < ?))
-                    """,
-                arguments: [min(snapshot.amountRefunded, payment.amountTotal), at, payment.checkoutSessionId, at, at, snapshot.amountRefunded]
+            try tx.payments.recordRefundSnapshot(
+                checkoutSessionId: payment.checkoutSessionId,
+                refunded: snapshot.amountRefunded,
+                cappedAt: payment.amountTotal,
+                at: at
             )
-            payment = try fetchPayment(id: paymentId, in: db) ?? payment
+            payment = try tx.payments.payment(id: paymentId) ?? payment
         }
         let refunded = payment.refundedAmount
         let target = payment.tokensRefunded(atCumulativeAmount: refunded)
         let owed = target - payment.refundedTokens
-        let current = try LedgerStatements.balance(userId: payment.userId, in: db) ?? .empty(userId: payment.userId, at: now)
+        let current = try tx.ledger.balance(userId: payment.userId) ?? .empty(userId: payment.userId, at: now)
         guard owed != 0 else { return RefundOutcome(taken: 0, shortfall: 0, givenBack: 0, entry: nil, balance: current) }
         let paymentKey = payment.paymentIntentId ?? payment.checkoutSessionId
         let outcome: RefundOutcome
@@ -217,7 +181,7 @@ extension AppDatabase {
                     userId: payment.userId,
                     kind: .paymentRefund,
                     delta: -taken,
-                    idempotencyKey: try uniqueRefundKey("refund:\(paymentKey):\(refunded)", reference: payment.checkoutSessionId, in: db),
+                    idempotencyKey: try uniqueRefundKey("refund:\(paymentKey):\(refunded)", reference: payment.checkoutSessionId, in: tx),
                     reference: payment.checkoutSessionId,
                     actor: actor,
                     reason: "refund of \(refunded) of \(payment.amountTotal) \(payment.currency)",
@@ -225,18 +189,13 @@ extension AppDatabase {
                     shortfall: owed - taken
                 ),
                 now: now,
-                in: db
+                in: tx
             )
             outcome = RefundOutcome(taken: taken, shortfall: owed - taken, givenBack: 0, entry: result.entry, balance: result.balance)
         } else {
             // Tokens the refunds of this payment actually took (what they could not take is owed
             // as shortfall, which a failed refund forgives before anything is given back).
-            let takenSoFar =
-                -(try Int.fetchOne(
-                    db,
-                    sql: "SELECT COALESCE(SUM(delta), 0) FROM ledger_entries WHERE kind = 'payment_refund' AND reference = ?",
-                    arguments: [payment.checkoutSessionId]
-                ) ?? 0)
+            let takenSoFar = -(try tx.ledger.paymentRefundDeltaSum(reference: payment.checkoutSessionId))
             let shortfall = max(payment.refundedTokens - takenSoFar, 0)
             let givenBack = min(max(-owed - shortfall, 0), max(takenSoFar, 0))
             var entry: LedgerEntry?
@@ -250,7 +209,7 @@ extension AppDatabase {
                         idempotencyKey: try uniqueRefundKey(
                             "refund_reversed:\(paymentKey):\(refunded)",
                             reference: payment.checkoutSessionId,
-                            in: db
+                            in: tx
                         ),
                         reference: payment.checkoutSessionId,
                         actor: actor,
@@ -259,26 +218,22 @@ extension AppDatabase {
                         requestId: requestId
                     ),
                     now: now,
-                    in: db
+                    in: tx
                 )
                 entry = result.entry
                 balance = result.balance
             }
             outcome = RefundOutcome(taken: 0, shortfall: 0, givenBack: givenBack, entry: entry, balance: balance)
         }
-        try db.execute(sql: "UPDATE payments SET refunded_tokens = ? WHERE checkout_session_id = ?", arguments: [target, payment.checkoutSessionId])
+        try tx.payments.setRefundedTokens(target, checkoutSessionId: payment.checkoutSessionId)
         return outcome
     }
 
     /// `base`, or `base:<n>` when the payment's refunds already used it (the same refunded total
     /// reached again after a failed refund is a new movement of tokens, not a replay).
-    private static func uniqueRefundKey(_ base: String, reference: String, in db: Database) throws -> String {
-        guard try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM ledger_entries WHERE idempotency_key = ?)", arguments: [base]) == true else {
-            return base
-        }
-        let count =
-            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries WHERE kind = 'payment_refund' AND reference = ?", arguments: [reference])
-            ?? 0
+    private static func uniqueRefundKey(_ base: String, reference: String, in tx: StorageTransaction) throws -> String {
+        guard try tx.ledger.keyExists(base) else { return base }
+        let count = try tx.ledger.paymentRefundCount(reference: reference)
         return "\(base):\(count)"
     }
 
@@ -290,27 +245,19 @@ extension AppDatabase {
         actor: String,
         requestId: String?,
         now: Date,
-        in db: Database
+        in tx: StorageTransaction
     ) throws -> (message: String, outcome: RefundOutcome?) {
         guard failure.amount > 0 else { throw PaymentError.invalidEvent("refund \(failure.refundId) has no positive amount") }
-        try db.execute(
-            sql: """
-                INSERT INTO failed_refunds (refund_id, payment_intent_id, amount, status, refund_created, failed_at, recorded_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (refund_id) DO NOTHING
-                """,
-            arguments: [
-                failure.refundId, failure.paymentIntentId, failure.amount, failure.status, failure.refundCreated, failure.failedAt,
-                SQLTimestamp.string(now),
-            ]
-        )
-        guard db.changesCount > 0 else { return ("refund \(failure.refundId) was already recorded as \(failure.status)", nil) }
-        guard try fetchPayment(id: failure.paymentIntentId, in: db) != nil else {
+        guard try tx.payments.recordFailedRefund(failure, at: now) else {
+            return ("refund \(failure.refundId) was already recorded as \(failure.status)", nil)
+        }
+        guard try tx.payments.payment(id: failure.paymentIntentId) != nil else {
             return (
                 "refund \(failure.refundId) of \(failure.paymentIntentId) \(failure.status); no purchase known for it yet, recorded for when it arrives",
                 nil
             )
         }
-        let outcome = try applyRefund(paymentId: failure.paymentIntentId, snapshot: nil, actor: actor, requestId: requestId, now: now, in: db)
+        let outcome = try applyRefund(paymentId: failure.paymentIntentId, snapshot: nil, actor: actor, requestId: requestId, now: now, in: tx)
         var message = "refund \(failure.refundId) of \(failure.paymentIntentId) \(failure.status) at Stripe: gave back \(outcome.givenBack) tokens"
         if outcome.givenBack == 0 { message += " (its share had not been taken, or had been spent)" }
         return (message, outcome)
@@ -347,23 +294,16 @@ extension AppDatabase {
     /// True when the customer has bought nothing yet (the first-purchase discount applies): no
     /// purchase entry, and no purchases carried over from the legacy store by the import.
     public func isFirstPurchase(userId: String) async throws -> Bool {
-        try await writer.read { db in
-            let purchased =
-                try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries WHERE user_id = ? AND kind = 'purchase'", arguments: [userId]) ?? 0
-            let carried = try Int.fetchOne(db, sql: "SELECT tokens_purchased FROM balances WHERE user_id = ?", arguments: [userId]) ?? 0
+        try await read { tx in
+            let purchased = try tx.ledger.purchaseCount(userId: userId)
+            let carried = try tx.ledger.tokensPurchased(userId: userId) ?? 0
             return purchased == 0 && carried == 0
         }
     }
 
     /// Records the customer's Stripe customer id unless one is already set; returns the id in use.
     public func linkStripeCustomer(userId: String, stripeCustomerId: String) async throws -> String {
-        try await writeInGroupCommit { db in
-            try db.execute(
-                sql: "UPDATE customers SET stripe_customer_id = ? WHERE user_id = ? AND stripe_customer_id IS NULL",
-                arguments: [stripeCustomerId, userId]
-            )
-            return try String.fetchOne(db, sql: "SELECT stripe_customer_id FROM customers WHERE user_id = ?", arguments: [userId]) ?? stripeCustomerId
-        }
+        try await write { tx in try tx.ledger.linkStripeCustomer(userId: userId, stripeCustomerId: stripeCustomerId) ?? stripeCustomerId }
     }
 }
 
@@ -375,18 +315,16 @@ public enum ManualPurchaseCredit {
     static func settlementKey(_ checkoutSessionId: String) -> String { "manual_purchase_settled:\(checkoutSessionId)" }
 
     /// Why a manual credit for `checkoutSessionId` is refused, or nil.
-    static func refusal(checkoutSessionId: String, userId: String, delta: Int, in db: Database) throws -> String? {
+    static func refusal(checkoutSessionId: String, userId: String, delta: Int, in tx: StorageTransaction) throws -> String? {
         guard checkoutSessionId.hasPrefix("cs_") else { return "--payment takes the Checkout Session id (cs_…)" }
         guard delta > 0 else { return "a manual credit for a payment adds tokens (+N)" }
-        if try LedgerStatements.entry(idempotencyKey: "purchase:\(checkoutSessionId)", in: db) != nil {
+        if try tx.ledger.entry(idempotencyKey: "purchase:\(checkoutSessionId)") != nil {
             return "the purchase of \(checkoutSessionId) was already granted by its event; nothing to credit"
         }
         // The purchase is settled against whoever was credited for it: crediting someone else
         // would, once the event lands, take the tokens from the wrong account (or fail the
         // purchase when that account has spent them).
-        if let buyer = try String.fetchOne(db, sql: "SELECT user_id FROM checkout_sessions WHERE id = ?", arguments: [checkoutSessionId]),
-            buyer != userId
-        {
+        if let buyer = try tx.payments.checkoutBuyer(id: checkoutSessionId), buyer != userId {
             return "\(checkoutSessionId) was opened by \(buyer), not \(userId); credit the buyer"
         }
         return nil
@@ -397,8 +335,8 @@ extension AppDatabase {
     /// The plan of a manual credit for `checkoutSessionId`, refused as the credit itself would
     /// be (a purchase already granted): a dry run never shows a plan the real run refuses.
     public func planManualPurchaseCredit(_ posting: LedgerPosting, checkoutSessionId: String) async throws -> MutationPlan {
-        let refusal = try await writer.read { db in
-            try ManualPurchaseCredit.refusal(checkoutSessionId: checkoutSessionId, userId: posting.userId, delta: posting.delta, in: db)
+        let refusal = try await read { tx in
+            try ManualPurchaseCredit.refusal(checkoutSessionId: checkoutSessionId, userId: posting.userId, delta: posting.delta, in: tx)
         }
         if let refusal { throw LedgerError.invalidPosting(refusal) }
         return try await plan(posting)
@@ -413,8 +351,8 @@ extension AppDatabase {
         checkoutSessionId: String,
         by context: OperatorContext
     ) async throws -> PostingResult {
-        try await writeInGroupCommit { db in
-            if let refusal = try ManualPurchaseCredit.refusal(checkoutSessionId: checkoutSessionId, userId: userId, delta: tokens, in: db) {
+        try await write { tx in
+            if let refusal = try ManualPurchaseCredit.refusal(checkoutSessionId: checkoutSessionId, userId: userId, delta: tokens, in: tx) {
                 throw LedgerError.invalidPosting(refusal)
             }
             let posting = LedgerPosting(
@@ -427,7 +365,7 @@ extension AppDatabase {
                 reason: context.reason
             )
             try Self.validate(posting)
-            let result = try Self.post(posting, now: Date(), in: db)
+            let result = try Self.post(posting, now: Date(), in: tx)
             try Self.insertAudit(
                 context: context,
                 userId: userId,
@@ -435,7 +373,7 @@ extension AppDatabase {
                 idempotencyKey: posting.idempotencyKey,
                 outcome: result.replayed
                     ? "replayed: the manual credit for \(checkoutSessionId) existed" : "credited \(tokens) for \(checkoutSessionId) by hand",
-                in: db
+                in: tx
             )
             return result
         }

@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import Logging
 
 /// Who sent a webhook.
@@ -64,76 +63,20 @@ extension AppDatabase {
     /// which changes nothing.
     public func storeWebhook(_ delivery: WebhookDelivery) async throws -> Bool {
         let headers = String(decoding: try JSONSerialization.data(withJSONObject: delivery.headers, options: [.sortedKeys]), as: UTF8.self)
-        return try await writeInGroupCommit { db in
-            try db.execute(
-                sql: """
-                    INSERT INTO webhook_events (source, event_id, type, body, headers, received_at, request_id, status, attempts)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, 'received', 0) ON CONFLICT (source, event_id) DO NOTHING
-                    """,
-                arguments: [
-                    delivery.source.rawValue, delivery.eventId, delivery.type, delivery.body, headers,
-                    SQLTimestamp.string(Date()), delivery.requestId,
-                ]
-            )
-            return db.changesCount == 1
-        }
+        return try await write { tx in try tx.inbox.insert(delivery, headers: headers, receivedAt: Date()) }
     }
 
     public func webhookEvent(source: WebhookSource, eventId: String) async throws -> WebhookEvent? {
-        try await writer.read { db in try Self.fetchWebhook(source: source, eventId: eventId, in: db) }
+        try await read { tx in try tx.inbox.event(source: source, eventId: eventId) }
     }
 
     /// Events to (re)process now: stored but never processed (a crash between storing and
     /// processing; younger ones are left a moment to the request that stored them), and failed
     /// ones whose backoff has elapsed, oldest first.
     public func webhooksDue(now: Date = Date(), maxAttempts: Int, limit: Int = 100) async throws -> [(WebhookSource, String)] {
-        try await writer.read { db in
-            try Row.fetchAll(
-                db,
-                sql: """
-                    SELECT source, event_id FROM webhook_events
-                    WHERE (status = 'received' AND received_at <= ?) OR (status = 'failed' AND attempts < ? AND next_attempt_at <= ?)
-                    ORDER BY received_at LIMIT ?
-                    """,
-                arguments: [SQLTimestamp.string(now.addingTimeInterval(-2)), maxAttempts, SQLTimestamp.string(now), limit]
-            )
-            .compactMap { row in WebhookSource(rawValue: row["source"]).map { ($0, row["event_id"] as String) } }
+        try await read { tx in
+            try tx.inbox.due(receivedBefore: now.addingTimeInterval(-2), now: now, maxAttempts: maxAttempts, limit: limit)
         }
-    }
-
-    static func fetchWebhook(source: WebhookSource, eventId: String, in db: Database) throws -> WebhookEvent? {
-        guard
-            let row = try Row.fetchOne(
-                db,
-                sql: "SELECT * FROM webhook_events WHERE source = ? AND event_id = ?",
-                arguments: [source.rawValue, eventId]
-            )
-        else {
-            return nil
-        }
-        let headerText: String = row["headers"]
-        let headers = (try? JSONSerialization.jsonObject(with: Data(headerText.utf8)) as? [String: String]) ?? [:]
-        let entryIds = try Int64.fetchAll(
-            db,
-            sql: "SELECT entry_id FROM webhook_event_entries WHERE source = ? AND event_id = ? ORDER BY entry_id",
-            arguments: [source.rawValue, eventId]
-        )
-        return WebhookEvent(
-            source: source,
-            eventId: eventId,
-            type: row["type"],
-            body: row["body"],
-            headers: headers,
-            receivedAt: row.timestamp("received_at") ?? Date(timeIntervalSince1970: 0),
-            requestId: row["request_id"],
-            status: WebhookEvent.Status(rawValue: row["status"]) ?? .failed,
-            attempts: row["attempts"],
-            lastError: row["last_error"],
-            nextAttemptAt: row.timestamp("next_attempt_at"),
-            processedAt: row.timestamp("processed_at"),
-            outcome: row["outcome"],
-            entryIds: entryIds
-        )
     }
 }
 
@@ -160,8 +103,8 @@ public struct WebhookProcessor: Sendable {
     public func process(source: WebhookSource, eventId: String, requestId: String? = nil, logger: Logger) async throws -> WebhookOutcome {
         let started = ContinuousClock.now
         do {
-            let outcome = try await database.writeInGroupCommit { db in
-                try Self.processInTransaction(source: source, eventId: eventId, requestId: requestId, in: db)
+            let outcome = try await database.write { tx in
+                try Self.processInTransaction(source: source, eventId: eventId, requestId: requestId, in: tx)
             }
             if !outcome.alreadyDone {
                 MyBAMetrics.recordWebhook(source: source, outcome: outcome.status.rawValue, duration: ContinuousClock.now - started)
@@ -178,23 +121,15 @@ public struct WebhookProcessor: Sendable {
             throw error
         } catch {
             let message = "\(error)"
-            let attempts = try await database.writeInGroupCommit { db -> Int in
+            let attempts = try await database.write { tx -> Int in
                 let now = Date()
-                let current =
-                    try Int.fetchOne(
-                        db,
-                        sql: "SELECT attempts FROM webhook_events WHERE source = ? AND event_id = ?",
-                        arguments: [source.rawValue, eventId]
-                    ) ?? 0
-                let attempts = current + 1
-                try db.execute(
-                    sql: """
-                        UPDATE webhook_events SET status = 'failed', attempts = ?, last_error = ?, next_attempt_at = ?
-                        WHERE source = ? AND event_id = ? AND status IN ('received', 'failed')
-                        """,
-                    arguments: [
-                        attempts, message, SQLTimestamp.string(now.addingTimeInterval(Self.backoff(attempts: attempts))), source.rawValue, eventId,
-                    ]
+                let attempts = (try tx.inbox.attempts(source: source, eventId: eventId) ?? 0) + 1
+                try tx.inbox.recordFailure(
+                    source: source,
+                    eventId: eventId,
+                    attempts: attempts,
+                    error: message,
+                    nextAttemptAt: now.addingTimeInterval(Self.backoff(attempts: attempts))
                 )
                 return attempts
             }
@@ -213,19 +148,14 @@ public struct WebhookProcessor: Sendable {
     /// What processing the event now would do, with nothing kept: the live processing runs in a
     /// transaction that is rolled back (the console's plan for `webhooks replay`).
     public func preview(source: WebhookSource, eventId: String) async throws -> WebhookOutcome {
-        try await database.writer.writeWithoutTransaction { db in
-            var outcome: WebhookOutcome?
-            try db.inTransaction(.immediate) {
-                do {
-                    outcome = try Self.processInTransaction(source: source, eventId: eventId, requestId: nil, in: db)
-                } catch let error as WebhookMissing {
-                    throw error
-                } catch {
-                    outcome = WebhookOutcome(status: .failed, message: "\(error)", entryIds: [], alreadyDone: false)
-                }
-                return .rollback
+        try await database.writeAndRollBack { tx in
+            do {
+                return try Self.processInTransaction(source: source, eventId: eventId, requestId: nil, in: tx)
+            } catch let error as WebhookMissing {
+                throw error
+            } catch {
+                return WebhookOutcome(status: .failed, message: "\(error)", entryIds: [], alreadyDone: false)
             }
-            return outcome!
         }
     }
 
@@ -248,9 +178,9 @@ public struct WebhookProcessor: Sendable {
         source: WebhookSource,
         eventId: String,
         requestId: String?,
-        in db: Database
+        in tx: StorageTransaction
     ) throws -> WebhookOutcome {
-        guard let event = try AppDatabase.fetchWebhook(source: source, eventId: eventId, in: db) else { throw WebhookMissing(eventId: eventId) }
+        guard let event = try tx.inbox.event(source: source, eventId: eventId) else { throw WebhookMissing(eventId: eventId) }
         if event.status == .processed || event.status == .ignored {
             return WebhookOutcome(status: event.status, message: event.outcome ?? "", entryIds: event.entryIds, alreadyDone: true)
         }
@@ -259,45 +189,33 @@ public struct WebhookProcessor: Sendable {
         let result: (status: WebhookEvent.Status, message: String, entries: [Int64])
         switch (source, event.type) {
         case (.stripe, "checkout.session.completed"), (.stripe, "checkout.session.async_payment_succeeded"):
-            result = try checkoutCompleted(body, requestId: requestId ?? event.requestId, now: now, in: db)
+            result = try checkoutCompleted(body, requestId: requestId ?? event.requestId, now: now, in: tx)
         case (.stripe, "customer.deleted"):
             let customerId = try decodeEvent(StripeCustomer.self, body, what: "customer.deleted").object.id
             result =
-                try AppDatabase.unlinkStripeCustomer(customerId, in: db)
+                try AppDatabase.unlinkStripeCustomer(customerId, in: tx)
                 ? (.processed, "Stripe customer \(customerId) deleted; unlinked, a new one is made on next need", [])
                 : (.ignored, "Stripe customer \(customerId) is not linked to a MyBA customer", [])
         case (.stripe, "checkout.session.expired"):
             let sessionId = try decodeEvent(StripeCheckoutSession.self, body, what: "checkout.session.expired").object.id
-            try AppDatabase.markCheckout(id: sessionId, status: "expired", in: db)
+            try tx.payments.markCheckout(id: sessionId, status: "expired")
             result = (.processed, "checkout session \(sessionId) expired", [])
         case (.stripe, "charge.refunded"):
-            result = try chargeRefunded(body, requestId: requestId ?? event.requestId, now: now, in: db)
+            result = try chargeRefunded(body, requestId: requestId ?? event.requestId, now: now, in: tx)
         case (.stripe, "charge.refund.updated"), (.stripe, "refund.updated"), (.stripe, "refund.failed"):
-            result = try refundUpdated(body, requestId: requestId ?? event.requestId, now: now, in: db)
+            result = try refundUpdated(body, requestId: requestId ?? event.requestId, now: now, in: tx)
         case (.stripe, "charge.dispute.created"), (.stripe, "charge.dispute.closed"):
-            result = try dispute(body, opened: event.type == "charge.dispute.created", requestId: requestId ?? event.requestId, now: now, in: db)
+            result = try dispute(body, opened: event.type == "charge.dispute.created", requestId: requestId ?? event.requestId, now: now, in: tx)
         case (.clerk, "user.created"):
-            result = try userCreated(body, requestId: requestId ?? event.requestId, now: now, in: db)
+            result = try userCreated(body, requestId: requestId ?? event.requestId, now: now, in: tx)
         case (.clerk, "user.deleted"):
-            result = try userDeleted(body, now: now, in: db)
+            result = try userDeleted(body, now: now, in: tx)
         case (.clerk, "user.updated"):
-            result = try userUpdated(body, in: db)
+            result = try userUpdated(body, in: tx)
         default:
             result = (.ignored, "event type \(event.type) is not handled", [])
         }
-        try db.execute(
-            sql: """
-                UPDATE webhook_events SET status = ?, attempts = attempts + 1, last_error = NULL, next_attempt_at = NULL, processed_at = ?, outcome = ?
-                WHERE source = ? AND event_id = ?
-                """,
-            arguments: [result.status.rawValue, SQLTimestamp.string(now), result.message, source.rawValue, eventId]
-        )
-        for entryId in result.entries {
-            try db.execute(
-                sql: "INSERT OR IGNORE INTO webhook_event_entries (source, event_id, entry_id) VALUES (?, ?, ?)",
-                arguments: [source.rawValue, eventId, entryId]
-            )
-        }
+        try tx.inbox.markDone(source: source, eventId: eventId, status: result.status, outcome: result.message, entryIds: result.entries, at: now)
         return WebhookOutcome(status: result.status, message: result.message, entryIds: result.entries, alreadyDone: false)
     }
 
@@ -323,7 +241,7 @@ public struct WebhookProcessor: Sendable {
         _ body: Data,
         requestId: String?,
         now: Date,
-        in db: Database
+        in tx: StorageTransaction
     ) throws -> (WebhookEvent.Status, String, [Int64]) {
         let session = try decodeEvent(StripeCheckoutSession.self, body, what: "checkout session").object
         let sessionId = session.id
@@ -346,7 +264,7 @@ public struct WebhookProcessor: Sendable {
         var decidedBy = ""
         var tokens = metadata["tokens"].flatMap { Int($0) }
         if tokens == nil, let planId {
-            let installed = try AppDatabase.installedPlans(in: db)
+            let installed = try tx.plans.installed()
             tokens = installed.catalog.plan(id: planId)?.tokens
             decidedBy = " (plan \(planId) in plans \(installed.label))"
             if tokens == nil {
@@ -358,7 +276,7 @@ public struct WebhookProcessor: Sendable {
         guard let tokens, tokens > 0 else {
             throw PaymentError.invalidEvent("checkout session \(sessionId) carries no token count (metadata.tokens or a known plan_id)")
         }
-        try AppDatabase.markCheckout(id: sessionId, status: "complete", in: db)
+        try tx.payments.markCheckout(id: sessionId, status: "complete")
         let result = try AppDatabase.recordPurchase(
             checkoutSessionId: sessionId,
             paymentIntentId: session.paymentIntent?.id,
@@ -371,22 +289,13 @@ public struct WebhookProcessor: Sendable {
             actor: "webhook:stripe",
             requestId: requestId,
             now: now,
-            in: db
+            in: tx
         )
         // Refunds and disputes of this payment that arrived first failed for want of it, perhaps
         // until their retries ran out, or were ignored as another product's (a charge made
         // before its PaymentIntent carried the user): they are due again now that it is here.
         if !result.replayed, let paymentIntent = session.paymentIntent?.id {
-            try db.execute(
-                sql: """
-                    UPDATE webhook_events SET status = 'failed', attempts = 0, next_attempt_at = ?
-                    WHERE source = 'stripe'
-                      AND (status = 'failed' AND type IN ('charge.refunded', 'charge.dispute.created', 'charge.dispute.closed')
-                           OR status = 'ignored' AND type = 'charge.refunded')
-                      AND instr(body, ?) > 0
-                    """,
-                arguments: [SQLTimestamp.string(now), "\"\(paymentIntent)\""]
-            )
+            try tx.inbox.requeueWaitingForPurchase(paymentIntent: paymentIntent, now: now)
         }
         let message =
             result.replayed ? "purchase \(sessionId) was already granted" : "granted \(tokens) tokens to \(userId) for \(sessionId)\(decidedBy)"
@@ -398,7 +307,7 @@ public struct WebhookProcessor: Sendable {
         opened: Bool,
         requestId: String?,
         now: Date,
-        in db: Database
+        in tx: StorageTransaction
     ) throws -> (WebhookEvent.Status, String, [Int64]) {
         let dispute = try decodeEvent(StripeDispute.self, body, what: "dispute").object
         let disputeId = dispute.id
@@ -416,7 +325,7 @@ public struct WebhookProcessor: Sendable {
                 actor: "webhook:stripe",
                 requestId: requestId,
                 now: now,
-                in: db
+                in: tx
             )
             : try AppDatabase.disputeClosed(
                 disputeId: disputeId,
@@ -426,7 +335,7 @@ public struct WebhookProcessor: Sendable {
                 actor: "webhook:stripe",
                 requestId: requestId,
                 now: now,
-                in: db
+                in: tx
             )
         return (.processed, outcome.message, outcome.entry?.id.map { [$0] } ?? [])
     }
@@ -435,7 +344,7 @@ public struct WebhookProcessor: Sendable {
         _ body: Data,
         requestId: String?,
         now: Date,
-        in db: Database
+        in tx: StorageTransaction
     ) throws -> (WebhookEvent.Status, String, [Int64]) {
         let event = try decodeEvent(StripeCharge.self, body, what: "charge")
         let charge = event.object
@@ -444,7 +353,7 @@ public struct WebhookProcessor: Sendable {
             return (.ignored, "charge \(chargeId) has no payment intent; not a Checkout purchase", [])
         }
         let refunded = charge.amountRefunded
-        if try AppDatabase.fetchPayment(id: paymentIntent, in: db) == nil {
+        if try tx.payments.payment(id: paymentIntent) == nil {
             // MyBA's Checkout Sessions put the user on the PaymentIntent, which Stripe copies to
             // its charge: without it the payment is another product's, and no retry makes it
             // MyBA's. With it, the purchase event is late, and this one is retried (and re-queued
@@ -463,7 +372,7 @@ public struct WebhookProcessor: Sendable {
             actor: "webhook:stripe",
             requestId: requestId,
             now: now,
-            in: db
+            in: tx
         )
         var message: String
         if outcome.givenBack > 0 {
@@ -479,7 +388,8 @@ public struct WebhookProcessor: Sendable {
 
     /// A Refund object changed (`charge.refund.updated`, `refund.updated`, `refund.failed`):
     /// only a refund that failed or was canceled changes tokens, by giving back what it took.
-    static func refundUpdated(_ body: Data, requestId: String?, now: Date, in db: Database) throws -> (WebhookEvent.Status, String, [Int64]) {
+    static func refundUpdated(_ body: Data, requestId: String?, now: Date, in tx: StorageTransaction) throws -> (WebhookEvent.Status, String, [Int64])
+    {
         let event = try decodeEvent(StripeRefund.self, body, what: "refund")
         let refund = event.object
         let refundId = refund.id
@@ -498,57 +408,52 @@ public struct WebhookProcessor: Sendable {
             refundCreated: refund.created,
             failedAt: event.created ?? Int(now.timeIntervalSince1970)
         )
-        let (message, outcome) = try AppDatabase.refundFailed(failure, actor: "webhook:stripe", requestId: requestId, now: now, in: db)
+        let (message, outcome) = try AppDatabase.refundFailed(failure, actor: "webhook:stripe", requestId: requestId, now: now, in: tx)
         return (.processed, message, outcome?.entry?.id.map { [$0] } ?? [])
     }
 
-    static func userCreated(_ body: Data, requestId: String?, now: Date, in db: Database) throws -> (WebhookEvent.Status, String, [Int64]) {
+    static func userCreated(_ body: Data, requestId: String?, now: Date, in tx: StorageTransaction) throws -> (WebhookEvent.Status, String, [Int64]) {
         let user = try decodeClerkUser(body, what: "user.created")
         let userId = user.id
         guard !userId.isEmpty else { throw PaymentError.invalidEvent("user.created: data.id is empty") }
         let email = user.primaryEmail
         let result: PostingResult
         do {
-            result = try AppDatabase.openAccount(userId: userId, email: email, actor: "webhook:clerk", requestId: requestId, now: now, in: db)
+            result = try AppDatabase.openAccount(userId: userId, email: email, actor: "webhook:clerk", requestId: requestId, now: now, in: tx)
         } catch LedgerError.accountDeleted {
             // user.deleted was delivered first: the deletion stands, no welcome grant.
             return (.ignored, "customer \(userId) was deleted; no welcome grant", [])
         }
         if let email {
-            try db.execute(sql: "UPDATE customers SET email = ? WHERE user_id = ?", arguments: [email, userId])
+            try tx.ledger.setEmail(email, userId: userId)
         }
         // The mirror worker creates the Stripe customer (metadata user_id and balance keys).
-        try LedgerStatements.enqueueMirror(userId: userId, now: now, in: db)
+        try tx.outbox.enqueue(userId: userId, now: now)
         let message =
             result.replayed ? "customer \(userId) existed; welcome grant already given" : "opened \(userId) with \(result.entry.delta) welcome tokens"
         return (.processed, message, result.replayed ? [] : (result.entry.id.map { [$0] } ?? []))
     }
 
     /// Keeps the customer's email the user's primary address, so that the console finds them by it.
-    static func userUpdated(_ body: Data, in db: Database) throws -> (WebhookEvent.Status, String, [Int64]) {
+    static func userUpdated(_ body: Data, in tx: StorageTransaction) throws -> (WebhookEvent.Status, String, [Int64]) {
         let user = try decodeClerkUser(body, what: "user.updated")
         let userId = user.id
         guard !userId.isEmpty else { throw PaymentError.invalidEvent("user.updated: data.id is empty") }
         guard let email = user.primaryEmail else {
             return (.ignored, "user.updated for \(userId) carries no email address", [])
         }
-        try db.execute(sql: "UPDATE customers SET email = ? WHERE user_id = ? AND deleted_at IS NULL", arguments: [email, userId])
-        return db.changesCount == 0
+        return try !tx.ledger.setEmailIfActive(email, userId: userId)
             ? (.ignored, "no active customer \(userId)", [])
             : (.processed, "email of \(userId) is now its primary address", [])
     }
 
-    static func userDeleted(_ body: Data, now: Date, in db: Database) throws -> (WebhookEvent.Status, String, [Int64]) {
+    static func userDeleted(_ body: Data, now: Date, in tx: StorageTransaction) throws -> (WebhookEvent.Status, String, [Int64]) {
         let userId = try decodeClerkUser(body, what: "user.deleted").id
         // A user deleted before their first request gets a deleted customer row, so that no
         // later request, transfer or user.created opens the account with a welcome grant.
-        let existed = try Customer.fetchOne(db, key: userId) != nil
-        _ = try AppDatabase.insertCustomerIfMissing(userId: userId, email: nil, now: now, in: db)
-        try db.execute(
-            sql: "UPDATE customers SET deleted_at = ? WHERE user_id = ? AND deleted_at IS NULL",
-            arguments: [SQLTimestamp.string(now), userId]
-        )
-        if db.changesCount == 0 {
+        let existed = try tx.ledger.customer(userId: userId) != nil
+        try tx.ledger.createCustomerIfMissing(userId: userId, email: nil, now: now)
+        if try !tx.ledger.markDeleted(userId: userId, at: now) {
             return (.ignored, "customer \(userId) was already deleted", [])
         }
         return (
@@ -560,27 +465,7 @@ public struct WebhookProcessor: Sendable {
 extension AppDatabase {
     /// Stored events, newest first, filtered by status, type and receipt time.
     public func listWebhooks(status: WebhookEvent.Status?, type: String?, since: Date?, limit: Int) async throws -> [WebhookEvent] {
-        try await writer.read { db in
-            var sql = "SELECT source, event_id FROM webhook_events WHERE 1 = 1"
-            var arguments: StatementArguments = []
-            if let status {
-                sql += " AND status = ?"
-                arguments += [status.rawValue]
-            }
-            if let type {
-                sql += " AND type = ?"
-                arguments += [type]
-            }
-            if let since {
-                sql += " AND received_at >= ?"
-                arguments += [SQLTimestamp.string(since)]
-            }
-            sql += " ORDER BY received_at DESC LIMIT ?"
-            arguments += [limit]
-            return try Row.fetchAll(db, sql: sql, arguments: arguments).compactMap { row in
-                try WebhookSource(rawValue: row["source"]).flatMap { try Self.fetchWebhook(source: $0, eventId: row["event_id"], in: db) }
-            }
-        }
+        try await read { tx in try tx.inbox.list(status: status, type: type, since: since, limit: limit) }
     }
 
     /// An event by id from either source.

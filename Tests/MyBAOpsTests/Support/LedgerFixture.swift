@@ -16,7 +16,7 @@ struct LedgerFixture {
     }
 
     func entryCount() async throws -> Int {
-        try await database.writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries")! }
+        try await database.writerForTests.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries")! }
     }
 
     /// A customer holding `tokens`, funded by an operator adjustment.

@@ -1,0 +1,237 @@
+import Foundation
+import GRDB
+
+/// The ledger's tables: `customers`, `balances` and the append-only `ledger_entries`.
+///
+/// The hot path (`entry`, `balance`, `insertIfNewKey`, `update`) runs cached prepared statements
+/// with hand-written row mapping: a consume runs four statements and no Codable round trip, which
+/// keeps the ledger close to the speed of a bare UPDATE transaction (see BENCHMARKS.md).
+struct LedgerStore {
+    let db: Database
+
+    func entry(idempotencyKey: String) throws -> LedgerEntry? {
+        let statement = try db.cachedStatement(sql: "SELECT * FROM ledger_entries WHERE idempotency_key = ?")
+        return try LedgerEntry.fetchOne(statement, arguments: [idempotencyKey])
+    }
+
+    func balance(userId: String) throws -> Balance? {
+        let statement = try db.cachedStatement(
+            sql: """
+                SELECT tokens, tokens_used, tokens_purchased, tokens_transferred, last_purchase, transfer_date, updated_at
+                FROM balances WHERE user_id = ?
+                """
+        )
+        guard let row = try Row.fetchOne(statement, arguments: [userId]) else { return nil }
+        return Balance(
+            userId: userId,
+            tokens: row[0],
+            tokensUsed: row[1],
+            tokensPurchased: row[2],
+            tokensTransferred: row[3],
+            lastPurchase: row.timestamp(at: 4),
+            transferDate: row.timestamp(at: 5),
+            updatedAt: row.timestamp(at: 6) ?? Date(timeIntervalSince1970: 0)
+        )
+    }
+
+    /// Inserts `entry` unless its idempotency key exists; returns whether it was inserted. The
+    /// unique index answers the existence question during the insert itself, so the common case
+    /// (a new key) costs no separate lookup.
+    func insertIfNewKey(_ entry: inout LedgerEntry) throws -> Bool {
+        let statement = try db.cachedStatement(
+            sql: """
+                INSERT INTO ledger_entries (user_id, kind, delta, used_delta, purchased_delta, transferred_delta,
+                    sets_last_purchase, sets_transfer_date, idempotency_key, reference, actor, reason, request_id, created_at, shortfall)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (idempotency_key) DO NOTHING
+                """
+        )
+        try statement.execute(arguments: [
+            entry.userId, entry.kind.rawValue, entry.delta, entry.usedDelta, entry.purchasedDelta, entry.transferredDelta,
+            entry.setsLastPurchase.map(SQLTimestamp.string), entry.setsTransferDate.map(SQLTimestamp.string),
+            entry.idempotencyKey, entry.reference, entry.actor, entry.reason, entry.requestId, SQLTimestamp.string(entry.createdAt),
+            entry.shortfall,
+        ])
+        guard db.changesCount == 1 else { return false }
+        entry.id = db.lastInsertedRowID
+        let kind = entry.kind
+        let delta = entry.delta
+        db.afterCommit { MyBAMetrics.recordCommittedEntry(kind: kind, delta: delta) }
+        return true
+    }
+
+    func update(_ balance: Balance) throws {
+        let statement = try db.cachedStatement(
+            sql: """
+                UPDATE balances SET tokens = ?, tokens_used = ?, tokens_purchased = ?, tokens_transferred = ?,
+                    last_purchase = ?, transfer_date = ?, updated_at = ?
+                WHERE user_id = ?
+                """
+        )
+        try statement.execute(arguments: [
+            balance.tokens, balance.tokensUsed, balance.tokensPurchased, balance.tokensTransferred,
+            balance.lastPurchase.map(SQLTimestamp.string), balance.transferDate.map(SQLTimestamp.string),
+            SQLTimestamp.string(balance.updatedAt), balance.userId,
+        ])
+    }
+
+    // MARK: Customers
+
+    func customer(userId: String) throws -> Customer? {
+        try Customer.fetchOne(db, key: userId)
+    }
+
+    /// Creates the customer and its zero balance when missing (filling in an email the stored
+    /// customer lacks); returns the stored customer.
+    @discardableResult
+    func createCustomerIfMissing(userId: String, email: String?, now: Date) throws -> Customer {
+        if let existing = try Customer.fetchOne(db, key: userId) {
+            if existing.email == nil, let email {
+                var updated = existing
+                updated.email = email
+                try updated.update(db)
+                return updated
+            }
+            return existing
+        }
+        let customer = Customer(userId: userId, email: email, createdAt: now)
+        try customer.insert(db)
+        try Balance.empty(userId: userId, at: now).insert(db)
+        return customer
+    }
+
+    /// Whether `userId` is a customer marked deleted.
+    func isDeleted(userId: String) throws -> Bool {
+        let deleted = try db.cachedStatement(sql: "SELECT 1 FROM customers WHERE user_id = ? AND deleted_at IS NOT NULL")
+        return try Bool.fetchOne(deleted, arguments: [userId]) == true
+    }
+
+    func setEmail(_ email: String, userId: String) throws {
+        try db.execute(sql: "UPDATE customers SET email = ? WHERE user_id = ?", arguments: [email, userId])
+    }
+
+    /// Sets the email of a customer not deleted; returns whether there was one.
+    func setEmailIfActive(_ email: String, userId: String) throws -> Bool {
+        try db.execute(sql: "UPDATE customers SET email = ? WHERE user_id = ? AND deleted_at IS NULL", arguments: [email, userId])
+        return db.changesCount > 0
+    }
+
+    func clearEmail(userId: String) throws {
+        try db.execute(sql: "UPDATE customers SET email = NULL WHERE user_id = ?", arguments: [userId])
+    }
+
+    /// Marks the customer deleted unless it already is; returns whether it changed.
+    func markDeleted(userId: String, at now: Date) throws -> Bool {
+        try db.execute(
+            sql: "UPDATE customers SET deleted_at = ? WHERE user_id = ? AND deleted_at IS NULL",
+            arguments: [SQLTimestamp.string(now), userId]
+        )
+        return db.changesCount > 0
+    }
+
+    func customerIds() throws -> [String] {
+        try String.fetchAll(db, sql: "SELECT user_id FROM customers")
+    }
+
+    // MARK: Stripe customer links
+
+    func stripeCustomerId(userId: String) throws -> String? {
+        try String.fetchOne(db, sql: "SELECT stripe_customer_id FROM customers WHERE user_id = ?", arguments: [userId])
+    }
+
+    func userId(stripeCustomerId: String) throws -> String? {
+        try String.fetchOne(db, sql: "SELECT user_id FROM customers WHERE stripe_customer_id = ?", arguments: [stripeCustomerId])
+    }
+
+    /// Records the customer's Stripe customer id unless one is already set; returns the id in use.
+    func linkStripeCustomer(userId: String, stripeCustomerId: String) throws -> String? {
+        try db.execute(
+            sql: "UPDATE customers SET stripe_customer_id = ? WHERE user_id = ? AND stripe_customer_id IS NULL",
+            arguments: [stripeCustomerId, userId]
+        )
+        return try self.stripeCustomerId(userId: userId)
+    }
+
+    /// Links `stripeCustomerId` to `userId` unless the user already has one or another user
+    /// holds it; returns the user's Stripe customer id afterwards.
+    func linkStripeCustomerIfFree(_ stripeCustomerId: String, userId: String) throws -> String? {
+        try db.execute(
+            sql: """
+                UPDATE customers SET stripe_customer_id = ?
+                WHERE user_id = ? AND stripe_customer_id IS NULL
+                  AND NOT EXISTS (SELECT 1 FROM customers WHERE stripe_customer_id = ?)
+                """,
+            arguments: [stripeCustomerId, userId, stripeCustomerId]
+        )
+        return try self.stripeCustomerId(userId: userId)
+    }
+
+    func clearStripeCustomer(userId: String) throws {
+        try db.execute(sql: "UPDATE customers SET stripe_customer_id = NULL WHERE user_id = ?", arguments: [userId])
+    }
+
+    // MARK: Balances
+
+    func allBalances() throws -> [Balance] {
+        try Balance.fetchAll(db)
+    }
+
+    /// `tokens_purchased` of the balance, nil for an unknown customer.
+    func tokensPurchased(userId: String) throws -> Int? {
+        try Int.fetchOne(db, sql: "SELECT tokens_purchased FROM balances WHERE user_id = ?", arguments: [userId])
+    }
+
+    // MARK: Entries
+
+    /// The newest `limit` entries of `userId`, newest first.
+    func entries(userId: String, limit: Int) throws -> [LedgerEntry] {
+        try LedgerEntry
+            .filter(Column("user_id") == userId)
+            .order(Column("id").desc)
+            .limit(limit)
+            .fetchAll(db)
+    }
+
+    /// Every entry, by user then id, one at a time (the whole ledger need not fit in memory).
+    func forEachEntryByUser(_ body: (LedgerEntry) throws -> Void) throws {
+        let entries = try LedgerEntry.order(Column("user_id"), Column("id")).fetchCursor(db)
+        while let entry = try entries.next() { try body(entry) }
+    }
+
+    func keyExists(_ idempotencyKey: String) throws -> Bool {
+        try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM ledger_entries WHERE idempotency_key = ?)", arguments: [idempotencyKey]) == true
+    }
+
+    /// The `delta` of the entry with key `idempotencyKey`.
+    func delta(idempotencyKey: String) throws -> Int? {
+        try Int.fetchOne(db, sql: "SELECT delta FROM ledger_entries WHERE idempotency_key = ?", arguments: [idempotencyKey])
+    }
+
+    /// The kinds of `userId`'s entries, one per entry.
+    func kinds(userId: String) throws -> [String] {
+        try String.fetchAll(db, sql: "SELECT kind FROM ledger_entries WHERE user_id = ?", arguments: [userId])
+    }
+
+    /// The id of `userId`'s newest entry, 0 when none.
+    func lastEntryId(userId: String) throws -> Int64 {
+        try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM ledger_entries WHERE user_id = ?", arguments: [userId]) ?? 0
+    }
+
+    func purchaseCount(userId: String) throws -> Int {
+        try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries WHERE user_id = ? AND kind = 'purchase'", arguments: [userId]) ?? 0
+    }
+
+    /// The `payment_refund` entries referencing `reference`: how many, and the sum of their deltas.
+    func paymentRefundCount(reference: String) throws -> Int {
+        try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries WHERE kind = 'payment_refund' AND reference = ?", arguments: [reference])
+            ?? 0
+    }
+
+    func paymentRefundDeltaSum(reference: String) throws -> Int {
+        try Int.fetchOne(
+            db,
+            sql: "SELECT COALESCE(SUM(delta), 0) FROM ledger_entries WHERE kind = 'payment_refund' AND reference = ?",
+            arguments: [reference]
+        ) ?? 0
+    }
+}

@@ -1,0 +1,74 @@
+import Foundation
+import GRDB
+
+/// The database file as a whole: integrity, foreign keys, the schema's version and row counts.
+/// What `db check`, `db status` and backups read; no table of its own.
+struct MaintenanceStore {
+    let db: Database
+
+    /// The lines of `PRAGMA integrity_check` that are not "ok"; with `unreadable`, the damage
+    /// is bad enough that the check itself could not walk the file, and the one line says so.
+    func integrityProblems() throws -> (lines: [String], unreadable: Bool) {
+        do {
+            return (try String.fetchAll(db, sql: "PRAGMA integrity_check").filter { $0 != "ok" }, false)
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_CORRUPT || error.resultCode == .SQLITE_NOTADB {
+            return ([error.message ?? "database disk image is malformed"], true)
+        }
+    }
+
+    /// Each row `PRAGMA foreign_key_check` reports, as `table row rowid → parent`.
+    func foreignKeyViolations() throws -> [String] {
+        try Row.fetchAll(db, sql: "PRAGMA foreign_key_check").map { row in
+            "\(row[0] as String? ?? "?") row \(row[1] as Int64? ?? 0) → \(row[2] as String? ?? "?")"
+        }
+    }
+
+    /// The migrations applied to this file.
+    func appliedMigrations() throws -> Set<String> {
+        try AppDatabase.migrator.appliedIdentifiers(db)
+    }
+
+    /// The number of rows of every table.
+    func rowCounts() throws -> [String: Int] {
+        var rows: [String: Int] = [:]
+        for table in try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name") {
+            rows[table] = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \"\(table)\"") ?? 0
+        }
+        return rows
+    }
+
+    /// The newest migration applied, in the migrator's order (identifiers of one day do not sort
+    /// by when they shipped). One this code does not know (a newer build's) comes last.
+    func schemaVersion() throws -> String? {
+        let applied = try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations ORDER BY rowid")
+        let known = Set(AppDatabase.migrator.migrations)
+        if let unknown = applied.last(where: { !known.contains($0) }) { return unknown }
+        let appliedSet = Set(applied)
+        return AppDatabase.migrator.migrations.last { appliedSet.contains($0) }
+    }
+
+    /// What a backup file holds, read without changing it: its integrity check, schema version
+    /// (nil when it has no migrations), ledger entry count and last entry id.
+    static func backupFacts(at path: String) throws -> (integrity: String, schemaVersion: String?, entries: Int, lastEntryId: Int64) {
+        var configuration = Configuration()
+        configuration.readonly = true
+        let queue: DatabaseQueue
+        do {
+            queue = try DatabaseQueue(path: path, configuration: configuration)
+        } catch {
+            throw MaintenanceError.notABackup(path, why: "\(error)")
+        }
+        defer { try? queue.close() }
+        do {
+            return try queue.read { db in
+                let integrity = try String.fetchAll(db, sql: "PRAGMA integrity_check").joined(separator: "; ")
+                let version = try db.tableExists("grdb_migrations") ? try MaintenanceStore(db: db).schemaVersion() : nil
+                let entries = try db.tableExists("ledger_entries") ? try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries") ?? 0 : 0
+                let last = try db.tableExists("ledger_entries") ? try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM ledger_entries") ?? 0 : 0
+                return (integrity, version, entries, last)
+            }
+        } catch {
+            throw MaintenanceError.notABackup(path, why: "\(error)")
+        }
+    }
+}
