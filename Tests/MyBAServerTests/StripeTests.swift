@@ -134,7 +134,8 @@ struct CheckoutTests {
                         return try response.json
                     }
                     let sessionId = try #require(created["sessionId"] as? String)
-                    #expect((created["url"] as? String)?.hasPrefix("https://") == true)
+                    // The emulator's hosted checkout page for this session.
+                    #expect((created["url"] as? String)?.hasSuffix("/checkout/\(sessionId)") == true)
                     let session = try await stripe.request("GET", "/v1/checkout/sessions/\(sessionId)")
                     sessions.append(session)
                     // The customer pays; the emulator delivers checkout.session.completed to the server.

@@ -56,7 +56,11 @@ struct LedgerStore {
         entry.id = db.lastInsertedRowID
         let kind = entry.kind
         let delta = entry.delta
-        db.afterCommit { MyBAMetrics.recordCommittedEntry(kind: kind, delta: delta) }
+        let userId = entry.userId
+        db.afterCommit {
+            MyBAMetrics.recordCommittedEntry(kind: kind, delta: delta)
+            BalanceChanges.shared.notify(userId: userId)
+        }
         return true
     }
 
