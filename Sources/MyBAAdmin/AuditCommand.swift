@@ -22,7 +22,7 @@ struct AuditCommand: ConsoleCommand {
 
     func execute(in console: Console) async throws {
         let userId = try await user.asyncMap { try await console.userId(for: $0) }
-        let records = try await console.database().auditRecords(limit: limit, userId: userId, operatorName: operatorName)
+        let records = try await console.database().audit.records(limit: limit, userId: userId, operatorName: operatorName)
         if console.json {
             try console.writeJSON(records)
             return

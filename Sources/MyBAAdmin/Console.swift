@@ -115,7 +115,7 @@ final class Console: @unchecked Sendable {
     func userId(for reference: String) async throws -> String {
         let resolved: String?
         do {
-            resolved = try await database().resolveUserId(reference)
+            resolved = try await database().queries.resolveUserId(reference)
         } catch let ambiguous as AmbiguousCustomer {
             throw ConsoleFailure(code: "ambiguous_customer", description: TerminalText.escape(ambiguous.description))
         }

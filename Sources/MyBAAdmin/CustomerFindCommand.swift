@@ -22,6 +22,6 @@ struct CustomerFindCommand: ConsoleCommand {
     }
 
     func execute(in console: Console) async throws {
-        try printCustomers(try await console.database().listCustomers(limit: limit, sortByTokens: false, matching: text), in: console)
+        try printCustomers(try await console.database().queries.listCustomers(limit: limit, sortByTokens: false, matching: text), in: console)
     }
 }

@@ -22,7 +22,7 @@ struct CustomerForgetCommand: ConsoleCommand {
         let userId = try await console.userId(for: user)
         let database = try console.database()
         let context = console.operatorContext(reason: mutation.reasonText)
-        let plan = try await database.forgetCustomer(userId: userId, dryRun: true, by: context)
+        let plan = try await database.maintenance.forgetCustomer(userId: userId, dryRun: true, by: context)
         if !console.json {
             console.write(console.bold("plan: forget \(userId)"))
             var table = TextTable(["what", "removed"])
@@ -37,7 +37,7 @@ struct CustomerForgetCommand: ConsoleCommand {
             return
         }
         guard try console.approve("forget?", yes: mutation.yes) else { return }
-        let report = try await database.forgetCustomer(userId: userId, dryRun: false, by: context)
+        let report = try await database.maintenance.forgetCustomer(userId: userId, dryRun: false, by: context)
         if console.json { try console.writeJSON(report) } else { console.write(console.green("forgotten") + ": \(userId)") }
     }
 }

@@ -22,7 +22,7 @@ struct CustomerListCommand: ConsoleCommand {
     }
 
     func execute(in console: Console) async throws {
-        try printCustomers(try await console.database().listCustomers(limit: limit, sortByTokens: sort == .tokens), in: console)
+        try printCustomers(try await console.database().queries.listCustomers(limit: limit, sortByTokens: sort == .tokens), in: console)
     }
 }
 

@@ -25,11 +25,11 @@ struct CustomerShowCommand: ConsoleCommand {
     func execute(in console: Console) async throws {
         let resolved = try await console.userId(for: userId)
         let database = try console.database()
-        guard let summary = try await database.customerSummary(userId: resolved, entryLimit: limit) else {
+        guard let summary = try await database.ledger.summary(userId: resolved, entryLimit: limit) else {
             throw ConsoleFailure(code: "unknown_customer", description: "no customer with id \(userId)")
         }
-        let sessions = try await database.sessionsTransferred(to: resolved)
-        let events = try await database.webhookEvents(forUser: resolved, limit: 10)
+        let sessions = try await database.sessions.transferred(to: resolved)
+        let events = try await database.inbox.events(forUser: resolved, limit: 10)
         if console.json {
             var document = CustomerShowDocument(summary)
             document.sessions = sessions.map { SessionDocument($0) }

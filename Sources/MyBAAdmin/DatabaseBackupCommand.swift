@@ -18,7 +18,7 @@ struct DatabaseBackupCommand: ConsoleCommand {
     func execute(in console: Console) async throws {
         let database = try console.database()
         let showProgress = console.interactive && !console.json
-        let manifest = try database.backup(to: to) { done, total in
+        let manifest = try database.maintenance.backup(to: to) { done, total in
             if showProgress && total > 0 { Console.writeProgress("backup: \(done * 100 / total) % (\(done)/\(total) pages)") }
         }
         if showProgress { Console.writeProgress(nil) }

@@ -12,7 +12,7 @@ struct DatabaseCheckCommand: ConsoleCommand {
 
     func execute(in console: Console) async throws {
         let deadline = ReservationDeadline.seconds(ai: console.settings.ai, busyTimeoutSeconds: console.settings.busyTimeoutSeconds)
-        let problems = try await console.database().check(reservationDeadlineSeconds: deadline)
+        let problems = try await console.database().maintenance.check(reservationDeadlineSeconds: deadline)
         if console.json {
             try console.writeJSON(problems)
         } else if problems.isEmpty {

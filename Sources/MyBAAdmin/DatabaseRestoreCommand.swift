@@ -23,7 +23,7 @@ struct DatabaseRestoreCommand: ConsoleCommand {
         let backup = try AppDatabase.inspectBackup(at: from)
         let path = console.databasePath
         guard !ServerPresence.isHeld(databasePath: path) else { throw MaintenanceError.serverRunning(path) }
-        let current = FileManager.default.fileExists(atPath: path) ? try await console.database().status().rows["ledger_entries"] : nil
+        let current = FileManager.default.fileExists(atPath: path) ? try await console.database().maintenance.status().rows["ledger_entries"] : nil
         if !console.json {
             console.write(console.bold("plan: restore \(path) from \(from)"))
             var table = TextTable(["", "ledger entries", "schema"])

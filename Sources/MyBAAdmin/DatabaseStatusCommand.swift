@@ -11,7 +11,7 @@ struct DatabaseStatusCommand: ConsoleCommand {
     @OptionGroup var global: GlobalOptions
 
     func execute(in console: Console) async throws {
-        let status = try await console.database().status()
+        let status = try await console.database().maintenance.status()
         if console.json {
             try console.writeJSON(status)
             return

@@ -22,7 +22,7 @@ struct ImportFromStripeCommand: ConsoleCommand {
         var outcomes: [ImportOutcome] = []
         if mutation.dryRun || !mutation.yes {
             // The plan: each customer's outcome, computed and changing nothing.
-            for customer in customers { outcomes.append(try await database.importLegacyCustomer(customer, dryRun: true, context: context)) }
+            for customer in customers { outcomes.append(try await database.stripeCustomers.importLegacy(customer, dryRun: true, context: context)) }
             if !mutation.dryRun && !console.json {
                 var table = TextTable(["user", "stripe customer", "tokens", "would"])
                 for outcome in outcomes {
@@ -35,7 +35,7 @@ struct ImportFromStripeCommand: ConsoleCommand {
         if !mutation.dryRun {
             guard try console.approve("import?", yes: mutation.yes) else { return }
             outcomes = []
-            for customer in customers { outcomes.append(try await database.importLegacyCustomer(customer, dryRun: false, context: context)) }
+            for customer in customers { outcomes.append(try await database.stripeCustomers.importLegacy(customer, dryRun: false, context: context)) }
         }
         let dryRun = mutation.dryRun
         if console.json {

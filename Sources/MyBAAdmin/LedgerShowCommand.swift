@@ -19,7 +19,7 @@ struct LedgerShowCommand: ConsoleCommand {
 
     func execute(in console: Console) async throws {
         let userId = try await console.userId(for: user)
-        let entries = try await console.database().entries(userId: userId, limit: limit)
+        let entries = try await console.database().ledger.entries(userId: userId, limit: limit)
         if console.json {
             try console.writeJSON(entries.map(EntryDocument.init))
             return

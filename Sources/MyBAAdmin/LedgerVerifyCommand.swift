@@ -11,7 +11,7 @@ struct LedgerVerifyCommand: ConsoleCommand {
     @OptionGroup var global: GlobalOptions
 
     func execute(in console: Console) async throws {
-        let report = try await console.database().verify()
+        let report = try await console.database().ledger.verify()
         if console.json {
             try console.writeJSON(report)
         } else if report.isClean {

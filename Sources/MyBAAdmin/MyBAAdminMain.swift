@@ -115,7 +115,7 @@ enum ConsoleRunner {
         if command.changesData, status == .failed, let failure {
             // A mutation that failed is audited too: what was tried, by whom, and why it failed.
             // The failure may be the database itself; the log line below still has it.
-            try? await session.database().recordAudit(
+            try? await session.database().audit.record(
                 session.operatorContext(reason: command.auditReason),
                 userId: nil,
                 outcome: "failed: " + Secrets.mask(failure)

@@ -36,7 +36,7 @@ struct PlansSetCommand: ConsoleCommand {
             throw ConsoleFailure(code: "invalid_plans", description: TerminalText.escape(error.description))
         }
         let database = try console.database()
-        let current = try await database.installedPlans()
+        let current = try await database.plans.installed()
         if catalog == current.catalog {
             throw ConsoleFailure(code: "no_change", description: "\(from) is the catalog in force (\(current.label)); nothing to install")
         }
@@ -59,7 +59,7 @@ struct PlansSetCommand: ConsoleCommand {
             return
         }
         guard try console.approve("install these plans?", yes: mutation.yes) else { return }
-        let installed = try await database.installPlans(catalog, by: console.operatorContext(reason: mutation.reasonText))
+        let installed = try await database.plans.install(catalog, by: console.operatorContext(reason: mutation.reasonText))
         if console.json {
             try console.writeJSON(Document(before: current, after: catalog, installed: installed))
         } else {

@@ -24,9 +24,9 @@ struct PlansShowCommand: ConsoleCommand {
 
     func execute(in console: Console) async throws {
         let database = try console.database()
-        let current = try await database.installedPlans()
+        let current = try await database.plans.installed()
         var earlier: [InstalledPlans]?
-        if let history { earlier = try await database.planHistory(limit: history) }
+        if let history { earlier = try await database.plans.history(limit: history) }
         if console.json {
             try console.writeJSON(Document(current: current, history: earlier))
             return

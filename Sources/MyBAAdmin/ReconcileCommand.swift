@@ -56,7 +56,7 @@ struct ReconcileCommand: ConsoleCommand {
             if showProgress { Console.writeError("\rlisted \(count) Stripe customers…", newline: false) }
         }
         if showProgress { Console.writeError("") }
-        var report = try await database.reconcile(against: customers, onlyUser: userId)
+        var report = try await database.stripeCustomers.reconcile(against: customers, onlyUser: userId)
         var fixed: [String] = []
         let pushSteps = fix == .push ? StripeMirror.pushPlan(report) : []
         if let fix, !report.drifts.isEmpty || !pushSteps.isEmpty {
@@ -77,7 +77,7 @@ struct ReconcileCommand: ConsoleCommand {
                 }
                 fixed += pushSteps.map { "\(dryRun ? "would push" : "pushed") \($0.userId)" }
             case .pull:
-                let plan = try await database.planPull(report)
+                let plan = try await database.stripeCustomers.planPull(report)
                 if !console.json {
                     var table = TextTable(["user", "tokens before", "after (Stripe)", "change"])
                     for step in plan.steps {
@@ -100,7 +100,7 @@ struct ReconcileCommand: ConsoleCommand {
                             fixed.append("would adjust \(step.userId) tokens \(step.before) → \(step.after)")
                             continue
                         }
-                        switch try await database.applyPull(step, by: console.operatorContext(reason: reason ?? "")) {
+                        switch try await database.stripeCustomers.applyPull(step, by: console.operatorContext(reason: reason ?? "")) {
                         case .applied: fixed.append("adjusted \(step.userId) tokens \(step.before) → \(step.after)")
                         case .alreadyApplied: fixed.append("already applied \(step.userId) (same plan, nothing changed)")
                         case .changedSincePlan(let why): fixed.append("not applied \(step.userId): \(why); run reconcile again")
@@ -108,7 +108,7 @@ struct ReconcileCommand: ConsoleCommand {
                     }
                 }
             }
-            if !dryRun { report = try await database.reconcile(against: try await stripe.allCustomers(), onlyUser: userId) }
+            if !dryRun { report = try await database.stripeCustomers.reconcile(against: try await stripe.allCustomers(), onlyUser: userId) }
         }
         if console.json {
             try console.writeJSON(Document(report: report, fixed: fixed))

@@ -19,7 +19,7 @@ struct SessionsListCommand: ConsoleCommand {
     }
 
     func execute(in console: Console) async throws {
-        let sessions = try await console.database().listAnonymousSessions(
+        let sessions = try await console.database().sessions.list(
             staleAfter: try staleAfter.map { try parseDuration($0, option: "--stale-after") },
             limit: limit
         )

@@ -56,7 +56,7 @@ struct SessionsReapCommand: ConsoleCommand {
         if !dryRun && !yes {
             // The plan, then the question (or the refusal off a terminal), as for every mutation.
             if console.interactive {
-                let plan = try await database.reapAnonymousSessions(lastSeenBefore: cutoff, batch: batch, dryRun: true, pause: .zero)
+                let plan = try await database.sessions.reap(lastSeenBefore: cutoff, batch: batch, dryRun: true, pause: .zero)
                 console.write(
                     console.bold("plan: remove \(plan.removed) untransferred anonymous session(s) last seen before \(Timestamps.timestamp(cutoff))")
                 )
@@ -65,7 +65,7 @@ struct SessionsReapCommand: ConsoleCommand {
         }
         let result: ReapResult
         do {
-            result = try await database.reapAnonymousSessions(lastSeenBefore: cutoff, batch: batch, dryRun: dryRun, pause: .milliseconds(pauseMs))
+            result = try await database.sessions.reap(lastSeenBefore: cutoff, batch: batch, dryRun: dryRun, pause: .milliseconds(pauseMs))
         } catch var interrupted as ReapInterrupted {
             // What was removed stays removed: audit it before reporting the failure. The lock that
             // stopped the reap may refuse the audit row too, so it gets retries of its own, and a
@@ -74,7 +74,7 @@ struct SessionsReapCommand: ConsoleCommand {
                 var audited = false
                 for attempt in 0..<6 where !audited {
                     do {
-                        try await database.recordAudit(
+                        try await database.audit.record(
                             console.operatorContext(reason: "reap sessions older than \(olderThan)"),
                             userId: nil,
                             outcome: "removed \(interrupted.result.removed) sessions, then stopped: database locked"
@@ -89,7 +89,7 @@ struct SessionsReapCommand: ConsoleCommand {
             throw interrupted
         }
         if !dryRun && result.removed > 0 {
-            try await database.recordAudit(
+            try await database.audit.record(
                 console.operatorContext(reason: "reap sessions older than \(olderThan)"),
                 userId: nil,
                 outcome: "removed \(result.removed) sessions"

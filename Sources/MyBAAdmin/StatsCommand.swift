@@ -24,7 +24,7 @@ struct StatsCommand: ConsoleCommand {
 
     func execute(in console: Console) async throws {
         let staleSeconds = try staleAfter.map { try parseDuration($0, option: "--stale-after") } ?? console.settings.staleSessionSeconds
-        let stats = try await console.database().stats(staleAfter: staleSeconds)
+        let stats = try await console.database().queries.stats(staleAfter: staleSeconds)
         if console.json {
             try console.writeJSON(stats)
             return

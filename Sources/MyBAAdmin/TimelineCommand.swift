@@ -27,13 +27,13 @@ struct TimelineCommand: ConsoleCommand {
         let database = try console.database()
         let userId: String?
         do {
-            userId = try await database.resolveUserId(subject)
+            userId = try await database.queries.resolveUserId(subject)
         } catch let ambiguous as AmbiguousCustomer {
             throw ConsoleFailure(code: "ambiguous_customer", description: TerminalText.escape(ambiguous.description))
         }
         let requestId = userId == nil ? subject : nil
         let sinceDate = try since.map { Date().addingTimeInterval(-(try parseDuration($0, option: "--since"))) }
-        var items = try await database.timelineRecords(requestId: requestId, userId: userId, since: sinceDate)
+        var items = try await database.queries.timeline(requestId: requestId, userId: userId, since: sinceDate)
         let logPath = logFile.file ?? console.settings.logFile
         if !RotatingFileWriter.existingFiles(forLog: logPath).isEmpty {
             let filter = LogFilter(requestId: requestId, userId: userId, since: sinceDate)

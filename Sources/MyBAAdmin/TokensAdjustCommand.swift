@@ -76,14 +76,14 @@ struct TokensAdjustCommand: ConsoleCommand {
             )
             let plan: MutationPlan
             do {
-                plan = try await console.database().planManualPurchaseCredit(posting, checkoutSessionId: payment)
+                plan = try await console.database().payments.planManualCredit(posting, checkoutSessionId: payment)
             } catch let error as LedgerError {
                 throw ConsoleFailure(code: error.code, description: error.description)
             }
             guard try console.confirm(plan, options: mutation, title: "credit \(userId) \(change) for the payment \(payment)") else { return }
             let result: PostingResult
             do {
-                result = try await console.database().postManualPurchaseCredit(
+                result = try await console.database().payments.postManualCredit(
                     userId: userId,
                     tokens: delta!,
                     checkoutSessionId: payment,
@@ -115,12 +115,12 @@ func applyOperatorPosting(_ posting: LedgerPosting, title: String, options: Muta
     let database = try console.database()
     let plan: MutationPlan
     do {
-        plan = try await database.plan(posting)
+        plan = try await database.ledger.plan(posting)
     } catch let error as LedgerError {
         throw ConsoleFailure(code: error.code, description: error.description)
     }
     guard try console.confirm(plan, options: options, title: title) else { return }
-    let result = try await database.postAsOperator(posting, by: console.operatorContext(reason: options.reasonText))
+    let result = try await database.ledger.postAsOperator(posting, by: console.operatorContext(reason: options.reasonText))
     if console.json {
         var document = PlanDocument(plan, title: title, applied: !result.replayed)
         document.after = BalanceFields(result.balance)

@@ -36,7 +36,7 @@ struct TokensRefundCommand: ConsoleCommand {
         if let requestId {
             let settings = console.settings
             do {
-                try await console.database().checkManualCredit(
+                try await console.database().generations.checkManualCredit(
                     forRequest: requestId,
                     deadlineSeconds: ReservationDeadline.seconds(ai: settings.ai, busyTimeoutSeconds: settings.busyTimeoutSeconds)
                 )

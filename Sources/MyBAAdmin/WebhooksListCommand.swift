@@ -42,13 +42,13 @@ struct WebhooksListCommand: ConsoleCommand {
         var events: [WebhookEvent]
         if let customer {
             let userId = try await console.userId(for: customer)
-            events = try await console.database().webhookEvents(forUser: userId, limit: 100_000).filter { event in
+            events = try await console.database().inbox.events(forUser: userId, limit: 100_000).filter { event in
                 (status == .all || event.status.rawValue == status.rawValue) && (type.map { $0 == event.type } ?? true)
                     && (sinceDate.map { event.receivedAt >= $0 } ?? true)
             }
             events = Array(events.prefix(limit))
         } else {
-            events = try await console.database().listWebhooks(
+            events = try await console.database().inbox.list(
                 status: status == .all ? nil : WebhookEvent.Status(rawValue: status.rawValue),
                 type: type,
                 since: sinceDate,

@@ -27,7 +27,7 @@ struct WebhooksPruneCommand: ConsoleCommand {
     func execute(in console: Console) async throws {
         let cutoff = Date().addingTimeInterval(-(try parseDuration(olderThan, option: "--older-than")))
         let database = try console.database()
-        let count = try await database.prunableWebhooks(before: cutoff)
+        let count = try await database.inbox.prunable(before: cutoff)
         if !console.json {
             console.write(
                 console.bold("plan: drop the bodies of \(count) processed or ignored event(s) received before \(Timestamps.timestamp(cutoff))")
@@ -38,7 +38,7 @@ struct WebhooksPruneCommand: ConsoleCommand {
             return
         }
         guard try console.approve("prune?", yes: mutation.yes) else { return }
-        let pruned = try await database.pruneWebhooks(before: cutoff, by: console.operatorContext(reason: mutation.reasonText))
+        let pruned = try await database.inbox.prune(before: cutoff, by: console.operatorContext(reason: mutation.reasonText))
         if console.json { try console.writeJSON(["pruned": pruned]) } else { console.write(console.green("pruned") + " \(pruned) event body(ies)") }
     }
 }

@@ -35,7 +35,7 @@ struct WebhooksRecoverCommand: ConsoleCommand {
         let (listed, missing) = try await processor.missingEvents(from: try console.stripeClient(), since: sinceDate)
         if !console.json && (mutation.dryRun || !mutation.yes) {
             console.write(console.bold("plan: store and process \(missing.count) Stripe event(s) missing from the inbox (\(listed) listed)"))
-            console.write("plans in force: \(try await database.installedPlans().label)")
+            console.write("plans in force: \(try await database.plans.installed().label)")
             var plan = TextTable(["event", "type", "created"])
             for event in missing {
                 plan.add([event.id, event.type, event.created.map { Timestamps.timestamp(Date(timeIntervalSince1970: TimeInterval($0))) } ?? "-"])
@@ -53,7 +53,7 @@ struct WebhooksRecoverCommand: ConsoleCommand {
         if !missing.isEmpty, try !console.approve("recover?", yes: mutation.yes) { return }
         let report = try await processor.recover(missing, listed: listed, logger: console.logger)
         if !report.recovered.isEmpty || !report.failed.isEmpty {
-            try await database.recordAudit(
+            try await database.audit.record(
                 console.operatorContext(reason: mutation.reasonText),
                 userId: nil,
                 outcome: "webhooks recover --since \(since): recovered \(report.recovered.count), failed \(report.failed.count)"

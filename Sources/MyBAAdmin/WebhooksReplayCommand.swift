@@ -49,10 +49,10 @@ struct WebhooksReplayCommand: ConsoleCommand {
         var targets: [WebhookEvent] = []
         if failed {
             let sinceDate = try since.map { Date().addingTimeInterval(-(try parseDuration($0, option: "--since"))) }
-            targets = try await database.listWebhooks(status: .failed, type: nil, since: sinceDate, limit: 100_000)
+            targets = try await database.inbox.list(status: .failed, type: nil, since: sinceDate, limit: 100_000)
         } else {
             for id in eventIds {
-                guard let event = try await database.webhookEvent(id: id) else {
+                guard let event = try await database.inbox.event(id: id) else {
                     throw ConsoleFailure(code: "unknown_event", description: "no stored webhook event \(id)")
                 }
                 targets.append(event)
@@ -60,7 +60,7 @@ struct WebhooksReplayCommand: ConsoleCommand {
         }
         let processor = WebhookProcessor(database: database)
         // Replays decide from the catalog the server uses (stored in the database); say which.
-        let plans = try await database.installedPlans()
+        let plans = try await database.plans.installed()
         // The plan: the live processing of each event, run and rolled back.
         var plan = TextTable(["event", "type", "now", "replay would"])
         var previews: [ReplayResult] = []
@@ -99,7 +99,7 @@ struct WebhooksReplayCommand: ConsoleCommand {
                     entryIds: outcome.entryIds
                 )
             )
-            try await database.recordAudit(
+            try await database.audit.record(
                 console.operatorContext(reason: mutation.reasonText),
                 userId: nil,
                 outcome: "replayed \(event.eventId): \(outcome.alreadyDone ? "nothing changed" : outcome.status.rawValue)"

@@ -15,7 +15,7 @@ struct WebhooksShowCommand: ConsoleCommand {
     var eventId: String
 
     func execute(in console: Console) async throws {
-        guard let event = try await console.database().webhookEvent(id: eventId) else {
+        guard let event = try await console.database().inbox.event(id: eventId) else {
             throw ConsoleFailure(code: "unknown_event", description: "no stored webhook event \(eventId)")
         }
         let body =

@@ -32,7 +32,7 @@ struct AccountController {
         guard (1...200).contains(sessionId.count), sessionId.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) else {
             throw APIError(.badRequest, code: "invalid_input", message: "a Checkout Session id is letters, digits and _ (cs_…)")
         }
-        return try await database.purchaseStatus(userId: user.userId, checkoutSessionId: sessionId)
+        return try await database.payments.purchaseStatus(userId: user.userId, checkoutSessionId: sessionId)
     }
 
     struct AccountResponse: ResponseEncodable {
@@ -51,7 +51,7 @@ struct AccountController {
 
     @Sendable func show(_ request: Request, context: MyBARequestContext) async throws -> AccountResponse {
         let user = try context.requireUser()
-        guard let account = try await database.accountOverview(userId: user.userId) else {
+        guard let account = try await database.ledger.accountOverview(userId: user.userId) else {
             throw APIError(.notFound, code: "unknown_customer", message: "no customer with id \(user.userId)")
         }
         return AccountResponse(account: account, welcomeGranted: context.welcomeGranted)
@@ -59,7 +59,7 @@ struct AccountController {
 
     @Sendable func events(_ request: Request, context: MyBARequestContext) async throws -> Response {
         let user = try context.requireUser()
-        guard let first = try await database.accountOverview(userId: user.userId) else {
+        guard let first = try await database.ledger.accountOverview(userId: user.userId) else {
             throw APIError(.notFound, code: "unknown_customer", message: "no customer with id \(user.userId)")
         }
         guard let subscription = BalanceChanges.shared.subscribe(userId: user.userId, limit: Self.streamsPerAccount) else {
@@ -94,7 +94,7 @@ struct AccountController {
                 let clientGone = try await withGracefulShutdownHandler {
                     for await _ in subscription.wakeUps {
                         if ContinuousClock.now >= ends { break }
-                        guard let account = try await database.accountOverview(userId: user.userId) else { break }
+                        guard let account = try await database.ledger.accountOverview(userId: user.userId) else { break }
                         let now = try Self.json(account)
                         let text = now == sent ? ": unchanged\n\n" : "event: balance\ndata: \(now)\n\n"
                         sent = now

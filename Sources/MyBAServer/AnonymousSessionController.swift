@@ -23,7 +23,7 @@ struct AnonymousSessionController {
 
     @Sendable func start(_ request: Request, context: MyBARequestContext) async throws -> StartResponse {
         let body = try await request.decodeJSON(as: StartRequest.self, context: context)
-        let started = try await database.startAnonymousSession(
+        let started = try await database.sessions.start(
             fingerprint: body.fingerprint,
             clientAddress: context.clientAddress,
             settings: settings

@@ -39,7 +39,7 @@ func buildDependencies(
         options: .init(busyTimeout: settings.busyTimeoutSeconds, createIfMissing: true)
     )
     if let (path, catalog) = plansFile {
-        switch try await database.adoptPlansFile(catalog, path: path) {
+        switch try await database.plans.adoptFile(catalog, path: path) {
         case .installed(let installed):
             logger.notice("plans file installed", metadata: ["plans.version": .stringConvertible(installed.version), "plans.source": .string(path)])
         case .unchanged(let current):
@@ -112,7 +112,7 @@ func buildServer(
         logger.notice("payments disabled: STRIPE_SECRET_KEY is not set; balance changes wait in the Stripe outbox")
     }
     let router = buildRouter(dependencies)
-    let plans = try await database.installedPlans()
+    let plans = try await database.plans.installed()
     if settings.auth.isDevelopmentMode {
         logger.warning(
             "DEVELOPMENT AUTH: no Clerk key is configured (CLERK_JWT_KEY, CLERK_SECRET_KEY or CLERK_JWKS_URL); any `Bearer dev:<userId>` is accepted as that user. Never run like this in production.",

@@ -55,14 +55,14 @@ extension PeriodicService {
     static func reservationSweep(_ database: AppDatabase, deadlineSeconds: Double, logger: Logger) -> PeriodicService {
         let interval = Duration.milliseconds(Int(min(15, max(1, deadlineSeconds / 4)) * 1000))
         return PeriodicService(name: "reservation sweep", interval: interval, logger: logger) {
-            let report = try await database.releaseAbandonedGenerations(reservedBefore: Date().addingTimeInterval(-deadlineSeconds))
+            let report = try await database.generations.releaseAbandoned(reservedBefore: Date().addingTimeInterval(-deadlineSeconds))
             if report.released > 0 {
                 logger.warning("released tokens of abandoned generations", metadata: ["generations.released": .stringConvertible(report.released)])
             }
             for problem in report.unapplied {
                 logger.error("abandoned generation closed without giving its token back", metadata: ["error.message": .string(problem)])
             }
-            let pruned = try await database.pruneOwnKeyGenerations(createdBefore: Date().addingTimeInterval(-86_400))
+            let pruned = try await database.generations.pruneOwnKey(createdBefore: Date().addingTimeInterval(-86_400))
             if pruned > 0 {
                 logger.info("own-key generations older than a day removed", metadata: ["generations.removed": .stringConvertible(pruned)])
             }
@@ -73,7 +73,7 @@ extension PeriodicService {
     /// `myba-admin sessions reap` runs, in the same short batches.
     static func sessionReaper(_ database: AppDatabase, ttl: TimeInterval, logger: Logger) -> PeriodicService {
         PeriodicService(name: "session reap", interval: .seconds(3600), logger: logger) {
-            let result = try await database.reapAnonymousSessions(lastSeenBefore: Date().addingTimeInterval(-ttl), batch: 100, dryRun: false)
+            let result = try await database.sessions.reap(lastSeenBefore: Date().addingTimeInterval(-ttl), batch: 100, dryRun: false)
             if result.removed > 0 {
                 logger.info("stale anonymous sessions reaped", metadata: ["sessions.removed": .stringConvertible(result.removed)])
             }

@@ -11,7 +11,7 @@ struct PlansController {
     }
 
     @Sendable func list(_ request: Request, context: MyBARequestContext) async throws -> PlanCatalog {
-        try await database.installedPlans().catalog
+        try await database.plans.installed().catalog
     }
 }
 

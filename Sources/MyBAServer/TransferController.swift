@@ -35,7 +35,7 @@ struct TransferController {
         if let claimed = body.remainingTokens, claimed < 0 {
             throw APIError(.badRequest, code: "invalid_json", message: "remainingTokens must be 0 or more")
         }
-        let result = try await database.transferAnonymousSession(
+        let result = try await database.sessions.transfer(
             sessionId: body.sessionId,
             to: user.userId,
             limit: settings.maxTransfersPerAccount,

@@ -16,7 +16,7 @@ struct UserTokensController {
         guard userId == user.userId else {
             throw APIError(.forbidden, code: "forbidden", message: "you can only read your own tokens")
         }
-        guard let balance = try await database.balance(userId: userId) else {
+        guard let balance = try await database.ledger.balance(userId: userId) else {
             throw APIError(.notFound, code: "unknown_customer", message: "no customer with id \(userId)")
         }
         return BalanceFields(balance)

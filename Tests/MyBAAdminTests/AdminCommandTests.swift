@@ -96,7 +96,7 @@ struct AdminCommandTests {
         #expect(clean.status == 0, "\(clean.stderr)")
         #expect(clean.stdout.contains("clean"))
 
-        _ = try await fixture.database.openAccount(userId: "user_bob", email: nil, actor: "api")
+        _ = try await fixture.database.ledger.openAccount(userId: "user_bob", email: nil, actor: "api")
         try await fixture.database.writerForTests.write { db in
             try db.execute(sql: "UPDATE balances SET tokens = 999 WHERE user_id = 'user_alice'")
             try db.execute(sql: "UPDATE balances SET tokens_used = 7 WHERE user_id = 'user_bob'")

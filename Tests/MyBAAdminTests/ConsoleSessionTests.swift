@@ -52,7 +52,7 @@ struct ConsoleSessionTests {
         _ = try await terminal.waitFor("applied")
         try await terminal.type("exit", "Enter")
         try await Task.sleep(for: .milliseconds(300))
-        #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == 55)
+        #expect(try await fixture.database.ledger.balance(userId: "user_alice")?.tokens == 55)
 
         let saved = try String(contentsOfFile: history, encoding: .utf8)
         #expect(saved.contains("customer show user_alice"))
@@ -90,7 +90,7 @@ struct ConsoleSessionTests {
             let paid = try await stripe.request("POST", "/test/checkout/sessions/\(sessionId)/complete")
             let paymentIntent = paid["payment_intent"] as! String
             _ = try await fixture.database.write { tx in
-                try AppDatabase.recordPurchase(
+                try Payments.recordPurchase(
                     checkoutSessionId: sessionId,
                     paymentIntentId: paymentIntent,
                     stripeCustomerId: nil,
@@ -105,7 +105,7 @@ struct ConsoleSessionTests {
                     in: tx
                 )
             }
-            #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == 104)
+            #expect(try await fixture.database.ledger.balance(userId: "user_alice")?.tokens == 104)
             let environment = ["STRIPE_SECRET_KEY": "sk_test_admin", "STRIPE_API_BASE": base.absoluteString, "MYBA_OPERATOR": "ann"]
             let tooMuch = try await fixture.admin(
                 ["payment", "refund", sessionId, "--amount", "5000", "--reason", "x", "--yes", "--db", fixture.path],
@@ -120,24 +120,24 @@ struct ConsoleSessionTests {
                 environment: environment
             )
             #expect(result.status == 0, "\(result.stderr)")
-            #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == 79)
+            #expect(try await fixture.database.ledger.balance(userId: "user_alice")?.tokens == 79)
 
             // Stripe's charge.refunded for that refund arrives afterwards: same processing, same key.
             let events = try await stripe.request("GET", "/v1/events", query: [("type", "charge.refunded")])
             let event = try #require((events["data"] as? [[String: Any]])?.first)
             let body = String(decoding: try JSONSerialization.data(withJSONObject: event), as: UTF8.self)
-            _ = try await fixture.database.storeWebhook(
+            _ = try await fixture.database.inbox.store(
                 WebhookDelivery(source: .stripe, eventId: event["id"] as! String, type: "charge.refunded", body: body, headers: [:], requestId: nil)
             )
             let outcome = try await WebhookProcessor(database: fixture.database)
                 .process(source: .stripe, eventId: event["id"] as! String, logger: Logger(label: "test"))
             #expect(outcome.status == .processed)
             #expect(outcome.entryIds.isEmpty)
-            #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == 79)
-            let audit = try await fixture.database.auditRecords(limit: 1)
+            #expect(try await fixture.database.ledger.balance(userId: "user_alice")?.tokens == 79)
+            let audit = try await fixture.database.audit.records(limit: 1)
             #expect(audit.first?.operatorName == "ann")
             #expect(audit.first?.entryIds.count == 1)
-            #expect(try await fixture.database.verify().isClean)
+            #expect(try await fixture.database.ledger.verify().isClean)
         }
     }
 }

@@ -169,7 +169,7 @@ struct TerminalEscapeTests {
         let fixture = try await AdminFixture()
         defer { fixture.directory.remove() }
         let logPath = try Self.writeHostileLog(in: fixture)
-        _ = try await fixture.database.storeWebhook(
+        _ = try await fixture.database.inbox.store(
             WebhookDelivery(
                 source: .stripe,
                 eventId: "evt_hostile",

@@ -24,7 +24,7 @@ struct MaintenanceTests {
             var count = 0
             while writing.load(ordering: .relaxed) {
                 count += 1
-                let result = try await database.post(
+                let result = try await database.ledger.post(
                     LedgerPosting(userId: "user_alice", kind: .adjust, delta: 1, idempotencyKey: "busy:\(count)", actor: "test", reason: "load")
                 )
                 if let id = result.entry.id { acknowledged.withLock { $0.append(id) } }
@@ -55,7 +55,7 @@ struct MaintenanceTests {
         let restored = try await fixture.admin(["db", "restore", "--from", backupPath, "--yes", "--reason", "drill", "--db", target])
         #expect(restored.status == 0, "\(restored.stderr)")
         let copy = try AppDatabase.openFile(at: target, options: .init(createIfMissing: false))
-        #expect(try await copy.verify().isClean)
+        #expect(try await copy.ledger.verify().isClean)
         let present = try await copy.writerForTests.read { db in try Set(Int64.fetchAll(db, sql: "SELECT id FROM ledger_entries")) }
         #expect(Set(before).isSubset(of: present), "\(Set(before).subtracting(present).count) acknowledged entries missing")
         let check = try await fixture.admin(["db", "check", "--db", target])
@@ -71,7 +71,7 @@ struct MaintenanceTests {
         let fixture = try await AdminFixture()
         defer { fixture.directory.remove() }
         for index in 0..<400 {
-            _ = try await fixture.database.post(
+            _ = try await fixture.database.ledger.post(
                 LedgerPosting(userId: "user_alice", kind: .adjust, delta: 1, idempotencyKey: "fill:\(index)", actor: "test", reason: "a few pages")
             )
         }
@@ -152,7 +152,7 @@ struct MaintenanceTests {
             logger: Logger(label: "test")
         )
         try await database.writerForTests.write { db in try db.execute(sql: "UPDATE webhook_events SET received_at = '2026-01-01 00:00:00.000'") }
-        let balance = try #require(try await database.balance(userId: "user_alice")).tokens
+        let balance = try #require(try await database.ledger.balance(userId: "user_alice")).tokens
 
         #expect(try await fixture.admin(["webhooks", "prune", "--older-than", "2h", "--yes", "--reason", "r", "--db", fixture.path]).status == 2)
         let dry = try await fixture.admin(["webhooks", "prune", "--older-than", "30d", "--dry-run", "--reason", "retention", "--db", fixture.path])
@@ -162,15 +162,15 @@ struct MaintenanceTests {
         ])
         #expect(pruned.status == 0, "\(pruned.stderr)")
         #expect((try jsonObject(pruned.stdout))["pruned"] as? Int == 1)
-        let kept = try #require(try await database.webhookEvent(source: .stripe, eventId: "evt_old_buy"))
+        let kept = try #require(try await database.inbox.event(source: .stripe, eventId: "evt_old_buy"))
         #expect(kept.body.isEmpty && kept.status == .processed && kept.outcome?.contains("granted") == true)
-        #expect(try await database.webhookEvent(source: .stripe, eventId: "evt_old_refund")?.body.isEmpty == false)
+        #expect(try await database.inbox.event(source: .stripe, eventId: "evt_old_refund")?.body.isEmpty == false)
 
         let redelivered = try await intake.receive(delivery, logger: Logger(label: "test"))
         #expect(redelivered.duplicate)
-        #expect(try await database.balance(userId: "user_alice")?.tokens == balance)
-        #expect(try await database.verify().isClean)
-        #expect(try await database.auditRecords(limit: 1).first?.outcome.contains("pruned the bodies of 1") == true)
+        #expect(try await database.ledger.balance(userId: "user_alice")?.tokens == balance)
+        #expect(try await database.ledger.verify().isClean)
+        #expect(try await database.audit.records(limit: 1).first?.outcome.contains("pruned the bodies of 1") == true)
     }
 }
 
@@ -183,7 +183,7 @@ struct CustomerForgetTests {
         let database = fixture.database
         let clerk =
             #"{"type":"user.updated","data":{"id":"user_alice","primary_email_address_id":"idn_1","email_addresses":[{"id":"idn_1","email_address":"alice@example.com"}]}}"#
-        _ = try await database.storeWebhook(
+        _ = try await database.inbox.store(
             WebhookDelivery(
                 source: .clerk,
                 eventId: "msg_alice",
@@ -197,7 +197,7 @@ struct CustomerForgetTests {
             try await fixture.admin(["tokens", "adjust", "alice@example.com", "+1", "--reason", "goodwill", "--yes", "--db", fixture.path]).status
                 == 0
         )
-        let before = try #require(try await database.balance(userId: "user_alice"))
+        let before = try #require(try await database.ledger.balance(userId: "user_alice"))
 
         let refused = try await fixture.admin(["customer", "forget", "alice@example.com", "--reason", "GDPR request 17", "--db", fixture.path])
         #expect(refused.status == 1)
@@ -223,9 +223,9 @@ struct CustomerForgetTests {
             return found
         }
         #expect(found.isEmpty, "the email is still in \(found)")
-        let after = try #require(try await database.balance(userId: "user_alice"))
+        let after = try #require(try await database.ledger.balance(userId: "user_alice"))
         #expect(after.tokens == before.tokens && after.tokensPurchased == before.tokensPurchased)
-        #expect(try await database.verify().isClean)
-        #expect(try await database.auditRecords(limit: 1).first?.outcome.hasPrefix("forgot user_alice") == true)
+        #expect(try await database.ledger.verify().isClean)
+        #expect(try await database.audit.records(limit: 1).first?.outcome.hasPrefix("forgot user_alice") == true)
     }
 }

@@ -41,7 +41,7 @@ struct MutationCommandTests {
         #expect(negative.stderr.contains("below zero"))
         #expect(try await entryCount(fixture) == before)
         // The failed attempts changed nothing, and are audited with their error.
-        let failedAudits = try await fixture.database.auditRecords(limit: 5)
+        let failedAudits = try await fixture.database.audit.records(limit: 5)
         #expect(failedAudits.count == 2)
         #expect(failedAudits.allSatisfy { $0.outcome.hasPrefix("failed: ") }, "\(failedAudits.map(\.outcome))")
         #expect(failedAudits.first?.reason == "typo" && failedAudits.first?.outcome.contains("below zero") == true)
@@ -54,15 +54,15 @@ struct MutationCommandTests {
         let document = try jsonObject(applied.stdout)
         #expect((document["after"] as? [String: Any])?["tokens"] as? Int == 50)
         #expect((document["before"] as? [String: Any])?["tokens"] as? Int == 54)
-        #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == 50)
-        let audit = try await fixture.database.auditRecords(limit: 5)
+        #expect(try await fixture.database.ledger.balance(userId: "user_alice")?.tokens == 50)
+        let audit = try await fixture.database.audit.records(limit: 5)
         #expect(audit.count == 3)
         #expect(audit.first?.operatorName == "ann")
         #expect(audit.first?.reason == "double grant")
         #expect(audit.first?.userId == "user_alice")
         #expect(audit.first?.entryIds.count == 1)
         #expect(audit.first?.command.contains("tokens adjust alice@example.com -4") == true)
-        #expect(try await fixture.database.verify().isClean)
+        #expect(try await fixture.database.ledger.verify().isClean)
 
         let listed = try await fixture.admin(["audit", "--json", "--operator", "ann", "--db", fixture.path])
         #expect(listed.status == 0)
@@ -80,10 +80,10 @@ struct MutationCommandTests {
             ])
             #expect(result.status == 0, "\(result.stderr)")
         }
-        let entries = try await fixture.database.entries(userId: "user_alice", limit: 10)
+        let entries = try await fixture.database.ledger.entries(userId: "user_alice", limit: 10)
         #expect(entries.filter { $0.kind == .refundCredit }.count == 1)
-        #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == 56)
-        let audit = try await fixture.database.auditRecords(limit: 5)
+        #expect(try await fixture.database.ledger.balance(userId: "user_alice")?.tokens == 56)
+        let audit = try await fixture.database.audit.records(limit: 5)
         #expect(audit.count == 2)
         #expect(audit.allSatisfy { !$0.command.contains("sk_live_leakedkey123") && $0.command.contains("***") })
         #expect(audit.contains { $0.outcome.hasPrefix("replayed") })
@@ -103,11 +103,11 @@ struct MutationCommandTests {
         #expect(stopped.status == 1)
         #expect(stopped.stdout.contains("ledger clean"))
         #expect(stopped.stderr.contains("line 3"))
-        #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == 54)
+        #expect(try await fixture.database.ledger.balance(userId: "user_alice")?.tokens == 54)
 
         let continued = try await fixture.admin(["--db", fixture.path, "--continue-on-error"], stdin: script)
         #expect(continued.status == 1)
-        #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == 55)
+        #expect(try await fixture.database.ledger.balance(userId: "user_alice")?.tokens == 55)
 
         let usage = try await fixture.admin(["--db", fixture.path], stdin: "customer shw x\nstats\n")
         #expect(usage.status == 2)
@@ -115,15 +115,15 @@ struct MutationCommandTests {
 
         let quoted = try await fixture.admin(["--db", fixture.path], stdin: "tokens adjust user_alice +1 --reason \"two words\" --yes\n")
         #expect(quoted.status == 0, "\(quoted.stderr)")
-        #expect(try await fixture.database.auditRecords(limit: 1).first?.reason == "two words")
+        #expect(try await fixture.database.audit.records(limit: 1).first?.reason == "two words")
     }
 
     @Test("customer list, find and show by email or cus_ id; stats counts")
     func queries() async throws {
         let fixture = try await AdminFixture()
         defer { fixture.directory.remove() }
-        _ = try await fixture.database.openAccount(userId: "user_bob", email: "bob@example.com", actor: "api")
-        _ = try await fixture.database.linkStripeCustomer(userId: "user_bob", stripeCustomerId: "cus_bob")
+        _ = try await fixture.database.ledger.openAccount(userId: "user_bob", email: "bob@example.com", actor: "api")
+        _ = try await fixture.database.stripeCustomers.link(userId: "user_bob", stripeCustomerId: "cus_bob")
         let list = try await fixture.admin(["customer", "list", "--sort", "tokens", "--json", "--db", fixture.path])
         #expect(list.status == 0)
         let customers = try #require(try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]])
@@ -148,11 +148,11 @@ struct MutationCommandTests {
         var ids: [String] = []
         for index in 0..<300 {
             ids.append(
-                try await fixture.database.startAnonymousSession(fingerprint: "fp\(index)", clientAddress: "10.0.0.1", settings: settings).session.id
+                try await fixture.database.sessions.start(fingerprint: "fp\(index)", clientAddress: "10.0.0.1", settings: settings).session.id
             )
         }
-        _ = try await fixture.database.chargeAnonymousSession(sessionId: ids[0], idempotencyKey: "c0", requestId: nil)
-        _ = try await fixture.database.transferAnonymousSession(sessionId: ids[1], to: "user_alice", actor: "api", requestId: nil)
+        _ = try await fixture.database.sessions.charge(sessionId: ids[0], idempotencyKey: "c0", requestId: nil)
+        _ = try await fixture.database.sessions.transfer(sessionId: ids[1], to: "user_alice", actor: "api", requestId: nil)
         let recent = ids[299]
         try await fixture.database.writerForTests.write { db in
             try db.execute(sql: "UPDATE anonymous_sessions SET last_seen_at = '2026-01-01 00:00:00.000' WHERE id != ?", arguments: [recent])
@@ -164,7 +164,7 @@ struct MutationCommandTests {
         #expect(try jsonObject(stats.stdout)["staleAnonymousSessions"] as? Int == 298)
         let ttl = try await fixture.admin(["stats", "--json", "--db", fixture.path], environment: ["MYBA_SESSION_TTL": "5000d"])
         #expect(try jsonObject(ttl.stdout)["staleAnonymousSessions"] as? Int == 0)
-        #expect(try await fixture.database.anonymousSessionCount() == 300)
+        #expect(try await fixture.database.sessions.count() == 300)
         let bad = try await fixture.admin(["sessions", "reap", "--older-than", "30 days", "--db", fixture.path])
         #expect(bad.status == 2)
         // Off a terminal without --yes: refused, nothing removed. Under an hour: a usage error
@@ -175,7 +175,7 @@ struct MutationCommandTests {
         let tooRecent = try await fixture.admin(["sessions", "reap", "--older-than", "10m", "--yes", "--db", fixture.path])
         #expect(tooRecent.status == 2)
         #expect(tooRecent.stderr.contains("--force"), "\(tooRecent.stderr)")
-        #expect(try await fixture.database.anonymousSessionCount() == 300)
+        #expect(try await fixture.database.sessions.count() == 300)
         let forcedDry = try await fixture.admin(["sessions", "reap", "--older-than", "10m", "--force", "--dry-run", "--json", "--db", fixture.path])
         #expect(forcedDry.status == 0, "\(forcedDry.stderr)")
 
@@ -191,8 +191,8 @@ struct MutationCommandTests {
         #expect(results.allSatisfy { $0.status == 0 })
         let removed = try results.map { try jsonObject($0.stdout)["removed"] as? Int ?? -1 }
         #expect(removed.reduce(0, +) == 298)
-        #expect(try await fixture.database.anonymousSessionCount() == 2)
-        #expect(try await fixture.database.verify().isClean)
+        #expect(try await fixture.database.sessions.count() == 2)
+        #expect(try await fixture.database.ledger.verify().isClean)
     }
 }
 
@@ -214,7 +214,7 @@ struct OperatorKeyTests {
         #expect(keys == ["operator:purchase:cs_test_ns"])
 
         // The purchase this key names still posts with its own key (as its webhook does).
-        let purchase = try await fixture.database.post(
+        let purchase = try await fixture.database.ledger.post(
             LedgerPosting(
                 userId: "user_alice",
                 kind: .purchase,
@@ -237,7 +237,7 @@ struct OperatorKeyTests {
         ])
         #expect(control.status == 2)
         #expect(control.stderr.contains("--key"))
-        #expect(try await fixture.database.verify().isClean)
+        #expect(try await fixture.database.ledger.verify().isClean)
     }
 }
 
@@ -261,7 +261,7 @@ struct ManualCreditTests {
                 )
             }
         }
-        let before = try await fixture.database.balance(userId: "user_alice")?.tokens
+        let before = try await fixture.database.ledger.balance(userId: "user_alice")?.tokens
         let reserved = try await fixture.admin([
             "tokens", "refund", "user_alice", "1", "--request", "req_reserved", "--reason", "crash", "--yes", "--db", fixture.path,
         ])
@@ -272,12 +272,12 @@ struct ManualCreditTests {
         ])
         #expect(released.status == 1)
         #expect(released.stderr.contains("already given back"), "\(released.stderr)")
-        #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == before)
+        #expect(try await fixture.database.ledger.balance(userId: "user_alice")?.tokens == before)
         let done = try await fixture.admin([
             "tokens", "refund", "user_alice", "1", "--request", "req_done", "--reason", "bad ticket", "--yes", "--db", fixture.path,
         ])
         #expect(done.status == 0, "\(done.stderr)")
-        #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == before.map { $0 + 1 })
+        #expect(try await fixture.database.ledger.balance(userId: "user_alice")?.tokens == before.map { $0 + 1 })
     }
 }
 
@@ -328,7 +328,7 @@ struct AmbiguousCustomerTests {
         let fixture = try await AdminFixture()
         defer { fixture.directory.remove() }
         for user in ["user_twin_a", "user_twin_b"] {
-            _ = try await fixture.database.openAccount(userId: user, email: "Twin@Example.com", actor: "test")
+            _ = try await fixture.database.ledger.openAccount(userId: user, email: "Twin@Example.com", actor: "test")
         }
         let show = try await fixture.admin(["customer", "show", "twin@example.com", "--db", fixture.path])
         #expect(show.status == 1)
@@ -338,12 +338,12 @@ struct AmbiguousCustomerTests {
         )
         let adjust = try await fixture.admin(["tokens", "adjust", "twin@example.com", "+5", "--reason", "goodwill", "--yes", "--db", fixture.path])
         #expect(adjust.status == 1)
-        #expect(try await fixture.database.balance(userId: "user_twin_a")?.tokens == 6)
-        #expect(try await fixture.database.balance(userId: "user_twin_b")?.tokens == 6)
+        #expect(try await fixture.database.ledger.balance(userId: "user_twin_a")?.tokens == 6)
+        #expect(try await fixture.database.ledger.balance(userId: "user_twin_b")?.tokens == 6)
         #expect(
             try await fixture.admin(["tokens", "adjust", "user_twin_b", "+5", "--reason", "goodwill", "--yes", "--db", fixture.path]).status == 0
         )
-        #expect(try await fixture.database.balance(userId: "user_twin_b")?.tokens == 11)
+        #expect(try await fixture.database.ledger.balance(userId: "user_twin_b")?.tokens == 11)
     }
 }
 
@@ -375,18 +375,18 @@ struct PlansCommandTests {
         #expect(unconfirmed.status == 1 && unconfirmed.stderr.contains("--yes"))
         let refused = try await fixture.admin(["plans", "set", "--from", bad, "--reason", "typo", "--yes", "--db", fixture.path])
         #expect(refused.status == 1 && refused.stderr.contains("tokens must be between 1 and 1000000"), "\(refused.stderr)")
-        #expect(try await fixture.database.installedPlans().version == 0)
+        #expect(try await fixture.database.plans.installed().version == 0)
 
         let set = try await fixture.admin(["plans", "set", "--from", good, "--reason", "more tokens", "--yes", "--db", fixture.path])
         #expect(set.status == 0 && set.stdout.contains("installed plans version 1 (console"), "\(set.stdout)\(set.stderr)")
-        #expect(try await fixture.database.installedPlans().catalog.plan(id: "starter")?.tokens == 12)
+        #expect(try await fixture.database.plans.installed().catalog.plan(id: "starter")?.tokens == 12)
         let same = try await fixture.admin(["plans", "set", "--from", good, "--reason", "again", "--yes", "--db", fixture.path])
         #expect(same.status == 1 && same.stderr.contains("nothing to install"), "\(same.stderr)")
         let history = try await fixture.admin(["plans", "show", "--history", "5", "--json", "--db", fixture.path])
         let document = try jsonObject(history.stdout)
         #expect((document["current"] as? [String: Any])?["version"] as? Int == 1)
         #expect((document["history"] as? [[String: Any]])?.first?["installedBy"] as? String != nil)
-        #expect(try await fixture.database.auditRecords(limit: 5).contains { $0.reason == "more tokens" })
+        #expect(try await fixture.database.audit.records(limit: 5).contains { $0.reason == "more tokens" })
     }
 }
 
@@ -396,24 +396,24 @@ struct AuditTransactionTests {
     func auditAndEntryCommitTogether() async throws {
         let fixture = try await AdminFixture()
         defer { fixture.directory.remove() }
-        let before = try #require(try await fixture.database.balance(userId: "user_alice"))
-        let entriesBefore = try await fixture.database.entries(userId: "user_alice", limit: 100).count
+        let before = try #require(try await fixture.database.ledger.balance(userId: "user_alice"))
+        let entriesBefore = try await fixture.database.ledger.entries(userId: "user_alice", limit: 100).count
         // The audit log refuses every row (a full disk, a broken table, as far as the command knows).
         try await fixture.database.writeRawForTests { db in
             try db.execute(sql: "CREATE TRIGGER audit_refuses BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'audit log unavailable'); END")
         }
         let refused = try await fixture.admin(["tokens", "adjust", "user_alice", "+5", "--reason", "goodwill", "--yes", "--db", fixture.path])
         #expect(refused.status == 1, "\(refused.stdout)\(refused.stderr)")
-        #expect(try await fixture.database.balance(userId: "user_alice") == before)
-        #expect(try await fixture.database.entries(userId: "user_alice", limit: 100).count == entriesBefore)
-        #expect(try await fixture.database.verify().isClean)
+        #expect(try await fixture.database.ledger.balance(userId: "user_alice") == before)
+        #expect(try await fixture.database.ledger.entries(userId: "user_alice", limit: 100).count == entriesBefore)
+        #expect(try await fixture.database.ledger.verify().isClean)
 
         try await fixture.database.writeRawForTests { db in try db.execute(sql: "DROP TRIGGER audit_refuses") }
         let applied = try await fixture.admin(["tokens", "adjust", "user_alice", "+5", "--reason", "goodwill", "--yes", "--db", fixture.path])
         #expect(applied.status == 0, "\(applied.stderr)")
-        #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == before.tokens + 5)
-        let audit = try #require(try await fixture.database.auditRecords(limit: 1).first)
-        let entry = try #require(try await fixture.database.entries(userId: "user_alice", limit: 1).first)
+        #expect(try await fixture.database.ledger.balance(userId: "user_alice")?.tokens == before.tokens + 5)
+        let audit = try #require(try await fixture.database.audit.records(limit: 1).first)
+        let entry = try #require(try await fixture.database.ledger.entries(userId: "user_alice", limit: 1).first)
         #expect(audit.entryIds == [entry.id].compactMap { $0 }, "the audit row names the entry it wrote")
     }
 }

@@ -57,24 +57,24 @@ struct ReconcileCommandTests {
                 environment: environment
             )
             #expect(dry.status == 0, "\(dry.stderr)")
-            #expect(try await fixture.database.customer(userId: "user_legacy") == nil)
+            #expect(try await fixture.database.ledger.customer(userId: "user_legacy") == nil)
             let imported = try await fixture.admin(
                 ["import", "from-stripe", "--reason", "legacy store", "--yes", "--json", "--db", fixture.path],
                 environment: environment
             )
             #expect(imported.status == 0, "\(imported.stderr)")
-            let balance = try #require(try await fixture.database.balance(userId: "user_legacy"))
+            let balance = try #require(try await fixture.database.ledger.balance(userId: "user_legacy"))
             #expect((balance.tokens, balance.tokensUsed, balance.tokensPurchased, balance.tokensTransferred) == (17, 40, 50, 1))
             #expect(balance.lastPurchase.map(Timestamps.timestamp) == "2025-03-01T10:00:00.000Z")
-            #expect(try await fixture.database.customer(userId: "user_legacy")?.stripeCustomerId == legacy.id)
-            #expect(try await fixture.database.balance(userId: "user_clerkonly")?.tokens == 3)
+            #expect(try await fixture.database.ledger.customer(userId: "user_legacy")?.stripeCustomerId == legacy.id)
+            #expect(try await fixture.database.ledger.balance(userId: "user_clerkonly")?.tokens == 3)
             let again = try await fixture.admin(
                 ["import", "from-stripe", "--reason", "legacy store", "--yes", "--db", fixture.path],
                 environment: environment
             )
             #expect(again.stdout.contains("0 imported"))
-            #expect(try await fixture.database.entries(userId: "user_legacy", limit: 10).count == 1)
-            #expect(try await fixture.database.verify().isClean)
+            #expect(try await fixture.database.ledger.entries(userId: "user_legacy", limit: 10).count == 1)
+            #expect(try await fixture.database.ledger.verify().isClean)
 
             // user_alice exists locally only; the legacy customers match now.
             let first = try await fixture.admin(["reconcile", "--json", "--db", fixture.path], environment: environment)
@@ -123,13 +123,13 @@ struct ReconcileCommandTests {
             )
             #expect(pulled.status == 0, "\(pulled.stdout)\(pulled.stderr)")
             #expect(pulled.stdout.contains("17") && pulled.stdout.contains("20"), "the plan shows before and after: \(pulled.stdout)")
-            #expect(try await fixture.database.balance(userId: "user_legacy")?.tokens == 20)
-            #expect(try await fixture.database.auditRecords(limit: 1).first?.reason == "support granted in Stripe")
-            #expect(try await fixture.database.verify().isClean)
+            #expect(try await fixture.database.ledger.balance(userId: "user_legacy")?.tokens == 20)
+            #expect(try await fixture.database.audit.records(limit: 1).first?.reason == "support granted in Stripe")
+            #expect(try await fixture.database.ledger.verify().isClean)
 
             // During a Stripe outage the ledger moves on and the outbox waits: Stripe's value is
             // stale, and pull must not undo what happened since.
-            _ = try await fixture.database.post(
+            _ = try await fixture.database.ledger.post(
                 LedgerPosting(userId: "user_legacy", kind: .consume, delta: -1, idempotencyKey: "during-outage", actor: "api")
             )
             let stale = try await fixture.admin(
@@ -138,13 +138,13 @@ struct ReconcileCommandTests {
             )
             #expect(stale.status == 3, "\(stale.stdout)\(stale.stderr)")
             #expect(stale.stdout.contains("skipped user_legacy") && stale.stdout.contains("outbox"), "\(stale.stdout)")
-            #expect(try await fixture.database.balance(userId: "user_legacy")?.tokens == 19)
+            #expect(try await fixture.database.ledger.balance(userId: "user_legacy")?.tokens == 19)
 
             // A step applies once: the same plan applied again changes nothing. (user_alice's
             // outbox is taken as drained, as the server's mirror would have it.)
             try await fixture.database.writerForTests.write { db in try db.execute(sql: "DELETE FROM stripe_outbox WHERE user_id = 'user_alice'") }
             let step = try #require(
-                try await fixture.database.planPull(
+                try await fixture.database.stripeCustomers.planPull(
                     ReconcileReport(
                         stripeCustomers: 1,
                         localCustomers: 1,
@@ -165,12 +165,12 @@ struct ReconcileCommandTests {
                 ).steps.first
             )
             let context = OperatorContext(operatorName: "test", commandLine: "reconcile --fix pull", reason: "retry")
-            let before = try #require(try await fixture.database.balance(userId: "user_alice")?.tokens)
-            #expect(try await fixture.database.applyPull(step, by: context) != .alreadyApplied)
-            #expect(try await fixture.database.applyPull(step, by: context) == .alreadyApplied)
-            #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == 60)
+            let before = try #require(try await fixture.database.ledger.balance(userId: "user_alice")?.tokens)
+            #expect(try await fixture.database.stripeCustomers.applyPull(step, by: context) != .alreadyApplied)
+            #expect(try await fixture.database.stripeCustomers.applyPull(step, by: context) == .alreadyApplied)
+            #expect(try await fixture.database.ledger.balance(userId: "user_alice")?.tokens == 60)
             #expect(before != 60)
-            #expect(try await fixture.database.verify().isClean)
+            #expect(try await fixture.database.ledger.verify().isClean)
         }
     }
 
@@ -182,12 +182,12 @@ struct ReconcileCommandTests {
             // The server's mirror pushed user_alice's latest change (one change pending: the
             // outbox row a forced push also starts from); then someone edits Stripe by hand.
             _ = try await StripeMirror(database: fixture.database, stripe: stripe).pushDue(logger: .init(label: "test"))
-            _ = try await fixture.database.post(
+            _ = try await fixture.database.ledger.post(
                 LedgerPosting(userId: "user_alice", kind: .adjust, delta: 1, idempotencyKey: "one-change", actor: "test", reason: "fixture")
             )
             _ = try await StripeMirror(database: fixture.database, stripe: stripe).pushDue(logger: .init(label: "test"))
-            let customerId = try #require(try await fixture.database.customer(userId: "user_alice")?.stripeCustomerId)
-            let tokens = try #require(try await fixture.database.balance(userId: "user_alice")?.tokens)
+            let customerId = try #require(try await fixture.database.ledger.customer(userId: "user_alice")?.stripeCustomerId)
+            let tokens = try #require(try await fixture.database.ledger.balance(userId: "user_alice")?.tokens)
             _ = try await stripe.updateCustomerMetadata(customerId, metadata: ["tokens": "999"], idempotencyKey: "by-hand")
             let pushed = try await fixture.admin(
                 ["reconcile", "--user", "user_alice", "--fix", "push", "--yes", "--reason", "edited by hand", "--db", fixture.path],
@@ -226,7 +226,7 @@ struct ReconcileCommandTests {
             )
             #expect(retried.status == 0, "\(retried.stdout)\(retried.stderr)")
             #expect(try await stripe.amountRefunded(paymentIntent: paymentIntent) == 200)
-            #expect(try await fixture.database.payment(id: paymentIntent)?.refundedAmount == 200)
+            #expect(try await fixture.database.payments.payment(id: paymentIntent)?.refundedAmount == 200)
             // The rest: what Stripe already refunded is counted, not only what the ledger knew.
             let tooMuch = try await fixture.admin(
                 ["payment", "refund", paymentIntent, "--amount", "400", "--reason", "more", "--yes", "--db", fixture.path],
@@ -240,7 +240,7 @@ struct ReconcileCommandTests {
             )
             #expect(rest.status == 0, "\(rest.stderr)")
             #expect(try await stripe.amountRefunded(paymentIntent: paymentIntent) == 500)
-            #expect(try await fixture.database.verify().isClean)
+            #expect(try await fixture.database.ledger.verify().isClean)
         }
     }
 
@@ -263,14 +263,14 @@ struct ReconcileCommandTests {
             )
             #expect(recovered.status == 0, "\(recovered.stderr)")
             #expect((try jsonObject(recovered.stdout)["recovered"] as? [String])?.count == 1)
-            #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == 64)
+            #expect(try await fixture.database.ledger.balance(userId: "user_alice")?.tokens == 64)
             let again = try await fixture.admin(
                 ["webhooks", "recover", "--since", "1h", "--yes", "--reason", "missed events", "--json", "--db", fixture.path],
                 environment: environment
             )
             #expect(try jsonObject(again.stdout)["alreadyStored"] as? Int == 1)
-            #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == 64)
-            #expect(try await fixture.database.verify().isClean)
+            #expect(try await fixture.database.ledger.balance(userId: "user_alice")?.tokens == 64)
+            #expect(try await fixture.database.ledger.verify().isClean)
         }
     }
 }
@@ -291,13 +291,13 @@ struct ConsoleRefundFailureTests {
                     environment: environment
                 ).status == 0
             )
-            let before = try #require(try await fixture.database.balance(userId: "user_alice")).tokens
+            let before = try #require(try await fixture.database.ledger.balance(userId: "user_alice")).tokens
             let half = try await fixture.admin(
                 ["payment", "refund", paymentIntent, "--amount", "250", "--reason", "half", "--yes", "--db", fixture.path],
                 environment: environment
             )
             #expect(half.status == 0, "\(half.stdout)\(half.stderr)")
-            #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == before - 5)
+            #expect(try await fixture.database.ledger.balance(userId: "user_alice")?.tokens == before - 5)
             let refundId = try #require(
                 half.stdout.split(separator: " ").first { $0.hasPrefix("re_") }.map { String($0.trimmingCharacters(in: .punctuationCharacters)) }
             )
@@ -312,8 +312,8 @@ struct ConsoleRefundFailureTests {
                 )
                 #expect(recovered.status == 0, "\(recovered.stdout)\(recovered.stderr)")
             }
-            #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == before)
-            #expect(try await fixture.database.payment(id: paymentIntent)?.refundedAmount == 0)
+            #expect(try await fixture.database.ledger.balance(userId: "user_alice")?.tokens == before)
+            #expect(try await fixture.database.payments.payment(id: paymentIntent)?.refundedAmount == 0)
 
             // The same 250 refunded again (another intent, another reason) takes the 5 tokens
             // again: a new movement, not a replay of the first one's ledger key.
@@ -325,10 +325,10 @@ struct ConsoleRefundFailureTests {
                 environment: environment
             )
             #expect(again.status == 0, "\(again.stdout)\(again.stderr)")
-            #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == before - 5)
-            let moves = try await fixture.database.entries(userId: "user_alice", limit: 10).filter { $0.kind == .paymentRefund }.map(\.delta)
+            #expect(try await fixture.database.ledger.balance(userId: "user_alice")?.tokens == before - 5)
+            let moves = try await fixture.database.ledger.entries(userId: "user_alice", limit: 10).filter { $0.kind == .paymentRefund }.map(\.delta)
             #expect(moves.sorted() == [-5, -5, 5])
-            #expect(try await fixture.database.verify().isClean)
+            #expect(try await fixture.database.ledger.verify().isClean)
         }
     }
 }
@@ -352,15 +352,15 @@ struct LegacyBeforeImportTests {
                     as? String
             )
             // First request after the switch: welcome grant, then two tickets.
-            _ = try await fixture.database.openAccount(userId: "user_back", email: "back@example.com", actor: "api")
-            _ = try await fixture.database.consume(userId: "user_back", amount: 2, idempotencyKey: "gen:back", actor: "api")
+            _ = try await fixture.database.ledger.openAccount(userId: "user_back", email: "back@example.com", actor: "api")
+            _ = try await fixture.database.ledger.consume(userId: "user_back", amount: 2, idempotencyKey: "gen:back", actor: "api")
             let mirror = StripeMirror(database: fixture.database, stripe: stripe)
             _ = try await mirror.pushDue(logger: .init(label: "test"))
             // No second Stripe customer, and the legacy balance is untouched.
             let naming = try await stripe.customersNaming(userId: "user_back")
             #expect(naming.map(\.id) == [legacy])
             #expect((try await stripe.retrieveCustomer(legacy).metadata)?["tokens"] == "17")
-            #expect(try await fixture.database.customer(userId: "user_back")?.stripeCustomerId == legacy)
+            #expect(try await fixture.database.ledger.customer(userId: "user_back")?.stripeCustomerId == legacy)
             // An operator's forced push is refused with the reason, not written over the balance.
             let push = try await fixture.admin(
                 ["reconcile", "--user", "user_back", "--fix", "push", "--yes", "--reason", "drift", "--db", fixture.path],
@@ -382,9 +382,9 @@ struct LegacyBeforeImportTests {
             #expect(imported.status == 0, "\(imported.stderr)")
             #expect(imported.stdout.contains("merged"), "\(imported.stdout)")
             // 6 welcome − 2 spent + 17 legacy − 6 welcome given twice.
-            let balance = try #require(try await fixture.database.balance(userId: "user_back"))
+            let balance = try #require(try await fixture.database.ledger.balance(userId: "user_back"))
             #expect((balance.tokens, balance.tokensUsed, balance.tokensPurchased) == (15, 42, 50))
-            #expect(try await fixture.database.verify().isClean)
+            #expect(try await fixture.database.ledger.verify().isClean)
             // The mirror now writes the merged balance to the legacy customer.
             _ = try await mirror.pushDue(logger: .init(label: "test"))
             #expect((try await stripe.retrieveCustomer(legacy).metadata)?["tokens"] == "15")
@@ -393,7 +393,7 @@ struct LegacyBeforeImportTests {
                 environment: environment
             )
             #expect(again.stdout.contains("already imported"), "\(again.stdout)")
-            #expect(try await fixture.database.balance(userId: "user_back")?.tokens == 15)
+            #expect(try await fixture.database.ledger.balance(userId: "user_back")?.tokens == 15)
         }
     }
 
@@ -407,7 +407,7 @@ struct LegacyBeforeImportTests {
             let legacy = try #require(
                 try await stripe.createCustomer(email: nil, metadata: Self.legacyMetadata, idempotencyKey: "legacy-back").id
             )
-            _ = try await fixture.database.openAccount(userId: "user_back", email: nil, actor: "api")
+            _ = try await fixture.database.ledger.openAccount(userId: "user_back", email: nil, actor: "api")
             let duplicate = try #require(
                 try await stripe.createCustomer(
                     email: nil,
@@ -415,7 +415,7 @@ struct LegacyBeforeImportTests {
                     idempotencyKey: "dup"
                 ).id
             )
-            _ = try await fixture.database.linkStripeCustomer(userId: "user_back", stripeCustomerId: duplicate)
+            _ = try await fixture.database.stripeCustomers.link(userId: "user_back", stripeCustomerId: duplicate)
             let imported = try await fixture.admin(
                 ["import", "from-stripe", "--reason", "legacy store", "--yes", "--json", "--db", fixture.path],
                 environment: environment
@@ -427,9 +427,9 @@ struct LegacyBeforeImportTests {
             )
             #expect(results[legacy] == "merged")
             #expect(results[duplicate]?.hasPrefix("skipped: the mirror's own") == true, "\(results)")
-            #expect(try await fixture.database.balance(userId: "user_back")?.tokens == 17)
-            #expect(try await fixture.database.customer(userId: "user_back")?.stripeCustomerId == legacy)
-            #expect(try await fixture.database.verify().isClean)
+            #expect(try await fixture.database.ledger.balance(userId: "user_back")?.tokens == 17)
+            #expect(try await fixture.database.ledger.customer(userId: "user_back")?.stripeCustomerId == legacy)
+            #expect(try await fixture.database.ledger.verify().isClean)
         }
     }
 }
@@ -445,7 +445,7 @@ struct ManualPurchaseCreditTests {
         try await ReconcileCommandTests.withEmulator { stripe, environment in
             let session = try await ReconcileCommandTests.paidStarter(stripe, key: "cs-manual")
             let sessionId = try #require(session["id"] as? String)
-            let before = try #require(try await fixture.database.balance(userId: "user_alice"))
+            let before = try #require(try await fixture.database.ledger.balance(userId: "user_alice"))
             // The complaint: paid, no tokens (the event never came). The runbook's last resort.
             let credit = try await fixture.admin(
                 [
@@ -455,14 +455,14 @@ struct ManualPurchaseCreditTests {
                 environment: environment
             )
             #expect(credit.status == 0, "\(credit.stdout)\(credit.stderr)")
-            #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == before.tokens + 10)
+            #expect(try await fixture.database.ledger.balance(userId: "user_alice")?.tokens == before.tokens + 10)
             // The same credit again changes nothing.
             let again = try await fixture.admin(
                 ["tokens", "adjust", "alice@example.com", "+10", "--payment", sessionId, "--reason", "retry", "--yes", "--db", fixture.path],
                 environment: environment
             )
             #expect(again.status == 0)
-            #expect(try await fixture.database.balance(userId: "user_alice")?.tokens == before.tokens + 10)
+            #expect(try await fixture.database.ledger.balance(userId: "user_alice")?.tokens == before.tokens + 10)
 
             // Later the event is recovered from Stripe: granted, and the credit settled.
             let recovered = try await fixture.admin(
@@ -470,15 +470,15 @@ struct ManualPurchaseCreditTests {
                 environment: environment
             )
             #expect(recovered.status == 0, "\(recovered.stderr)")
-            let after = try #require(try await fixture.database.balance(userId: "user_alice"))
+            let after = try #require(try await fixture.database.ledger.balance(userId: "user_alice"))
             #expect(after.tokens == before.tokens + 10)
             #expect(after.tokensPurchased == before.tokensPurchased + 10)
-            let keys = try await fixture.database.entries(userId: "user_alice", limit: 10).map(\.idempotencyKey)
+            let keys = try await fixture.database.ledger.entries(userId: "user_alice", limit: 10).map(\.idempotencyKey)
             #expect(
                 keys.contains("manual_purchase:\(sessionId)") && keys.contains("purchase:\(sessionId)")
                     && keys.contains("manual_purchase_settled:\(sessionId)")
             )
-            #expect(try await fixture.database.verify().isClean)
+            #expect(try await fixture.database.ledger.verify().isClean)
 
             // Once the purchase is granted, a manual credit for it is refused.
             let late = try await fixture.admin(

@@ -99,10 +99,10 @@ struct RunbookTests {
         let fixture = try await AdminFixture()
         defer { fixture.directory.remove() }
         let database = fixture.database
-        _ = try await database.openAccount(userId: "user_2abc", email: "ada@example.com", actor: "api", requestId: "req_1a2b3c")
+        _ = try await database.ledger.openAccount(userId: "user_2abc", email: "ada@example.com", actor: "api", requestId: "req_1a2b3c")
         _ = try await database.write { tx in
             for (session, intent, tokens, amount) in [("cs_test_a1", "pi_test_a1", 10, 400), ("cs_test_dup", "pi_test_dup", 10, 500)] {
-                _ = try AppDatabase.recordPurchase(
+                _ = try Payments.recordPurchase(
                     checkoutSessionId: session,
                     paymentIntentId: intent,
                     stripeCustomerId: nil,
@@ -122,7 +122,7 @@ struct RunbookTests {
         // purchase-without-tokens.md.
         let failing =
             #"{"id":"evt_1Q2w3e","object":"event","type":"checkout.session.completed","data":{"object":{"id":"cs_test_nofund","object":"checkout.session","amount_total":500,"currency":"usd","metadata":{"user_id":"user_2abc","plan_id":"team"},"payment_intent":"pi_test_nofund","payment_status":"paid","status":"complete"}}}"#
-        _ = try await database.storeWebhook(
+        _ = try await database.inbox.store(
             WebhookDelivery(
                 source: .stripe,
                 eventId: "evt_1Q2w3e",
@@ -149,7 +149,7 @@ struct RunbookTests {
         // holding the backup the restore runbook names.
         let backups = fixture.directory.file("backups")
         try FileManager.default.createDirectory(atPath: backups, withIntermediateDirectories: true)
-        _ = try database.backup(to: backups + "/myba-2026-12-04.sqlite")
+        _ = try database.maintenance.backup(to: backups + "/myba-2026-12-04.sqlite")
         // …and the plans file the catalog runbook installs.
         let plansFile = fixture.directory.file("plans.json")
         try #"{"plans":[{"id":"team","name":"Team","tokens":500,"amount":12000,"currency":"usd"}],"firstPurchaseDiscountPercent":0}"#
@@ -183,7 +183,7 @@ struct RunbookTests {
             // operator to look for, and leave the copy's books clean.
             for (file, fileCommands) in runbooks {
                 let copy = fixture.directory.file("copy-\(file).sqlite")
-                _ = try database.backup(to: copy)
+                _ = try database.maintenance.backup(to: copy)
                 var seen: [String: Int] = [:]
                 for command in fileCommands {
                     let line = Self.asApplied(command)
@@ -203,13 +203,13 @@ struct RunbookTests {
                         #expect(output.contains(phrase), "\(file): myba-admin \(line) did not say \"\(phrase)\":\n\(output)")
                     }
                 }
-                let report = try await AppDatabase.openFile(at: copy).verify()
+                let report = try await AppDatabase.openFile(at: copy).ledger.verify()
                 #expect(report.isClean, "\(file) left the books unclean: \(report.violations)")
             }
         }
         // Nothing a runbook example did (dry runs, reads) broke the books.
-        #expect(try await database.verify().isClean)
-        #expect(try await database.balance(userId: "user_2abc")?.tokens == 26)
+        #expect(try await database.ledger.verify().isClean)
+        #expect(try await database.ledger.balance(userId: "user_2abc")?.tokens == 26)
 
         // `--check` catches a wrong command without running anything.
         let broken = try await BuiltProduct.run(

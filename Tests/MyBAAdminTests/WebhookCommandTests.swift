@@ -14,7 +14,7 @@ struct WebhookCommandTests {
         let database = fixture.database
         let body =
             #"{"id":"evt_refund_1","object":"event","type":"charge.refunded","data":{"object":{"id":"ch_1","object":"charge","amount":500,"amount_refunded":500,"payment_intent":"pi_late","metadata":{"user_id":"user_alice"}}}}"#
-        _ = try await database.storeWebhook(
+        _ = try await database.inbox.store(
             WebhookDelivery(
                 source: .stripe,
                 eventId: "evt_refund_1",
@@ -36,7 +36,7 @@ struct WebhookCommandTests {
         #expect(stillFailing.status == 1)
 
         _ = try await database.write { tx in
-            try AppDatabase.recordPurchase(
+            try Payments.recordPurchase(
                 checkoutSessionId: "cs_late",
                 paymentIntentId: "pi_late",
                 stripeCustomerId: nil,
@@ -60,8 +60,8 @@ struct WebhookCommandTests {
         let unconfirmed = try await fixture.admin(["webhooks", "replay", "--failed", "--reason", "purchase arrived", "--db", fixture.path])
         #expect(unconfirmed.status == 1)
         #expect(unconfirmed.stderr.contains("pass --yes"), "\(unconfirmed.stderr)")
-        #expect(try await database.webhookEvent(source: .stripe, eventId: "evt_refund_1")?.status == .failed)
-        #expect(try await database.balance(userId: "user_alice")?.tokens == 64)
+        #expect(try await database.inbox.event(source: .stripe, eventId: "evt_refund_1")?.status == .failed)
+        #expect(try await database.ledger.balance(userId: "user_alice")?.tokens == 64)
 
         let logPath = fixture.directory.file("logs/myba.jsonl")
         let replayed = try await fixture.admin(
@@ -76,7 +76,7 @@ struct WebhookCommandTests {
             messages.contains("console command started") && messages.contains("webhook processed") && messages.contains("console command finished"),
             "\(messages)"
         )
-        let audit = try await database.auditRecords(limit: 1).first
+        let audit = try await database.audit.records(limit: 1).first
         #expect(audit?.reason == "purchase arrived")
         #expect(replayed.status == 0, "\(replayed.stderr)")
         let report = try jsonObject(replayed.stdout)
@@ -86,12 +86,12 @@ struct WebhookCommandTests {
         #expect(results.count == 1)
         #expect(results.first?["status"] as? String == "processed")
         #expect(results.first?["changed"] as? Bool == true)
-        #expect(try await database.balance(userId: "user_alice")?.tokens == 54)
+        #expect(try await database.ledger.balance(userId: "user_alice")?.tokens == 54)
 
         let again = try await fixture.admin(["webhooks", "replay", "evt_refund_1", "--yes", "--reason", "purchase arrived", "--db", fixture.path])
         #expect(again.status == 0)
         #expect(again.stdout.contains("nothing changed"))
-        #expect(try await database.balance(userId: "user_alice")?.tokens == 54)
+        #expect(try await database.ledger.balance(userId: "user_alice")?.tokens == 54)
 
         let shown = try await fixture.admin(["webhooks", "show", "evt_refund_1", "--json", "--db", fixture.path])
         let document = try jsonObject(shown.stdout)
@@ -100,7 +100,7 @@ struct WebhookCommandTests {
         #expect((document["headers"] as? [String: String])?["stripe-signature"] != nil)
         #expect(try await fixture.admin(["webhooks", "show", "evt_nope", "--db", fixture.path]).status == 1)
         #expect(try await fixture.admin(["webhooks", "replay", "--db", fixture.path]).status == 2)
-        #expect(try await database.verify().isClean)
+        #expect(try await database.ledger.verify().isClean)
     }
 }
 
@@ -115,7 +115,7 @@ struct CustomerEventsTests {
         let database = fixture.database
         let processor = WebhookProcessor(database: database)
         func store(_ id: String, type: String, body: String) async throws {
-            _ = try await database.storeWebhook(WebhookDelivery(source: .stripe, eventId: id, type: type, body: body, headers: [:], requestId: nil))
+            _ = try await database.inbox.store(WebhookDelivery(source: .stripe, eventId: id, type: type, body: body, headers: [:], requestId: nil))
             _ = try await processor.process(source: .stripe, eventId: id, logger: Logger(label: "test"))
         }
         // No plan and no token count: fails, names user_alice only in its metadata.
@@ -131,7 +131,7 @@ struct CustomerEventsTests {
             body:
                 #"{"id":"evt_bob_failed","type":"checkout.session.completed","data":{"object":{"id":"cs_bob_x","amount_total":500,"currency":"usd","metadata":{"user_id":"user_bob"},"payment_status":"paid"}}}"#
         )
-        #expect(try await database.webhookEvent(source: .stripe, eventId: "evt_alice_failed")?.status == .failed)
+        #expect(try await database.inbox.event(source: .stripe, eventId: "evt_alice_failed")?.status == .failed)
 
         let listed = try await fixture.admin(["webhooks", "list", "--customer", "alice@example.com", "--json", "--db", fixture.path])
         #expect(listed.status == 0, "\(listed.stderr)")

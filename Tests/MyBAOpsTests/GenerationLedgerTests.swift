@@ -13,8 +13,8 @@ struct GenerationLedgerTests {
         let fixture = try LedgerFixture()
         defer { fixture.directory.remove() }
         let database = fixture.database
-        _ = try await database.openAccount(userId: "user_1", email: nil, actor: "test")
-        let session = try await database.startAnonymousSession(fingerprint: "fp", clientAddress: "127.0.0.1", settings: AnonymousSettings())
+        _ = try await database.ledger.openAccount(userId: "user_1", email: nil, actor: "test")
+        let session = try await database.sessions.start(fingerprint: "fp", clientAddress: "127.0.0.1", settings: AnonymousSettings())
         // What a process leaves behind when it dies during the provider call.
         let retry = GenerationRequest(input: "Add search", userId: "user_1", idempotencyKey: "user_1:req_a", requestId: "req_a2")
         let hash = TicketGenerator.inputHash(retry)
@@ -27,7 +27,7 @@ struct GenerationLedgerTests {
                     arguments: [key, kind, payer, hash, then, then]
                 )
             }
-            _ = try AppDatabase.post(
+            _ = try Ledger.post(
                 LedgerPosting(
                     userId: "user_1",
                     kind: .consume,
@@ -38,7 +38,7 @@ struct GenerationLedgerTests {
                 now: Date(),
                 in: StorageTransaction(db)
             )
-            _ = try AppDatabase.chargeSession(
+            _ = try AnonymousSessions.chargeSession(
                 sessionId: session.session.id,
                 amount: 1,
                 idempotencyKey: TicketGenerator.chargeKey("\(session.session.id):req_b", attempt: 1),
@@ -47,18 +47,18 @@ struct GenerationLedgerTests {
                 in: StorageTransaction(db)
             )
         }
-        #expect(try await database.balance(userId: "user_1")?.tokens == 5)
-        #expect(try await database.releaseAbandonedGenerations(reservedBefore: Date().addingTimeInterval(-60)).released == 2)
-        #expect(try await database.releaseAbandonedGenerations(reservedBefore: Date()) == AbandonedGenerationsReport(released: 0, unapplied: []))
-        #expect(try await database.balance(userId: "user_1")?.tokens == 6)
-        #expect(try await database.anonymousSession(id: session.session.id)?.remaining == 3)
-        #expect(try await database.verify().isClean)
+        #expect(try await database.ledger.balance(userId: "user_1")?.tokens == 5)
+        #expect(try await database.generations.releaseAbandoned(reservedBefore: Date().addingTimeInterval(-60)).released == 2)
+        #expect(try await database.generations.releaseAbandoned(reservedBefore: Date()) == AbandonedGenerationsReport(released: 0, unapplied: []))
+        #expect(try await database.ledger.balance(userId: "user_1")?.tokens == 6)
+        #expect(try await database.sessions.session(id: session.session.id)?.remaining == 3)
+        #expect(try await database.ledger.verify().isClean)
 
         // The retry of the abandoned request is a second attempt, charged once.
         let generator = TicketGenerator(database: database, settings: AISettings(), http: CurlHTTPClient())
         let result = try await generator.generate(retry, logger: Logger(label: "test"))
         #expect(result.tokensRemaining == 5)
-        #expect(try await database.verify().isClean)
+        #expect(try await database.ledger.verify().isClean)
     }
 
     @Test(
@@ -68,10 +68,10 @@ struct GenerationLedgerTests {
         let fixture = try LedgerFixture()
         defer { fixture.directory.remove() }
         let database = fixture.database
-        _ = try await database.openAccount(userId: "user_1", email: nil, actor: "test")
-        let gone = try await database.startAnonymousSession(fingerprint: "fp-gone", clientAddress: "127.0.0.1", settings: AnonymousSettings()).session
+        _ = try await database.ledger.openAccount(userId: "user_1", email: nil, actor: "test")
+        let gone = try await database.sessions.start(fingerprint: "fp-gone", clientAddress: "127.0.0.1", settings: AnonymousSettings()).session
             .id
-        let kept = try await database.startAnonymousSession(fingerprint: "fp-kept", clientAddress: "127.0.0.1", settings: AnonymousSettings()).session
+        let kept = try await database.sessions.start(fingerprint: "fp-kept", clientAddress: "127.0.0.1", settings: AnonymousSettings()).session
             .id
         try await database.writerForTests.write { db in
             let then = SQLTimestamp.string(Date().addingTimeInterval(-3600))
@@ -83,7 +83,7 @@ struct GenerationLedgerTests {
                 )
             }
             for session in [gone, kept] {
-                _ = try AppDatabase.chargeSession(
+                _ = try AnonymousSessions.chargeSession(
                     sessionId: session,
                     amount: 1,
                     idempotencyKey: TicketGenerator.chargeKey("\(session):k", attempt: 1),
@@ -92,7 +92,7 @@ struct GenerationLedgerTests {
                     in: StorageTransaction(db)
                 )
             }
-            _ = try AppDatabase.post(
+            _ = try Ledger.post(
                 LedgerPosting(
                     userId: "user_1",
                     kind: .consume,
@@ -106,11 +106,11 @@ struct GenerationLedgerTests {
             try db.execute(sql: "UPDATE anonymous_sessions SET last_seen_at = ?", arguments: [then])
         }
         // The reap leaves both sessions alone while their generations are reserved.
-        #expect(try await database.reapAnonymousSessions(lastSeenBefore: Date(), batch: 100, dryRun: false).removed == 0)
+        #expect(try await database.sessions.reap(lastSeenBefore: Date(), batch: 100, dryRun: false).removed == 0)
         // A session removed anyway (by hand, or by an older reap).
         try await database.writerForTests.write { db in try db.execute(sql: "DELETE FROM anonymous_sessions WHERE id = ?", arguments: [gone]) }
 
-        let report = try await database.releaseAbandonedGenerations(reservedBefore: Date().addingTimeInterval(-60))
+        let report = try await database.generations.releaseAbandoned(reservedBefore: Date().addingTimeInterval(-60))
         #expect(report.released == 2)
         #expect(report.unapplied.count == 1)
         #expect(report.unapplied.first?.contains(SessionDigest.of(gone)) == true)
@@ -122,11 +122,11 @@ struct GenerationLedgerTests {
         }
         #expect(rows.allSatisfy { $0.1 == "failed" })
         #expect(rows.first { $0.0 == "\(gone):k" }?.2?.contains("could not be given back") == true)
-        #expect(try await database.anonymousSession(id: kept)?.remaining == 3)
-        #expect(try await database.balance(userId: "user_1")?.tokens == 6)
-        #expect(try await database.verify().isClean)
+        #expect(try await database.sessions.session(id: kept)?.remaining == 3)
+        #expect(try await database.ledger.balance(userId: "user_1")?.tokens == 6)
+        #expect(try await database.ledger.verify().isClean)
         // Settled, the sessions may be reaped.
-        #expect(try await database.reapAnonymousSessions(lastSeenBefore: Date(), batch: 100, dryRun: false).removed == 1)
+        #expect(try await database.sessions.reap(lastSeenBefore: Date(), batch: 100, dryRun: false).removed == 1)
     }
 
     @Test("finished own-key generations older than the cut-off are removed in batches; reserved ones and token-paid ones stay")
@@ -149,8 +149,8 @@ struct GenerationLedgerTests {
                 )
             }
         }
-        #expect(try await database.pruneOwnKeyGenerations(createdBefore: Date().addingTimeInterval(-86_400), limit: 1) == 1)
-        #expect(try await database.pruneOwnKeyGenerations(createdBefore: Date().addingTimeInterval(-86_400)) == 1)
+        #expect(try await database.generations.pruneOwnKey(createdBefore: Date().addingTimeInterval(-86_400), limit: 1) == 1)
+        #expect(try await database.generations.pruneOwnKey(createdBefore: Date().addingTimeInterval(-86_400)) == 1)
         let left = try await database.writerForTests.read { db in
             try String.fetchAll(db, sql: "SELECT idempotency_key FROM generations ORDER BY idempotency_key")
         }
@@ -162,21 +162,21 @@ struct GenerationLedgerTests {
         let fixture = try LedgerFixture()
         defer { fixture.directory.remove() }
         let database = fixture.database
-        let started = try await database.startAnonymousSession(fingerprint: "fp", clientAddress: "127.0.0.1", settings: AnonymousSettings())
-        _ = try await database.chargeAnonymousSession(sessionId: started.session.id, idempotencyKey: "c1", requestId: nil)
-        _ = try await database.chargeAnonymousSession(sessionId: started.session.id, idempotencyKey: "c1", requestId: nil)
-        let moved = try await database.transferAnonymousSession(sessionId: started.session.id, to: "user_1", actor: "api", requestId: nil)
+        let started = try await database.sessions.start(fingerprint: "fp", clientAddress: "127.0.0.1", settings: AnonymousSettings())
+        _ = try await database.sessions.charge(sessionId: started.session.id, idempotencyKey: "c1", requestId: nil)
+        _ = try await database.sessions.charge(sessionId: started.session.id, idempotencyKey: "c1", requestId: nil)
+        let moved = try await database.sessions.transfer(sessionId: started.session.id, to: "user_1", actor: "api", requestId: nil)
         #expect(moved.transferred == 2)
         #expect(moved.balance.tokens == 8)
-        #expect(try await database.verify().isClean)
+        #expect(try await database.ledger.verify().isClean)
         try await database.writerForTests.write { db in
             try db.execute(sql: "UPDATE anonymous_sessions SET used = 0, transferred_tokens = 3")
         }
-        let report = try await database.verify()
+        let report = try await database.ledger.verify()
         #expect(report.violations.map(\.kind) == [.sessionMismatch])
         #expect(report.violations.first?.field == "used")
         try await database.writerForTests.write { db in try db.execute(sql: "UPDATE anonymous_sessions SET used = 1") }
-        let second = try await database.verify()
+        let second = try await database.ledger.verify()
         #expect(second.violations.first?.field == "transferred_tokens")
         #expect(second.violations.first?.expected == "2")
     }

@@ -74,7 +74,7 @@ struct GroupCommitTests {
             for index in 0..<400 {
                 group.addTask {
                     do {
-                        _ = try await fixture.database.consume(userId: "user_1", idempotencyKey: "c\(index)", actor: "test")
+                        _ = try await fixture.database.ledger.consume(userId: "user_1", idempotencyKey: "c\(index)", actor: "test")
                         return "ok"
                     } catch LedgerError.insufficientTokens {
                         return "insufficient"
@@ -90,10 +90,10 @@ struct GroupCommitTests {
         #expect(outcomes.filter { $0 == "ok" }.count == 250)
         #expect(outcomes.filter { $0 == "insufficient" }.count == 150)
         #expect(outcomes.filter { $0.hasPrefix("error") }.isEmpty)
-        let balance = try #require(try await fixture.database.balance(userId: "user_1"))
+        let balance = try #require(try await fixture.database.ledger.balance(userId: "user_1"))
         #expect(balance.tokens == 0 && balance.tokensUsed == 250)
         #expect(try await fixture.count("SELECT COUNT(*) FROM ledger_entries WHERE kind = 'consume'") == 250)
-        #expect(try await fixture.database.verify().isClean)
+        #expect(try await fixture.database.ledger.verify().isClean)
         let commits = fixture.counter.commits - before
         #expect(commits < 400 / 2, "\(commits) commits for 400 writes: they did not share transactions")
     }
@@ -106,7 +106,7 @@ struct GroupCommitTests {
         let before = fixture.counter.commits
         let database = fixture.database
         var writes: [@Sendable () async throws -> Int] = (0..<5).map { index in
-            { try await database.consume(userId: "user_1", idempotencyKey: "c\(index)", actor: "test").balance.tokens }
+            { try await database.ledger.consume(userId: "user_1", idempotencyKey: "c\(index)", actor: "test").balance.tokens }
         }
         // A write that changes rows, then throws: none of its changes may survive the batch.
         writes.insert(
@@ -128,8 +128,8 @@ struct GroupCommitTests {
         #expect(throws: Refused.self) { try results[2].get() }
         #expect(try await fixture.count("SELECT COUNT(*) FROM customers WHERE user_id = 'ghost'") == 0)
         #expect(try await fixture.count("SELECT COUNT(*) FROM ledger_entries WHERE kind = 'consume'") == 3)
-        #expect(try await fixture.database.balance(userId: "user_1")?.tokens == 0)
-        #expect(try await fixture.database.verify().isClean)
+        #expect(try await fixture.database.ledger.balance(userId: "user_1")?.tokens == 0)
+        #expect(try await fixture.database.ledger.verify().isClean)
     }
 
     @Test("after-commit actions run for the writes that committed, never for one rolled back to its savepoint")
@@ -162,7 +162,7 @@ struct GroupCommitTests {
             {
                 try await database.write { tx -> Int in
                     tx.afterCommit { ran.withLock { $0.append(key) } }
-                    return try AppDatabase.post(
+                    return try Ledger.post(
                         LedgerPosting(userId: "user_1", kind: .adjust, delta: 1, idempotencyKey: key, actor: "test", reason: "group commit"),
                         now: Date(),
                         in: tx
@@ -183,9 +183,9 @@ struct GroupCommitTests {
         #expect(throws: Refused.self) { try results[2].get() }
         #expect(try results[3].get() == 3)
         #expect(try await fixture.count("SELECT COUNT(*) FROM ledger_entries WHERE kind = 'adjust' AND idempotency_key LIKE 'g%'") == 3)
-        #expect(try await fixture.database.balance(userId: "user_1")?.tokens == 3)
+        #expect(try await fixture.database.ledger.balance(userId: "user_1")?.tokens == 3)
         #expect(ran.withLock { $0 } == ["g1", "g2", "g3"], "each action once, after the commit that kept its write")
-        #expect(try await fixture.database.verify().isClean)
+        #expect(try await fixture.database.ledger.verify().isClean)
     }
 
     @Test("a batch that cannot get the write lock fails every write in it and changes nothing; the next batch commits")
@@ -194,7 +194,7 @@ struct GroupCommitTests {
         defer { directory.remove() }
         let path = directory.file("myba.sqlite")
         let database = try AppDatabase.openFile(at: path, options: .init(busyTimeout: 0.2))
-        try await database.createCustomer(userId: "user_1")
+        try await database.ledger.createCustomer(userId: "user_1")
         // Another process's writer, holding the lock.
         let other = try DatabaseQueue(path: path)
         let locked = DispatchSemaphore(value: 0)
@@ -211,7 +211,7 @@ struct GroupCommitTests {
             for index in 0..<8 {
                 group.addTask {
                     do {
-                        _ = try await database.post(
+                        _ = try await database.ledger.post(
                             LedgerPosting(userId: "user_1", kind: .adjust, delta: 1, idempotencyKey: "a\(index)", actor: "test", reason: "lock")
                         )
                         return false
@@ -229,8 +229,8 @@ struct GroupCommitTests {
         #expect(refused == Array(repeating: true, count: 8))
         release.signal()
         locked.wait()
-        #expect(try await database.balance(userId: "user_1")?.tokens == 0)
-        let later = try await database.post(
+        #expect(try await database.ledger.balance(userId: "user_1")?.tokens == 0)
+        let later = try await database.ledger.post(
             LedgerPosting(userId: "user_1", kind: .adjust, delta: 1, idempotencyKey: "a0", actor: "test", reason: "lock")
         )
         #expect(later.balance.tokens == 1 && !later.replayed)

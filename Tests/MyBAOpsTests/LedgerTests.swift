@@ -11,15 +11,15 @@ struct LedgerTests {
     func welcomeOnce() async throws {
         let fixture = try LedgerFixture()
         defer { fixture.directory.remove() }
-        let first = try await fixture.database.openAccount(userId: "user_1", email: "a@example.com", actor: "api")
+        let first = try await fixture.database.ledger.openAccount(userId: "user_1", email: "a@example.com", actor: "api")
         #expect(first.replayed == false)
         #expect(first.balance.tokens == 6)
-        let second = try await fixture.database.openAccount(userId: "user_1", email: nil, actor: "webhook:clerk")
+        let second = try await fixture.database.ledger.openAccount(userId: "user_1", email: nil, actor: "webhook:clerk")
         #expect(second.replayed == true)
         #expect(second.entry.id == first.entry.id)
-        #expect(try await fixture.database.balance(userId: "user_1")?.tokens == 6)
+        #expect(try await fixture.database.ledger.balance(userId: "user_1")?.tokens == 6)
         #expect(try await fixture.entryCount() == 1)
-        #expect(try await fixture.database.customer(userId: "user_1")?.email == "a@example.com")
+        #expect(try await fixture.database.ledger.customer(userId: "user_1")?.email == "a@example.com")
     }
 
     @Test("replaying an idempotency key with the same parameters returns the original and changes nothing")
@@ -36,15 +36,15 @@ struct LedgerTests {
             actor: "webhook:stripe",
             requestId: "req_a"
         )
-        let original = try await fixture.database.post(posting)
+        let original = try await fixture.database.ledger.post(posting)
         var retry = posting
         retry.requestId = "req_b"  // a retry arrives in another request
         retry.actor = "console:replay"
-        let replay = try await fixture.database.post(retry)
+        let replay = try await fixture.database.ledger.post(retry)
         #expect(replay.replayed)
         #expect(replay.entry == original.entry)
         #expect(replay.entry.requestId == "req_a")
-        let balance = try #require(try await fixture.database.balance(userId: "user_1"))
+        let balance = try #require(try await fixture.database.ledger.balance(userId: "user_1"))
         #expect(balance.tokens == 50)
         #expect(balance.tokensPurchased == 50)
         #expect(try await fixture.entryCount() == 1)
@@ -64,7 +64,7 @@ struct LedgerTests {
             reference: "cs_1",
             actor: "webhook:stripe"
         )
-        let original = try await fixture.database.post(posting)
+        let original = try await fixture.database.ledger.post(posting)
         let entriesBefore = try await fixture.entryCount()
 
         var otherAmount = posting
@@ -77,12 +77,12 @@ struct LedgerTests {
         otherReference.reference = "cs_2"
         for variant in [otherAmount, otherUser, otherKind, otherReference] {
             await #expect(throws: LedgerError.idempotencyKeyReused(key: "purchase:cs_1", existingEntryId: original.entry.id!)) {
-                try await fixture.database.post(variant)
+                try await fixture.database.ledger.post(variant)
             }
         }
         #expect(try await fixture.entryCount() == entriesBefore)
-        #expect(try await fixture.database.balance(userId: "user_1")?.tokens == 10)
-        #expect(try await fixture.database.balance(userId: "user_2")?.tokens == 0)
+        #expect(try await fixture.database.ledger.balance(userId: "user_1")?.tokens == 10)
+        #expect(try await fixture.database.ledger.balance(userId: "user_2")?.tokens == 0)
     }
 
     @Test("a consume that does not fit is refused with insufficient tokens and writes nothing")
@@ -92,14 +92,14 @@ struct LedgerTests {
         try await fixture.customer("user_1", tokens: 2)
         let entriesBefore = try await fixture.entryCount()
         await #expect(throws: LedgerError.insufficientTokens(userId: "user_1", available: 2, requested: 3)) {
-            try await fixture.database.consume(userId: "user_1", amount: 3, idempotencyKey: "gen:1", actor: "api")
+            try await fixture.database.ledger.consume(userId: "user_1", amount: 3, idempotencyKey: "gen:1", actor: "api")
         }
         #expect(try await fixture.entryCount() == entriesBefore)
-        let result = try await fixture.database.consume(userId: "user_1", amount: 2, idempotencyKey: "gen:2", actor: "api")
+        let result = try await fixture.database.ledger.consume(userId: "user_1", amount: 2, idempotencyKey: "gen:2", actor: "api")
         #expect(result.balance.tokens == 0)
         #expect(result.balance.tokensUsed == 2)
         // The retry of a consume that succeeded is answered from the ledger, not refused.
-        let retry = try await fixture.database.consume(userId: "user_1", amount: 2, idempotencyKey: "gen:2", actor: "api")
+        let retry = try await fixture.database.ledger.consume(userId: "user_1", amount: 2, idempotencyKey: "gen:2", actor: "api")
         #expect(retry.replayed)
         #expect(retry.balance.tokens == 0)
     }
@@ -110,14 +110,14 @@ struct LedgerTests {
         defer { fixture.directory.remove() }
         try await fixture.customer("user_1", tokens: 3)
         await #expect(throws: LedgerError.wouldGoNegative(userId: "user_1", field: "tokens", current: 3, change: -4)) {
-            try await fixture.database.post(
+            try await fixture.database.ledger.post(
                 LedgerPosting(userId: "user_1", kind: .adjust, delta: -4, idempotencyKey: "adj:1", actor: "operator:ann", reason: "test")
             )
         }
         await #expect(throws: LedgerError.wouldGoNegative(userId: "user_1", field: "tokens_used", current: 0, change: -1)) {
-            try await fixture.database.post(LedgerPosting(userId: "user_1", kind: .release, delta: 1, idempotencyKey: "rel:1", actor: "api"))
+            try await fixture.database.ledger.post(LedgerPosting(userId: "user_1", kind: .release, delta: 1, idempotencyKey: "rel:1", actor: "api"))
         }
-        #expect(try await fixture.database.balance(userId: "user_1")?.tokens == 3)
+        #expect(try await fixture.database.ledger.balance(userId: "user_1")?.tokens == 3)
     }
 
     @Test("postings with the wrong sign, no customer or a bad key are refused")
@@ -136,12 +136,12 @@ struct LedgerTests {
             LedgerPosting(userId: "user_1", kind: .adjust, delta: 1, idempotencyKey: "k6", actor: "api", opening: OpeningBalance(tokensUsed: 1)),
         ]
         for posting in invalid {
-            await #expect(throws: LedgerError.self) { try await fixture.database.post(posting) }
+            await #expect(throws: LedgerError.self) { try await fixture.database.ledger.post(posting) }
         }
         await #expect(throws: LedgerError.unknownCustomer(userId: "user_nobody")) {
-            try await fixture.database.post(LedgerPosting(userId: "user_nobody", kind: .adjust, delta: 1, idempotencyKey: "k7", actor: "api"))
+            try await fixture.database.ledger.post(LedgerPosting(userId: "user_nobody", kind: .adjust, delta: 1, idempotencyKey: "k7", actor: "api"))
         }
-        #expect(try await fixture.database.balance(userId: "user_1")?.tokens == 5)
+        #expect(try await fixture.database.ledger.balance(userId: "user_1")?.tokens == 5)
         #expect(try await fixture.entryCount() == 1)
     }
 
@@ -150,27 +150,29 @@ struct LedgerTests {
         let fixture = try LedgerFixture()
         defer { fixture.directory.remove() }
         let db = fixture.database
-        try await db.createCustomer(userId: "user_1")
-        _ = try await db.openAccount(userId: "user_1", email: nil, actor: "api")
-        var balance = try #require(try await db.balance(userId: "user_1"))
+        try await db.ledger.createCustomer(userId: "user_1")
+        _ = try await db.ledger.openAccount(userId: "user_1", email: nil, actor: "api")
+        var balance = try #require(try await db.ledger.balance(userId: "user_1"))
         #expect((balance.tokens, balance.tokensUsed, balance.tokensPurchased, balance.tokensTransferred) == (6, 0, 0, 0))
 
-        let transfer = try await db.post(LedgerPosting(userId: "user_1", kind: .transfer, delta: 2, idempotencyKey: "transfer:anon_1", actor: "api"))
-        let purchase = try await db.post(
+        let transfer = try await db.ledger.post(
+            LedgerPosting(userId: "user_1", kind: .transfer, delta: 2, idempotencyKey: "transfer:anon_1", actor: "api")
+        )
+        let purchase = try await db.ledger.post(
             LedgerPosting(userId: "user_1", kind: .purchase, delta: 10, idempotencyKey: "purchase:cs_1", actor: "webhook:stripe")
         )
-        _ = try await db.consume(userId: "user_1", amount: 3, idempotencyKey: "gen:1", actor: "api")
-        _ = try await db.post(LedgerPosting(userId: "user_1", kind: .release, delta: 1, idempotencyKey: "release:gen:1", actor: "api"))
-        _ = try await db.post(
+        _ = try await db.ledger.consume(userId: "user_1", amount: 3, idempotencyKey: "gen:1", actor: "api")
+        _ = try await db.ledger.post(LedgerPosting(userId: "user_1", kind: .release, delta: 1, idempotencyKey: "release:gen:1", actor: "api"))
+        _ = try await db.ledger.post(
             LedgerPosting(userId: "user_1", kind: .refundCredit, delta: 2, idempotencyKey: "credit:1", actor: "operator:ann", reason: "failed job")
         )
-        _ = try await db.post(
+        _ = try await db.ledger.post(
             LedgerPosting(userId: "user_1", kind: .paymentRefund, delta: -4, idempotencyKey: "refund:ch_1", actor: "webhook:stripe")
         )
-        _ = try await db.post(
+        _ = try await db.ledger.post(
             LedgerPosting(userId: "user_1", kind: .adjust, delta: -1, idempotencyKey: "adj:1", actor: "operator:ann", reason: "typo")
         )
-        balance = try #require(try await db.balance(userId: "user_1"))
+        balance = try #require(try await db.ledger.balance(userId: "user_1"))
         #expect(balance.tokens == 6 + 2 + 10 - 3 + 1 + 2 - 4 - 1)
         #expect(balance.tokensUsed == 2)
         #expect(balance.tokensPurchased == 6)
@@ -178,9 +180,9 @@ struct LedgerTests {
         #expect(balance.lastPurchase == purchase.entry.createdAt)
         #expect(balance.transferDate == transfer.entry.createdAt)
 
-        try await db.createCustomer(userId: "user_legacy")
+        try await db.ledger.createCustomer(userId: "user_legacy")
         let lastPurchase = try #require(Timestamps.parse("2025-03-01"))
-        let imported = try await db.post(
+        let imported = try await db.ledger.post(
             LedgerPosting(
                 userId: "user_legacy",
                 kind: .import,
@@ -195,7 +197,7 @@ struct LedgerTests {
         #expect(imported.balance.tokensPurchased == 50)
         #expect(imported.balance.tokensTransferred == 1)
         #expect(imported.balance.lastPurchase.map(Timestamps.day) == "2025-03-01")
-        #expect(try await db.verify().isClean)
+        #expect(try await db.ledger.verify().isClean)
     }
 
     @Test("ledger entries cannot be updated or deleted, even with raw SQL")
@@ -210,7 +212,7 @@ struct LedgerTests {
             try await fixture.database.writerForTests.write { db in try db.execute(sql: "DELETE FROM ledger_entries") }
         }
         #expect(try await fixture.entryCount() == 1)
-        #expect(try await fixture.database.verify().isClean)
+        #expect(try await fixture.database.ledger.verify().isClean)
     }
 
     @Test("with 1 token left and 50 concurrent consumers exactly one succeeds")
@@ -223,7 +225,7 @@ struct LedgerTests {
             for index in 0..<50 {
                 group.addTask {
                     do {
-                        _ = try await database.consume(userId: "user_1", idempotencyKey: "gen:\(index)", actor: "api")
+                        _ = try await database.ledger.consume(userId: "user_1", idempotencyKey: "gen:\(index)", actor: "api")
                         return "ok"
                     } catch LedgerError.insufficientTokens {
                         return "insufficient"
@@ -236,12 +238,12 @@ struct LedgerTests {
         }
         #expect(outcomes.filter { $0 == "ok" }.count == 1)
         #expect(outcomes.filter { $0 == "insufficient" }.count == 49)
-        #expect(try await database.balance(userId: "user_1")?.tokens == 0)
+        #expect(try await database.ledger.balance(userId: "user_1")?.tokens == 0)
         let consumes = try await database.writerForTests.read { db in
             try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries WHERE kind = 'consume'")!
         }
         #expect(consumes == 1)
-        #expect(try await database.verify().isClean)
+        #expect(try await database.ledger.verify().isClean)
     }
 
     @Test("many tasks consuming, replaying and funding at once leave an exact, verifiable ledger")
@@ -262,7 +264,7 @@ struct LedgerTests {
                 group.addTask {
                     let key = "gen:\(index / 2)"
                     do {
-                        let result = try await database.consume(userId: "user_1", idempotencyKey: key, actor: "api")
+                        let result = try await database.ledger.consume(userId: "user_1", idempotencyKey: key, actor: "api")
                         return result.replayed ? .replayed : .consumed(key)
                     } catch LedgerError.insufficientTokens {
                         return .insufficient
@@ -274,7 +276,7 @@ struct LedgerTests {
             for index in 0..<20 {
                 group.addTask {
                     do {
-                        _ = try await database.post(
+                        _ = try await database.ledger.post(
                             LedgerPosting(userId: "user_1", kind: .purchase, delta: 1, idempotencyKey: "purchase:\(index)", actor: "webhook:stripe")
                         )
                         return .purchased
@@ -296,7 +298,7 @@ struct LedgerTests {
         #expect(consumedCount == succeeded.count)
         #expect(consumedCount + replayed + insufficient == 300)
         // How many consumes fit depends on when the purchases land; the books must balance anyway.
-        let balance = try #require(try await database.balance(userId: "user_1"))
+        let balance = try #require(try await database.ledger.balance(userId: "user_1"))
         #expect(succeeded.count >= 100 && succeeded.count <= 120)
         #expect(balance.tokensUsed == succeeded.count)
         #expect(balance.tokensPurchased == 20)
@@ -305,7 +307,7 @@ struct LedgerTests {
             try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries WHERE kind = 'consume'")!
         }
         #expect(consumes == succeeded.count)
-        #expect(try await database.verify().isClean)
+        #expect(try await database.ledger.verify().isClean)
     }
 }
 
@@ -347,7 +349,7 @@ struct StorageSettingsTests {
         let longHolder = try await holdWriteLock(for: 3)
         let tried = ContinuousClock.now
         await #expect(throws: (any Error).self) {
-            _ = try await impatient.post(
+            _ = try await impatient.ledger.post(
                 LedgerPosting(userId: "user_waits", kind: .adjust, delta: 1, idempotencyKey: "impatient", actor: "test", reason: "busy")
             )
         }
@@ -375,7 +377,7 @@ struct ManualPurchaseCreditTests {
         let database = fixture.database
         try await fixture.customer("user_buyer", tokens: 0)
         try await fixture.customer("user_other", tokens: 0)
-        _ = try await database.recordCheckout(id: "cs_test_owned", userId: "user_buyer", planId: "starter", amount: 500, discounted: false)
+        _ = try await database.payments.recordCheckout(id: "cs_test_owned", userId: "user_buyer", planId: "starter", amount: 500, discounted: false)
         let context = OperatorContext(operatorName: "ops", commandLine: "tokens adjust", reason: "ticket 1")
         let posting = LedgerPosting(
             userId: "user_other",
@@ -386,15 +388,15 @@ struct ManualPurchaseCreditTests {
             actor: "operator:ops"
         )
         let planned = await #expect(throws: LedgerError.self) {
-            _ = try await database.planManualPurchaseCredit(posting, checkoutSessionId: "cs_test_owned")
+            _ = try await database.payments.planManualCredit(posting, checkoutSessionId: "cs_test_owned")
         }
         #expect("\(planned.map { "\($0)" } ?? "")".contains("opened by user_buyer"))
         await #expect(throws: LedgerError.self) {
-            _ = try await database.postManualPurchaseCredit(userId: "user_other", tokens: 10, checkoutSessionId: "cs_test_owned", by: context)
+            _ = try await database.payments.postManualCredit(userId: "user_other", tokens: 10, checkoutSessionId: "cs_test_owned", by: context)
         }
-        #expect(try await database.balance(userId: "user_other")?.tokens == 0)
-        let credited = try await database.postManualPurchaseCredit(userId: "user_buyer", tokens: 10, checkoutSessionId: "cs_test_owned", by: context)
+        #expect(try await database.ledger.balance(userId: "user_other")?.tokens == 0)
+        let credited = try await database.payments.postManualCredit(userId: "user_buyer", tokens: 10, checkoutSessionId: "cs_test_owned", by: context)
         #expect(credited.balance.tokens == 10)
-        #expect(try await database.verify().isClean)
+        #expect(try await database.ledger.verify().isClean)
     }
 }

@@ -14,8 +14,8 @@ struct MultiProcessLedgerTests {
         defer { directory.remove() }
         let path = directory.file("shared.sqlite")
         let database = try AppDatabase.openFile(at: path)
-        try await database.createCustomer(userId: "user_1")
-        _ = try await database.post(
+        try await database.ledger.createCustomer(userId: "user_1")
+        _ = try await database.ledger.post(
             LedgerPosting(userId: "user_1", kind: .adjust, delta: 120, idempotencyKey: "fund", actor: "test", reason: "fixture")
         )
 
@@ -43,10 +43,10 @@ struct MultiProcessLedgerTests {
         #expect(lines.filter { $0.hasPrefix("error") }.isEmpty, "\(lines.filter { $0.hasPrefix("error") })")
         #expect(lines.filter { $0.hasPrefix("ok ") }.count == 120)
         #expect(lines.filter { $0.hasPrefix("insufficient ") }.count == 80)
-        let balance = try #require(try await database.balance(userId: "user_1"))
+        let balance = try #require(try await database.ledger.balance(userId: "user_1"))
         #expect(balance.tokens == 0)
         #expect(balance.tokensUsed == 120)
-        #expect(try await database.verify().isClean)
+        #expect(try await database.ledger.verify().isClean)
         // Both won tokens. (Commit order need not alternate: a writer committing back to back can
         // keep the lock for several batches, which is why the windows are what is checked.)
         let order = try await database.writerForTests.read { db in
@@ -71,7 +71,7 @@ struct MultiProcessLedgerTests {
             #expect(result.status == 0, "\(result.stderr)")
         }
         let database = try AppDatabase.openFile(at: path, options: .init(createIfMissing: false))
-        #expect(try await database.verify().isClean)
+        #expect(try await database.ledger.verify().isClean)
         let applied = try await database.writerForTests.read { db in try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations") }
         #expect(applied == AppDatabase.migrator.migrations)
     }
@@ -82,8 +82,8 @@ struct MultiProcessLedgerTests {
         defer { directory.remove() }
         let path = directory.file("crash.sqlite")
         let database = try AppDatabase.openFile(at: path)
-        try await database.createCustomer(userId: "user_1")
-        _ = try await database.post(
+        try await database.ledger.createCustomer(userId: "user_1")
+        _ = try await database.ledger.post(
             LedgerPosting(userId: "user_1", kind: .adjust, delta: 100_000, idempotencyKey: "fund", actor: "test", reason: "fixture")
         )
         _ = FileManager.default.createFile(atPath: path + ".go", contents: nil)
@@ -117,11 +117,11 @@ struct MultiProcessLedgerTests {
             #expect(committed.count - acknowledged.count <= 3)
             acknowledgedTotal += committed.count
         }
-        let report = try await database.verify()
+        let report = try await database.ledger.verify()
         #expect(report.isClean, "\(report.violations)")
-        #expect(try await database.balance(userId: "user_1")?.tokens == 100_000 - acknowledgedTotal)
+        #expect(try await database.ledger.balance(userId: "user_1")?.tokens == 100_000 - acknowledgedTotal)
         // The file is still writable after the crashes.
-        _ = try await database.consume(userId: "user_1", idempotencyKey: "after-crash", actor: "test")
+        _ = try await database.ledger.consume(userId: "user_1", idempotencyKey: "after-crash", actor: "test")
     }
 }
 

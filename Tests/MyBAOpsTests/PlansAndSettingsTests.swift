@@ -136,37 +136,37 @@ struct InstalledPlansTests {
         let directory = try TemporaryDirectory("myba-installed-plans")
         defer { directory.remove() }
         let database = try AppDatabase.openFile(at: directory.file("myba.sqlite"))
-        #expect(try await database.installedPlans() == .builtIn)
+        #expect(try await database.plans.installed() == .builtIn)
 
         // First start with a file: it becomes version 1; the same file again changes nothing.
-        guard case .installed(let first) = try await database.adoptPlansFile(Self.team, path: "/etc/myba/plans.json") else {
+        guard case .installed(let first) = try await database.plans.adoptFile(Self.team, path: "/etc/myba/plans.json") else {
             Issue.record("the file was not installed")
             return
         }
         #expect(first.version == 1 && first.catalog == Self.team && first.source == "file:/etc/myba/plans.json")
-        #expect(try await database.adoptPlansFile(Self.team, path: "/etc/myba/plans.json") == .unchanged(current: first))
+        #expect(try await database.plans.adoptFile(Self.team, path: "/etc/myba/plans.json") == .unchanged(current: first))
 
         // An operator installs a catalog; a restart with the unchanged file keeps it.
         let context = OperatorContext(operatorName: "ops", commandLine: "plans set --from team-plus.json", reason: "ticket 9")
-        let second = try await database.installPlans(Self.teamPlus, by: context)
+        let second = try await database.plans.install(Self.teamPlus, by: context)
         #expect(second.version == 2 && second.source == "console" && second.installedBy == "operator:ops")
-        #expect(try await database.adoptPlansFile(Self.team, path: "/etc/myba/plans.json") == .unchanged(current: second))
-        #expect(try await database.installedPlans().catalog == Self.teamPlus)
+        #expect(try await database.plans.adoptFile(Self.team, path: "/etc/myba/plans.json") == .unchanged(current: second))
+        #expect(try await database.plans.installed().catalog == Self.teamPlus)
         // The install is audited in its own transaction.
-        #expect(try await database.auditRecords(limit: 1).first?.outcome.contains("installed plan catalog version 2") == true)
+        #expect(try await database.audit.records(limit: 1).first?.outcome.contains("installed plan catalog version 2") == true)
 
         // The file edited (to anything, even the built-in plans) is the newest change: it wins.
-        guard case .installed(let third) = try await database.adoptPlansFile(.standard, path: "/etc/myba/plans.json") else {
+        guard case .installed(let third) = try await database.plans.adoptFile(.standard, path: "/etc/myba/plans.json") else {
             Issue.record("the edited file was not installed")
             return
         }
         #expect(third.version == 3 && third.catalog == .standard)
-        #expect(try await database.planHistory(limit: 10).map(\.version) == [3, 2, 1])
+        #expect(try await database.plans.history(limit: 10).map(\.version) == [3, 2, 1])
 
         // A catalog that breaks a rule is refused and nothing is installed.
         var broken = Self.team
         broken.plans[0].tokens = 0
-        await #expect(throws: PlanCatalogError.self) { try await database.installPlans(broken, by: context) }
-        #expect(try await database.installedPlans().version == 3)
+        await #expect(throws: PlanCatalogError.self) { try await database.plans.install(broken, by: context) }
+        #expect(try await database.plans.installed().version == 3)
     }
 }

@@ -49,7 +49,7 @@ struct SessionReapTests {
         let path = directory.file("myba.sqlite")
         let database = try await makeStaleSessions(250, at: path)
         let holder = try await holdWriteLock(at: path, for: .milliseconds(600))
-        let result = try await database.reapAnonymousSessions(
+        let result = try await database.sessions.reap(
             lastSeenBefore: Date().addingTimeInterval(-86_400),
             batch: 40,
             dryRun: false,
@@ -72,7 +72,7 @@ struct SessionReapTests {
         // A long pause after the first batch, and a lock held much longer still, so a loaded
         // machine cannot slip a second batch in before the lock is taken.
         let reap = Task {
-            try await database.reapAnonymousSessions(
+            try await database.sessions.reap(
                 lastSeenBefore: Date().addingTimeInterval(-86_400),
                 batch: 40,
                 dryRun: false,
@@ -106,7 +106,7 @@ struct StorageHealthProbeTests {
         let database = try AppDatabase.openFile(at: directory.file("myba.sqlite"))
         let probe = StorageHealthProbe(database: database, countsMaxAge: .seconds(600))
         #expect(await probe.check().storage.customers == 0)
-        try await database.createCustomer(userId: "user_1")
+        try await database.ledger.createCustomer(userId: "user_1")
         #expect(await probe.check().storage.customers == 0, "within its age the count is reused")
         #expect(await StorageHealthProbe(database: database, countsMaxAge: .zero).check().storage.customers == 1)
         try await database.writerForTests.write { db in

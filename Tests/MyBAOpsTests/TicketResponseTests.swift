@@ -94,7 +94,7 @@ struct GenerationAnswerTests {
                 group.addTask {
                     do {
                         return .success(
-                            try await database.openAccountOnFirstRequest(userId: "user_new", actor: "api", requestId: "req_\(index)") != nil
+                            try await database.ledger.openAccountOnFirstRequest(userId: "user_new", actor: "api", requestId: "req_\(index)") != nil
                         )
                     } catch {
                         return .failure(error)
@@ -107,12 +107,12 @@ struct GenerationAnswerTests {
         #expect(failures.isEmpty, "\(failures)")
         let grants = results.filter { if case .success(true) = $0 { true } else { false } }.count
         #expect(grants == 1)
-        #expect(try await database.balance(userId: "user_new")?.tokens == 6)
-        #expect(try await database.openAccountOnFirstRequest(userId: "user_new", actor: "api", requestId: "req_late") == nil)
+        #expect(try await database.ledger.balance(userId: "user_new")?.tokens == 6)
+        #expect(try await database.ledger.openAccountOnFirstRequest(userId: "user_new", actor: "api", requestId: "req_late") == nil)
         // An account opened by another process (the Clerk webhook, the console) is seen too.
         let elsewhere = try AppDatabase.openFile(at: database.path)
-        _ = try await elsewhere.openAccount(userId: "user_other", email: nil, actor: "webhook:clerk")
-        #expect(try await database.openAccountOnFirstRequest(userId: "user_other", actor: "api", requestId: nil) == nil)
+        _ = try await elsewhere.ledger.openAccount(userId: "user_other", email: nil, actor: "webhook:clerk")
+        #expect(try await database.ledger.openAccountOnFirstRequest(userId: "user_other", actor: "api", requestId: nil) == nil)
         #expect(try await fixture.entryCount() == 2)
     }
 }

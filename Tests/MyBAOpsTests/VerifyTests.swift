@@ -10,13 +10,13 @@ struct VerifyTests {
     /// Two customers with a little history, clean.
     func populated() async throws -> LedgerFixture {
         let fixture = try LedgerFixture()
-        _ = try await fixture.database.openAccount(userId: "user_1", email: nil, actor: "api")
-        _ = try await fixture.database.openAccount(userId: "user_2", email: nil, actor: "api")
-        _ = try await fixture.database.post(
+        _ = try await fixture.database.ledger.openAccount(userId: "user_1", email: nil, actor: "api")
+        _ = try await fixture.database.ledger.openAccount(userId: "user_2", email: nil, actor: "api")
+        _ = try await fixture.database.ledger.post(
             LedgerPosting(userId: "user_1", kind: .purchase, delta: 10, idempotencyKey: "purchase:cs_1", actor: "webhook:stripe")
         )
-        _ = try await fixture.database.consume(userId: "user_1", amount: 4, idempotencyKey: "gen:1", actor: "api")
-        let clean = try await fixture.database.verify()
+        _ = try await fixture.database.ledger.consume(userId: "user_1", amount: 4, idempotencyKey: "gen:1", actor: "api")
+        let clean = try await fixture.database.ledger.verify()
         #expect(clean.isClean)
         #expect(clean.checkedCustomers == 2)
         #expect(clean.checkedEntries == 4)
@@ -30,7 +30,7 @@ struct VerifyTests {
         try await fixture.database.writerForTests.write { db in
             try db.execute(sql: "UPDATE balances SET tokens = 100, tokens_used = 0 WHERE user_id = 'user_1'")
         }
-        let report = try await fixture.database.verify()
+        let report = try await fixture.database.ledger.verify()
         #expect(report.violations.count == 2)
         let tokens = try #require(report.violations.first { $0.field == "tokens" })
         #expect(tokens.kind == .projectionMismatch)
@@ -50,7 +50,7 @@ struct VerifyTests {
             try db.execute(sql: "UPDATE balances SET tokens = -3 WHERE user_id = 'user_2'")
             try db.execute(sql: "PRAGMA ignore_check_constraints = OFF")
         }
-        let report = try await fixture.database.verify()
+        let report = try await fixture.database.ledger.verify()
         #expect(report.violations.contains { $0.kind == .negativeBalance && $0.userId == "user_2" && $0.actual == "-3" })
         #expect(report.violations.contains { $0.kind == .projectionMismatch && $0.userId == "user_2" && $0.field == "tokens" })
     }
@@ -67,7 +67,7 @@ struct VerifyTests {
                     """
             )
         }
-        let report = try await fixture.database.verify()
+        let report = try await fixture.database.ledger.verify()
         #expect(report.violations.contains { $0.kind == .entryBreaksRule && $0.userId == "user_2" && $0.entryId != nil })
         #expect(report.violations.contains { $0.kind == .negativeBalance && $0.userId == "user_2" && $0.actual == "-4" })
         #expect(report.violations.contains { $0.kind == .projectionMismatch && $0.userId == "user_2" && $0.field == "tokens" && $0.expected == "-4" })
@@ -78,7 +78,7 @@ struct VerifyTests {
         let fixture = try await populated()
         defer { fixture.directory.remove() }
         try await fixture.database.writerForTests.write { db in try db.execute(sql: "DELETE FROM balances WHERE user_id = 'user_2'") }
-        let report = try await fixture.database.verify()
+        let report = try await fixture.database.ledger.verify()
         #expect(report.violations.map(\.kind) == [.missingProjection])
         #expect(report.violations.first?.userId == "user_2")
     }

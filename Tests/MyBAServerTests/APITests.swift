@@ -102,7 +102,7 @@ struct APITests {
                 $0["msg"] as? String == "client claimed a different remaining count; the server's count moved" && $0["tokens.claimed"] as? Int == 100
             }
         )
-        #expect(try await fixture.database().verify().isClean)
+        #expect(try await fixture.database().ledger.verify().isClean)
     }
 
     @Test("no tokens left answers 402 insufficient_tokens and spends nothing")
@@ -135,7 +135,7 @@ struct APITests {
             // A signed-in user with an empty balance.
             _ = try await client.execute(uri: "/api/user-tokens/user_poor", method: .get, headers: bearer("dev:user_poor"))
             let db = try fixture.database()
-            _ = try await db.post(
+            _ = try await db.ledger.post(
                 LedgerPosting(userId: "user_poor", kind: .adjust, delta: -6, idempotencyKey: "drain", actor: "test", reason: "empty")
             )
             try await client.execute(uri: "/api/generate", method: .post, headers: bearer("dev:user_poor"), body: jsonBody(["input": "three"])) {
@@ -143,8 +143,8 @@ struct APITests {
                 #expect(response.status.code == 402)
                 #expect(response.errorCode == "insufficient_tokens")
             }
-            #expect(try await db.balance(userId: "user_poor")?.tokens == 0)
-            #expect(try await db.anonymousSession(id: sessionId)?.used == 1)
+            #expect(try await db.ledger.balance(userId: "user_poor")?.tokens == 0)
+            #expect(try await db.sessions.session(id: sessionId)?.used == 1)
         }
     }
 
@@ -154,8 +154,8 @@ struct APITests {
         defer { fixture.directory.remove() }
         let app = try await fixture.application()
         let db = try fixture.database()
-        _ = try await db.openAccount(userId: "user_busy", email: nil, actor: "test")
-        _ = try await db.post(
+        _ = try await db.ledger.openAccount(userId: "user_busy", email: nil, actor: "test")
+        _ = try await db.ledger.post(
             LedgerPosting(userId: "user_busy", kind: .adjust, delta: -1, idempotencyKey: "to-five", actor: "test", reason: "fixture")
         )
         try await app.test(.live) { client in
@@ -177,10 +177,10 @@ struct APITests {
             #expect(statuses.filter { $0 == 200 }.count == 5)
             #expect(statuses.filter { $0 == 402 }.count == 95)
         }
-        let balance = try #require(try await db.balance(userId: "user_busy"))
+        let balance = try #require(try await db.ledger.balance(userId: "user_busy"))
         #expect(balance.tokens == 0)
         #expect(balance.tokensUsed == 5)
-        #expect(try await db.verify().isClean)
+        #expect(try await db.ledger.verify().isClean)
     }
 
     @Test("a retried request with the same Idempotency-Key gets the same ticket and is charged once")
@@ -217,7 +217,7 @@ struct APITests {
                 #expect(response.errorCode == "idempotency_key_reused")
             }
         }
-        #expect(try await fixture.database().balance(userId: "user_retry")?.tokensUsed == 1)
+        #expect(try await fixture.database().ledger.balance(userId: "user_retry")?.tokensUsed == 1)
     }
 
     @Test("bad generate input is a 400 with a JSON error and spends nothing")
@@ -249,7 +249,7 @@ struct APITests {
                 #expect(response.status == .ok)
             }
         }
-        #expect(try await fixture.database().balance(userId: "user_bad")?.tokensUsed == 1)
+        #expect(try await fixture.database().ledger.balance(userId: "user_bad")?.tokensUsed == 1)
     }
 
     @Test("user endpoints: 401 without or with a bad token, 403 for someone else's id, 404 for an unknown session")
@@ -304,7 +304,7 @@ struct APITests {
 
         }
         // The first authenticated request opened the account with the welcome grant, once.
-        let entries = try await fixture.database().entries(userId: "user_2abc", limit: 10)
+        let entries = try await fixture.database().ledger.entries(userId: "user_2abc", limit: 10)
         #expect(entries.map(\.kind) == [.welcome])
     }
 

@@ -114,7 +114,7 @@ struct ContractTests {
                 )
             }
             #expect(try await storedState(database) == before, "\(hostile.name) changed stored state")
-            #expect(try await database.verify().isClean)
+            #expect(try await database.ledger.verify().isClean)
         }
     }
 }

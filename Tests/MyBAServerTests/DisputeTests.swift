@@ -61,8 +61,8 @@ struct DisputeTests {
             )
         }
         let database = try fixture.database()
-        #expect(try await database.balance(userId: "user_disp")?.tokens == 0)
-        let opened = try #require(try await database.webhookEvent(source: .stripe, eventId: "evt_dp1"))
+        #expect(try await database.ledger.balance(userId: "user_disp")?.tokens == 0)
+        let opened = try #require(try await database.inbox.event(source: .stripe, eventId: "evt_dp1"))
         #expect(opened.outcome?.contains("held back 6 tokens") == true && opened.outcome?.contains("shortfall 4") == true, "\(opened.outcome ?? "")")
         try await fixture.application().test(.router) { client in
             _ = try await Deliveries.deliverTwice(
@@ -79,13 +79,13 @@ struct DisputeTests {
                 to: client
             )
         }
-        #expect(try await database.balance(userId: "user_disp")?.tokens == 6)
-        let kinds = try await database.entries(userId: "user_disp", limit: 20).filter { $0.idempotencyKey.hasPrefix("dispute") }.map {
+        #expect(try await database.ledger.balance(userId: "user_disp")?.tokens == 6)
+        let kinds = try await database.ledger.entries(userId: "user_disp", limit: 20).filter { $0.idempotencyKey.hasPrefix("dispute") }.map {
             ($0.idempotencyKey, $0.delta)
         }
         #expect(kinds.map(\.0).sorted() == ["dispute:dp_1", "dispute_won:dp_1"])
         #expect(kinds.map(\.1).sorted() == [-6, 6])
-        #expect(try await database.verify().isClean)
+        #expect(try await database.ledger.verify().isClean)
     }
 
     @Test("a spent purchase is held back only down to zero, the rest recorded as shortfall; a lost dispute keeps what it held")
@@ -108,7 +108,7 @@ struct DisputeTests {
             )
         }
         let database = try fixture.database()
-        _ = try await database.post(LedgerPosting(userId: "user_spent", kind: .consume, delta: -10, idempotencyKey: "spent-10", actor: "test"))
+        _ = try await database.ledger.post(LedgerPosting(userId: "user_spent", kind: .consume, delta: -10, idempotencyKey: "spent-10", actor: "test"))
         try await fixture.application().test(.router) { client in
             _ = try await Deliveries.deliverTwice(
                 [
@@ -132,10 +132,10 @@ struct DisputeTests {
                 to: client
             )
         }
-        #expect(try await database.balance(userId: "user_spent")?.tokens == 0)
-        let event = try #require(try await database.webhookEvent(source: .stripe, eventId: "evt_dp2"))
+        #expect(try await database.ledger.balance(userId: "user_spent")?.tokens == 0)
+        let event = try #require(try await database.inbox.event(source: .stripe, eventId: "evt_dp2"))
         #expect(event.outcome?.contains("shortfall 10") == true, "\(event.outcome ?? "")")
-        #expect(try await database.verify().isClean)
+        #expect(try await database.ledger.verify().isClean)
     }
 
     @Test("out of order: won before opened holds nothing ever; lost before opened still holds when the opening arrives")
@@ -198,9 +198,9 @@ struct DisputeTests {
             )
         }
         let database = try fixture.database()
-        #expect(try await database.balance(userId: "user_won")?.tokens == 10)
-        #expect(try await database.balance(userId: "user_lost")?.tokens == 0)
-        #expect(try await database.verify().isClean)
+        #expect(try await database.ledger.balance(userId: "user_won")?.tokens == 10)
+        #expect(try await database.ledger.balance(userId: "user_lost")?.tokens == 0)
+        #expect(try await database.ledger.verify().isClean)
     }
 }
 
@@ -229,10 +229,10 @@ struct ForeignEventTests {
                 #expect(response.object["status"] as? String == "ignored")
             }
         }
-        let event = try #require(try await fixture.database().webhookEvent(source: .stripe, eventId: "evt_other_product"))
+        let event = try #require(try await fixture.database().inbox.event(source: .stripe, eventId: "evt_other_product"))
         #expect(event.status == .ignored)
         #expect(event.outcome?.contains("not a MyBA purchase") == true)
-        #expect(try await fixture.database().webhooksDue(now: Date().addingTimeInterval(3600), maxAttempts: WebhookProcessor.maxAttempts).isEmpty)
+        #expect(try await fixture.database().inbox.due(now: Date().addingTimeInterval(3600), maxAttempts: WebhookProcessor.maxAttempts).isEmpty)
     }
 }
 
@@ -260,7 +260,7 @@ struct ClerkUserUpdatedTests {
                 #expect(response.object["status"] as? String == "processed")
             }
         }
-        #expect(try await fixture.database().customer(userId: "user_moved")?.email == "new@example.com")
+        #expect(try await fixture.database().ledger.customer(userId: "user_moved")?.email == "new@example.com")
     }
 }
 
@@ -308,11 +308,11 @@ struct LatePurchaseTests {
             var status: WebhookEvent.Status?
             for _ in 0..<100 where status != .processed {
                 try await Task.sleep(for: .milliseconds(100))
-                status = try await fixture.database().webhookEvent(source: .stripe, eventId: "evt_refund_first")?.status
+                status = try await fixture.database().inbox.event(source: .stripe, eventId: "evt_refund_first")?.status
             }
             #expect(status == .processed)
         }
-        #expect(try await fixture.database().balance(userId: "user_late")?.tokens == 0)
-        #expect(try await fixture.database().verify().isClean)
+        #expect(try await fixture.database().ledger.balance(userId: "user_late")?.tokens == 0)
+        #expect(try await fixture.database().ledger.verify().isClean)
     }
 }

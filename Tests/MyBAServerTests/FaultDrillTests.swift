@@ -46,8 +46,8 @@ struct DrillClient: Sendable {
 /// Opens each user's account (6 welcome tokens) and adds `tokens` more.
 func fund(_ users: [String], with tokens: Int, in database: AppDatabase) async throws {
     for user in users {
-        _ = try await database.openAccount(userId: user, email: nil, actor: "test")
-        _ = try await database.post(
+        _ = try await database.ledger.openAccount(userId: user, email: nil, actor: "test")
+        _ = try await database.ledger.post(
             LedgerPosting(userId: user, kind: .adjust, delta: tokens, idempotencyKey: "fund:\(user)", actor: "test", reason: "fixture")
         )
     }
@@ -94,11 +94,11 @@ struct FaultDrillTests {
         defer { directory.remove() }
         let databasePath = directory.file("myba.sqlite")
         let database = try AppDatabase.openFile(at: databasePath)
-        _ = try await database.openAccount(userId: "user_drill", email: nil, actor: "test")
-        _ = try await database.post(
+        _ = try await database.ledger.openAccount(userId: "user_drill", email: nil, actor: "test")
+        _ = try await database.ledger.post(
             LedgerPosting(userId: "user_drill", kind: .adjust, delta: 4, idempotencyKey: "to-ten", actor: "test", reason: "fixture")
         )
-        #expect(try await database.balance(userId: "user_drill")?.tokens == 10)
+        #expect(try await database.ledger.balance(userId: "user_drill")?.tokens == 10)
 
         // 1000 client sockets here and 1000 in the server, each within its own limit.
         let limit = raiseOpenFileLimit(to: 4096)
@@ -121,7 +121,7 @@ struct FaultDrillTests {
         }
         client.close()
         #expect(statuses == [200: 10, 402: 990], "\(statuses) over \(connections) connections")
-        let balance = try #require(try await database.balance(userId: "user_drill"))
+        let balance = try #require(try await database.ledger.balance(userId: "user_drill"))
         #expect(balance.tokens == 0)
         #expect(balance.tokensUsed == 10)
         let completed = try await database.writerForTests.read { db in
@@ -132,7 +132,7 @@ struct FaultDrillTests {
             try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM generations WHERE status = 'reserved'")
         }
         #expect(reserved == 0)
-        let report = try await database.verify()
+        let report = try await database.ledger.verify()
         #expect(report.isClean, "\(report.violations)")
     }
 
@@ -180,9 +180,9 @@ struct FaultDrillTests {
         #expect(purchases == 100)
         #expect(purchased == 1000)
         for user in 0..<20 {
-            #expect(try await database.balance(userId: "user_dup_\(user)")?.tokensPurchased == 50)
+            #expect(try await database.ledger.balance(userId: "user_dup_\(user)")?.tokensPurchased == 50)
         }
-        #expect(try await database.verify().isClean)
+        #expect(try await database.ledger.verify().isClean)
     }
 
     @Test(
@@ -336,7 +336,7 @@ struct FaultDrillTests {
                 #expect(try String.fetchOne(db, sql: "SELECT transferred_to FROM anonymous_sessions WHERE id = ?", arguments: [sessionId]) == user)
             }
         }
-        let report = try await database.verify()
+        let report = try await database.ledger.verify()
         #expect(report.isClean, "\(report.violations)")
     }
 
@@ -396,9 +396,9 @@ struct FaultDrillTests {
             let reconcile = try await BuiltProduct.run("myba-admin", ["reconcile", "--db", databasePath, "--json"], environment: stripeEnvironment)
             #expect(reconcile.status == 0, "reconcile found drift:\n\(reconcile.stdout)\n\(reconcile.stderr)")
             let database = try AppDatabase.openFile(at: databasePath, options: .init(createIfMissing: false))
-            #expect(try await database.verify().isClean)
+            #expect(try await database.ledger.verify().isClean)
             for user in users {
-                #expect(try await database.balance(userId: user)?.tokens == 6 + 100 - 12)
+                #expect(try await database.ledger.balance(userId: user)?.tokens == 6 + 100 - 12)
             }
         }
     }

@@ -35,8 +35,8 @@ struct FuzzTests {
                 defer { server.stop() }
                 // The fuzzing user has tokens to spend, so generation is exercised past 402.
                 let database = try AppDatabase.openFile(at: databasePath, options: .init(createIfMissing: false))
-                _ = try await database.openAccount(userId: "user_fuzz", email: nil, actor: "test")
-                _ = try await database.post(
+                _ = try await database.ledger.openAccount(userId: "user_fuzz", email: nil, actor: "test")
+                _ = try await database.ledger.post(
                     LedgerPosting(userId: "user_fuzz", kind: .adjust, delta: 100_000, idempotencyKey: "fuzz-funds", actor: "test", reason: "fixture")
                 )
 
@@ -66,7 +66,7 @@ struct FuzzTests {
                 // Still alive and answering after everything it was sent.
                 #expect(server.process.isRunning)
                 #expect(try await server.get("/api/health").0 == 200)
-                let report = try await database.verify()
+                let report = try await database.ledger.verify()
                 #expect(report.isClean, "\(report.violations)")
                 let log = try String(contentsOfFile: directory.file("myba.jsonl"), encoding: .utf8)
                 let serverErrors = log.split(separator: "\n").filter { $0.contains("\"http.status\":5") }

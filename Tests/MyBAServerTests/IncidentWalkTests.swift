@@ -119,11 +119,11 @@ struct IncidentWalkTests {
             // it in the dashboard: drift no outbox row will heal.
             let mirror = StripeMirror(database: bench.database, stripe: bench.stripe)
             // (Creating the customer queues one more push of the values it now links.)
-            for _ in 0..<3 where try await bench.database.outboxStatus().depth > 0 {
+            for _ in 0..<3 where try await bench.database.outbox.status().depth > 0 {
                 _ = try await mirror.pushDue(logger: .init(label: "test"))
             }
-            #expect(try await bench.database.outboxStatus().depth == 0)
-            let dee = try #require(try await bench.database.customer(userId: "user_dee")?.stripeCustomerId)
+            #expect(try await bench.database.outbox.status().depth == 0)
+            let dee = try #require(try await bench.database.ledger.customer(userId: "user_dee")?.stripeCustomerId)
             _ = try await bench.stripe.updateCustomerMetadata(dee, metadata: ["tokens": "99"], idempotencyKey: "dashboard-edit")
             // Eve signed up during the outage: her Stripe customer does not exist yet.
             try await bench.signUp("user_eve", email: "eve@example.com")
@@ -190,7 +190,7 @@ struct IncidentWalkTests {
                 let returning = try jsonObject(String(decoding: body, as: UTF8.self))["sessionId"] as? String
                 #expect(status == 200 && returning == id)
             }
-            for id in stale { #expect(try await bench.database.anonymousSession(id: id) == nil) }
+            for id in stale { #expect(try await bench.database.sessions.session(id: id) == nil) }
             try await bench.expectBooksRight([:])
         }
     }
@@ -302,23 +302,23 @@ struct IncidentBench {
     }
 
     func tokens(_ userId: String) async throws -> Int {
-        try #require(try await database.balance(userId: userId)).tokens
+        try #require(try await database.ledger.balance(userId: userId)).tokens
     }
 
     func waitForEvent(_ eventId: String, status: WebhookEvent.Status, timeout: TimeInterval = 15) async throws {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
-            if try await database.webhookEvent(source: .stripe, eventId: eventId)?.status == status { return }
+            if try await database.inbox.event(source: .stripe, eventId: eventId)?.status == status { return }
             try await Task.sleep(for: .milliseconds(100))
         }
-        let actual = try await database.webhookEvent(source: .stripe, eventId: eventId)
+        let actual = try await database.inbox.event(source: .stripe, eventId: eventId)
         throw TestSupportError("event \(eventId) is \(actual?.status.rawValue ?? "not stored") after \(Int(timeout)) s, not \(status.rawValue)")
     }
 
     func waitForOutboxToDrain(timeout: TimeInterval = 15) async throws {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
-            if try await database.outboxStatus().depth == 0 { return }
+            if try await database.outbox.status().depth == 0 { return }
             try await Task.sleep(for: .milliseconds(100))
         }
         throw TestSupportError("the Stripe outbox did not drain in \(Int(timeout)) s")
@@ -326,9 +326,9 @@ struct IncidentBench {
 
     /// `ledger verify` clean, and each named customer holds exactly `purchases` purchase entries.
     func expectBooksRight(_ purchases: [String: Int]) async throws {
-        #expect(try await database.verify().isClean)
+        #expect(try await database.ledger.verify().isClean)
         for (userId, count) in purchases {
-            #expect(try await database.entries(userId: userId, limit: 100).filter { $0.kind == .purchase }.count == count, "\(userId)")
+            #expect(try await database.ledger.entries(userId: userId, limit: 100).filter { $0.kind == .purchase }.count == count, "\(userId)")
         }
     }
 }

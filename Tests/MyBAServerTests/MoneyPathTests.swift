@@ -216,9 +216,9 @@ struct MoneyPathTests {
         early_user[.authorization] = "Bearer dev:user_early"
         #expect(try await server.get("/api/user-tokens/user_early", headers: early_user).0 == 403)
         let database = try AppDatabase.openFile(at: databasePath, options: .init(createIfMissing: false))
-        #expect(try await database.entries(userId: "user_early", limit: 10).isEmpty)
-        #expect(try await database.balance(userId: "user_gone")?.tokens == 5)
-        #expect(try await database.verify().isClean)
+        #expect(try await database.ledger.entries(userId: "user_early", limit: 10).isEmpty)
+        #expect(try await database.ledger.balance(userId: "user_gone")?.tokens == 5)
+        #expect(try await database.ledger.verify().isClean)
     }
 
     @Test(
@@ -392,10 +392,10 @@ struct MoneyPathTests {
 
             // Deleted while no webhook reaches us: the checkout meets Stripe's 404 and recovers.
             #expect(try await checkout() == 200)
-            let first = try #require(try await database.customer(userId: "user_cus")?.stripeCustomerId)
+            let first = try #require(try await database.ledger.customer(userId: "user_cus")?.stripeCustomerId)
             _ = try await stripe.request("DELETE", "/v1/customers/\(first)")
             #expect(try await checkout() == 200)
-            let second = try #require(try await database.customer(userId: "user_cus")?.stripeCustomerId)
+            let second = try #require(try await database.ledger.customer(userId: "user_cus")?.stripeCustomerId)
             #expect(second != first)
             #expect((try await stripe.retrieveCustomer(second).metadata)?["user_id"] == "user_cus")
 
@@ -407,11 +407,11 @@ struct MoneyPathTests {
             var linked: String? = second
             for _ in 0..<100 where linked != nil {
                 try await Task.sleep(for: .milliseconds(50))
-                linked = try await database.customer(userId: "user_cus")?.stripeCustomerId
+                linked = try await database.ledger.customer(userId: "user_cus")?.stripeCustomerId
             }
             #expect(linked == nil)
             #expect(try await checkout() == 200)
-            let third = try #require(try await database.customer(userId: "user_cus")?.stripeCustomerId)
+            let third = try #require(try await database.ledger.customer(userId: "user_cus")?.stripeCustomerId)
             #expect(![first, second].contains(third))
         }
     }

@@ -50,7 +50,7 @@ struct ProviderTests {
             let messages = try #require(first.body["messages"] as? [[String: String]])
             #expect(messages.map { $0["role"] } == ["system", "user"])
             #expect(messages.last?["content"] == "Export reports as CSV")
-            let balance = try #require(try await fixture.database().balance(userId: "user_ai"))
+            let balance = try #require(try await fixture.database().ledger.balance(userId: "user_ai"))
             #expect(balance.tokensUsed == 1)
             #expect(fixture.logs.all.allSatisfy { !$0.contains("sk-or-server-secret-123") })
         }
@@ -96,12 +96,12 @@ struct ProviderTests {
                 #expect(after["tokensRemaining"] as? Int == 3)
             }
             let database = try fixture.database()
-            let balance = try #require(try await database.balance(userId: "user_unlucky"))
+            let balance = try #require(try await database.ledger.balance(userId: "user_unlucky"))
             #expect(balance.tokens == 6)
             #expect(balance.tokensUsed == 0)
-            let kinds = try await database.entries(userId: "user_unlucky", limit: 10).map(\.kind)
+            let kinds = try await database.ledger.entries(userId: "user_unlucky", limit: 10).map(\.kind)
             #expect(kinds == [.release, .consume, .welcome])
-            #expect(try await database.verify().isClean)
+            #expect(try await database.ledger.verify().isClean)
         }
     }
 
@@ -206,7 +206,7 @@ struct ProviderTests {
             #expect((anthropicCall.body["system"] as? String)?.contains("JSON") == true)
 
             let database = try fixture.database()
-            #expect(try await database.balance(userId: "user_own")?.tokens == 6)
+            #expect(try await database.ledger.balance(userId: "user_own")?.tokens == 6)
             #expect(fixture.logs.all.allSatisfy { !$0.contains(openAIKey) && !$0.contains(anthropicKey) })
             let stored = try await database.writerForTests.read { db in
                 try String.fetchAll(db, sql: "SELECT COALESCE(response, '') || COALESCE(error, '') FROM generations")

@@ -28,8 +28,8 @@ struct ReapUnderLoadTests {
             )
             for index in 0..<20_000 { try statement.execute(arguments: ["anon_stale_\(index)", "stale-\(index)"]) }
         }
-        _ = try await database.openAccount(userId: "user_load", email: nil, actor: "test")
-        _ = try await database.post(
+        _ = try await database.ledger.openAccount(userId: "user_load", email: nil, actor: "test")
+        _ = try await database.ledger.post(
             LedgerPosting(userId: "user_load", kind: .adjust, delta: 100_000, idempotencyKey: "load", actor: "test", reason: "load")
         )
         let databasePath = fixture.settings.databasePath
@@ -47,11 +47,11 @@ struct ReapUnderLoadTests {
             // The load and the reap overlapped: requests were answered while the reap ran.
             let during = results.filter { $0.at > reapStarted && $0.at < ended }.count
             #expect(during >= 10, "\(during) requests answered while the reap ran (\(ended - reapStarted))")
-            #expect(try await database.anonymousSessionCount() == results.filter { $0.kind == "session" }.count)
+            #expect(try await database.sessions.count() == results.filter { $0.kind == "session" }.count)
             return results.filter { $0.kind == "generate" }.count
         }
-        #expect(try await database.balance(userId: "user_load")?.tokensUsed == generated)
-        #expect(try await database.verify().isClean)
+        #expect(try await database.ledger.balance(userId: "user_load")?.tokensUsed == generated)
+        #expect(try await database.ledger.verify().isClean)
     }
 
     static func reap(_ databasePath: String, markingEndIn end: ReapEnd) async throws -> ProcessResult {
@@ -118,7 +118,7 @@ struct ServerReaperTests {
         defer { fixture.directory.remove() }
         let app = try await fixture.application()
         let database = try fixture.database()
-        let fresh = try await database.startAnonymousSession(fingerprint: "fresh", clientAddress: "a", settings: AnonymousSettings())
+        let fresh = try await database.sessions.start(fingerprint: "fresh", clientAddress: "a", settings: AnonymousSettings())
         try await database.writerForTests.write { db in
             for index in 0..<50 {
                 try db.execute(
@@ -132,10 +132,10 @@ struct ServerReaperTests {
         }
         try await app.test(.live) { _ in
             let deadline = Date().addingTimeInterval(10)
-            while try await database.anonymousSessionCount() > 1, Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
+            while try await database.sessions.count() > 1, Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
         }
-        #expect(try await database.anonymousSessionCount() == 1)
-        #expect(try await database.anonymousSession(id: fresh.session.id) != nil)
+        #expect(try await database.sessions.count() == 1)
+        #expect(try await database.sessions.session(id: fresh.session.id) != nil)
         #expect(try fixture.logLines().contains { $0["msg"] as? String == "stale anonymous sessions reaped" && $0["sessions.removed"] as? Int == 50 })
     }
 }

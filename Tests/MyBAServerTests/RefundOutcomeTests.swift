@@ -37,7 +37,7 @@ struct RefundOutcomeTests {
                 to: client
             )
             let database = try fixture.database()
-            _ = try await database.consume(userId: "user_rf", amount: 8, idempotencyKey: "spend-8", actor: "test")
+            _ = try await database.ledger.consume(userId: "user_rf", amount: 8, idempotencyKey: "spend-8", actor: "test")
 
             // Refund re_1 failed; its failure is delivered before the charge snapshot that
             // still counted it. Nothing is ever taken.
@@ -62,8 +62,8 @@ struct RefundOutcomeTests {
                 ],
                 to: client
             )
-            #expect(try await database.balance(userId: "user_rf")?.tokens == 2)
-            #expect(try await database.payment(id: "pi_rf")?.refundedAmount == 0)
+            #expect(try await database.ledger.balance(userId: "user_rf")?.tokens == 2)
+            #expect(try await database.payments.payment(id: "pi_rf")?.refundedAmount == 0)
 
             // Refund re_2 (the charge snapshot after re_1's failure no longer counts it): the 2
             // tokens left are taken, 8 are short.
@@ -80,7 +80,7 @@ struct RefundOutcomeTests {
                 ],
                 to: client
             )
-            #expect(try await database.balance(userId: "user_rf")?.tokens == 0)
+            #expect(try await database.ledger.balance(userId: "user_rf")?.tokens == 0)
 
             // re_2 fails too: the 8 short are forgiven, the 2 taken come back.
             let statuses = try await Deliveries.deliverTwice(
@@ -97,8 +97,8 @@ struct RefundOutcomeTests {
                 to: client
             )
             #expect(statuses == ["processed", "processed"])
-            #expect(try await database.balance(userId: "user_rf")?.tokens == 2)
-            let event = try #require(try await database.webhookEvent(source: .stripe, eventId: "evt_re2_failed"))
+            #expect(try await database.ledger.balance(userId: "user_rf")?.tokens == 2)
+            let event = try #require(try await database.inbox.event(source: .stripe, eventId: "evt_re2_failed"))
             #expect(event.outcome?.contains("gave back 2 tokens") == true, "\(event.outcome ?? "")")
 
             // An old snapshot delivered late (taken before re_2 failed) changes nothing.
@@ -115,12 +115,13 @@ struct RefundOutcomeTests {
                 ],
                 to: client
             )
-            let balance = try #require(try await database.balance(userId: "user_rf"))
+            let balance = try #require(try await database.ledger.balance(userId: "user_rf"))
             #expect(balance.tokens == 2)
             #expect(balance.tokensPurchased == 10)
-            let refundEntries = try await database.entries(userId: "user_rf", limit: 20).filter { $0.kind == .paymentRefund }.map(\.delta).sorted()
+            let refundEntries = try await database.ledger.entries(userId: "user_rf", limit: 20).filter { $0.kind == .paymentRefund }.map(\.delta)
+                .sorted()
             #expect(refundEntries == [-2, 2])
-            #expect(try await database.verify().isClean)
+            #expect(try await database.ledger.verify().isClean)
         }
     }
 
@@ -152,7 +153,7 @@ struct RefundOutcomeTests {
                 to: client
             )
             let database = try fixture.database()
-            #expect(try await database.balance(userId: "user_c")?.tokens == 5)
+            #expect(try await database.ledger.balance(userId: "user_c")?.tokens == 5)
             let pending = try await Deliveries.deliverTwice(
                 [
                     Deliveries.refundFailed(
@@ -168,7 +169,7 @@ struct RefundOutcomeTests {
                 to: client
             )
             #expect(pending == ["ignored", "ignored"])
-            #expect(try await database.balance(userId: "user_c")?.tokens == 5)
+            #expect(try await database.ledger.balance(userId: "user_c")?.tokens == 5)
             _ = try await Deliveries.deliverTwice(
                 [
                     Deliveries.refundFailed(
@@ -183,8 +184,8 @@ struct RefundOutcomeTests {
                 ],
                 to: client
             )
-            #expect(try await database.balance(userId: "user_c")?.tokens == 10)
-            #expect(try await database.verify().isClean)
+            #expect(try await database.ledger.balance(userId: "user_c")?.tokens == 10)
+            #expect(try await database.ledger.verify().isClean)
         }
     }
 
@@ -205,14 +206,14 @@ struct RefundOutcomeTests {
             #expect(ours.first == "failed")
         }
         let database = try fixture.database()
-        let event = try #require(try await database.webhookEvent(source: .stripe, eventId: "evt_foreign"))
+        let event = try #require(try await database.inbox.event(source: .stripe, eventId: "evt_foreign"))
         #expect(event.outcome?.contains("not a MyBA payment") == true, "\(event.outcome ?? "")")
         #expect(
-            try await database.webhooksDue(now: Date().addingTimeInterval(86400), maxAttempts: WebhookProcessor.maxAttempts).map(\.1) == [
+            try await database.inbox.due(now: Date().addingTimeInterval(86400), maxAttempts: WebhookProcessor.maxAttempts).map(\.1) == [
                 "evt_ours_early"
             ]
         )
-        #expect(try await database.verify().isClean)
+        #expect(try await database.ledger.verify().isClean)
     }
 }
 
@@ -267,7 +268,7 @@ struct DatabaseBusyTests {
                 #expect(response.status == .ok)
             }
         }
-        #expect(try await fixture.database().balance(userId: "user_busy")?.tokens == 10)
+        #expect(try await fixture.database().ledger.balance(userId: "user_busy")?.tokens == 10)
     }
 }
 
@@ -303,9 +304,9 @@ struct WebhookClaimTests {
             let second = try await Deliveries.deliverTwice([paid], to: client)
             #expect(second == ["processed", "processed"])
         }
-        let balance = try #require(try await fixture.database().balance(userId: "user_async"))
+        let balance = try #require(try await fixture.database().ledger.balance(userId: "user_async"))
         #expect((balance.tokens, balance.tokensPurchased) == (10, 10))
-        #expect(try await fixture.database().verify().isClean)
+        #expect(try await fixture.database().ledger.verify().isClean)
     }
 
     @Test("the retry schedule: 5 s, 10 s, 20 s … doubling up to an hour, and an event stops being due after ten attempts")
@@ -316,7 +317,7 @@ struct WebhookClaimTests {
         defer { fixture.directory.remove() }
         let database = try AppDatabase.openFile(at: fixture.settings.databasePath)
         let refund = Deliveries.chargeRefunded(eventId: "evt_retry", paymentIntent: "pi_missing", amount: 500, refunded: 500, userId: "user_x")
-        _ = try await database.storeWebhook(
+        _ = try await database.inbox.store(
             WebhookDelivery(source: .stripe, eventId: "evt_retry", type: "charge.refunded", body: refund, headers: [:], requestId: nil)
         )
         let processor = WebhookProcessor(database: database)
@@ -325,7 +326,7 @@ struct WebhookClaimTests {
             let before = Date().addingTimeInterval(-0.001)
             #expect(try await processor.process(source: .stripe, eventId: "evt_retry", logger: .init(label: "test")).status == .failed)
             let after = Date().addingTimeInterval(0.001)
-            let event = try #require(try await database.webhookEvent(source: .stripe, eventId: "evt_retry"))
+            let event = try #require(try await database.inbox.event(source: .stripe, eventId: "evt_retry"))
             #expect(event.attempts == attempt)
             let next = try #require(event.nextAttemptAt)
             let backoff = WebhookProcessor.backoff(attempts: attempt)
@@ -334,7 +335,7 @@ struct WebhookClaimTests {
                 "attempt \(attempt): next at \(next), expected \(backoff) s after the failure"
             )
         }
-        let due = try await database.webhooksDue(now: Date().addingTimeInterval(86400), maxAttempts: WebhookProcessor.maxAttempts)
+        let due = try await database.inbox.due(now: Date().addingTimeInterval(86400), maxAttempts: WebhookProcessor.maxAttempts)
         #expect(!due.map(\.1).contains("evt_retry"))
     }
 }

@@ -102,7 +102,7 @@ struct ReservationSweepTests {
         first.process.send(SIGKILL)
         _ = try await first.process.wait(timeout: .seconds(10))
         for call in calls { _ = await call.value }
-        #expect(try await database.balance(userId: "user_sweep")?.tokens == 5)
+        #expect(try await database.ledger.balance(userId: "user_sweep")?.tokens == 5)
         // The anonymous session is removed while the server is down (as an older reap did).
         try await database.writerForTests.write { db in try db.execute(sql: "DELETE FROM anonymous_sessions WHERE id = ?", arguments: [sessionId]) }
 
@@ -119,7 +119,7 @@ struct ReservationSweepTests {
         var tokens = 5
         for _ in 0..<400 where tokens == 5 {
             try await Task.sleep(for: .milliseconds(100))
-            tokens = try await database.balance(userId: "user_sweep")?.tokens ?? -1
+            tokens = try await database.ledger.balance(userId: "user_sweep")?.tokens ?? -1
         }
         #expect(tokens == 6, "the sweep gave nothing back")
         // Deadline 14 s, a sweep every 3.5 s; slack for a loaded machine.
@@ -154,7 +154,7 @@ struct ReservationSweepTests {
         let log = try String(contentsOfFile: logPath, encoding: .utf8)
         #expect(log.contains(#""msg":"abandoned generation closed without giving its token back""#))
         #expect(!log.contains(sessionId))
-        #expect(try await database.verify().isClean)
+        #expect(try await database.ledger.verify().isClean)
     }
 
     @Test(
@@ -199,7 +199,7 @@ struct ReservationSweepTests {
             )
         }
         let database = try AppDatabase.openFile(at: databasePath, options: .init(createIfMissing: false))
-        for _ in 0..<500 where try await database.anonymousSession(id: sessionId)?.remaining != 2 { try await Task.sleep(for: .milliseconds(20)) }
+        for _ in 0..<500 where try await database.sessions.session(id: sessionId)?.remaining != 2 { try await Task.sleep(for: .milliseconds(20)) }
         // Signed in meanwhile: the 2 left move to the account.
         let user: HTTPFields = [.authorization: "Bearer dev:user_inflight", .contentType: "application/json"]
         let moved = try jsonObject(
@@ -213,15 +213,15 @@ struct ReservationSweepTests {
         upstream.send(SIGKILL)
         let answer = try await call.value
         #expect(answer.status == 502)
-        #expect(try await database.balance(userId: "user_inflight")?.tokens == 6 + 2 + 1)
-        #expect(try await database.verify().isClean)
+        #expect(try await database.ledger.balance(userId: "user_inflight")?.tokens == 6 + 2 + 1)
+        #expect(try await database.ledger.verify().isClean)
 
         // What verify says of the loss this used to be: another session charged, moved, then
         // released the old way, into the session only.
-        let other = try await database.startAnonymousSession(fingerprint: "fp-old-way", clientAddress: "127.0.0.1", settings: AnonymousSettings())
+        let other = try await database.sessions.start(fingerprint: "fp-old-way", clientAddress: "127.0.0.1", settings: AnonymousSettings())
             .session.id
-        _ = try await database.chargeAnonymousSession(sessionId: other, idempotencyKey: "old-way-charge", requestId: nil)
-        _ = try await database.transferAnonymousSession(sessionId: other, to: "user_inflight", actor: "test", requestId: nil)
+        _ = try await database.sessions.charge(sessionId: other, idempotencyKey: "old-way-charge", requestId: nil)
+        _ = try await database.sessions.transfer(sessionId: other, to: "user_inflight", actor: "test", requestId: nil)
         try await database.writerForTests.write { db in
             try db.execute(
                 sql: "INSERT INTO anonymous_charges (session_id, amount, idempotency_key, created_at) VALUES (?, -1, 'release:old-way-charge', ?)",
@@ -229,7 +229,7 @@ struct ReservationSweepTests {
             )
             try db.execute(sql: "UPDATE anonymous_sessions SET used = used - 1 WHERE id = ?", arguments: [other])
         }
-        let report = try await database.verify()
+        let report = try await database.ledger.verify()
         #expect(report.violations.map(\.field) == ["remainder"], "\(report.violations)")
     }
 
@@ -282,13 +282,13 @@ struct ReservationSweepTests {
         #expect(full.status == 503 && full.header("Retry-After") != nil)
         #expect(String(decoding: full.body, as: UTF8.self).contains("overloaded"))
         #expect(try await reserved() == 3)
-        #expect(try await database.balance(userId: "user_caps_a")?.tokens == 4)
+        #expect(try await database.ledger.balance(userId: "user_caps_a")?.tokens == 4)
         // The upstream goes away: every call in flight fails and gives its token back.
         upstream.send(SIGKILL)
         for call in hanging + other { #expect(try await call.value.status == 502) }
-        #expect(try await database.balance(userId: "user_caps_a")?.tokens == 6)
-        #expect(try await database.balance(userId: "user_caps_b")?.tokens == 6)
-        #expect(try await database.verify().isClean)
+        #expect(try await database.ledger.balance(userId: "user_caps_a")?.tokens == 6)
+        #expect(try await database.ledger.balance(userId: "user_caps_b")?.tokens == 6)
+        #expect(try await database.ledger.verify().isClean)
     }
 }
 

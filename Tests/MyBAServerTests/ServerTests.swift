@@ -28,7 +28,7 @@ struct ServerTests {
         let fixture = try ServerFixture()
         defer { fixture.directory.remove() }
         let app = try await fixture.application()
-        _ = try await fixture.database().openAccount(userId: "user_1", email: nil, actor: "test")
+        _ = try await fixture.database().ledger.openAccount(userId: "user_1", email: nil, actor: "test")
         try await app.test(.live) { client in
             try await client.execute(uri: "/api/health", method: .get) { response in
                 #expect(response.status == .ok)

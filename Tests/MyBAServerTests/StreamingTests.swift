@@ -65,7 +65,7 @@ struct StreamingTests {
                 }
             }
             #expect(upstream.requests.first { $0.path == "openrouter" }?.body["stream"] as? Bool == true)
-            let balance = try #require(try await fixture.database().balance(userId: "user_stream"))
+            let balance = try #require(try await fixture.database().ledger.balance(userId: "user_stream"))
             #expect((balance.tokens, balance.tokensUsed) == (5, 1))
         }
     }
@@ -97,7 +97,7 @@ struct StreamingTests {
                     }
                 }
             }
-            #expect(try await fixture.database().balance(userId: "user_stream")?.tokensUsed == 1)
+            #expect(try await fixture.database().ledger.balance(userId: "user_stream")?.tokensUsed == 1)
         }
     }
 
@@ -126,9 +126,9 @@ struct StreamingTests {
                 }
             }
             #expect(upstream.requests.filter { $0.path == "openrouter" }.count == 1)
-            let balance = try #require(try await fixture.database().balance(userId: "user_stream"))
+            let balance = try #require(try await fixture.database().ledger.balance(userId: "user_stream"))
             #expect((balance.tokens, balance.tokensUsed) == (6, 0))
-            #expect(try await fixture.database().verify().isClean)
+            #expect(try await fixture.database().ledger.verify().isClean)
         }
     }
 
@@ -196,7 +196,7 @@ struct StreamingTests {
                 }
             }
             #expect(upstream.requests.filter { $0.path == "openrouter" }.count == 1)
-            let balance = try #require(try await fixture.database().balance(userId: "user_gone"))
+            let balance = try #require(try await fixture.database().ledger.balance(userId: "user_gone"))
             #expect((balance.tokens, balance.tokensUsed) == (5, 1))
         }
     }

@@ -94,14 +94,14 @@ struct StripeShapeTests {
                 ) { response in
                     #expect(response.status == .ok, "\(type): \(String(buffer: response.body))")
                 }
-                let stored = try await fixture.database().webhookEvent(source: .stripe, eventId: "evt_shape_\(index)")
+                let stored = try await fixture.database().inbox.event(source: .stripe, eventId: "evt_shape_\(index)")
                 #expect(
                     stored?.status == expected,
                     "\(type): \(stored?.status.rawValue ?? "not stored"): \(stored?.lastError ?? stored?.outcome ?? "")"
                 )
             }
         }
-        #expect(try await fixture.database().balance(userId: "user_shapes")?.tokens == 10)
+        #expect(try await fixture.database().ledger.balance(userId: "user_shapes")?.tokens == 10)
     }
 
     @Test(
@@ -177,7 +177,7 @@ struct StripeShapeTests {
         let logger = Logger(label: "test")
         let recorded = try await withStripeEmulator { emulator, base in
             let stripe = try stripeClient(base)
-            _ = try await database.openAccount(userId: "user_params", email: "params@example.com", actor: "test")
+            _ = try await database.ledger.openAccount(userId: "user_params", email: "params@example.com", actor: "test")
             // Checkout as the server opens it (customer search and creation, the session, and
             // the expiry of an older discounted one), twice.
             let opener = CheckoutOpener(database: database, stripe: stripe, publicURL: "https://app.example", perHour: 10)

@@ -189,15 +189,15 @@ struct CheckoutTests {
                 )
                 let database = try fixture.database()
                 let deadline = Date().addingTimeInterval(10)
-                while try await database.balance(userId: "user_buyer")?.tokens != 16, Date() < deadline {
+                while try await database.ledger.balance(userId: "user_buyer")?.tokens != 16, Date() < deadline {
                     try await Task.sleep(for: .milliseconds(50))
                 }
-                #expect(try await database.balance(userId: "user_buyer")?.tokens == 16)
+                #expect(try await database.ledger.balance(userId: "user_buyer")?.tokens == 16)
                 let overRefund = try await #require(throws: StripeError.self) {
                     _ = try await stripe.createRefund(paymentIntent: paymentIntent, amount: 1, reason: nil, idempotencyKey: "refund-2")
                 }
                 #expect(overRefund.status == 400)
-                #expect(try await database.verify().isClean)
+                #expect(try await database.ledger.verify().isClean)
             }
         }
     }
@@ -222,8 +222,8 @@ struct CheckoutTests {
                 let database = try fixture.database()
                 let deadline = Date().addingTimeInterval(10)
                 while Date() < deadline {
-                    let linked = try await database.customer(userId: "user_new")?.stripeCustomerId != nil
-                    let drained = try await database.outboxStatus().depth == 0
+                    let linked = try await database.ledger.customer(userId: "user_new")?.stripeCustomerId != nil
+                    let drained = try await database.outbox.status().depth == 0
                     if linked && drained { break }
                     try await Task.sleep(for: .milliseconds(50))
                 }
@@ -286,20 +286,20 @@ struct CheckoutTests {
                 await emulator.setFaults(StripeFaults())
                 let database = try fixture.database()
                 let deadline = Date().addingTimeInterval(20)
-                while try await database.outboxStatus().depth > 0, Date() < deadline { try await Task.sleep(for: .milliseconds(100)) }
-                #expect(try await database.outboxStatus().depth == 0)
+                while try await database.outbox.status().depth > 0, Date() < deadline { try await Task.sleep(for: .milliseconds(100)) }
+                #expect(try await database.outbox.status().depth == 0)
                 let stripe = try stripeClient(stripeBase)
                 let customers = try await stripe.listCustomers().data
                 #expect(customers.count == 5)
                 for customer in customers {
                     let metadata = try #require(customer.metadata?.values)
                     let userId = try #require(metadata["user_id"])
-                    let balance = try #require(try await database.balance(userId: userId))
+                    let balance = try #require(try await database.ledger.balance(userId: userId))
                     #expect(metadata["tokens"] == "3")
                     #expect(metadata["tokens_used"] == "3")
                     #expect(metadata["tokens_purchased"] == "0")
                     #expect(metadata["tokens"] == String(balance.tokens))
-                    #expect(try await database.customer(userId: userId)?.stripeCustomerId == customer.id)
+                    #expect(try await database.ledger.customer(userId: userId)?.stripeCustomerId == customer.id)
                 }
             }
         }

@@ -138,14 +138,14 @@ struct WebPageTests {
         let fixture = try ServerFixture()
         defer { fixture.directory.remove() }
         let database = try AppDatabase.openFile(at: fixture.settings.databasePath)
-        _ = try await database.openAccount(userId: "user_listener", email: nil, actor: "test", requestId: nil)
+        _ = try await database.ledger.openAccount(userId: "user_listener", email: nil, actor: "test", requestId: nil)
         let changes = BalanceChanges.shared
         var subscriptions = (0..<AccountController.streamsPerAccount).compactMap { _ in
             changes.subscribe(userId: "user_listener", limit: AccountController.streamsPerAccount)
         }
         #expect(subscriptions.count == AccountController.streamsPerAccount)
         #expect(changes.subscribe(userId: "user_listener", limit: AccountController.streamsPerAccount) == nil)
-        _ = try await database.post(
+        _ = try await database.ledger.post(
             LedgerPosting(userId: "user_listener", kind: .adjust, delta: 2, idempotencyKey: "web:adjust:1", actor: "operator:test", reason: "test")
         )
         // Woken, within a bound: a missing notification fails here instead of hanging the run.

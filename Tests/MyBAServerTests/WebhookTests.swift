@@ -50,16 +50,16 @@ struct WebhookTests {
             #expect(receipts.filter { $0.1 == true }.count == 9)
         }
         let database = try fixture.database()
-        let balance = try #require(try await database.balance(userId: "user_buyer"))
+        let balance = try #require(try await database.ledger.balance(userId: "user_buyer"))
         #expect(balance.tokens == 50)
         #expect(balance.tokensPurchased == 50)
         #expect(balance.lastPurchase != nil)
-        let event = try #require(try await database.webhookEvent(source: .stripe, eventId: "evt_dup_1"))
+        let event = try #require(try await database.inbox.event(source: .stripe, eventId: "evt_dup_1"))
         #expect(event.status == .processed)
         #expect(event.entryIds.count == 1)
         #expect(event.headers["stripe-signature"]?.hasPrefix("t=") == true)
-        #expect(try await database.customer(userId: "user_buyer")?.stripeCustomerId == "cus_user_buyer")
-        #expect(try await database.verify().isClean)
+        #expect(try await database.ledger.customer(userId: "user_buyer")?.stripeCustomerId == "cus_user_buyer")
+        #expect(try await database.ledger.verify().isClean)
     }
 
     @Test("bad, missing, stale or wrongly keyed signatures are 400 and store nothing")
@@ -138,25 +138,25 @@ struct WebhookTests {
             )
             // 25 % refunded: 12 of 50 tokens go back (rounded down, in the customer's favour).
             _ = try await deliver(Deliveries.chargeRefunded(eventId: "evt_r1", paymentIntent: "pi_p1", amount: 2000, refunded: 500))
-            var balance = try #require(try await fixture.database().balance(userId: "user_r"))
+            var balance = try #require(try await fixture.database().ledger.balance(userId: "user_r"))
             #expect(balance.tokens == 50 - 12)
             #expect(balance.tokensPurchased == 50 - 12)
             // The customer spends most of what is left, then the rest is refunded.
             let database = try fixture.database()
-            _ = try await database.consume(userId: "user_r", amount: 30, idempotencyKey: "spend", actor: "test")
+            _ = try await database.ledger.consume(userId: "user_r", amount: 30, idempotencyKey: "spend", actor: "test")
             let receipt = try await deliver(Deliveries.chargeRefunded(eventId: "evt_r2", paymentIntent: "pi_p1", amount: 2000, refunded: 2000))
             #expect(receipt["status"] as? String == "processed")
-            balance = try #require(try await database.balance(userId: "user_r"))
+            balance = try #require(try await database.ledger.balance(userId: "user_r"))
             #expect(balance.tokens == 0)
-            let refund = try #require(try await database.entries(userId: "user_r", limit: 1).first)
+            let refund = try #require(try await database.ledger.entries(userId: "user_r", limit: 1).first)
             #expect(refund.kind == .paymentRefund)
             #expect(refund.delta == -8)
             #expect(refund.shortfall == 30)
             // Stripe re-sends the same cumulative refund as a new event: nothing more is taken.
             _ = try await deliver(Deliveries.chargeRefunded(eventId: "evt_r3", paymentIntent: "pi_p1", amount: 2000, refunded: 2000))
-            #expect(try await database.entries(userId: "user_r", limit: 10).filter { $0.kind == .paymentRefund }.count == 2)
-            #expect(try await database.verify().isClean)
-            let outcome = try #require(try await database.webhookEvent(source: .stripe, eventId: "evt_r2")?.outcome)
+            #expect(try await database.ledger.entries(userId: "user_r", limit: 10).filter { $0.kind == .paymentRefund }.count == 2)
+            #expect(try await database.ledger.verify().isClean)
+            let outcome = try #require(try await database.inbox.event(source: .stripe, eventId: "evt_r2")?.outcome)
             #expect(outcome.contains("shortfall 30"))
         }
     }
@@ -195,19 +195,19 @@ struct WebhookTests {
             )
         }
         let database = try fixture.database()
-        let failed = try #require(try await database.webhookEvent(source: .stripe, eventId: "evt_early"))
+        let failed = try #require(try await database.inbox.event(source: .stripe, eventId: "evt_early"))
         #expect(failed.status == .failed)
         // The purchase made it due again at once, its attempts counted anew.
         #expect(failed.attempts == 0)
         #expect(failed.lastError?.contains("pi_late") == true)
         // The retry worker's pass, once the backoff has elapsed.
-        let due = try await database.webhooksDue(now: Date().addingTimeInterval(60), maxAttempts: WebhookProcessor.maxAttempts)
+        let due = try await database.inbox.due(now: Date().addingTimeInterval(60), maxAttempts: WebhookProcessor.maxAttempts)
         #expect(due.map(\.1) == ["evt_early"])
         let processor = WebhookProcessor(database: database)
         _ = try await processor.process(source: .stripe, eventId: "evt_early", logger: .init(label: "test"))
-        #expect(try await database.webhookEvent(source: .stripe, eventId: "evt_early")?.status == .processed)
-        #expect(try await database.balance(userId: "user_o")?.tokens == 0)
-        #expect(try await database.verify().isClean)
+        #expect(try await database.inbox.event(source: .stripe, eventId: "evt_early")?.status == .processed)
+        #expect(try await database.ledger.balance(userId: "user_o")?.tokens == 0)
+        #expect(try await database.ledger.verify().isClean)
     }
 
     @Test(
@@ -249,11 +249,11 @@ struct WebhookTests {
             }
         }
         let database = try fixture.database()
-        let customer = try #require(try await database.customer(userId: "user_clerk"))
+        let customer = try #require(try await database.ledger.customer(userId: "user_clerk"))
         #expect(customer.email == "ada@example.com")
         #expect(customer.deletedAt != nil)
-        #expect(try await database.entries(userId: "user_clerk", limit: 10).map(\.kind) == [.welcome])
-        #expect(try await database.webhookEvent(source: .clerk, eventId: "msg_deleted")?.status == .processed)
+        #expect(try await database.ledger.entries(userId: "user_clerk", limit: 10).map(\.kind) == [.welcome])
+        #expect(try await database.inbox.event(source: .clerk, eventId: "msg_deleted")?.status == .processed)
     }
 }
 
@@ -283,8 +283,8 @@ struct WebhookCrashTests {
         #expect(ending.bySignal && ending.status == SIGKILL)
 
         let database = try AppDatabase.openFile(at: directory.file("myba.sqlite"), options: .init(createIfMissing: false))
-        #expect(try await database.webhookEvent(source: .stripe, eventId: "evt_crash")?.status == .received)
-        #expect(try await database.balance(userId: "user_crash") == nil)
+        #expect(try await database.inbox.event(source: .stripe, eventId: "evt_crash")?.status == .received)
+        #expect(try await database.ledger.balance(userId: "user_crash") == nil)
 
         let restarted = try await RunningServer.start(environment: environment)
         defer { restarted.stop() }
@@ -292,11 +292,11 @@ struct WebhookCrashTests {
         let (status, _) = try await restarted.post("/api/webhook/stripe", body: body, headers: Deliveries.stripeHeaders(body))
         #expect(status == 200)
         let deadline = Date().addingTimeInterval(10)
-        while try await database.webhookEvent(source: .stripe, eventId: "evt_crash")?.status != .processed, Date() < deadline {
+        while try await database.inbox.event(source: .stripe, eventId: "evt_crash")?.status != .processed, Date() < deadline {
             try await Task.sleep(for: .milliseconds(100))
         }
-        #expect(try await database.webhookEvent(source: .stripe, eventId: "evt_crash")?.status == .processed)
-        #expect(try await database.balance(userId: "user_crash")?.tokens == 10)
-        #expect(try await database.verify().isClean)
+        #expect(try await database.inbox.event(source: .stripe, eventId: "evt_crash")?.status == .processed)
+        #expect(try await database.ledger.balance(userId: "user_crash")?.tokens == 10)
+        #expect(try await database.ledger.verify().isClean)
     }
 }

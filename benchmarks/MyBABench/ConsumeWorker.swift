@@ -51,7 +51,7 @@ struct ConsumeWorker: AsyncParsableCommand {
                         let key = "\(keyPrefix):\(index)"
                         let line: String
                         do {
-                            _ = try await database.consume(userId: user, idempotencyKey: key, actor: "worker")
+                            _ = try await database.ledger.consume(userId: user, idempotencyKey: key, actor: "worker")
                             line = "ok \(key)\n"
                         } catch LedgerError.insufficientTokens {
                             line = "insufficient \(key)\n"

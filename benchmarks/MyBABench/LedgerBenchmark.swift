@@ -33,9 +33,9 @@ struct LedgerBenchmark: AsyncParsableCommand {
         defer { for suffix in ["", "-wal", "-shm", ".lock"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
         let database = try AppDatabase.openFile(at: path)
         let userId = "user_bench"
-        try await database.createCustomer(userId: userId)
+        try await database.ledger.createCustomer(userId: userId)
         let total = operations * rounds * 2
-        _ = try await database.post(
+        _ = try await database.ledger.post(
             LedgerPosting(userId: userId, kind: .adjust, delta: total, idempotencyKey: "bench:seed", actor: "bench", reason: "benchmark balance")
         )
         // The baseline's own connection to the same file: storage keeps its writer to itself.
@@ -58,7 +58,7 @@ struct LedgerBenchmark: AsyncParsableCommand {
                     try timeIt {
                         for _ in 0..<operations {
                             keyCounter += 1
-                            _ = try database.consumeSync(
+                            _ = try database.ledger.consumeSync(
                                 userId: userId,
                                 idempotencyKey: "gen:req_\(keyCounter)",
                                 actor: "api",
@@ -77,7 +77,7 @@ struct LedgerBenchmark: AsyncParsableCommand {
                             group.addTask {
                                 for index in stride(from: lane, to: operations, by: concurrency) {
                                     let key = base + index + 1
-                                    _ = try await database.consume(
+                                    _ = try await database.ledger.consume(
                                         userId: userId,
                                         idempotencyKey: "gen:req_\(key)",
                                         actor: "api",
@@ -99,7 +99,7 @@ struct LedgerBenchmark: AsyncParsableCommand {
             ledgerSync.append(results[1])
             ledgerAsync.append(results[2])
         }
-        let verification = try await database.verify()
+        let verification = try await database.ledger.verify()
 
         let bareRate = Double(operations) / median(bare)
         let syncRate = Double(operations) / median(ledgerSync)

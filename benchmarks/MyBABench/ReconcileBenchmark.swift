@@ -37,7 +37,7 @@ struct ReconcileBenchmark: AsyncParsableCommand {
                     fill.addTask {
                         for index in stride(from: lane, to: count, by: 8) {
                             let userId = "user_bench_\(index)"
-                            let opened = try await database.openAccount(userId: userId, email: nil, actor: "bench")
+                            let opened = try await database.ledger.openAccount(userId: userId, email: nil, actor: "bench")
                             _ = try await stripe.createCustomer(
                                 email: nil,
                                 metadata: StripeMetadataKeys.metadata(for: opened.balance).compactMapValues { $0 },
@@ -57,7 +57,7 @@ struct ReconcileBenchmark: AsyncParsableCommand {
                         _ = try await stripe.allCustomers()
                         bareTimes.append(seconds(ContinuousClock.now - start))
                     } else {
-                        let report = try await database.reconcile(against: try await stripe.allCustomers())
+                        let report = try await database.stripeCustomers.reconcile(against: try await stripe.allCustomers())
                         reconcileTimes.append(seconds(ContinuousClock.now - start))
                         guard report.isClean else { throw ValidationError("reconcile found drift in a clean setup: \(report.drifts.count)") }
                     }

@@ -20,7 +20,7 @@ public struct AbandonedGenerationsReport: Equatable, Sendable {
     public var unapplied: [String]
 }
 
-extension AppDatabase {
+extension Generations {
     /// Gives back the token of every generation still `reserved` since before `cutoff` (at most
     /// `limit` a pass): its process died between charging and answering. The row becomes
     /// `failed`, so a retry with the same key charges a new attempt. Each release is its own
@@ -28,8 +28,8 @@ extension AppDatabase {
     /// Safe beside other servers and the console: a row is taken only while still `reserved`,
     /// in the writer's transaction, and release keys are unique.
     @discardableResult
-    public func releaseAbandonedGenerations(reservedBefore cutoff: Date, limit: Int = 200) async throws -> AbandonedGenerationsReport {
-        try await write { tx in
+    public func releaseAbandoned(reservedBefore cutoff: Date, limit: Int = 200) async throws -> AbandonedGenerationsReport {
+        try await database.write { tx in
             let now = Date().truncatedToMilliseconds
             var report = AbandonedGenerationsReport(released: 0, unapplied: [])
             for row in try tx.generations.reserved(before: cutoff, limit: limit) {
@@ -89,7 +89,7 @@ extension AppDatabase {
         switch payerKind {
         case "account":
             if try tx.ledger.entry(idempotencyKey: chargeKey) != nil {
-                _ = try Self.post(
+                _ = try Ledger.post(
                     LedgerPosting(
                         userId: payerId,
                         kind: .release,
@@ -105,7 +105,7 @@ extension AppDatabase {
                 )
             }
         case "session":
-            _ = try Self.releaseSessionCharge(sessionId: payerId, chargeKey: chargeKey, requestId: requestId, now: now, in: tx)
+            _ = try AnonymousSessions.releaseSessionCharge(sessionId: payerId, chargeKey: chargeKey, requestId: requestId, now: now, in: tx)
         default:
             break
         }
@@ -115,7 +115,7 @@ extension AppDatabase {
     /// itself: one still reserved is released by the sweep (by the time given), one failed
     /// already was. A completed one, or a request with no generation, may be credited.
     public func checkManualCredit(forRequest requestId: String, deadlineSeconds: Double) async throws {
-        let found = try await read { tx in try tx.generations.latest(requestId: requestId) }
+        let found = try await database.read { tx in try tx.generations.latest(requestId: requestId) }
         guard let (status, updatedAt, error) = found else { return }
         switch status {
         case "reserved":
@@ -151,13 +151,13 @@ public enum ManualCreditRefusal: Error, CustomStringConvertible, Sendable {
     }
 }
 
-extension AppDatabase {
+extension Generations {
     /// Removes finished own-key generations created before `cutoff`, at most `limit` a call. They
     /// cost no token and hold the caller's ticket only for replays of the same key, so they need
     /// not outlive the hour their limits count plus a day of retries; without this every free
     /// call would add a row forever. Returns how many were removed.
     @discardableResult
-    public func pruneOwnKeyGenerations(createdBefore cutoff: Date, limit: Int = 1000) async throws -> Int {
-        try await write { tx in try tx.generations.pruneOwnKey(createdBefore: cutoff, limit: limit) }
+    public func pruneOwnKey(createdBefore cutoff: Date, limit: Int = 1000) async throws -> Int {
+        try await database.write { tx in try tx.generations.pruneOwnKey(createdBefore: cutoff, limit: limit) }
     }
 }

@@ -330,7 +330,7 @@ public struct TicketGenerator: Sendable {
         }
         let payer: Payer = ownKey != nil ? .ownKey(caller.id) : caller
         if case .ownKey = payer, case .session(let sessionId) = caller,
-            try await database.anonymousSession(id: sessionId) == nil
+            try await database.sessions.session(id: sessionId) == nil
         {
             throw AnonymousSessionError.sessionNotFound(sessionId)
         }
@@ -432,7 +432,7 @@ public struct TicketGenerator: Sendable {
         if case .ownKey = payer {
             let client = ClientAddress.limitKey(request.clientAddress ?? "unknown")
             limits = OwnKeyLimits(
-                clientKey: AppDatabase.saltedHash("own-key-client", client, secret: addressSecret),
+                clientKey: AnonymousSessions.saltedHash("own-key-client", client, secret: addressSecret),
                 perAddress: settings.ownKeyPerHourPerAddress,
                 perAccount: settings.ownKeyPerHourPerAccount
             )
@@ -499,7 +499,7 @@ public struct TicketGenerator: Sendable {
         case .account(let userId):
             // The sign-in check trusts what it saw for a few seconds; spending checks now.
             if try tx.ledger.isDeleted(userId: userId) { throw LedgerError.accountDeleted(userId: userId) }
-            remaining = try AppDatabase.post(
+            remaining = try Ledger.post(
                 LedgerPosting(
                     userId: userId,
                     kind: .consume,
@@ -513,7 +513,7 @@ public struct TicketGenerator: Sendable {
                 in: tx
             ).balance.tokens
         case .session(let sessionId):
-            remaining = try AppDatabase.chargeSession(
+            remaining = try AnonymousSessions.chargeSession(
                 sessionId: sessionId,
                 amount: 1,
                 idempotencyKey: chargeKey,
@@ -598,7 +598,7 @@ public struct TicketGenerator: Sendable {
             // nothing more to give back.
             guard try tx.generations.isReserved(key: request.idempotencyKey, attempt: attempt) else { return }
             let now = Date().truncatedToMilliseconds
-            try AppDatabase.releaseCharge(
+            try Generations.releaseCharge(
                 key: request.idempotencyKey,
                 attempt: attempt,
                 payerKind: payer.kind,

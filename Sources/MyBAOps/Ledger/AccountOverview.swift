@@ -19,11 +19,13 @@ public struct AccountOverview: Encodable, Sendable {
     }
 }
 
-extension AppDatabase {
+extension Ledger {
     /// The account of `userId` as the page shows it; nil when there is no such customer.
     public func accountOverview(userId: String) async throws -> AccountOverview? {
         guard let balance = try await balance(userId: userId) else { return nil }
-        let discount = try await isFirstPurchase(userId: userId) ? try await installedPlans().catalog.firstPurchaseDiscountPercent : 0
+        let discount =
+            try await database.payments.isFirstPurchase(userId: userId)
+            ? try await database.plans.installed().catalog.firstPurchaseDiscountPercent : 0
         return AccountOverview(balance: BalanceFields(balance), firstPurchaseDiscountPercent: discount)
     }
 }
@@ -39,7 +41,7 @@ public struct PurchaseStatus: Encodable, Sendable {
     public var tokens: Int?
 }
 
-extension AppDatabase {
+extension Payments {
     /// The state of `checkoutSessionId`'s purchase for `userId` (see `PurchaseStatus`).
     public func purchaseStatus(userId: String, checkoutSessionId: String) async throws -> PurchaseStatus {
         guard let payment = try await payment(id: checkoutSessionId), payment.userId == userId, payment.checkoutSessionId == checkoutSessionId else {

@@ -8,10 +8,10 @@ public struct CustomerSummary: Equatable, Sendable {
     public var recentEntries: [LedgerEntry]
 }
 
-extension AppDatabase {
+extension Ledger {
     /// The summary of `userId`, or `nil` for an unknown customer.
-    public func customerSummary(userId: String, entryLimit: Int) async throws -> CustomerSummary? {
-        try await read { tx in
+    public func summary(userId: String, entryLimit: Int) async throws -> CustomerSummary? {
+        try await database.read { tx in
             guard let customer = try tx.ledger.customer(userId: userId) else { return nil }
             let balance = try tx.ledger.balance(userId: userId) ?? .empty(userId: userId, at: customer.createdAt)
             let entries = try tx.ledger.entries(userId: userId, limit: entryLimit)

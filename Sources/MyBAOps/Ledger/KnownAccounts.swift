@@ -25,21 +25,21 @@ final class KnownAccounts: Sendable {
     }
 }
 
-extension AppDatabase {
+extension Ledger {
     /// Opens the account of a signed-in user on their first request: the customer and the
     /// welcome grant, once (see `openAccount`). Returns the grant when this call made it; nil
     /// when the account already existed, which after the first time this process saw the user
     /// costs no database access.
     /// A deleted account is refused (`LedgerError.accountDeleted`).
     public func openAccountOnFirstRequest(userId: String, actor: String, requestId: String?) async throws -> PostingResult? {
-        if knownAccounts.contains(userId) { return nil }
+        if database.knownAccounts.contains(userId) { return nil }
         if let customer = try await customer(userId: userId) {
             if customer.deletedAt != nil { throw LedgerError.accountDeleted(userId: userId) }
-            knownAccounts.insert(userId)
+            database.knownAccounts.insert(userId)
             return nil
         }
         let opened = try await openAccount(userId: userId, email: nil, actor: actor, requestId: requestId)
-        knownAccounts.insert(userId)
+        database.knownAccounts.insert(userId)
         return opened.replayed ? nil : opened
     }
 }

@@ -64,17 +64,17 @@ public enum LedgerLimits {
     public static let maxUserIdLength = 255
 }
 
-extension AppDatabase {
+extension Ledger {
     /// Appends `posting` to the ledger and moves the balance in the same transaction.
     public func post(_ posting: LedgerPosting) async throws -> PostingResult {
         try Self.validate(posting)
-        return try await write { tx in try Self.post(posting, now: Date(), in: tx) }
+        return try await database.write { tx in try Self.post(posting, now: Date(), in: tx) }
     }
 
     /// Synchronous `post`, for benchmarks and tools without an async context.
     public func postSync(_ posting: LedgerPosting) throws -> PostingResult {
         try Self.validate(posting)
-        return try writeAlone { tx in try Self.post(posting, now: Date(), in: tx) }
+        return try database.writeAlone { tx in try Self.post(posting, now: Date(), in: tx) }
     }
 
     /// Spends `amount` tokens, never taking the balance below zero: a consume that does not fit
@@ -144,7 +144,7 @@ extension AppDatabase {
     /// in one transaction. Safe to call on every sign-in and from the Clerk webhook.
     public func openAccount(userId: String, email: String?, actor: String, requestId: String? = nil) async throws -> PostingResult {
         try Self.validateUserId(userId)
-        return try await write { tx in
+        return try await database.write { tx in
             try Self.openAccount(userId: userId, email: email, actor: actor, requestId: requestId, now: Date().truncatedToMilliseconds, in: tx)
         }
     }
@@ -177,30 +177,30 @@ extension AppDatabase {
     @discardableResult
     public func createCustomer(userId: String, email: String? = nil) async throws -> Customer {
         try Self.validateUserId(userId)
-        return try await write { tx in
+        return try await database.write { tx in
             try tx.ledger.createCustomerIfMissing(userId: userId, email: email, now: Date().truncatedToMilliseconds)
         }
     }
 
     /// The balance of `userId`, or `nil` for an unknown customer.
     public func balance(userId: String) async throws -> Balance? {
-        try await read { tx in try tx.ledger.balance(userId: userId) }
+        try await database.read { tx in try tx.ledger.balance(userId: userId) }
     }
 
     /// The customer `userId`, or `nil`.
     public func customer(userId: String) async throws -> Customer? {
-        try await read { tx in try tx.ledger.customer(userId: userId) }
+        try await database.read { tx in try tx.ledger.customer(userId: userId) }
     }
 
     /// The newest `limit` entries of `userId`, newest first.
     public func entries(userId: String, limit: Int) async throws -> [LedgerEntry] {
-        try await read { tx in try tx.ledger.entries(userId: userId, limit: limit) }
+        try await database.read { tx in try tx.ledger.entries(userId: userId, limit: limit) }
     }
 }
 
 // MARK: - Rules
 
-extension AppDatabase {
+extension Ledger {
     static func validateUserId(_ userId: String) throws {
         guard !userId.isEmpty, userId.count <= LedgerLimits.maxUserIdLength,
             !userId.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })

@@ -26,7 +26,7 @@ public struct LedgerViolation: Codable, Equatable, Sendable {
     public var message: String
 }
 
-/// The outcome of `AppDatabase.verify()`.
+/// The outcome of `Ledger.verify()`.
 public struct LedgerVerification: Codable, Equatable, Sendable {
     public var checkedCustomers: Int
     public var checkedEntries: Int
@@ -34,12 +34,12 @@ public struct LedgerVerification: Codable, Equatable, Sendable {
     public var isClean: Bool { violations.isEmpty }
 }
 
-extension AppDatabase {
+extension Ledger {
     /// Recomputes every projection from the entries, in one snapshot, and reports each field
     /// that differs, every negative balance (stored or at any point of the history), every entry
     /// whose recorded effect breaks its kind's rule, and every missing projection row.
     public func verify() async throws -> LedgerVerification {
-        try await read { tx in try Self.verify(in: tx) }
+        try await database.read { tx in try Self.verify(in: tx) }
     }
 
     static func verify(in tx: StorageTransaction) throws -> LedgerVerification {

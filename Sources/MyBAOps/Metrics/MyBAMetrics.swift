@@ -53,8 +53,8 @@ public enum MyBAMetrics {
     /// Reads the gauges that describe stored state (outbox depth, sessions, customers) and sets
     /// them; called just before an export so they are current.
     public static func refreshGauges(from database: AppDatabase) async throws {
-        let outbox = try await database.outboxStatus()
-        let snapshot = try await database.metricsSnapshot()
+        let outbox = try await database.outbox.status()
+        let snapshot = try await database.queries.metricsSnapshot()
         Gauge(label: "myba_stripe_outbox_pending").record(outbox.depth)
         Gauge(label: "myba_stripe_outbox_oldest_pending_seconds").record(outbox.oldestPendingSeconds ?? 0)
         Gauge(label: "myba_anonymous_sessions", dimensions: [("state", "open")]).record(snapshot.openAnonymousSessions)
@@ -73,10 +73,10 @@ public struct MetricsSnapshot: Sendable, Equatable {
     public var webhooksPending: Int
 }
 
-extension AppDatabase {
+extension ConsoleQueries {
     /// Counts for the metrics gauges, in one read transaction.
     public func metricsSnapshot() async throws -> MetricsSnapshot {
-        try await read { tx in try tx.queries.metricsSnapshot() }
+        try await database.read { tx in try tx.queries.metricsSnapshot() }
     }
 }
 

@@ -51,12 +51,12 @@ public struct AmbiguousCustomer: Error, CustomStringConvertible, Sendable {
     }
 }
 
-extension AppDatabase {
+extension ConsoleQueries {
     /// Resolves `user_…`, an email address or a `cus_…` id to a user id. An email shared by
     /// several customers names none of them: `AmbiguousCustomer` lists the candidates, since an
     /// operator's change must reach the customer meant, not the first one found.
     public func resolveUserId(_ reference: String) async throws -> String? {
-        try await read { tx in
+        try await database.read { tx in
             if let exact = try tx.queries.userId(idOrStripeCustomerId: reference) { return exact }
             let byEmail = try tx.queries.userIds(email: reference, limit: 21)
             guard byEmail.count <= 1 else { throw AmbiguousCustomer(reference: reference, candidates: byEmail) }
@@ -66,34 +66,40 @@ extension AppDatabase {
 
     /// User ids starting with `prefix`, synchronously: readline's completion callback cannot await.
     public func userIdsSync(prefix: String, limit: Int = 50) throws -> [String] {
-        try readSync { tx in try tx.queries.userIds(prefix: prefix, limit: limit) }
+        try database.readSync { tx in try tx.queries.userIds(prefix: prefix, limit: limit) }
     }
 
     public func listCustomers(limit: Int, sortByTokens: Bool, matching text: String? = nil) async throws -> [CustomerListing] {
-        try await read { tx in try tx.queries.customerListings(limit: limit, sortByTokens: sortByTokens, matching: text) }
+        try await database.read { tx in try tx.queries.customerListings(limit: limit, sortByTokens: sortByTokens, matching: text) }
     }
+}
 
+extension AnonymousSessions {
     /// Sessions transferred into `userId`'s account.
-    public func sessionsTransferred(to userId: String) async throws -> [AnonymousSession] {
-        try await read { tx in try tx.sessions.transferred(to: userId) }
+    public func transferred(to userId: String) async throws -> [AnonymousSession] {
+        try await database.read { tx in try tx.sessions.transferred(to: userId) }
     }
+}
 
+extension WebhookInbox {
     /// Webhook events of `userId`, newest first: those that produced ledger entries for them, and
     /// every stored event that names them — their user id, Stripe customer id or email as a JSON
     /// string in the body (a failed or ignored event made no entry, and is what an operator
     /// looks for).
-    public func webhookEvents(forUser userId: String, limit: Int) async throws -> [WebhookEvent] {
-        try await read { tx in
+    public func events(forUser userId: String, limit: Int) async throws -> [WebhookEvent] {
+        try await database.read { tx in
             try tx.queries.webhookKeys(namingUser: userId, limit: limit).compactMap { key in
                 try tx.inbox.event(source: key.source, eventId: key.eventId)
             }
         }
     }
+}
 
+extension AnonymousSessions {
     /// Anonymous sessions, newest activity first; `staleAfter` keeps only untransferred sessions
     /// last seen longer ago than that.
-    public func listAnonymousSessions(staleAfter: TimeInterval?, limit: Int) async throws -> [AnonymousSession] {
-        try await read { tx in
+    public func list(staleAfter: TimeInterval?, limit: Int) async throws -> [AnonymousSession] {
+        try await database.read { tx in
             try tx.sessions.list(lastSeenBefore: staleAfter.map { Date().addingTimeInterval(-$0) }, limit: limit)
         }
     }
@@ -107,7 +113,7 @@ extension AppDatabase {
     /// refused, ``ReapInterrupted`` reports what was already removed. Two overlapping reaps never
     /// fail or count a session twice: each batch counts what it deleted. Sessions with a
     /// generation still reserved are spared: its token must be given back to the session first.
-    public func reapAnonymousSessions(
+    public func reap(
         lastSeenBefore cutoff: Date,
         batch: Int,
         dryRun: Bool,
@@ -115,7 +121,7 @@ extension AppDatabase {
         busyRetries: Int = 8
     ) async throws -> ReapResult {
         if dryRun {
-            let count = try await read { tx in try tx.sessions.reapableCount(lastSeenBefore: cutoff) }
+            let count = try await database.read { tx in try tx.sessions.reapableCount(lastSeenBefore: cutoff) }
             return ReapResult(removed: count, batches: 0, cutoff: cutoff, dryRun: true)
         }
         var removed = 0
@@ -125,7 +131,7 @@ extension AppDatabase {
             let started = ContinuousClock.now
             let deleted: Int
             do {
-                deleted = try await write { tx in try tx.sessions.reap(lastSeenBefore: cutoff, batch: batch) }
+                deleted = try await database.write { tx in try tx.sessions.reap(lastSeenBefore: cutoff, batch: batch) }
                 refusals = 0
             } catch  where StorageError.classify(error) == .busy {
                 refusals += 1
@@ -142,9 +148,11 @@ extension AppDatabase {
         }
         return ReapResult(removed: removed, batches: batches, cutoff: cutoff, dryRun: false)
     }
+}
 
+extension ConsoleQueries {
     public func stats(staleAfter: TimeInterval) async throws -> SystemStats {
-        try await read { tx in try tx.queries.stats(staleBefore: Date().addingTimeInterval(-staleAfter)) }
+        try await database.read { tx in try tx.queries.stats(staleBefore: Date().addingTimeInterval(-staleAfter)) }
     }
 }
 

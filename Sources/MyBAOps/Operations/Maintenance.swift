@@ -94,31 +94,6 @@ extension AppDatabase {
     /// The last migration this build knows.
     static var latestMigration: String { migrationNames.last ?? "" }
 
-    /// An online, consistent copy while servers write (SQLite's backup API, a step of pages at a
-    /// time so writers wait only briefly), written under a temporary name, checked (integrity,
-    /// MyBA's schema), then renamed with its manifest beside it. A failure (a full disk) leaves
-    /// no file under `path`.
-    public func backup(to path: String, progress: @escaping @Sendable (_ done: Int, _ total: Int) -> Void = { _, _ in }) throws -> BackupManifest {
-        let fileManager = FileManager.default
-        guard !fileManager.fileExists(atPath: path) else { throw MaintenanceError.exists(path) }
-        let partial = path + ".partial-\(getpid())"
-        defer { try? fileManager.removeItem(atPath: partial) }
-        do {
-            try copyPages(to: partial, progress: progress)
-            let manifest = try Self.inspectBackup(at: partial, source: self.path)
-            try fileManager.moveItem(atPath: partial, toPath: path)
-            let data = try JSONEncoder.pretty.encode(manifest)
-            let manifestPath = path + ".manifest.json"
-            try data.write(to: URL(fileURLWithPath: manifestPath + ".partial"), options: .atomic)
-            try fileManager.moveItem(atPath: manifestPath + ".partial", toPath: manifestPath)
-            return manifest
-        } catch let error as MaintenanceError {
-            throw error
-        } catch {
-            throw MaintenanceError.couldNotWrite(path, why: "\(error)")
-        }
-    }
-
     /// Checks a backup file (integrity, MyBA's, its schema) and describes it.
     public static func inspectBackup(at path: String, source: String? = nil) throws -> BackupManifest {
         guard FileManager.default.fileExists(atPath: path) else { throw MaintenanceError.notABackup(path, why: "no such file") }
@@ -138,11 +113,38 @@ extension AppDatabase {
             sha256: SHA256.hash(data: data).lowercaseHex
         )
     }
+}
+
+extension Maintenance {
+    /// An online, consistent copy while servers write (SQLite's backup API, a step of pages at a
+    /// time so writers wait only briefly), written under a temporary name, checked (integrity,
+    /// MyBA's schema), then renamed with its manifest beside it. A failure (a full disk) leaves
+    /// no file under `path`.
+    public func backup(to path: String, progress: @escaping @Sendable (_ done: Int, _ total: Int) -> Void = { _, _ in }) throws -> BackupManifest {
+        let fileManager = FileManager.default
+        guard !fileManager.fileExists(atPath: path) else { throw MaintenanceError.exists(path) }
+        let partial = path + ".partial-\(getpid())"
+        defer { try? fileManager.removeItem(atPath: partial) }
+        do {
+            try database.copyPages(to: partial, progress: progress)
+            let manifest = try AppDatabase.inspectBackup(at: partial, source: database.path)
+            try fileManager.moveItem(atPath: partial, toPath: path)
+            let data = try JSONEncoder.pretty.encode(manifest)
+            let manifestPath = path + ".manifest.json"
+            try data.write(to: URL(fileURLWithPath: manifestPath + ".partial"), options: .atomic)
+            try fileManager.moveItem(atPath: manifestPath + ".partial", toPath: manifestPath)
+            return manifest
+        } catch let error as MaintenanceError {
+            throw error
+        } catch {
+            throw MaintenanceError.couldNotWrite(path, why: "\(error)")
+        }
+    }
 
     /// `PRAGMA integrity_check`, foreign keys, `ledger verify`, and the inbox and generation
     /// invariants; empty when all is well.
     public func check(reservationDeadlineSeconds: Double) async throws -> [CheckProblem] {
-        var problems = try await read { tx -> [CheckProblem] in
+        var problems = try await database.read { tx -> [CheckProblem] in
             let integrity = try tx.maintenance.integrityProblems()
             var problems = integrity.lines.map { CheckProblem(check: "integrity", detail: $0) }
             // Damage bad enough that the check itself cannot walk the file.
@@ -165,7 +167,7 @@ extension AppDatabase {
             return problems
         }
         guard !problems.contains(where: { $0.check == "integrity" }) else { return problems }
-        for violation in try await verify().violations {
+        for violation in try await database.ledger.verify().violations {
             problems.append(CheckProblem(check: "ledger", detail: "\(violation.kind.rawValue) \(violation.userId): \(violation.message)"))
         }
         return problems
@@ -173,14 +175,14 @@ extension AppDatabase {
 
     /// The schema, sizes, row counts and oldest pending work.
     public func status() async throws -> DatabaseStatus {
-        let path = self.path
-        let applied = try await read { tx in try tx.maintenance.appliedMigrations() }
+        let path = self.database.path
+        let applied = try await database.read { tx in try tx.maintenance.appliedMigrations() }
         @Sendable func size(_ path: String) -> Int { (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0 }
-        return try await read { tx in
+        return try await database.read { tx in
             DatabaseStatus(
                 path: path,
-                migrationsApplied: Self.migrationNames.filter { applied.contains($0) },
-                migrationsPending: Self.migrationNames.filter { !applied.contains($0) },
+                migrationsApplied: AppDatabase.migrationNames.filter { applied.contains($0) },
+                migrationsPending: AppDatabase.migrationNames.filter { !applied.contains($0) },
                 fileBytes: size(path),
                 walBytes: size(path + "-wal"),
                 rows: try tx.maintenance.rowCounts(),
@@ -190,19 +192,21 @@ extension AppDatabase {
             )
         }
     }
+}
 
+extension WebhookInbox {
     /// How many processed or ignored events received before `cutoff` still keep their body.
-    public func prunableWebhooks(before cutoff: Date) async throws -> Int {
-        try await read { tx in try tx.inbox.prunableCount(before: cutoff) }
+    public func prunable(before cutoff: Date) async throws -> Int {
+        try await database.read { tx in try tx.inbox.prunableCount(before: cutoff) }
     }
 
     /// Drops the bodies and headers (emails, addresses) of processed and ignored events received
     /// before `cutoff`; their ids and outcomes stay, so a redelivery is still recognised. Failed
     /// and unprocessed events are kept whole. Audited with the count.
-    public func pruneWebhooks(before cutoff: Date, by context: OperatorContext) async throws -> Int {
-        try await write { tx in
+    public func prune(before cutoff: Date, by context: OperatorContext) async throws -> Int {
+        try await database.write { tx in
             let pruned = try tx.inbox.prune(before: cutoff)
-            try Self.insertAudit(
+            try AuditLog.insert(
                 context: context,
                 userId: nil,
                 entryIds: [],
@@ -213,7 +217,9 @@ extension AppDatabase {
             return pruned
         }
     }
+}
 
+extension AppDatabase {
     /// Replaces the database file at `path` with the backup at `backup` (checked first), keeping
     /// the current file aside; refused while a server runs on it. Returns where the old file went.
     public static func restore(_ backup: String, over path: String, by context: OperatorContext) throws -> String {
@@ -230,7 +236,7 @@ extension AppDatabase {
         try fileManager.moveItem(atPath: partial, toPath: path)
         let restored = try openFile(at: path, options: .init(createIfMissing: false))
         try restored.writeAlone { tx in
-            try insertAudit(
+            try AuditLog.insert(
                 context: context,
                 userId: nil,
                 entryIds: [],
@@ -259,7 +265,7 @@ public struct ForgetReport: Codable, Equatable, Sendable {
     public var auditCommandLinesScrubbed: Int
 }
 
-extension AppDatabase {
+extension Maintenance {
     /// Erasure on request: the customer's email, the bodies and headers of webhook events naming
     /// them (their id or email), and the email in audit command lines go. The ledger's amounts,
     /// ids and the audit rows themselves stay, so balances still verify and what was done stays
@@ -277,7 +283,7 @@ extension AppDatabase {
             try tx.ledger.clearEmail(userId: userId)
             try tx.inbox.scrubNaming(needles)
             if let email { try tx.audit.scrubCommands(email) }
-            try Self.insertAudit(
+            try AuditLog.insert(
                 context: OperatorContext(
                     operatorName: context.operatorName,
                     commandLine: email.map { context.commandLine.replacingOccurrences(of: $0, with: "[forgotten]") } ?? context.commandLine,
@@ -291,6 +297,6 @@ extension AppDatabase {
             )
             return report
         }
-        return dryRun ? try await read(work) : try await write(work)
+        return dryRun ? try await database.read(work) : try await database.write(work)
     }
 }

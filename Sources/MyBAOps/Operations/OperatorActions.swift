@@ -53,11 +53,11 @@ public struct AuditRecord: Codable, Equatable, Sendable {
     public var outcome: String
 }
 
-extension AppDatabase {
+extension Ledger {
     /// The plan of posting `posting`: the balance before and after, without writing anything.
     public func plan(_ posting: LedgerPosting, stripeCalls: [String] = []) async throws -> MutationPlan {
         try Self.validate(posting)
-        return try await read { tx in
+        return try await database.read { tx in
             guard let current = try tx.ledger.balance(userId: posting.userId) else {
                 throw LedgerError.unknownCustomer(userId: posting.userId)
             }
@@ -80,9 +80,9 @@ extension AppDatabase {
     /// Posts an operator's entry and its audit row in one transaction.
     public func postAsOperator(_ posting: LedgerPosting, by context: OperatorContext) async throws -> PostingResult {
         try Self.validate(posting)
-        return try await write { tx in
+        return try await database.write { tx in
             let result = try Self.post(posting, now: Date(), in: tx)
-            try Self.insertAudit(
+            try AuditLog.insert(
                 context: context,
                 userId: posting.userId,
                 entryIds: result.entry.id.map { [$0] } ?? [],
@@ -93,12 +93,14 @@ extension AppDatabase {
             return result
         }
     }
+}
 
+extension Payments {
     /// Applies a refund made through Stripe from the console, with the processing the
     /// `charge.refunded` webhook uses (same key), and its audit row, in one transaction.
     public func applyOperatorRefund(paymentId: String, snapshot: RefundSnapshot, by context: OperatorContext) async throws -> RefundOutcome {
         let amountRefunded = snapshot.amountRefunded
-        return try await write { tx in
+        return try await database.write { tx in
             let outcome = try Self.applyRefund(
                 paymentId: paymentId,
                 snapshot: snapshot,
@@ -108,7 +110,7 @@ extension AppDatabase {
                 in: tx
             )
             let payment = try tx.payments.payment(id: paymentId)
-            try Self.insertAudit(
+            try AuditLog.insert(
                 context: context,
                 userId: payment?.userId,
                 entryIds: outcome.entry?.id.map { [$0] } ?? [],
@@ -119,15 +121,17 @@ extension AppDatabase {
             return outcome
         }
     }
+}
 
+extension AuditLog {
     /// Records a console action that changed no ledger entry (or failed).
-    public func recordAudit(_ context: OperatorContext, userId: String?, outcome: String) async throws {
-        try await write { tx in
-            try Self.insertAudit(context: context, userId: userId, entryIds: [], idempotencyKey: nil, outcome: outcome, in: tx)
+    public func record(_ context: OperatorContext, userId: String?, outcome: String) async throws {
+        try await database.write { tx in
+            try AuditLog.insert(context: context, userId: userId, entryIds: [], idempotencyKey: nil, outcome: outcome, in: tx)
         }
     }
 
-    static func insertAudit(
+    static func insert(
         context: OperatorContext,
         userId: String?,
         entryIds: [Int64],
@@ -138,7 +142,7 @@ extension AppDatabase {
         try tx.audit.insert(context: context, userId: userId, entryIds: entryIds, idempotencyKey: idempotencyKey, outcome: outcome)
     }
 
-    public func auditRecords(limit: Int, userId: String? = nil, operatorName: String? = nil) async throws -> [AuditRecord] {
-        try await read { tx in try tx.audit.records(limit: limit, userId: userId, operatorName: operatorName) }
+    public func records(limit: Int, userId: String? = nil, operatorName: String? = nil) async throws -> [AuditRecord] {
+        try await database.read { tx in try tx.audit.records(limit: limit, userId: userId, operatorName: operatorName) }
     }
 }

@@ -68,7 +68,7 @@ public struct PaymentRefunds: Sendable {
 
     /// Checks `amount` (default: all not yet refunded at Stripe) and plans its effect on tokens.
     public func prepare(paymentId: String, amount: Int?) async throws -> Prepared {
-        guard let payment = try await database.payment(id: paymentId) else { throw PaymentRefundError.unknownPayment(paymentId) }
+        guard let payment = try await database.payments.payment(id: paymentId) else { throw PaymentRefundError.unknownPayment(paymentId) }
         guard let paymentIntent = payment.paymentIntentId else { throw PaymentRefundError.noPaymentIntent(paymentId) }
         let knownToStripe: Int
         do {
@@ -86,7 +86,7 @@ public struct PaymentRefunds: Sendable {
         }
         var current = payment
         current.refundedAmount = refundedAtStripe
-        let plan = try await database.planRefund(payment: current, amount: refund)
+        let plan = try await database.payments.planRefund(payment: current, amount: refund)
         return Prepared(payment: payment, paymentIntentId: paymentIntent, amount: refund, plan: plan)
     }
 
@@ -117,7 +117,7 @@ public struct PaymentRefunds: Sendable {
         let created = response.created
         do {
             let cumulative = try await stripe.amountRefunded(paymentIntent: prepared.paymentIntentId)
-            let outcome = try await database.applyOperatorRefund(
+            let outcome = try await database.payments.applyOperatorRefund(
                 paymentId: prepared.paymentIntentId,
                 snapshot: RefundSnapshot(amountRefunded: cumulative, at: created),
                 by: context

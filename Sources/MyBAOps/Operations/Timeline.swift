@@ -16,10 +16,10 @@ public struct TimelineItem: Codable, Equatable, Sendable {
     }
 }
 
-extension AppDatabase {
+extension ConsoleQueries {
     /// Ledger entries, webhook deliveries and audit rows of a request or a customer, in time order.
-    public func timelineRecords(requestId: String?, userId: String?, since: Date?) async throws -> [TimelineItem] {
-        try await read { tx in
+    public func timeline(requestId: String?, userId: String?, since: Date?) async throws -> [TimelineItem] {
+        try await database.read { tx in
             var items: [TimelineItem] = []
             var entries: [LedgerEntry] = []
             if let requestId {

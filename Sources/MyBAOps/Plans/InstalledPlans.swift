@@ -41,23 +41,23 @@ extension PlanCatalog {
     }
 }
 
-extension AppDatabase {
+extension PlanCatalogs {
     /// The catalog in force now.
-    public func installedPlans() async throws -> InstalledPlans {
-        try await read { tx in try tx.plans.installed() }
+    public func installed() async throws -> InstalledPlans {
+        try await database.read { tx in try tx.plans.installed() }
     }
 
     /// Every catalog installed, newest first (the built-in one is not listed).
-    public func planHistory(limit: Int) async throws -> [InstalledPlans] {
-        try await read { tx in try tx.plans.history(limit: limit) }
+    public func history(limit: Int) async throws -> [InstalledPlans] {
+        try await database.read { tx in try tx.plans.history(limit: limit) }
     }
 
     /// Installs the server's `MYBA_PLANS_FILE` catalog when the file changed since the server
     /// last installed it. A restart with an unchanged file therefore keeps a catalog an
     /// operator set since, and an edited file takes over at the next start.
-    public func adoptPlansFile(_ catalog: PlanCatalog, path: String) async throws -> PlansFileAdoption {
+    public func adoptFile(_ catalog: PlanCatalog, path: String) async throws -> PlansFileAdoption {
         let text = catalog.canonicalJSON
-        return try await write { tx in
+        return try await database.write { tx in
             // Compared as catalogs, not as text: a later build writing the same catalog another
             // way must not count as an edited file and undo an operator's `plans set`.
             if try tx.plans.lastCatalogFromFile() == catalog {
@@ -68,16 +68,16 @@ extension AppDatabase {
     }
 
     /// An operator's new catalog (`plans set`), audited in the same transaction.
-    public func installPlans(_ catalog: PlanCatalog, by context: OperatorContext) async throws -> InstalledPlans {
+    public func install(_ catalog: PlanCatalog, by context: OperatorContext) async throws -> InstalledPlans {
         if let problem = catalog.problems.first { throw PlanCatalogError(path: "given", problem: problem) }
-        return try await write { tx in
+        return try await database.write { tx in
             let installed = try tx.plans.insert(
                 catalog.canonicalJSON,
                 source: "console",
                 by: "operator:\(context.operatorName)",
                 reason: context.reason
             )
-            try Self.insertAudit(
+            try AuditLog.insert(
                 context: context,
                 userId: nil,
                 entryIds: [],

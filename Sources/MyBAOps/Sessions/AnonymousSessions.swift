@@ -66,17 +66,17 @@ public struct TransferResult: Equatable, Sendable {
     public var transfersLeft: Int
 }
 
-extension AppDatabase {
+extension AnonymousSessions {
     /// Returns the session of `fingerprint`, creating it with `settings.freeTokens` tokens when
     /// new. The same fingerprint always gets the same session and never a fresh count. Creation
     /// (only creation) is limited per client address to `sessionsPerHour`.
-    public func startAnonymousSession(fingerprint: String, clientAddress: String, settings: AnonymousSettings) async throws -> AnonymousSessionStart {
+    public func start(fingerprint: String, clientAddress: String, settings: AnonymousSettings) async throws -> AnonymousSessionStart {
         // Code points, as JSON Schema's maxLength counts them in the contract.
         guard (1...512).contains(fingerprint.unicodeScalars.count) else { throw AnonymousSessionError.invalidFingerprint }
         let fingerprintHash = Self.saltedHash("fingerprint", fingerprint, secret: settings.fingerprintSecret)
         // IPv6 clients count by their /64: one subscriber holds a whole /64.
         let addressHash = Self.saltedHash("address", ClientAddress.limitKey(clientAddress), secret: settings.fingerprintSecret)
-        return try await write { tx in
+        return try await database.write { tx in
             let now = Date().truncatedToMilliseconds
             if var existing = try tx.sessions.session(fingerprintHash: fingerprintHash) {
                 try tx.sessions.touch(id: existing.id, at: now)
@@ -97,8 +97,8 @@ extension AppDatabase {
         }
     }
 
-    public func anonymousSession(id: String) async throws -> AnonymousSession? {
-        try await read { tx in try tx.sessions.session(id: id) }
+    public func session(id: String) async throws -> AnonymousSession? {
+        try await database.read { tx in try tx.sessions.session(id: id) }
     }
 
     /// Moves what the session has left to `userId`'s account, once: the session is marked
@@ -108,20 +108,20 @@ extension AppDatabase {
     /// One account receives at most `limit` sessions, ever (`MYBA_MAX_SESSION_TRANSFERS`): free
     /// sessions farmed in many browsers cannot be pooled into one account. Past the limit the
     /// transfer is refused and the session keeps its tokens.
-    public func transferAnonymousSession(
+    public func transfer(
         sessionId: String,
         to userId: String,
         limit: Int = AnonymousSettings().maxTransfersPerAccount,
         actor: String,
         requestId: String?
     ) async throws -> TransferResult {
-        try Self.validateUserId(userId)
-        return try await write { tx in
+        try Ledger.validateUserId(userId)
+        return try await database.write { tx in
             let now = Date().truncatedToMilliseconds
             guard let session = try tx.sessions.session(id: sessionId) else {
                 throw AnonymousSessionError.sessionNotFound(sessionId)
             }
-            try Self.openAccount(userId: userId, email: nil, actor: actor, requestId: requestId, now: now, in: tx)
+            try Ledger.openAccount(userId: userId, email: nil, actor: actor, requestId: requestId, now: now, in: tx)
             let received = try tx.sessions.transferCount(to: userId)
             guard session.transferredTo == nil else {
                 let balance = try tx.ledger.balance(userId: userId) ?? .empty(userId: userId, at: now)
@@ -142,7 +142,7 @@ extension AppDatabase {
                     reason: "anonymous session tokens",
                     requestId: requestId
                 )
-                let result = try Self.post(posting, now: now, in: tx)
+                let result = try Ledger.post(posting, now: now, in: tx)
                 return TransferResult(transferred: remaining, balance: result.balance, transfersLeft: transfersLeft)
             }
             let balance = try tx.ledger.balance(userId: userId) ?? .empty(userId: userId, at: now)
@@ -152,13 +152,13 @@ extension AppDatabase {
 
     /// Spends `amount` of the session's free tokens under `idempotencyKey`; a replay of the key
     /// returns the session as it is and spends nothing.
-    public func chargeAnonymousSession(
+    public func charge(
         sessionId: String,
         amount: Int = 1,
         idempotencyKey: String,
         requestId: String?
     ) async throws -> AnonymousSession {
-        try await write { tx in
+        try await database.write { tx in
             try Self.chargeSession(
                 sessionId: sessionId,
                 amount: amount,
@@ -225,7 +225,7 @@ extension AppDatabase {
             // remainder lives in that account now, so the token given back follows it there (a
             // `transfer` entry referencing the session) instead of vanishing in a session nobody
             // can spend from.
-            _ = try post(
+            _ = try Ledger.post(
                 LedgerPosting(
                     userId: owner,
                     kind: .transfer,
@@ -246,8 +246,8 @@ extension AppDatabase {
     }
 
     /// The number of anonymous sessions.
-    public func anonymousSessionCount() async throws -> Int {
-        try await read { tx in try tx.sessions.count() }
+    public func count() async throws -> Int {
+        try await database.read { tx in try tx.sessions.count() }
     }
 
     static func saltedHash(_ purpose: String, _ value: String, secret: String) -> String {

@@ -56,20 +56,20 @@ public struct CheckoutOpener: Sendable {
     }
 
     public func open(userId: String, planId: String, requestKey: String, logger: Logger) async throws -> OpenedCheckout {
-        let plans = try await database.installedPlans().catalog
+        let plans = try await database.plans.installed().catalog
         guard let plan = plans.plan(id: planId) else { throw CheckoutError.unknownPlan(planId, known: plans.plans.map(\.id)) }
-        if let retryAfter = try await database.checkoutRateLimit(userId: userId, perHour: perHour) {
+        if let retryAfter = try await database.payments.checkoutRateLimit(userId: userId, perHour: perHour) {
             throw CheckoutError.rateLimited(retryAfterSeconds: retryAfter)
         }
         do {
-            var discounted = try await database.isFirstPurchase(userId: userId)
+            var discounted = try await database.payments.isFirstPurchase(userId: userId)
             // Any discounted session still open goes, whatever this one costs: once the customer
             // has bought, an old discounted session must not be payable any more either.
-            for earlier in try await database.openDiscountedCheckouts(userId: userId, before: nil) {
+            for earlier in try await database.payments.openDiscountedCheckouts(userId: userId, before: nil) {
                 if try await close(earlier, logger: logger) == .paid { discounted = false }
             }
             let amount = discounted ? plans.firstPurchaseAmount(of: plan) : plan.amount
-            var stripeCustomer = try await database.ensureStripeCustomer(userId: userId, stripe: stripe)
+            var stripeCustomer = try await database.stripeCustomers.ensure(userId: userId, stripe: stripe)
             var form: StripeForm = [
                 ("mode", "payment"),
                 ("line_items[0][price_data][currency]", plan.currency),
@@ -102,8 +102,8 @@ public struct CheckoutOpener: Sendable {
                 )
             } catch let error as StripeError where error.code == "resource_missing" {
                 // The Stripe customer was deleted at Stripe: forget it and make a new one, once.
-                try await database.unlinkStripeCustomer(stripeCustomer)
-                stripeCustomer = try await database.ensureStripeCustomer(userId: userId, stripe: stripe)
+                try await database.stripeCustomers.unlink(stripeCustomer)
+                stripeCustomer = try await database.stripeCustomers.ensure(userId: userId, stripe: stripe)
                 form.removeAll { $0.0 == "customer" }
                 form.append(("customer", stripeCustomer))
                 session = try await stripe.createCheckoutSession(
@@ -120,10 +120,10 @@ public struct CheckoutOpener: Sendable {
                 throw StripeError(status: 200, type: "api_error", code: nil, message: "Stripe returned a session without a url", param: nil)
             }
             let id = session.id
-            let sequence = try await database.recordCheckout(id: id, userId: userId, planId: plan.id, amount: amount, discounted: discounted)
+            let sequence = try await database.payments.recordCheckout(id: id, userId: userId, planId: plan.id, amount: amount, discounted: discounted)
             if discounted {
                 // Discounted sessions opened meanwhile by other requests: the newest stays open.
-                for earlier in try await database.openDiscountedCheckouts(userId: userId, before: sequence) {
+                for earlier in try await database.payments.openDiscountedCheckouts(userId: userId, before: sequence) {
                     guard try await close(earlier, logger: logger) == .paid else { continue }
                     _ = try await close(id, logger: logger)
                     throw CheckoutError.discountJustUsed
@@ -142,22 +142,22 @@ public struct CheckoutOpener: Sendable {
     private func close(_ sessionId: String, logger: Logger) async throws -> Closed {
         do {
             _ = try await stripe.expireCheckoutSession(sessionId, idempotencyKey: "myba-expire:\(sessionId)")
-            try await database.markCheckout(id: sessionId, status: "expired")
+            try await database.payments.markCheckout(id: sessionId, status: "expired")
             logger.info("discounted checkout expired for a newer one", metadata: ["stripe.checkout_session.id": .string(sessionId)])
             return .expired
         } catch let error as StripeError where error.status == 400 {
             let session = try await stripe.retrieveCheckoutSession(sessionId)
             let paid = session.status == "complete" || session.paymentStatus == "paid"
-            try await database.markCheckout(id: sessionId, status: paid ? "complete" : "expired")
+            try await database.payments.markCheckout(id: sessionId, status: paid ? "complete" : "expired")
             return paid ? .paid : .expired
         }
     }
 }
 
-extension AppDatabase {
+extension Payments {
     /// Seconds until the account may open another checkout, or nil when it may now.
     func checkoutRateLimit(userId: String, perHour: Int) async throws -> Int? {
-        try await read { tx in
+        try await database.read { tx in
             let now = Date()
             let recent = try tx.payments.checkoutCreationTimes(userId: userId, since: HourlyWindow.start(now), limit: perHour)
             return HourlyWindow.retryAfter(oldestFirst: recent, limit: perHour, now: now)
@@ -167,18 +167,18 @@ extension AppDatabase {
     /// The account's discounted sessions still open, oldest first; with `before`, only those
     /// recorded before that sequence number.
     func openDiscountedCheckouts(userId: String, before sequence: Int64?) async throws -> [String] {
-        try await read { tx in try tx.payments.openDiscountedCheckouts(userId: userId, before: sequence ?? Int64.max) }
+        try await database.read { tx in try tx.payments.openDiscountedCheckouts(userId: userId, before: sequence ?? Int64.max) }
     }
 
     /// Records an opened session (a Stripe idempotency replay records nothing new); returns its
     /// sequence number.
     func recordCheckout(id: String, userId: String, planId: String, amount: Int, discounted: Bool) async throws -> Int64 {
-        try await write { tx in
+        try await database.write { tx in
             try tx.payments.recordCheckout(id: id, userId: userId, planId: planId, amount: amount, discounted: discounted, at: Date())
         }
     }
 
     func markCheckout(id: String, status: String) async throws {
-        try await write { tx in try tx.payments.markCheckout(id: id, status: status) }
+        try await database.write { tx in try tx.payments.markCheckout(id: id, status: status) }
     }
 }

@@ -79,10 +79,10 @@ extension StripeClient {
     }
 }
 
-extension AppDatabase {
+extension StripeCustomers {
     /// Compares `customers` (from Stripe) with the local projection, key by key.
     public func reconcile(against customers: [StripeCustomerRecord], onlyUser: String? = nil) async throws -> ReconcileReport {
-        try await read { tx in
+        try await database.read { tx in
             var balances: [String: Balance] = [:]
             for balance in try tx.ledger.allBalances() where onlyUser == nil || balance.userId == onlyUser { balances[balance.userId] = balance }
             let pending = Set(try tx.outbox.userIds())
@@ -148,10 +148,12 @@ extension AppDatabase {
         default: return false
         }
     }
+}
 
+extension StripeOutbox {
     /// Marks customers for a fresh push of their metadata (`reconcile --fix push`).
-    public func enqueueMirror(userIds: [String]) async throws {
-        try await write { tx in
+    public func enqueue(userIds: [String]) async throws {
+        try await database.write { tx in
             for userId in userIds { try tx.outbox.enqueue(userId: userId, now: Date()) }
         }
     }
@@ -166,7 +168,7 @@ public struct ImportOutcome: Codable, Equatable, Sendable {
     public var tokens: Int?
 }
 
-extension AppDatabase {
+extension StripeCustomers {
     /// Takes over a legacy balance kept in Stripe metadata: creates the customer (with its Stripe
     /// id and email) and an `import` entry (key `import:<userId>`) so the projection equals the
     /// metadata. Running the import twice changes nothing.
@@ -176,7 +178,7 @@ extension AppDatabase {
     /// back (key `import_merge:<userId>`), since the old service gave it already. The legacy
     /// Stripe customer becomes the linked one. Any other history is skipped, to be merged by
     /// hand, as is the Stripe customer the mirror made itself (its metadata is this ledger's).
-    public func importLegacyCustomer(_ customer: StripeCustomerRecord, dryRun: Bool, context: OperatorContext) async throws -> ImportOutcome {
+    public func importLegacy(_ customer: StripeCustomerRecord, dryRun: Bool, context: OperatorContext) async throws -> ImportOutcome {
         guard let userId = customer.userId else {
             return ImportOutcome(userId: "-", stripeCustomerId: customer.id, result: "skipped: no user_id in metadata", tokens: nil)
         }
@@ -202,7 +204,7 @@ extension AppDatabase {
             reason: context.reason,
             opening: opening
         )
-        return try await write { tx in
+        return try await database.write { tx in
             func outcome(_ result: String) -> ImportOutcome {
                 ImportOutcome(userId: userId, stripeCustomerId: customer.id, result: result, tokens: tokens)
             }
@@ -213,12 +215,12 @@ extension AppDatabase {
                 if dryRun { return outcome("would import") }
                 try tx.ledger.createCustomerIfMissing(userId: userId, email: customer.email, now: now)
                 try tx.ledger.linkStripeCustomerIfFree(customer.id, userId: userId)
-                try Self.validate(posting)
-                let result = try Self.post(posting, now: now, in: tx)
+                try Ledger.validate(posting)
+                let result = try Ledger.post(posting, now: now, in: tx)
                 // The metadata already says this: no push needed.
                 try tx.outbox.remove(userId: userId)
                 try tx.stripeCustomers.removeLegacyHold(userId: userId)
-                try Self.insertAudit(
+                try AuditLog.insert(
                     context: context,
                     userId: userId,
                     entryIds: result.entry.id.map { [$0] } ?? [],
@@ -244,8 +246,8 @@ extension AppDatabase {
             let before = try tx.ledger.balance(userId: userId)?.tokens ?? 0
             let takeBack = min(welcome, before + tokens)
             if dryRun { return outcome("would merge: +\(tokens) legacy, −\(takeBack) welcome grant given twice") }
-            try Self.validate(posting)
-            var entryIds = try Self.post(posting, now: now, in: tx).entry.id.map { [$0] } ?? []
+            try Ledger.validate(posting)
+            var entryIds = try Ledger.post(posting, now: now, in: tx).entry.id.map { [$0] } ?? []
             if takeBack > 0 {
                 let merge = LedgerPosting(
                     userId: userId,
@@ -256,13 +258,13 @@ extension AppDatabase {
                     actor: "operator:\(context.operatorName)",
                     reason: "welcome grant superseded by the legacy balance of \(customer.id) (the old service gave it already)"
                 )
-                try Self.validate(merge)
-                entryIds += try Self.post(merge, now: now, in: tx).entry.id.map { [$0] } ?? []
+                try Ledger.validate(merge)
+                entryIds += try Ledger.post(merge, now: now, in: tx).entry.id.map { [$0] } ?? []
             }
             // The old service's customer, where the history is, becomes the linked one; one the
             // mirror made meanwhile is left behind as unlinked.
             if let linked, linked != customer.id, try tx.ledger.userId(stripeCustomerId: customer.id) == nil {
-                try Self.unlinkStripeCustomer(linked, in: tx)
+                try StripeCustomers.unlink(linked, in: tx)
             }
             try tx.ledger.linkStripeCustomerIfFree(customer.id, userId: userId)
             try tx.stripeCustomers.removeLegacyHold(userId: userId)
@@ -270,7 +272,7 @@ extension AppDatabase {
             try tx.outbox.enqueue(userId: userId, now: now)
             // At once: the outbox row may be waiting out the hold.
             try tx.outbox.makeDue(userId: userId, now: now)
-            try Self.insertAudit(
+            try AuditLog.insert(
                 context: context,
                 userId: userId,
                 entryIds: entryIds,
@@ -288,7 +290,7 @@ extension StripeMirror {
     /// An operator's push: a fresh idempotency key, and done only when Stripe's answer shows
     /// the ledger's values.
     public func pushNow(userId: String) async throws {
-        try await database.enqueueMirror(userIds: [userId])
+        try await database.outbox.enqueue(userIds: [userId])
         try await push(userId: userId, forced: true)
     }
 
@@ -316,7 +318,7 @@ extension StripeMirror {
                 try await pushNow(userId: step.userId)
             }
         }
-        try await database.recordAudit(context, userId: onlyUser, outcome: "reconcile --fix push: \(steps.count) customer(s)")
+        try await database.audit.record(context, userId: onlyUser, outcome: "reconcile --fix push: \(steps.count) customer(s)")
     }
 }
 
@@ -349,12 +351,12 @@ public enum PullStepOutcome: Equatable, Sendable {
     case changedSincePlan(String)
 }
 
-extension AppDatabase {
+extension StripeCustomers {
     /// Plans pulling Stripe's `tokens` for every token drift of `report`. A customer whose Stripe
     /// outbox is not drained is skipped: its Stripe value is stale (after an outage it lacks
     /// everything since), and pulling it would undo real purchases and spends.
     public func planPull(_ report: ReconcileReport) async throws -> PullPlan {
-        try await read { tx in
+        try await database.read { tx in
             var plan = PullPlan(steps: [], skipped: [])
             for drift in report.drifts where drift.key == "tokens" {
                 guard let remote = drift.stripe.flatMap(Int.init), remote >= 0 else {
@@ -387,7 +389,7 @@ extension AppDatabase {
     /// Applies one planned step, with its audit row, in one transaction: the difference is taken
     /// there, against the ledger as it is, and only if it is still in the state the plan saw.
     public func applyPull(_ step: PullStep, by context: OperatorContext) async throws -> PullStepOutcome {
-        try await write { tx in
+        try await database.write { tx in
             if try tx.ledger.entry(idempotencyKey: step.key) != nil { return .alreadyApplied }
             let last = try tx.ledger.lastEntryId(userId: step.userId)
             guard last == step.lastEntryId else { return .changedSincePlan("new ledger entries since the plan") }
@@ -406,9 +408,9 @@ extension AppDatabase {
                 actor: "operator:\(context.operatorName)",
                 reason: "reconcile --fix pull: \(context.reason)"
             )
-            try Self.validate(posting)
-            let result = try Self.post(posting, now: Date(), in: tx)
-            try Self.insertAudit(
+            try Ledger.validate(posting)
+            let result = try Ledger.post(posting, now: Date(), in: tx)
+            try AuditLog.insert(
                 context: context,
                 userId: step.userId,
                 entryIds: result.entry.id.map { [$0] } ?? [],

@@ -25,9 +25,9 @@ public struct OutboxStatus: Equatable, Sendable {
     public var oldestPendingSeconds: Int?
 }
 
-extension AppDatabase {
-    public func outboxStatus(now: Date = Date()) async throws -> OutboxStatus {
-        try await read { tx in
+extension StripeOutbox {
+    public func status(now: Date = Date()) async throws -> OutboxStatus {
+        try await database.read { tx in
             let depth = try tx.outbox.count()
             let oldest = try tx.outbox.oldestPendingSinceText().flatMap(SQLTimestamp.date)
             return OutboxStatus(depth: depth, oldestPendingSeconds: oldest.map { max(0, Int(now.timeIntervalSince($0))) })
@@ -104,8 +104,8 @@ public struct StripeMirror: Sendable {
         }
         guard let (changes, attempts, _, balance) = snapshot else { return }
         let metadata = StripeMetadataKeys.metadata(for: balance)
-        let stripeId = try await database.ensureStripeCustomer(userId: userId, stripe: stripe, pushBalance: false)
-        if let held = try await database.legacyBalanceHold(userId: userId) {
+        let stripeId = try await database.stripeCustomers.ensure(userId: userId, stripe: stripe, pushBalance: false)
+        if let held = try await database.stripeCustomers.legacyBalanceHold(userId: userId) {
             throw LegacyBalanceHeld(userId: userId, stripeCustomerId: held)
         }
         let version = SQLTimestamp.milliseconds(balance.updatedAt)
@@ -115,7 +115,7 @@ public struct StripeMirror: Sendable {
             answer = try await stripe.updateCustomerMetadata(stripeId, metadata: metadata, idempotencyKey: key)
         } catch let error as StripeError where error.code == "resource_missing" {
             // Deleted at Stripe: forget it; the next attempt creates a new customer.
-            try await database.unlinkStripeCustomer(stripeId)
+            try await database.stripeCustomers.unlink(stripeId)
             throw error
         }
         let shown = answer.metadata?.values ?? [:]
@@ -149,21 +149,21 @@ public struct LegacyBalanceHeld: CodedError {
     }
 }
 
-extension AppDatabase {
+extension StripeCustomers {
     /// The Stripe customer id of `userId`, creating the Stripe customer on first need. The
     /// create call carries only what never changes (`metadata[user_id]`) under a key fixed per
     /// user and Stripe customer generation, so two processes racing here get one Stripe customer
     /// and a retry can never meet Stripe's `idempotency_error`; the email and the balance keys
     /// follow in updates of their own right after (`pushBalance`), and through the mirror.
-    public func ensureStripeCustomer(userId: String, stripe: StripeClient, pushBalance: Bool = true) async throws -> String {
-        guard let customer = try await customer(userId: userId) else { throw LedgerError.unknownCustomer(userId: userId) }
+    public func ensure(userId: String, stripe: StripeClient, pushBalance: Bool = true) async throws -> String {
+        guard let customer = try await database.ledger.customer(userId: userId) else { throw LedgerError.unknownCustomer(userId: userId) }
         if let id = customer.stripeCustomerId { return id }
-        let generation = try await read { tx in try tx.stripeCustomers.unlinkCount(userId: userId) }
+        let generation = try await database.read { tx in try tx.stripeCustomers.unlinkCount(userId: userId) }
         // A customer the old service made for this user is theirs: use it rather than make a
         // second one. If it still holds the legacy balance (not imported yet), it is held: the
         // mirror leaves its metadata alone until `import from-stripe` takes that balance over.
         if generation == 0, let legacy = try await legacyCustomer(userId: userId, stripe: stripe) {
-            let linked = try await write { tx -> String in
+            let linked = try await database.write { tx -> String in
                 let linked = try tx.ledger.linkStripeCustomerIfFree(legacy.id, userId: userId)
                 if linked == legacy.id, legacy.metadata["tokens"] != nil,
                     try tx.ledger.entry(idempotencyKey: "import:\(userId)") == nil
@@ -173,9 +173,9 @@ extension AppDatabase {
                 return linked ?? legacy.id
             }
             if linked == legacy.id {
-                try await enqueueMirror(userIds: [userId])
+                try await database.outbox.enqueue(userIds: [userId])
                 if pushBalance, try await legacyBalanceHold(userId: userId) == nil {
-                    try await StripeMirror(database: self, stripe: stripe).push(userId: userId)
+                    try await StripeMirror(database: database, stripe: stripe).push(userId: userId)
                 }
                 return linked
             }
@@ -185,7 +185,7 @@ extension AppDatabase {
             metadata: ["user_id": userId],
             idempotencyKey: generation == 0 ? "myba-customer:\(userId)" : "myba-customer:\(userId):\(generation)"
         )
-        let linked = try await linkStripeCustomer(userId: userId, stripeCustomerId: created.id)
+        let linked = try await link(userId: userId, stripeCustomerId: created.id)
         if let email = customer.email {
             // A key per customer and address: the same parameters whenever it is sent again.
             _ = try await stripe.request(
@@ -196,9 +196,9 @@ extension AppDatabase {
                 idempotencyKey: "myba-customer-email:\(linked):\(email)"
             )
         }
-        try await enqueueMirror(userIds: [userId])
+        try await database.outbox.enqueue(userIds: [userId])
         // The balance keys at once (the mirror's push, which does not come back here).
-        if pushBalance { try await StripeMirror(database: self, stripe: stripe).push(userId: userId) }
+        if pushBalance { try await StripeMirror(database: database, stripe: stripe).push(userId: userId) }
         return linked
     }
 
@@ -215,24 +215,24 @@ extension AppDatabase {
         let records = found.map { customer in
             (StripeCustomerRecord(customer), customer.created ?? 0)
         }
-        let unlinked = try await read { tx in try tx.stripeCustomers.unlinkedIds(userId: userId) }
+        let unlinked = try await database.read { tx in try tx.stripeCustomers.unlinkedIds(userId: userId) }
         return records.filter { !unlinked.contains($0.0.id) }.min { $0.1 < $1.1 }?.0
     }
 
     /// The Stripe customer whose legacy balance awaits `import from-stripe`, if any.
     public func legacyBalanceHold(userId: String) async throws -> String? {
-        try await read { tx in try tx.stripeCustomers.legacyHold(userId: userId) }
+        try await database.read { tx in try tx.stripeCustomers.legacyHold(userId: userId) }
     }
 
     /// Forgets a Stripe customer that no longer exists at Stripe (deleted in the dashboard or
     /// through the API): the next need creates a new one. Returns whether it was linked.
     @discardableResult
-    public func unlinkStripeCustomer(_ stripeCustomerId: String) async throws -> Bool {
-        try await write { tx in try Self.unlinkStripeCustomer(stripeCustomerId, in: tx) }
+    public func unlink(_ stripeCustomerId: String) async throws -> Bool {
+        try await database.write { tx in try StripeCustomers.unlink(stripeCustomerId, in: tx) }
     }
 
     @discardableResult
-    static func unlinkStripeCustomer(_ stripeCustomerId: String, in tx: StorageTransaction) throws -> Bool {
+    static func unlink(_ stripeCustomerId: String, in tx: StorageTransaction) throws -> Bool {
         guard let userId = try tx.ledger.userId(stripeCustomerId: stripeCustomerId) else { return false }
         try tx.ledger.clearStripeCustomer(userId: userId)
         try tx.stripeCustomers.recordUnlink(userId: userId, stripeCustomerId: stripeCustomerId, at: Date())

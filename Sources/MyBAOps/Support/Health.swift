@@ -9,12 +9,12 @@ public struct StorageHealth: Sendable, Equatable {
     public var problem: String?
 }
 
-extension AppDatabase {
+extension ConsoleQueries {
     /// Reads a count from the database; a failure is reported, not thrown, since health checks
     /// must answer when storage is broken.
     public func health() async -> StorageHealth {
         do {
-            let (customers, sessions) = try await read { tx in (try tx.queries.customerCount(), try tx.sessions.count()) }
+            let (customers, sessions) = try await database.read { tx in (try tx.queries.customerCount(), try tx.sessions.count()) }
             return StorageHealth(databaseReadable: true, customers: customers, anonymousSessions: sessions, problem: nil)
         } catch {
             return StorageHealth(databaseReadable: false, customers: nil, anonymousSessions: nil, problem: "\(error)")
@@ -50,7 +50,7 @@ public final class StorageHealthProbe: Sendable {
         }
         let now = ContinuousClock.now
         if let recent = cached.withLock({ $0 }), now - recent.at < countsMaxAge { return recent.report }
-        let report = Report(storage: await database.health(), outbox: try? await database.outboxStatus())
+        let report = Report(storage: await database.queries.health(), outbox: try? await database.outbox.status())
         // Only a complete report is reused: a failed read is tried again on the next call.
         if report.storage.databaseReadable, report.outbox != nil { cached.withLock { $0 = (now, report) } }
         return report

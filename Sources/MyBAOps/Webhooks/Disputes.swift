@@ -14,7 +14,7 @@ public struct DisputeOutcome: Equatable, Sendable {
     public var entry: LedgerEntry?
 }
 
-extension AppDatabase {
+extension Payments {
     static func disputeOpened(
         disputeId: String,
         paymentIntent: String,
@@ -47,7 +47,7 @@ extension AppDatabase {
         let taken = min(owed, balance.tokens)
         var entry: LedgerEntry?
         if taken > 0 {
-            entry = try post(
+            entry = try Ledger.post(
                 LedgerPosting(
                     userId: payment.userId,
                     kind: .adjust,
@@ -106,7 +106,7 @@ extension AppDatabase {
                 entry: nil
             )
         }
-        let entry = try post(
+        let entry = try Ledger.post(
             LedgerPosting(
                 userId: payment.userId,
                 kind: .adjust,

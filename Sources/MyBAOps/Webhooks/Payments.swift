@@ -24,12 +24,14 @@ extension Payment {
     }
 }
 
-extension AppDatabase {
+extension Payments {
     /// The plan of refunding `amount` more of a payment: balances before and after, no writes.
     public func planRefund(payment: Payment, amount: Int) async throws -> MutationPlan {
         let cumulative = min(payment.refundedAmount + amount, payment.amountTotal)
         let owed = payment.tokensRefunded(atCumulativeAmount: cumulative) - payment.refundedTokens
-        guard let before = try await balance(userId: payment.userId) else { throw LedgerError.unknownCustomer(userId: payment.userId) }
+        guard let before = try await database.ledger.balance(userId: payment.userId) else {
+            throw LedgerError.unknownCustomer(userId: payment.userId)
+        }
         let taken = min(max(owed, 0), before.tokens)
         let after = before.applying(LedgerEffect(tokens: -taken, purchased: -taken), at: Date())
         let key = "refund:\(payment.paymentIntentId ?? payment.checkoutSessionId):\(cumulative)"
@@ -68,9 +70,9 @@ public enum PaymentError: Error, Equatable, CustomStringConvertible, Sendable {
     }
 }
 
-extension AppDatabase {
+extension Payments {
     public func payment(id: String) async throws -> Payment? {
-        try await read { tx in try tx.payments.payment(id: id) }
+        try await database.read { tx in try tx.payments.payment(id: id) }
     }
 
     /// Grants a paid Checkout Session's tokens once (key `purchase:<cs_id>`) and records the payment.
@@ -90,7 +92,7 @@ extension AppDatabase {
     ) throws -> PostingResult {
         try tx.ledger.createCustomerIfMissing(userId: userId, email: nil, now: now)
         if let stripeCustomerId { try tx.ledger.linkStripeCustomerIfFree(stripeCustomerId, userId: userId) }
-        let result = try post(
+        let result = try Ledger.post(
             LedgerPosting(
                 userId: userId,
                 kind: .purchase,
@@ -110,7 +112,7 @@ extension AppDatabase {
         if !result.replayed, let manual = try tx.ledger.entry(idempotencyKey: ManualPurchaseCredit.key(checkoutSessionId)),
             manual.delta > 0
         {
-            _ = try post(
+            _ = try Ledger.post(
                 LedgerPosting(
                     userId: manual.userId,
                     kind: .adjust,
@@ -176,7 +178,7 @@ extension AppDatabase {
         let outcome: RefundOutcome
         if owed > 0 {
             let taken = min(owed, current.tokens)
-            let result = try post(
+            let result = try Ledger.post(
                 LedgerPosting(
                     userId: payment.userId,
                     kind: .paymentRefund,
@@ -201,7 +203,7 @@ extension AppDatabase {
             var entry: LedgerEntry?
             var balance = current
             if givenBack > 0 {
-                let result = try post(
+                let result = try Ledger.post(
                     LedgerPosting(
                         userId: payment.userId,
                         kind: .paymentRefund,
@@ -290,20 +292,22 @@ struct FailedRefund: Equatable, Sendable {
     var failedAt: Int
 }
 
-extension AppDatabase {
+extension Payments {
     /// True when the customer has bought nothing yet (the first-purchase discount applies): no
     /// purchase entry, and no purchases carried over from the legacy store by the import.
     public func isFirstPurchase(userId: String) async throws -> Bool {
-        try await read { tx in
+        try await database.read { tx in
             let purchased = try tx.ledger.purchaseCount(userId: userId)
             let carried = try tx.ledger.tokensPurchased(userId: userId) ?? 0
             return purchased == 0 && carried == 0
         }
     }
+}
 
+extension StripeCustomers {
     /// Records the customer's Stripe customer id unless one is already set; returns the id in use.
-    public func linkStripeCustomer(userId: String, stripeCustomerId: String) async throws -> String {
-        try await write { tx in try tx.ledger.linkStripeCustomer(userId: userId, stripeCustomerId: stripeCustomerId) ?? stripeCustomerId }
+    public func link(userId: String, stripeCustomerId: String) async throws -> String {
+        try await database.write { tx in try tx.ledger.linkStripeCustomer(userId: userId, stripeCustomerId: stripeCustomerId) ?? stripeCustomerId }
     }
 }
 
@@ -331,27 +335,27 @@ public enum ManualPurchaseCredit {
     }
 }
 
-extension AppDatabase {
+extension Payments {
     /// The plan of a manual credit for `checkoutSessionId`, refused as the credit itself would
     /// be (a purchase already granted): a dry run never shows a plan the real run refuses.
-    public func planManualPurchaseCredit(_ posting: LedgerPosting, checkoutSessionId: String) async throws -> MutationPlan {
-        let refusal = try await read { tx in
+    public func planManualCredit(_ posting: LedgerPosting, checkoutSessionId: String) async throws -> MutationPlan {
+        let refusal = try await database.read { tx in
             try ManualPurchaseCredit.refusal(checkoutSessionId: checkoutSessionId, userId: posting.userId, delta: posting.delta, in: tx)
         }
         if let refusal { throw LedgerError.invalidPosting(refusal) }
-        return try await plan(posting)
+        return try await database.ledger.plan(posting)
     }
 
     /// Posts an operator's credit standing for the payment `checkoutSessionId`, with its audit
     /// row; refused (nothing written) when the purchase was granted already — checked in the
     /// same transaction, so a purchase landing meanwhile cannot make it a second grant.
-    public func postManualPurchaseCredit(
+    public func postManualCredit(
         userId: String,
         tokens: Int,
         checkoutSessionId: String,
         by context: OperatorContext
     ) async throws -> PostingResult {
-        try await write { tx in
+        try await database.write { tx in
             if let refusal = try ManualPurchaseCredit.refusal(checkoutSessionId: checkoutSessionId, userId: userId, delta: tokens, in: tx) {
                 throw LedgerError.invalidPosting(refusal)
             }
@@ -364,9 +368,9 @@ extension AppDatabase {
                 actor: "operator:\(context.operatorName)",
                 reason: context.reason
             )
-            try Self.validate(posting)
-            let result = try Self.post(posting, now: Date(), in: tx)
-            try Self.insertAudit(
+            try Ledger.validate(posting)
+            let result = try Ledger.post(posting, now: Date(), in: tx)
+            try AuditLog.insert(
                 context: context,
                 userId: userId,
                 entryIds: result.entry.id.map { [$0] } ?? [],

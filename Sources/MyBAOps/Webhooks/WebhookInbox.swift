@@ -58,23 +58,23 @@ public struct WebhookOutcome: Equatable, Sendable {
     public var alreadyDone: Bool
 }
 
-extension AppDatabase {
+extension WebhookInbox {
     /// Stores a verified delivery unless its event id is known. Returns false for a redelivery,
     /// which changes nothing.
-    public func storeWebhook(_ delivery: WebhookDelivery) async throws -> Bool {
+    public func store(_ delivery: WebhookDelivery) async throws -> Bool {
         let headers = String(decoding: try JSONSerialization.data(withJSONObject: delivery.headers, options: [.sortedKeys]), as: UTF8.self)
-        return try await write { tx in try tx.inbox.insert(delivery, headers: headers, receivedAt: Date()) }
+        return try await database.write { tx in try tx.inbox.insert(delivery, headers: headers, receivedAt: Date()) }
     }
 
-    public func webhookEvent(source: WebhookSource, eventId: String) async throws -> WebhookEvent? {
-        try await read { tx in try tx.inbox.event(source: source, eventId: eventId) }
+    public func event(source: WebhookSource, eventId: String) async throws -> WebhookEvent? {
+        try await database.read { tx in try tx.inbox.event(source: source, eventId: eventId) }
     }
 
     /// Events to (re)process now: stored but never processed (a crash between storing and
     /// processing; younger ones are left a moment to the request that stored them), and failed
     /// ones whose backoff has elapsed, oldest first.
-    public func webhooksDue(now: Date = Date(), maxAttempts: Int, limit: Int = 100) async throws -> [(WebhookSource, String)] {
-        try await read { tx in
+    public func due(now: Date = Date(), maxAttempts: Int, limit: Int = 100) async throws -> [(WebhookSource, String)] {
+        try await database.read { tx in
             try tx.inbox.due(receivedBefore: now.addingTimeInterval(-2), now: now, maxAttempts: maxAttempts, limit: limit)
         }
     }
@@ -162,7 +162,7 @@ public struct WebhookProcessor: Sendable {
     /// Processes every due event once; returns how many were looked at.
     @discardableResult
     public func processDue(logger: Logger) async throws -> Int {
-        let due = try await database.webhooksDue(maxAttempts: Self.maxAttempts)
+        let due = try await database.inbox.due(maxAttempts: Self.maxAttempts)
         for (source, eventId) in due {
             _ = try await process(source: source, eventId: eventId, logger: logger)
         }
@@ -193,7 +193,7 @@ public struct WebhookProcessor: Sendable {
         case (.stripe, "customer.deleted"):
             let customerId = try decodeEvent(StripeCustomer.self, body, what: "customer.deleted").object.id
             result =
-                try AppDatabase.unlinkStripeCustomer(customerId, in: tx)
+                try StripeCustomers.unlink(customerId, in: tx)
                 ? (.processed, "Stripe customer \(customerId) deleted; unlinked, a new one is made on next need", [])
                 : (.ignored, "Stripe customer \(customerId) is not linked to a MyBA customer", [])
         case (.stripe, "checkout.session.expired"):
@@ -277,7 +277,7 @@ public struct WebhookProcessor: Sendable {
             throw PaymentError.invalidEvent("checkout session \(sessionId) carries no token count (metadata.tokens or a known plan_id)")
         }
         try tx.payments.markCheckout(id: sessionId, status: "complete")
-        let result = try AppDatabase.recordPurchase(
+        let result = try Payments.recordPurchase(
             checkoutSessionId: sessionId,
             paymentIntentId: session.paymentIntent?.id,
             stripeCustomerId: session.customer?.id,
@@ -317,7 +317,7 @@ public struct WebhookProcessor: Sendable {
         let amount = dispute.amount
         let outcome =
             opened
-            ? try AppDatabase.disputeOpened(
+            ? try Payments.disputeOpened(
                 disputeId: disputeId,
                 paymentIntent: paymentIntent,
                 amount: amount,
@@ -327,7 +327,7 @@ public struct WebhookProcessor: Sendable {
                 now: now,
                 in: tx
             )
-            : try AppDatabase.disputeClosed(
+            : try Payments.disputeClosed(
                 disputeId: disputeId,
                 paymentIntent: paymentIntent,
                 amount: amount,
@@ -366,7 +366,7 @@ public struct WebhookProcessor: Sendable {
             }
             throw PaymentError.unknownPayment(paymentIntent)
         }
-        let outcome = try AppDatabase.applyRefund(
+        let outcome = try Payments.applyRefund(
             paymentId: paymentIntent,
             snapshot: RefundSnapshot(amountRefunded: refunded, at: event.created),
             actor: "webhook:stripe",
@@ -408,7 +408,7 @@ public struct WebhookProcessor: Sendable {
             refundCreated: refund.created,
             failedAt: event.created ?? Int(now.timeIntervalSince1970)
         )
-        let (message, outcome) = try AppDatabase.refundFailed(failure, actor: "webhook:stripe", requestId: requestId, now: now, in: tx)
+        let (message, outcome) = try Payments.refundFailed(failure, actor: "webhook:stripe", requestId: requestId, now: now, in: tx)
         return (.processed, message, outcome?.entry?.id.map { [$0] } ?? [])
     }
 
@@ -419,7 +419,7 @@ public struct WebhookProcessor: Sendable {
         let email = user.primaryEmail
         let result: PostingResult
         do {
-            result = try AppDatabase.openAccount(userId: userId, email: email, actor: "webhook:clerk", requestId: requestId, now: now, in: tx)
+            result = try Ledger.openAccount(userId: userId, email: email, actor: "webhook:clerk", requestId: requestId, now: now, in: tx)
         } catch LedgerError.accountDeleted {
             // user.deleted was delivered first: the deletion stands, no welcome grant.
             return (.ignored, "customer \(userId) was deleted; no welcome grant", [])
@@ -462,16 +462,16 @@ public struct WebhookProcessor: Sendable {
     }
 }
 
-extension AppDatabase {
+extension WebhookInbox {
     /// Stored events, newest first, filtered by status, type and receipt time.
-    public func listWebhooks(status: WebhookEvent.Status?, type: String?, since: Date?, limit: Int) async throws -> [WebhookEvent] {
-        try await read { tx in try tx.inbox.list(status: status, type: type, since: since, limit: limit) }
+    public func list(status: WebhookEvent.Status?, type: String?, since: Date?, limit: Int) async throws -> [WebhookEvent] {
+        try await database.read { tx in try tx.inbox.list(status: status, type: type, since: since, limit: limit) }
     }
 
     /// An event by id from either source.
-    public func webhookEvent(id: String) async throws -> WebhookEvent? {
+    public func event(id: String) async throws -> WebhookEvent? {
         for source in WebhookSource.allCases {
-            if let event = try await webhookEvent(source: source, eventId: id) { return event }
+            if let event = try await event(source: source, eventId: id) { return event }
         }
         return nil
     }
@@ -520,7 +520,7 @@ extension WebhookProcessor {
             for event in try await stripe.events(type: type, since: since) {
                 listed += 1
                 guard let id = event["id"] as? String else { continue }
-                if try await database.webhookEvent(source: .stripe, eventId: id) != nil { continue }
+                if try await database.inbox.event(source: .stripe, eventId: id) != nil { continue }
                 missing.append(MissingEvent(id: id, type: type, created: (event["created"] as? NSNumber)?.intValue, object: event))
             }
         }
@@ -532,7 +532,7 @@ extension WebhookProcessor {
         var report = RecoveryReport(listed: listed, alreadyStored: listed - events.count, recovered: [], failed: [])
         for event in events {
             let body = String(decoding: try JSONSerialization.data(withJSONObject: event.object, options: [.sortedKeys]), as: UTF8.self)
-            let stored = try await database.storeWebhook(
+            let stored = try await database.inbox.store(
                 WebhookDelivery(
                     source: .stripe,
                     eventId: event.id,

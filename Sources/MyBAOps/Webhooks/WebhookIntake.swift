@@ -115,8 +115,8 @@ public struct WebhookIntake: Sendable {
     public func receive(_ delivery: WebhookDelivery, logger: Logger) async throws -> Receipt {
         var logger = logger
         logger[metadataKey: delivery.source == .stripe ? "stripe.event.id" : "clerk.event.id"] = .string(delivery.eventId)
-        guard try await database.storeWebhook(delivery) else {
-            let status = try await database.webhookEvent(source: delivery.source, eventId: delivery.eventId)?.status ?? .received
+        guard try await database.inbox.store(delivery) else {
+            let status = try await database.inbox.event(source: delivery.source, eventId: delivery.eventId)?.status ?? .received
             MyBAMetrics.recordWebhook(source: delivery.source, outcome: "duplicate")
             logger.info("webhook redelivered; nothing to do", metadata: ["webhook.type": .string(delivery.type)])
             return Receipt(duplicate: true, status: status)

@@ -15,8 +15,8 @@ struct AdminFixture {
         directory = try TemporaryDirectory("myba-admin")
         path = directory.file("myba.sqlite")
         database = try AppDatabase.openFile(at: path)
-        _ = try await database.openAccount(userId: "user_alice", email: "alice@example.com", actor: "api", requestId: "req_1")
-        _ = try await database.post(
+        _ = try await database.ledger.openAccount(userId: "user_alice", email: "alice@example.com", actor: "api", requestId: "req_1")
+        _ = try await database.ledger.post(
             LedgerPosting(
                 userId: "user_alice",
                 kind: .purchase,
@@ -26,7 +26,7 @@ struct AdminFixture {
                 actor: "webhook:stripe"
             )
         )
-        _ = try await database.consume(userId: "user_alice", amount: 2, idempotencyKey: "gen:1", actor: "api", requestId: "req_2")
+        _ = try await database.ledger.consume(userId: "user_alice", amount: 2, idempotencyKey: "gen:1", actor: "api", requestId: "req_2")
     }
 
     func admin(_ arguments: [String], environment: [String: String] = [:], stdin: String? = nil) async throws -> ProcessResult {

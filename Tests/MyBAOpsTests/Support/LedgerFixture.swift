@@ -21,9 +21,9 @@ struct LedgerFixture {
 
     /// A customer holding `tokens`, funded by an operator adjustment.
     func customer(_ userId: String, tokens: Int) async throws {
-        try await database.createCustomer(userId: userId)
+        try await database.ledger.createCustomer(userId: userId)
         if tokens > 0 {
-            _ = try await database.post(
+            _ = try await database.ledger.post(
                 LedgerPosting(userId: userId, kind: .adjust, delta: tokens, idempotencyKey: "fund:\(userId)", actor: "test", reason: "fixture")
             )
         }
