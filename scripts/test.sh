@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: makes sure the Python tools the tests drive (the official stripe-python
-# SDK, run against the Stripe emulator; schemathesis, which fuzzes the running server) are in
-# .venv, builds, then runs every Swift test under a time limit.
+# SDK, run against the Stripe emulator; schemathesis, which fuzzes the running server;
+# Selenium, which drives Chromium through the web page) are in .venv, builds, then runs every
+# Swift test under a time limit, then the browser journey.
 # Arguments go to `swift test` (for example --filter Ledger).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -75,6 +76,16 @@ if [ "$status" -eq 0 ] && [ "$#" -eq 0 ]; then
     echo "scripts/test.sh: only ${ran:-0} tests ran; the suite has at least $floor (Tests/minimum-test-count)" >&2
     status=1
   fi
+fi
+# The web page in Chromium (Tests/browser/journey.py) runs after the Swift tests, alone: a
+# browser and three servers beside the timing drills would make both flaky on two cores.
+if [ "$status" -eq 0 ] && [ "$#" -eq 0 ]; then
+  shots=$(mktemp -d)
+  if ! timeout 600 .venv/bin/python Tests/browser/journey.py --bin "$(swift build --show-bin-path)" --screenshots "$shots"; then
+    echo "scripts/test.sh: the browser journey failed" >&2
+    status=1
+  fi
+  rm -rf "$shots"
 fi
 if [ "$status" -ne 0 ]; then
   echo "swift test ended with status $status" >&2

@@ -7,7 +7,7 @@ import StripeEmulator
 import Testing
 
 /// The emulator's hosted checkout page, as a buyer's browser meets it (the whole journey runs in
-/// Chromium in `BrowserJourneyTests`).
+/// Chromium in `Tests/browser/journey.py`).
 @Suite("Stripe emulator: hosted checkout page")
 struct HostedCheckoutTests {
     @Test("the session's url is the emulator's page; the page escapes what it shows; Cancel and Pay redirect; a paid session cannot be paid again")

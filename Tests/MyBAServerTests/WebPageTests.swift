@@ -10,7 +10,7 @@ import Testing
 @testable import MyBAServer
 
 /// The web page's server side as a client meets it; the page itself runs in Chromium in
-/// `BrowserJourneyTests`.
+/// `Tests/browser/journey.py` (run by `scripts/test.sh`).
 @Suite("Web page and account endpoints")
 struct WebPageTests {
     @Test("pages and modules: strict CSP, nosniff, ETag revalidation (304), unknown files 404 JSON; development config")

@@ -19,7 +19,8 @@ verifies), an OpenAI stand-in for the own-key path, then walks what a visitor do
 
 Every browser's console must stay free of errors (failed requests the journey provokes on
 purpose excepted). Usage: journey.py --bin DIR [--screenshots DIR]. Prints
-"browser journey: N passed, M failed" and exits non-zero on any failure.
+"browser journey: N passed, M failed" and exits non-zero on any failure. `scripts/test.sh`
+runs it after the Swift tests; alone: `.venv/bin/python Tests/browser/journey.py --bin .build/debug`.
 """
 import argparse
 import base64
@@ -427,6 +428,10 @@ class Context:
     pass
 
 
+# The main states, in docs/screenshots and shown by the README.
+SCREENSHOTS = ["ticket", "out-of-tokens", "pricing", "payment-success", "own-key", "phone"]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bin", required=True, help="directory holding the built myba-server and stripe-emulator")
@@ -479,6 +484,11 @@ def main():
                 failed += 1
                 print(f"FAIL {name} ({time.time() - started:.1f} s)", flush=True)
                 traceback.print_exc()
+        if args.screenshots and not args.only:
+            missing = [name for name in SCREENSHOTS if not os.path.exists(os.path.join(args.screenshots, name + ".png"))]
+            if missing:
+                failed += 1
+                print(f"FAIL screenshots: none of {missing}", flush=True)
     finally:
         stack.stop()
         if failed:
