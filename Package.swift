@@ -23,6 +23,9 @@ let package = Package(
         // in Prometheus' text format at /metrics.
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        // The PostgreSQL backend for several servers (issue 20), and its TLS settings.
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.0"),
     ],
     targets: [
         // Every rule of MyBA: ledger, storage, logging, plans. No HTTP routing, no terminal.
@@ -35,6 +38,8 @@ let package = Package(
                 // RSA signature checks of Clerk session tokens (RS256/384/512).
                 .product(name: "CryptoExtras", package: "swift-crypto"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 "CCurl",
             ]
         ),
@@ -123,6 +128,7 @@ let package = Package(
                 "MyBATestSupport",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ]
         ),
         .testTarget(

@@ -21,6 +21,15 @@ done
 
 swift build --build-tests
 
+# PostgreSQL for the backend's tests: a throwaway cluster of the machine's own PostgreSQL,
+# unless MYBA_TEST_POSTGRES_URL names one already.
+cluster=""
+if [ -z "${MYBA_TEST_POSTGRES_URL:-}" ]; then
+  started=$(scripts/postgres-test-cluster.sh)
+  read -r MYBA_TEST_POSTGRES_URL cluster <<< "$started"
+  export MYBA_TEST_POSTGRES_URL
+fi
+
 # A test that hangs must fail the run, not stall it: the whole test run is bounded
 # (MYBA_TEST_TIMEOUT seconds), and when it ends badly the tests that started but never
 # finished are named, since a CI log keeps only the tail of the output. SwiftPM starts the test
@@ -28,7 +37,7 @@ swift build --build-tests
 # alone would leave them running: the run gets a session of its own and the whole session is
 # killed when time is up. stdbuf keeps the output flowing line by line through the pipe.
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log"; if [ -n "$cluster" ]; then scripts/postgres-test-cluster.sh stop "$cluster"; fi' EXIT
 limit=${MYBA_TEST_TIMEOUT:-1800}
 set +m
 setsid --wait stdbuf -oL -eL swift test --skip-build "$@" > >(tee "$log") 2>&1 &

@@ -120,7 +120,7 @@ extension Ledger {
         )
     }
 
-    private static func consumePosting(
+    static func consumePosting(
         userId: String,
         amount: Int,
         idempotencyKey: String,

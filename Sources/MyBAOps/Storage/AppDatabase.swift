@@ -58,6 +58,11 @@ extension AppDatabase {
     /// Opens (creating when allowed) the SQLite file at `path` as a WAL-mode `DatabasePool` and
     /// migrates it. Safe to call from several processes at once.
     public static func openFile(at path: String, options: FileOptions = .init()) throws -> AppDatabase {
+        // A PostgreSQL URL must not become a file named `postgres:` (issue 20: only the ledger
+        // runs on PostgreSQL so far).
+        if case .postgres(let location) = try DatabaseLocation.parse(path, environment: [:]) {
+            throw StorageError.notOnPostgres(concern: "Serving and the console on \(location)")
+        }
         let fileManager = FileManager.default
         let url = URL(fileURLWithPath: path)
         if !fileManager.fileExists(atPath: url.path) {
@@ -188,6 +193,8 @@ public enum StorageError: Error, Equatable, CustomStringConvertible, Sendable {
     case lockTimedOut(path: String, holder: String?, waited: Duration)
     /// The file exists and belongs to something else; it was not changed.
     case notMyBADatabase(path: String, detail: String)
+    /// A concern whose PostgreSQL store is not written yet was asked for on PostgreSQL.
+    case notOnPostgres(concern: String)
 
     /// `error` as a storage failure a shell can answer without knowing the database library, or nil.
     public static func classify(_ error: any Error) -> StorageError? {
@@ -209,6 +216,8 @@ public enum StorageError: Error, Equatable, CustomStringConvertible, Sendable {
                 "waited \(waited) for \(path), held by \(holder ?? "another process"); is a migration or another start-up stuck? Stop that process or retry"
         case .notMyBADatabase(let path, let detail):
             return "\(path) is not a MyBA database (\(detail)); nothing was changed. Check --db or MYBA_DATABASE"
+        case .notOnPostgres(let concern):
+            return "\(concern) is not available on PostgreSQL yet; use an SQLite file (MYBA_DATABASE=<path>)"
         }
     }
 }

@@ -7,14 +7,26 @@ import GRDB
 /// with hand-written row mapping: a consume runs four statements and no Codable round trip, which
 /// keeps the ledger close to the speed of a bare UPDATE transaction (see BENCHMARKS.md).
 struct LedgerStore {
-    let db: Database
+    let sqlite: Database?
+    /// On PostgreSQL, the statements of `PostgresLedgerStatements` answer instead.
+    let postgres: PostgresSession?
+
+    /// SQLite's connection; on PostgreSQL, an error for what has no PostgreSQL statement yet.
+    private var db: Database {
+        get throws {
+            guard let sqlite else { throw StorageError.notOnPostgres(concern: "this ledger query") }
+            return sqlite
+        }
+    }
 
     func entry(idempotencyKey: String) throws -> LedgerEntry? {
+        if let postgres { return try PostgresLedgerStatements.entry(idempotencyKey: idempotencyKey, in: postgres) }
         let statement = try db.cachedStatement(sql: "SELECT * FROM ledger_entries WHERE idempotency_key = ?")
         return try LedgerEntry.fetchOne(statement, arguments: [idempotencyKey])
     }
 
     func balance(userId: String) throws -> Balance? {
+        if let postgres { return try PostgresLedgerStatements.balance(userId: userId, in: postgres) }
         let statement = try db.cachedStatement(
             sql: """
                 SELECT tokens, tokens_used, tokens_purchased, tokens_transferred, last_purchase, transfer_date, updated_at
@@ -38,6 +50,19 @@ struct LedgerStore {
     /// unique index answers the existence question during the insert itself, so the common case
     /// (a new key) costs no separate lookup.
     func insertIfNewKey(_ entry: inout LedgerEntry) throws -> Bool {
+        if let postgres {
+            guard let id = try PostgresLedgerStatements.insertIfNewKey(entry, in: postgres) else { return false }
+            entry.id = id
+            let kind = entry.kind
+            let delta = entry.delta
+            let userId = entry.userId
+            postgres.afterCommit {
+                MyBAMetrics.recordCommittedEntry(kind: kind, delta: delta)
+                BalanceChanges.shared.notify(userId: userId)
+            }
+            return true
+        }
+        let db = try self.db
         let statement = try db.cachedStatement(
             sql: """
                 INSERT INTO ledger_entries (user_id, kind, delta, used_delta, purchased_delta, transferred_delta,
@@ -65,6 +90,7 @@ struct LedgerStore {
     }
 
     func update(_ balance: Balance) throws {
+        if let postgres { return try PostgresLedgerStatements.update(balance, in: postgres) }
         let statement = try db.cachedStatement(
             sql: """
                 UPDATE balances SET tokens = ?, tokens_used = ?, tokens_purchased = ?, tokens_transferred = ?,
@@ -82,13 +108,15 @@ struct LedgerStore {
     // MARK: Customers
 
     func customer(userId: String) throws -> Customer? {
-        try Customer.fetchOne(db, key: userId)
+        if let postgres { return try PostgresLedgerStatements.customer(userId: userId, in: postgres) }
+        return try Customer.fetchOne(db, key: userId)
     }
 
     /// Creates the customer and its zero balance when missing (filling in an email the stored
     /// customer lacks); returns the stored customer.
     @discardableResult
     func createCustomerIfMissing(userId: String, email: String?, now: Date) throws -> Customer {
+        if let postgres { return try PostgresLedgerStatements.createCustomerIfMissing(userId: userId, email: email, now: now, in: postgres) }
         if let existing = try Customer.fetchOne(db, key: userId) {
             if existing.email == nil, let email {
                 var updated = existing
@@ -117,7 +145,7 @@ struct LedgerStore {
     /// Sets the email of a customer not deleted; returns whether there was one.
     func setEmailIfActive(_ email: String, userId: String) throws -> Bool {
         try db.execute(sql: "UPDATE customers SET email = ? WHERE user_id = ? AND deleted_at IS NULL", arguments: [email, userId])
-        return db.changesCount > 0
+        return try db.changesCount > 0
     }
 
     func clearEmail(userId: String) throws {
@@ -130,7 +158,7 @@ struct LedgerStore {
             sql: "UPDATE customers SET deleted_at = ? WHERE user_id = ? AND deleted_at IS NULL",
             arguments: [SQLTimestamp.string(now), userId]
         )
-        return db.changesCount > 0
+        return try db.changesCount > 0
     }
 
     func customerIds() throws -> [String] {
@@ -189,7 +217,9 @@ struct LedgerStore {
 
     /// The newest `limit` entries of `userId`, newest first.
     func entries(userId: String, limit: Int) throws -> [LedgerEntry] {
-        try LedgerEntry
+        if let postgres { return try PostgresLedgerStatements.entries(userId: userId, limit: limit, in: postgres) }
+        return
+            try LedgerEntry
             .filter(Column("user_id") == userId)
             .order(Column("id").desc)
             .limit(limit)

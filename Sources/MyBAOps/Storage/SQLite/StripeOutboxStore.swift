@@ -4,11 +4,29 @@ import GRDB
 /// The Stripe outbox (`stripe_outbox`): one row per customer whose Stripe metadata is behind
 /// the ledger, written in the transaction of every balance change and drained by the mirror.
 struct StripeOutboxStore {
-    let db: Database
+    let sqlite: Database?
+    let postgres: PostgresSession?
+
+    /// SQLite's connection; on PostgreSQL, an error for what has no PostgreSQL statement yet.
+    private var db: Database {
+        get throws {
+            guard let sqlite else { throw StorageError.notOnPostgres(concern: "the Stripe outbox's queue") }
+            return sqlite
+        }
+    }
 
     /// Marks `userId`'s Stripe metadata as behind the ledger (coalesced: one row per customer).
     /// On the ledger's hot path: a cached statement.
     func enqueue(userId: String, now: Date) throws {
+        if let postgres {
+            try postgres.rows(
+                """
+                INSERT INTO stripe_outbox (user_id, changes, pending_since, attempts, next_attempt_at) VALUES (\(userId), 1, \(now), 0, \(now))
+                ON CONFLICT (user_id) DO UPDATE SET changes = stripe_outbox.changes + 1
+                """
+            )
+            return
+        }
         let statement = try db.cachedStatement(
             sql: """
                 INSERT INTO stripe_outbox (user_id, changes, pending_since, attempts, next_attempt_at) VALUES (?, 1, ?, 0, ?)
@@ -92,7 +110,7 @@ struct StripeOutboxStore {
     /// whether it did.
     func remove(userId: String, ifChanges changes: Int) throws -> Bool {
         try db.execute(sql: "DELETE FROM stripe_outbox WHERE user_id = ? AND changes = ?", arguments: [userId, changes])
-        return db.changesCount > 0
+        return try db.changesCount > 0
     }
 
     func remove(userId: String) throws {

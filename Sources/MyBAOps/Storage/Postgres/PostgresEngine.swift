@@ -1,0 +1,160 @@
+import Foundation
+import Logging
+import NIOSSL
+import PostgresNIO
+import Synchronization
+
+/// MyBA's PostgreSQL backend: a pool of connections (postgres-nio's `PostgresClient`) and the
+/// transactions the rules run in.
+///
+/// The rules are written once, synchronously, against ``StorageTransaction``, as GRDB runs them
+/// on SQLite. On PostgreSQL a transaction's rule code runs on a thread of its own that waits for
+/// each statement's answer, so the same code serves both backends and no thread of Swift's
+/// cooperative pool ever blocks. Concurrency between servers is PostgreSQL's: a write locks the
+/// balance row it reads (`SELECT … FOR UPDATE`), so writers of one account queue on that row
+/// and writers of different accounts do not wait for each other (docs/ledger.md). A transaction
+/// that PostgreSQL aborts for a deadlock or a serialization failure runs again, whole.
+public final class PostgresEngine: Sendable {
+    let client: PostgresClient
+    public let location: PostgresLocation
+    let logger: Logger
+    private let running: Task<Void, Never>
+
+    /// Starts a pool of at most `maxConnections` connections to `location`. Nothing connects
+    /// until the first transaction.
+    public init(location: PostgresLocation, maxConnections: Int = 16, logger: Logger = Logger(label: "myba.postgres")) {
+        let tls: PostgresClient.Configuration.TLS
+        var unchecked = TLSConfiguration.makeClientConfiguration()
+        unchecked.certificateVerification = .none
+        switch location.tls {
+        case .disable: tls = .disable
+        case .prefer: tls = .prefer(unchecked)
+        case .require: tls = .require(unchecked)
+        case .verify: tls = .require(.makeClientConfiguration())
+        }
+        var configuration = PostgresClient.Configuration(
+            host: location.host,
+            port: location.port,
+            username: location.username,
+            password: location.password,
+            database: location.database,
+            tls: tls
+        )
+        configuration.options.maximumConnections = maxConnections
+        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.client = client
+        self.location = location
+        self.logger = logger
+        running = Task { await client.run() }
+    }
+
+    /// Closes the pool's connections.
+    public func shutdown() async {
+        running.cancel()
+        await running.value
+    }
+
+    /// Runs `body` in one transaction (`READ COMMITTED`, or `READ ONLY` for reads) and returns
+    /// once it committed; what it asked to run after commit runs then. Deadlocks and
+    /// serialization failures run it again, up to five times.
+    func transaction<T: Sendable>(writing: Bool, _ body: @escaping @Sendable (StorageTransaction) throws -> T) async throws -> T {
+        var attempt = 0
+        while true {
+            do {
+                return try await client.withConnection { connection in
+                    let logger = self.logger
+                    return try await runOnOwnThread {
+                        let session = PostgresSession(connection: connection, writing: writing, logger: logger)
+                        try session.execute(writing ? "BEGIN" : "BEGIN READ ONLY")
+                        let result: T
+                        do {
+                            result = try body(StorageTransaction(postgres: session))
+                            try session.execute("COMMIT")
+                        } catch {
+                            try? session.execute("ROLLBACK")
+                            throw error
+                        }
+                        session.runAfterCommit()
+                        return result
+                    }
+                }
+            } catch let error as PSQLError where Self.isRetryable(error) && attempt < 5 {
+                attempt += 1
+                try await Task.sleep(for: .milliseconds(Int.random(in: 1...(5 << attempt))))
+            }
+        }
+    }
+
+    /// Runs one statement on its own, outside any transaction (`CREATE DATABASE` must).
+    func runOutsideTransaction(_ sql: String) async throws {
+        try await client.withConnection { connection in
+            _ = try await connection.query(PostgresQuery(unsafeSQL: sql), logger: self.logger)
+        }
+    }
+
+    /// A deadlock (40P01) or a serialization failure (40001): nothing of the transaction was
+    /// kept, and running it again is the documented answer.
+    static func isRetryable(_ error: PSQLError) -> Bool {
+        guard let state = error.serverInfo?[.sqlState] else { return false }
+        return state == "40001" || state == "40P01"
+    }
+
+    /// Runs `work` on a new thread and resumes with its result: the thread may block.
+    private func runOnOwnThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            let thread = Thread { continuation.resume(with: Result { try work() }) }
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
+    }
+}
+
+/// One connection inside one transaction, used by one thread: each statement is sent and its
+/// rows awaited before the next (see ``PostgresEngine``).
+final class PostgresSession: @unchecked Sendable {
+    let connection: PostgresConnection
+    /// A write transaction: rows read to be changed are locked (`FOR UPDATE`).
+    let writing: Bool
+    let logger: Logger
+    private var afterCommitActions: [@Sendable () -> Void] = []
+
+    init(connection: PostgresConnection, writing: Bool, logger: Logger) {
+        self.connection = connection
+        self.writing = writing
+        self.logger = logger
+    }
+
+    /// Sends `query` and returns its rows, blocking this (non-cooperative) thread meanwhile.
+    @discardableResult
+    func rows(_ query: PostgresQuery) throws -> [PostgresRow] {
+        let outcome = Mutex<Result<[PostgresRow], any Error>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        let connection = self.connection
+        let logger = self.logger
+        Task {
+            let result: Result<[PostgresRow], any Error>
+            do {
+                result = .success(try await connection.query(query, logger: logger).collect())
+            } catch {
+                result = .failure(error)
+            }
+            outcome.withLock { $0 = result }
+            done.signal()
+        }
+        done.wait()
+        return try outcome.withLock { $0! }.get()
+    }
+
+    func execute(_ sql: String) throws {
+        try rows(PostgresQuery(unsafeSQL: sql))
+    }
+
+    func afterCommit(_ action: @escaping @Sendable () -> Void) {
+        afterCommitActions.append(action)
+    }
+
+    func runAfterCommit() {
+        for action in afterCommitActions { action() }
+        afterCommitActions.removeAll()
+    }
+}

@@ -1,0 +1,157 @@
+import Foundation
+import Logging
+import MyBATestSupport
+import PostgresNIO
+import Testing
+
+@testable import MyBAOps
+
+/// A fresh database on the test cluster (`MYBA_TEST_POSTGRES_URL`, started by `scripts/test.sh`
+/// from the machine's PostgreSQL), and engines on it that stand for separate servers.
+struct PostgresFixture {
+    let location: PostgresLocation
+    let admin: PostgresEngine
+
+    static func make() async throws -> PostgresFixture {
+        let url = try #require(
+            ProcessInfo.processInfo.environment["MYBA_TEST_POSTGRES_URL"],
+            "MYBA_TEST_POSTGRES_URL is not set: run the tests with scripts/test.sh, which starts a PostgreSQL cluster"
+        )
+        let server = try PostgresLocation(url: url)
+        let admin = PostgresEngine(location: server, maxConnections: 2)
+        var location = server
+        location.database = "myba_test_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(16)
+        try await admin.runOutsideTransaction("CREATE DATABASE \(location.database)")
+        return PostgresFixture(location: location, admin: admin)
+    }
+
+    /// An engine of its own, as another server would have.
+    func engine(maxConnections: Int = 8) -> PostgresEngine {
+        PostgresEngine(location: location, maxConnections: maxConnections)
+    }
+
+    func remove(_ engines: [PostgresEngine]) async {
+        for engine in engines { await engine.shutdown() }
+        try? await admin.runOutsideTransaction("DROP DATABASE IF EXISTS \(location.database) WITH (FORCE)")
+        await admin.shutdown()
+    }
+}
+
+@Suite("PostgreSQL backend: the ledger")
+struct PostgresLedgerTests {
+    @Test("five servers starting at once: the migrations run once, under the advisory lock, and are recorded")
+    func migrationsRunOnce() async throws {
+        let fixture = try await PostgresFixture.make()
+        let engines = (0..<5).map { _ in fixture.engine(maxConnections: 2) }
+        let applied = try await withThrowingTaskGroup(of: [String].self) { group in
+            for engine in engines { group.addTask { try await engine.migrate() } }
+            return try await group.reduce(into: [[String]]()) { $0.append($1) }
+        }
+        let names = PostgresMigrations.all.map(\.name)
+        #expect(applied.filter { !$0.isEmpty } == [names], "\(applied)")
+        #expect(try await engines[0].appliedMigrations() == names)
+        #expect(try await engines[1].migrate().isEmpty)
+        await fixture.remove(engines)
+    }
+
+    @Test(
+        "1000 consumes of one 10-token account across three servers: exactly 10 succeed, 990 refused, balance 0, the ledger exact, replays change nothing"
+    )
+    func concurrentConsumesAcrossServers() async throws {
+        let fixture = try await PostgresFixture.make()
+        let servers = (0..<3).map { _ in fixture.engine() }
+        try await servers[0].migrate()
+        let opened = try await servers[1].openAccount(userId: "user_pg", email: "pg@example.com", actor: "test")
+        #expect(opened.balance.tokens == welcomeGrantTokens && !opened.replayed)
+        #expect(try await servers[2].openAccount(userId: "user_pg", email: nil, actor: "test").replayed)
+        _ = try await servers[2].post(
+            LedgerPosting(userId: "user_pg", kind: .adjust, delta: 4, idempotencyKey: "adjust:pg:1", actor: "operator:test", reason: "top up")
+        )
+
+        let outcomes = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for attempt in 0..<1000 {
+                let server = servers[attempt % servers.count]
+                group.addTask {
+                    do {
+                        _ = try await server.consume(userId: "user_pg", idempotencyKey: "consume:pg:\(attempt)", actor: "test")
+                        return true
+                    } catch LedgerError.insufficientTokens {
+                        return false
+                    }
+                }
+            }
+            return try await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        #expect(outcomes.filter { $0 }.count == 10)
+        #expect(outcomes.filter { !$0 }.count == 990)
+        let balance = try #require(try await servers[0].balance(userId: "user_pg"))
+        #expect(balance.tokens == 0 && balance.tokensUsed == 10)
+        #expect(try await servers[1].balanceMismatches().isEmpty)
+
+        // A replay of a consume that went through answers the same entry and changes nothing,
+        // on any server, even with the balance at zero.
+        let spent = try await servers[0].entries(userId: "user_pg", limit: 1).first
+        let key = try #require(spent?.idempotencyKey)
+        let replay = try await servers[2].consume(userId: "user_pg", idempotencyKey: key, actor: "test")
+        #expect(replay.replayed && replay.entry.id == spent?.id)
+        #expect(try await servers[1].balance(userId: "user_pg")?.tokens == 0)
+        // The same key with another amount is refused.
+        await #expect(throws: LedgerError.self) {
+            try await servers[1].consume(userId: "user_pg", amount: 2, idempotencyKey: key, actor: "test")
+        }
+        await fixture.remove(servers)
+    }
+
+    @Test("the database itself refuses an edited entry and a negative balance; concerns without a PostgreSQL store say so")
+    func databaseGuards() async throws {
+        let fixture = try await PostgresFixture.make()
+        let engine = fixture.engine()
+        try await engine.migrate()
+        _ = try await engine.openAccount(userId: "user_guard", email: nil, actor: "test")
+        await #expect(throws: PSQLError.self) {
+            try await engine.runOutsideTransaction("UPDATE ledger_entries SET delta = 600")
+        }
+        await #expect(throws: PSQLError.self) {
+            try await engine.runOutsideTransaction("DELETE FROM ledger_entries")
+        }
+        await #expect(throws: PSQLError.self) {
+            try await engine.runOutsideTransaction("UPDATE balances SET tokens = -1")
+        }
+        #expect(try await engine.balance(userId: "user_guard")?.tokens == welcomeGrantTokens)
+        #expect(try await engine.balanceMismatches().isEmpty)
+        await #expect(throws: StorageError.notOnPostgres(concern: "anonymous sessions")) {
+            try await engine.transaction(writing: false) { tx in try tx.sessions.session(id: "anon_x") != nil }
+        }
+        await fixture.remove([engine])
+    }
+
+    @Test("MYBA_DATABASE: a path is SQLite; postgres:// and postgresql:// URLs with sslmode and PGPASSWORD are PostgreSQL; bad URLs name the problem")
+    func databaseLocations() throws {
+        #expect(try DatabaseLocation.parse("data/myba.sqlite", environment: [:]) == .sqlite(path: "data/myba.sqlite"))
+        let full = try PostgresLocation(url: "postgresql://myba:s%40cret@db.internal:6543/ledger?sslmode=verify-full")
+        #expect(full.host == "db.internal" && full.port == 6543 && full.username == "myba" && full.password == "s@cret")
+        #expect(full.database == "ledger" && full.tls == .verify)
+        #expect(!full.description.contains("s@cret") && !full.description.contains("cret"))
+        let fromEnvironment = try PostgresLocation(url: "postgres://myba@127.0.0.1/ledger", environment: ["PGPASSWORD": "from-env"])
+        #expect(fromEnvironment.password == "from-env" && fromEnvironment.port == 5432 && fromEnvironment.tls == .prefer)
+        guard case .postgres(let parsed) = try DatabaseLocation.parse("postgres://u@h/d?sslmode=disable", environment: [:]) else {
+            Issue.record("a postgres URL was not taken for PostgreSQL")
+            return
+        }
+        #expect(parsed.tls == .disable)
+        // Not yet for the server and the console: refused, and no file named `postgres:` made.
+        #expect(throws: StorageError.self) { try AppDatabase.openFile(at: "postgres://u@127.0.0.1/d") }
+        #expect(!FileManager.default.fileExists(atPath: "postgres:"))
+        for (bad, problem) in [
+            ("postgres://u@h", "names no database"), ("postgres://h/d", "names no user"), ("postgres://u@h/d?sslmode=maybe", "unknown sslmode"),
+            ("postgres://u@h/d?application=x", "unsupported parameter"),
+        ] {
+            #expect(throws: SettingsError.self) { try PostgresLocation(url: bad) }
+            do {
+                _ = try PostgresLocation(url: bad)
+            } catch {
+                #expect("\(error)".contains(problem), "\(bad): \(error)")
+            }
+        }
+    }
+}
