@@ -53,13 +53,7 @@ struct LedgerStore {
         if let postgres {
             guard let id = try PostgresLedgerStatements.insertIfNewKey(entry, in: postgres) else { return false }
             entry.id = id
-            let kind = entry.kind
-            let delta = entry.delta
-            let userId = entry.userId
-            postgres.afterCommit {
-                MyBAMetrics.recordCommittedEntry(kind: kind, delta: delta)
-                BalanceChanges.shared.notify(userId: userId)
-            }
+            postgres.afterCommit(Self.announce(entry))
             return true
         }
         let db = try self.db
@@ -79,14 +73,20 @@ struct LedgerStore {
         ])
         guard db.changesCount == 1 else { return false }
         entry.id = db.lastInsertedRowID
+        db.afterCommit(Self.announce(entry))
+        return true
+    }
+
+    /// What a new entry tells once it committed: the metrics, and this process's listeners to
+    /// the account's balance (the web page's stream).
+    private static func announce(_ entry: LedgerEntry) -> @Sendable () -> Void {
         let kind = entry.kind
         let delta = entry.delta
         let userId = entry.userId
-        db.afterCommit {
+        return {
             MyBAMetrics.recordCommittedEntry(kind: kind, delta: delta)
             BalanceChanges.shared.notify(userId: userId)
         }
-        return true
     }
 
     func update(_ balance: Balance) throws {
