@@ -55,12 +55,13 @@ struct PostgresLedgerTests {
     }
 
     @Test(
-        "1000 consumes of one 10-token account across three servers: exactly 10 succeed, 990 refused, balance 0, the ledger exact, replays change nothing"
+        "1000 consumes of one 10-token account across three servers (database.ledger on PostgreSQL): exactly 10 succeed, 990 refused, balance 0, the ledger exact, replays change nothing"
     )
     func concurrentConsumesAcrossServers() async throws {
         let fixture = try await PostgresFixture.make()
-        let servers = (0..<3).map { _ in fixture.engine() }
-        try await servers[0].migrate()
+        let engines = (0..<3).map { _ in fixture.engine() }
+        var servers: [Ledger] = []
+        for engine in engines { servers.append(try await AppDatabase.open(postgres: engine).ledger) }
         let opened = try await servers[1].openAccount(userId: "user_pg", email: "pg@example.com", actor: "test")
         #expect(opened.balance.tokens == welcomeGrantTokens && !opened.replayed)
         #expect(try await servers[2].openAccount(userId: "user_pg", email: nil, actor: "test").replayed)
@@ -86,7 +87,7 @@ struct PostgresLedgerTests {
         #expect(outcomes.filter { !$0 }.count == 990)
         let balance = try #require(try await servers[0].balance(userId: "user_pg"))
         #expect(balance.tokens == 0 && balance.tokensUsed == 10)
-        #expect(try await servers[1].balanceMismatches().isEmpty)
+        #expect(try await engines[1].balanceMismatches().isEmpty)
 
         // A replay of a consume that went through answers the same entry and changes nothing,
         // on any server, even with the balance at zero.
@@ -99,15 +100,15 @@ struct PostgresLedgerTests {
         await #expect(throws: LedgerError.self) {
             try await servers[1].consume(userId: "user_pg", amount: 2, idempotencyKey: key, actor: "test")
         }
-        await fixture.remove(servers)
+        await fixture.remove(engines)
     }
 
     @Test("the database itself refuses an edited entry and a negative balance; concerns without a PostgreSQL store say so")
     func databaseGuards() async throws {
         let fixture = try await PostgresFixture.make()
         let engine = fixture.engine()
-        try await engine.migrate()
-        _ = try await engine.openAccount(userId: "user_guard", email: nil, actor: "test")
+        let database = try await AppDatabase.open(postgres: engine)
+        _ = try await database.ledger.openAccount(userId: "user_guard", email: nil, actor: "test")
         await #expect(throws: PSQLError.self) {
             try await engine.runOutsideTransaction("UPDATE ledger_entries SET delta = 600")
         }
@@ -117,11 +118,21 @@ struct PostgresLedgerTests {
         await #expect(throws: PSQLError.self) {
             try await engine.runOutsideTransaction("UPDATE balances SET tokens = -1")
         }
-        #expect(try await engine.balance(userId: "user_guard")?.tokens == welcomeGrantTokens)
+        #expect(try await database.ledger.balance(userId: "user_guard")?.tokens == welcomeGrantTokens)
         #expect(try await engine.balanceMismatches().isEmpty)
         await #expect(throws: StorageError.notOnPostgres(concern: "anonymous sessions")) {
-            try await engine.transaction(writing: false) { tx in try tx.sessions.session(id: "anon_x") != nil }
+            try await database.sessions.session(id: "anon_x")
         }
+        // A dry run on PostgreSQL keeps nothing.
+        let dryRun = try await database.writeAndRollBack { tx in
+            try Ledger.post(
+                LedgerPosting(userId: "user_guard", kind: .adjust, delta: 5, idempotencyKey: "dry:1", actor: "operator:test", reason: "dry"),
+                now: Date(),
+                in: tx
+            )
+        }
+        #expect(dryRun.balance.tokens == welcomeGrantTokens + 5)
+        #expect(try await database.ledger.balance(userId: "user_guard")?.tokens == welcomeGrantTokens)
         await fixture.remove([engine])
     }
 

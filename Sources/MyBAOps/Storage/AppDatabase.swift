@@ -6,31 +6,66 @@ import GRDB
 /// It wraps an injected `DatabaseWriter` so production uses a `DatabasePool` on a file shared by
 /// the server and the console, while tests may use a temporary file or an in-memory queue.
 public struct AppDatabase: Sendable {
-    /// The underlying GRDB writer: storage's own. Everything else goes through `read`, `write`
-    /// and the stores of `StorageTransaction`, so a second backend has one seam to fill.
-    private let writer: any DatabaseWriter
-    /// Where this process's writes wait to share a durable commit (see `GroupCommitQueue`).
-    let groupCommit: GroupCommitQueue
+    /// The database behind: an SQLite file (GRDB's writer, storage's own, and the group commit
+    /// this process's writes share), or PostgreSQL. Everything else goes through `read`, `write`
+    /// and the stores of `StorageTransaction`, the one seam both backends fill.
+    private let engine: Engine
     /// Users known to have an account (see `openAccountOnFirstRequest`).
     let knownAccounts = KnownAccounts()
 
+    private enum Engine: Sendable {
+        case sqlite(writer: any DatabaseWriter, groupCommit: GroupCommitQueue)
+        case postgres(PostgresEngine)
+    }
+
     /// Wraps `writer` and brings its schema up to date.
     public init(_ writer: any DatabaseWriter) throws {
-        self.writer = writer
-        self.groupCommit = GroupCommitQueue(writer: writer)
+        engine = .sqlite(writer: writer, groupCommit: GroupCommitQueue(writer: writer))
         try Self.migrator.migrate(writer)
     }
 
-    /// The database's path, or `nil` for an in-memory database.
-    public var path: String { writer.path }
+    private init(postgres: PostgresEngine) {
+        engine = .postgres(postgres)
+    }
 
-    /// The raw connection, for tests that inspect or damage rows on purpose.
-    var writerForTests: any DatabaseWriter { writer }
+    /// The database on PostgreSQL, its schema brought up to date (once, however many servers
+    /// start together). Only the ledger has PostgreSQL stores so far (issue 20); the other
+    /// concerns answer `StorageError.notOnPostgres`.
+    public static func open(postgres: PostgresEngine) async throws -> AppDatabase {
+        try await postgres.migrate()
+        return AppDatabase(postgres: postgres)
+    }
+
+    /// The database's path, or a PostgreSQL URL without its password.
+    public var path: String {
+        switch engine {
+        case .sqlite(let writer, _): return writer.path
+        case .postgres(let postgres): return postgres.location.description
+        }
+    }
+
+    /// The raw connection, for tests that inspect or damage rows on purpose (SQLite only).
+    var writerForTests: any DatabaseWriter {
+        guard case .sqlite(let writer, _) = engine else { preconditionFailure("writerForTests on PostgreSQL") }
+        return writer
+    }
+
+    /// The group commit of this process's writes (SQLite only; its tests read its queue).
+    var groupCommit: GroupCommitQueue {
+        guard case .sqlite(_, let groupCommit) = engine else { preconditionFailure("groupCommit on PostgreSQL") }
+        return groupCommit
+    }
 
     /// A raw write in the group commit, for tests of the group commit itself and for tests
     /// that change rows in ways no store offers.
     func writeRawForTests<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         try await groupCommit.write(body)
+    }
+
+    /// SQLite's writer, for what only SQLite does; on PostgreSQL an error naming `what`.
+    private func sqliteWriter(_ what: String) throws -> any DatabaseWriter {
+        guard case .sqlite(let writer, _) = engine else { throw StorageError.notOnPostgres(concern: what) }
+        return writer
     }
 }
 
@@ -227,27 +262,34 @@ public enum StorageError: Error, Equatable, CustomStringConvertible, Sendable {
 extension AppDatabase {
     /// Runs `body` in one read transaction: a consistent snapshot, never blocked by writers.
     func read<T: Sendable>(_ body: @escaping @Sendable (StorageTransaction) throws -> T) async throws -> T {
-        try await writer.read { db in try body(StorageTransaction(db)) }
+        switch engine {
+        case .sqlite(let writer, _): return try await writer.read { db in try body(StorageTransaction(db)) }
+        case .postgres(let postgres): return try await postgres.transaction(writing: false, body)
+        }
     }
 
     /// Synchronous `read`, for callers that cannot await (readline's completion callback).
     func readSync<T>(_ body: (StorageTransaction) throws -> T) throws -> T {
-        try writer.read { db in try body(StorageTransaction(db)) }
+        try sqliteWriter("a synchronous read").read { db in try body(StorageTransaction(db)) }
     }
 
     /// Runs `body` in an IMMEDIATE transaction: the write lock is taken at BEGIN, so a
     /// read-check-write sequence cannot be interleaved with another process's writer, and waiting
     /// for the lock honours the busy timeout instead of failing on a lock upgrade. Writes that
     /// arrive together share one durable commit, each in its own savepoint (`GroupCommitQueue`);
-    /// it returns once its changes are durable.
+    /// it returns once its changes are durable. On PostgreSQL: a transaction of its own, the
+    /// rows it changes locked (see `PostgresEngine`).
     func write<T: Sendable>(_ body: @escaping @Sendable (StorageTransaction) throws -> T) async throws -> T {
-        try await groupCommit.write { db in try body(StorageTransaction(db)) }
+        switch engine {
+        case .sqlite(_, let groupCommit): return try await groupCommit.write { db in try body(StorageTransaction(db)) }
+        case .postgres(let postgres): return try await postgres.transaction(writing: true, body)
+        }
     }
 
     /// `write` in a transaction of its own, synchronously, for callers without an async context
     /// (benchmarks, tools).
     func writeAlone<T>(_ body: (StorageTransaction) throws -> T) throws -> T {
-        try writer.writeWithoutTransaction { db in
+        try sqliteWriter("a synchronous write").writeWithoutTransaction { db in
             var result: T?
             try db.inTransaction(.immediate) {
                 result = try body(StorageTransaction(db))
@@ -260,25 +302,34 @@ extension AppDatabase {
     /// Runs `body` in an IMMEDIATE transaction that is always rolled back: what a write would
     /// do, with nothing kept (dry runs that must see exactly what the real run would).
     func writeAndRollBack<T: Sendable>(_ body: @escaping @Sendable (StorageTransaction) throws -> T) async throws -> T {
-        try await writer.writeWithoutTransaction { db in
-            var result: T?
-            try db.inTransaction(.immediate) {
-                result = try body(StorageTransaction(db))
-                return .rollback
+        switch engine {
+        case .sqlite(let writer, _):
+            return try await writer.writeWithoutTransaction { db in
+                var result: T?
+                try db.inTransaction(.immediate) {
+                    result = try body(StorageTransaction(db))
+                    return .rollback
+                }
+                return result!
             }
-            return result!
+        case .postgres(let postgres):
+            return try await postgres.transaction(writing: true, rollingBack: true, body)
         }
     }
 
     /// How long this process's writes have waited on a writer that committed nothing meanwhile
-    /// (zero when none waits): a stuck disk or a lock held elsewhere shows here.
-    public func writerStalledFor() -> Duration { groupCommit.stalledFor() }
+    /// (zero when none waits): a stuck disk or a lock held elsewhere shows here. PostgreSQL has
+    /// no single writer to watch: zero.
+    public func writerStalledFor() -> Duration {
+        guard case .sqlite(_, let groupCommit) = engine else { return .zero }
+        return groupCommit.stalledFor()
+    }
 
     /// Copies the database, online, into a new file at `path` (SQLite's backup API, a step of
     /// pages at a time so writers wait only briefly), as one self-contained file.
     func copyPages(to path: String, progress: @escaping @Sendable (_ done: Int, _ total: Int) -> Void) throws {
         let destination = try DatabaseQueue(path: path)
-        try writer.backup(to: destination, pagesPerStep: 256) { step in
+        try sqliteWriter("db backup (use pg_dump)").backup(to: destination, pagesPerStep: 256) { step in
             progress(step.completedPageCount, step.totalPageCount)
         }
         // The copy keeps the source's WAL mode: back to a single self-contained file.

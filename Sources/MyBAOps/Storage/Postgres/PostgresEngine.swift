@@ -57,7 +57,11 @@ public final class PostgresEngine: Sendable {
     /// Runs `body` in one transaction (`READ COMMITTED`, or `READ ONLY` for reads) and returns
     /// once it committed; what it asked to run after commit runs then. Deadlocks and
     /// serialization failures run it again, up to five times.
-    func transaction<T: Sendable>(writing: Bool, _ body: @escaping @Sendable (StorageTransaction) throws -> T) async throws -> T {
+    func transaction<T: Sendable>(
+        writing: Bool,
+        rollingBack: Bool = false,
+        _ body: @escaping @Sendable (StorageTransaction) throws -> T
+    ) async throws -> T {
         var attempt = 0
         while true {
             do {
@@ -69,12 +73,12 @@ public final class PostgresEngine: Sendable {
                         let result: T
                         do {
                             result = try body(StorageTransaction(postgres: session))
-                            try session.execute("COMMIT")
+                            try session.execute(rollingBack ? "ROLLBACK" : "COMMIT")
                         } catch {
                             try? session.execute("ROLLBACK")
                             throw error
                         }
-                        session.runAfterCommit()
+                        if !rollingBack { session.runAfterCommit() }
                         return result
                     }
                 }

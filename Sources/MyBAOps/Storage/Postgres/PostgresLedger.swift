@@ -1,58 +1,10 @@
 import Foundation
 import PostgresNIO
 
-/// The ledger on PostgreSQL: the same rules as on SQLite (`Ledger`'s `post` and `openAccount`,
-/// run against the same `StorageTransaction` stores), in PostgreSQL's transactions.
-///
-/// This is the first part of the PostgreSQL backend (issue 20): the ledger and its Stripe
-/// outbox rows. The other concerns answer `StorageError.notOnPostgres` until their stores are
-/// written, which is why the server and the console do not accept a PostgreSQL URL yet.
+/// PostgreSQL's own check of the ledger, until `Ledger.verify` has PostgreSQL statements: the
+/// ledger itself runs through `AppDatabase.open(postgres:)` and `database.ledger`, the same rules
+/// as on SQLite.
 extension PostgresEngine {
-    /// Appends `posting` and moves the balance in the same transaction (see `Ledger.post`).
-    public func post(_ posting: LedgerPosting) async throws -> PostingResult {
-        try Ledger.validate(posting)
-        return try await transaction(writing: true) { tx in try Ledger.post(posting, now: Date(), in: tx) }
-    }
-
-    /// Spends `amount` tokens, never taking the balance below zero (see `Ledger.consume`).
-    public func consume(
-        userId: String,
-        amount: Int = 1,
-        idempotencyKey: String,
-        reference: String? = nil,
-        actor: String,
-        requestId: String? = nil
-    ) async throws -> PostingResult {
-        try await post(
-            Ledger.consumePosting(
-                userId: userId,
-                amount: amount,
-                idempotencyKey: idempotencyKey,
-                reference: reference,
-                actor: actor,
-                requestId: requestId
-            )
-        )
-    }
-
-    /// Creates the customer if unknown and grants the welcome tokens once (see `Ledger.openAccount`).
-    public func openAccount(userId: String, email: String?, actor: String, requestId: String? = nil) async throws -> PostingResult {
-        try Ledger.validateUserId(userId)
-        return try await transaction(writing: true) { tx in
-            try Ledger.openAccount(userId: userId, email: email, actor: actor, requestId: requestId, now: Date().truncatedToMilliseconds, in: tx)
-        }
-    }
-
-    /// The balance of `userId`, or nil for an unknown customer.
-    public func balance(userId: String) async throws -> Balance? {
-        try await transaction(writing: false) { tx in try tx.ledger.balance(userId: userId) }
-    }
-
-    /// The newest entries of `userId`, newest first.
-    public func entries(userId: String, limit: Int) async throws -> [LedgerEntry] {
-        try await transaction(writing: false) { tx in try tx.ledger.entries(userId: userId, limit: limit) }
-    }
-
     /// Customers whose cached balance differs from the sum of their entries, or who are below
     /// zero anywhere, as `user: field expected … found …` lines; empty when the ledger is exact.
     public func balanceMismatches() async throws -> [String] {
