@@ -136,6 +136,79 @@ struct PostgresLedgerTests {
         await fixture.remove([engine])
     }
 
+    @Test(
+        "a balance change committed on one server is announced to every server: the entry notifies on commit, a relay wakes this process's listeners, a rolled-back one tells nobody"
+    )
+    func balanceChangesReachOtherServers() async throws {
+        let fixture = try await PostgresFixture.make()
+        let serverA = fixture.engine()
+        let serverB = fixture.engine()
+        let watcher = fixture.engine(maxConnections: 2)
+        let database = try await AppDatabase.open(postgres: serverB)
+        _ = try await database.ledger.openAccount(userId: "user_relay", email: nil, actor: "test")
+
+        // What the database carries: a committed entry notifies with its user id; a dry run does not.
+        // Markers sent by hand between the steps show what each step sent; the last one, sent
+        // after a pause, ends the wait if the entry sent nothing.
+        let heard = try await watcher.client.withConnection { connection in
+            try await connection.listen(on: PostgresEngine.balanceChannel) { notifications -> [String] in
+                _ = try await database.writeAndRollBack { tx in
+                    try Ledger.post(
+                        LedgerPosting(
+                            userId: "user_relay",
+                            kind: .adjust,
+                            delta: 1,
+                            idempotencyKey: "relay:dry",
+                            actor: "operator:test",
+                            reason: "x"
+                        ),
+                        now: Date(),
+                        in: tx
+                    )
+                }
+                try await watcher.runOutsideTransaction("SELECT pg_notify('myba_balance', 'marker:after-dry-run')")
+                _ = try await database.ledger.consume(userId: "user_relay", idempotencyKey: "relay:1", actor: "test")
+                let closer = Task {
+                    try await Task.sleep(for: .seconds(3))
+                    try await watcher.runOutsideTransaction("SELECT pg_notify('myba_balance', 'marker:nothing-more')")
+                }
+                defer { closer.cancel() }
+                var payloads: [String] = []
+                for try await notification in notifications {
+                    payloads.append(notification.payload)
+                    if payloads.count == 2 { break }
+                }
+                return payloads
+            }
+        }
+        #expect(heard == ["marker:after-dry-run", "user_relay"])
+
+        // What a server does with it: wakes its listeners for that account. The notification is
+        // sent by hand here, so only the relay (not this process's own commit hook) can wake them.
+        serverA.relayBalanceChanges()
+        let subscription = try #require(BalanceChanges.shared.subscribe(userId: "user_far_away", limit: 5))
+        defer { subscription.cancel() }
+        let woken = await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                var iterator = subscription.wakeUps.makeAsyncIterator()
+                return await iterator.next() != nil
+            }
+            group.addTask {
+                // The relay's LISTEN may not be in place yet: say it until it is heard.
+                for _ in 0..<50 {
+                    try? await watcher.runOutsideTransaction("SELECT pg_notify('myba_balance', 'user_far_away')")
+                    try? await Task.sleep(for: .milliseconds(100))
+                }
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+        #expect(woken, "the relay did not wake the listener")
+        await fixture.remove([serverA, serverB, watcher])
+    }
+
     @Test("MYBA_DATABASE: a path is SQLite; postgres:// and postgresql:// URLs with sslmode and PGPASSWORD are PostgreSQL; bad URLs name the problem")
     func databaseLocations() throws {
         #expect(try DatabaseLocation.parse("data/myba.sqlite", environment: [:]) == .sqlite(path: "data/myba.sqlite"))

@@ -19,6 +19,8 @@ public final class PostgresEngine: Sendable {
     public let location: PostgresLocation
     let logger: Logger
     private let running: Task<Void, Never>
+    /// The relay of other servers' balance changes, once started.
+    private let relay = Mutex<Task<Void, Never>?>(nil)
 
     /// Starts a pool of at most `maxConnections` connections to `location`. Nothing connects
     /// until the first transaction.
@@ -50,8 +52,44 @@ public final class PostgresEngine: Sendable {
 
     /// Closes the pool's connections.
     public func shutdown() async {
+        let relaying = relay.withLock { $0 }
+        relaying?.cancel()
+        await relaying?.value
         running.cancel()
         await running.value
+    }
+
+    /// The channel every ledger entry notifies, with its user id, in its own transaction:
+    /// PostgreSQL delivers it when (and only if) the entry commits.
+    static let balanceChannel = "myba_balance"
+
+    /// Relays balance changes committed by any server on this database to this process's
+    /// listeners (`BalanceChanges`, the web page's balance stream), over one connection kept
+    /// listening; reconnects after a failure. Started once; ends at `shutdown`.
+    public func relayBalanceChanges() {
+        relay.withLock { relay in
+            guard relay == nil else { return }
+            relay = Task { [client, logger] in
+                var delay = Duration.milliseconds(100)
+                while !Task.isCancelled {
+                    do {
+                        try await client.withConnection { connection in
+                            try await connection.listen(on: Self.balanceChannel) { notifications in
+                                delay = .milliseconds(100)
+                                for try await notification in notifications {
+                                    BalanceChanges.shared.notify(userId: notification.payload)
+                                }
+                            }
+                        }
+                    } catch {
+                        if Task.isCancelled { return }
+                        logger.warning("balance relay lost its connection; reconnecting", metadata: ["error": "\(error)"])
+                    }
+                    try? await Task.sleep(for: delay)
+                    delay = min(delay * 2, .seconds(5))
+                }
+            }
+        }
     }
 
     /// Runs `body` in one transaction (`READ COMMITTED`, or `READ ONLY` for reads) and returns

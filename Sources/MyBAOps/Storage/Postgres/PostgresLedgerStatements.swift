@@ -93,6 +93,12 @@ enum PostgresLedgerStatements {
         return try rows.first.map { try $0.decode(Int64.self) }
     }
 
+    /// Tells every server listening on this database (`PostgresEngine.relayBalanceChanges`)
+    /// that `userId`'s balance changed; delivered when the transaction commits.
+    static func announceBalanceChange(userId: String, in session: PostgresSession) throws {
+        try session.rows("SELECT pg_notify(\(PostgresEngine.balanceChannel), \(userId))")
+    }
+
     static func update(_ balance: Balance, in session: PostgresSession) throws {
         try session.rows(
             """
