@@ -11,14 +11,14 @@ enum PostgresLedgerStatements {
 
     static func entry(idempotencyKey: String, in session: PostgresSession) throws -> LedgerEntry? {
         var query = PostgresQuery(unsafeSQL: "SELECT \(entryColumns) FROM ledger_entries WHERE idempotency_key = $1")
-        try query.binds.append(idempotencyKey, context: .default)
+        query.binds.append(idempotencyKey, context: .default)
         return try session.rows(query).first.map(ledgerEntry)
     }
 
     static func entries(userId: String, limit: Int, in session: PostgresSession) throws -> [LedgerEntry] {
         var query = PostgresQuery(unsafeSQL: "SELECT \(entryColumns) FROM ledger_entries WHERE user_id = $1 ORDER BY id DESC LIMIT $2")
-        try query.binds.append(userId, context: .default)
-        try query.binds.append(limit, context: .default)
+        query.binds.append(userId, context: .default)
+        query.binds.append(limit, context: .default)
         return try session.rows(query).map(ledgerEntry)
     }
 
@@ -60,7 +60,7 @@ enum PostgresLedgerStatements {
                 FROM balances WHERE user_id = $1\(lock)
                 """
         )
-        try query.binds.append(userId, context: .default)
+        query.binds.append(userId, context: .default)
         guard let row = try session.rows(query).first else { return nil }
         let (tokens, used, purchased, transferred, lastPurchase, transferDate, updatedAt) =
             try row.decode((Int, Int, Int, Int, Date?, Date?, Date).self)

@@ -187,6 +187,7 @@ struct LedgerStore {
 
     /// Links `stripeCustomerId` to `userId` unless the user already has one or another user
     /// holds it; returns the user's Stripe customer id afterwards.
+    @discardableResult
     func linkStripeCustomerIfFree(_ stripeCustomerId: String, userId: String) throws -> String? {
         try db.execute(
             sql: """
