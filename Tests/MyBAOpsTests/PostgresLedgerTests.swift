@@ -37,7 +37,7 @@ struct PostgresFixture {
     }
 }
 
-@Suite("PostgreSQL backend: the ledger")
+@Suite("PostgreSQL backend: the ledger and anonymous sessions")
 struct PostgresLedgerTests {
     @Test("five servers starting at once: the migrations run once, under the advisory lock, and are recorded")
     func migrationsRunOnce() async throws {
@@ -120,8 +120,8 @@ struct PostgresLedgerTests {
         }
         #expect(try await database.ledger.balance(userId: "user_guard")?.tokens == welcomeGrantTokens)
         #expect(try await engine.balanceMismatches().isEmpty)
-        await #expect(throws: StorageError.notOnPostgres(concern: "anonymous sessions")) {
-            try await database.sessions.session(id: "anon_x")
+        await #expect(throws: StorageError.notOnPostgres(concern: "plan catalogs")) {
+            try await database.plans.installed()
         }
         // A dry run on PostgreSQL keeps nothing.
         let dryRun = try await database.writeAndRollBack { tx in
@@ -207,6 +207,44 @@ struct PostgresLedgerTests {
         }
         #expect(woken, "the relay did not wake the listener")
         await fixture.remove([serverA, serverB, watcher])
+    }
+
+    @Test(
+        "20 anonymous sessions from one address at once over three servers: 10 made, 10 refused; one fingerprint on three servers at once: one session"
+    )
+    func anonymousLimitsAcrossServers() async throws {
+        let fixture = try await PostgresFixture.make()
+        let engines = (0..<3).map { _ in fixture.engine() }
+        var servers: [AnonymousSessions] = []
+        for engine in engines { servers.append(try await AppDatabase.open(postgres: engine).sessions) }
+        let settings = AnonymousSettings(freeTokens: 3, sessionsPerHour: 10)
+        let outcomes = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for visitor in 0..<20 {
+                let server = servers[visitor % servers.count]
+                group.addTask {
+                    do {
+                        return try await server.start(fingerprint: "browser-\(visitor)", clientAddress: "203.0.113.7", settings: settings).created
+                    } catch AnonymousSessionError.rateLimited {
+                        return false
+                    }
+                }
+            }
+            return try await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        #expect(outcomes.filter { $0 }.count == 10, "\(outcomes)")
+        // Another address is not held back by the first one's limit.
+        #expect(try await servers[0].start(fingerprint: "browser-elsewhere", clientAddress: "198.51.100.9", settings: settings).created)
+
+        let starts = try await withThrowingTaskGroup(of: AnonymousSessionStart.self) { group in
+            for (index, server) in servers.enumerated() {
+                group.addTask { try await server.start(fingerprint: "same-browser", clientAddress: "192.0.2.\(index + 1)", settings: settings) }
+            }
+            return try await group.reduce(into: [AnonymousSessionStart]()) { $0.append($1) }
+        }
+        #expect(Set(starts.map(\.session.id)).count == 1)
+        #expect(starts.filter(\.created).count == 1)
+        #expect(try await servers[2].session(id: starts[0].session.id)?.remaining == 3)
+        await fixture.remove(engines)
     }
 
     @Test("MYBA_DATABASE: a path is SQLite; postgres:// and postgresql:// URLs with sslmode and PGPASSWORD are PostgreSQL; bad URLs name the problem")

@@ -78,6 +78,7 @@ extension AnonymousSessions {
         let addressHash = Self.saltedHash("address", ClientAddress.limitKey(clientAddress), secret: settings.fingerprintSecret)
         return try await database.write { tx in
             let now = Date().truncatedToMilliseconds
+            try tx.sessions.lockCreations(fingerprintHash: fingerprintHash, addressHash: addressHash)
             if var existing = try tx.sessions.session(fingerprintHash: fingerprintHash) {
                 try tx.sessions.touch(id: existing.id, at: now)
                 existing.lastSeenAt = now

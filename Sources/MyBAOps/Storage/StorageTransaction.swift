@@ -40,7 +40,7 @@ struct StorageTransaction {
     /// Customers, their balances and the append-only ledger entries.
     var ledger: LedgerStore { LedgerStore(sqlite: sqlite, postgres: postgres) }
     /// Anonymous sessions and their charges.
-    var sessions: SessionStore { get throws { SessionStore(db: try sqliteOnly("anonymous sessions")) } }
+    var sessions: SessionStore { SessionStore(sqlite: sqlite, postgres: postgres) }
     /// Generation requests: reservations, answers, own-key generations.
     var generations: GenerationStore { get throws { GenerationStore(db: try sqliteOnly("generations")) } }
     /// Stored webhook events and the entries they posted.

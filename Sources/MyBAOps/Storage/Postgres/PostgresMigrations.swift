@@ -5,8 +5,8 @@ import PostgresNIO
 /// recorded in `myba_migrations`. Shipped migrations are never edited.
 ///
 /// The tables mirror SQLite's (the same names, columns and checks); dates are `timestamptz`,
-/// counts `bigint`. Only the ledger's tables are here so far: customers, balances, the
-/// append-only entries and the Stripe outbox every balance change writes.
+/// counts `bigint`. Only some tables are here so far: the ledger's (customers, balances, the
+/// append-only entries, the Stripe outbox every balance change writes) and anonymous sessions.
 enum PostgresMigrations {
     /// The advisory lock every migrating process takes: "MyBA" in ASCII, as SQLite's
     /// application id. Servers starting together wait for one another and the later ones find
@@ -86,7 +86,30 @@ enum PostgresMigrations {
                 """,
                 "CREATE INDEX stripe_outbox_on_next_attempt ON stripe_outbox (next_attempt_at)",
             ]
-        )
+        ),
+        (
+            "2026-12-05 anonymous sessions",
+            [
+                """
+                CREATE TABLE anonymous_sessions (
+                    id text PRIMARY KEY,
+                    fingerprint_hash text NOT NULL UNIQUE,
+                    client_address_hash text,
+                    granted bigint NOT NULL CHECK (granted >= 0),
+                    used bigint NOT NULL DEFAULT 0,
+                    created_at timestamptz NOT NULL,
+                    last_seen_at timestamptz NOT NULL,
+                    transferred_to text REFERENCES customers ON DELETE RESTRICT,
+                    transferred_at timestamptz,
+                    transferred_tokens bigint,
+                    CHECK (used >= 0 AND used <= granted)
+                )
+                """,
+                "CREATE INDEX anonymous_sessions_on_address ON anonymous_sessions (client_address_hash, created_at)",
+                "CREATE INDEX anonymous_sessions_on_last_seen ON anonymous_sessions (last_seen_at)",
+                "CREATE INDEX anonymous_sessions_on_transferred_to ON anonymous_sessions (transferred_to) WHERE transferred_to IS NOT NULL",
+            ]
+        ),
     ]
 }
 
@@ -112,10 +135,13 @@ extension PostgresEngine {
         }
     }
 
-    /// The migrations applied to the database, in the order they were applied.
+    /// The migrations applied to the database, in the migrator's order (several are applied in
+    /// one transaction, at one time; names of the same day do not sort in order).
     public func appliedMigrations() async throws -> [String] {
-        try await transaction(writing: false) { tx in
-            try tx.postgresSession.rows("SELECT identifier FROM myba_migrations ORDER BY applied_at, identifier").map { try $0.decode(String.self) }
+        let applied = try await transaction(writing: false) { tx in
+            try tx.postgresSession.rows("SELECT identifier FROM myba_migrations").map { try $0.decode(String.self) }
         }
+        let order = PostgresMigrations.all.map(\.name)
+        return applied.sorted { (order.firstIndex(of: $0) ?? Int.max, $0) < (order.firstIndex(of: $1) ?? Int.max, $1) }
     }
 }

@@ -4,17 +4,36 @@ import GRDB
 /// Anonymous sessions (`anonymous_sessions`) and their own small ledger of charges
 /// (`anonymous_charges`: +n per charge, −n per release, keys unique forever).
 struct SessionStore {
-    let db: Database
+    let sqlite: Database?
+    /// On PostgreSQL, `PostgresSessionStatements` answer instead.
+    let postgres: PostgresSession?
+
+    /// SQLite's connection; on PostgreSQL, an error for what has no PostgreSQL statement yet.
+    private var db: Database {
+        get throws {
+            guard let sqlite else { throw StorageError.notOnPostgres(concern: "this anonymous-session query") }
+            return sqlite
+        }
+    }
 
     func session(id: String) throws -> AnonymousSession? {
-        try sessions(sql: "SELECT * FROM anonymous_sessions WHERE id = ?", [id]).first
+        if let postgres { return try PostgresSessionStatements.session(id: id, in: postgres) }
+        return try sessions(sql: "SELECT * FROM anonymous_sessions WHERE id = ?", [id]).first
     }
 
     func session(fingerprintHash: String) throws -> AnonymousSession? {
-        try sessions(sql: "SELECT * FROM anonymous_sessions WHERE fingerprint_hash = ?", [fingerprintHash]).first
+        if let postgres { return try PostgresSessionStatements.session(fingerprintHash: fingerprintHash, in: postgres) }
+        return try sessions(sql: "SELECT * FROM anonymous_sessions WHERE fingerprint_hash = ?", [fingerprintHash]).first
+    }
+
+    /// Makes the starts of one browser and of one address take turns until commit. SQLite's
+    /// single writer does that already; PostgreSQL takes advisory locks.
+    func lockCreations(fingerprintHash: String, addressHash: String) throws {
+        if let postgres { try PostgresSessionStatements.lockCreations(fingerprintHash: fingerprintHash, addressHash: addressHash, in: postgres) }
     }
 
     func touch(id: String, at now: Date) throws {
+        if let postgres { return try PostgresSessionStatements.touch(id: id, at: now, in: postgres) }
         try db.execute(sql: "UPDATE anonymous_sessions SET last_seen_at = ? WHERE id = ?", arguments: [SQLTimestamp.string(now), id])
     }
 
@@ -22,7 +41,10 @@ struct SessionStore {
     /// `limit`. The address index walks the window oldest first and stops at the limit: the
     /// check costs the same however many sessions one address made.
     func creationTimes(addressHash: String, since: String, limit: Int) throws -> [String] {
-        try String.fetchAll(
+        if let postgres {
+            return try PostgresSessionStatements.creationTimes(addressHash: addressHash, since: since, limit: limit, in: postgres)
+        }
+        return try String.fetchAll(
             db,
             sql: """
                 SELECT created_at FROM anonymous_sessions WHERE client_address_hash = ? AND created_at > ? ORDER BY created_at LIMIT ?
@@ -32,6 +54,9 @@ struct SessionStore {
     }
 
     func insert(_ session: AnonymousSession, fingerprintHash: String, addressHash: String) throws {
+        if let postgres {
+            return try PostgresSessionStatements.insert(session, fingerprintHash: fingerprintHash, addressHash: addressHash, in: postgres)
+        }
         try db.execute(
             sql: """
                 INSERT INTO anonymous_sessions (id, fingerprint_hash, client_address_hash, granted, used, created_at, last_seen_at)
@@ -152,7 +177,7 @@ struct SessionStore {
                 """,
             arguments: [SQLTimestamp.string(cutoff), batch]
         )
-        return db.changesCount
+        return try db.changesCount
     }
 
     /// The sessions a `SELECT * FROM anonymous_sessions …` query returns.
