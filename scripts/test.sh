@@ -38,6 +38,8 @@ fi
 # killed when time is up. stdbuf keeps the output flowing line by line through the pipe.
 log=$(mktemp)
 trap 'rm -f "$log"; if [ -n "$cluster" ]; then scripts/postgres-test-cluster.sh stop "$cluster"; fi' EXIT
+# Stopped from outside (CI's limit, Ctrl-C): still stop the cluster, through the EXIT trap.
+trap 'exit 143' TERM INT
 limit=${MYBA_TEST_TIMEOUT:-1800}
 set +m
 setsid --wait stdbuf -oL -eL swift test --skip-build "$@" > >(tee "$log") 2>&1 &

@@ -5,6 +5,7 @@ import Hummingbird
 import HummingbirdTesting
 import MyBATestSupport
 import NIOCore
+import Synchronization
 import Testing
 
 @testable import MyBAOps
@@ -234,20 +235,31 @@ struct DatabaseBusyTests {
                 amount: 500,
                 paymentIntent: "pi_busy"
             )
-            // Another process (a raw SQLite connection) takes the write lock and keeps it.
-            let holder = try DatabaseQueue(path: fixture.settings.databasePath)
+            // Another process (a raw SQLite connection) takes the write lock and keeps it. It
+            // waits its turn if the server's own start-up work is writing: a holder that could
+            // not take the lock would otherwise leave this test waiting forever.
+            var configuration = Configuration()
+            configuration.busyMode = .timeout(10)
+            let holder = try DatabaseQueue(path: fixture.settings.databasePath, configuration: configuration)
             let release = DispatchSemaphore(value: 0)
             let held = DispatchSemaphore(value: 0)
+            let locked = Mutex(false)
             let thread = Thread {
-                try? holder.writeWithoutTransaction { db in
-                    try db.execute(sql: "BEGIN IMMEDIATE")
+                do {
+                    try holder.writeWithoutTransaction { db in
+                        try db.execute(sql: "BEGIN IMMEDIATE")
+                        locked.withLock { $0 = true }
+                        held.signal()
+                        release.wait()
+                        try db.execute(sql: "ROLLBACK")
+                    }
+                } catch {
                     held.signal()
-                    release.wait()
-                    try db.execute(sql: "ROLLBACK")
                 }
             }
             thread.start()
-            held.wait()
+            _ = held.wait(timeout: .now() + 30)
+            try #require(locked.withLock { $0 }, "the holder could not take the write lock")
             try await client.execute(
                 uri: "/api/webhook/stripe",
                 method: .post,
