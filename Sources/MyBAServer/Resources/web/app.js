@@ -446,6 +446,8 @@ async function buyPlan(plan, button) {
       token: () => state.auth.token(),
       headers: { "Idempotency-Key": crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) },
     });
+    // Only ever leave for a web address: nothing the server relays may run script here.
+    if (!/^https?:\/\//.test(session.url)) throw new Error("the checkout address is not a web address");
     location.assign(session.url);
   } catch (error) {
     notifyError(error, "Checkout");
