@@ -50,18 +50,12 @@ struct AccountController {
     }
 
     @Sendable func show(_ request: Request, context: MyBARequestContext) async throws -> AccountResponse {
-        let user = try context.requireUser()
-        guard let account = try await database.ledger.accountOverview(userId: user.userId) else {
-            throw APIError(.notFound, code: "unknown_customer", message: "no customer with id \(user.userId)")
-        }
-        return AccountResponse(account: account, welcomeGranted: context.welcomeGranted)
+        AccountResponse(account: try await overview(try context.requireUser()), welcomeGranted: context.welcomeGranted)
     }
 
     @Sendable func events(_ request: Request, context: MyBARequestContext) async throws -> Response {
         let user = try context.requireUser()
-        guard let first = try await database.ledger.accountOverview(userId: user.userId) else {
-            throw APIError(.notFound, code: "unknown_customer", message: "no customer with id \(user.userId)")
-        }
+        let first = try await overview(user)
         guard let subscription = BalanceChanges.shared.subscribe(userId: user.userId, limit: Self.streamsPerAccount) else {
             throw APIError(
                 .tooManyRequests,
@@ -76,7 +70,7 @@ struct AccountController {
         let logger = context.logger
         return Response(
             status: .ok,
-            headers: [.contentType: "text/event-stream; charset=utf-8", .cacheControl: "no-cache", HTTPField.Name("X-Accel-Buffering")!: "no"],
+            headers: .eventStream,
             body: ResponseBody { writer in
                 defer { subscription.cancel() }
                 var sent = try Self.json(first)
@@ -109,6 +103,14 @@ struct AccountController {
                 try await writer.finish(nil)
             }
         )
+    }
+
+    /// The signed-in user's account, or 404 when it is gone (a deleted customer).
+    private func overview(_ user: AuthenticatedUser) async throws -> AccountOverview {
+        guard let account = try await database.ledger.accountOverview(userId: user.userId) else {
+            throw APIError(.notFound, code: "unknown_customer", message: "no customer with id \(user.userId)")
+        }
+        return account
     }
 
     static func json(_ account: AccountOverview) throws -> String {

@@ -96,7 +96,7 @@ struct GenerateController {
         let requestId = context.requestId
         return Response(
             status: .ok,
-            headers: [.contentType: "text/event-stream; charset=utf-8", .cacheControl: "no-cache", HTTPField.Name("X-Accel-Buffering")!: "no"],
+            headers: .eventStream,
             body: ResponseBody { writer in
                 for await event in events {
                     guard let text = Self.encode(event, requestId: requestId) else { continue }
@@ -174,4 +174,11 @@ private final class StreamOpening: Sendable {
             if let settled { continuation.resume(returning: settled) }
         }
     }
+}
+
+extension HTTPFields {
+    /// The head of a Server-Sent Events answer: never cached, never buffered by a proxy.
+    static let eventStream: HTTPFields = [
+        .contentType: "text/event-stream; charset=utf-8", .cacheControl: "no-cache", HTTPField.Name("X-Accel-Buffering")!: "no",
+    ]
 }

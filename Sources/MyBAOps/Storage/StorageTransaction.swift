@@ -25,6 +25,12 @@ struct StorageTransaction {
 
     /// The SQLite connection of a concern that has no PostgreSQL store yet.
     private func sqliteOnly(_ concern: String) throws -> Database {
+        try Self.sqlite(sqlite, for: concern)
+    }
+
+    /// `sqlite`, or, on PostgreSQL (nil), the error naming the `concern` that has no
+    /// PostgreSQL statement yet. Shared by the stores that answer on both backends.
+    static func sqlite(_ sqlite: Database?, for concern: String) throws -> Database {
         guard let sqlite else { throw StorageError.notOnPostgres(concern: concern) }
         return sqlite
     }

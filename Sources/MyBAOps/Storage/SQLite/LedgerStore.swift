@@ -13,10 +13,7 @@ struct LedgerStore {
 
     /// SQLite's connection; on PostgreSQL, an error for what has no PostgreSQL statement yet.
     private var db: Database {
-        get throws {
-            guard let sqlite else { throw StorageError.notOnPostgres(concern: "this ledger query") }
-            return sqlite
-        }
+        get throws { try StorageTransaction.sqlite(sqlite, for: "this ledger query") }
     }
 
     func entry(idempotencyKey: String) throws -> LedgerEntry? {

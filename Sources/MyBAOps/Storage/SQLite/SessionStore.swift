@@ -10,10 +10,7 @@ struct SessionStore {
 
     /// SQLite's connection; on PostgreSQL, an error for what has no PostgreSQL statement yet.
     private var db: Database {
-        get throws {
-            guard let sqlite else { throw StorageError.notOnPostgres(concern: "this anonymous-session query") }
-            return sqlite
-        }
+        get throws { try StorageTransaction.sqlite(sqlite, for: "this anonymous-session query") }
     }
 
     func session(id: String) throws -> AnonymousSession? {

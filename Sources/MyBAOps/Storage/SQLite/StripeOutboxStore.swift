@@ -9,10 +9,7 @@ struct StripeOutboxStore {
 
     /// SQLite's connection; on PostgreSQL, an error for what has no PostgreSQL statement yet.
     private var db: Database {
-        get throws {
-            guard let sqlite else { throw StorageError.notOnPostgres(concern: "the Stripe outbox's queue") }
-            return sqlite
-        }
+        get throws { try StorageTransaction.sqlite(sqlite, for: "the Stripe outbox's queue") }
     }
 
     /// Marks `userId`'s Stripe metadata as behind the ledger (coalesced: one row per customer).

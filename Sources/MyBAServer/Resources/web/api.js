@@ -27,11 +27,17 @@ async function errorFrom(response) {
   );
 }
 
+/** A fresh Idempotency-Key: a retry of the same click may reuse it, a new click never does. */
+export function newIdempotencyKey() {
+  return crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random();
+}
+
 /**
- * A JSON request. `token` (a string or a function returning a promise of one) becomes the
- * bearer; `body` is sent as JSON. Resolves to the decoded answer, rejects with an ApiError.
+ * Sends a request and resolves to the response when it succeeded. `token` (a string or a
+ * function returning a promise of one) becomes the bearer; `body` is sent as JSON. A network
+ * failure or an error answer rejects with an ApiError.
  */
-export async function api(path, { method = "GET", body, token, headers = {}, signal } = {}) {
+async function send(path, { method = "GET", body, token, headers = {}, signal } = {}) {
   const sent = { Accept: "application/json", ...headers };
   if (body !== undefined) sent["Content-Type"] = "application/json";
   const bearer = typeof token === "function" ? await token() : token;
@@ -44,7 +50,12 @@ export async function api(path, { method = "GET", body, token, headers = {}, sig
     throw new ApiError(0, "network_error", "the server could not be reached; check the connection and retry", null);
   }
   if (!response.ok) throw await errorFrom(response);
-  return response.json();
+  return response;
+}
+
+/** A JSON request (see `send`); resolves to the decoded answer. */
+export async function api(path, options = {}) {
+  return (await send(path, options)).json();
 }
 
 /** Splits a text/event-stream body into `{event, data}` records as they arrive. */
@@ -80,20 +91,12 @@ export async function* serverSentEvents(response) {
  * bad input) is an ordinary JSON error answer and rejects with an ApiError.
  */
 export async function generateTicket(request, { token, onDelta }) {
-  const headers = {
-    Accept: "text/event-stream",
-    "Content-Type": "application/json",
-    "Idempotency-Key": crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random(),
-  };
-  const bearer = typeof token === "function" ? await token() : token;
-  if (bearer) headers.Authorization = "Bearer " + bearer;
-  let response;
-  try {
-    response = await fetch("/api/generate", { method: "POST", headers, body: JSON.stringify(request) });
-  } catch {
-    throw new ApiError(0, "network_error", "the server could not be reached; check the connection and retry", null);
-  }
-  if (!response.ok) throw await errorFrom(response);
+  const response = await send("/api/generate", {
+    method: "POST",
+    body: request,
+    token,
+    headers: { Accept: "text/event-stream", "Idempotency-Key": newIdempotencyKey() },
+  });
   if (!(response.headers.get("Content-Type") || "").startsWith("text/event-stream")) return response.json();
   for await (const { event, data } of serverSentEvents(response)) {
     if (event === "delta") onDelta(JSON.parse(data).text || "");
@@ -117,12 +120,7 @@ export function followBalance({ token, onBalance, onTrouble }) {
     let delay = 1000;
     while (!stopped) {
       try {
-        const bearer = typeof token === "function" ? await token() : token;
-        const response = await fetch("/api/account/events", {
-          headers: { Accept: "text/event-stream", Authorization: "Bearer " + bearer },
-          signal: controller.signal,
-        });
-        if (!response.ok) throw await errorFrom(response);
+        const response = await send("/api/account/events", { token, headers: { Accept: "text/event-stream" }, signal: controller.signal });
         delay = 1000;
         for await (const { event, data } of serverSentEvents(response)) {
           if (event === "balance") onBalance(JSON.parse(data));

@@ -1,7 +1,7 @@
 // MyBA's page: write a ticket, sign in, buy tokens. One document for /, /pricing and
 // /payment-success; the views switch without a reload.
 
-import { api, ApiError, followBalance, generateTicket } from "./api.js";
+import { api, ApiError, followBalance, generateTicket, newIdempotencyKey } from "./api.js";
 import { startAuth } from "./auth.js";
 import { copyText, renderTicket } from "./ticket.js";
 
@@ -96,7 +96,7 @@ function renderBalance() {
   else if (!signedIn && state.anonymous) tokens = state.anonymous.tokensRemaining;
   $("balance").textContent = tokens === null ? "…" : String(tokens);
   $("balance-unit").textContent = tokens === 1 ? "token" : "tokens";
-  const out = tokens === 0 && $("view-home") && currentProvider() === "myba";
+  const out = tokens === 0 && currentProvider() === "myba";
   $("out-of-tokens").hidden = !out;
   if (out) {
     $("out-of-tokens-text").textContent = signedIn
@@ -444,7 +444,7 @@ async function buyPlan(plan, button) {
       method: "POST",
       body: { planId: plan.id },
       token: () => state.auth.token(),
-      headers: { "Idempotency-Key": crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) },
+      headers: { "Idempotency-Key": newIdempotencyKey() },
     });
     // Only ever leave for a web address: nothing the server relays may run script here.
     if (!/^https?:\/\//.test(session.url)) throw new Error("the checkout address is not a web address");
