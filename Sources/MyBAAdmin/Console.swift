@@ -127,11 +127,27 @@ final class Console: @unchecked Sendable {
 
     /// The database, opened and migrated on first use. A missing file is an error, not a new
     /// empty ledger.
-    func database() throws -> AppDatabase {
+    func database() async throws -> AppDatabase {
         if let openedDatabase { return openedDatabase }
-        let database = try AppDatabase.openFile(at: databasePath, options: .init(busyTimeout: settings.busyTimeoutSeconds, createIfMissing: false))
+        let database = try await AppDatabase.open(databasePath, options: .init(busyTimeout: settings.busyTimeoutSeconds, createIfMissing: false))
         openedDatabase = database
         return database
+    }
+
+    /// The database for a caller that cannot await (readline's completion): an SQLite file is
+    /// opened now; PostgreSQL only once a command opened it.
+    func databaseSync() throws -> AppDatabase? {
+        if let openedDatabase { return openedDatabase }
+        guard case .sqlite(let path) = try DatabaseLocation.parse(databasePath) else { return nil }
+        let database = try AppDatabase.openFile(at: path, options: .init(busyTimeout: settings.busyTimeoutSeconds, createIfMissing: false))
+        openedDatabase = database
+        return database
+    }
+
+    /// Whether the database is PostgreSQL (a `postgres://` URL) rather than an SQLite file.
+    var isPostgres: Bool {
+        if case .postgres = try? DatabaseLocation.parse(databasePath) { return true }
+        return false
     }
 
     /// Forgets the open database (a restore is about to replace its file).

@@ -20,7 +20,7 @@ struct CustomerForgetCommand: ConsoleCommand {
 
     func execute(in console: Console) async throws {
         let userId = try await console.userId(for: user)
-        let database = try console.database()
+        let database = try await console.database()
         let context = console.operatorContext(reason: mutation.reasonText)
         let plan = try await database.maintenance.forgetCustomer(userId: userId, dryRun: true, by: context)
         if !console.json {

@@ -24,7 +24,7 @@ struct CustomerShowCommand: ConsoleCommand {
 
     func execute(in console: Console) async throws {
         let resolved = try await console.userId(for: userId)
-        let database = try console.database()
+        let database = try await console.database()
         guard let summary = try await database.ledger.summary(userId: resolved, entryLimit: limit) else {
             throw ConsoleFailure(code: "unknown_customer", description: "no customer with id \(userId)")
         }

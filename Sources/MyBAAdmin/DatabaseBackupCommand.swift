@@ -6,8 +6,9 @@ import MyBAOps
 struct DatabaseBackupCommand: ConsoleCommand {
     static let configuration = CommandConfiguration(
         commandName: "backup",
-        abstract: "Copy the database while servers run (SQLite's online backup), checked, with a manifest beside it.",
-        discussion: "Written under a temporary name and renamed only when complete and checked; never overwrites a file."
+        abstract: "Copy the database while servers run (SQLite's online backup, or pg_dump on PostgreSQL), with a manifest beside it.",
+        discussion:
+            "Written under a temporary name and renamed only when complete and checked; never overwrites a file. On PostgreSQL it runs pg_dump --format=custom (restore with pg_restore) and says so."
     )
 
     @OptionGroup var global: GlobalOptions
@@ -16,7 +17,20 @@ struct DatabaseBackupCommand: ConsoleCommand {
     var to: String
 
     func execute(in console: Console) async throws {
-        let database = try console.database()
+        let database = try await console.database()
+        if database.postgres != nil {
+            let manifest = try await database.maintenance.backupWithPgDump(to: to)
+            if console.json {
+                try console.writeJSON(manifest)
+            } else {
+                console.write(
+                    console.green("backed up") + " with pg_dump (custom format; restore with pg_restore) to \(to): "
+                        + "\(manifest.ledgerEntries) ledger entries (last #\(manifest.lastEntryId)) when it began, "
+                        + "\(manifest.bytes) bytes, schema \(manifest.schemaVersion), sha256 \(manifest.sha256.prefix(16))…"
+                )
+            }
+            return
+        }
         let showProgress = console.interactive && !console.json
         let manifest = try database.maintenance.backup(to: to) { done, total in
             if showProgress && total > 0 { Console.writeProgress("backup: \(done * 100 / total) % (\(done)/\(total) pages)") }

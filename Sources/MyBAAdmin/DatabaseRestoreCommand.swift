@@ -20,6 +20,12 @@ struct DatabaseRestoreCommand: ConsoleCommand {
     @OptionGroup var mutation: MutationOptions
 
     func execute(in console: Console) async throws {
+        guard !console.isPostgres else {
+            throw MaintenanceError.sqliteOnly(
+                "db restore",
+                instead: "restore a db backup (pg_dump) with pg_restore --clean --dbname=… while the servers are stopped (README, Several servers)"
+            )
+        }
         let backup = try AppDatabase.inspectBackup(at: from)
         let path = console.databasePath
         guard !ServerPresence.isHeld(databasePath: path) else { throw MaintenanceError.serverRunning(path) }

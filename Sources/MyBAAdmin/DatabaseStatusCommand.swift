@@ -17,7 +17,11 @@ struct DatabaseStatusCommand: ConsoleCommand {
             return
         }
         var table = TextTable(["field", "value"])
-        table.add(["file", "\(status.path) (\(status.fileBytes) bytes, WAL \(status.walBytes) bytes)"])
+        if status.backend == "postgres" {
+            table.add(["database", "PostgreSQL \(status.path) (\(status.fileBytes) bytes)"])
+        } else {
+            table.add(["file", "\(status.path) (\(status.fileBytes) bytes, WAL \(status.walBytes) bytes)"])
+        }
         table.add(["schema", "\(status.migrationsApplied.last ?? "none") (\(status.migrationsApplied.count) migrations)"])
         table.add(["pending migrations", status.migrationsPending.isEmpty ? "none" : status.migrationsPending.joined(separator: ", ")])
         table.add(["oldest pending webhook", status.oldestPendingWebhook ?? "-"])

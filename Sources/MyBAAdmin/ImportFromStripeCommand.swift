@@ -15,7 +15,7 @@ struct ImportFromStripeCommand: ConsoleCommand {
     @OptionGroup var mutation: MutationOptions
 
     func execute(in console: Console) async throws {
-        let database = try console.database()
+        let database = try await console.database()
         let stripe = try console.stripeClient()
         let customers = try await stripe.allCustomers().filter { $0.userId != nil }
         let context = console.operatorContext(reason: mutation.reasonText)

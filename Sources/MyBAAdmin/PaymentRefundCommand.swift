@@ -46,7 +46,7 @@ struct PaymentRefundCommand: ConsoleCommand {
     }
 
     func execute(in console: Console) async throws {
-        let refunds = PaymentRefunds(database: try console.database(), stripe: try console.stripeClient())
+        let refunds = PaymentRefunds(database: try await console.database(), stripe: try console.stripeClient())
         let prepared = try await refunds.prepare(paymentId: payment, amount: amount)
         let record = prepared.payment
         guard

@@ -35,7 +35,7 @@ struct PlansSetCommand: ConsoleCommand {
         } catch let error as PlanCatalogError {
             throw ConsoleFailure(code: "invalid_plans", description: TerminalText.escape(error.description))
         }
-        let database = try console.database()
+        let database = try await console.database()
         let current = try await database.plans.installed()
         if catalog == current.catalog {
             throw ConsoleFailure(code: "no_change", description: "\(from) is the catalog in force (\(current.label)); nothing to install")

@@ -23,7 +23,7 @@ struct PlansShowCommand: ConsoleCommand {
     }
 
     func execute(in console: Console) async throws {
-        let database = try console.database()
+        let database = try await console.database()
         let current = try await database.plans.installed()
         var earlier: [InstalledPlans]?
         if let history { earlier = try await database.plans.history(limit: history) }

@@ -91,7 +91,7 @@ private let completeLine: @convention(c) (UnsafePointer<CChar>?, Int32, Int32) -
     let words = (try? LineTokenizer.split(before)) ?? []
     ShellState.candidates =
         CommandTree.shared?.candidates(words: words, current: current) { prefix in
-            (try? ShellState.console?.database().queries.userIdsSync(prefix: prefix)) ?? []
+            (try? ShellState.console?.databaseSync()?.queries.userIdsSync(prefix: prefix)) ?? []
         } ?? []
     ShellState.index = 0
     if ShellState.candidates.isEmpty, let tree = CommandTree.shared {

@@ -48,7 +48,7 @@ struct ReconcileCommand: ConsoleCommand {
     }
 
     func execute(in console: Console) async throws {
-        let database = try console.database()
+        let database = try await console.database()
         let stripe = try console.stripeClient()
         let userId = try await user.asyncMap { try await console.userId(for: $0) }
         let showProgress = console.interactive && !console.json

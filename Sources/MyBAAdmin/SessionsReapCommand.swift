@@ -52,7 +52,7 @@ struct SessionsReapCommand: ConsoleCommand {
 
     func execute(in console: Console) async throws {
         let cutoff = Date().addingTimeInterval(-(try parseDuration(olderThan, option: "--older-than")))
-        let database = try console.database()
+        let database = try await console.database()
         if !dryRun && !yes {
             // The plan, then the question (or the refusal off a terminal), as for every mutation.
             if console.interactive {

@@ -24,7 +24,7 @@ struct TimelineCommand: ConsoleCommand {
     }
 
     func execute(in console: Console) async throws {
-        let database = try console.database()
+        let database = try await console.database()
         let userId: String?
         do {
             userId = try await database.queries.resolveUserId(subject)

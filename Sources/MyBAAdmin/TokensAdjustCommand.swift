@@ -112,7 +112,7 @@ struct TokensAdjustCommand: ConsoleCommand {
 
 /// Plans, confirms, posts with an audit row, and reports — shared by the token commands.
 func applyOperatorPosting(_ posting: LedgerPosting, title: String, options: MutationOptions, in console: Console) async throws {
-    let database = try console.database()
+    let database = try await console.database()
     let plan: MutationPlan
     do {
         plan = try await database.ledger.plan(posting)

@@ -26,7 +26,7 @@ struct WebhooksPruneCommand: ConsoleCommand {
 
     func execute(in console: Console) async throws {
         let cutoff = Date().addingTimeInterval(-(try parseDuration(olderThan, option: "--older-than")))
-        let database = try console.database()
+        let database = try await console.database()
         let count = try await database.inbox.prunable(before: cutoff)
         if !console.json {
             console.write(

@@ -29,7 +29,7 @@ struct WebhooksRecoverCommand: ConsoleCommand {
     }
 
     func execute(in console: Console) async throws {
-        let database = try console.database()
+        let database = try await console.database()
         let sinceDate = Date().addingTimeInterval(-(try parseDuration(since, option: "--since")))
         let processor = WebhookProcessor(database: database)
         let (listed, missing) = try await processor.missingEvents(from: try console.stripeClient(), since: sinceDate)

@@ -45,7 +45,7 @@ struct WebhooksReplayCommand: ConsoleCommand {
     }
 
     func execute(in console: Console) async throws {
-        let database = try console.database()
+        let database = try await console.database()
         var targets: [WebhookEvent] = []
         if failed {
             let sinceDate = try since.map { Date().addingTimeInterval(-(try parseDuration($0, option: "--since"))) }

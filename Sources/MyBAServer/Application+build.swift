@@ -34,10 +34,14 @@ func buildDependencies(
 ) async throws -> ServerDependencies {
     // A bad plans file stops start-up before the database is touched.
     let plansFile = try settings.plansFile.map { ($0, try PlanCatalog.load(contentsOf: $0)) }
-    let database = try AppDatabase.openFile(
-        at: settings.databasePath,
-        options: .init(busyTimeout: settings.busyTimeoutSeconds, createIfMissing: true)
+    let database = try await AppDatabase.open(
+        settings.databasePath,
+        options: .init(busyTimeout: settings.busyTimeoutSeconds, createIfMissing: true),
+        logger: logger
     )
+    // Several servers on one PostgreSQL: a balance changed on another server reaches the
+    // browsers streaming balance events from this one.
+    database.postgres?.relayBalanceChanges()
     if let (path, catalog) = plansFile {
         switch try await database.plans.adoptFile(catalog, path: path) {
         case .installed(let installed):
@@ -90,7 +94,12 @@ func buildServer(
     let generator = dependencies.generator
     var services: [any Service] = [
         WatchdogService(watchdog: dependencies.watchdog),
-        PeriodicService.webhookRetries(webhookProcessor, every: .seconds(settings.webhookRetryIntervalSeconds), logger: logger),
+        PeriodicService.webhookRetries(
+            webhookProcessor,
+            every: .seconds(settings.webhookRetryIntervalSeconds),
+            leaseSeconds: settings.workLeaseSeconds,
+            logger: logger
+        ),
         PeriodicService.reservationSweep(
             database,
             deadlineSeconds: ReservationDeadline.seconds(ai: settings.ai, busyTimeoutSeconds: settings.busyTimeoutSeconds),
@@ -105,6 +114,7 @@ func buildServer(
             PeriodicService.stripeMirror(
                 StripeMirror(database: database, stripe: stripe),
                 every: .milliseconds(settings.mirrorIntervalMilliseconds),
+                leaseSeconds: settings.workLeaseSeconds,
                 logger: logger
             )
         )

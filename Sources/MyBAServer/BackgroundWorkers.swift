@@ -28,17 +28,17 @@ struct PeriodicService: Service {
 extension PeriodicService {
     /// Retries failed webhook events with backoff, and finishes events stored by a process
     /// that died before processing them.
-    static func webhookRetries(_ processor: WebhookProcessor, every interval: Duration, logger: Logger) -> PeriodicService {
+    static func webhookRetries(_ processor: WebhookProcessor, every interval: Duration, leaseSeconds: Int, logger: Logger) -> PeriodicService {
         PeriodicService(name: "webhook retry", interval: interval, logger: logger) {
-            let handled = try await processor.processDue(logger: logger)
+            let handled = try await processor.processDue(leaseSeconds: leaseSeconds, logger: logger)
             if handled > 0 { logger.info("webhook retry pass", metadata: ["webhooks.handled": .stringConvertible(handled)]) }
         }
     }
 
     /// Drains the Stripe outbox into customer metadata.
-    static func stripeMirror(_ mirror: StripeMirror, every interval: Duration, logger: Logger) -> PeriodicService {
+    static func stripeMirror(_ mirror: StripeMirror, every interval: Duration, leaseSeconds: Int, logger: Logger) -> PeriodicService {
         PeriodicService(name: "Stripe mirror", interval: interval, logger: logger) {
-            let (pushed, failed) = try await mirror.pushDue(logger: logger)
+            let (pushed, failed) = try await mirror.pushDue(leaseSeconds: leaseSeconds, logger: logger)
             if pushed + failed > 0 {
                 logger.info(
                     "Stripe mirror pass",

@@ -47,7 +47,8 @@ struct MyBAServer {
         do {
             let server = try await buildServer(settings: settings, logger: logger, metricsRegistry: metricsRegistry)
             // Held until the process ends: `myba-admin db restore` refuses while it is.
-            let presence = try ServerPresence(databasePath: settings.databasePath)
+            // (An SQLite file only: PostgreSQL is restored with its own tools.)
+            let presence = try DatabaseLocation.parse(settings.databasePath).isSQLite ? ServerPresence(databasePath: settings.databasePath) : nil
             defer { withExtendedLifetime(presence) {} }
             // The deadline is listed last so that it hears SIGTERM first (services stop in reverse).
             let group = ServiceGroup(

@@ -457,6 +457,8 @@ public struct TicketGenerator: Sendable {
         let scopes: [(GenerationStore.OwnKeyScope, String, Int)] = [
             (.client, limits.clientKey, limits.perAddress), (.payer, payerId, limits.perAccount),
         ]
+        // Several servers: each window's count and the insert after it take turns (in one order).
+        for (scope, value, _) in scopes { try tx.generations.lockOwnKeyWindow(scope, value) }
         for (scope, value, limit) in scopes {
             let recent = try tx.generations.ownKeyCreationTimes(scope, value, since: HourlyWindow.start(now), limit: limit)
             if let retryAfter = HourlyWindow.retryAfter(oldestFirst: recent, limit: limit, now: now) {

@@ -23,6 +23,8 @@ public enum MaintenanceError: CodedError, Equatable {
     case notABackup(String, why: String)
     case serverRunning(String)
     case couldNotWrite(String, why: String)
+    /// What only an SQLite file has (a file restore); PostgreSQL's tools do it there.
+    case sqliteOnly(String, instead: String)
 
     public var code: String {
         switch self {
@@ -30,6 +32,7 @@ public enum MaintenanceError: CodedError, Equatable {
         case .notABackup: return "bad_backup"
         case .serverRunning: return "server_running"
         case .couldNotWrite: return "write_failed"
+        case .sqliteOnly: return "not_on_postgres"
         }
     }
 
@@ -40,6 +43,7 @@ public enum MaintenanceError: CodedError, Equatable {
         case .serverRunning(let path):
             return "a myba-server is running on \(path); stop it first (restoring under a running server would lose what it writes)"
         case .couldNotWrite(let path, let why): return "could not write \(path): \(why); no file was left under that name"
+        case .sqliteOnly(let what, let instead): return "\(what) works on an SQLite file; on PostgreSQL \(instead). Nothing was changed"
         }
     }
 }
@@ -79,6 +83,9 @@ public struct CheckProblem: Codable, Equatable, Sendable {
 
 /// What `db status` shows.
 public struct DatabaseStatus: Codable, Equatable, Sendable {
+    /// `sqlite` or `postgres`.
+    public var backend: String
+    /// The file, or the PostgreSQL URL without its password.
     public var path: String
     public var migrationsApplied: [String]
     public var migrationsPending: [String]
@@ -173,24 +180,80 @@ extension Maintenance {
         return problems
     }
 
-    /// The schema, sizes, row counts and oldest pending work.
+    /// The schema, sizes, row counts and oldest pending work. On PostgreSQL the size is the
+    /// database's (`pg_database_size`) and there is no WAL file of MyBA's own.
     public func status() async throws -> DatabaseStatus {
         let path = self.database.path
+        let onPostgres = database.postgres != nil
+        let known = onPostgres ? PostgresMigrations.all.map(\.name) : AppDatabase.migrationNames
         let applied = try await database.read { tx in try tx.maintenance.appliedMigrations() }
         @Sendable func size(_ path: String) -> Int { (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0 }
         return try await database.read { tx in
             DatabaseStatus(
+                backend: onPostgres ? "postgres" : "sqlite",
                 path: path,
-                migrationsApplied: AppDatabase.migrationNames.filter { applied.contains($0) },
-                migrationsPending: AppDatabase.migrationNames.filter { !applied.contains($0) },
-                fileBytes: size(path),
-                walBytes: size(path + "-wal"),
+                migrationsApplied: known.filter { applied.contains($0) },
+                migrationsPending: known.filter { !applied.contains($0) },
+                fileBytes: onPostgres ? try tx.maintenance.databaseBytes() : size(path),
+                walBytes: onPostgres ? 0 : size(path + "-wal"),
                 rows: try tx.maintenance.rowCounts(),
                 oldestPendingWebhook: try tx.inbox.oldestPendingText(),
                 oldestOutboxRow: try tx.outbox.oldestPendingSinceText(),
                 oldestReservation: try tx.generations.oldestReservationText()
             )
         }
+    }
+
+    /// A PostgreSQL backup: `pg_dump --format=custom` of the database into a new file (written
+    /// under a temporary name, renamed when `pg_dump` succeeded), with a manifest beside it. The
+    /// ledger figures are read just before the dump; the dump is a snapshot at least as new.
+    public func backupWithPgDump(to path: String, pgDump: String = "pg_dump") async throws -> BackupManifest {
+        guard let postgres = database.postgres else { throw MaintenanceError.couldNotWrite(path, why: "not a PostgreSQL database") }
+        let fileManager = FileManager.default
+        guard !fileManager.fileExists(atPath: path) else { throw MaintenanceError.exists(path) }
+        let facts = try await database.read { tx in
+            (try tx.maintenance.schemaVersion(), try tx.sql.value("SELECT COUNT(*) FROM ledger_entries", as: Int.self) ?? 0,
+             try tx.sql.value("SELECT MAX(id) FROM ledger_entries", as: Int64.self) ?? 0)
+        }
+        let partial = path + ".partial-\(getpid())"
+        defer { try? fileManager.removeItem(atPath: partial) }
+        let location = postgres.location
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [
+            pgDump, "--format=custom", "--no-owner", "--file=\(partial)", "--host=\(location.host)", "--port=\(location.port)",
+            "--username=\(location.username)", "--dbname=\(location.database)",
+        ]
+        var environment = ProcessInfo.processInfo.environment
+        // The password travels in the environment, never on a command line `ps` shows.
+        if let password = location.password { environment["PGPASSWORD"] = password }
+        environment["PGSSLMODE"] = location.tls.libpqMode
+        process.environment = environment
+        let errors = Pipe()
+        process.standardError = errors
+        do {
+            try process.run()
+        } catch {
+            throw MaintenanceError.couldNotWrite(path, why: "could not run \(pgDump): \(error)")
+        }
+        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw MaintenanceError.couldNotWrite(path, why: "pg_dump failed: \(message.trimmingCharacters(in: .whitespacesAndNewlines).prefix(300))")
+        }
+        let data = try Data(contentsOf: URL(fileURLWithPath: partial), options: .alwaysMapped)
+        let manifest = BackupManifest(
+            createdAt: Timestamps.timestamp(Date()),
+            source: database.path,
+            schemaVersion: facts.0 ?? "",
+            ledgerEntries: facts.1,
+            lastEntryId: facts.2,
+            bytes: data.count,
+            sha256: SHA256.hash(data: data).lowercaseHex
+        )
+        try fileManager.moveItem(atPath: partial, toPath: path)
+        try JSONEncoder.pretty.encode(manifest).write(to: URL(fileURLWithPath: path + ".manifest.json"), options: .atomic)
+        return manifest
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Logging
 
 /// The MyBA database: every read and write of the ledger goes through this type.
 ///
@@ -29,11 +30,44 @@ public struct AppDatabase: Sendable {
     }
 
     /// The database on PostgreSQL, its schema brought up to date (once, however many servers
-    /// start together). Only the ledger has PostgreSQL stores so far (issue 20); the other
-    /// concerns answer `StorageError.notOnPostgres`.
+    /// start together).
     public static func open(postgres: PostgresEngine) async throws -> AppDatabase {
         try await postgres.migrate()
         return AppDatabase(postgres: postgres)
+    }
+
+    /// Opens what `location` (`MYBA_DATABASE`, the console's `--db`) names: a `postgres://`
+    /// URL opens PostgreSQL (the password from the URL or `PGPASSWORD` in `environment`), any
+    /// other text the SQLite file at that path, with `options`.
+    public static func open(
+        _ location: String,
+        options: FileOptions = .init(),
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        logger: Logger = Logger(label: "myba.database")
+    ) async throws -> AppDatabase {
+        switch try DatabaseLocation.parse(location, environment: environment) {
+        case .sqlite(let path):
+            return try openFile(at: path, options: options)
+        case .postgres(let postgres):
+            let engine = PostgresEngine(location: postgres, logger: logger)
+            do {
+                return try await open(postgres: engine)
+            } catch {
+                await engine.shutdown()
+                throw error
+            }
+        }
+    }
+
+    /// PostgreSQL's engine, nil on SQLite.
+    public var postgres: PostgresEngine? {
+        guard case .postgres(let engine) = engine else { return nil }
+        return engine
+    }
+
+    /// Closes PostgreSQL's connections (nothing to do for SQLite, whose pool closes with it).
+    public func close() async {
+        await postgres?.shutdown()
     }
 
     /// The database's path, or a PostgreSQL URL without its password.
@@ -93,10 +127,9 @@ extension AppDatabase {
     /// Opens (creating when allowed) the SQLite file at `path` as a WAL-mode `DatabasePool` and
     /// migrates it. Safe to call from several processes at once.
     public static func openFile(at path: String, options: FileOptions = .init()) throws -> AppDatabase {
-        // A PostgreSQL URL must not become a file named `postgres:` (issue 20: only the ledger
-        // runs on PostgreSQL so far).
+        // A PostgreSQL URL must not become a file named `postgres:`.
         if case .postgres(let location) = try DatabaseLocation.parse(path, environment: [:]) {
-            throw StorageError.notOnPostgres(concern: "Serving and the console on \(location)")
+            throw StorageError.notOnPostgres(concern: "Opening \(location) as a file (use AppDatabase.open)")
         }
         let fileManager = FileManager.default
         let url = URL(fileURLWithPath: path)
@@ -269,8 +302,24 @@ extension AppDatabase {
     }
 
     /// Synchronous `read`, for callers that cannot await (readline's completion callback).
-    func readSync<T>(_ body: (StorageTransaction) throws -> T) throws -> T {
-        try sqliteWriter("a synchronous read").read { db in try body(StorageTransaction(db)) }
+    func readSync<T: Sendable>(_ body: @escaping @Sendable (StorageTransaction) throws -> T) throws -> T {
+        switch engine {
+        case .sqlite(let writer, _): return try writer.read { db in try body(StorageTransaction(db)) }
+        case .postgres(let postgres): return try Self.waitOffPool { try await postgres.transaction(writing: false, body) }
+        }
+    }
+
+    /// Runs `work` and waits for it, for a synchronous caller on a thread of its own (readline's
+    /// callbacks, tools); never call it from Swift's cooperative pool.
+    private static func waitOffPool<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) throws -> T {
+        let outcome = ResultBox<T>()
+        let done = DispatchSemaphore(value: 0)
+        Task.detached {
+            do { outcome.set(.success(try await work())) } catch { outcome.set(.failure(error)) }
+            done.signal()
+        }
+        done.wait()
+        return try outcome.get()
     }
 
     /// Runs `body` in an IMMEDIATE transaction: the write lock is taken at BEGIN, so a
@@ -288,8 +337,11 @@ extension AppDatabase {
 
     /// `write` in a transaction of its own, synchronously, for callers without an async context
     /// (benchmarks, tools).
-    func writeAlone<T>(_ body: (StorageTransaction) throws -> T) throws -> T {
-        try sqliteWriter("a synchronous write").writeWithoutTransaction { db in
+    func writeAlone<T: Sendable>(_ body: @escaping @Sendable (StorageTransaction) throws -> T) throws -> T {
+        if case .postgres(let postgres) = engine {
+            return try Self.waitOffPool { try await postgres.transaction(writing: true, body) }
+        }
+        return try sqliteWriter("a synchronous write").writeWithoutTransaction { db in
             var result: T?
             try db.inTransaction(.immediate) {
                 result = try body(StorageTransaction(db))
@@ -335,5 +387,23 @@ extension AppDatabase {
         // The copy keeps the source's WAL mode: back to a single self-contained file.
         try destination.writeWithoutTransaction { try $0.execute(sql: "PRAGMA journal_mode = DELETE") }
         try destination.close()
+    }
+}
+
+/// A result handed from a task to a waiting thread.
+private final class ResultBox<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var result: Result<T, any Error>?
+
+    func set(_ value: Result<T, any Error>) {
+        lock.lock()
+        result = value
+        lock.unlock()
+    }
+
+    func get() throws -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return try result!.get()
     }
 }

@@ -23,15 +23,9 @@ struct StorageTransaction {
         self.postgres = postgres
     }
 
-    /// The SQLite connection of a concern that has no PostgreSQL store yet.
-    private func sqliteOnly(_ concern: String) throws -> Database {
-        try Self.sqlite(sqlite, for: concern)
-    }
-
-    /// `sqlite`, or, on PostgreSQL (nil), the error naming the `concern` that has no
-    /// PostgreSQL statement yet. Shared by the stores that answer on both backends.
-    static func sqlite(_ sqlite: Database?, for concern: String) throws -> Database {
-        guard let sqlite else { throw StorageError.notOnPostgres(concern: concern) }
+    /// `sqlite`, or, on PostgreSQL (nil), the error naming the `what` that only SQLite has.
+    static func sqlite(_ sqlite: Database?, for what: String) throws -> Database {
+        guard let sqlite else { throw StorageError.notOnPostgres(concern: what) }
         return sqlite
     }
 
@@ -43,28 +37,31 @@ struct StorageTransaction {
         }
     }
 
+    /// The connection for statements written once for both backends.
+    var sql: SQLConnection { SQLConnection(sqlite: sqlite, postgres: postgres) }
+
     /// Customers, their balances and the append-only ledger entries.
     var ledger: LedgerStore { LedgerStore(sqlite: sqlite, postgres: postgres) }
     /// Anonymous sessions and their charges.
-    var sessions: SessionStore { SessionStore(sqlite: sqlite, postgres: postgres) }
+    var sessions: SessionStore { SessionStore(sql: sql) }
     /// Generation requests: reservations, answers, own-key generations.
-    var generations: GenerationStore { get throws { GenerationStore(db: try sqliteOnly("generations")) } }
+    var generations: GenerationStore { GenerationStore(sql: sql) }
     /// Stored webhook events and the entries they posted.
-    var inbox: WebhookInboxStore { get throws { WebhookInboxStore(db: try sqliteOnly("the webhook inbox")) } }
+    var inbox: WebhookInboxStore { WebhookInboxStore(sql: sql) }
     /// Customers whose Stripe metadata is behind the ledger.
-    var outbox: StripeOutboxStore { StripeOutboxStore(sqlite: sqlite, postgres: postgres) }
+    var outbox: StripeOutboxStore { StripeOutboxStore(sql: sql) }
     /// Stripe customers forgotten, and legacy balances awaiting import.
-    var stripeCustomers: StripeCustomerStore { get throws { StripeCustomerStore(db: try sqliteOnly("Stripe customers")) } }
+    var stripeCustomers: StripeCustomerStore { StripeCustomerStore(sql: sql) }
     /// Payments, their refunds and disputes, and the Checkout Sessions opened.
-    var payments: PaymentStore { get throws { PaymentStore(db: try sqliteOnly("payments")) } }
+    var payments: PaymentStore { PaymentStore(sql: sql) }
     /// The installed plan catalogs.
-    var plans: PlanCatalogStore { get throws { PlanCatalogStore(db: try sqliteOnly("plan catalogs")) } }
+    var plans: PlanCatalogStore { PlanCatalogStore(sql: sql) }
     /// The operator audit log.
-    var audit: AuditStore { get throws { AuditStore(db: try sqliteOnly("the audit log")) } }
+    var audit: AuditStore { AuditStore(sql: sql) }
     /// Read-only questions that span tables: console listings, stats, timelines, checks.
-    var queries: OperatorQueries { get throws { OperatorQueries(db: try sqliteOnly("operator queries")) } }
-    /// The file itself: integrity, schema version, row counts.
-    var maintenance: MaintenanceStore { get throws { MaintenanceStore(db: try sqliteOnly("maintenance")) } }
+    var queries: OperatorQueries { OperatorQueries(sql: sql) }
+    /// The database as a whole: integrity, schema version, row counts.
+    var maintenance: MaintenanceStore { MaintenanceStore(sql: sql) }
 
     /// Runs `action` once this write's changes commit, never when they are rolled back (in a
     /// group commit: its own savepoint).
@@ -75,9 +72,6 @@ struct StorageTransaction {
     /// Runs `body` in a savepoint: when it throws, only its changes are undone and the error is
     /// rethrown; the rest of the transaction goes on.
     func savepoint(_ body: () throws -> Void) throws {
-        try sqliteOnly("savepoints").inSavepoint {
-            try body()
-            return .commit
-        }
+        try sql.savepoint(body)
     }
 }

@@ -50,10 +50,14 @@ public struct StripeMirror: Sendable {
     /// Delay after failed attempt number `attempts`: 2 s, 4 s … capped at 5 minutes.
     static func backoff(attempts: Int) -> TimeInterval { min(2 * pow(2, Double(max(attempts - 1, 0))), 300) }
 
-    /// Pushes every due customer once; returns (pushed, failed).
+    /// Pushes every due customer once; returns (pushed, failed). On PostgreSQL the rows are
+    /// claimed for `leaseSeconds` first, so several servers never push one customer at once.
     @discardableResult
-    public func pushDue(limit: Int = 100, logger: Logger) async throws -> (pushed: Int, failed: Int) {
-        let due = try await database.read { tx in try tx.outbox.due(now: Date(), limit: limit) }
+    public func pushDue(limit: Int = 100, leaseSeconds: Int = 120, logger: Logger) async throws -> (pushed: Int, failed: Int) {
+        let now = Date()
+        let due = try await database.write { tx in
+            try tx.outbox.claimDue(now: now, limit: limit, leaseUntil: now.addingTimeInterval(TimeInterval(leaseSeconds)))
+        }
         var pushed = 0
         var failed = 0
         for userId in due {
@@ -173,7 +177,9 @@ extension StripeCustomers {
                 return linked ?? legacy.id
             }
             if linked == legacy.id {
-                try await database.outbox.enqueue(userIds: [userId])
+                // The mirror (`pushBalance` false) is draining this user's row and pushes next:
+                // marking the row changed again would only make it push twice.
+                if pushBalance { try await database.outbox.enqueue(userIds: [userId]) }
                 if pushBalance, try await legacyBalanceHold(userId: userId) == nil {
                     try await StripeMirror(database: database, stripe: stripe).push(userId: userId)
                 }
@@ -196,9 +202,12 @@ extension StripeCustomers {
                 idempotencyKey: "myba-customer-email:\(linked):\(email)"
             )
         }
-        try await database.outbox.enqueue(userIds: [userId])
-        // The balance keys at once (the mirror's push, which does not come back here).
-        if pushBalance { try await StripeMirror(database: database, stripe: stripe).push(userId: userId) }
+        // The balance keys at once (the mirror's push, which does not come back here); when the
+        // mirror itself asked, it pushes next.
+        if pushBalance {
+            try await database.outbox.enqueue(userIds: [userId])
+            try await StripeMirror(database: database, stripe: stripe).push(userId: userId)
+        }
         return linked
     }
 

@@ -50,6 +50,10 @@ public struct MyBASettings: Equatable, Sendable {
     public var staleSessionSeconds: Double { sessionTTLSeconds ?? 30 * 86400 }
     /// `MYBA_MIRROR_INTERVAL_MS`: how often the Stripe mirror drains the outbox.
     public var mirrorIntervalMilliseconds: Int = 1000
+    /// `MYBA_WORK_LEASE_SECONDS`: on PostgreSQL, how long a server's claim on a webhook event
+    /// (retry worker) or an outbox row (Stripe mirror) keeps other servers off it; a server that
+    /// dies mid-row leaves the row to the others after this. Longer than any one push takes.
+    public var workLeaseSeconds: Int = 120
     /// `MYBA_CHECKOUTS_PER_HOUR`: Checkout Sessions one account may open per hour.
     public var checkoutsPerHour = 10
     /// Outbound HTTP limits (`MYBA_HTTP_MAX_CONNECTIONS_PER_HOST`, `MYBA_HTTP_IDLE_CLOSE_MS`).
@@ -207,6 +211,7 @@ public struct MyBASettings: Equatable, Sendable {
         }
         settings.mirrorIntervalMilliseconds = try env.integer("MYBA_MIRROR_INTERVAL_MS", in: 10...600_000) ?? settings.mirrorIntervalMilliseconds
         settings.webhookRetryIntervalSeconds = try env.integer("MYBA_WEBHOOK_RETRY_SECONDS", in: 1...3600) ?? settings.webhookRetryIntervalSeconds
+        settings.workLeaseSeconds = try env.integer("MYBA_WORK_LEASE_SECONDS", in: 2...3600) ?? settings.workLeaseSeconds
         settings.checkoutsPerHour = try env.integer("MYBA_CHECKOUTS_PER_HOUR", in: 1...10_000) ?? settings.checkoutsPerHour
         settings.outboundHTTP.maxConnectionsPerHost =
             try env.integer("MYBA_HTTP_MAX_CONNECTIONS_PER_HOST", in: 1...10_000) ?? settings.outboundHTTP.maxConnectionsPerHost

@@ -78,6 +78,21 @@ extension WebhookInbox {
             try tx.inbox.due(receivedBefore: now.addingTimeInterval(-2), now: now, maxAttempts: maxAttempts, limit: limit)
         }
     }
+
+    /// The due events this process takes on now. On PostgreSQL they are claimed for
+    /// `leaseSeconds`: another server's retry worker skips them meanwhile, and takes them over
+    /// if this one dies before finishing.
+    public func claimDue(now: Date = Date(), maxAttempts: Int, limit: Int = 100, leaseSeconds: Int) async throws -> [(WebhookSource, String)] {
+        try await database.write { tx in
+            try tx.inbox.claimDue(
+                receivedBefore: now.addingTimeInterval(-2),
+                now: now,
+                maxAttempts: maxAttempts,
+                limit: limit,
+                leaseUntil: now.addingTimeInterval(TimeInterval(leaseSeconds))
+            )
+        }
+    }
 }
 
 /// Processes stored webhook events: the one function live deliveries, the retry worker, and the
@@ -159,10 +174,11 @@ public struct WebhookProcessor: Sendable {
         }
     }
 
-    /// Processes every due event once; returns how many were looked at.
+    /// Processes every due event once; returns how many were looked at. Several servers on
+    /// PostgreSQL each claim their own events for `leaseSeconds` (see `WebhookInbox.claimDue`).
     @discardableResult
-    public func processDue(logger: Logger) async throws -> Int {
-        let due = try await database.inbox.due(maxAttempts: Self.maxAttempts)
+    public func processDue(leaseSeconds: Int = 120, logger: Logger) async throws -> Int {
+        let due = try await database.inbox.claimDue(maxAttempts: Self.maxAttempts, leaseSeconds: leaseSeconds)
         for (source, eventId) in due {
             _ = try await process(source: source, eventId: eventId, logger: logger)
         }

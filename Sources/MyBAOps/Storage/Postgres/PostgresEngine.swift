@@ -169,22 +169,13 @@ final class PostgresSession: @unchecked Sendable {
     /// Sends `query` and returns its rows, blocking this (non-cooperative) thread meanwhile.
     @discardableResult
     func rows(_ query: PostgresQuery) throws -> [PostgresRow] {
-        let outcome = Mutex<Result<[PostgresRow], any Error>?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        let connection = self.connection
-        let logger = self.logger
-        Task {
-            let result: Result<[PostgresRow], any Error>
-            do {
-                result = .success(try await connection.query(query, logger: logger).collect())
-            } catch {
-                result = .failure(error)
-            }
-            outcome.withLock { $0 = result }
-            done.signal()
-        }
-        done.wait()
-        return try outcome.withLock { $0! }.get()
+        try result(query).rows
+    }
+
+    /// Sends `query` and returns its rows and command tag (how many rows it changed), blocking
+    /// this thread meanwhile: the event loop answers the future, this thread only waits.
+    func result(_ query: PostgresQuery) throws -> PostgresQueryResult {
+        try connection.query(query, logger: logger).wait()
     }
 
     func execute(_ sql: String) throws {

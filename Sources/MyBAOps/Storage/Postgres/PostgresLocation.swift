@@ -12,6 +12,11 @@ public enum DatabaseLocation: Equatable, Sendable {
         guard text.hasPrefix("postgres://") || text.hasPrefix("postgresql://") else { return .sqlite(path: text) }
         return .postgres(try PostgresLocation(url: text, environment: environment))
     }
+
+    public var isSQLite: Bool {
+        if case .sqlite = self { return true }
+        return false
+    }
 }
 
 /// A PostgreSQL database to connect to. Its description never shows the password.
@@ -25,6 +30,16 @@ public struct PostgresLocation: Equatable, Sendable, CustomStringConvertible {
         case require
         /// TLS required and the server's certificate and name checked (`verify-full`, `verify-ca`).
         case verify
+
+        /// The same mode for libpq's tools (`PGSSLMODE` of `pg_dump`).
+        public var libpqMode: String {
+            switch self {
+            case .disable: return "disable"
+            case .prefer: return "prefer"
+            case .require: return "require"
+            case .verify: return "verify-full"
+            }
+        }
     }
 
     public var host: String

@@ -4,7 +4,7 @@ import GRDB
 /// Generation requests (`generations`): one row per request key, with what was charged and
 /// what was answered, so a retried request is never charged twice and gets the same ticket.
 struct GenerationStore {
-    let db: Database
+    let sql: SQLConnection
 
     /// A stored request as a retry of its key sees it.
     struct Stored {
@@ -40,8 +40,28 @@ struct GenerationStore {
         }
     }
 
-    /// On the generation hot path: a cached statement.
+    /// On the generation hot path: a cached statement on SQLite. In a PostgreSQL write, requests
+    /// with one key take turns until commit (an advisory lock: the row may not exist yet), so
+    /// two servers never both take a first attempt, and the row read is locked.
     func lookup(key: String) throws -> Stored? {
+        guard let db = sql.sqlite else {
+            if sql.postgres?.writing == true {
+                try sql.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", ["generation:" + key])
+            }
+            return try sql.fetchOne(
+                "SELECT payer_kind, payer_id, input_hash, status, attempts, response FROM generations WHERE idempotency_key = ?\(sql.forUpdate)",
+                [key]
+            ).map { row in
+                Stored(
+                    payerKind: try row.get(at: 0),
+                    payerId: try row.get(at: 1),
+                    inputHash: try row.get(at: 2),
+                    status: try row.get(at: 3),
+                    attempts: try row.get(at: 4),
+                    response: try row.get(at: 5)
+                )
+            }
+        }
         let lookup = try db.cachedStatement(
             sql: "SELECT payer_kind, payer_id, input_hash, status, attempts, response FROM generations WHERE idempotency_key = ?"
         )
@@ -50,15 +70,22 @@ struct GenerationStore {
         }
     }
 
+    /// Makes the own-key generations of `scope` `value` take turns until commit across servers
+    /// (PostgreSQL's advisory lock), so the hourly count and the insert that follows it hold
+    /// as on SQLite's single writer.
+    func lockOwnKeyWindow(_ scope: OwnKeyScope, _ value: String) throws {
+        guard sql.postgres?.writing == true else { return }
+        try sql.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", ["own-key:\(scope.column):" + value])
+    }
+
     /// When the own-key generations of `scope` `value` created after `since` were created,
     /// oldest first, at most `limit`.
     func ownKeyCreationTimes(_ scope: OwnKeyScope, _ value: String, since: String, limit: Int) throws -> [String] {
-        try String.fetchAll(
-            db,
-            sql:
-                "SELECT created_at FROM generations WHERE payer_kind = 'own_key' AND \(scope.column) = ? AND created_at > ? ORDER BY created_at LIMIT ?",
-            arguments: [value, since, limit]
-        )
+        try sql.values(
+            "SELECT created_at FROM generations WHERE payer_kind = 'own_key' AND \(scope.column) = ? AND created_at > ? ORDER BY created_at LIMIT ?",
+            [value, StoredTimestamp(text: since), limit],
+            as: StoredTimestamp.self
+        ).map(\.text)
     }
 
     /// The first attempt of a request: reserved, or completed at once with `response`.
@@ -75,6 +102,16 @@ struct GenerationStore {
         at now: Date,
         clientKey: String?
     ) throws {
+        guard let db = sql.sqlite else {
+            try sql.execute(
+                """
+                INSERT INTO generations (idempotency_key, payer_kind, payer_id, input_hash, status, attempts, request_id, provider, model, response, created_at, updated_at, client_key)
+                VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                [key, payerKind, payerId, inputHash, status, requestId, provider, model, response, now, now, clientKey]
+            )
+            return
+        }
         let insert = try db.cachedStatement(
             sql: """
                 INSERT INTO generations (idempotency_key, payer_kind, payer_id, input_hash, status, attempts, request_id, provider, model, response, created_at, updated_at, client_key)
@@ -98,100 +135,96 @@ struct GenerationStore {
         response: String?,
         at now: Date
     ) throws {
-        try db.execute(
-            sql: """
-                UPDATE generations SET status = ?, attempts = ?, error = NULL, request_id = ?, provider = ?, model = ?, response = ?, updated_at = ?
-                WHERE idempotency_key = ?
-                """,
-            arguments: [status, attempt, requestId, provider, model, response, SQLTimestamp.string(now), key]
+        try sql.execute(
+            """
+            UPDATE generations SET status = ?, attempts = ?, error = NULL, request_id = ?, provider = ?, model = ?, response = ?, updated_at = ?
+            WHERE idempotency_key = ?
+            """,
+            [status, attempt, requestId, provider, model, response, now, key]
         )
     }
 
-    /// Whether attempt `attempt` of `key` still holds its reservation.
+    /// Whether attempt `attempt` of `key` still holds its reservation. In a PostgreSQL write the
+    /// row stays locked until commit: the answer that completes it and another server's sweep
+    /// that would release it cannot both go through.
     func isReserved(key: String, attempt: Int) throws -> Bool {
-        try Bool.fetchOne(
-            db,
-            sql: "SELECT 1 FROM generations WHERE idempotency_key = ? AND status = 'reserved' AND attempts = ?",
-            arguments: [key, attempt]
-        ) ?? false
+        try sql.fetchOne(
+            "SELECT 1 FROM generations WHERE idempotency_key = ? AND status = 'reserved' AND attempts = ?\(sql.forUpdate)",
+            [key, attempt]
+        ) != nil
     }
 
     func complete(key: String, provider: String, model: String, response: String, at now: Date) throws {
-        try db.execute(
-            sql: "UPDATE generations SET status = 'completed', provider = ?, model = ?, response = ?, updated_at = ? WHERE idempotency_key = ?",
-            arguments: [provider, model, response, SQLTimestamp.string(now), key]
+        try sql.execute(
+            "UPDATE generations SET status = 'completed', provider = ?, model = ?, response = ?, updated_at = ? WHERE idempotency_key = ?",
+            [provider, model, response, now, key]
         )
     }
 
     func fail(key: String, error: String, at now: Date) throws {
-        try db.execute(
-            sql: "UPDATE generations SET status = 'failed', error = ?, updated_at = ? WHERE idempotency_key = ?",
-            arguments: [error, SQLTimestamp.string(now), key]
-        )
+        try sql.execute("UPDATE generations SET status = 'failed', error = ?, updated_at = ? WHERE idempotency_key = ?", [error, now, key])
     }
 
-    /// Reservations last touched before `cutoff`, oldest first, at most `limit`.
+    /// Reservations last touched before `cutoff`, oldest first, at most `limit`. On PostgreSQL
+    /// they stay locked until the sweep commits and another server's sweep skips them
+    /// (`FOR UPDATE SKIP LOCKED`): each abandoned reservation is released by one sweep, and one
+    /// that dies mid-sweep leaves them, unlocked, to the next.
     func reserved(before cutoff: Date, limit: Int) throws -> [Reserved] {
-        try Row.fetchAll(
-            db,
-            sql: """
-                SELECT idempotency_key, payer_kind, payer_id, attempts, request_id FROM generations
-                WHERE status = 'reserved' AND updated_at < ? ORDER BY updated_at LIMIT ?
-                """,
-            arguments: [SQLTimestamp.string(cutoff), limit]
+        let claim = sql.isPostgres ? " FOR UPDATE SKIP LOCKED" : ""
+        return try sql.fetchAll(
+            """
+            SELECT idempotency_key, payer_kind, payer_id, attempts, request_id FROM generations
+            WHERE status = 'reserved' AND updated_at < ? ORDER BY updated_at LIMIT ?\(claim)
+            """,
+            [cutoff, limit]
         ).map { row in
             Reserved(
-                key: row["idempotency_key"],
-                payerKind: row["payer_kind"],
-                payerId: row["payer_id"],
-                attempts: row["attempts"],
-                requestId: row["request_id"]
+                key: try row.get("idempotency_key"),
+                payerKind: try row.get("payer_kind"),
+                payerId: try row.get("payer_id"),
+                attempts: try row.get("attempts"),
+                requestId: try row.get("request_id")
             )
         }
     }
 
     /// Fails a reservation the sweep closed, if it is still reserved.
     func closeAbandoned(key: String, note: String, at now: Date) throws {
-        try db.execute(
-            sql: "UPDATE generations SET status = 'failed', error = ?, updated_at = ? WHERE idempotency_key = ? AND status = 'reserved'",
-            arguments: [note, SQLTimestamp.string(now), key]
+        try sql.execute(
+            "UPDATE generations SET status = 'failed', error = ?, updated_at = ? WHERE idempotency_key = ? AND status = 'reserved'",
+            [note, now, key]
         )
     }
 
     /// The status, last update and error of the newest generation of request `requestId`.
     func latest(requestId: String) throws -> (status: String, updatedAt: Date, error: String?)? {
-        try Row.fetchOne(
-            db,
-            sql: "SELECT status, updated_at, error FROM generations WHERE request_id = ? ORDER BY updated_at DESC LIMIT 1",
-            arguments: [requestId]
-        )
-        .map { ($0["status"] as String, $0.timestamp("updated_at") ?? Date(), $0["error"] as String?) }
+        try sql.fetchOne(
+            "SELECT status, updated_at, error FROM generations WHERE request_id = ? ORDER BY updated_at DESC LIMIT 1",
+            [requestId]
+        ).map { (try $0.get("status"), try $0.get("updated_at"), try $0.get("error")) }
     }
 
     /// Removes up to `limit` finished own-key generations created before `cutoff`; returns how many.
     func pruneOwnKey(createdBefore cutoff: Date, limit: Int) throws -> Int {
-        try db.execute(
-            sql: """
-                DELETE FROM generations WHERE idempotency_key IN (
-                    SELECT idempotency_key FROM generations
-                    WHERE payer_kind = 'own_key' AND status != 'reserved' AND created_at < ? LIMIT ?)
-                """,
-            arguments: [SQLTimestamp.string(cutoff), limit]
+        try sql.execute(
+            """
+            DELETE FROM generations WHERE idempotency_key IN (
+                SELECT idempotency_key FROM generations
+                WHERE payer_kind = 'own_key' AND status != 'reserved' AND created_at < ? LIMIT ?)
+            """,
+            [cutoff, limit]
         )
-        return db.changesCount
     }
 
     /// Keys and stored `updated_at` of reservations older than `cutoff` (what `db check` flags).
     func staleReservations(before cutoff: Date) throws -> [(key: String, updatedAt: String?)] {
-        try Row.fetchAll(
-            db,
-            sql: "SELECT idempotency_key, updated_at FROM generations WHERE status = 'reserved' AND updated_at < ?",
-            arguments: [SQLTimestamp.string(cutoff)]
-        ).map { ($0[0], $0[1]) }
+        try sql.fetchAll("SELECT idempotency_key, updated_at FROM generations WHERE status = 'reserved' AND updated_at < ?", [cutoff]).map {
+            (try $0.get(at: 0), try $0.get(at: 1, as: StoredTimestamp?.self)?.text)
+        }
     }
 
     /// The stored `updated_at` of the oldest reservation.
     func oldestReservationText() throws -> String? {
-        try String.fetchOne(db, sql: "SELECT MIN(updated_at) FROM generations WHERE status = 'reserved'")
+        try sql.value("SELECT MIN(updated_at) FROM generations WHERE status = 'reserved'", as: StoredTimestamp.self)?.text
     }
 }

@@ -16,6 +16,9 @@ struct LedgerStore {
         get throws { try StorageTransaction.sqlite(sqlite, for: "this ledger query") }
     }
 
+    /// The connection for the statements both backends share.
+    private var sql: SQLConnection { SQLConnection(sqlite: sqlite, postgres: postgres) }
+
     func entry(idempotencyKey: String) throws -> LedgerEntry? {
         if let postgres { return try PostgresLedgerStatements.entry(idempotencyKey: idempotencyKey, in: postgres) }
         let statement = try db.cachedStatement(sql: "SELECT * FROM ledger_entries WHERE idempotency_key = ?")
@@ -132,53 +135,48 @@ struct LedgerStore {
 
     /// Whether `userId` is a customer marked deleted.
     func isDeleted(userId: String) throws -> Bool {
-        let deleted = try db.cachedStatement(sql: "SELECT 1 FROM customers WHERE user_id = ? AND deleted_at IS NOT NULL")
+        guard let sqlite else {
+            return try sql.fetchOne("SELECT 1 FROM customers WHERE user_id = ? AND deleted_at IS NOT NULL", [userId]) != nil
+        }
+        let deleted = try sqlite.cachedStatement(sql: "SELECT 1 FROM customers WHERE user_id = ? AND deleted_at IS NOT NULL")
         return try Bool.fetchOne(deleted, arguments: [userId]) == true
     }
 
     func setEmail(_ email: String, userId: String) throws {
-        try db.execute(sql: "UPDATE customers SET email = ? WHERE user_id = ?", arguments: [email, userId])
+        try sql.execute("UPDATE customers SET email = ? WHERE user_id = ?", [email, userId])
     }
 
     /// Sets the email of a customer not deleted; returns whether there was one.
     func setEmailIfActive(_ email: String, userId: String) throws -> Bool {
-        try db.execute(sql: "UPDATE customers SET email = ? WHERE user_id = ? AND deleted_at IS NULL", arguments: [email, userId])
-        return try db.changesCount > 0
+        try sql.execute("UPDATE customers SET email = ? WHERE user_id = ? AND deleted_at IS NULL", [email, userId]) > 0
     }
 
     func clearEmail(userId: String) throws {
-        try db.execute(sql: "UPDATE customers SET email = NULL WHERE user_id = ?", arguments: [userId])
+        try sql.execute("UPDATE customers SET email = NULL WHERE user_id = ?", [userId])
     }
 
     /// Marks the customer deleted unless it already is; returns whether it changed.
     func markDeleted(userId: String, at now: Date) throws -> Bool {
-        try db.execute(
-            sql: "UPDATE customers SET deleted_at = ? WHERE user_id = ? AND deleted_at IS NULL",
-            arguments: [SQLTimestamp.string(now), userId]
-        )
-        return try db.changesCount > 0
+        try sql.execute("UPDATE customers SET deleted_at = ? WHERE user_id = ? AND deleted_at IS NULL", [now, userId]) > 0
     }
 
     func customerIds() throws -> [String] {
-        try String.fetchAll(db, sql: "SELECT user_id FROM customers")
+        try sql.values("SELECT user_id FROM customers")
     }
 
     // MARK: Stripe customer links
 
     func stripeCustomerId(userId: String) throws -> String? {
-        try String.fetchOne(db, sql: "SELECT stripe_customer_id FROM customers WHERE user_id = ?", arguments: [userId])
+        try sql.value("SELECT stripe_customer_id FROM customers WHERE user_id = ?", [userId])
     }
 
     func userId(stripeCustomerId: String) throws -> String? {
-        try String.fetchOne(db, sql: "SELECT user_id FROM customers WHERE stripe_customer_id = ?", arguments: [stripeCustomerId])
+        try sql.value("SELECT user_id FROM customers WHERE stripe_customer_id = ?", [stripeCustomerId])
     }
 
     /// Records the customer's Stripe customer id unless one is already set; returns the id in use.
     func linkStripeCustomer(userId: String, stripeCustomerId: String) throws -> String? {
-        try db.execute(
-            sql: "UPDATE customers SET stripe_customer_id = ? WHERE user_id = ? AND stripe_customer_id IS NULL",
-            arguments: [stripeCustomerId, userId]
-        )
+        try sql.execute("UPDATE customers SET stripe_customer_id = ? WHERE user_id = ? AND stripe_customer_id IS NULL", [stripeCustomerId, userId])
         return try self.stripeCustomerId(userId: userId)
     }
 
@@ -186,30 +184,30 @@ struct LedgerStore {
     /// holds it; returns the user's Stripe customer id afterwards.
     @discardableResult
     func linkStripeCustomerIfFree(_ stripeCustomerId: String, userId: String) throws -> String? {
-        try db.execute(
-            sql: """
-                UPDATE customers SET stripe_customer_id = ?
-                WHERE user_id = ? AND stripe_customer_id IS NULL
-                  AND NOT EXISTS (SELECT 1 FROM customers WHERE stripe_customer_id = ?)
-                """,
-            arguments: [stripeCustomerId, userId, stripeCustomerId]
+        try sql.execute(
+            """
+            UPDATE customers SET stripe_customer_id = ?
+            WHERE user_id = ? AND stripe_customer_id IS NULL
+              AND NOT EXISTS (SELECT 1 FROM customers WHERE stripe_customer_id = ?)
+            """,
+            [stripeCustomerId, userId, stripeCustomerId]
         )
         return try self.stripeCustomerId(userId: userId)
     }
 
     func clearStripeCustomer(userId: String) throws {
-        try db.execute(sql: "UPDATE customers SET stripe_customer_id = NULL WHERE user_id = ?", arguments: [userId])
+        try sql.execute("UPDATE customers SET stripe_customer_id = NULL WHERE user_id = ?", [userId])
     }
 
     // MARK: Balances
 
     func allBalances() throws -> [Balance] {
-        try Balance.fetchAll(db)
+        try sql.fetchAll("SELECT * FROM balances").map { try $0.balance() }
     }
 
     /// `tokens_purchased` of the balance, nil for an unknown customer.
     func tokensPurchased(userId: String) throws -> Int? {
-        try Int.fetchOne(db, sql: "SELECT tokens_purchased FROM balances WHERE user_id = ?", arguments: [userId])
+        try sql.value("SELECT tokens_purchased FROM balances WHERE user_id = ?", [userId])
     }
 
     // MARK: Entries
@@ -225,46 +223,54 @@ struct LedgerStore {
             .fetchAll(db)
     }
 
-    /// Every entry, by user then id, one at a time (the whole ledger need not fit in memory).
+    /// Every entry, by user then id, one at a time (the whole ledger need not fit in memory:
+    /// SQLite walks a cursor, PostgreSQL reads pages of 5 000 entries).
     func forEachEntryByUser(_ body: (LedgerEntry) throws -> Void) throws {
-        let entries = try LedgerEntry.order(Column("user_id"), Column("id")).fetchCursor(db)
+        guard let sqlite else {
+            var after: (String, Int64) = ("", 0)
+            while true {
+                let page = try sql.fetchAll(
+                    "SELECT * FROM ledger_entries WHERE (user_id, id) > (?, ?) ORDER BY user_id, id LIMIT 5000",
+                    [after.0, after.1]
+                ).map { try $0.ledgerEntry() }
+                for entry in page { try body(entry) }
+                guard let last = page.last else { return }
+                after = (last.userId, last.id ?? 0)
+            }
+        }
+        let entries = try LedgerEntry.order(Column("user_id"), Column("id")).fetchCursor(sqlite)
         while let entry = try entries.next() { try body(entry) }
     }
 
     func keyExists(_ idempotencyKey: String) throws -> Bool {
-        try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM ledger_entries WHERE idempotency_key = ?)", arguments: [idempotencyKey]) == true
+        try sql.fetchOne("SELECT 1 FROM ledger_entries WHERE idempotency_key = ?", [idempotencyKey]) != nil
     }
 
     /// The `delta` of the entry with key `idempotencyKey`.
     func delta(idempotencyKey: String) throws -> Int? {
-        try Int.fetchOne(db, sql: "SELECT delta FROM ledger_entries WHERE idempotency_key = ?", arguments: [idempotencyKey])
+        try sql.value("SELECT delta FROM ledger_entries WHERE idempotency_key = ?", [idempotencyKey])
     }
 
     /// The kinds of `userId`'s entries, one per entry.
     func kinds(userId: String) throws -> [String] {
-        try String.fetchAll(db, sql: "SELECT kind FROM ledger_entries WHERE user_id = ?", arguments: [userId])
+        try sql.values("SELECT kind FROM ledger_entries WHERE user_id = ?", [userId])
     }
 
     /// The id of `userId`'s newest entry, 0 when none.
     func lastEntryId(userId: String) throws -> Int64 {
-        try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM ledger_entries WHERE user_id = ?", arguments: [userId]) ?? 0
+        try sql.value("SELECT MAX(id) FROM ledger_entries WHERE user_id = ?", [userId]) ?? 0
     }
 
     func purchaseCount(userId: String) throws -> Int {
-        try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries WHERE user_id = ? AND kind = 'purchase'", arguments: [userId]) ?? 0
+        try sql.value("SELECT COUNT(*) FROM ledger_entries WHERE user_id = ? AND kind = 'purchase'", [userId]) ?? 0
     }
 
     /// The `payment_refund` entries referencing `reference`: how many, and the sum of their deltas.
     func paymentRefundCount(reference: String) throws -> Int {
-        try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries WHERE kind = 'payment_refund' AND reference = ?", arguments: [reference])
-            ?? 0
+        try sql.value("SELECT COUNT(*) FROM ledger_entries WHERE kind = 'payment_refund' AND reference = ?", [reference]) ?? 0
     }
 
     func paymentRefundDeltaSum(reference: String) throws -> Int {
-        try Int.fetchOne(
-            db,
-            sql: "SELECT COALESCE(SUM(delta), 0) FROM ledger_entries WHERE kind = 'payment_refund' AND reference = ?",
-            arguments: [reference]
-        ) ?? 0
+        try sql.value("SELECT COALESCE(SUM(delta), 0) FROM ledger_entries WHERE kind = 'payment_refund' AND reference = ?", [reference]) ?? 0
     }
 }

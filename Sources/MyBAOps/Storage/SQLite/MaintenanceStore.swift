@@ -1,14 +1,24 @@
 import Foundation
 import GRDB
 
-/// The database file as a whole: integrity, foreign keys, the schema's version and row counts.
+/// The database as a whole: integrity, foreign keys, the schema's version and row counts.
 /// What `db check`, `db status` and backups read; no table of its own.
+///
+/// On PostgreSQL the server checks pages and enforces foreign keys itself (there is no
+/// `integrity_check` to run), the migrations are those of `myba_migrations`, and row counts
+/// are exact counts of MyBA's tables in the connection's schema.
 struct MaintenanceStore {
-    let db: Database
+    let sql: SQLConnection
+
+    /// SQLite's connection, for the statements only SQLite has.
+    private var db: Database {
+        get throws { try StorageTransaction.sqlite(sql.sqlite, for: "an SQLite pragma") }
+    }
 
     /// The lines of `PRAGMA integrity_check` that are not "ok"; with `unreadable`, the damage
     /// is bad enough that the check itself could not walk the file, and the one line says so.
     func integrityProblems() throws -> (lines: [String], unreadable: Bool) {
+        if sql.isPostgres { return ([], false) }
         do {
             return (try String.fetchAll(db, sql: "PRAGMA integrity_check").filter { $0 != "ok" }, false)
         } catch let error as DatabaseError where error.resultCode == .SQLITE_CORRUPT || error.resultCode == .SQLITE_NOTADB {
@@ -18,21 +28,32 @@ struct MaintenanceStore {
 
     /// Each row `PRAGMA foreign_key_check` reports, as `table row rowid → parent`.
     func foreignKeyViolations() throws -> [String] {
-        try Row.fetchAll(db, sql: "PRAGMA foreign_key_check").map { row in
+        if sql.isPostgres { return [] }
+        return try Row.fetchAll(db, sql: "PRAGMA foreign_key_check").map { row in
             "\(row[0] as String? ?? "?") row \(row[1] as Int64? ?? 0) → \(row[2] as String? ?? "?")"
         }
     }
 
     /// The migrations applied to this file.
     func appliedMigrations() throws -> Set<String> {
-        try AppDatabase.migrator.appliedIdentifiers(db)
+        if sql.isPostgres { return Set(try sql.values("SELECT identifier FROM myba_migrations", as: String.self)) }
+        return try AppDatabase.migrator.appliedIdentifiers(db)
+    }
+
+    /// The database's size in bytes (PostgreSQL).
+    func databaseBytes() throws -> Int {
+        try sql.value("SELECT pg_database_size(current_database())") ?? 0
     }
 
     /// The number of rows of every table.
     func rowCounts() throws -> [String: Int] {
         var rows: [String: Int] = [:]
-        for table in try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name") {
-            rows[table] = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \"\(table)\"") ?? 0
+        let tables: [String] =
+            sql.isPostgres
+            ? try sql.values("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename")
+            : try sql.values("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+        for table in tables {
+            rows[table] = try sql.value("SELECT COUNT(*) FROM \"\(table.replacingOccurrences(of: "\"", with: "\"\""))\"") ?? 0
         }
         return rows
     }
@@ -40,6 +61,12 @@ struct MaintenanceStore {
     /// The newest migration applied, in the migrator's order (identifiers of one day do not sort
     /// by when they shipped). One this code does not know (a newer build's) comes last.
     func schemaVersion() throws -> String? {
+        if sql.isPostgres {
+            let applied = try appliedMigrations()
+            let known = PostgresMigrations.all.map(\.name)
+            if let unknown = applied.subtracting(known).sorted().last { return unknown }
+            return known.last { applied.contains($0) }
+        }
         let applied = try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations ORDER BY rowid")
         let known = Set(AppDatabase.migrator.migrations)
         if let unknown = applied.last(where: { !known.contains($0) }) { return unknown }
@@ -62,7 +89,9 @@ struct MaintenanceStore {
         do {
             return try queue.read { db in
                 let integrity = try String.fetchAll(db, sql: "PRAGMA integrity_check").joined(separator: "; ")
-                let version = try db.tableExists("grdb_migrations") ? try MaintenanceStore(db: db).schemaVersion() : nil
+                let version =
+                    try db.tableExists("grdb_migrations")
+                    ? try MaintenanceStore(sql: SQLConnection(sqlite: db, postgres: nil)).schemaVersion() : nil
                 let entries = try db.tableExists("ledger_entries") ? try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries") ?? 0 : 0
                 let last = try db.tableExists("ledger_entries") ? try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM ledger_entries") ?? 0 : 0
                 return (integrity, version, entries, last)

@@ -1,11 +1,10 @@
 import Foundation
-import GRDB
 
 /// Read-only questions that span tables: what the console lists and counts, timelines,
 /// verification's cross-checks, health and metrics counts. Nothing here writes; each table's
 /// writes belong to its own store.
 struct OperatorQueries {
-    let db: Database
+    let sql: SQLConnection
 
     // MARK: Verification
 
@@ -29,9 +28,8 @@ struct OperatorQueries {
     /// moved while they say they were not.
     func sessionsDisagreeingWithLedger() throws -> [SessionLedgerFacts] {
         let moved = "(SELECT SUM(delta) FROM ledger_entries e WHERE e.kind = 'transfer' AND e.reference = s.id)"
-        return try Row.fetchAll(
-            db,
-            sql: """
+        return try sql.fetchAll(
+            """
                 SELECT s.id, s.used, s.granted, s.transferred_to, s.transferred_tokens,
                        (SELECT COALESCE(SUM(amount), 0) FROM anonymous_charges c WHERE c.session_id = s.id) AS charged,
                        \(moved) AS moved,
@@ -44,14 +42,14 @@ struct OperatorQueries {
                 """
         ).map { row in
             SessionLedgerFacts(
-                id: row["id"],
-                used: row["used"],
-                granted: row["granted"],
-                transferredTo: row["transferred_to"],
-                transferredTokens: row["transferred_tokens"],
-                charged: row["charged"],
-                moved: row["moved"],
-                movedTo: row["moved_to"]
+                id: try row.get("id"),
+                used: try row.get("used"),
+                granted: try row.get("granted"),
+                transferredTo: try row.get("transferred_to"),
+                transferredTokens: try row.get("transferred_tokens"),
+                charged: try row.get("charged"),
+                moved: try row.get("moved"),
+                movedTo: try row.get("moved_to")
             )
         }
     }
@@ -60,75 +58,74 @@ struct OperatorQueries {
 
     /// The user whose id or Stripe customer id is `reference` (the user id first).
     func userId(idOrStripeCustomerId reference: String) throws -> String? {
-        try String.fetchOne(
-            db,
-            sql: "SELECT user_id FROM customers WHERE user_id = ? OR stripe_customer_id = ? ORDER BY user_id = ? DESC LIMIT 1",
-            arguments: [reference, reference, reference]
+        try sql.value(
+            "SELECT user_id FROM customers WHERE user_id = ? OR stripe_customer_id = ? ORDER BY user_id = ? DESC LIMIT 1",
+            [reference, reference, reference]
         )
     }
 
     /// Users whose email is `email` (case aside), at most `limit`.
     func userIds(email: String, limit: Int) throws -> [String] {
-        try String.fetchAll(
-            db,
-            sql: "SELECT user_id FROM customers WHERE lower(email) = lower(?) ORDER BY user_id LIMIT ?",
-            arguments: [email, limit]
-        )
+        try sql.values("SELECT user_id FROM customers WHERE lower(email) = lower(?) ORDER BY user_id LIMIT ?", [email, limit])
     }
 
     /// User ids starting with `prefix`, in order.
     func userIds(prefix: String, limit: Int) throws -> [String] {
-        try String.fetchAll(
-            db,
-            sql: "SELECT user_id FROM customers WHERE user_id >= ? AND user_id < ? ORDER BY user_id LIMIT ?",
-            arguments: [prefix, prefix + "\u{10FFFF}", limit]
+        // A range on SQLite (the primary key's order is bytewise); PostgreSQL's collation may
+        // not be, and `starts_with` says what is meant.
+        if sql.isPostgres {
+            return try sql.values("SELECT user_id FROM customers WHERE starts_with(user_id, ?) ORDER BY user_id LIMIT ?", [prefix, limit])
+        }
+        return try sql.values(
+            "SELECT user_id FROM customers WHERE user_id >= ? AND user_id < ? ORDER BY user_id LIMIT ?",
+            [prefix, prefix + "\u{10FFFF}", limit]
         )
     }
 
-    func customerListings(limit: Int, sortByTokens: Bool, matching text: String?) throws -> [CustomerListing] {
-        var sql = """
+    func customerListings(limit: Int, sortByTokens: Bool, matching: String?) throws -> [CustomerListing] {
+        var text = """
             SELECT c.user_id, c.email, c.stripe_customer_id, c.created_at, c.deleted_at, COALESCE(b.tokens, 0) AS tokens
             FROM customers c LEFT JOIN balances b ON b.user_id = c.user_id
             """
-        var arguments: StatementArguments = []
-        if let text {
-            sql += " WHERE instr(lower(c.user_id), lower(?)) > 0 OR instr(lower(COALESCE(c.email, '')), lower(?)) > 0 OR c.stripe_customer_id = ?"
-            arguments += [text, text, text]
+        var arguments: [any SQLBindable] = []
+        if let search = matching {
+            text += " WHERE instr(lower(c.user_id), lower(?)) > 0 OR instr(lower(COALESCE(c.email, '')), lower(?)) > 0 OR c.stripe_customer_id = ?"
+            arguments += [search, search, search]
         }
-        sql += sortByTokens ? " ORDER BY tokens DESC, c.user_id" : " ORDER BY c.created_at DESC, c.user_id"
-        sql += " LIMIT ?"
-        arguments += [limit]
-        return try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
+        text += sortByTokens ? " ORDER BY tokens DESC, c.user_id" : " ORDER BY c.created_at DESC, c.user_id"
+        text += " LIMIT ?"
+        arguments.append(limit)
+        return try sql.fetchAll(text, arguments).map { row in
             CustomerListing(
-                userId: row["user_id"],
-                email: row["email"],
-                stripeCustomerId: row["stripe_customer_id"],
-                tokens: row["tokens"],
-                createdAt: row.timestamp("created_at") ?? Date(timeIntervalSince1970: 0),
-                deleted: row["deleted_at"] != nil
+                userId: try row.get("user_id"),
+                email: try row.get("email"),
+                stripeCustomerId: try row.get("stripe_customer_id"),
+                tokens: try row.get("tokens"),
+                createdAt: try row.get("created_at"),
+                deleted: try row.get("deleted_at", as: Date?.self) != nil
             )
         }
     }
 
     func customerCount() throws -> Int {
-        try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM customers") ?? 0
+        try sql.value("SELECT COUNT(*) FROM customers") ?? 0
     }
 
     /// Reads one row of each table the API cannot work without: throws when either is unreadable.
     func probeCoreTables() throws {
-        _ = (try Int.fetchOne(db, sql: "SELECT 1 FROM customers LIMIT 1"), try Int.fetchOne(db, sql: "SELECT 1 FROM balances LIMIT 1"))
+        _ = (try sql.fetchOne("SELECT 1 FROM customers LIMIT 1"), try sql.fetchOne("SELECT 1 FROM balances LIMIT 1"))
     }
 
     // MARK: Timelines
 
     /// Every ledger entry made in request `requestId`.
     func entries(requestId: String) throws -> [LedgerEntry] {
-        try LedgerEntry.fetchAll(db, sql: "SELECT * FROM ledger_entries WHERE request_id = ?", arguments: [requestId])
+        try sql.fetchAll("SELECT * FROM ledger_entries WHERE request_id = ?", [requestId]).map { try $0.ledgerEntry() }
     }
 
     /// Every ledger entry of `userId`.
     func entries(userId: String) throws -> [LedgerEntry] {
-        try LedgerEntry.fetchAll(db, sql: "SELECT * FROM ledger_entries WHERE user_id = ?", arguments: [userId])
+        try sql.fetchAll("SELECT * FROM ledger_entries WHERE user_id = ?", [userId]).map { try $0.ledgerEntry() }
     }
 
     /// Webhook events of `userId`, newest first: those that produced ledger entries for them, and
@@ -136,14 +133,13 @@ struct OperatorQueries {
     /// string in the body.
     func webhookKeys(namingUser userId: String, limit: Int) throws -> [(source: WebhookSource, eventId: String)] {
         var needles = [userId]
-        if let customer = try Customer.fetchOne(db, key: userId) {
+        if let customer = try sql.fetchOne("SELECT * FROM customers WHERE user_id = ?", [userId])?.customer() {
             if let stripeId = customer.stripeCustomerId { needles.append(stripeId) }
             if let email = customer.email, !email.isEmpty { needles.append(email) }
         }
         let quoted = needles.map { "\"" + $0 + "\"" }
-        let rows = try Row.fetchAll(
-            db,
-            sql: """
+        let rows = try sql.fetchAll(
+            """
                 SELECT source, event_id, received_at FROM webhook_events w
                 WHERE EXISTS (
                     SELECT 1 FROM webhook_event_entries we JOIN ledger_entries e ON e.id = we.entry_id
@@ -151,55 +147,51 @@ struct OperatorQueries {
                   OR \(quoted.map { _ in "instr(w.body, ?) > 0" }.joined(separator: " OR "))
                 ORDER BY received_at DESC LIMIT ?
                 """,
-            arguments: StatementArguments([userId] + quoted) + [limit]
+            [userId] + quoted + [limit]
         )
-        return rows.compactMap { row in WebhookSource(rawValue: row["source"]).map { ($0, row["event_id"]) } }
+        return try rows.compactMap { row in try WebhookSource(rawValue: try row.get("source")).map { ($0, try row.get("event_id")) } }
     }
 
     // MARK: Counts
 
     /// `stats`: untransferred sessions last seen before `staleBefore` count as stale.
     func stats(staleBefore: Date) throws -> SystemStats {
-        let staleCutoff = SQLTimestamp.string(staleBefore)
         var webhooks: [String: Int] = [:]
-        for row in try Row.fetchAll(db, sql: "SELECT status, COUNT(*) AS n FROM webhook_events GROUP BY status") {
-            webhooks[row["status"]] = row["n"]
+        for row in try sql.fetchAll("SELECT status, COUNT(*) AS n FROM webhook_events GROUP BY status") {
+            webhooks[try row.get("status")] = try row.get("n")
         }
         return SystemStats(
-            customers: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM customers WHERE deleted_at IS NULL") ?? 0,
-            deletedCustomers: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM customers WHERE deleted_at IS NOT NULL") ?? 0,
-            anonymousSessions: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM anonymous_sessions") ?? 0,
-            staleAnonymousSessions: try Int.fetchOne(
-                db,
-                sql: "SELECT COUNT(*) FROM anonymous_sessions WHERE transferred_to IS NULL AND last_seen_at < ?",
-                arguments: [staleCutoff]
+            customers: try sql.value("SELECT COUNT(*) FROM customers WHERE deleted_at IS NULL") ?? 0,
+            deletedCustomers: try sql.value("SELECT COUNT(*) FROM customers WHERE deleted_at IS NOT NULL") ?? 0,
+            anonymousSessions: try sql.value("SELECT COUNT(*) FROM anonymous_sessions") ?? 0,
+            staleAnonymousSessions: try sql.value(
+                "SELECT COUNT(*) FROM anonymous_sessions WHERE transferred_to IS NULL AND last_seen_at < ?",
+                [staleBefore]
             ) ?? 0,
-            tokensOutstanding: try Int.fetchOne(db, sql: "SELECT COALESCE(SUM(tokens), 0) FROM balances") ?? 0,
-            anonymousTokensOutstanding: try Int.fetchOne(
-                db,
-                sql: "SELECT COALESCE(SUM(granted - used), 0) FROM anonymous_sessions WHERE transferred_to IS NULL"
+            tokensOutstanding: try sql.value("SELECT COALESCE(SUM(tokens), 0) FROM balances") ?? 0,
+            anonymousTokensOutstanding: try sql.value(
+                "SELECT COALESCE(SUM(granted - used), 0) FROM anonymous_sessions WHERE transferred_to IS NULL"
             ) ?? 0,
             webhookEvents: webhooks,
-            outboxDepth: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM stripe_outbox") ?? 0,
-            ledgerEntries: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries") ?? 0
+            outboxDepth: try sql.value("SELECT COUNT(*) FROM stripe_outbox") ?? 0,
+            ledgerEntries: try sql.value("SELECT COUNT(*) FROM ledger_entries") ?? 0
         )
     }
 
     /// The counts the metrics gauges report besides the outbox.
     func metricsSnapshot() throws -> MetricsSnapshot {
-        let sessions = try Row.fetchOne(
-            db,
-            sql: """
-                SELECT COUNT(*) FILTER (WHERE transferred_to IS NULL) AS open,
-                       COUNT(*) FILTER (WHERE transferred_to IS NOT NULL) AS transferred
-                FROM anonymous_sessions
-                """
+        let sessions = try sql.fetchOne(
+            """
+            SELECT COUNT(*) FILTER (WHERE transferred_to IS NULL) AS open,
+                   COUNT(*) FILTER (WHERE transferred_to IS NOT NULL) AS transferred
+            FROM anonymous_sessions
+            """
         )
         return MetricsSnapshot(
-            openAnonymousSessions: sessions?["open"] ?? 0,
-            transferredAnonymousSessions: sessions?["transferred"] ?? 0,
-            customers: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM customers") ?? 0,
-            webhooksPending: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM webhook_events WHERE status IN ('received', 'failed')") ?? 0
+            openAnonymousSessions: try sessions?.get("open") ?? 0,
+            transferredAnonymousSessions: try sessions?.get("transferred") ?? 0,
+            customers: try sql.value("SELECT COUNT(*) FROM customers") ?? 0,
+            webhooksPending: try sql.value("SELECT COUNT(*) FROM webhook_events WHERE status IN ('received', 'failed')") ?? 0
         )
     }
 }
