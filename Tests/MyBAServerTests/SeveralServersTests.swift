@@ -66,7 +66,12 @@ struct SeveralServersTests {
     func thousandGenerationsAcrossServers() async throws {
         let fixture = try await PostgresFixture.make()
         let database = try await fixture.database(maxConnections: 4)
-        defer { Task { await database.close(); await fixture.remove() } }
+        defer {
+            Task {
+                await database.close()
+                await fixture.remove()
+            }
+        }
         _ = try await database.ledger.openAccount(userId: "user_many", email: nil, actor: "test")
         _ = try await database.ledger.post(
             LedgerPosting(userId: "user_many", kind: .adjust, delta: 4, idempotencyKey: "to-ten", actor: "test", reason: "fixture")
@@ -113,7 +118,12 @@ struct SeveralServersTests {
     func webhookDeliveredTenTimes() async throws {
         let fixture = try await PostgresFixture.make()
         let database = try await fixture.database(maxConnections: 4)
-        defer { Task { await database.close(); await fixture.remove() } }
+        defer {
+            Task {
+                await database.close()
+                await fixture.remove()
+            }
+        }
         try await withStripeEmulator { emulator, base in
             let trio = try await ServerTrio.start(
                 url: fixture.url,
@@ -138,14 +148,17 @@ struct SeveralServersTests {
             let atOnce = await withTaskGroup(of: Int.self) { group in
                 for _ in 0..<5 {
                     let client = clients.randomElement()!
-                    group.addTask { await client.send("POST", "/api/webhook/stripe", body: body, headers: Deliveries.stripeHeaders(body))?.status ?? -1 }
+                    group.addTask {
+                        await client.send("POST", "/api/webhook/stripe", body: body, headers: Deliveries.stripeHeaders(body))?.status ?? -1
+                    }
                 }
                 return await group.reduce(into: [Int]()) { $0.append($1) }
             }
             var oneByOne: [Int] = []
             for _ in 0..<5 {
                 oneByOne.append(
-                    await clients.randomElement()!.send("POST", "/api/webhook/stripe", body: body, headers: Deliveries.stripeHeaders(body))?.status ?? -1
+                    await clients.randomElement()!.send("POST", "/api/webhook/stripe", body: body, headers: Deliveries.stripeHeaders(body))?.status
+                        ?? -1
                 )
             }
             #expect(atOnce + oneByOne == Array(repeating: 200, count: 10), "\(atOnce) then \(oneByOne)")
@@ -156,7 +169,8 @@ struct SeveralServersTests {
             #expect(balance.tokensPurchased == 10)
             #expect(try await count("SELECT COUNT(*) FROM ledger_entries WHERE kind = 'purchase'", in: database) == 1)
             let metadataWrites = await emulator.recordedRequests().filter { request in
-                request.method == "POST" && request.path.hasPrefix("/v1/customers/") && request.parameters.contains { $0.hasPrefix("metadata[tokens]") }
+                request.method == "POST" && request.path.hasPrefix("/v1/customers/")
+                    && request.parameters.contains { $0.hasPrefix("metadata[tokens]") }
             }
             #expect(metadataWrites.count == 1, "\(metadataWrites)")
             let customers = try await stripeClient(base).customersNaming(userId: "user_buyer")
@@ -172,7 +186,12 @@ struct SeveralServersTests {
     func killedServersLeaveTheirWorkToOthers() async throws {
         let fixture = try await PostgresFixture.make()
         let database = try await fixture.database(maxConnections: 4)
-        defer { Task { await database.close(); await fixture.remove() } }
+        defer {
+            Task {
+                await database.close()
+                await fixture.remove()
+            }
+        }
         _ = try await database.ledger.openAccount(userId: "user_kill", email: nil, actor: "test")
         _ = try await database.ledger.post(
             LedgerPosting(userId: "user_kill", kind: .adjust, delta: 94, idempotencyKey: "to-hundred", actor: "test", reason: "fixture")
@@ -250,7 +269,12 @@ struct SeveralServersTests {
     func anonymousSessionsFromOneAddress() async throws {
         let fixture = try await PostgresFixture.make()
         let database = try await fixture.database(maxConnections: 2)
-        defer { Task { await database.close(); await fixture.remove() } }
+        defer {
+            Task {
+                await database.close()
+                await fixture.remove()
+            }
+        }
         let trio = try await ServerTrio.start(url: fixture.url, environment: ["MYBA_ANON_SESSIONS_PER_HOUR": "10"])
         defer { trio.stop() }
         var statuses: [Int] = []

@@ -13,6 +13,9 @@ public enum Secrets {
     nonisolated(unsafe) static let embedded =
         #/(^|[^A-Za-z0-9])((?:sk_|rk_|whsec_|pk_live_|sk-)[A-Za-z0-9_\-]{4,}|eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}(?:\.[A-Za-z0-9_\-]*)?)/#
 
+    /// The password of a database URL: `postgres://user:PASSWORD@host/…`.
+    nonisolated(unsafe) static let urlPassword = #/(postgres(?:ql)?://[^:/@\s]+:)([^@\s]+)@/#
+
     /// True when `line` carries something that must not be stored.
     public static func contains(_ line: String) -> Bool {
         mask(line) != line
@@ -20,7 +23,7 @@ public enum Secrets {
 
     /// `line` with every secret replaced by `***`: keys and JWTs anywhere, the value of every
     /// secret option (`--api-key X`, `--token=X`), of `NAME=value` where the name says secret,
-    /// and the word after `Bearer`.
+    /// the word after `Bearer`, and the password of a `postgres://user:password@…` URL.
     public static func mask(_ line: String) -> String {
         var words = line.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
         var maskNext = false
@@ -49,6 +52,7 @@ public enum Secrets {
                 }
             }
             words[index] = word.replacing(embedded) { match in match.output.1 + "***" }
+                .replacing(urlPassword) { match in match.output.1 + "***@" }
         }
         return words.joined(separator: " ")
     }

@@ -30,16 +30,16 @@ struct OperatorQueries {
         let moved = "(SELECT SUM(delta) FROM ledger_entries e WHERE e.kind = 'transfer' AND e.reference = s.id)"
         return try sql.fetchAll(
             """
-                SELECT s.id, s.used, s.granted, s.transferred_to, s.transferred_tokens,
-                       (SELECT COALESCE(SUM(amount), 0) FROM anonymous_charges c WHERE c.session_id = s.id) AS charged,
-                       \(moved) AS moved,
-                       (SELECT user_id FROM ledger_entries e WHERE e.idempotency_key = 'transfer:' || s.id) AS moved_to
-                FROM anonymous_sessions s
-                WHERE s.used != (SELECT COALESCE(SUM(amount), 0) FROM anonymous_charges c WHERE c.session_id = s.id)
-                   OR (s.transferred_to IS NOT NULL AND COALESCE(s.transferred_tokens, 0) != COALESCE(\(moved), 0))
-                   OR (s.transferred_to IS NOT NULL AND s.granted - s.used != COALESCE(s.transferred_tokens, 0))
-                   OR (s.transferred_to IS NULL AND EXISTS (SELECT 1 FROM ledger_entries e WHERE e.idempotency_key = 'transfer:' || s.id))
-                """
+            SELECT s.id, s.used, s.granted, s.transferred_to, s.transferred_tokens,
+                   (SELECT COALESCE(SUM(amount), 0) FROM anonymous_charges c WHERE c.session_id = s.id) AS charged,
+                   \(moved) AS moved,
+                   (SELECT user_id FROM ledger_entries e WHERE e.idempotency_key = 'transfer:' || s.id) AS moved_to
+            FROM anonymous_sessions s
+            WHERE s.used != (SELECT COALESCE(SUM(amount), 0) FROM anonymous_charges c WHERE c.session_id = s.id)
+               OR (s.transferred_to IS NOT NULL AND COALESCE(s.transferred_tokens, 0) != COALESCE(\(moved), 0))
+               OR (s.transferred_to IS NOT NULL AND s.granted - s.used != COALESCE(s.transferred_tokens, 0))
+               OR (s.transferred_to IS NULL AND EXISTS (SELECT 1 FROM ledger_entries e WHERE e.idempotency_key = 'transfer:' || s.id))
+            """
         ).map { row in
             SessionLedgerFacts(
                 id: try row.get("id"),
@@ -140,13 +140,13 @@ struct OperatorQueries {
         let quoted = needles.map { "\"" + $0 + "\"" }
         let rows = try sql.fetchAll(
             """
-                SELECT source, event_id, received_at FROM webhook_events w
-                WHERE EXISTS (
-                    SELECT 1 FROM webhook_event_entries we JOIN ledger_entries e ON e.id = we.entry_id
-                    WHERE we.source = w.source AND we.event_id = w.event_id AND e.user_id = ?)
-                  OR \(quoted.map { _ in "instr(w.body, ?) > 0" }.joined(separator: " OR "))
-                ORDER BY received_at DESC LIMIT ?
-                """,
+            SELECT source, event_id, received_at FROM webhook_events w
+            WHERE EXISTS (
+                SELECT 1 FROM webhook_event_entries we JOIN ledger_entries e ON e.id = we.entry_id
+                WHERE we.source = w.source AND we.event_id = w.event_id AND e.user_id = ?)
+              OR \(quoted.map { _ in "instr(w.body, ?) > 0" }.joined(separator: " OR "))
+            ORDER BY received_at DESC LIMIT ?
+            """,
             [userId] + quoted + [limit]
         )
         return try rows.compactMap { row in try WebhookSource(rawValue: try row.get("source")).map { ($0, try row.get("event_id")) } }

@@ -55,10 +55,10 @@ struct PaymentStore {
         at now: Date
     ) throws {
         try sql.execute(
-"""
-                INSERT INTO payments (checkout_session_id, payment_intent_id, user_id, plan_id, tokens, amount_total, currency, created_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (checkout_session_id) DO NOTHING
-                """,
+            """
+            INSERT INTO payments (checkout_session_id, payment_intent_id, user_id, plan_id, tokens, amount_total, currency, created_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (checkout_session_id) DO NOTHING
+            """,
             [checkoutSessionId, paymentIntentId, userId, planId, tokens, amountTotal, currency, now]
         )
     }
@@ -67,27 +67,29 @@ struct PaymentStore {
     /// newer one is stored, or one as new that refunds no less.
     func recordRefundSnapshot(checkoutSessionId: String, refunded: Int, cappedAt total: Int, at: Int) throws {
         try sql.execute(
-"""
-                UPDATE payments SET refunded_amount = ?, refund_snapshot_at = ?
-                WHERE checkout_session_id = ?
-                  AND (refund_snapshot_at IS NULL OR refund_snapshot_at < ? OR (refund_snapshot_at = ? AND refunded_amount < ?))
-                """,
+            """
+            UPDATE payments SET refunded_amount = ?, refund_snapshot_at = ?
+            WHERE checkout_session_id = ?
+              AND (refund_snapshot_at IS NULL OR refund_snapshot_at < ? OR (refund_snapshot_at = ? AND refunded_amount < ?))
+            """,
             [min(refunded, total), at, checkoutSessionId, at, at, refunded]
         )
     }
 
     func setRefundedTokens(_ tokens: Int, checkoutSessionId: String) throws {
         try sql.execute(
-"UPDATE payments SET refunded_tokens = ? WHERE checkout_session_id = ?", [tokens, checkoutSessionId])
+            "UPDATE payments SET refunded_tokens = ? WHERE checkout_session_id = ?",
+            [tokens, checkoutSessionId]
+        )
     }
 
     /// Records a refund Stripe reports failed or canceled, once; returns whether it was new.
     func recordFailedRefund(_ failure: FailedRefund, at now: Date) throws -> Bool {
         try sql.execute(
-"""
-                INSERT INTO failed_refunds (refund_id, payment_intent_id, amount, status, refund_created, failed_at, recorded_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (refund_id) DO NOTHING
-                """,
+            """
+            INSERT INTO failed_refunds (refund_id, payment_intent_id, amount, status, refund_created, failed_at, recorded_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (refund_id) DO NOTHING
+            """,
             [
                 failure.refundId, failure.paymentIntentId, failure.amount, failure.status, failure.refundCreated, failure.failedAt,
                 now,
@@ -99,21 +101,21 @@ struct PaymentStore {
 
     /// Records an open dispute unless it is known.
     func insertOpenDisputeIfNew(id: String, checkoutSessionId: String, userId: String, amount: Int, at now: Date) throws {
-                try sql.execute(
-"""
-                INSERT INTO disputes (id, checkout_session_id, user_id, amount, status, created_at, updated_at) VALUES (?, ?, ?, ?, 'open', ?, ?)
-                ON CONFLICT (id) DO NOTHING
-                """,
+        try sql.execute(
+            """
+            INSERT INTO disputes (id, checkout_session_id, user_id, amount, status, created_at, updated_at) VALUES (?, ?, ?, ?, 'open', ?, ?)
+            ON CONFLICT (id) DO NOTHING
+            """,
             [id, checkoutSessionId, userId, amount, now, now]
         )
     }
 
     /// Records a dispute first heard of closed, with its verdict.
     func insertClosedDispute(id: String, checkoutSessionId: String, userId: String, amount: Int, status: String, at now: Date) throws {
-                try sql.execute(
-"""
-                INSERT INTO disputes (id, checkout_session_id, user_id, amount, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
-                """,
+        try sql.execute(
+            """
+            INSERT INTO disputes (id, checkout_session_id, user_id, amount, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+            """,
             [id, checkoutSessionId, userId, amount, status, now, now]
         )
     }
@@ -127,14 +129,16 @@ struct PaymentStore {
 
     func markDisputeHeld(id: String, taken: Int, shortfall: Int, at now: Date) throws {
         try sql.execute(
-"UPDATE disputes SET held = TRUE, taken = ?, shortfall = ?, updated_at = ? WHERE id = ?",
+            "UPDATE disputes SET held = TRUE, taken = ?, shortfall = ?, updated_at = ? WHERE id = ?",
             [taken, shortfall, now, id]
         )
     }
 
     func setDisputeStatus(id: String, status: String, at now: Date) throws {
         try sql.execute(
-"UPDATE disputes SET status = ?, updated_at = ? WHERE id = ?", [status, now, id])
+            "UPDATE disputes SET status = ?, updated_at = ? WHERE id = ?",
+            [status, now, id]
+        )
     }
 
     // MARK: Checkout Sessions
@@ -159,10 +163,10 @@ struct PaymentStore {
     /// Records an opened session unless known; returns its sequence number.
     func recordCheckout(id: String, userId: String, planId: String, amount: Int, discounted: Bool, at now: Date) throws -> Int64 {
         try sql.execute(
-"""
-                INSERT INTO checkout_sessions (id, user_id, plan_id, amount, discounted, status, created_at) VALUES (?, ?, ?, ?, ?, 'open', ?)
-                ON CONFLICT (id) DO NOTHING
-                """,
+            """
+            INSERT INTO checkout_sessions (id, user_id, plan_id, amount, discounted, status, created_at) VALUES (?, ?, ?, ?, ?, 'open', ?)
+            ON CONFLICT (id) DO NOTHING
+            """,
             [id, userId, planId, amount, discounted, now]
         )
         return try sql.value("SELECT seq FROM checkout_sessions WHERE id = ?", [id]) ?? 0
@@ -171,7 +175,9 @@ struct PaymentStore {
     /// Open sessions move to `complete` or `expired`; a completed one stays completed.
     func markCheckout(id: String, status: String) throws {
         try sql.execute(
-"UPDATE checkout_sessions SET status = ? WHERE id = ? AND status = 'open'", [status, id])
+            "UPDATE checkout_sessions SET status = ? WHERE id = ? AND status = 'open'",
+            [status, id]
+        )
     }
 
     /// Who opened Checkout Session `id`, if MyBA opened it.

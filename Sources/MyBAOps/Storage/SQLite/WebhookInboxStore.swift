@@ -21,7 +21,8 @@ struct WebhookInboxStore {
     /// delivery, another server's retry and a console replay of one event take turns, and each
     /// later one finds it processed.
     func event(source: WebhookSource, eventId: String) throws -> WebhookEvent? {
-        guard let row = try sql.fetchOne("SELECT * FROM webhook_events WHERE source = ? AND event_id = ?\(sql.forUpdate)", [source.rawValue, eventId])
+        guard
+            let row = try sql.fetchOne("SELECT * FROM webhook_events WHERE source = ? AND event_id = ?\(sql.forUpdate)", [source.rawValue, eventId])
         else {
             return nil
         }
