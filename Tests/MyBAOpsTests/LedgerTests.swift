@@ -7,10 +7,10 @@ import Testing
 
 @Suite("Ledger")
 struct LedgerTests {
-    @Test("openAccount creates the customer and grants 6 welcome tokens exactly once")
-    func welcomeOnce() async throws {
-        let fixture = try LedgerFixture()
-        defer { fixture.directory.remove() }
+    @Test("openAccount creates the customer and grants 6 welcome tokens exactly once", arguments: TestBackend.available)
+    func welcomeOnce(backend: TestBackend) async throws {
+        let fixture = try await LedgerFixture(backend)
+        defer { fixture.close() }
         let first = try await fixture.database.ledger.openAccount(userId: "user_1", email: "a@example.com", actor: "api")
         #expect(first.replayed == false)
         #expect(first.balance.tokens == 6)
@@ -22,10 +22,10 @@ struct LedgerTests {
         #expect(try await fixture.database.ledger.customer(userId: "user_1")?.email == "a@example.com")
     }
 
-    @Test("replaying an idempotency key with the same parameters returns the original and changes nothing")
-    func idempotentReplay() async throws {
-        let fixture = try LedgerFixture()
-        defer { fixture.directory.remove() }
+    @Test("replaying an idempotency key with the same parameters returns the original and changes nothing", arguments: TestBackend.available)
+    func idempotentReplay(backend: TestBackend) async throws {
+        let fixture = try await LedgerFixture(backend)
+        defer { fixture.close() }
         try await fixture.customer("user_1", tokens: 0)
         let posting = LedgerPosting(
             userId: "user_1",
@@ -50,10 +50,10 @@ struct LedgerTests {
         #expect(try await fixture.entryCount() == 1)
     }
 
-    @Test("reusing an idempotency key with other parameters is refused and writes nothing")
-    func keyReuse() async throws {
-        let fixture = try LedgerFixture()
-        defer { fixture.directory.remove() }
+    @Test("reusing an idempotency key with other parameters is refused and writes nothing", arguments: TestBackend.available)
+    func keyReuse(backend: TestBackend) async throws {
+        let fixture = try await LedgerFixture(backend)
+        defer { fixture.close() }
         try await fixture.customer("user_1", tokens: 0)
         try await fixture.customer("user_2", tokens: 0)
         let posting = LedgerPosting(
@@ -85,10 +85,10 @@ struct LedgerTests {
         #expect(try await fixture.database.ledger.balance(userId: "user_2")?.tokens == 0)
     }
 
-    @Test("a consume that does not fit is refused with insufficient tokens and writes nothing")
-    func insufficient() async throws {
-        let fixture = try LedgerFixture()
-        defer { fixture.directory.remove() }
+    @Test("a consume that does not fit is refused with insufficient tokens and writes nothing", arguments: TestBackend.available)
+    func insufficient(backend: TestBackend) async throws {
+        let fixture = try await LedgerFixture(backend)
+        defer { fixture.close() }
         try await fixture.customer("user_1", tokens: 2)
         let entriesBefore = try await fixture.entryCount()
         await #expect(throws: LedgerError.insufficientTokens(userId: "user_1", available: 2, requested: 3)) {
@@ -104,10 +104,10 @@ struct LedgerTests {
         #expect(retry.balance.tokens == 0)
     }
 
-    @Test("an operator adjustment cannot take a balance below zero")
-    func adjustBelowZero() async throws {
-        let fixture = try LedgerFixture()
-        defer { fixture.directory.remove() }
+    @Test("an operator adjustment cannot take a balance below zero", arguments: TestBackend.available)
+    func adjustBelowZero(backend: TestBackend) async throws {
+        let fixture = try await LedgerFixture(backend)
+        defer { fixture.close() }
         try await fixture.customer("user_1", tokens: 3)
         await #expect(throws: LedgerError.wouldGoNegative(userId: "user_1", field: "tokens", current: 3, change: -4)) {
             try await fixture.database.ledger.post(
@@ -120,10 +120,10 @@ struct LedgerTests {
         #expect(try await fixture.database.ledger.balance(userId: "user_1")?.tokens == 3)
     }
 
-    @Test("postings with the wrong sign, no customer or a bad key are refused")
-    func invalidPostings() async throws {
-        let fixture = try LedgerFixture()
-        defer { fixture.directory.remove() }
+    @Test("postings with the wrong sign, no customer or a bad key are refused", arguments: TestBackend.available)
+    func invalidPostings(backend: TestBackend) async throws {
+        let fixture = try await LedgerFixture(backend)
+        defer { fixture.close() }
         try await fixture.customer("user_1", tokens: 5)
         let invalid: [LedgerPosting] = [
             LedgerPosting(userId: "user_1", kind: .consume, delta: 1, idempotencyKey: "k1", actor: "api"),
@@ -145,10 +145,10 @@ struct LedgerTests {
         #expect(try await fixture.entryCount() == 1)
     }
 
-    @Test("each kind moves the projection fields as documented")
-    func projectionRules() async throws {
-        let fixture = try LedgerFixture()
-        defer { fixture.directory.remove() }
+    @Test("each kind moves the projection fields as documented", arguments: TestBackend.available)
+    func projectionRules(backend: TestBackend) async throws {
+        let fixture = try await LedgerFixture(backend)
+        defer { fixture.close() }
         let db = fixture.database
         try await db.ledger.createCustomer(userId: "user_1")
         _ = try await db.ledger.openAccount(userId: "user_1", email: nil, actor: "api")
@@ -200,25 +200,21 @@ struct LedgerTests {
         #expect(try await db.ledger.verify().isClean)
     }
 
-    @Test("ledger entries cannot be updated or deleted, even with raw SQL")
-    func appendOnly() async throws {
-        let fixture = try LedgerFixture()
-        defer { fixture.directory.remove() }
+    @Test("ledger entries cannot be updated or deleted, even with raw SQL", arguments: TestBackend.available)
+    func appendOnly(backend: TestBackend) async throws {
+        let fixture = try await LedgerFixture(backend)
+        defer { fixture.close() }
         try await fixture.customer("user_1", tokens: 5)
-        await #expect(throws: DatabaseError.self) {
-            try await fixture.database.writerForTests.write { db in try db.execute(sql: "UPDATE ledger_entries SET delta = 500") }
-        }
-        await #expect(throws: DatabaseError.self) {
-            try await fixture.database.writerForTests.write { db in try db.execute(sql: "DELETE FROM ledger_entries") }
-        }
+        await #expect(throws: (any Error).self) { try await fixture.execute("UPDATE ledger_entries SET delta = 500") }
+        await #expect(throws: (any Error).self) { try await fixture.execute("DELETE FROM ledger_entries") }
         #expect(try await fixture.entryCount() == 1)
         #expect(try await fixture.database.ledger.verify().isClean)
     }
 
-    @Test("with 1 token left and 50 concurrent consumers exactly one succeeds")
-    func concurrentConsumersOneToken() async throws {
-        let fixture = try LedgerFixture()
-        defer { fixture.directory.remove() }
+    @Test("with 1 token left and 50 concurrent consumers exactly one succeeds", arguments: TestBackend.available)
+    func concurrentConsumersOneToken(backend: TestBackend) async throws {
+        let fixture = try await LedgerFixture(backend)
+        defer { fixture.close() }
         try await fixture.customer("user_1", tokens: 1)
         let database = fixture.database
         let outcomes = await withTaskGroup(of: String.self) { group in
@@ -239,17 +235,15 @@ struct LedgerTests {
         #expect(outcomes.filter { $0 == "ok" }.count == 1)
         #expect(outcomes.filter { $0 == "insufficient" }.count == 49)
         #expect(try await database.ledger.balance(userId: "user_1")?.tokens == 0)
-        let consumes = try await database.writerForTests.read { db in
-            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries WHERE kind = 'consume'")!
-        }
+        let consumes = try await fixture.count("SELECT COUNT(*) FROM ledger_entries WHERE kind = 'consume'")
         #expect(consumes == 1)
         #expect(try await database.ledger.verify().isClean)
     }
 
-    @Test("many tasks consuming, replaying and funding at once leave an exact, verifiable ledger")
-    func concurrentMixedLoad() async throws {
-        let fixture = try LedgerFixture()
-        defer { fixture.directory.remove() }
+    @Test("many tasks consuming, replaying and funding at once leave an exact, verifiable ledger", arguments: TestBackend.available)
+    func concurrentMixedLoad(backend: TestBackend) async throws {
+        let fixture = try await LedgerFixture(backend)
+        defer { fixture.close() }
         try await fixture.customer("user_1", tokens: 100)
         let database = fixture.database
         // 300 consumes over 150 distinct keys (each sent twice) race 20 purchases of 1 token. Each
@@ -303,9 +297,7 @@ struct LedgerTests {
         #expect(balance.tokensUsed == succeeded.count)
         #expect(balance.tokensPurchased == 20)
         #expect(balance.tokens == 100 + 20 - succeeded.count)
-        let consumes = try await database.writerForTests.read { db in
-            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries WHERE kind = 'consume'")!
-        }
+        let consumes = try await fixture.count("SELECT COUNT(*) FROM ledger_entries WHERE kind = 'consume'")
         #expect(consumes == succeeded.count)
         #expect(try await database.ledger.verify().isClean)
     }

@@ -44,3 +44,14 @@ public struct PostgresFixture: Sendable {
         await admin.shutdown()
     }
 }
+
+/// The backends a storage or ledger test runs on: SQLite always, PostgreSQL when the test
+/// cluster is configured (`scripts/test.sh` starts one).
+public enum TestBackend: String, Sendable, CustomStringConvertible, CaseIterable {
+    case sqlite
+    case postgres
+
+    public static var available: [TestBackend] { PostgresFixture.isAvailable ? [.sqlite, .postgres] : [.sqlite] }
+
+    public var description: String { rawValue }
+}

@@ -112,7 +112,7 @@ struct SQLConnection {
             case .text(let value): binds.append(value, context: .default)
             case .integer(let value): binds.append(value, context: .default)
             case .bool(let value): binds.append(value, context: .default)
-            case .date(let value): binds.append(value, context: .default)
+            case .date(let value): binds.append(value.truncatedToMilliseconds, context: .default)
             }
         }
         return PostgresQuery(unsafeSQL: text, binds: binds)
@@ -221,7 +221,7 @@ extension Date: SQLColumn {
         return date
     }
 
-    static func fromPostgres(_ cell: PostgresCell) throws -> Date { try cell.decode(Date.self) }
+    static func fromPostgres(_ cell: PostgresCell) throws -> Date { SQLTimestamp.fromPostgres(try cell.decode(Date.self)) }
 }
 
 extension Optional: SQLColumn where Wrapped: SQLColumn {

@@ -19,6 +19,13 @@ enum SQLTimestamp {
         Date(timeIntervalSince1970: Double(milliseconds) / 1000)
     }
 
+    /// A `timestamptz` read back from PostgreSQL as the millisecond date it was written as:
+    /// postgres-nio converts through microseconds in floating point, which can land a microsecond
+    /// off, and SQLite's dates (what the rules compare with) are whole milliseconds.
+    static func fromPostgres(_ date: Date) -> Date {
+        Self.date(milliseconds: Int64((date.timeIntervalSince1970 * 1000).rounded()))
+    }
+
     static func string(_ date: Date) -> String {
         String(decoding: utcBytes(date, separator: UInt8(ascii: " ")), as: UTF8.self)
     }

@@ -37,14 +37,14 @@ enum PostgresLedgerStatements {
             usedDelta: used,
             purchasedDelta: purchased,
             transferredDelta: transferred,
-            setsLastPurchase: setsLastPurchase,
-            setsTransferDate: setsTransferDate,
+            setsLastPurchase: setsLastPurchase.map(SQLTimestamp.fromPostgres),
+            setsTransferDate: setsTransferDate.map(SQLTimestamp.fromPostgres),
             idempotencyKey: try cells["idempotency_key"].decode(String.self),
             reference: try cells["reference"].decode(String?.self),
             actor: try cells["actor"].decode(String.self),
             reason: try cells["reason"].decode(String?.self),
             requestId: try cells["request_id"].decode(String?.self),
-            createdAt: try cells["created_at"].decode(Date.self),
+            createdAt: SQLTimestamp.fromPostgres(try cells["created_at"].decode(Date.self)),
             shortfall: try cells["shortfall"].decode(Int.self)
         )
     }
@@ -70,9 +70,9 @@ enum PostgresLedgerStatements {
             tokensUsed: used,
             tokensPurchased: purchased,
             tokensTransferred: transferred,
-            lastPurchase: lastPurchase,
-            transferDate: transferDate,
-            updatedAt: updatedAt
+            lastPurchase: lastPurchase.map(SQLTimestamp.fromPostgres),
+            transferDate: transferDate.map(SQLTimestamp.fromPostgres),
+            updatedAt: SQLTimestamp.fromPostgres(updatedAt)
         )
     }
 
@@ -84,8 +84,8 @@ enum PostgresLedgerStatements {
             INSERT INTO ledger_entries (user_id, kind, delta, used_delta, purchased_delta, transferred_delta,
                 sets_last_purchase, sets_transfer_date, idempotency_key, reference, actor, reason, request_id, created_at, shortfall)
             VALUES (\(entry.userId), \(entry.kind.rawValue), \(entry.delta), \(entry.usedDelta), \(entry.purchasedDelta),
-                \(entry.transferredDelta), \(entry.setsLastPurchase), \(entry.setsTransferDate), \(entry.idempotencyKey),
-                \(entry.reference), \(entry.actor), \(entry.reason), \(entry.requestId), \(entry.createdAt), \(entry.shortfall))
+                \(entry.transferredDelta), \(entry.setsLastPurchase?.truncatedToMilliseconds), \(entry.setsTransferDate?.truncatedToMilliseconds), \(entry.idempotencyKey),
+                \(entry.reference), \(entry.actor), \(entry.reason), \(entry.requestId), \(entry.createdAt.truncatedToMilliseconds), \(entry.shortfall))
             ON CONFLICT (idempotency_key) DO NOTHING
             RETURNING id
             """
@@ -103,8 +103,8 @@ enum PostgresLedgerStatements {
         try session.rows(
             """
             UPDATE balances SET tokens = \(balance.tokens), tokens_used = \(balance.tokensUsed), tokens_purchased = \(balance.tokensPurchased),
-                tokens_transferred = \(balance.tokensTransferred), last_purchase = \(balance.lastPurchase),
-                transfer_date = \(balance.transferDate), updated_at = \(balance.updatedAt)
+                tokens_transferred = \(balance.tokensTransferred), last_purchase = \(balance.lastPurchase?.truncatedToMilliseconds),
+                transfer_date = \(balance.transferDate?.truncatedToMilliseconds), updated_at = \(balance.updatedAt.truncatedToMilliseconds)
             WHERE user_id = \(balance.userId)
             """
         )
@@ -116,7 +116,13 @@ enum PostgresLedgerStatements {
         )
         guard let row = rows.first else { return nil }
         let (id, email, stripeCustomerId, createdAt, deletedAt) = try row.decode((String, String?, String?, Date, Date?).self)
-        return Customer(userId: id, email: email, stripeCustomerId: stripeCustomerId, createdAt: createdAt, deletedAt: deletedAt)
+        return Customer(
+            userId: id,
+            email: email,
+            stripeCustomerId: stripeCustomerId,
+            createdAt: SQLTimestamp.fromPostgres(createdAt),
+            deletedAt: deletedAt.map(SQLTimestamp.fromPostgres)
+        )
     }
 
     /// Creates the customer and its zero balance when missing (two servers opening one account
@@ -124,12 +130,12 @@ enum PostgresLedgerStatements {
     static func createCustomerIfMissing(userId: String, email: String?, now: Date, in session: PostgresSession) throws -> Customer {
         let inserted = try session.rows(
             """
-            INSERT INTO customers (user_id, email, created_at) VALUES (\(userId), \(email), \(now))
+            INSERT INTO customers (user_id, email, created_at) VALUES (\(userId), \(email), \(now.truncatedToMilliseconds))
             ON CONFLICT (user_id) DO NOTHING RETURNING user_id
             """
         )
         if !inserted.isEmpty {
-            try session.rows("INSERT INTO balances (user_id, updated_at) VALUES (\(userId), \(now))")
+            try session.rows("INSERT INTO balances (user_id, updated_at) VALUES (\(userId), \(now.truncatedToMilliseconds))")
         } else if let email {
             try session.rows("UPDATE customers SET email = \(email) WHERE user_id = \(userId) AND email IS NULL")
         }
