@@ -28,8 +28,10 @@ if [ "${#as_owner[@]}" -gt 0 ]; then chown postgres "$directory"; fi
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "${as_owner[@]}" "$bin/initdb" -D "$directory/data" -U postgres --auth=trust --encoding=UTF8 --no-sync > "$directory/initdb.log" 2>&1 ||
   { cat "$directory/initdb.log" >&2; exit 1; }
-# fsync off: the tests' cluster is thrown away, and its speed is not what they measure.
+# fsync off: the tests' cluster is thrown away, and its speed is not what they measure. A
+# benchmark sets MYBA_CLUSTER_FSYNC=on, to compare with SQLite's synchronous=FULL.
+fsync=${MYBA_CLUSTER_FSYNC:-off}
 "${as_owner[@]}" "$bin/pg_ctl" -D "$directory/data" -l "$directory/server.log" -w \
-  -o "-p $port -k $directory -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start > /dev/null ||
+  -o "-p $port -k $directory -c listen_addresses=127.0.0.1 -c fsync=$fsync -c max_connections=300" start > /dev/null ||
   { cat "$directory/server.log" >&2; exit 1; }
 echo "postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable $directory"
