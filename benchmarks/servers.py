@@ -194,6 +194,14 @@ def run_config(args, backend, count, work):
         say(f"{label}: funding {args.users} users")
         env = dict(os.environ, MYBA_OPERATOR="bench")
         for user in range(1, args.users + 1):
+            # Signing in opens the account (development auth); the console funds it.
+            connection = http.client.HTTPConnection("127.0.0.1", servers[0].port, timeout=30)
+            connection.request("GET", "/api/account", headers={"Authorization": f"Bearer dev:user_bench{user}"})
+            response = connection.getresponse()
+            response.read()
+            connection.close()
+            if response.status != 200:
+                raise RuntimeError(f"GET /api/account for user_bench{user}: HTTP {response.status}")
             subprocess.run([args.admin, "tokens", "adjust", f"user_bench{user}", "+1000000", "--reason", "bench", "--yes", "--db", database],
                            check=True, capture_output=True, env=env)
         load(servers, 2, args.connections)  # warm-up

@@ -144,6 +144,22 @@ final class Console: @unchecked Sendable {
         return database
     }
 
+    /// The database as shown to the operator: the file, or the PostgreSQL URL without its password.
+    var databaseDescription: String {
+        switch try? DatabaseLocation.parse(databasePath) {
+        case .postgres(let location): return location.description
+        default: return databasePath
+        }
+    }
+
+    /// A short name for the prompt: the file's name, or the PostgreSQL database's.
+    var databaseShortName: String {
+        switch try? DatabaseLocation.parse(databasePath) {
+        case .postgres(let location): return location.database
+        default: return (databasePath as NSString).lastPathComponent
+        }
+    }
+
     /// Whether the database is PostgreSQL (a `postgres://` URL) rather than an SQLite file.
     var isPostgres: Bool {
         if case .postgres = try? DatabaseLocation.parse(databasePath) { return true }

@@ -16,7 +16,7 @@ struct ReadlineShell {
 
     var prompt: String {
         let environment = console.settings.environmentName
-        let database = (console.databasePath as NSString).lastPathComponent
+        let database = console.databaseShortName
         var label = environment
         if console.useColor {
             // \u{1} and \u{2} tell readline the colour codes take no room on the line.
@@ -42,7 +42,7 @@ struct ReadlineShell {
         }
         if !console.json {
             console.write(
-                "myba-admin \(mybaVersion) on \(console.databasePath) (\(console.settings.environmentName)). Tab completes; 'help' lists commands; 'exit' quits."
+                "myba-admin \(mybaVersion) on \(TerminalText.escape(console.databaseDescription)) (\(console.settings.environmentName)). Tab completes; 'help' lists commands; 'exit' quits."
             )
         }
         var last = ConsoleExit.ok

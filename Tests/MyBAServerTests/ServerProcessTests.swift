@@ -99,6 +99,8 @@ struct ProductionStartTests {
         for (name, value) in [
             ("MYBA_FAULT_INJECTION", "kill-after-webhook-store"), ("STRIPE_SECRET_KEY", "sk_test_in_production"),
             ("CLERK_PUBLISHABLE_KEY", "pk_live_bm90LWEta2V5"),
+            // PostgreSQL across the network without TLS (libpq's `prefer` falls back to plain text).
+            ("MYBA_DATABASE", "postgres://myba@db.internal/myba"), ("MYBA_DATABASE", "postgresql://myba@10.0.0.5/myba?sslmode=disable"),
         ] {
             var environment = Self.complete
             environment[name] = value

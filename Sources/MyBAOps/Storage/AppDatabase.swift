@@ -261,7 +261,7 @@ public enum StorageError: Error, Equatable, CustomStringConvertible, Sendable {
     case lockTimedOut(path: String, holder: String?, waited: Duration)
     /// The file exists and belongs to something else; it was not changed.
     case notMyBADatabase(path: String, detail: String)
-    /// A concern whose PostgreSQL store is not written yet was asked for on PostgreSQL.
+    /// What only an SQLite file has (its writer, pages, pragmas) was asked of PostgreSQL.
     case notOnPostgres(concern: String)
 
     /// `error` as a storage failure a shell can answer without knowing the database library, or nil.
@@ -285,7 +285,7 @@ public enum StorageError: Error, Equatable, CustomStringConvertible, Sendable {
         case .notMyBADatabase(let path, let detail):
             return "\(path) is not a MyBA database (\(detail)); nothing was changed. Check --db or MYBA_DATABASE"
         case .notOnPostgres(let concern):
-            return "\(concern) is not available on PostgreSQL yet; use an SQLite file (MYBA_DATABASE=<path>)"
+            return "\(concern) is SQLite's; it has no meaning on PostgreSQL (see README, Several servers on PostgreSQL)"
         }
     }
 }

@@ -44,6 +44,13 @@ extension MyBASettings {
         if publicURL == MyBASettings().publicURL {
             problems.append("MYBA_PUBLIC_URL is not set: Checkout would send buyers back to \(publicURL)")
         }
+        if case .postgres(let location)? = try? DatabaseLocation.parse(databasePath, environment: [:]),
+            !["127.0.0.1", "localhost", "::1"].contains(location.host), location.tls == .disable || location.tls == .prefer
+        {
+            problems.append(
+                "MYBA_DATABASE reaches PostgreSQL at \(location.host) with sslmode=\(location.tls.rawValue): the ledger would cross the network unencrypted or unauthenticated (set sslmode=verify-full, or require)"
+            )
+        }
         if !faultInjection.isEmpty {
             problems.append("MYBA_FAULT_INJECTION is set (\(faultInjection.sorted().joined(separator: ","))): test-only crash points")
         }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOPosix
 import NIOSSL
 import PostgresNIO
 import Synchronization
@@ -8,7 +9,7 @@ import Synchronization
 /// transactions the rules run in.
 ///
 /// The rules are written once, synchronously, against ``StorageTransaction``, as GRDB runs them
-/// on SQLite. On PostgreSQL a transaction's rule code runs on a thread of its own that waits for
+/// on SQLite. On PostgreSQL a transaction's rule code runs on a pool thread of its own that waits for
 /// each statement's answer, so the same code serves both backends and no thread of Swift's
 /// cooperative pool ever blocks. Concurrency between servers is PostgreSQL's: a write locks the
 /// balance row it reads (`SELECT … FOR UPDATE`), so writers of one account queue on that row
@@ -17,6 +18,9 @@ import Synchronization
 public final class PostgresEngine: Sendable {
     let client: PostgresClient
     public let location: PostgresLocation
+    /// The threads transactions' rule code runs on, one per connection: each waits for its
+    /// statements' answers, so no thread of Swift's cooperative pool blocks.
+    private let threads: NIOThreadPool
     let logger: Logger
     private let running: Task<Void, Never>
     /// The relay of other servers' balance changes, once started.
@@ -45,9 +49,13 @@ public final class PostgresEngine: Sendable {
         configuration.options.maximumConnections = maxConnections
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.client = client
+        threads = NIOThreadPool(numberOfThreads: maxConnections)
+        threads.start()
         self.location = location
         self.logger = logger
-        running = Task { await client.run() }
+        // Started at once (up to its first wait), so that no transaction asks the pool for a
+        // connection before it runs.
+        running = Task.immediate { await client.run() }
     }
 
     /// Closes the pool's connections.
@@ -57,6 +65,7 @@ public final class PostgresEngine: Sendable {
         await relaying?.value
         running.cancel()
         await running.value
+        try? await threads.shutdownGracefully()
     }
 
     /// The channel every ledger entry notifies, with its user id, in its own transaction:
@@ -105,7 +114,7 @@ public final class PostgresEngine: Sendable {
             do {
                 return try await client.withConnection { connection in
                     let logger = self.logger
-                    return try await runOnOwnThread {
+                    return try await self.threads.runIfActive {
                         let session = PostgresSession(connection: connection, writing: writing, logger: logger)
                         try session.execute(writing ? "BEGIN" : "BEGIN READ ONLY")
                         let result: T
@@ -139,15 +148,6 @@ public final class PostgresEngine: Sendable {
     static func isRetryable(_ error: PSQLError) -> Bool {
         guard let state = error.serverInfo?[.sqlState] else { return false }
         return state == "40001" || state == "40P01"
-    }
-
-    /// Runs `work` on a new thread and resumes with its result: the thread may block.
-    private func runOnOwnThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            let thread = Thread { continuation.resume(with: Result { try work() }) }
-            thread.stackSize = 1 << 20
-            thread.start()
-        }
     }
 }
 
