@@ -92,6 +92,17 @@ struct PostgresConsoleTests {
         let reap = try await admin(["sessions", "reap", "--older-than", "1s", "--force", "--yes"])
         #expect(reap.status == 0, "\(reap.stdout)\(reap.stderr)")
         #expect(try await database.sessions.count() == 0)
+        // A backup on PostgreSQL is pg_dump's, and says so; it never overwrites a file.
+        let directory = try TemporaryDirectory("myba-pg-backup")
+        defer { directory.remove() }
+        let backup = try await admin(["db", "backup", "--to", directory.file("myba.dump")])
+        #expect(backup.status == 0 && backup.stdout.contains("pg_dump"), "\(backup.stdout)\(backup.stderr)")
+        let dump = try Data(contentsOf: URL(fileURLWithPath: directory.file("myba.dump")))
+        #expect(dump.starts(with: Data("PGDMP".utf8)), "not a pg_dump custom-format file")
+        let manifest = try jsonObject(String(contentsOfFile: directory.file("myba.dump.manifest.json"), encoding: .utf8))
+        #expect(manifest["ledgerEntries"] as? Int == 2)
+        let again = try await admin(["db", "backup", "--to", directory.file("myba.dump")])
+        #expect(again.status != 0 && again.stderr.contains("exists"), "\(again.stderr)")
         let restore = try await admin(["db", "restore", "--from", "/nonexistent", "--reason", "x", "--yes"])
         #expect(restore.status != 0 && restore.stderr.contains("pg_restore"), "\(restore.stderr)")
     }

@@ -265,6 +265,57 @@ struct SeveralServersTests {
         #expect(report.isClean, "\(report.violations)")
     }
 
+    @Test(
+        "a browser streaming balance events from one server sees a token spent through another within 3 s (LISTEN/NOTIFY), long before the stream's 10 s re-read"
+    )
+    func balanceStreamAcrossServers() async throws {
+        let fixture = try await PostgresFixture.make()
+        let database = try await fixture.database(maxConnections: 2)
+        defer {
+            Task {
+                await database.close()
+                await fixture.remove()
+            }
+        }
+        let trio = try await ServerTrio.start(count: 2, url: fixture.url)
+        defer { trio.stop() }
+        // The account exists before the stream opens (its first request opens it, on server 0).
+        let (opened, _) = try await trio.servers[0].get("/api/account", headers: bearer("dev:user_stream"))
+        #expect(opened == 200)
+        let stream = try #require(
+            HostileClientTests.stalledConnection(
+                port: trio.servers[1].port,
+                sending: "GET /api/account/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer dev:user_stream\r\n\r\n"
+            )
+        )
+        defer { close(stream) }
+        let first = Self.read(stream, until: { $0.contains("\"tokens\":\(welcomeGrantTokens)") }, within: .seconds(10))
+        #expect(first.contains("event: balance"), "\(first)")
+        let started = ContinuousClock.now
+        var headers = bearer("dev:user_stream")
+        headers[.idempotencyKey] = "stream-1"
+        let (generated, _) = try await trio.servers[0].post("/api/generate", body: #"{"input":"Spend one on the other server"}"#, headers: headers)
+        #expect(generated == 200)
+        let pushed = Self.read(stream, until: { $0.contains("\"tokens\":\(welcomeGrantTokens - 1)") }, within: .seconds(3))
+        #expect(pushed.contains("\"tokens\":\(welcomeGrantTokens - 1)"), "no balance event within 3 s: \(pushed)")
+        #expect(ContinuousClock.now - started < .seconds(3))
+    }
+
+    /// What arrives on `fd` until `done` holds for it or `timeout` passes.
+    static func read(_ fd: Int32, until done: (String) -> Bool, within timeout: Duration) -> String {
+        var received = Data()
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline, !done(String(decoding: received, as: UTF8.self)) {
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&poller, 1, 100) > 0 else { continue }
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            let count = recv(fd, &buffer, buffer.count, 0)
+            if count <= 0 { break }
+            received.append(contentsOf: buffer[0..<count])
+        }
+        return String(decoding: received, as: UTF8.self)
+    }
+
     @Test("20 anonymous sessions opened from one address, spread over three servers: ten are made, the 11th and every later one refused")
     func anonymousSessionsFromOneAddress() async throws {
         let fixture = try await PostgresFixture.make()
