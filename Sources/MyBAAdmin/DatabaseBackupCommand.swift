@@ -18,29 +18,24 @@ struct DatabaseBackupCommand: ConsoleCommand {
 
     func execute(in console: Console) async throws {
         let database = try await console.database()
+        let manifest: BackupManifest
+        let how: String
         if database.postgres != nil {
-            let manifest = try await database.maintenance.backupWithPgDump(to: to)
-            if console.json {
-                try console.writeJSON(manifest)
-            } else {
-                console.write(
-                    console.green("backed up") + " with pg_dump (custom format; restore with pg_restore) to \(to): "
-                        + "\(manifest.ledgerEntries) ledger entries (last #\(manifest.lastEntryId)) when it began, "
-                        + "\(manifest.bytes) bytes, schema \(manifest.schemaVersion), sha256 \(manifest.sha256.prefix(16))…"
-                )
+            manifest = try await database.maintenance.backupWithPgDump(to: to)
+            how = " with pg_dump (custom format; restore with pg_restore)"
+        } else {
+            let showProgress = console.interactive && !console.json
+            manifest = try database.maintenance.backup(to: to) { done, total in
+                if showProgress && total > 0 { Console.writeProgress("backup: \(done * 100 / total) % (\(done)/\(total) pages)") }
             }
-            return
+            if showProgress { Console.writeProgress(nil) }
+            how = ""
         }
-        let showProgress = console.interactive && !console.json
-        let manifest = try database.maintenance.backup(to: to) { done, total in
-            if showProgress && total > 0 { Console.writeProgress("backup: \(done * 100 / total) % (\(done)/\(total) pages)") }
-        }
-        if showProgress { Console.writeProgress(nil) }
         if console.json {
             try console.writeJSON(manifest)
         } else {
             console.write(
-                console.green("backed up") + " to \(to): \(manifest.ledgerEntries) ledger entries (last #\(manifest.lastEntryId)), "
+                console.green("backed up") + "\(how) to \(to): \(manifest.ledgerEntries) ledger entries (last #\(manifest.lastEntryId)), "
                     + "\(manifest.bytes) bytes, schema \(manifest.schemaVersion), sha256 \(manifest.sha256.prefix(16))…"
             )
         }

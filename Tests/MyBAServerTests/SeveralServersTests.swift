@@ -41,6 +41,35 @@ struct ServerTrio {
     }
 }
 
+/// A fresh database on the test cluster and the test's own connection to it; with `account`, that
+/// account opened (its welcome grant) and topped up to `tokens`.
+private func drillDatabase(account: String? = nil, tokens: Int = 0, connections: Int = 4) async throws -> (PostgresFixture, AppDatabase) {
+    let fixture = try await PostgresFixture.make()
+    let database = try await fixture.database(maxConnections: connections)
+    if let account {
+        _ = try await database.ledger.openAccount(userId: account, email: nil, actor: "test")
+        _ = try await database.ledger.post(
+            LedgerPosting(
+                userId: account,
+                kind: .adjust,
+                delta: tokens - welcomeGrantTokens,
+                idempotencyKey: "fund",
+                actor: "test",
+                reason: "fixture"
+            )
+        )
+    }
+    return (fixture, database)
+}
+
+/// Closes the test's connection and drops the database (in the background: called from `defer`).
+private func dropDrillDatabase(_ fixture: PostgresFixture, _ database: AppDatabase) {
+    Task {
+        await database.close()
+        await fixture.remove()
+    }
+}
+
 /// Counts on the shared database, read the way the servers wrote them.
 private func count(_ sql: String, _ arguments: [any SQLBindable] = [], in database: AppDatabase) async throws -> Int {
     nonisolated(unsafe) let arguments = arguments
@@ -64,18 +93,8 @@ struct SeveralServersTests {
         "1000 concurrent generations across three servers for one account with 10 tokens, through a provider answering after 3 s: exactly 10 tickets, 990 × 402, balance 0, ledger verify clean"
     )
     func thousandGenerationsAcrossServers() async throws {
-        let fixture = try await PostgresFixture.make()
-        let database = try await fixture.database(maxConnections: 4)
-        defer {
-            Task {
-                await database.close()
-                await fixture.remove()
-            }
-        }
-        _ = try await database.ledger.openAccount(userId: "user_many", email: nil, actor: "test")
-        _ = try await database.ledger.post(
-            LedgerPosting(userId: "user_many", kind: .adjust, delta: 4, idempotencyKey: "to-ten", actor: "test", reason: "fixture")
-        )
+        let (fixture, database) = try await drillDatabase(account: "user_many", tokens: 10, connections: 4)
+        defer { dropDrillDatabase(fixture, database) }
         #expect(try await database.ledger.balance(userId: "user_many")?.tokens == 10)
         let limit = raiseOpenFileLimit(to: 4096)
         try await FakeUpstream().run { base in
@@ -116,14 +135,8 @@ struct SeveralServersTests {
         "one Stripe purchase event delivered 10 times to random servers, five of them at once: answered 200 each time, tokens granted once, one metadata write at Stripe"
     )
     func webhookDeliveredTenTimes() async throws {
-        let fixture = try await PostgresFixture.make()
-        let database = try await fixture.database(maxConnections: 4)
-        defer {
-            Task {
-                await database.close()
-                await fixture.remove()
-            }
-        }
+        let (fixture, database) = try await drillDatabase(connections: 4)
+        defer { dropDrillDatabase(fixture, database) }
         try await withStripeEmulator { emulator, base in
             let trio = try await ServerTrio.start(
                 url: fixture.url,
@@ -184,18 +197,8 @@ struct SeveralServersTests {
         "a server SIGKILLed while pushing to Stripe and another while generating: the others finish the push after its lease and release its reservations within the deadline; nothing lost, nothing done twice"
     )
     func killedServersLeaveTheirWorkToOthers() async throws {
-        let fixture = try await PostgresFixture.make()
-        let database = try await fixture.database(maxConnections: 4)
-        defer {
-            Task {
-                await database.close()
-                await fixture.remove()
-            }
-        }
-        _ = try await database.ledger.openAccount(userId: "user_kill", email: nil, actor: "test")
-        _ = try await database.ledger.post(
-            LedgerPosting(userId: "user_kill", kind: .adjust, delta: 94, idempotencyKey: "to-hundred", actor: "test", reason: "fixture")
-        )
+        let (fixture, database) = try await drillDatabase(account: "user_kill", tokens: 100, connections: 4)
+        defer { dropDrillDatabase(fixture, database) }
         try await FakeUpstream().run { upstream in
             try await withStripeEmulator { emulator, base in
                 let environment = [
@@ -269,14 +272,8 @@ struct SeveralServersTests {
         "a browser streaming balance events from one server sees a token spent through another within 3 s (LISTEN/NOTIFY), long before the stream's 10 s re-read"
     )
     func balanceStreamAcrossServers() async throws {
-        let fixture = try await PostgresFixture.make()
-        let database = try await fixture.database(maxConnections: 2)
-        defer {
-            Task {
-                await database.close()
-                await fixture.remove()
-            }
-        }
+        let (fixture, database) = try await drillDatabase(connections: 2)
+        defer { dropDrillDatabase(fixture, database) }
         let trio = try await ServerTrio.start(count: 2, url: fixture.url)
         defer { trio.stop() }
         // The account exists before the stream opens (its first request opens it, on server 0).
@@ -318,14 +315,8 @@ struct SeveralServersTests {
 
     @Test("20 anonymous sessions opened from one address, spread over three servers: ten are made, the 11th and every later one refused")
     func anonymousSessionsFromOneAddress() async throws {
-        let fixture = try await PostgresFixture.make()
-        let database = try await fixture.database(maxConnections: 2)
-        defer {
-            Task {
-                await database.close()
-                await fixture.remove()
-            }
-        }
+        let (fixture, database) = try await drillDatabase(connections: 2)
+        defer { dropDrillDatabase(fixture, database) }
         let trio = try await ServerTrio.start(url: fixture.url, environment: ["MYBA_ANON_SESSIONS_PER_HOUR": "10"])
         defer { trio.stop() }
         var statuses: [Int] = []
