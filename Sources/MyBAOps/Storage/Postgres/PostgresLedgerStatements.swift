@@ -77,7 +77,9 @@ enum PostgresLedgerStatements {
     }
 
     /// Inserts `entry` unless its key exists; its new id, or nil when the key was taken. A
-    /// concurrent transaction inserting the same key makes this one wait for its outcome.
+    /// concurrent transaction inserting the same key makes this one wait for its outcome. A new
+    /// entry also tells every server listening on this database (`relayBalanceChanges`) that
+    /// the user's balance changed: `pg_notify` in the same statement, delivered on commit only.
     static func insertIfNewKey(_ entry: LedgerEntry, in session: PostgresSession) throws -> Int64? {
         let rows = try session.rows(
             """
@@ -87,16 +89,10 @@ enum PostgresLedgerStatements {
                 \(entry.transferredDelta), \(entry.setsLastPurchase?.truncatedToMilliseconds), \(entry.setsTransferDate?.truncatedToMilliseconds), \(entry.idempotencyKey),
                 \(entry.reference), \(entry.actor), \(entry.reason), \(entry.requestId), \(entry.createdAt.truncatedToMilliseconds), \(entry.shortfall))
             ON CONFLICT (idempotency_key) DO NOTHING
-            RETURNING id
+            RETURNING id, pg_notify(\(PostgresEngine.balanceChannel), user_id)
             """
         )
-        return try rows.first.map { try $0.decode(Int64.self) }
-    }
-
-    /// Tells every server listening on this database (`PostgresEngine.relayBalanceChanges`)
-    /// that `userId`'s balance changed; delivered when the transaction commits.
-    static func announceBalanceChange(userId: String, in session: PostgresSession) throws {
-        try session.rows("SELECT pg_notify(\(PostgresEngine.balanceChannel), \(userId))")
+        return try rows.first.map { try $0.makeRandomAccess()[0].decode(Int64.self) }
     }
 
     static func update(_ balance: Balance, in session: PostgresSession) throws {

@@ -53,7 +53,6 @@ struct LedgerStore {
         if let postgres {
             guard let id = try PostgresLedgerStatements.insertIfNewKey(entry, in: postgres) else { return false }
             entry.id = id
-            try PostgresLedgerStatements.announceBalanceChange(userId: entry.userId, in: postgres)
             postgres.afterCommit(Self.announce(entry))
             return true
         }
