@@ -32,7 +32,13 @@ extension Generations {
         try await database.write { tx in
             let now = Date().truncatedToMilliseconds
             var report = AbandonedGenerationsReport(released: 0, unapplied: [])
-            for row in try tx.generations.reserved(before: cutoff, limit: limit) {
+            // Payers in one order, sessions before accounts (a transfer locks its session, then
+            // the account): two sweeps, or a sweep and a transfer, on several servers never
+            // wait for each other in a circle.
+            let rows = try tx.generations.reserved(before: cutoff, limit: limit).sorted {
+                ($0.payerKind == "session" ? 0 : 1, $0.payerId, $0.key) < ($1.payerKind == "session" ? 0 : 1, $1.payerId, $1.key)
+            }
+            for row in rows {
                 var problem: String?
                 do {
                     try tx.savepoint {
@@ -48,6 +54,10 @@ extension Generations {
                             in: tx
                         )
                     }
+                } catch  where StorageError.isTransient(error) {
+                    // A deadlock or serialization failure is not this release's fault: the whole
+                    // sweep runs again rather than close the reservation without its token.
+                    throw error
                 } catch {
                     // Session ids are bearer credentials: the report (which is logged) names the digest.
                     problem =

@@ -65,9 +65,9 @@ extension AppDatabase {
             try DatabaseCopyStore(sql: tx.sql).rowCounts().filter { $0.value > 0 }.map { "\($0.key): \($0.value) rows" }.sorted()
         }
         guard occupied.isEmpty else { throw DatabaseCopyError.targetNotEmpty(occupied) }
-        let (tables, sourceFigures) = try await read { tx in
+        let (tables, sourceFigures, sequences) = try await read { tx in
             let store = DatabaseCopyStore(sql: tx.sql)
-            return (try DatabaseCopyStore.tables.map(store.export), try store.ledgerFigures())
+            return (try DatabaseCopyStore.tables.map(store.export), try store.ledgerFigures(), try store.sqliteSequences())
         }
         let targetFigures = try await target.write { tx in
             let store = DatabaseCopyStore(sql: tx.sql)
@@ -75,7 +75,7 @@ extension AppDatabase {
             _ = try tx.sql.execute("LOCK TABLE customers IN EXCLUSIVE MODE")
             guard try store.rowCounts().values.allSatisfy({ $0 == 0 }) else { throw DatabaseCopyError.targetNotEmpty(["another copy ran first"]) }
             for table in tables { try store.insert(table) }
-            try store.continueSequences()
+            try store.continueSequences(after: sequences)
             let figures = try store.ledgerFigures()
             if figures != sourceFigures {
                 let differing = Set(figures.balances.keys).union(sourceFigures.balances.keys).filter {

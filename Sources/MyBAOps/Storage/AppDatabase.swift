@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import Logging
+import PostgresNIO
 
 /// The MyBA database: every read and write of the ledger goes through this type.
 ///
@@ -263,6 +264,13 @@ public enum StorageError: Error, Equatable, CustomStringConvertible, Sendable {
     case notMyBADatabase(path: String, detail: String)
     /// What only an SQLite file has (its writer, pages, pragmas) was asked of PostgreSQL.
     case notOnPostgres(concern: String)
+
+    /// Whether `error` is PostgreSQL aborting the transaction for a deadlock or a serialization
+    /// failure: nothing of it is kept, and the whole transaction runs again (`PostgresEngine`).
+    static func isTransient(_ error: any Error) -> Bool {
+        guard let error = error as? PSQLError else { return false }
+        return PostgresEngine.isRetryable(error)
+    }
 
     /// `error` as a storage failure a shell can answer without knowing the database library, or nil.
     public static func classify(_ error: any Error) -> StorageError? {

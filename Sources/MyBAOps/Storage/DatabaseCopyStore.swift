@@ -91,15 +91,25 @@ struct DatabaseCopyStore {
         }
     }
 
-    /// Moves each serial column's sequence past the copied ids, so new rows do not collide.
-    func continueSequences() throws {
+    /// The last id SQLite handed out per table (`sqlite_sequence`, kept by AUTOINCREMENT): ids of
+    /// rows since deleted (reaped charges) are never handed out again, on either side.
+    func sqliteSequences() throws -> [String: Int64] {
+        let db = try StorageTransaction.sqlite(sql.sqlite, for: "db copy's source")
+        guard try db.tableExists("sqlite_sequence") else { return [:] }
+        var sequences: [String: Int64] = [:]
+        for row in try Row.fetchAll(db, sql: "SELECT name, seq FROM sqlite_sequence") { sequences[row["name"]] = row["seq"] }
+        return sequences
+    }
+
+    /// Moves each serial column's sequence past the copied ids and past SQLite's own sequence,
+    /// so new rows neither collide nor reuse an id.
+    func continueSequences(after sqliteSequences: [String: Int64]) throws {
         for (table, column) in Self.serials {
-            try sql.execute(
-                """
-                SELECT setval(pg_get_serial_sequence('\(table)', '\(column)'), COALESCE((SELECT MAX(\(column)) FROM \(table)), 1),
-                              (SELECT MAX(\(column)) FROM \(table)) IS NOT NULL)
-                """
-            )
+            let copied: Int64 = try sql.value("SELECT MAX(\(column)) FROM \(table)") ?? 0
+            let last = max(copied, sqliteSequences[table] ?? 0)
+            if last > 0 {
+                try sql.execute("SELECT setval(pg_get_serial_sequence('\(table)', '\(column)'), ?)", [last])
+            }
         }
     }
 

@@ -208,6 +208,8 @@ extension StripeCustomers {
             func outcome(_ result: String) -> ImportOutcome {
                 ImportOutcome(userId: userId, stripeCustomerId: customer.id, result: result, tokens: tokens)
             }
+            // Several servers: a sign-in opening this account now would change what "empty" means.
+            try tx.ledger.lockAccount(userId: userId)
             if try tx.ledger.entry(idempotencyKey: posting.idempotencyKey) != nil { return outcome("already imported") }
             let kinds = try tx.ledger.kinds(userId: userId)
             let now = Date()
@@ -391,6 +393,8 @@ extension StripeCustomers {
     public func applyPull(_ step: PullStep, by context: OperatorContext) async throws -> PullStepOutcome {
         try await database.write { tx in
             if try tx.ledger.entry(idempotencyKey: step.key) != nil { return .alreadyApplied }
+            // The balance row first: no spend on another server can land between the checks and the post.
+            try tx.ledger.lockAccount(userId: step.userId)
             let last = try tx.ledger.lastEntryId(userId: step.userId)
             guard last == step.lastEntryId else { return .changedSincePlan("new ledger entries since the plan") }
             if try tx.outbox.contains(userId: step.userId) {

@@ -50,16 +50,30 @@ public struct StripeMirror: Sendable {
     /// Delay after failed attempt number `attempts`: 2 s, 4 s … capped at 5 minutes.
     static func backoff(attempts: Int) -> TimeInterval { min(2 * pow(2, Double(max(attempts - 1, 0))), 300) }
 
-    /// Pushes every due customer once; returns (pushed, failed). On PostgreSQL the rows are
-    /// claimed for `leaseSeconds` first, so several servers never push one customer at once.
+    /// Pushes every due customer once (at most `limit`); returns (pushed, failed). On
+    /// PostgreSQL each row is claimed for `leaseSeconds` just before its push, one at a time, so
+    /// several servers never push one customer at once and a slow Stripe cannot outlast the
+    /// claims of a whole batch.
     @discardableResult
     public func pushDue(limit: Int = 100, leaseSeconds: Int = 120, logger: Logger) async throws -> (pushed: Int, failed: Int) {
-        let now = Date()
-        let due = try await database.write { tx in
-            try tx.outbox.claimDue(now: now, limit: limit, leaseUntil: now.addingTimeInterval(TimeInterval(leaseSeconds)))
-        }
         var pushed = 0
         var failed = 0
+        let oneAtATime = database.postgres != nil
+        var claimed = 0
+        while claimed < limit {
+            let now = Date()
+            let due = try await database.write { [claimed] tx in
+                try tx.outbox.claimDue(now: now, limit: oneAtATime ? 1 : limit - claimed, leaseSeconds: leaseSeconds)
+            }
+            guard !due.isEmpty else { break }
+            claimed += due.count
+            try await push(due, pushed: &pushed, failed: &failed, logger: logger)
+            if !oneAtATime { break }
+        }
+        return (pushed, failed)
+    }
+
+    private func push(_ due: [String], pushed: inout Int, failed: inout Int, logger: Logger) async throws {
         for userId in due {
             do {
                 try await push(userId: userId)
@@ -88,7 +102,6 @@ public struct StripeMirror: Sendable {
                 logger.warning("Stripe mirror push failed", metadata: ["user.id": .string(userId), "error.message": .string(message)])
             }
         }
-        return (pushed, failed)
     }
 
     /// Creates the customer's Stripe customer if needed, then writes its metadata. The outbox
@@ -243,7 +256,8 @@ extension StripeCustomers {
     @discardableResult
     static func unlink(_ stripeCustomerId: String, in tx: StorageTransaction) throws -> Bool {
         guard let userId = try tx.ledger.userId(stripeCustomerId: stripeCustomerId) else { return false }
-        try tx.ledger.clearStripeCustomer(userId: userId)
+        // Only that link: another server may have unlinked it and linked a new one meanwhile.
+        guard try tx.ledger.clearStripeCustomer(userId: userId, ifLinkedTo: stripeCustomerId) else { return false }
         try tx.stripeCustomers.recordUnlink(userId: userId, stripeCustomerId: stripeCustomerId, at: Date())
         // The balance keys go to the new customer once it exists.
         try tx.outbox.enqueue(userId: userId, now: Date())

@@ -90,6 +90,8 @@ extension Payments {
         now: Date,
         in tx: StorageTransaction
     ) throws -> PostingResult {
+        // The purchase and an operator's credit for it take turns (see `postManualCredit`).
+        try tx.payments.lockCheckout(checkoutSessionId)
         try tx.ledger.createCustomerIfMissing(userId: userId, email: nil, now: now)
         if let stripeCustomerId { try tx.ledger.linkStripeCustomerIfFree(stripeCustomerId, userId: userId) }
         let result = try Ledger.post(
@@ -356,6 +358,9 @@ extension Payments {
         by context: OperatorContext
     ) async throws -> PostingResult {
         try await database.write { tx in
+            // Several servers: the purchase's event may be processed at this moment; whichever
+            // comes second sees the other (SQLite's single writer does the same).
+            try tx.payments.lockCheckout(checkoutSessionId)
             if let refusal = try ManualPurchaseCredit.refusal(checkoutSessionId: checkoutSessionId, userId: userId, delta: tokens, in: tx) {
                 throw LedgerError.invalidPosting(refusal)
             }

@@ -89,7 +89,7 @@ extension WebhookInbox {
                 now: now,
                 maxAttempts: maxAttempts,
                 limit: limit,
-                leaseUntil: now.addingTimeInterval(TimeInterval(leaseSeconds))
+                leaseSeconds: leaseSeconds
             )
         }
     }

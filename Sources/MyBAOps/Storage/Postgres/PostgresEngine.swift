@@ -101,9 +101,9 @@ public final class PostgresEngine: Sendable {
         }
     }
 
-    /// Runs `body` in one transaction (`READ COMMITTED`, or `READ ONLY` for reads) and returns
-    /// once it committed; what it asked to run after commit runs then. Deadlocks and
-    /// serialization failures run it again, up to five times.
+    /// Runs `body` in one transaction (`READ COMMITTED`, or a `REPEATABLE READ READ ONLY`
+    /// snapshot for reads) and returns once it committed; what it asked to run after commit runs
+    /// then. Deadlocks and serialization failures run it again, up to five times.
     func transaction<T: Sendable>(
         writing: Bool,
         rollingBack: Bool = false,
@@ -116,7 +116,9 @@ public final class PostgresEngine: Sendable {
                     let logger = self.logger
                     return try await self.threads.runIfActive {
                         let session = PostgresSession(connection: connection, writing: writing, logger: logger)
-                        try session.execute(writing ? "BEGIN" : "BEGIN READ ONLY")
+                        // A read is one snapshot, as on SQLite: `ledger verify` and `db status`
+                        // must not see half of a write that commits while they read.
+                        try session.execute(writing ? "BEGIN" : "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                         let result: T
                         do {
                             result = try body(StorageTransaction(postgres: session))

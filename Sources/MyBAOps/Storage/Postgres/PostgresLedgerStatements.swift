@@ -121,9 +121,17 @@ enum PostgresLedgerStatements {
         )
     }
 
+    /// Makes the rules that open an account or decide from its being empty (`import
+    /// from-stripe`) take turns until commit, across servers: the balance row they would lock
+    /// may not exist yet.
+    static func lockAccount(userId: String, in session: PostgresSession) throws {
+        try session.rows("SELECT pg_advisory_xact_lock(hashtextextended(\("account:" + userId), 0))")
+    }
+
     /// Creates the customer and its zero balance when missing (two servers opening one account
     /// at once: one inserts, the other finds it), filling in an email the stored one lacks.
     static func createCustomerIfMissing(userId: String, email: String?, now: Date, in session: PostgresSession) throws -> Customer {
+        try lockAccount(userId: userId, in: session)
         let inserted = try session.rows(
             """
             INSERT INTO customers (user_id, email, created_at) VALUES (\(userId), \(email), \(now.truncatedToMilliseconds))

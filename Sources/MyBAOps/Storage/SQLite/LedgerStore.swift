@@ -132,6 +132,15 @@ struct LedgerStore {
         return customer
     }
 
+    /// Makes the rules that open `userId`'s account, or decide from its being empty, take turns
+    /// until commit (PostgreSQL's advisory lock; SQLite's single writer already does), and locks
+    /// its balance row when there is one.
+    func lockAccount(userId: String) throws {
+        guard let postgres, postgres.writing else { return }
+        try PostgresLedgerStatements.lockAccount(userId: userId, in: postgres)
+        _ = try PostgresLedgerStatements.balance(userId: userId, in: postgres)
+    }
+
     /// Whether `userId` is a customer marked deleted.
     func isDeleted(userId: String) throws -> Bool {
         guard let sqlite else {
@@ -194,8 +203,9 @@ struct LedgerStore {
         return try self.stripeCustomerId(userId: userId)
     }
 
-    func clearStripeCustomer(userId: String) throws {
-        try sql.execute("UPDATE customers SET stripe_customer_id = NULL WHERE user_id = ?", [userId])
+    /// Forgets the user's Stripe customer if it is still `stripeCustomerId`; returns whether it was.
+    func clearStripeCustomer(userId: String, ifLinkedTo stripeCustomerId: String) throws -> Bool {
+        try sql.execute("UPDATE customers SET stripe_customer_id = NULL WHERE user_id = ? AND stripe_customer_id = ?", [userId, stripeCustomerId]) > 0
     }
 
     // MARK: Balances

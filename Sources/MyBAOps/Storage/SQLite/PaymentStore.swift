@@ -10,8 +10,15 @@ struct PaymentStore {
 
     /// A payment by Checkout Session id (`cs_…`) or PaymentIntent id (`pi_…`), its refunded
     /// amount net of the refunds that failed after the newest snapshot.
+    /// In a PostgreSQL write the row stays locked until commit: a refund, a failed refund and a
+    /// dispute of one payment take turns, each seeing what the previous one took.
     func payment(id: String) throws -> Payment? {
-        guard let row = try sql.fetchOne("SELECT * FROM payments WHERE checkout_session_id = ? OR payment_intent_id = ?", [id, id]) else {
+        guard
+            let row = try sql.fetchOne(
+                "SELECT * FROM payments WHERE checkout_session_id = ? OR payment_intent_id = ?\(sql.forUpdate)",
+                [id, id]
+            )
+        else {
             return nil
         }
         // The newest snapshot less the refunds that failed after it was taken (a snapshot of
@@ -95,6 +102,14 @@ struct PaymentStore {
                 now,
             ]
         ) > 0
+    }
+
+    /// Makes the grant of Checkout Session `id`'s purchase and an operator's manual credit for
+    /// it take turns until commit, across servers (PostgreSQL's advisory lock; SQLite's single
+    /// writer already does).
+    func lockCheckout(_ id: String) throws {
+        guard sql.postgres?.writing == true else { return }
+        try sql.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", ["checkout:" + id])
     }
 
     // MARK: Disputes

@@ -12,8 +12,10 @@ struct SessionStore {
         try sessions("SELECT * FROM anonymous_sessions WHERE id = ?\(sql.forUpdate)", [id]).first
     }
 
+    /// The browser's session; locked like `session(id:)` (a reap on another server skips it, or
+    /// has removed it by the time this reads).
     func session(fingerprintHash: String) throws -> AnonymousSession? {
-        try sessions("SELECT * FROM anonymous_sessions WHERE fingerprint_hash = ?", [fingerprintHash]).first
+        try sessions("SELECT * FROM anonymous_sessions WHERE fingerprint_hash = ?\(sql.forUpdate)", [fingerprintHash]).first
     }
 
     /// Makes the starts of one browser and of one address take turns until commit, across

@@ -66,20 +66,21 @@ struct StripeOutboxStore {
         try sql.values("SELECT user_id FROM stripe_outbox WHERE next_attempt_at <= ? ORDER BY pending_since LIMIT ?", [now, limit])
     }
 
-    /// The users this process may push now. On PostgreSQL they are claimed: leased until
-    /// `leaseUntil` and skipped by other servers meanwhile (`FOR UPDATE SKIP LOCKED`), so two
-    /// servers never push one customer at once; a server that dies mid-push leaves the row to
-    /// the others once the lease runs out. SQLite has one writer: the due rows themselves.
-    func claimDue(now: Date, limit: Int, leaseUntil: Date) throws -> [String] {
+    /// The users this process may push now. On PostgreSQL they are claimed: leased for
+    /// `leaseSeconds` (by the database's clock, so servers' clocks need not agree) and skipped
+    /// by other servers meanwhile (`FOR UPDATE SKIP LOCKED`), so two servers never push one
+    /// customer at once; a server that dies mid-push leaves the row to the others once the lease
+    /// runs out. SQLite has one writer: the due rows themselves.
+    func claimDue(now: Date, limit: Int, leaseSeconds: Int) throws -> [String] {
         guard sql.isPostgres else { return try due(now: now, limit: limit) }
         return try sql.values(
             """
-            UPDATE stripe_outbox SET lease_until = ? WHERE user_id IN (
-                SELECT user_id FROM stripe_outbox WHERE next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?)
+            UPDATE stripe_outbox SET lease_until = now() + make_interval(secs => ?) WHERE user_id IN (
+                SELECT user_id FROM stripe_outbox WHERE next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= now())
                 ORDER BY pending_since LIMIT ? FOR UPDATE SKIP LOCKED)
             RETURNING user_id
             """,
-            [leaseUntil, now, now, limit]
+            [leaseSeconds, now, limit]
         )
     }
 

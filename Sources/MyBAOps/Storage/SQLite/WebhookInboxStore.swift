@@ -63,21 +63,22 @@ struct WebhookInboxStore {
         ).compactMap(Self.key)
     }
 
-    /// The due events this process may work on now. On PostgreSQL they are claimed: leased until
-    /// `leaseUntil` and skipped by other servers meanwhile (`FOR UPDATE SKIP LOCKED`), so two
-    /// retry workers never process one event; a server that dies leaves its claims to the
-    /// others once the lease runs out. SQLite has one writer: the due events themselves.
-    func claimDue(receivedBefore: Date, now: Date, maxAttempts: Int, limit: Int, leaseUntil: Date) throws -> [(WebhookSource, String)] {
+    /// The due events this process may work on now. On PostgreSQL they are claimed: leased for
+    /// `leaseSeconds` (by the database's clock) and skipped by other servers meanwhile (`FOR
+    /// UPDATE SKIP LOCKED`), so two retry workers never process one event; a server that dies
+    /// leaves its claims to the others once the lease runs out. SQLite has one writer: the due
+    /// events themselves.
+    func claimDue(receivedBefore: Date, now: Date, maxAttempts: Int, limit: Int, leaseSeconds: Int) throws -> [(WebhookSource, String)] {
         guard sql.isPostgres else { return try due(receivedBefore: receivedBefore, now: now, maxAttempts: maxAttempts, limit: limit) }
         return try sql.fetchAll(
             """
-            UPDATE webhook_events SET lease_until = ? WHERE (source, event_id) IN (
+            UPDATE webhook_events SET lease_until = now() + make_interval(secs => ?) WHERE (source, event_id) IN (
                 SELECT source, event_id FROM webhook_events
-                WHERE \(Self.dueCondition) AND (lease_until IS NULL OR lease_until <= ?)
+                WHERE \(Self.dueCondition) AND (lease_until IS NULL OR lease_until <= now())
                 ORDER BY received_at LIMIT ? FOR UPDATE SKIP LOCKED)
             RETURNING source, event_id
             """,
-            [leaseUntil, receivedBefore, maxAttempts, now, now, limit]
+            [leaseSeconds, receivedBefore, maxAttempts, now, limit]
         ).compactMap(Self.key)
     }
 
