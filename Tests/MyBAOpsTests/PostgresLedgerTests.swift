@@ -244,4 +244,49 @@ struct PostgresLedgerTests {
             }
         }
     }
+
+    @Test(
+        "a purchase event and an operator's manual credit for it, on two servers at once, 20 times: the buyer has the tokens once, whichever lands first"
+    )
+    func purchaseAndManualCreditRace() async throws {
+        let fixture = try await PostgresFixture.make()
+        let engines = [fixture.engine(maxConnections: 4), fixture.engine(maxConnections: 4)]
+        let webhookServer = try await AppDatabase.open(postgres: engines[0])
+        let console = try await AppDatabase.open(postgres: engines[1])
+        let context = OperatorContext(operatorName: "ops", commandLine: "tokens adjust --payment", reason: "buyer wrote in")
+        for round in 0..<20 {
+            let user = "user_race_\(round)"
+            let session = "cs_race_\(round)"
+            _ = try await webhookServer.ledger.openAccount(userId: user, email: nil, actor: "test")
+            async let purchase = webhookServer.write { tx in
+                try Payments.recordPurchase(
+                    checkoutSessionId: session,
+                    paymentIntentId: "pi_race_\(round)",
+                    stripeCustomerId: nil,
+                    userId: user,
+                    planId: "starter",
+                    tokens: 10,
+                    amountTotal: 500,
+                    currency: "usd",
+                    actor: "webhook:stripe",
+                    requestId: nil,
+                    now: Date(),
+                    in: tx
+                )
+            }
+            async let credit: Bool = {
+                do {
+                    _ = try await console.payments.postManualCredit(userId: user, tokens: 10, checkoutSessionId: session, by: context)
+                    return true
+                } catch LedgerError.invalidPosting {
+                    return false  // refused: the purchase was granted first
+                }
+            }()
+            _ = try await purchase
+            _ = try await credit
+            #expect(try await webhookServer.ledger.balance(userId: user)?.tokens == welcomeGrantTokens + 10, "round \(round)")
+        }
+        #expect(try await webhookServer.ledger.verify().isClean)
+        await fixture.remove(engines)
+    }
 }
