@@ -45,6 +45,9 @@ struct ReadlineShell {
                 "myba-admin \(mybaVersion) on \(TerminalText.escape(console.databaseDescription)) (\(console.settings.environmentName)). Tab completes; 'help' lists commands; 'exit' quits."
             )
         }
+        // On PostgreSQL the connection opens now, so that Tab can complete customer ids from the
+        // first line (completion cannot wait for a connection). An error shows with the first command.
+        if console.isPostgres { _ = try? await console.database() }
         var last = ConsoleExit.ok
         while true {
             guard let raw = readline(prompt) else {

@@ -106,4 +106,31 @@ struct PostgresConsoleTests {
         let restore = try await admin(["db", "restore", "--from", "/nonexistent", "--reason", "x", "--yes"])
         #expect(restore.status != 0 && restore.stderr.contains("pg_restore"), "\(restore.stderr)")
     }
+
+    @Test(
+        "the REPL on a PostgreSQL URL with a password: the banner and prompt never show the password, Tab completes a user id from the first line, commands run"
+    )
+    func replOnPostgres() async throws {
+        let postgres = try await PostgresFixture.make()
+        defer { Task { await postgres.remove() } }
+        let database = try await postgres.database(maxConnections: 2)
+        defer { Task { await database.close() } }
+        _ = try await database.ledger.openAccount(userId: "user_repl", email: "repl@example.com", actor: "api")
+        let directory = try TemporaryDirectory("myba-pg-repl")
+        defer { directory.remove() }
+        // Trust authentication ignores the password; the console must still never show it.
+        let url = postgres.url.replacingOccurrences(of: "postgres@", with: "postgres:s3cret-pw@")
+        let terminal = TerminalSession()
+        try await terminal.start("env MYBA_ADMIN_HISTORY=\(directory.file("history")) NO_COLOR=1 \(BuiltProduct.path("myba-admin")) --db \(url)")
+        defer { terminal.stop() }
+        _ = try await terminal.waitFor("[development] \(postgres.location.database)>")
+        try await terminal.type("customer show user_re", "Tab")
+        _ = try await terminal.waitFor("customer show user_repl")
+        try await terminal.type("Enter")
+        _ = try await terminal.waitFor("repl@example.com")
+        let screen = try await terminal.screen(escapes: false)
+        #expect(screen.contains("on postgres://postgres@127.0.0.1:"), "\(screen)")
+        #expect(!screen.contains("s3cret-pw"), "the password reached the terminal: \(screen)")
+        try await terminal.type("exit", "Enter")
+    }
 }
