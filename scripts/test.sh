@@ -45,11 +45,18 @@ set +m
 # A whole run leaves the PostgreSQL suites and drills (thousands of concurrent transactions over
 # three connection pools, three servers) for a run of their own below: beside the timing checks
 # of the other suites they starve this process's threads on two cores. Their suites' names
-# contain "Postgres" or "SeveralServers".
+# contain "Postgres" or "SeveralServers"; the suites that run on both backends (a TestBackend
+# argument) run on SQLite only in the first run (no MYBA_TEST_POSTGRES_URL) and on both in the
+# second.
 postgres_suites='Postgres|SeveralServers'
+both_backends='MyBAOpsTests.LedgerTests|GenerationLedgerTests|VerifyTests'
 arguments=("$@")
-if [ "$#" -eq 0 ]; then arguments=(--skip "$postgres_suites"); fi
-setsid --wait stdbuf -oL -eL swift test --skip-build "${arguments[@]}" > >(tee "$log") 2>&1 &
+first_run_environment=()
+if [ "$#" -eq 0 ]; then
+  arguments=(--skip "$postgres_suites")
+  first_run_environment=(-u MYBA_TEST_POSTGRES_URL)
+fi
+setsid --wait stdbuf -oL -eL env "${first_run_environment[@]}" swift test --skip-build "${arguments[@]}" > >(tee "$log") 2>&1 &
 runner=$!
 # The run's session: the runner itself once setsid has made it a session leader (it does not
 # fork for a background job of a script). Never fall back to our own session.
@@ -97,7 +104,7 @@ if [ "$status" -eq 0 ] && [ "$#" -eq 0 ]; then
 fi
 # The PostgreSQL drills, alone (see above).
 if [ "$status" -eq 0 ] && [ "$#" -eq 0 ]; then
-  if ! timeout 900 swift test --skip-build --filter "$postgres_suites" 2>&1 | tee "$log.postgres" | grep -E "✘|Test run with"; then
+  if ! timeout 900 swift test --skip-build --filter "$postgres_suites|$both_backends" 2>&1 | tee "$log.postgres" | grep -E "✘|Test run with"; then
     status=1
   fi
   if ! grep -q "Test run with .* passed" "$log.postgres"; then
