@@ -92,6 +92,17 @@ struct PostgresConsoleTests {
         let reap = try await admin(["sessions", "reap", "--older-than", "1s", "--force", "--yes"])
         #expect(reap.status == 0, "\(reap.stdout)\(reap.stderr)")
         #expect(try await database.sessions.count() == 0)
+        // The rest of the console's reading and planning commands answer on PostgreSQL too.
+        for arguments in [
+            ["customer", "list"], ["customer", "find", "pg@"], ["ledger", "show", "user_pg"], ["timeline", "user_pg"], ["plans", "show"],
+            ["webhooks", "prune", "--older-than", "30d", "--reason", "test", "--dry-run"],
+            ["customer", "forget", "user_pg", "--reason", "test", "--dry-run"],
+            ["tokens", "refund", "user_pg", "1", "--reason", "test", "--dry-run"],
+        ] {
+            let result = try await admin(arguments)
+            #expect(result.status == 0, "\(arguments.joined(separator: " ")): \(result.stdout)\(result.stderr)")
+        }
+        #expect(try await database.ledger.balance(userId: "user_pg")?.tokens == welcomeGrantTokens + 4, "a dry run changed the balance")
         // A backup on PostgreSQL is pg_dump's, and says so; it never overwrites a file.
         let directory = try TemporaryDirectory("myba-pg-backup")
         defer { directory.remove() }
