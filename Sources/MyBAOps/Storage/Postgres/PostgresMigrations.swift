@@ -111,7 +111,7 @@ enum PostgresMigrations {
             ]
         ),
         (
-            "2026-12-06 charges, generations, webhook inbox, payments, Stripe customers, plans, audit log, leases",
+            "2026-12-05 charges, generations, webhook inbox, payments, Stripe customers, plans, audit log, leases",
             [
                 // SQLite's instr(), so the stores' text searches are one statement on both backends.
                 """
