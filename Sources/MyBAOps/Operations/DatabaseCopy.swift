@@ -61,9 +61,8 @@ extension AppDatabase {
     /// gains one record saying where it came from.
     public func copy(to target: AppDatabase, by context: OperatorContext) async throws -> DatabaseCopyReport {
         guard postgres == nil, target.postgres != nil else { throw DatabaseCopyError.notSQLiteToPostgres }
-        let occupied = try await target.read { tx in
-            try DatabaseCopyStore(sql: tx.sql).rowCounts().filter { $0.value > 0 }.map { "\($0.key): \($0.value) rows" }.sorted()
-        }
+        // Refused before the source is read, and again under the table lock below.
+        let occupied = try await target.read { tx in try Self.occupiedTables(in: tx) }
         guard occupied.isEmpty else { throw DatabaseCopyError.targetNotEmpty(occupied) }
         let (tables, sourceFigures, sequences) = try await read { tx in
             let store = DatabaseCopyStore(sql: tx.sql)
@@ -72,8 +71,9 @@ extension AppDatabase {
         let targetFigures = try await target.write { tx in
             let store = DatabaseCopyStore(sql: tx.sql)
             // Another `db copy` racing this one: the second waits, then finds rows and stops.
-            _ = try tx.sql.execute("LOCK TABLE customers IN EXCLUSIVE MODE")
-            guard try store.rowCounts().values.allSatisfy({ $0 == 0 }) else { throw DatabaseCopyError.targetNotEmpty(["another copy ran first"]) }
+            try store.lockTarget()
+            let occupied = try Self.occupiedTables(in: tx)
+            guard occupied.isEmpty else { throw DatabaseCopyError.targetNotEmpty(occupied) }
             for table in tables { try store.insert(table) }
             try store.continueSequences(after: sequences)
             let figures = try store.ledgerFigures()
@@ -107,5 +107,11 @@ extension AppDatabase {
             sourceViolations: sourceReport.violations.map { "\($0.kind.rawValue) \($0.userId): \($0.message)" },
             targetViolations: targetReport.violations.map { "\($0.kind.rawValue) \($0.userId): \($0.message)" }
         )
+    }
+
+    /// The tables of `tx`'s database holding rows, as `table: N rows` (the migrations' own table
+    /// aside).
+    private static func occupiedTables(in tx: StorageTransaction) throws -> [String] {
+        try tx.maintenance.rowCounts().filter { $0.key != "myba_migrations" && $0.value > 0 }.map { "\($0.key): \($0.value) rows" }.sorted()
     }
 }

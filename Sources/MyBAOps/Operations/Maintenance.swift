@@ -212,10 +212,8 @@ extension Maintenance {
         let fileManager = FileManager.default
         guard !fileManager.fileExists(atPath: path) else { throw MaintenanceError.exists(path) }
         let facts = try await database.read { tx in
-            (
-                try tx.maintenance.schemaVersion(), try tx.sql.value("SELECT COUNT(*) FROM ledger_entries", as: Int.self) ?? 0,
-                try tx.sql.value("SELECT MAX(id) FROM ledger_entries", as: Int64.self) ?? 0
-            )
+            let ledger = try tx.maintenance.ledgerEntryCountAndLastId()
+            return (try tx.maintenance.schemaVersion(), ledger.count, ledger.lastId)
         }
         let partial = path + ".partial-\(getpid())"
         defer { try? fileManager.removeItem(atPath: partial) }

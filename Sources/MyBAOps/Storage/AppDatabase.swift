@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import Logging
 import PostgresNIO
+import Synchronization
 
 /// The MyBA database: every read and write of the ledger goes through this type.
 ///
@@ -320,14 +321,16 @@ extension AppDatabase {
     /// Runs `work` and waits for it, for a synchronous caller on a thread of its own (readline's
     /// callbacks, tools); never call it from Swift's cooperative pool.
     private static func waitOffPool<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) throws -> T {
-        let outcome = ResultBox<T>()
+        let outcome = Mutex<Result<T, any Error>?>(nil)
         let done = DispatchSemaphore(value: 0)
         Task.detached {
-            do { outcome.set(.success(try await work())) } catch { outcome.set(.failure(error)) }
+            let result: Result<T, any Error>
+            do { result = .success(try await work()) } catch { result = .failure(error) }
+            outcome.withLock { $0 = result }
             done.signal()
         }
         done.wait()
-        return try outcome.get()
+        return try outcome.withLock { $0! }.get()
     }
 
     /// Runs `body` in an IMMEDIATE transaction: the write lock is taken at BEGIN, so a
@@ -395,23 +398,5 @@ extension AppDatabase {
         // The copy keeps the source's WAL mode: back to a single self-contained file.
         try destination.writeWithoutTransaction { try $0.execute(sql: "PRAGMA journal_mode = DELETE") }
         try destination.close()
-    }
-}
-
-/// A result handed from a task to a waiting thread.
-private final class ResultBox<T: Sendable>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var result: Result<T, any Error>?
-
-    func set(_ value: Result<T, any Error>) {
-        lock.lock()
-        result = value
-        lock.unlock()
-    }
-
-    func get() throws -> T {
-        lock.lock()
-        defer { lock.unlock() }
-        return try result!.get()
     }
 }

@@ -133,18 +133,17 @@ struct DatabaseCopyStore {
         }
     }
 
-    /// Rows of every table but the migrations' (an empty target has none).
-    func rowCounts() throws -> [String: Int] {
-        var counts: [String: Int] = [:]
-        for table in Self.tables { counts[table] = try sql.value("SELECT COUNT(*) FROM \(table)") ?? 0 }
-        return counts
+    /// Holds off another copy into the same database until this one commits.
+    func lockTarget() throws {
+        try sql.execute("LOCK TABLE customers IN EXCLUSIVE MODE")
     }
 
     /// Entries, the last entry id, and every balance: what the copy must reproduce exactly.
     func ledgerFigures() throws -> LedgerFigures {
-        LedgerFigures(
-            entries: try sql.value("SELECT COUNT(*) FROM ledger_entries") ?? 0,
-            lastEntryId: try sql.value("SELECT MAX(id) FROM ledger_entries") ?? 0,
+        let ledger = try MaintenanceStore(sql: sql).ledgerEntryCountAndLastId()
+        return LedgerFigures(
+            entries: ledger.count,
+            lastEntryId: ledger.lastId,
             tokensOutstanding: try sql.value("SELECT COALESCE(SUM(tokens), 0) FROM balances") ?? 0,
             balances: Dictionary(
                 uniqueKeysWithValues: try sql.fetchAll("SELECT * FROM balances").map { row in

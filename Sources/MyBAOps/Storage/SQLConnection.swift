@@ -21,6 +21,15 @@ struct SQLConnection {
     /// changing them (what SQLite's single writer gives every transaction); empty otherwise.
     var forUpdate: String { postgres?.writing == true ? " FOR UPDATE" : "" }
 
+    /// In a PostgreSQL write: waits for, then holds until commit, the transaction-scoped advisory
+    /// lock named `key`, so the rules that take it run one at a time across servers even when the
+    /// row they would lock does not exist yet. Nothing on SQLite, whose single writer already
+    /// runs every write alone, nor in a read.
+    func lockUntilCommit(_ key: String) throws {
+        guard postgres?.writing == true else { return }
+        try execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", [key])
+    }
+
     /// Runs `sql`; returns how many rows it inserted, updated or deleted.
     @discardableResult
     func execute(_ sql: String, _ arguments: [any SQLBindable] = []) throws -> Int {
@@ -75,7 +84,7 @@ struct SQLConnection {
         }
     }
 
-    private static func sqliteArguments(_ arguments: [any SQLBindable]) -> StatementArguments {
+    static func sqliteArguments(_ arguments: [any SQLBindable]) -> StatementArguments {
         StatementArguments(
             arguments.map { argument -> (any DatabaseValueConvertible)? in
                 switch argument.sqlValue {

@@ -45,9 +45,7 @@ struct GenerationStore {
     /// two servers never both take a first attempt, and the row read is locked.
     func lookup(key: String) throws -> Stored? {
         guard let db = sql.sqlite else {
-            if sql.postgres?.writing == true {
-                try sql.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", ["generation:" + key])
-            }
+            try sql.lockUntilCommit("generation:" + key)
             return try sql.fetchOne(
                 "SELECT payer_kind, payer_id, input_hash, status, attempts, response FROM generations WHERE idempotency_key = ?\(sql.forUpdate)",
                 [key]
@@ -74,8 +72,7 @@ struct GenerationStore {
     /// (PostgreSQL's advisory lock), so the hourly count and the insert that follows it hold
     /// as on SQLite's single writer.
     func lockOwnKeyWindow(_ scope: OwnKeyScope, _ value: String) throws {
-        guard sql.postgres?.writing == true else { return }
-        try sql.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", ["own-key:\(scope.column):" + value])
+        try sql.lockUntilCommit("own-key:\(scope.column):" + value)
     }
 
     /// When the own-key generations of `scope` `value` created after `since` were created,

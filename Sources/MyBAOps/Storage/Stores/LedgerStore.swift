@@ -8,25 +8,44 @@ import GRDB
 /// keeps the ledger close to the speed of a bare UPDATE transaction (see BENCHMARKS.md).
 struct LedgerStore {
     let sqlite: Database?
-    /// On PostgreSQL, the statements of `PostgresLedgerStatements` answer instead.
+    /// On PostgreSQL the same statements run through `sql`; a few add what only PostgreSQL
+    /// needs (the balance row's lock, the entry's notification).
     let postgres: PostgresSession?
 
-    /// SQLite's connection; on PostgreSQL, an error for what has no PostgreSQL statement yet.
+    /// SQLite's connection, for the hot path's cached statements and GRDB's records.
     private var db: Database {
         get throws { try StorageTransaction.sqlite(sqlite, for: "this ledger query") }
     }
+
+    private static let insertEntry = """
+        INSERT INTO ledger_entries (user_id, kind, delta, used_delta, purchased_delta, transferred_delta,
+            sets_last_purchase, sets_transfer_date, idempotency_key, reference, actor, reason, request_id, created_at, shortfall)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (idempotency_key) DO NOTHING
+        """
+
+    private static let updateBalance = """
+        UPDATE balances SET tokens = ?, tokens_used = ?, tokens_purchased = ?, tokens_transferred = ?,
+            last_purchase = ?, transfer_date = ?, updated_at = ?
+        WHERE user_id = ?
+        """
 
     /// The connection for the statements both backends share.
     private var sql: SQLConnection { SQLConnection(sqlite: sqlite, postgres: postgres) }
 
     func entry(idempotencyKey: String) throws -> LedgerEntry? {
-        if let postgres { return try PostgresLedgerStatements.entry(idempotencyKey: idempotencyKey, in: postgres) }
+        guard sqlite != nil else {
+            return try sql.fetchOne("SELECT * FROM ledger_entries WHERE idempotency_key = ?", [idempotencyKey])?.ledgerEntry()
+        }
         let statement = try db.cachedStatement(sql: "SELECT * FROM ledger_entries WHERE idempotency_key = ?")
         return try LedgerEntry.fetchOne(statement, arguments: [idempotencyKey])
     }
 
+    /// The balance of `userId`. In a PostgreSQL write the row is locked until commit: writers of
+    /// one account (on any server) take their turns on it, and each sees the balance the
+    /// previous one left, which is what the ledger's check relies on.
     func balance(userId: String) throws -> Balance? {
-        if let postgres { return try PostgresLedgerStatements.balance(userId: userId, in: postgres) }
+        guard sqlite != nil else { return try sql.fetchOne("SELECT * FROM balances WHERE user_id = ?\(sql.forUpdate)", [userId])?.balance() }
         let statement = try db.cachedStatement(
             sql: """
                 SELECT tokens, tokens_used, tokens_purchased, tokens_transferred, last_purchase, transfer_date, updated_at
@@ -50,27 +69,27 @@ struct LedgerStore {
     /// unique index answers the existence question during the insert itself, so the common case
     /// (a new key) costs no separate lookup.
     func insertIfNewKey(_ entry: inout LedgerEntry) throws -> Bool {
-        if let postgres {
-            guard let id = try PostgresLedgerStatements.insertIfNewKey(entry, in: postgres) else { return false }
-            entry.id = id
-            postgres.afterCommit(Self.announce(entry))
+        let arguments: [any SQLBindable] = [
+            entry.userId, entry.kind.rawValue, entry.delta, entry.usedDelta, entry.purchasedDelta, entry.transferredDelta,
+            entry.setsLastPurchase, entry.setsTransferDate, entry.idempotencyKey, entry.reference, entry.actor, entry.reason,
+            entry.requestId, entry.createdAt, entry.shortfall,
+        ]
+        guard let db = sqlite else {
+            // A concurrent transaction inserting the same key makes this one wait for its
+            // outcome. The notification tells every server listening on this database
+            // (`PostgresEngine.relayBalanceChanges`); PostgreSQL delivers it on commit only.
+            guard
+                let row = try sql.fetchOne(
+                    Self.insertEntry + " RETURNING id, pg_notify(?, user_id)",
+                    arguments + [PostgresEngine.balanceChannel]
+                )
+            else { return false }
+            entry.id = try row.get("id")
+            sql.postgres?.afterCommit(Self.announce(entry))
             return true
         }
-        let db = try self.db
-        let statement = try db.cachedStatement(
-            sql: """
-                INSERT INTO ledger_entries (user_id, kind, delta, used_delta, purchased_delta, transferred_delta,
-                    sets_last_purchase, sets_transfer_date, idempotency_key, reference, actor, reason, request_id, created_at, shortfall)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT (idempotency_key) DO NOTHING
-                """
-        )
-        try statement.execute(arguments: [
-            entry.userId, entry.kind.rawValue, entry.delta, entry.usedDelta, entry.purchasedDelta, entry.transferredDelta,
-            entry.setsLastPurchase.map(SQLTimestamp.string), entry.setsTransferDate.map(SQLTimestamp.string),
-            entry.idempotencyKey, entry.reference, entry.actor, entry.reason, entry.requestId, SQLTimestamp.string(entry.createdAt),
-            entry.shortfall,
-        ])
+        let statement = try db.cachedStatement(sql: Self.insertEntry)
+        try statement.execute(arguments: SQLConnection.sqliteArguments(arguments))
         guard db.changesCount == 1 else { return false }
         entry.id = db.lastInsertedRowID
         db.afterCommit(Self.announce(entry))
@@ -90,25 +109,21 @@ struct LedgerStore {
     }
 
     func update(_ balance: Balance) throws {
-        if let postgres { return try PostgresLedgerStatements.update(balance, in: postgres) }
-        let statement = try db.cachedStatement(
-            sql: """
-                UPDATE balances SET tokens = ?, tokens_used = ?, tokens_purchased = ?, tokens_transferred = ?,
-                    last_purchase = ?, transfer_date = ?, updated_at = ?
-                WHERE user_id = ?
-                """
-        )
-        try statement.execute(arguments: [
-            balance.tokens, balance.tokensUsed, balance.tokensPurchased, balance.tokensTransferred,
-            balance.lastPurchase.map(SQLTimestamp.string), balance.transferDate.map(SQLTimestamp.string),
-            SQLTimestamp.string(balance.updatedAt), balance.userId,
-        ])
+        let arguments: [any SQLBindable] = [
+            balance.tokens, balance.tokensUsed, balance.tokensPurchased, balance.tokensTransferred, balance.lastPurchase,
+            balance.transferDate, balance.updatedAt, balance.userId,
+        ]
+        guard let db = sqlite else {
+            try sql.execute(Self.updateBalance, arguments)
+            return
+        }
+        try db.cachedStatement(sql: Self.updateBalance).execute(arguments: SQLConnection.sqliteArguments(arguments))
     }
 
     // MARK: Customers
 
     func customer(userId: String) throws -> Customer? {
-        if let postgres { return try PostgresLedgerStatements.customer(userId: userId, in: postgres) }
+        guard sqlite != nil else { return try sql.fetchOne("SELECT * FROM customers WHERE user_id = ?", [userId])?.customer() }
         return try Customer.fetchOne(db, key: userId)
     }
 
@@ -116,7 +131,21 @@ struct LedgerStore {
     /// customer lacks); returns the stored customer.
     @discardableResult
     func createCustomerIfMissing(userId: String, email: String?, now: Date) throws -> Customer {
-        if let postgres { return try PostgresLedgerStatements.createCustomerIfMissing(userId: userId, email: email, now: now, in: postgres) }
+        guard sqlite != nil else {
+            // Two servers opening one account at once: one inserts, the other finds it.
+            try sql.lockUntilCommit(Self.accountLock(userId))
+            let inserted = try sql.fetchOne(
+                "INSERT INTO customers (user_id, email, created_at) VALUES (?, ?, ?) ON CONFLICT (user_id) DO NOTHING RETURNING user_id",
+                [userId, email, now]
+            )
+            if inserted != nil {
+                try sql.execute("INSERT INTO balances (user_id, updated_at) VALUES (?, ?)", [userId, now])
+            } else if let email {
+                try sql.execute("UPDATE customers SET email = ? WHERE user_id = ? AND email IS NULL", [email, userId])
+            }
+            guard let customer = try customer(userId: userId) else { throw LedgerError.unknownCustomer(userId: userId) }
+            return customer
+        }
         if let existing = try Customer.fetchOne(db, key: userId) {
             if existing.email == nil, let email {
                 var updated = existing
@@ -136,10 +165,13 @@ struct LedgerStore {
     /// until commit (PostgreSQL's advisory lock; SQLite's single writer already does), and locks
     /// its balance row when there is one.
     func lockAccount(userId: String) throws {
-        guard let postgres, postgres.writing else { return }
-        try PostgresLedgerStatements.lockAccount(userId: userId, in: postgres)
-        _ = try PostgresLedgerStatements.balance(userId: userId, in: postgres)
+        guard sql.postgres?.writing == true else { return }
+        try sql.lockUntilCommit(Self.accountLock(userId))
+        _ = try balance(userId: userId)
     }
+
+    /// The advisory lock of opening `userId`'s account.
+    private static func accountLock(_ userId: String) -> String { "account:" + userId }
 
     /// Whether `userId` is a customer marked deleted.
     func isDeleted(userId: String) throws -> Bool {
@@ -223,7 +255,11 @@ struct LedgerStore {
 
     /// The newest `limit` entries of `userId`, newest first.
     func entries(userId: String, limit: Int) throws -> [LedgerEntry] {
-        if let postgres { return try PostgresLedgerStatements.entries(userId: userId, limit: limit, in: postgres) }
+        guard sqlite != nil else {
+            return try sql.fetchAll("SELECT * FROM ledger_entries WHERE user_id = ? ORDER BY id DESC LIMIT ?", [userId, limit]).map {
+                try $0.ledgerEntry()
+            }
+        }
         return
             try LedgerEntry
             .filter(Column("user_id") == userId)

@@ -40,6 +40,11 @@ struct MaintenanceStore {
         return try AppDatabase.migrator.appliedIdentifiers(db)
     }
 
+    /// How many ledger entries there are, and the newest one's id (0 when none).
+    func ledgerEntryCountAndLastId() throws -> (count: Int, lastId: Int64) {
+        (try sql.value("SELECT COUNT(*) FROM ledger_entries") ?? 0, try sql.value("SELECT MAX(id) FROM ledger_entries") ?? 0)
+    }
+
     /// The database's size in bytes (PostgreSQL).
     func databaseBytes() throws -> Int {
         try sql.value("SELECT pg_database_size(current_database())") ?? 0
@@ -92,9 +97,10 @@ struct MaintenanceStore {
                 let version =
                     try db.tableExists("grdb_migrations")
                     ? try MaintenanceStore(sql: SQLConnection(sqlite: db, postgres: nil)).schemaVersion() : nil
-                let entries = try db.tableExists("ledger_entries") ? try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_entries") ?? 0 : 0
-                let last = try db.tableExists("ledger_entries") ? try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM ledger_entries") ?? 0 : 0
-                return (integrity, version, entries, last)
+                let ledger =
+                    try db.tableExists("ledger_entries")
+                    ? try MaintenanceStore(sql: SQLConnection(sqlite: db, postgres: nil)).ledgerEntryCountAndLastId() : (count: 0, lastId: 0)
+                return (integrity, version, ledger.count, ledger.lastId)
             }
         } catch {
             throw MaintenanceError.notABackup(path, why: "\(error)")

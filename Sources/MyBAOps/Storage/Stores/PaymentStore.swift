@@ -108,8 +108,7 @@ struct PaymentStore {
     /// it take turns until commit, across servers (PostgreSQL's advisory lock; SQLite's single
     /// writer already does).
     func lockCheckout(_ id: String) throws {
-        guard sql.postgres?.writing == true else { return }
-        try sql.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", ["checkout:" + id])
+        try sql.lockUntilCommit("checkout:" + id)
     }
 
     // MARK: Disputes

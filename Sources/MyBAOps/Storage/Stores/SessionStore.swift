@@ -23,9 +23,8 @@ struct SessionStore {
     /// rule are what SQLite's single writer gives for free. PostgreSQL takes transaction-scoped
     /// advisory locks, fingerprint first, then address: one order, no deadlock.
     func lockCreations(fingerprintHash: String, addressHash: String) throws {
-        guard sql.isPostgres else { return }
-        try sql.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", ["fingerprint:" + fingerprintHash])
-        try sql.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", ["address:" + addressHash])
+        try sql.lockUntilCommit("fingerprint:" + fingerprintHash)
+        try sql.lockUntilCommit("address:" + addressHash)
     }
 
     func touch(id: String, at now: Date) throws {
