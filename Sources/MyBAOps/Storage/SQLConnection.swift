@@ -268,7 +268,14 @@ struct SQLRow {
         return try T.fromSQLite(sqlite![index] as DatabaseValue)
     }
 
-    /// The row as a ledger entry (`SELECT * FROM ledger_entries`).
+    /// A date column, nil when NULL or unreadable (as GRDB's `Row.timestamp`).
+    func timestamp(_ column: String) -> Date? {
+        (try? get(column, as: Date?.self)) ?? nil
+    }
+
+    /// The row as a ledger entry (`SELECT * FROM ledger_entries`). Here and in `customer()` and
+    /// `balance()`, a required date that cannot be read reads as 1970, as SQLite's records always
+    /// have: `verify` and the console still show the row.
     func ledgerEntry() throws -> LedgerEntry {
         let kindName: String = try get("kind")
         guard let kind = LedgerEntryKind(rawValue: kindName) else {
@@ -289,7 +296,7 @@ struct SQLRow {
             actor: try get("actor"),
             reason: try get("reason"),
             requestId: try get("request_id"),
-            createdAt: try get("created_at"),
+            createdAt: timestamp("created_at") ?? Date(timeIntervalSince1970: 0),
             shortfall: try get("shortfall", as: Int?.self) ?? 0
         )
     }
@@ -299,7 +306,7 @@ struct SQLRow {
             userId: try get("user_id"),
             email: try get("email"),
             stripeCustomerId: try get("stripe_customer_id"),
-            createdAt: try get("created_at"),
+            createdAt: timestamp("created_at") ?? Date(timeIntervalSince1970: 0),
             deletedAt: try get("deleted_at")
         )
     }
@@ -313,7 +320,7 @@ struct SQLRow {
             tokensTransferred: try get("tokens_transferred"),
             lastPurchase: try get("last_purchase"),
             transferDate: try get("transfer_date"),
-            updatedAt: try get("updated_at")
+            updatedAt: timestamp("updated_at") ?? Date(timeIntervalSince1970: 0)
         )
     }
 }

@@ -2,19 +2,15 @@ import Foundation
 import GRDB
 
 // Columns are mapped by hand rather than through Codable so dates go through `SQLTimestamp`:
-// a value written and read back is then exactly equal, and no `DateFormatter` runs per row.
+// a value written and read back is then exactly equal, and no `DateFormatter` runs per row. Rows
+// are read by `SQLRow`'s mapping, shared with PostgreSQL.
 
 extension Customer: FetchableRecord, PersistableRecord {
     public static let databaseTableName = "customers"
 
+    /// The same mapping as on PostgreSQL (`SQLRow`), so the two backends read one way.
     public init(row: Row) throws {
-        self.init(
-            userId: row["user_id"],
-            email: row["email"],
-            stripeCustomerId: row["stripe_customer_id"],
-            createdAt: row.timestamp("created_at") ?? Date(timeIntervalSince1970: 0),
-            deletedAt: row.timestamp("deleted_at")
-        )
+        self = try SQLRow(sqlite: row).customer()
     }
 
     public func encode(to container: inout PersistenceContainer) throws {
@@ -29,29 +25,9 @@ extension Customer: FetchableRecord, PersistableRecord {
 extension LedgerEntry: FetchableRecord, MutablePersistableRecord {
     public static let databaseTableName = "ledger_entries"
 
+    /// The same mapping as on PostgreSQL (`SQLRow`), so the two backends read one way.
     public init(row: Row) throws {
-        let kindName: String = row["kind"]
-        guard let kind = LedgerEntryKind(rawValue: kindName) else {
-            throw LedgerError.invalidPosting("stored entry has unknown kind \(kindName)")
-        }
-        self.init(
-            id: row["id"],
-            userId: row["user_id"],
-            kind: kind,
-            delta: row["delta"],
-            usedDelta: row["used_delta"],
-            purchasedDelta: row["purchased_delta"],
-            transferredDelta: row["transferred_delta"],
-            setsLastPurchase: row.timestamp("sets_last_purchase"),
-            setsTransferDate: row.timestamp("sets_transfer_date"),
-            idempotencyKey: row["idempotency_key"],
-            reference: row["reference"],
-            actor: row["actor"],
-            reason: row["reason"],
-            requestId: row["request_id"],
-            createdAt: row.timestamp("created_at") ?? Date(timeIntervalSince1970: 0),
-            shortfall: row["shortfall"] ?? 0
-        )
+        self = try SQLRow(sqlite: row).ledgerEntry()
     }
 
     public func encode(to container: inout PersistenceContainer) throws {
@@ -81,17 +57,9 @@ extension LedgerEntry: FetchableRecord, MutablePersistableRecord {
 extension Balance: FetchableRecord, PersistableRecord {
     public static let databaseTableName = "balances"
 
+    /// The same mapping as on PostgreSQL (`SQLRow`), so the two backends read one way.
     public init(row: Row) throws {
-        self.init(
-            userId: row["user_id"],
-            tokens: row["tokens"],
-            tokensUsed: row["tokens_used"],
-            tokensPurchased: row["tokens_purchased"],
-            tokensTransferred: row["tokens_transferred"],
-            lastPurchase: row.timestamp("last_purchase"),
-            transferDate: row.timestamp("transfer_date"),
-            updatedAt: row.timestamp("updated_at") ?? Date(timeIntervalSince1970: 0)
-        )
+        self = try SQLRow(sqlite: row).balance()
     }
 
     public func encode(to container: inout PersistenceContainer) throws {
